@@ -1,0 +1,124 @@
+//! `baton run FILE [--input JSON|@file]`: runs the workflow embedded. Per-node progress on
+//! stderr (a live display on a terminal, plain lines otherwise), the final context as JSON on
+//! stdout. Exit 0 completed, 1 failed/halted, 2 invalid workflow or unreadable input.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use baton_core::message::{ExecutionStatus, NodeStatus};
+use baton_memory::{EmbeddedRuntime, Event};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::load::{LoadError, compile, read_input};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Workflow JSON file.
+    pub file: PathBuf,
+    /// Execution input (`$input`): inline JSON or `@file.json`.
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Hops in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Print the whole completion message instead of the final context.
+    #[arg(long)]
+    pub completion: bool,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let registry = baton_nodes::registry();
+    let workflow = match compile(&args.file, &registry) {
+        Ok(wf) => Arc::new(wf),
+        Err(LoadError::Unreadable(msg)) => {
+            eprintln!("error: {msg}");
+            return Ok(2);
+        }
+        Err(LoadError::Invalid(inv)) => {
+            eprintln!("error: {} is not a valid workflow:", args.file.display());
+            for p in &inv.0 {
+                eprintln!("  {}: {}", p.path, p.message);
+            }
+            return Ok(2);
+        }
+    };
+    let input = match read_input(args.input.as_deref()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let runtime = EmbeddedRuntime::start(registry, args.concurrency);
+        let mut events = runtime.events().subscribe();
+        let execution_id = uuid::Uuid::now_v7().to_string();
+        let done = runtime.submit(workflow, &execution_id, input).await?;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::new_spinner();
+            b.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            b.enable_steady_tick(std::time::Duration::from_millis(100));
+            b
+        });
+        let exec_for_printer = execution_id.clone();
+        let printer = tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            let mut finished = 0usize;
+            loop {
+                let ev = match events.recv().await {
+                    Ok(ev) => ev,
+                    Err(RecvError::Lagged(n)) => {
+                        eprintln!("({n} progress lines skipped)");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => break,
+                };
+                let s = match ev {
+                    Event::Status(s) => s,
+                    Event::Completion(c) if c.execution_id == exec_for_printer => break,
+                    Event::Completion(_) => continue,
+                };
+                let item = s.item_index.map(|i| format!(" [item {i}]")).unwrap_or_default();
+                let line = match s.status {
+                    NodeStatus::Running => continue,
+                    NodeStatus::Success => format!("ok      {}{item} ({} ms)", s.node_name, s.duration_ms),
+                    NodeStatus::Waiting => format!("waiting {}{item}", s.node_name),
+                    NodeStatus::Failed => format!(
+                        "FAILED  {}{item}: {}",
+                        s.node_name,
+                        s.error.as_ref().map(|e| format!("{} [{}]", e.message, e.code)).unwrap_or_default()
+                    ),
+                };
+                finished += 1;
+                match &bar {
+                    Some(b) => {
+                        b.println(line);
+                        b.set_message(format!("{finished} node runs"));
+                    }
+                    None => eprintln!("{line}"),
+                }
+            }
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+        });
+        let completion = done.await.map_err(|_| anyhow::anyhow!("the runtime stopped before the workflow completed"))?;
+        // The printer stops at the completion event, after every status emitted before it.
+        let _ = printer.await;
+        eprintln!(
+            "{} in {} ms{}",
+            completion.status.as_str(),
+            completion.total_duration_ms,
+            completion.failure_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+        );
+        if args.completion {
+            println!("{}", serde_json::to_string_pretty(&completion)?);
+        } else {
+            println!("{}", serde_json::to_string_pretty(&completion.final_context)?);
+        }
+        Ok(if completion.status == ExecutionStatus::Completed { 0 } else { 1 })
+    })
+}

@@ -1,0 +1,20 @@
+//! Baton's pure core: the workflow model and its validation, the template and expression
+//! languages, the compiled graph used for routing, and the wire messages.
+//!
+//! Invariant: nothing in this crate performs I/O or depends on an async runtime, so every rule
+//! here is testable as a plain function and shared unchanged by the embedded and the
+//! distributed runtimes.
+
+pub mod expr;
+pub mod graph;
+pub mod message;
+pub mod model;
+pub mod path;
+pub mod spec;
+pub mod template;
+pub mod validate;
+pub mod value;
+
+pub use graph::{CompiledWorkflow, NodeIdx};
+pub use model::{Edge, ErrorKind, Node, RetryPolicy, Workflow};
+pub use spec::{NodeCatalog, NodeClass, NodeSpec, ParamKind, ParamSpec};

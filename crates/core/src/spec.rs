@@ -1,0 +1,120 @@
+//! Node type declarations: what each node type accepts (its parameter schema) and how the
+//! engine routes it (its class). Validation and `baton nodes` read these; the runtime
+//! implementations live in `baton-nodes`.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// How the engine treats a node's outcome when routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeClass {
+    /// Runs and follows its success edges.
+    Action,
+    /// Output `{result: bool}` selects the `true` or `false` edge.
+    Conditional,
+    /// Output `{output_index}` selects one route; the last route is the fallback.
+    Switch,
+    /// A join over its incoming edges (`wait_for_all` / `wait_for_any`).
+    Merge,
+    /// Output `{_split_items: [...]}` fans out one branch per item.
+    Split,
+    /// Collects the items of the innermost enclosing split, in item order.
+    Aggregator,
+    /// Output `{delay_ms}` suspends the branch durably.
+    Wait,
+}
+
+/// The JSON type a parameter must have once resolved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamKind {
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Object,
+    Array,
+    /// A string or an array of strings (e.g. mail recipients).
+    StringOrArray,
+    /// One of the listed strings.
+    Enum(Vec<&'static str>),
+    Any,
+}
+
+impl ParamKind {
+    /// Whether a literal (non-template) value has this kind.
+    pub fn accepts(&self, v: &Value) -> bool {
+        match self {
+            ParamKind::String => v.is_string(),
+            ParamKind::Number => v.is_number(),
+            ParamKind::Integer => v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0),
+            ParamKind::Boolean => v.is_boolean(),
+            ParamKind::Object => v.is_object(),
+            ParamKind::Array => v.is_array(),
+            ParamKind::StringOrArray => {
+                v.is_string() || v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+            }
+            ParamKind::Enum(options) => v.as_str().is_some_and(|s| options.contains(&s)),
+            ParamKind::Any => true,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            ParamKind::String => "a string".into(),
+            ParamKind::Number => "a number".into(),
+            ParamKind::Integer => "an integer".into(),
+            ParamKind::Boolean => "a boolean".into(),
+            ParamKind::Object => "an object".into(),
+            ParamKind::Array => "an array".into(),
+            ParamKind::StringOrArray => "a string or an array of strings".into(),
+            ParamKind::Enum(o) => format!("one of {}", o.join(", ")),
+            ParamKind::Any => "any value".into(),
+        }
+    }
+}
+
+/// One parameter of a node type.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub kind: ParamKind,
+    pub required: bool,
+    pub doc: &'static str,
+}
+
+impl ParamSpec {
+    pub fn required(name: &'static str, kind: ParamKind, doc: &'static str) -> Self {
+        Self { name, kind, required: true, doc }
+    }
+    pub fn optional(name: &'static str, kind: ParamKind, doc: &'static str) -> Self {
+        Self { name, kind, required: false, doc }
+    }
+}
+
+/// The declaration of a node type.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeSpec {
+    pub type_name: &'static str,
+    /// Other accepted type names (Rune's spellings).
+    pub aliases: Vec<&'static str>,
+    pub class: NodeClass,
+    pub summary: &'static str,
+    pub params: Vec<ParamSpec>,
+    /// A sentence or JSON sketch of the node's output.
+    pub output: &'static str,
+}
+
+/// Looks node types up by name or alias. Implemented by the node registry.
+pub trait NodeCatalog {
+    fn spec(&self, type_name: &str) -> Option<&NodeSpec>;
+}
+
+/// Trigger node types: accepted in definitions, never executed.
+pub const TRIGGER_TYPES: &[&str] =
+    &["ManualTrigger", "ScheduledTrigger", "webhook", "manual_trigger", "scheduled_trigger", "trigger"];
+
+pub fn is_trigger_type(t: &str) -> bool {
+    TRIGGER_TYPES.contains(&t)
+}

@@ -1,0 +1,348 @@
+//! Templated parameters, compiled once per workflow definition.
+//!
+//! Three forms are accepted (see `rfcs/0002-templates.md`):
+//! - handlebars: `"https://api/x/{{$input.user.id}}"` (no HTML escaping, strict mode);
+//! - a whole value: `"{{ $Fetch.body.users }}"` or Rune's bare `"$Fetch.body.users"` yields the
+//!   raw JSON value, type preserved;
+//! - Rune's bare references inside text: `"/users/$item.id"`, interpolated when the root is a
+//!   context key, left as written otherwise (so `"$5 off"` stays text).
+
+use std::collections::HashSet;
+
+use handlebars::Handlebars;
+use serde_json::{Map, Value};
+
+use crate::path::{self, Reference};
+use crate::value::to_text;
+
+/// A resolution failure. `field` is the parameter path (e.g. `url`, `headers.Authorization`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("missing reference `{reference}` in parameter `{field}`")]
+    MissingReference { field: String, reference: String },
+    #[error("template in parameter `{field}` failed: {message}")]
+    Render { field: String, message: String },
+    #[error("template in parameter `{field}` does not parse: {message}")]
+    Syntax { field: String, message: String },
+}
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Text(String),
+    Ref { reference: Reference, raw: String, strict: bool },
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Literal(Value),
+    /// `strict`: a missing root is an error (the root is a node name or execution input);
+    /// otherwise a missing root leaves the text as written.
+    Whole { reference: Reference, raw: String, strict: bool },
+    Interpolated(Vec<Piece>),
+    Handlebars { name: String },
+    Array(Vec<Node>),
+    Object(Vec<(String, Node)>),
+}
+
+/// The compiled templates of one workflow: a handlebars registry shared by all its nodes.
+pub struct TemplateSet {
+    registry: Handlebars<'static>,
+    next_id: usize,
+}
+
+impl std::fmt::Debug for TemplateSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemplateSet").field("templates", &self.next_id).finish()
+    }
+}
+
+handlebars::handlebars_helper!(json_helper: |v: Json| v.to_string());
+
+impl Default for TemplateSet {
+    fn default() -> Self {
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(true);
+        registry.register_escape_fn(handlebars::no_escape);
+        registry.register_helper("json", Box::new(json_helper));
+        Self { registry, next_id: 0 }
+    }
+}
+
+/// A compiled parameter tree and the context roots it may read.
+#[derive(Debug, Clone)]
+pub struct CompiledTemplate {
+    root: Node,
+    roots: Vec<String>,
+}
+
+impl TemplateSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Compiles a parameter value. `strict_roots` are the context keys whose absence is an
+    /// error for bare references (node names, `$input`, `$trigger`).
+    pub fn compile(
+        &mut self,
+        value: &Value,
+        strict_roots: &HashSet<String>,
+    ) -> Result<CompiledTemplate, TemplateError> {
+        let mut roots = Vec::new();
+        let root = self.compile_node(value, "", strict_roots, &mut roots)?;
+        Ok(CompiledTemplate { root, roots })
+    }
+
+    fn compile_node(
+        &mut self,
+        value: &Value,
+        field: &str,
+        strict_roots: &HashSet<String>,
+        roots: &mut Vec<String>,
+    ) -> Result<Node, TemplateError> {
+        Ok(match value {
+            Value::String(s) => self.compile_string(s, field, strict_roots, roots)?,
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    out.push(self.compile_node(item, &join(field, &i.to_string()), strict_roots, roots)?);
+                }
+                if out.iter().all(|n| matches!(n, Node::Literal(_))) {
+                    Node::Literal(value.clone())
+                } else {
+                    Node::Array(out)
+                }
+            }
+            Value::Object(map) => {
+                let mut out = Vec::with_capacity(map.len());
+                for (k, v) in map {
+                    out.push((k.clone(), self.compile_node(v, &join(field, k), strict_roots, roots)?));
+                }
+                if out.iter().all(|(_, n)| matches!(n, Node::Literal(_))) {
+                    Node::Literal(value.clone())
+                } else {
+                    Node::Object(out)
+                }
+            }
+            other => Node::Literal(other.clone()),
+        })
+    }
+
+    fn compile_string(
+        &mut self,
+        s: &str,
+        field: &str,
+        strict_roots: &HashSet<String>,
+        roots: &mut Vec<String>,
+    ) -> Result<Node, TemplateError> {
+        for r in path::referenced_roots(s) {
+            if !roots.contains(&r) {
+                roots.push(r);
+            }
+        }
+        if s.contains("{{") {
+            if let Some(inner) = whole_braces(s)
+                && let Some(reference) = path::parse_handlebars_path(inner)
+            {
+                return Ok(Node::Whole { reference, raw: s.to_string(), strict: true });
+            }
+            let name = format!("t{}", self.next_id);
+            self.next_id += 1;
+            self.registry
+                .register_template_string(&name, s)
+                .map_err(|e| TemplateError::Syntax { field: field.to_string(), message: e.to_string() })?;
+            return Ok(Node::Handlebars { name });
+        }
+        if !s.contains('$') {
+            return Ok(Node::Literal(Value::String(s.to_string())));
+        }
+        if let Some(reference) = path::parse_bare_whole(s) {
+            let strict = strict_roots.contains(&reference.root);
+            return Ok(Node::Whole { reference, raw: s.to_string(), strict });
+        }
+        let mut pieces = Vec::new();
+        let mut text = String::new();
+        let mut i = 0;
+        while i < s.len() {
+            let rest = &s[i..];
+            let Some(pos) = rest.find('$') else {
+                text.push_str(rest);
+                break;
+            };
+            text.push_str(&rest[..pos]);
+            let at = i + pos;
+            match path::parse_bare_at(s, at) {
+                Some((reference, end)) => {
+                    if !text.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut text)));
+                    }
+                    let strict = strict_roots.contains(&reference.root);
+                    pieces.push(Piece::Ref { reference, raw: s[at..end].to_string(), strict });
+                    i = end;
+                }
+                None => {
+                    text.push('$');
+                    i = at + 1;
+                }
+            }
+        }
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text));
+        }
+        Ok(Node::Interpolated(pieces))
+    }
+}
+
+fn whole_braces(s: &str) -> Option<&str> {
+    let inner = s.strip_prefix("{{{").and_then(|r| r.strip_suffix("}}}"))
+        .or_else(|| s.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")))?;
+    if inner.contains("{{") || inner.contains("}}") {
+        return None;
+    }
+    Some(inner)
+}
+
+fn join(field: &str, seg: &str) -> String {
+    if field.is_empty() { seg.to_string() } else { format!("{field}.{seg}") }
+}
+
+impl CompiledTemplate {
+    /// Context keys (`$name`) this template may read: a hop fetches only these.
+    pub fn roots(&self) -> &[String] {
+        &self.roots
+    }
+
+    /// Whether the value contains no template at all.
+    pub fn is_literal(&self) -> bool {
+        matches!(self.root, Node::Literal(_))
+    }
+
+    /// Resolves against the context. `field_prefix` names the parameter tree in errors.
+    pub fn resolve(
+        &self,
+        set: &TemplateSet,
+        ctx: &Map<String, Value>,
+        field_prefix: &str,
+    ) -> Result<Value, TemplateError> {
+        resolve_node(&self.root, set, ctx, field_prefix)
+    }
+}
+
+fn resolve_node(
+    node: &Node,
+    set: &TemplateSet,
+    ctx: &Map<String, Value>,
+    field: &str,
+) -> Result<Value, TemplateError> {
+    match node {
+        Node::Literal(v) => Ok(v.clone()),
+        Node::Whole { reference, raw, strict } => match ctx.get(&reference.root) {
+            Some(root) => reference.lookup(root).cloned().ok_or_else(|| missing(field, raw)),
+            None if *strict => Err(missing(field, raw)),
+            None => Ok(Value::String(raw.clone())),
+        },
+        Node::Interpolated(pieces) => {
+            let mut out = String::new();
+            for p in pieces {
+                match p {
+                    Piece::Text(t) => out.push_str(t),
+                    Piece::Ref { reference, raw, strict } => match ctx.get(&reference.root) {
+                        Some(root) => {
+                            let v = reference.lookup(root).ok_or_else(|| missing(field, raw))?;
+                            out.push_str(&to_text(v));
+                        }
+                        None if *strict => return Err(missing(field, raw)),
+                        None => out.push_str(raw),
+                    },
+                }
+            }
+            Ok(Value::String(out))
+        }
+        Node::Handlebars { name } => set.registry.render(name, ctx).map(Value::String).map_err(|e| {
+            let message = match e.reason() {
+                handlebars::RenderErrorReason::MissingVariable(Some(var)) => {
+                    return missing(field, &format!("{{{{{var}}}}}"));
+                }
+                _ => e.to_string(),
+            };
+            TemplateError::Render { field: field.to_string(), message }
+        }),
+        Node::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, n)| resolve_node(n, set, ctx, &join(field, &i.to_string())))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        Node::Object(entries) => {
+            let mut out = Map::with_capacity(entries.len());
+            for (k, n) in entries {
+                out.insert(k.clone(), resolve_node(n, set, ctx, &join(field, k))?);
+            }
+            Ok(Value::Object(out))
+        }
+    }
+}
+
+fn missing(field: &str, reference: &str) -> TemplateError {
+    TemplateError::MissingReference { field: field.to_string(), reference: reference.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn render(template: Value, ctx: Value) -> Result<Value, TemplateError> {
+        let mut set = TemplateSet::new();
+        let strict: HashSet<String> = ["$input".to_string(), "$Fetch".to_string()].into();
+        let t = set.compile(&template, &strict)?;
+        t.resolve(&set, ctx.as_object().unwrap(), "")
+    }
+
+    #[test]
+    fn handlebars_interpolates_without_html_escaping() {
+        let v = render(json!("https://api/x/{{$input.user.id}}?q={{$input.q}}"), json!({"$input": {"user": {"id": 7}, "q": "<a&b>"}}));
+        assert_eq!(v.unwrap(), json!("https://api/x/7?q=<a&b>"));
+    }
+
+    #[test]
+    fn exactly_one_braced_path_yields_the_raw_value() {
+        let v = render(json!("{{ $Fetch.body.users }}"), json!({"$Fetch": {"body": {"users": [1, 2]}}}));
+        assert_eq!(v.unwrap(), json!([1, 2]));
+    }
+
+    #[test]
+    fn bare_whole_reference_yields_the_raw_value() {
+        let v = render(json!({"n": "$Fetch.body.users[1]"}), json!({"$Fetch": {"body": {"users": [1, 2]}}}));
+        assert_eq!(v.unwrap(), json!({"n": 2}));
+    }
+
+    #[test]
+    fn bare_reference_inside_text_is_interpolated_when_the_root_is_known() {
+        let v = render(json!("/users/$item.id/x"), json!({"$item": {"id": 42}}));
+        assert_eq!(v.unwrap(), json!("/users/42/x"));
+    }
+
+    #[test]
+    fn dollar_text_that_is_not_a_context_key_stays_text() {
+        assert_eq!(render(json!("$5 off"), json!({})).unwrap(), json!("$5 off"));
+        assert_eq!(render(json!("$100"), json!({})).unwrap(), json!("$100"));
+    }
+
+    #[test]
+    fn missing_reference_is_an_error_naming_it_and_the_field() {
+        let err = render(json!({"url": "{{$input.nope}}"}), json!({"$input": {}})).unwrap_err();
+        assert_eq!(err.to_string(), "missing reference `{{$input.nope}}` in parameter `url`");
+        let err = render(json!({"a": {"b": "x $Fetch.status"}}), json!({})).unwrap_err();
+        assert!(err.to_string().contains("`$Fetch.status`") && err.to_string().contains("`a.b`"), "{err}");
+        let err = render(json!("pre {{$input.gone}} post"), json!({"$input": {}})).unwrap_err();
+        assert!(matches!(err, TemplateError::MissingReference { .. }), "{err}");
+    }
+
+    #[test]
+    fn names_with_spaces_are_reachable() {
+        let ctx = json!({"$Branch A": {"v": "ok"}});
+        assert_eq!(render(json!("{{[$Branch A].v}}"), ctx.clone()).unwrap(), json!("ok"));
+        assert_eq!(render(json!("got {{[$Branch A].v}}"), ctx.clone()).unwrap(), json!("got ok"));
+        assert_eq!(render(json!("$[Branch A].v"), ctx).unwrap(), json!("ok"));
+    }
+}

@@ -1,0 +1,697 @@
+//! The hop: take one message, run (or skip, or join at) its node, store the output, and hand
+//! the baton on — successor messages, status events and, at the end, exactly one completion.
+//!
+//! Order of effects, so a crash at any point is recoverable by redelivery: read context → run
+//! the node → commit output and token count atomically (deduplicated by hop id) → status →
+//! successor messages → completion. A redelivered message whose hop was committed re-publishes
+//! the same successors without re-running the node.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use baton_core::graph::{CompiledNode, CompiledWorkflow, RouteOutcome};
+use baton_core::message::{
+    Completion, ErrorInfo, ExecutionStatus, Frame, HopKind, HopMessage, NodeStatus, StatusEvent, scope_chain,
+    scope_of,
+};
+use baton_core::spec::NodeClass;
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::node::{NodeError, NodeInput, NodeRegistry};
+use crate::ports::{
+    CommitOutcome, DefinitionCache, EventSink, ExecutionStart, ExecutionStore, HopCommit, HopQueue, JoinOutcome,
+    Lifecycle, PortError,
+};
+
+/// What became of a message, for the transport to ack, drop or dead-letter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HopOutcome {
+    /// Processed (or a harmless duplicate); ack.
+    Done,
+    /// The execution already finished (halted, cancelled, completed); ack and forget.
+    Dropped,
+    /// The message can never be processed; dead-letter it with this reason.
+    Poison(String),
+}
+
+/// The engine: ports plus the node registry. Cheap to share (`Arc`).
+pub struct Engine {
+    store: Arc<dyn ExecutionStore>,
+    queue: Arc<dyn HopQueue>,
+    events: Arc<dyn EventSink>,
+    definitions: Arc<dyn DefinitionCache>,
+    nodes: Arc<NodeRegistry>,
+    cancels: Mutex<HashMap<String, CancellationToken>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("nodes", &self.nodes).finish_non_exhaustive()
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub fn rfc3339_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// A node run's result before routing.
+enum RunResult {
+    Ok(Value),
+    Failed(NodeError),
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn ExecutionStore>,
+        queue: Arc<dyn HopQueue>,
+        events: Arc<dyn EventSink>,
+        definitions: Arc<dyn DefinitionCache>,
+        nodes: Arc<NodeRegistry>,
+    ) -> Self {
+        Self { store, queue, events, definitions, nodes, cancels: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn registry(&self) -> &NodeRegistry {
+        &self.nodes
+    }
+
+    fn cancel_token(&self, execution_id: &str) -> CancellationToken {
+        let mut map = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(execution_id.to_string()).or_default().clone()
+    }
+
+    fn forget_execution(&self, execution_id: &str) {
+        let mut map = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = map.remove(execution_id) {
+            t.cancel();
+        }
+    }
+
+    /// Starts an execution of `workflow` (already in the definition cache under
+    /// `workflow_ref`) with the given seed context.
+    pub async fn start(
+        &self,
+        workflow: &CompiledWorkflow,
+        workflow_ref: &str,
+        workflow_id: &str,
+        execution_id: &str,
+        seed: Map<String, Value>,
+        start_at: Option<&str>,
+    ) -> Result<(), PortError> {
+        let starts: Vec<&CompiledNode> = match start_at {
+            Some(id) => workflow.node(id).into_iter().collect(),
+            None => workflow.start.iter().map(|i| &workflow.nodes[*i]).collect(),
+        };
+        let start = ExecutionStart {
+            execution_id: execution_id.to_string(),
+            workflow_id: workflow_id.to_string(),
+            workflow_ref: workflow_ref.to_string(),
+            seed,
+            initial_tokens: starts.len() as i64,
+            started_at_ms: now_ms(),
+        };
+        if !self.store.start(&start).await? {
+            return Ok(()); // a duplicate start: the first one already published
+        }
+        if starts.is_empty() {
+            return self.complete(workflow, workflow_id, execution_id, ExecutionStatus::Completed, None).await;
+        }
+        let messages = starts
+            .iter()
+            .map(|n| HopMessage {
+                execution_id: execution_id.to_string(),
+                workflow_id: workflow_id.to_string(),
+                workflow_ref: workflow_ref.to_string(),
+                node_id: n.id.clone(),
+                kind: HopKind::Run,
+                from_node: None,
+                from_edge: None,
+                lineage: Vec::new(),
+                attempt: 1,
+            })
+            .collect();
+        self.queue.publish(messages).await
+    }
+
+    /// Cancels a running execution: it halts with reason "cancelled", running nodes are aborted
+    /// and queued messages are dropped when they arrive.
+    pub async fn cancel(&self, workflow_id: &str, execution_id: &str, workflow_ref: &str) -> Result<bool, PortError> {
+        let Some(wf) = self.definitions.get(workflow_ref) else { return Ok(false) };
+        self.halt(&wf, workflow_id, execution_id, ExecutionStatus::Halted, "execution cancelled by request".into()).await
+    }
+
+    /// Processes one message.
+    pub async fn handle(&self, msg: HopMessage) -> Result<HopOutcome, PortError> {
+        let Some(wf) = self.definitions.get(&msg.workflow_ref) else {
+            return Ok(HopOutcome::Poison(format!("unknown workflow_ref `{}`", msg.workflow_ref)));
+        };
+        let Some(node) = wf.node(&msg.node_id) else {
+            return Ok(HopOutcome::Poison(format!("node `{}` is not in workflow `{}`", msg.node_id, msg.workflow_ref)));
+        };
+        match self.store.lifecycle(&msg.execution_id).await? {
+            Lifecycle::Unknown => {
+                return Ok(HopOutcome::Poison(format!("unknown execution `{}`", msg.execution_id)));
+            }
+            Lifecycle::Finished { .. } if msg.kind != HopKind::OnFailure => return Ok(HopOutcome::Dropped),
+            _ => {}
+        }
+        match msg.kind {
+            HopKind::Skip => self.on_skip(&wf, node, &msg).await,
+            HopKind::EmptySplit => self.release_aggregator(&wf, node, &msg, &msg.lineage, 0, Vec::new()).await,
+            HopKind::Resume => self.on_resume(&wf, node, &msg).await,
+            HopKind::OnFailure => self.execute(&wf, node, &msg).await,
+            HopKind::Run if node.class == NodeClass::Aggregator => self.arrive_aggregator(&wf, node, &msg, true).await,
+            HopKind::Run if node.is_join => self.arrive_join(&wf, node, &msg, true).await,
+            HopKind::Run => self.execute(&wf, node, &msg).await,
+        }
+    }
+
+    fn child(&self, msg: &HopMessage, from: &CompiledNode, wf: &CompiledWorkflow, edge: usize, kind: HopKind, lineage: Vec<Frame>) -> HopMessage {
+        let e = &wf.edges[edge];
+        HopMessage {
+            execution_id: msg.execution_id.clone(),
+            workflow_id: msg.workflow_id.clone(),
+            workflow_ref: msg.workflow_ref.clone(),
+            node_id: wf.nodes[e.dst].id.clone(),
+            kind,
+            from_node: Some(from.id.clone()),
+            from_edge: Some(e.id.clone()),
+            lineage,
+            attempt: 1,
+        }
+    }
+
+    /// Successor messages for a routing decision: runs on taken edges, skips on the others.
+    fn successors(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, lineage: &[Frame], outcome: RouteOutcome<'_>) -> Vec<HopMessage> {
+        let (taken, untaken) = wf.route(node.idx, outcome);
+        let mut out = Vec::with_capacity(taken.len() + untaken.len());
+        for e in taken {
+            out.push(self.child(msg, node, wf, e, HopKind::Run, lineage.to_vec()));
+        }
+        for e in untaken {
+            out.push(self.child(msg, node, wf, e, HopKind::Skip, lineage.to_vec()));
+        }
+        out
+    }
+
+    fn status(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, status: NodeStatus) -> StatusEvent {
+        let _ = wf;
+        let top = msg.lineage.last();
+        StatusEvent {
+            workflow_id: msg.workflow_id.clone(),
+            execution_id: msg.execution_id.clone(),
+            node_id: node.id.clone(),
+            node_name: node.name.clone(),
+            node_type: node.node_type.clone(),
+            status,
+            parameters: None,
+            output: None,
+            error: None,
+            executed_at: rfc3339_now(),
+            duration_ms: 0,
+            branch_id: top.map(|f| f.branch_id.clone()),
+            split_node_id: top.map(|f| f.split_node_id.clone()),
+            item_index: top.map(|f| f.item_index),
+            total_items: top.map(|f| f.total_items),
+            lineage_stack: msg.lineage.clone(),
+            attempt: (msg.attempt > 1).then_some(msg.attempt),
+        }
+    }
+
+    async fn emit(&self, ev: StatusEvent) {
+        // A lost status is a monitoring gap, not lost work: log and continue.
+        if let Err(e) = self.events.status(ev).await {
+            tracing::warn!(error = %e, "status event not delivered");
+        }
+    }
+
+    /// Commits, then publishes successors; completes the execution when no token remains.
+    async fn hand_on(&self, wf: &CompiledWorkflow, msg: &HopMessage, outputs: Vec<(String, String, Value)>, children: Vec<HopMessage>, status: Option<StatusEvent>) -> Result<HopOutcome, PortError> {
+        let commit = HopCommit { hop_id: msg.hop_id(), outputs, tokens_out: children.len() as i64 };
+        let outcome = self.store.commit(&msg.execution_id, commit).await?;
+        if let (Some(ev), CommitOutcome::Applied { .. }) = (status, &outcome) {
+            self.emit(ev).await;
+        }
+        if !children.is_empty() {
+            self.queue.publish(children).await?;
+        }
+        if let CommitOutcome::Applied { pending: 0 } = outcome {
+            self.complete(wf, &msg.workflow_id, &msg.execution_id, ExecutionStatus::Completed, None).await?;
+        }
+        Ok(HopOutcome::Done)
+    }
+
+    async fn complete(&self, wf: &CompiledWorkflow, workflow_id: &str, execution_id: &str, status: ExecutionStatus, reason: Option<String>) -> Result<(), PortError> {
+        if self.store.finish(execution_id, status, reason).await? {
+            self.emit_completion(wf, workflow_id, execution_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn emit_completion(&self, _wf: &CompiledWorkflow, workflow_id: &str, execution_id: &str) -> Result<(), PortError> {
+        let Lifecycle::Finished { status, reason, .. } = self.store.lifecycle(execution_id).await? else {
+            return Ok(());
+        };
+        let (final_context, started) = self.store.final_context(execution_id).await?;
+        if !self.store.mark_completion_sent(execution_id).await? {
+            return Ok(());
+        }
+        let completion = Completion {
+            workflow_id: workflow_id.to_string(),
+            execution_id: execution_id.to_string(),
+            status,
+            final_context,
+            completed_at: rfc3339_now(),
+            total_duration_ms: now_ms().saturating_sub(started),
+            failure_reason: reason,
+        };
+        self.forget_execution(execution_id);
+        self.events.completion(completion).await
+    }
+
+    /// Stops the execution: first caller wins; running nodes are cancelled; the `on_failure`
+    /// node (if any) runs before the completion is emitted.
+    async fn halt(&self, wf: &CompiledWorkflow, workflow_id: &str, execution_id: &str, status: ExecutionStatus, reason: String) -> Result<bool, PortError> {
+        if !self.store.finish(execution_id, status, Some(reason)).await? {
+            return Ok(false);
+        }
+        if let Some(t) = self.cancels.lock().unwrap_or_else(|p| p.into_inner()).get(execution_id) {
+            t.cancel();
+        }
+        match wf.on_failure {
+            Some(i) => {
+                let msg = HopMessage {
+                    execution_id: execution_id.to_string(),
+                    workflow_id: workflow_id.to_string(),
+                    workflow_ref: String::new(),
+                    node_id: wf.nodes[i].id.clone(),
+                    kind: HopKind::OnFailure,
+                    from_node: None,
+                    from_edge: None,
+                    lineage: Vec::new(),
+                    attempt: 1,
+                };
+                let msg = HopMessage { workflow_ref: wf.reference.clone(), ..msg };
+                self.queue.publish(vec![msg]).await?;
+            }
+            None => self.emit_completion(wf, workflow_id, execution_id).await?,
+        }
+        Ok(true)
+    }
+
+    async fn on_skip(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage) -> Result<HopOutcome, PortError> {
+        if node.class == NodeClass::Aggregator {
+            return self.arrive_aggregator(wf, node, msg, false).await;
+        }
+        if node.is_join {
+            return self.arrive_join(wf, node, msg, false).await;
+        }
+        self.propagate_skip(wf, node, msg).await
+    }
+
+    async fn propagate_skip(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage) -> Result<HopOutcome, PortError> {
+        let mut children: Vec<HopMessage> = Vec::new();
+        if node.class == NodeClass::Split {
+            // The whole split scope is skipped: tell the aggregator that closes it directly.
+            if let Some(closer) = node.split_closer {
+                let mut m = msg.clone();
+                m.node_id = wf.nodes[closer].id.clone();
+                m.from_node = Some(node.id.clone());
+                m.from_edge = Some(format!("skip:{}", node.id));
+                m.kind = HopKind::Skip;
+                children.push(m);
+            }
+            for e in &node.out_edges {
+                let dst = wf.edges[*e].dst;
+                if node.split_closer != Some(dst) && !self.inside_scope(wf, node, dst) {
+                    children.push(self.child(msg, node, wf, *e, HopKind::Skip, msg.lineage.clone()));
+                }
+            }
+        } else {
+            for e in &node.out_edges {
+                children.push(self.child(msg, node, wf, *e, HopKind::Skip, msg.lineage.clone()));
+            }
+        }
+        self.hand_on(wf, msg, Vec::new(), children, None).await
+    }
+
+    /// Whether `dst` lies inside the scope a split opens (it reaches the split's closer).
+    fn inside_scope(&self, wf: &CompiledWorkflow, split: &CompiledNode, dst: usize) -> bool {
+        let Some(closer) = split.split_closer else { return true };
+        let mut stack = vec![dst];
+        let mut seen = vec![false; wf.nodes.len()];
+        while let Some(i) = stack.pop() {
+            if i == closer {
+                return true;
+            }
+            if std::mem::replace(&mut seen[i], true) {
+                continue;
+            }
+            stack.extend(wf.nodes[i].out_edges.iter().map(|e| wf.edges[*e].dst));
+        }
+        // Nodes inside the scope that never reach the closer still run per item.
+        true
+    }
+
+    async fn arrive_join(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, real: bool) -> Result<HopOutcome, PortError> {
+        let scope = msg.scope();
+        let join_key = format!("join|{}|{}", node.id, scope);
+        let arrival_key = msg.from_edge.clone().unwrap_or_else(|| format!("start|{}", msg.hop_id()));
+        let from_name = msg.from_node.as_deref().and_then(|id| wf.node(id)).map(|n| n.name.clone()).unwrap_or_default();
+        let arrival = json!({"from": from_name, "real": real});
+        let expected = node.in_edges.len().max(1);
+        match self.store.join(&msg.execution_id, &join_key, &arrival_key, arrival, expected, node.wait_for_any).await? {
+            JoinOutcome::Waiting { arrived, expected } => {
+                let status = real.then(|| {
+                    let mut ev = self.status(wf, node, msg, NodeStatus::Waiting);
+                    ev.output = Some(json!({"_merge_waiting": true, "_merge_arrived": arrived, "_merge_expected": expected}));
+                    ev
+                });
+                self.hand_on(wf, msg, Vec::new(), Vec::new(), status).await
+            }
+            JoinOutcome::AlreadyReleased => self.hand_on(wf, msg, Vec::new(), Vec::new(), None).await,
+            JoinOutcome::Released { arrivals } => {
+                let reals: Vec<String> = arrivals
+                    .iter()
+                    .filter(|(_, v)| v.get("real").and_then(Value::as_bool).unwrap_or(false))
+                    .map(|(_, v)| v.get("from").and_then(Value::as_str).unwrap_or_default().to_string())
+                    .collect();
+                if reals.is_empty() {
+                    return self.propagate_skip(wf, node, msg).await;
+                }
+                if node.class != NodeClass::Merge {
+                    return self.execute(wf, node, msg).await;
+                }
+                let skipped: Vec<String> = arrivals
+                    .iter()
+                    .filter(|(_, v)| !v.get("real").and_then(Value::as_bool).unwrap_or(false))
+                    .map(|(_, v)| v.get("from").and_then(Value::as_str).unwrap_or_default().to_string())
+                    .collect();
+                let keys: Vec<String> = reals.iter().map(|n| format!("${n}")).collect();
+                let merged = self.store.read(&msg.execution_id, &scope_chain(&msg.lineage), &keys).await?;
+                let mut output = json!({
+                    "merged_context": merged,
+                    "arrived": reals,
+                    "skipped": skipped,
+                    "wait_mode": if node.wait_for_any { "wait_for_any" } else { "wait_for_all" },
+                    "_merge_expected": expected,
+                });
+                if node.wait_for_any
+                    && let Some(obj) = output.as_object_mut()
+                {
+                    obj.insert("_merge_winner".into(), json!(reals[0]));
+                }
+                let started = Instant::now();
+                self.emit(self.status(wf, node, msg, NodeStatus::Running)).await;
+                self.finish_success(wf, node, msg, output, started, None).await
+            }
+        }
+    }
+
+    async fn arrive_aggregator(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, real: bool) -> Result<HopOutcome, PortError> {
+        // A skip sent straight from a skipped split: the whole scope never ran.
+        let from_split = msg.from_node.as_deref().and_then(|id| wf.node(id)).filter(|n| n.class == NodeClass::Split);
+        if let Some(split) = from_split
+            && msg.lineage.last().is_none_or(|f| f.split_node_id != split.id)
+        {
+            return self.propagate_skip(wf, node, msg).await;
+        }
+        let Some(frame) = msg.lineage.last() else {
+            if !real {
+                return self.propagate_skip(wf, node, msg).await;
+            }
+            let err = NodeError::invalid(format!("aggregator `{}` must run inside a split (no split lineage)", node.name));
+            let started = Instant::now();
+            return self.fail(wf, node, msg, err, started).await;
+        };
+        let parent = &msg.lineage[..msg.lineage.len() - 1];
+        let join_key = format!("agg|{}|{}|{}", node.id, scope_of(parent), frame.split_node_id);
+        let arrival_key = format!("{}|{}", frame.item_index, msg.from_edge.as_deref().unwrap_or(""));
+        let from = msg.from_node.as_deref().and_then(|id| wf.node(id)).map(|n| n.key.clone()).unwrap_or_default();
+        let arrival = json!({"item": frame.item_index, "from": from, "real": real});
+        let expected = frame.total_items * node.in_edges.len().max(1);
+        match self.store.join(&msg.execution_id, &join_key, &arrival_key, arrival, expected, false).await? {
+            JoinOutcome::Waiting { arrived, expected } => {
+                let status = real.then(|| {
+                    let mut ev = self.status(wf, node, msg, NodeStatus::Waiting);
+                    ev.output = Some(json!({"_aggregator_processed_count": arrived, "_aggregator_expected": expected}));
+                    ev
+                });
+                self.hand_on(wf, msg, Vec::new(), Vec::new(), status).await
+            }
+            JoinOutcome::AlreadyReleased => self.hand_on(wf, msg, Vec::new(), Vec::new(), None).await,
+            JoinOutcome::Released { arrivals } => {
+                let total = frame.total_items;
+                let split_id = frame.split_node_id.clone();
+                let mut item_sources: Vec<Option<String>> = vec![None; total];
+                for (_, v) in &arrivals {
+                    let item = v.get("item").and_then(Value::as_u64).unwrap_or(0) as usize;
+                    if v.get("real").and_then(Value::as_bool).unwrap_or(false) && item < total {
+                        item_sources[item] = v.get("from").and_then(Value::as_str).map(str::to_string);
+                    }
+                }
+                let mut entries = Vec::new();
+                let mut positions = Vec::new();
+                for (i, src) in item_sources.iter().enumerate() {
+                    if let Some(key) = src {
+                        let mut lineage = parent.to_vec();
+                        lineage.push(Frame { split_node_id: split_id.clone(), branch_id: String::new(), item_index: i, total_items: total });
+                        entries.push((scope_of(&lineage), key.clone()));
+                        positions.push(i);
+                    }
+                }
+                let values = self.store.read_exact(&msg.execution_id, &entries).await?;
+                let mut aggregated = vec![Value::Null; total];
+                for (pos, v) in positions.into_iter().zip(values) {
+                    aggregated[pos] = v.unwrap_or(Value::Null);
+                }
+                self.release_aggregator(wf, node, msg, parent, total, aggregated.into_iter().zip(item_sources.iter().map(Option::is_some)).collect()).await
+            }
+        }
+    }
+
+    async fn release_aggregator(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, parent: &[Frame], total: usize, items: Vec<(Value, bool)>) -> Result<HopOutcome, PortError> {
+        let skipped: Vec<usize> = items.iter().enumerate().filter(|(_, (_, ran))| !ran).map(|(i, _)| i).collect();
+        let aggregated: Vec<Value> = items.into_iter().map(|(v, _)| v).collect();
+        let output = json!({"aggregated": aggregated, "count": total, "skipped": skipped});
+        let started = Instant::now();
+        let mut released = msg.clone();
+        released.lineage = parent.to_vec();
+        self.emit(self.status(wf, node, &released, NodeStatus::Running)).await;
+        let mut ev_msg = msg.clone();
+        ev_msg.lineage = parent.to_vec();
+        self.finish_success(wf, node, &ev_msg, output, started, Some(msg.hop_id())).await
+    }
+
+    async fn on_resume(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage) -> Result<HopOutcome, PortError> {
+        let stored = self.store.read_exact(&msg.execution_id, &[(msg.scope(), node.key.clone())]).await?;
+        let output = stored.into_iter().next().flatten().unwrap_or(Value::Null);
+        let children = self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Success(&output));
+        let mut ev = self.status(wf, node, msg, NodeStatus::Success);
+        ev.output = Some(output);
+        self.hand_on(wf, msg, Vec::new(), children, Some(ev)).await
+    }
+
+    /// Runs the node itself: resolve parameters, run with timeout and cancellation, route.
+    async fn execute(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage) -> Result<HopOutcome, PortError> {
+        let started = Instant::now();
+        let chain = scope_chain(&msg.lineage);
+        let ctx = self.store.read(&msg.execution_id, &chain, &node.reads).await?;
+        let mut running = self.status(wf, node, msg, NodeStatus::Running);
+        let params = match node.params.resolve(&wf.templates, &ctx, "") {
+            Ok(p) => p,
+            Err(e) => {
+                self.emit(running).await;
+                let err = NodeError { message: e.to_string(), code: "TEMPLATE_ERROR".into(), retryable: false };
+                return self.fail(wf, node, msg, err, started).await;
+            }
+        };
+        running.parameters = Some(params.clone());
+        self.emit(running).await;
+        let result = self.run_node(wf, node, msg, &params, &ctx).await;
+        if msg.kind == HopKind::OnFailure {
+            let outputs = match &result {
+                RunResult::Ok(v) => vec![(String::new(), node.key.clone(), v.clone())],
+                RunResult::Failed(_) => Vec::new(),
+            };
+            let mut ev = self.status(wf, node, msg, if matches!(result, RunResult::Ok(_)) { NodeStatus::Success } else { NodeStatus::Failed });
+            ev.duration_ms = started.elapsed().as_millis() as u64;
+            match result {
+                RunResult::Ok(v) => ev.output = Some(v),
+                RunResult::Failed(e) => ev.error = Some(ErrorInfo { message: e.message, code: e.code, details: None }),
+            }
+            self.store.commit(&msg.execution_id, HopCommit { hop_id: msg.hop_id(), outputs, tokens_out: 0 }).await?;
+            self.emit(ev).await;
+            self.emit_completion(wf, &msg.workflow_id, &msg.execution_id).await?;
+            return Ok(HopOutcome::Done);
+        }
+        match result {
+            RunResult::Ok(output) => self.finish_success(wf, node, msg, output, started, None).await,
+            RunResult::Failed(err) => self.fail(wf, node, msg, err, started).await,
+        }
+    }
+
+    async fn run_node(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, params: &Value, ctx: &Map<String, Value>) -> RunResult {
+        let _ = wf;
+        if node.class == NodeClass::Conditional {
+            let Some(expr) = &node.condition else {
+                return RunResult::Failed(NodeError::invalid("parameter `expression` is required: expected a condition"));
+            };
+            return match expr.eval_bool(ctx) {
+                Ok(result) => RunResult::Ok(json!({"result": result, "expression": expr.source()})),
+                Err(e) => RunResult::Failed(NodeError { message: e.to_string(), code: "EXPRESSION_ERROR".into(), retryable: false }),
+            };
+        }
+        let Some(imp) = self.nodes.get(&node.node_type) else {
+            return RunResult::Failed(NodeError { message: format!("node type `{}` is not registered", node.node_type), code: "NODE_CREATION_FAILED".into(), retryable: false });
+        };
+        let cancel = self.cancel_token(&msg.execution_id);
+        let idempotency_key = format!("{}:{}:{}", msg.execution_id, node.id, msg.scope());
+        let input = NodeInput {
+            params,
+            credentials: node.credentials.as_ref(),
+            execution_id: &msg.execution_id,
+            node_id: &node.id,
+            node_name: &node.name,
+            attempt: msg.attempt,
+            idempotency_key: &idempotency_key,
+            cancel: &cancel,
+        };
+        let run = imp.run(input);
+        let guarded = async {
+            tokio::select! {
+                r = run => r,
+                () = cancel.cancelled() => Err(NodeError { message: "cancelled: the execution stopped".into(), code: "CANCELLED".into(), retryable: false }),
+            }
+        };
+        let result = match node.timeout_ms {
+            Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), guarded).await {
+                Ok(r) => r,
+                Err(_) => Err(NodeError::new("NODE_TIMEOUT", format!("node `{}` timed out after {ms} ms", node.name))),
+            },
+            None => guarded.await,
+        };
+        match result {
+            Ok(v) => RunResult::Ok(v),
+            Err(e) => RunResult::Failed(e),
+        }
+    }
+
+    async fn finish_success(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, output: Value, started: Instant, _released_by: Option<String>) -> Result<HopOutcome, PortError> {
+        let scope = msg.scope();
+        let mut outputs = vec![(scope.clone(), node.key.clone(), output.clone())];
+        let mut ev = self.status(wf, node, msg, NodeStatus::Success);
+        ev.duration_ms = started.elapsed().as_millis() as u64;
+        let children = match node.class {
+            NodeClass::Wait => {
+                let delay = output.get("delay_ms").and_then(Value::as_u64).unwrap_or(0);
+                let resume_at = now_ms() + delay;
+                let out = json!({"resume_at": resume_at, "delay_ms": delay});
+                outputs = vec![(scope, node.key.clone(), out.clone())];
+                ev.status = NodeStatus::Waiting;
+                ev.output = Some(out);
+                let mut resume = msg.clone();
+                resume.kind = HopKind::Resume;
+                resume.attempt = 1;
+                let commit = HopCommit { hop_id: msg.hop_id(), outputs, tokens_out: 1 };
+                if let CommitOutcome::Applied { .. } = self.store.commit(&msg.execution_id, commit).await? {
+                    self.emit(ev).await;
+                }
+                self.queue.publish_delayed(resume, delay).await?;
+                return Ok(HopOutcome::Done);
+            }
+            NodeClass::Split => {
+                let items = output.get("_split_items").and_then(Value::as_array).cloned().unwrap_or_default();
+                let total = items.len();
+                let (taken, untaken) = wf.route(node.idx, RouteOutcome::Success(&output));
+                let mut children = Vec::new();
+                if total == 0 {
+                    if let Some(closer) = node.split_closer {
+                        let mut m = msg.clone();
+                        m.node_id = wf.nodes[closer].id.clone();
+                        m.kind = HopKind::EmptySplit;
+                        m.from_node = Some(node.id.clone());
+                        m.from_edge = Some(format!("empty:{}", node.id));
+                        m.attempt = 1;
+                        children.push(m);
+                    }
+                } else {
+                    for (i, item) in items.into_iter().enumerate() {
+                        let mut lineage = msg.lineage.clone();
+                        lineage.push(Frame {
+                            split_node_id: node.id.clone(),
+                            branch_id: format!("{}_{}_{}", msg.execution_id, node.id, i),
+                            item_index: i,
+                            total_items: total,
+                        });
+                        outputs.push((scope_of(&lineage), "$item".into(), item));
+                        for e in &taken {
+                            children.push(self.child(msg, node, wf, *e, HopKind::Run, lineage.clone()));
+                        }
+                    }
+                }
+                for e in untaken {
+                    children.push(self.child(msg, node, wf, e, HopKind::Skip, msg.lineage.clone()));
+                }
+                ev.output = Some(json!({"_split_items_count": total}));
+                children
+            }
+            _ => {
+                let children = self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Success(&output));
+                ev.output = Some(output);
+                children
+            }
+        };
+        self.hand_on(wf, msg, outputs, children, Some(ev)).await
+    }
+
+    async fn fail(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, err: NodeError, started: Instant) -> Result<HopOutcome, PortError> {
+        let info = ErrorInfo { message: err.message.clone(), code: err.code.clone(), details: None };
+        if err.code == "CANCELLED" {
+            // The execution was stopped elsewhere; this branch just ends.
+            return Ok(HopOutcome::Dropped);
+        }
+        if err.retryable && msg.attempt < node.retry.max_attempts {
+            let delay = node.retry.delay_ms(msg.attempt + 1, rand::random::<f64>());
+            let mut retry = msg.clone();
+            retry.attempt += 1;
+            let mut ev = self.status(wf, node, msg, NodeStatus::Waiting);
+            ev.duration_ms = started.elapsed().as_millis() as u64;
+            ev.error = Some(info);
+            ev.output = Some(json!({"retry": {"next_attempt": retry.attempt, "max_attempts": node.retry.max_attempts, "delay_ms": delay}}));
+            let commit = HopCommit { hop_id: msg.hop_id(), outputs: Vec::new(), tokens_out: 1 };
+            if let CommitOutcome::Applied { .. } = self.store.commit(&msg.execution_id, commit).await? {
+                self.emit(ev).await;
+            }
+            self.queue.publish_delayed(retry, delay).await?;
+            return Ok(HopOutcome::Done);
+        }
+        let mut ev = self.status(wf, node, msg, NodeStatus::Failed);
+        ev.duration_ms = started.elapsed().as_millis() as u64;
+        ev.error = Some(info.clone());
+        let error_value = json!({"node_id": node.id, "node_name": node.name, "message": info.message, "code": info.code});
+        let attempts = if msg.attempt > 1 { format!(" after {} attempts", msg.attempt) } else { String::new() };
+        match node.error_policy {
+            baton_core::ErrorKind::Halt => {
+                self.emit(ev).await;
+                let reason = format!("node `{}` ({}) failed{attempts}: {} [{}]", node.name, node.id, err.message, err.code);
+                self.halt(wf, &msg.workflow_id, &msg.execution_id, ExecutionStatus::Halted, reason).await?;
+                Ok(HopOutcome::Done)
+            }
+            baton_core::ErrorKind::Ignore => {
+                let children = self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Ignored);
+                self.hand_on(wf, msg, vec![(msg.scope(), "$error".into(), error_value)], children, Some(ev)).await
+            }
+            baton_core::ErrorKind::Branch => {
+                let children = self.successors(wf, node, msg, &msg.lineage, RouteOutcome::ErrorBranch);
+                self.hand_on(wf, msg, vec![(msg.scope(), "$error".into(), error_value)], children, Some(ev)).await
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The engine: one hop (run a node, store its output, route to the next messages) written once
+//! against the `ports` traits, plus the `Node` trait and registry.
+
+pub mod hop;
+pub mod node;
+pub mod ports;
+
+pub use hop::{Engine, HopOutcome};
+pub use node::{Node, NodeError, NodeInput, NodeRegistry};

@@ -1,0 +1,99 @@
+//! The `Node` trait every node type implements, and the registry that maps type names to
+//! implementations. Nodes see resolved parameters only; routing and state are the engine's job.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use baton_core::spec::{NodeCatalog, NodeSpec};
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+/// What a node gets for one run.
+#[derive(Debug)]
+pub struct NodeInput<'a> {
+    /// The node's parameters with every template resolved.
+    pub params: &'a Value,
+    /// Credential values with Rune's extra `"type"` key, if the node has credentials.
+    pub credentials: Option<&'a Map<String, Value>>,
+    pub execution_id: &'a str,
+    pub node_id: &'a str,
+    pub node_name: &'a str,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Stable across redeliveries and retries of the same node in the same scope: safe to send
+    /// as an `Idempotency-Key`.
+    pub idempotency_key: &'a str,
+    /// Cancelled when the execution halts or is cancelled; long-running nodes should watch it.
+    pub cancel: &'a CancellationToken,
+}
+
+/// A node failure. `code` is machine-readable (e.g. `HTTP_STATUS`, `INVALID_PARAMETER`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct NodeError {
+    pub message: String,
+    pub code: String,
+    /// False when retrying cannot help (bad parameters); retries are then skipped.
+    pub retryable: bool,
+}
+
+impl NodeError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { message: message.into(), code: code.into(), retryable: true }
+    }
+    /// A failure caused by the node's parameters: retrying would fail the same way.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self { message: message.into(), code: "INVALID_PARAMETER".into(), retryable: false }
+    }
+}
+
+/// A node type.
+#[async_trait]
+pub trait Node: Send + Sync {
+    fn spec(&self) -> &NodeSpec;
+    async fn run(&self, input: NodeInput<'_>) -> Result<Value, NodeError>;
+}
+
+/// Node types by name and alias.
+#[derive(Clone, Default)]
+pub struct NodeRegistry {
+    by_name: HashMap<String, Arc<dyn Node>>,
+    ordered: Vec<Arc<dyn Node>>,
+}
+
+impl std::fmt::Debug for NodeRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.ordered.iter().map(|n| n.spec().type_name)).finish()
+    }
+}
+
+impl NodeRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register(&mut self, node: Arc<dyn Node>) {
+        let spec = node.spec();
+        self.by_name.insert(spec.type_name.to_string(), node.clone());
+        for alias in &spec.aliases {
+            self.by_name.insert((*alias).to_string(), node.clone());
+        }
+        self.ordered.push(node);
+    }
+
+    pub fn get(&self, type_name: &str) -> Option<&Arc<dyn Node>> {
+        self.by_name.get(type_name)
+    }
+
+    /// Node types in registration order (for `baton nodes`).
+    pub fn nodes(&self) -> impl Iterator<Item = &Arc<dyn Node>> {
+        self.ordered.iter()
+    }
+}
+
+impl NodeCatalog for NodeRegistry {
+    fn spec(&self, type_name: &str) -> Option<&NodeSpec> {
+        self.by_name.get(type_name).map(|n| n.spec())
+    }
+}

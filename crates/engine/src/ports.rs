@@ -1,0 +1,117 @@
+//! The ports the hop is written against. Each has an in-memory adapter (`baton-memory`) and,
+//! for production, RabbitMQ/Redis adapters. Every operation that changes shared state is atomic
+//! and idempotent, so a redelivered message can be replayed safely.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use baton_core::CompiledWorkflow;
+use baton_core::message::{Completion, ExecutionStatus, HopMessage, StatusEvent};
+use serde_json::{Map, Value};
+
+/// A failure of the store or the queue (I/O). The message that hit it is retried later.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct PortError(pub String);
+
+/// Everything an execution starts with.
+#[derive(Debug, Clone)]
+pub struct ExecutionStart {
+    pub execution_id: String,
+    pub workflow_id: String,
+    pub workflow_ref: String,
+    /// Initial context (`$input`, `$trigger`, keys seeded by a master).
+    pub seed: Map<String, Value>,
+    /// Number of messages the execution starts with.
+    pub initial_tokens: i64,
+    pub started_at_ms: u64,
+}
+
+/// Where an execution stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lifecycle {
+    /// Unknown execution (never started, or expired).
+    Unknown,
+    Running,
+    /// Reached a final status; `completion_sent` is false while an `on_failure` node runs.
+    Finished { status: ExecutionStatus, reason: Option<String>, completion_sent: bool },
+}
+
+/// One hop's durable effects, applied atomically and at most once per `hop_id`.
+#[derive(Debug, Clone, Default)]
+pub struct HopCommit {
+    pub hop_id: String,
+    /// `(scope, context key, value)` written by this hop.
+    pub outputs: Vec<(String, String, Value)>,
+    /// Messages this hop hands on (each one is a token of the execution).
+    pub tokens_out: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommitOutcome {
+    /// Applied; `pending` tokens remain in the execution (0 = it is complete).
+    Applied { pending: i64 },
+    /// This hop was committed before (a redelivery): re-publish its messages, change nothing.
+    Duplicate,
+}
+
+/// A join arrival result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JoinOutcome {
+    /// Still waiting; `arrived` of `expected` so far.
+    Waiting { arrived: usize, expected: usize },
+    /// This arrival released the join (exactly one arrival gets this). Arrivals in arrival order.
+    Released { arrivals: Vec<(String, Value)> },
+    /// The join had already released (a late `wait_for_any` arrival or a duplicate).
+    AlreadyReleased,
+}
+
+/// Per-execution state: context, tokens, joins, final status.
+#[async_trait]
+pub trait ExecutionStore: Send + Sync {
+    /// Creates the execution. Returns false if it already exists (a duplicate start).
+    async fn start(&self, start: &ExecutionStart) -> Result<bool, PortError>;
+    async fn lifecycle(&self, execution_id: &str) -> Result<Lifecycle, PortError>;
+    /// Reads `keys`, each from the innermost scope of `scope_chain` that has it.
+    async fn read(&self, execution_id: &str, scope_chain: &[String], keys: &[String]) -> Result<Map<String, Value>, PortError>;
+    /// Reads exact `(scope, key)` entries.
+    async fn read_exact(&self, execution_id: &str, entries: &[(String, String)]) -> Result<Vec<Option<Value>>, PortError>;
+    async fn commit(&self, execution_id: &str, commit: HopCommit) -> Result<CommitOutcome, PortError>;
+    /// Records an arrival at a join. Duplicate `arrival_key`s are ignored.
+    async fn join(
+        &self,
+        execution_id: &str,
+        join_key: &str,
+        arrival_key: &str,
+        arrival: Value,
+        expected: usize,
+        release_on_first_real: bool,
+    ) -> Result<JoinOutcome, PortError>;
+    /// Sets the final status; only the first caller gets `true`.
+    async fn finish(&self, execution_id: &str, status: ExecutionStatus, reason: Option<String>) -> Result<bool, PortError>;
+    /// Marks the completion as emitted; only the first caller gets `true`.
+    async fn mark_completion_sent(&self, execution_id: &str) -> Result<bool, PortError>;
+    /// Top-level context (the union of every top-level node output) and the start time.
+    async fn final_context(&self, execution_id: &str) -> Result<(Map<String, Value>, u64), PortError>;
+}
+
+/// Where hop messages go.
+#[async_trait]
+pub trait HopQueue: Send + Sync {
+    /// Publishes durably (returns once the messages are safe).
+    async fn publish(&self, messages: Vec<HopMessage>) -> Result<(), PortError>;
+    /// Publishes after a delay, without holding a worker (timers, retry backoff).
+    async fn publish_delayed(&self, message: HopMessage, delay_ms: u64) -> Result<(), PortError>;
+}
+
+/// Where status and completion events go.
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    async fn status(&self, event: StatusEvent) -> Result<(), PortError>;
+    async fn completion(&self, completion: Completion) -> Result<(), PortError>;
+}
+
+/// Compiled definitions by content hash.
+pub trait DefinitionCache: Send + Sync {
+    fn get(&self, workflow_ref: &str) -> Option<Arc<CompiledWorkflow>>;
+}

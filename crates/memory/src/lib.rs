@@ -1,0 +1,11 @@
+//! In-memory adapters for the engine's ports, and the embedded runtime built from them.
+
+pub mod events;
+pub mod queue;
+pub mod runtime;
+pub mod store;
+
+pub use events::{Event, MemoryEvents};
+pub use queue::MemoryQueue;
+pub use runtime::{EmbeddedRuntime, MemoryDefinitions};
+pub use store::MemoryStore;

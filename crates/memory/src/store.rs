@@ -1,0 +1,183 @@
+//! `MemoryStore`: the execution store in process memory, with the same atomicity and
+//! idempotency contract as the Redis store (one mutex makes every operation atomic).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use baton_core::message::ExecutionStatus;
+use baton_engine::ports::{
+    CommitOutcome, ExecutionStart, ExecutionStore, HopCommit, JoinOutcome, Lifecycle, PortError,
+};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Default)]
+struct JoinState {
+    arrivals: Vec<(String, Value)>,
+    keys: HashSet<String>,
+    releaser: Option<String>,
+}
+
+#[derive(Debug)]
+struct Execution {
+    /// scope → (context key → value)
+    scopes: HashMap<String, Map<String, Value>>,
+    pending: i64,
+    committed: HashSet<String>,
+    joins: HashMap<String, JoinState>,
+    finished: Option<(ExecutionStatus, Option<String>)>,
+    completion_sent: bool,
+    started_at_ms: u64,
+}
+
+/// In-memory execution store.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    executions: Mutex<HashMap<String, Execution>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, id: &str, f: impl FnOnce(&mut Execution) -> T) -> Result<T, PortError> {
+        let mut map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
+        let exec = map.get_mut(id).ok_or_else(|| PortError(format!("unknown execution `{id}`")))?;
+        Ok(f(exec))
+    }
+
+    /// Drops a finished execution's state (the Redis store expires it with a TTL instead).
+    pub fn forget(&self, id: &str) {
+        self.executions.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// Number of executions held (for tests and leak checks).
+    pub fn len(&self) -> usize {
+        self.executions.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl ExecutionStore for MemoryStore {
+    async fn start(&self, start: &ExecutionStart) -> Result<bool, PortError> {
+        let mut map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
+        if map.contains_key(&start.execution_id) {
+            return Ok(false);
+        }
+        let mut scopes = HashMap::new();
+        scopes.insert(String::new(), start.seed.clone());
+        map.insert(
+            start.execution_id.clone(),
+            Execution {
+                scopes,
+                pending: start.initial_tokens,
+                committed: HashSet::new(),
+                joins: HashMap::new(),
+                finished: None,
+                completion_sent: false,
+                started_at_ms: start.started_at_ms,
+            },
+        );
+        Ok(true)
+    }
+
+    async fn lifecycle(&self, execution_id: &str) -> Result<Lifecycle, PortError> {
+        let map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(match map.get(execution_id) {
+            None => Lifecycle::Unknown,
+            Some(e) => match &e.finished {
+                None => Lifecycle::Running,
+                Some((status, reason)) => {
+                    Lifecycle::Finished { status: *status, reason: reason.clone(), completion_sent: e.completion_sent }
+                }
+            },
+        })
+    }
+
+    async fn read(&self, execution_id: &str, scope_chain: &[String], keys: &[String]) -> Result<Map<String, Value>, PortError> {
+        self.with(execution_id, |e| {
+            let mut out = Map::new();
+            for key in keys {
+                for scope in scope_chain {
+                    if let Some(v) = e.scopes.get(scope).and_then(|m| m.get(key)) {
+                        out.insert(key.clone(), v.clone());
+                        break;
+                    }
+                }
+            }
+            out
+        })
+    }
+
+    async fn read_exact(&self, execution_id: &str, entries: &[(String, String)]) -> Result<Vec<Option<Value>>, PortError> {
+        self.with(execution_id, |e| {
+            entries.iter().map(|(s, k)| e.scopes.get(s).and_then(|m| m.get(k)).cloned()).collect()
+        })
+    }
+
+    async fn commit(&self, execution_id: &str, commit: HopCommit) -> Result<CommitOutcome, PortError> {
+        self.with(execution_id, |e| {
+            if !e.committed.insert(commit.hop_id) {
+                return CommitOutcome::Duplicate;
+            }
+            for (scope, key, value) in commit.outputs {
+                e.scopes.entry(scope).or_default().insert(key, value);
+            }
+            e.pending += commit.tokens_out - 1;
+            CommitOutcome::Applied { pending: e.pending }
+        })
+    }
+
+    async fn join(
+        &self,
+        execution_id: &str,
+        join_key: &str,
+        arrival_key: &str,
+        arrival: Value,
+        expected: usize,
+        release_on_first_real: bool,
+    ) -> Result<JoinOutcome, PortError> {
+        self.with(execution_id, |e| {
+            let j = e.joins.entry(join_key.to_string()).or_default();
+            if j.releaser.as_deref() == Some(arrival_key) {
+                // The releasing arrival redelivered: release again so its successors go out.
+                return JoinOutcome::Released { arrivals: j.arrivals.clone() };
+            }
+            if j.keys.insert(arrival_key.to_string()) {
+                j.arrivals.push((arrival_key.to_string(), arrival.clone()));
+            }
+            if j.releaser.is_some() {
+                return JoinOutcome::AlreadyReleased;
+            }
+            let real = arrival.get("real").and_then(Value::as_bool).unwrap_or(false);
+            if (release_on_first_real && real) || j.keys.len() >= expected {
+                j.releaser = Some(arrival_key.to_string());
+                return JoinOutcome::Released { arrivals: j.arrivals.clone() };
+            }
+            JoinOutcome::Waiting { arrived: j.keys.len(), expected }
+        })
+    }
+
+    async fn finish(&self, execution_id: &str, status: ExecutionStatus, reason: Option<String>) -> Result<bool, PortError> {
+        self.with(execution_id, |e| {
+            if e.finished.is_some() {
+                return false;
+            }
+            e.finished = Some((status, reason));
+            true
+        })
+    }
+
+    async fn mark_completion_sent(&self, execution_id: &str) -> Result<bool, PortError> {
+        self.with(execution_id, |e| !std::mem::replace(&mut e.completion_sent, true))
+    }
+
+    async fn final_context(&self, execution_id: &str) -> Result<(Map<String, Value>, u64), PortError> {
+        self.with(execution_id, |e| (e.scopes.get("").cloned().unwrap_or_default(), e.started_at_ms))
+    }
+}
