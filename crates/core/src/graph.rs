@@ -206,6 +206,8 @@ impl CompiledWorkflow {
         } else {
             start = (0..n).filter(|i| in_adj[*i].is_empty()).collect();
         }
+        let on_failure_idx = def.on_failure.as_ref().and_then(|id| by_id.get(id).copied());
+        start.retain(|i| Some(*i) != on_failure_idx);
         let on_failure = match &def.on_failure {
             Some(id) => match by_id.get(id) {
                 Some(i) => Some(*i),

@@ -148,7 +148,7 @@ impl TemplateSet {
             let name = format!("t{}", self.next_id);
             self.next_id += 1;
             self.registry
-                .register_template_string(&name, s)
+                .register_template_string(&name, &segment_literals(s))
                 .map_err(|e| TemplateError::Syntax { field: field.to_string(), message: e.to_string() })?;
             return Ok(Node::Handlebars { name });
         }
@@ -190,6 +190,43 @@ impl TemplateSet {
         }
         Ok(Node::Interpolated(pieces))
     }
+}
+
+/// Rewrites Baton's `$[Name with spaces]` into handlebars' segment literal `[$Name with spaces]`
+/// inside `{{ }}`, so both spellings work.
+fn segment_literals(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let mut inside = false;
+    while !rest.is_empty() {
+        if rest.starts_with("{{") {
+            inside = true;
+            out.push_str("{{");
+            rest = &rest[2..];
+        } else if rest.starts_with("}}") {
+            inside = false;
+            out.push_str("}}");
+            rest = &rest[2..];
+        } else if inside && rest.starts_with("$[") {
+            match rest[2..].find(']') {
+                Some(close) => {
+                    out.push_str("[$");
+                    out.push_str(&rest[2..2 + close]);
+                    out.push(']');
+                    rest = &rest[3 + close..];
+                }
+                None => {
+                    out.push_str(rest);
+                    rest = "";
+                }
+            }
+        } else {
+            let ch = rest.chars().next().unwrap_or(' ');
+            out.push(ch);
+            rest = &rest[ch.len_utf8()..];
+        }
+    }
+    out
 }
 
 fn whole_braces(s: &str) -> Option<&str> {
@@ -343,6 +380,7 @@ mod tests {
         let ctx = json!({"$Branch A": {"v": "ok"}});
         assert_eq!(render(json!("{{[$Branch A].v}}"), ctx.clone()).unwrap(), json!("ok"));
         assert_eq!(render(json!("got {{[$Branch A].v}}"), ctx.clone()).unwrap(), json!("got ok"));
-        assert_eq!(render(json!("$[Branch A].v"), ctx).unwrap(), json!("ok"));
+        assert_eq!(render(json!("$[Branch A].v"), ctx.clone()).unwrap(), json!("ok"));
+        assert_eq!(render(json!("got {{$[Branch A].v}}!"), ctx).unwrap(), json!("got ok!"));
     }
 }
