@@ -2,6 +2,7 @@
 
 mod commands;
 mod load;
+mod logging;
 
 use std::process::ExitCode;
 
@@ -22,22 +23,29 @@ enum Command {
     Validate(commands::validate::ValidateArgs),
     /// List node types with their parameters.
     Nodes(commands::nodes::NodesArgs),
+    /// Run the stateless worker service (RabbitMQ + Redis).
+    Worker(commands::worker::WorkerArgs),
+    /// Publish a start message for a workflow; with --wait, follow it to its completion.
+    Submit(commands::submit::SubmitArgs),
+    /// Cancel a running execution on the worker pool.
+    Cancel(commands::cancel::CancelArgs),
+    /// Exit 0 if a health endpoint answers 2xx.
+    Healthcheck(commands::healthcheck::HealthcheckArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Human logs on stderr for the CLI; `RUST_LOG=info` shows what `log` nodes write.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    if !matches!(cli.command, Command::Worker(_)) {
+        logging::init_cli();
+    }
     let result = match cli.command {
         Command::Run(args) => commands::run::run(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Nodes(args) => commands::nodes::run(args),
+        Command::Worker(args) => commands::worker::run(args),
+        Command::Submit(args) => commands::submit::run(args),
+        Command::Healthcheck(args) => commands::healthcheck::run(args),
+        Command::Cancel(args) => commands::cancel::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

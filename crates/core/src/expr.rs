@@ -42,6 +42,10 @@ fn engine() -> &'static Engine {
         e.set_max_string_size(1 << 20);
         e.set_max_array_size(100_000);
         e.set_max_map_size(100_000);
+        // Fast-operators mode evaluates built-in operators on standard types first, and rhai's
+        // built-in `==` on two different types is simply `false`: the Rune coercions registered
+        // below would never run.
+        e.set_fast_operators(false);
         e.on_print(|_| {});
         e.on_debug(|_, _, _| {});
         #[allow(deprecated)]
@@ -58,8 +62,12 @@ fn engine() -> &'static Engine {
         e.register_fn("==", |a: f64, b: ImmutableString| str_num(&b).is_some_and(|x| x == a));
         e.register_fn("!=", |a: ImmutableString, b: i64| !str_num(&a).is_some_and(|x| x == b as f64));
         e.register_fn("!=", |a: i64, b: ImmutableString| !str_num(&b).is_some_and(|x| x == a as f64));
+        e.register_fn("!=", |a: ImmutableString, b: f64| !str_num(&a).is_some_and(|x| x == b));
+        e.register_fn("!=", |a: f64, b: ImmutableString| !str_num(&b).is_some_and(|x| x == a));
         e.register_fn("==", |a: ImmutableString, b: bool| a.as_str() == b.to_string());
         e.register_fn("==", |a: bool, b: ImmutableString| b.as_str() == a.to_string());
+        e.register_fn("!=", |a: ImmutableString, b: bool| a.as_str() != b.to_string());
+        e.register_fn("!=", |a: bool, b: ImmutableString| b.as_str() != a.to_string());
         e.register_fn("==", |_: (), b: Dynamic| b.is_unit());
         e.register_fn("==", |a: Dynamic, _: ()| a.is_unit());
         e.register_fn("!=", |_: (), b: Dynamic| !b.is_unit());
@@ -90,8 +98,7 @@ fn need_num(s: &str) -> RhaiResult<f64> {
 
 fn dyn_contains(haystack: Dynamic, needle: Dynamic) -> bool {
     if let Some(s) = haystack.clone().try_cast::<ImmutableString>() {
-        let n = if needle.is_string() { needle.to_string() } else { needle.to_string() };
-        return s.contains(n.as_str());
+        return s.contains(needle.to_string().as_str());
     }
     if let Some(arr) = haystack.clone().try_cast::<rhai::Array>() {
         let nv = dynamic_to_json(&needle);
@@ -167,10 +174,10 @@ impl Expr {
 
 fn clean(e: &EvalAltResult) -> String {
     let mut s = e.to_string();
-    if e.position() != Position::NONE {
-        if let Some(i) = s.rfind(" (line") {
-            s.truncate(i);
-        }
+    if e.position() != Position::NONE
+        && let Some(i) = s.rfind(" (line")
+    {
+        s.truncate(i);
     }
     // Our internal variable names must never leak into user-facing messages.
     s.replace("__r", "$ref#")

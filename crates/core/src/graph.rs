@@ -198,11 +198,6 @@ impl CompiledWorkflow {
                     }
                 }
             }
-            for (i, trig) in is_trigger.iter().enumerate() {
-                if !trig && in_adj[i].is_empty() && !start.contains(&i) {
-                    start.push(i);
-                }
-            }
         } else {
             start = (0..n).filter(|i| in_adj[*i].is_empty()).collect();
         }
@@ -328,8 +323,9 @@ impl CompiledWorkflow {
                             None => problems.push(Problem::new(format!("$.edges[{e}].on"), format!("switch `{}` has no case `{on}` (cases: rule `name`, rule index, or `fallback`)", node.name))),
                         }
                     }
+                    // An edge whose `on` names no case was reported just above.
                     for e in &out_adj[i] {
-                        if routes[*e] == Route::Success {
+                        if routes[*e] == Route::Success && def.edges[*e].on.is_none() {
                             problems.push(Problem::new(format!("$.edges[{e}]"), format!("edge `{}` leaves switch `{}` but is not one of its routes", def.edges[*e].id, node.name)));
                         }
                     }
@@ -531,7 +527,7 @@ fn check_params(problems: &mut Vec<Problem>, i: usize, params: &Value, spec: &cr
             }
             Some(v) if !v.is_null() && !is_templated(v) && !p.kind.accepts(v) => problems.push(Problem::new(
                 path,
-                format!("expected {}, found {}", p.kind.describe(), crate::value::to_text(v)),
+                format!("expected {}, found `{v}`", p.kind.describe()),
             )),
             _ => {}
         }

@@ -46,6 +46,9 @@ pub struct HopMessage {
     pub lineage: Vec<Frame>,
     #[serde(default = "one")]
     pub attempt: u32,
+    /// W3C trace context of the execution, carried from hop to hop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 fn one() -> u32 {

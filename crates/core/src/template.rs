@@ -30,6 +30,8 @@ pub enum TemplateError {
 enum Piece {
     Text(String),
     Ref { reference: Reference, raw: String, strict: bool },
+    /// A handlebars chunk of a string that also has bare references outside its braces.
+    Handlebars { name: String },
 }
 
 #[derive(Debug, Clone)]
@@ -145,12 +147,24 @@ impl TemplateSet {
             {
                 return Ok(Node::Whole { reference, raw: s.to_string(), strict: true });
             }
-            let name = format!("t{}", self.next_id);
-            self.next_id += 1;
-            self.registry
-                .register_template_string(&name, &segment_literals(s))
-                .map_err(|e| TemplateError::Syntax { field: field.to_string(), message: e.to_string() })?;
-            return Ok(Node::Handlebars { name });
+            let parts = split_bare_outside_braces(s);
+            if parts.iter().all(|p| matches!(p, Part::Text(_))) {
+                return Ok(Node::Handlebars { name: self.register(s, field)? });
+            }
+            // Bare references outside the braces (`"{{$input.base}}/users/$item.id"`) follow the
+            // bare rules; each chunk between them is its own handlebars template.
+            let mut pieces = Vec::with_capacity(parts.len());
+            for part in parts {
+                pieces.push(match part {
+                    Part::Text(t) if t.contains("{{") => Piece::Handlebars { name: self.register(&t, field)? },
+                    Part::Text(t) => Piece::Text(t),
+                    Part::Ref(reference, raw) => {
+                        let strict = strict_roots.contains(&reference.root);
+                        Piece::Ref { reference, raw, strict }
+                    }
+                });
+            }
+            return Ok(Node::Interpolated(pieces));
         }
         if !s.contains('$') {
             return Ok(Node::Literal(Value::String(s.to_string())));
@@ -190,6 +204,75 @@ impl TemplateSet {
         }
         Ok(Node::Interpolated(pieces))
     }
+}
+
+impl TemplateSet {
+    fn register(&mut self, source: &str, field: &str) -> Result<String, TemplateError> {
+        let name = format!("t{}", self.next_id);
+        self.next_id += 1;
+        self.registry
+            .register_template_string(&name, segment_literals(source))
+            .map_err(|e| TemplateError::Syntax { field: field.to_string(), message: e.to_string() })?;
+        Ok(name)
+    }
+}
+
+enum Part {
+    Text(String),
+    Ref(Reference, String),
+}
+
+/// Splits a handlebars string at the bare references that stand outside any `{{ }}` and outside
+/// any block (`{{#if}}…{{/if}}`, raw blocks), so every text part is a complete template.
+fn split_bare_outside_braces(s: &str) -> Vec<Part> {
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < s.len() {
+        let rest = &s[i..];
+        if let Some(after_open) = rest.strip_prefix("{{") {
+            let raw_block = rest.starts_with("{{{{");
+            let body = rest.trim_start_matches('{').trim_start_matches('~');
+            let close = if raw_block {
+                "}}}}"
+            } else if body.starts_with("!--") {
+                "--}}"
+            } else {
+                "}}"
+            };
+            let end = after_open.find(close).map_or(rest.len(), |p| 2 + p + close.len());
+            if body.starts_with('/') {
+                depth = depth.saturating_sub(1);
+            } else if raw_block
+                || body.starts_with('#')
+                || body.strip_prefix('^').is_some_and(|b| !b.trim_start().starts_with(['~', '}']))
+            {
+                depth += 1;
+            }
+            text.push_str(&rest[..end]);
+            i += end;
+            continue;
+        }
+        if depth == 0
+            && rest.starts_with('$')
+            && let Some((reference, end)) = path::parse_bare_at(s, i)
+        {
+            if !text.is_empty() {
+                parts.push(Part::Text(std::mem::take(&mut text)));
+            }
+            parts.push(Part::Ref(reference, s[i..end].to_string()));
+            i = end;
+            continue;
+        }
+        let ch = rest.chars().next().unwrap_or(' ');
+        text.push(ch);
+        i += ch.len_utf8();
+    }
+    if !text.is_empty() {
+        parts.push(Part::Text(text));
+    }
+    parts
 }
 
 /// Rewrites Baton's `$[Name with spaces]` into handlebars' segment literal `[$Name with spaces]`
@@ -290,19 +373,12 @@ fn resolve_node(
                         None if *strict => return Err(missing(field, raw)),
                         None => out.push_str(raw),
                     },
+                    Piece::Handlebars { name } => out.push_str(&render(set, name, ctx, field)?),
                 }
             }
             Ok(Value::String(out))
         }
-        Node::Handlebars { name } => set.registry.render(name, ctx).map(Value::String).map_err(|e| {
-            let message = match e.reason() {
-                handlebars::RenderErrorReason::MissingVariable(Some(var)) => {
-                    return missing(field, &format!("{{{{{var}}}}}"));
-                }
-                _ => e.to_string(),
-            };
-            TemplateError::Render { field: field.to_string(), message }
-        }),
+        Node::Handlebars { name } => render(set, name, ctx, field).map(Value::String),
         Node::Array(items) => items
             .iter()
             .enumerate()
@@ -317,6 +393,18 @@ fn resolve_node(
             Ok(Value::Object(out))
         }
     }
+}
+
+fn render(set: &TemplateSet, name: &str, ctx: &Map<String, Value>, field: &str) -> Result<String, TemplateError> {
+    set.registry.render(name, ctx).map_err(|e| {
+        let message = match e.reason() {
+            handlebars::RenderErrorReason::MissingVariable(Some(var)) => {
+                return missing(field, &format!("{{{{{var}}}}}"));
+            }
+            _ => e.to_string(),
+        };
+        TemplateError::Render { field: field.to_string(), message }
+    })
 }
 
 fn missing(field: &str, reference: &str) -> TemplateError {
@@ -373,6 +461,17 @@ mod tests {
         assert!(err.to_string().contains("`$Fetch.status`") && err.to_string().contains("`a.b`"), "{err}");
         let err = render(json!("pre {{$input.gone}} post"), json!({"$input": {}})).unwrap_err();
         assert!(matches!(err, TemplateError::MissingReference { .. }), "{err}");
+    }
+
+    #[test]
+    fn bare_references_outside_braces_are_interpolated_in_handlebars_text() {
+        let ctx = json!({"$input": {"base": "http://h"}, "$item": {"id": 7}});
+        assert_eq!(render(json!("{{$input.base}}/users/$item.id"), ctx.clone()).unwrap(), json!("http://h/users/7"));
+        assert_eq!(render(json!("$5 off {{$input.base}}"), ctx.clone()).unwrap(), json!("$5 off http://h"));
+        // Inside a block the text is the block's: left to handlebars, as written.
+        assert_eq!(render(json!("{{#if $input.base}}id $item.id{{/if}}"), ctx.clone()).unwrap(), json!("id $item.id"));
+        let err = render(json!("{{$input.base}}/$Fetch.status"), ctx).unwrap_err();
+        assert!(err.to_string().contains("`$Fetch.status`"), "{err}");
     }
 
     #[test]

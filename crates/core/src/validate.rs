@@ -52,7 +52,7 @@ fn expect(
 ) {
     match obj.get(key) {
         None if required => problems.push(Problem::new(format!("{base}.{key}"), format!("is required: expected {want}"))),
-        Some(v) if !ok(v) && !(v.is_null() && !required) => problems.push(Problem::new(
+        Some(v) if !ok(v) && (required || !v.is_null()) => problems.push(Problem::new(
             format!("{base}.{key}"),
             format!("expected {want}, found {}", type_name(v)),
         )),

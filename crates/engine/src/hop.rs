@@ -103,6 +103,7 @@ impl Engine {
         execution_id: &str,
         seed: Map<String, Value>,
         start_at: Option<&str>,
+        traceparent: Option<String>,
     ) -> Result<(), PortError> {
         let starts: Vec<&CompiledNode> = match start_at {
             Some(id) => workflow.node(id).into_iter().collect(),
@@ -134,16 +135,39 @@ impl Engine {
                 from_edge: None,
                 lineage: Vec::new(),
                 attempt: 1,
+                traceparent: traceparent.clone(),
             })
             .collect();
         self.queue.publish(messages).await
     }
 
     /// Cancels a running execution: it halts with reason "cancelled", running nodes are aborted
-    /// and queued messages are dropped when they arrive.
-    pub async fn cancel(&self, workflow_id: &str, execution_id: &str, workflow_ref: &str) -> Result<bool, PortError> {
-        let Some(wf) = self.definitions.get(workflow_ref) else { return Ok(false) };
-        self.halt(&wf, workflow_id, execution_id, ExecutionStatus::Halted, "execution cancelled by request".into()).await
+    /// and queued messages are dropped when they arrive. False if it was not running (or its
+    /// definition is not loaded in this process).
+    pub async fn cancel(&self, execution_id: &str) -> Result<bool, PortError> {
+        let Some((workflow_id, workflow_ref)) = self.store.identity(execution_id).await? else { return Ok(false) };
+        let Some(wf) = self.definitions.get(&workflow_ref) else { return Ok(false) };
+        self.halt(&wf, &workflow_id, execution_id, ExecutionStatus::Halted, "execution cancelled by request".into()).await
+    }
+
+    /// Fails an execution the engine cannot run (poison input): final status `failed`.
+    pub async fn fail_execution(&self, workflow_id: &str, execution_id: &str, reason: String) -> Result<bool, PortError> {
+        if !matches!(self.store.lifecycle(execution_id).await?, Lifecycle::Running) {
+            return Ok(false);
+        }
+        if !self.store.finish(execution_id, ExecutionStatus::Failed, Some(reason)).await? {
+            return Ok(false);
+        }
+        self.forget_execution(execution_id);
+        self.emit_completion_inner(workflow_id, execution_id).await?;
+        Ok(true)
+    }
+
+    /// Aborts nodes of `execution_id` running in this process (a cancellation seen elsewhere).
+    pub fn cancel_local(&self, execution_id: &str) {
+        if let Some(t) = self.cancels.lock().unwrap_or_else(|p| p.into_inner()).get(execution_id) {
+            t.cancel();
+        }
     }
 
     /// Processes one message.
@@ -154,7 +178,16 @@ impl Engine {
         let Some(node) = wf.node(&msg.node_id) else {
             return Ok(HopOutcome::Poison(format!("node `{}` is not in workflow `{}`", msg.node_id, msg.workflow_ref)));
         };
-        match self.store.lifecycle(&msg.execution_id).await? {
+        // The common case (an ordinary node run) reads lifecycle and context in one round trip.
+        // (Not `OnFailure`: it runs after the execution finished, when `begin_hop` reads nothing.)
+        let plain_run = msg.kind == HopKind::Run && !node.is_join && node.class != NodeClass::Aggregator;
+        let (lifecycle, preloaded) = if plain_run {
+            let (life, ctx) = self.store.begin_hop(&msg.execution_id, &scope_chain(&msg.lineage), &node.reads).await?;
+            (life, Some(ctx))
+        } else {
+            (self.store.lifecycle(&msg.execution_id).await?, None)
+        };
+        match lifecycle {
             Lifecycle::Unknown => {
                 return Ok(HopOutcome::Poison(format!("unknown execution `{}`", msg.execution_id)));
             }
@@ -165,10 +198,10 @@ impl Engine {
             HopKind::Skip => self.on_skip(&wf, node, &msg).await,
             HopKind::EmptySplit => self.release_aggregator(&wf, node, &msg, &msg.lineage, 0, Vec::new()).await,
             HopKind::Resume => self.on_resume(&wf, node, &msg).await,
-            HopKind::OnFailure => self.execute(&wf, node, &msg).await,
+            HopKind::OnFailure => self.execute(&wf, node, &msg, preloaded).await,
             HopKind::Run if node.class == NodeClass::Aggregator => self.arrive_aggregator(&wf, node, &msg, true).await,
             HopKind::Run if node.is_join => self.arrive_join(&wf, node, &msg, true).await,
-            HopKind::Run => self.execute(&wf, node, &msg).await,
+            HopKind::Run => self.execute(&wf, node, &msg, preloaded).await,
         }
     }
 
@@ -184,6 +217,7 @@ impl Engine {
             from_edge: Some(e.id.clone()),
             lineage,
             attempt: 1,
+            traceparent: msg.traceparent.clone(),
         }
     }
 
@@ -241,7 +275,7 @@ impl Engine {
         if !children.is_empty() {
             self.queue.publish(children).await?;
         }
-        if let CommitOutcome::Applied { pending: 0 } = outcome {
+        if let CommitOutcome::Applied { pending: 0 } | CommitOutcome::Duplicate { pending: 0 } = outcome {
             self.complete(wf, &msg.workflow_id, &msg.execution_id, ExecutionStatus::Completed, None).await?;
         }
         Ok(HopOutcome::Done)
@@ -255,6 +289,10 @@ impl Engine {
     }
 
     async fn emit_completion(&self, _wf: &CompiledWorkflow, workflow_id: &str, execution_id: &str) -> Result<(), PortError> {
+        self.emit_completion_inner(workflow_id, execution_id).await
+    }
+
+    async fn emit_completion_inner(&self, workflow_id: &str, execution_id: &str) -> Result<(), PortError> {
         let Lifecycle::Finished { status, reason, .. } = self.store.lifecycle(execution_id).await? else {
             return Ok(());
         };
@@ -296,6 +334,7 @@ impl Engine {
                     from_edge: None,
                     lineage: Vec::new(),
                     attempt: 1,
+                    traceparent: None,
                 };
                 let msg = HopMessage { workflow_ref: wf.reference.clone(), ..msg };
                 self.queue.publish(vec![msg]).await?;
@@ -366,15 +405,17 @@ impl Engine {
         let from_name = msg.from_node.as_deref().and_then(|id| wf.node(id)).map(|n| n.name.clone()).unwrap_or_default();
         let arrival = json!({"from": from_name, "real": real});
         let expected = node.in_edges.len().max(1);
+        // `waiting` is reported before the arrival is recorded: once recorded, another arrival
+        // may release the join and run it, and a `waiting` sent after that would read as the
+        // node's latest status. A wait_for_any join releases on its first real arrival (later
+        // ones are ignored), so it never reports `waiting`.
+        if real && !node.wait_for_any {
+            let mut ev = self.status(wf, node, msg, NodeStatus::Waiting);
+            ev.output = Some(json!({"_merge_waiting": true, "_merge_expected": expected}));
+            self.emit(ev).await;
+        }
         match self.store.join(&msg.execution_id, &join_key, &arrival_key, arrival, expected, node.wait_for_any).await? {
-            JoinOutcome::Waiting { arrived, expected } => {
-                let status = real.then(|| {
-                    let mut ev = self.status(wf, node, msg, NodeStatus::Waiting);
-                    ev.output = Some(json!({"_merge_waiting": true, "_merge_arrived": arrived, "_merge_expected": expected}));
-                    ev
-                });
-                self.hand_on(wf, msg, Vec::new(), Vec::new(), status).await
-            }
+            JoinOutcome::Waiting { .. } => self.hand_on(wf, msg, Vec::new(), Vec::new(), None).await,
             JoinOutcome::AlreadyReleased => self.hand_on(wf, msg, Vec::new(), Vec::new(), None).await,
             JoinOutcome::Released { arrivals } => {
                 let reals: Vec<String> = arrivals
@@ -386,7 +427,7 @@ impl Engine {
                     return self.propagate_skip(wf, node, msg).await;
                 }
                 if node.class != NodeClass::Merge {
-                    return self.execute(wf, node, msg).await;
+                    return self.execute(wf, node, msg, None).await;
                 }
                 let skipped: Vec<String> = arrivals
                     .iter()
@@ -436,15 +477,14 @@ impl Engine {
         let from = msg.from_node.as_deref().and_then(|id| wf.node(id)).map(|n| n.key.clone()).unwrap_or_default();
         let arrival = json!({"item": frame.item_index, "from": from, "real": real});
         let expected = frame.total_items * node.in_edges.len().max(1);
+        // Reported before the arrival is recorded, for the same reason as in `arrive_join`.
+        if real {
+            let mut ev = self.status(wf, node, msg, NodeStatus::Waiting);
+            ev.output = Some(json!({"_aggregator_expected": expected}));
+            self.emit(ev).await;
+        }
         match self.store.join(&msg.execution_id, &join_key, &arrival_key, arrival, expected, false).await? {
-            JoinOutcome::Waiting { arrived, expected } => {
-                let status = real.then(|| {
-                    let mut ev = self.status(wf, node, msg, NodeStatus::Waiting);
-                    ev.output = Some(json!({"_aggregator_processed_count": arrived, "_aggregator_expected": expected}));
-                    ev
-                });
-                self.hand_on(wf, msg, Vec::new(), Vec::new(), status).await
-            }
+            JoinOutcome::Waiting { .. } => self.hand_on(wf, msg, Vec::new(), Vec::new(), None).await,
             JoinOutcome::AlreadyReleased => self.hand_on(wf, msg, Vec::new(), Vec::new(), None).await,
             JoinOutcome::Released { arrivals } => {
                 let total = frame.total_items;
@@ -499,10 +539,12 @@ impl Engine {
     }
 
     /// Runs the node itself: resolve parameters, run with timeout and cancellation, route.
-    async fn execute(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage) -> Result<HopOutcome, PortError> {
+    async fn execute(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, preloaded: Option<Map<String, Value>>) -> Result<HopOutcome, PortError> {
         let started = Instant::now();
-        let chain = scope_chain(&msg.lineage);
-        let ctx = self.store.read(&msg.execution_id, &chain, &node.reads).await?;
+        let ctx = match preloaded {
+            Some(ctx) => ctx,
+            None => self.store.read(&msg.execution_id, &scope_chain(&msg.lineage), &node.reads).await?,
+        };
         let mut running = self.status(wf, node, msg, NodeStatus::Running);
         let params = match node.params.resolve(&wf.templates, &ctx, "") {
             Ok(p) => p,
@@ -551,7 +593,9 @@ impl Engine {
         let Some(imp) = self.nodes.get(&node.node_type) else {
             return RunResult::Failed(NodeError { message: format!("node type `{}` is not registered", node.node_type), code: "NODE_CREATION_FAILED".into(), retryable: false });
         };
-        let cancel = self.cancel_token(&msg.execution_id);
+        // The `on_failure` node runs after the halt that cancelled the execution's token: it gets
+        // its own, or it would be aborted before it starts.
+        let cancel = if msg.kind == HopKind::OnFailure { CancellationToken::new() } else { self.cancel_token(&msg.execution_id) };
         let idempotency_key = format!("{}:{}:{}", msg.execution_id, node.id, msg.scope());
         let input = NodeInput {
             params,
@@ -612,15 +656,7 @@ impl Engine {
                 let (taken, untaken) = wf.route(node.idx, RouteOutcome::Success(&output));
                 let mut children = Vec::new();
                 if total == 0 {
-                    if let Some(closer) = node.split_closer {
-                        let mut m = msg.clone();
-                        m.node_id = wf.nodes[closer].id.clone();
-                        m.kind = HopKind::EmptySplit;
-                        m.from_node = Some(node.id.clone());
-                        m.from_edge = Some(format!("empty:{}", node.id));
-                        m.attempt = 1;
-                        children.push(m);
-                    }
+                    children.extend(self.empty_split(wf, node, msg));
                 } else {
                     for (i, item) in items.into_iter().enumerate() {
                         let mut lineage = msg.lineage.clone();
@@ -649,6 +685,18 @@ impl Engine {
             }
         };
         self.hand_on(wf, msg, outputs, children, Some(ev)).await
+    }
+
+    /// The message that releases the aggregator closing `split` with an empty result.
+    fn empty_split(&self, wf: &CompiledWorkflow, split: &CompiledNode, msg: &HopMessage) -> Option<HopMessage> {
+        let closer = split.split_closer?;
+        let mut m = msg.clone();
+        m.node_id = wf.nodes[closer].id.clone();
+        m.kind = HopKind::EmptySplit;
+        m.from_node = Some(split.id.clone());
+        m.from_edge = Some(format!("empty:{}", split.id));
+        m.attempt = 1;
+        Some(m)
     }
 
     async fn fail(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, err: NodeError, started: Instant) -> Result<HopOutcome, PortError> {
@@ -685,7 +733,14 @@ impl Engine {
                 Ok(HopOutcome::Done)
             }
             baton_core::ErrorKind::Ignore => {
-                let children = self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Ignored);
+                let mut children = self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Ignored);
+                if node.class == NodeClass::Split {
+                    // A failed split has no items: continue as an empty split (its aggregator
+                    // releases an empty result); the per-item successors must not run outside
+                    // any item.
+                    children.retain(|m| m.kind != HopKind::Run);
+                    children.extend(self.empty_split(wf, node, msg));
+                }
                 self.hand_on(wf, msg, vec![(msg.scope(), "$error".into(), error_value)], children, Some(ev)).await
             }
             baton_core::ErrorKind::Branch => {

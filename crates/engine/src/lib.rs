@@ -1,6 +1,8 @@
 //! The engine: one hop (run a node, store its output, route to the next messages) written once
 //! against the `ports` traits, plus the `Node` trait and registry.
 
+#[cfg(feature = "contract")]
+pub mod contract;
 pub mod hop;
 pub mod node;
 pub mod ports;

@@ -52,7 +52,8 @@ pub enum CommitOutcome {
     /// Applied; `pending` tokens remain in the execution (0 = it is complete).
     Applied { pending: i64 },
     /// This hop was committed before (a redelivery): re-publish its messages, change nothing.
-    Duplicate,
+    /// `pending` lets a redelivery finish an execution whose first attempt died before it could.
+    Duplicate { pending: i64 },
 }
 
 /// A join arrival result.
@@ -72,8 +73,19 @@ pub trait ExecutionStore: Send + Sync {
     /// Creates the execution. Returns false if it already exists (a duplicate start).
     async fn start(&self, start: &ExecutionStart) -> Result<bool, PortError>;
     async fn lifecycle(&self, execution_id: &str) -> Result<Lifecycle, PortError>;
+    /// `(workflow_id, workflow_ref)` of an execution, if it exists.
+    async fn identity(&self, execution_id: &str) -> Result<Option<(String, String)>, PortError>;
     /// Reads `keys`, each from the innermost scope of `scope_chain` that has it.
     async fn read(&self, execution_id: &str, scope_chain: &[String], keys: &[String]) -> Result<Map<String, Value>, PortError>;
+    /// The execution's lifecycle and the context keys a hop needs, in one round trip where the
+    /// store can (the Redis store overrides this).
+    async fn begin_hop(&self, execution_id: &str, scope_chain: &[String], keys: &[String]) -> Result<(Lifecycle, Map<String, Value>), PortError> {
+        let life = self.lifecycle(execution_id).await?;
+        if life != Lifecycle::Running {
+            return Ok((life, Map::new()));
+        }
+        Ok((life, self.read(execution_id, scope_chain, keys).await?))
+    }
     /// Reads exact `(scope, key)` entries.
     async fn read_exact(&self, execution_id: &str, entries: &[(String, String)]) -> Result<Vec<Option<Value>>, PortError>;
     async fn commit(&self, execution_id: &str, commit: HopCommit) -> Result<CommitOutcome, PortError>;

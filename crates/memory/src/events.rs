@@ -10,6 +10,8 @@ use baton_engine::ports::{EventSink, PortError};
 use tokio::sync::{broadcast, oneshot};
 
 /// An event as observers see it.
+// Statuses are the common case; boxing them would allocate per event for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Event {
     Status(StatusEvent),

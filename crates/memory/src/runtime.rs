@@ -99,7 +99,7 @@ impl EmbeddedRuntime {
         seed.insert("$trigger".into(), input);
         let done = self.events.completion_of(execution_id);
         let workflow_id = workflow.definition.name.clone().unwrap_or_else(|| "embedded".into());
-        self.engine.start(&workflow, &workflow_ref, &workflow_id, execution_id, seed, None).await?;
+        self.engine.start(&workflow, &workflow_ref, &workflow_id, execution_id, seed, None, None).await?;
         Ok(done)
     }
 
@@ -107,15 +107,21 @@ impl EmbeddedRuntime {
     pub async fn run(&self, workflow: Arc<CompiledWorkflow>, execution_id: &str, input: Value) -> Result<Completion, PortError> {
         let done = self.submit(workflow, execution_id, input).await?;
         let completion = done.await.map_err(|_| PortError("runtime stopped before completion".into()))?;
-        self.store.forget(execution_id);
+        // Messages still in flight after a halt (cancelled branches, timers) must find the
+        // execution finished, not unknown; forget it a little later.
+        let store = self.store.clone();
+        let id = execution_id.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            store.forget(&id);
+        });
         Ok(completion)
     }
 
     /// Cancels a running execution.
     pub async fn cancel(&self, workflow: &CompiledWorkflow, execution_id: &str) -> Result<bool, PortError> {
-        let r = workflow_ref(workflow);
-        let workflow_id = workflow.definition.name.clone().unwrap_or_else(|| "embedded".into());
-        self.engine.cancel(&workflow_id, execution_id, &r).await
+        let _ = workflow;
+        self.engine.cancel(execution_id).await
     }
 
     pub fn store(&self) -> &MemoryStore {

@@ -28,6 +28,8 @@ struct Execution {
     finished: Option<(ExecutionStatus, Option<String>)>,
     completion_sent: bool,
     started_at_ms: u64,
+    workflow_id: String,
+    workflow_ref: String,
 }
 
 /// In-memory execution store.
@@ -81,6 +83,8 @@ impl ExecutionStore for MemoryStore {
                 finished: None,
                 completion_sent: false,
                 started_at_ms: start.started_at_ms,
+                workflow_id: start.workflow_id.clone(),
+                workflow_ref: start.workflow_ref.clone(),
             },
         );
         Ok(true)
@@ -97,6 +101,11 @@ impl ExecutionStore for MemoryStore {
                 }
             },
         })
+    }
+
+    async fn identity(&self, execution_id: &str) -> Result<Option<(String, String)>, PortError> {
+        let map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(map.get(execution_id).map(|e| (e.workflow_id.clone(), e.workflow_ref.clone())))
     }
 
     async fn read(&self, execution_id: &str, scope_chain: &[String], keys: &[String]) -> Result<Map<String, Value>, PortError> {
@@ -123,7 +132,7 @@ impl ExecutionStore for MemoryStore {
     async fn commit(&self, execution_id: &str, commit: HopCommit) -> Result<CommitOutcome, PortError> {
         self.with(execution_id, |e| {
             if !e.committed.insert(commit.hop_id) {
-                return CommitOutcome::Duplicate;
+                return CommitOutcome::Duplicate { pending: e.pending };
             }
             for (scope, key, value) in commit.outputs {
                 e.scopes.entry(scope).or_default().insert(key, value);

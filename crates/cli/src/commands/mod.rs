@@ -1,5 +1,9 @@
 //! One module per subcommand.
 
+pub mod cancel;
+pub mod healthcheck;
 pub mod nodes;
 pub mod run;
+pub mod submit;
 pub mod validate;
+pub mod worker;

@@ -1,0 +1,66 @@
+//! RabbitMQ transport for Baton's distributed runtime.
+//!
+//! One [`Broker`] per process holds one supervised connection (lapin 4.12 with auto-recovery,
+//! wrapped in a supervisor task that rebuilds connection, channels, topology and consumers from
+//! scratch when lapin's recovery fails), and separate channels for topology, publishing (a small
+//! pool of confirm-mode channels) and each consumer.
+//!
+//! Topology (Rune-compatible, see `rune-wire.md` §1): a durable topic exchange (`workflows`) and
+//! four durable queues — execution, node status, completion, dead letter — each bound with its
+//! own name as routing key; classic (no arguments, as Rune declares them) or quorum.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), baton_amqp::Error> {
+//! use baton_amqp::{AmqpOptions, Broker, Outgoing};
+//! use futures_util::StreamExt;
+//!
+//! let broker = Broker::connect(AmqpOptions::default()).await?;
+//! broker
+//!     .publish(vec![Outgoing::new("workflow.execution", br#"{"node_id":"a"}"#.to_vec())
+//!         .with_header("traceparent", "00-…")])
+//!     .await?;
+//! let mut deliveries = broker.consume("workflow.execution", "worker-1").await?;
+//! while let Some(delivery) = deliveries.next().await {
+//!     // … run the hop, publish its successors …
+//!     delivery.ack().await?;
+//! }
+//! # Ok(()) }
+//! ```
+
+mod broker;
+mod consume;
+mod error;
+mod message;
+mod options;
+mod subscribe;
+
+pub use broker::Broker;
+pub use consume::Deliveries;
+pub use error::Error;
+pub use message::{
+    DEAD_LETTERED_AT_HEADER, DELIVERY_COUNT_HEADER, Delivery, Headers, Outgoing, REASON_HEADER,
+};
+pub use options::{AmqpOptions, QueueType};
+
+#[cfg(test)]
+mod send_sync {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+
+    /// The worker spawns these futures on a multi-threaded runtime: they must be `Send`.
+    #[allow(dead_code, clippy::diverging_sub_expression)]
+    async fn futures_are_send(broker: Broker, delivery: Delivery, mut deliveries: Deliveries) {
+        send_sync(&broker);
+        send(&deliveries);
+        send_sync(&delivery);
+        send(&broker.publish(Vec::new()));
+        send(&broker.consume("q", "t"));
+        send(&broker.dead_letter(Vec::new(), "r", Headers::new()));
+        send(&broker.close());
+        send(&Broker::connect(AmqpOptions::default()));
+        send(&deliveries.cancel());
+        send(&delivery.ack());
+    }
+}

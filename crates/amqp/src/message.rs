@@ -1,0 +1,297 @@
+//! Outgoing messages, deliveries and header conversion.
+
+use crate::error::{Error, lapin_transient};
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Acker, BasicProperties, Channel};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// String message headers (e.g. `traceparent`). Sent as AMQP long strings; on receipt every
+/// scalar header is rendered as a string (numbers in decimal, booleans as `true`/`false`);
+/// arrays and tables (such as the broker's `x-death`) are left out.
+pub type Headers = BTreeMap<String, String>;
+
+/// Header carrying the reason a message was dead-lettered by [`Broker::dead_letter`](crate::Broker::dead_letter).
+pub const REASON_HEADER: &str = "x-baton-reason";
+/// Header carrying when a message was dead-lettered (RFC 3339, UTC, milliseconds).
+pub const DEAD_LETTERED_AT_HEADER: &str = "x-baton-dead-lettered-at";
+/// Header quorum queues add on redelivery (absent on the first delivery).
+pub const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
+
+/// A message to publish through the exchange.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Routing key; Baton binds each queue with its own name, so this is the queue name.
+    pub routing_key: String,
+    /// The body (JSON; published with content-type `application/json`).
+    pub body: Vec<u8>,
+    /// String headers.
+    pub headers: Headers,
+}
+
+impl Outgoing {
+    /// A message without headers.
+    pub fn new(routing_key: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            routing_key: routing_key.into(),
+            body: body.into(),
+            headers: Headers::new(),
+        }
+    }
+
+    /// Adds a header.
+    #[must_use]
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+}
+
+/// A message received by a consumer. Settle it exactly once with [`ack`](Delivery::ack),
+/// [`nack_requeue`](Delivery::nack_requeue) or [`reject`](Delivery::reject); dropping it unsettled
+/// leaves it unacknowledged until its channel closes (then the broker redelivers it).
+pub struct Delivery {
+    /// The body.
+    pub body: Vec<u8>,
+    /// String headers (see [`Headers`]).
+    pub headers: Headers,
+    /// Whether the broker delivered this message before (to this or another consumer).
+    pub redelivered: bool,
+    /// Delivery tag on its channel.
+    pub delivery_tag: u64,
+    /// The routing key it was published with.
+    pub routing_key: String,
+    /// The exchange it was published to (empty: the default exchange).
+    pub exchange: String,
+    /// Quorum queues: how many times it was delivered before (`x-delivery-count`).
+    pub delivery_count: Option<u64>,
+    acker: Acker,
+    // Keeps the consumer's channel open while this delivery is unsettled, even after the
+    // consumer was cancelled: closing the channel would requeue it and make the ack fail.
+    _channel: Arc<Channel>,
+}
+
+impl Delivery {
+    pub(crate) fn from_lapin(delivery: lapin::message::Delivery, channel: Arc<Channel>) -> Self {
+        let lapin::message::Delivery {
+            delivery_tag,
+            exchange,
+            routing_key,
+            redelivered,
+            properties,
+            data,
+            acker,
+        } = delivery;
+        let (headers, delivery_count) = match properties.headers() {
+            Some(table) => {
+                let count = table
+                    .inner()
+                    .get(DELIVERY_COUNT_HEADER)
+                    .and_then(value_as_u64);
+                (headers_from_table(table), count)
+            }
+            None => (Headers::new(), None),
+        };
+        Self {
+            body: data,
+            headers,
+            redelivered,
+            delivery_tag,
+            routing_key: routing_key.to_string(),
+            exchange: exchange.to_string(),
+            delivery_count,
+            acker,
+            _channel: channel,
+        }
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// Acknowledges the message: the broker forgets it. A delivery whose channel or connection
+    /// died meanwhile is acknowledged as a no-op: the broker redelivers it.
+    pub async fn ack(self) -> Result<(), Error> {
+        let result = self.acker.ack(BasicAckOptions::default()).await;
+        self.settled("basic.ack", result)
+    }
+
+    /// Negatively acknowledges the message and requeues it; it is redelivered with
+    /// `redelivered = true`. A no-op when the channel died (the broker redelivers it anyway).
+    pub async fn nack_requeue(self) -> Result<(), Error> {
+        let options = BasicNackOptions {
+            multiple: false,
+            requeue: true,
+        };
+        let result = self.acker.nack(options).await;
+        self.settled("basic.nack", result)
+    }
+
+    /// Rejects the message without requeueing it: the broker drops it (or dead-letters it if
+    /// the queue has a dead-letter exchange). Use [`Broker::dead_letter`](crate::Broker::dead_letter)
+    /// first to keep it. A no-op when the channel died (the broker then redelivers it).
+    pub async fn reject(self) -> Result<(), Error> {
+        let result = self
+            .acker
+            .reject(BasicRejectOptions { requeue: false })
+            .await;
+        self.settled("basic.reject", result)
+    }
+
+    fn settled(&self, op: &'static str, result: lapin::Result<bool>) -> Result<(), Error> {
+        match result {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                tracing::debug!(
+                    op,
+                    delivery_tag = self.delivery_tag,
+                    "delivery from a closed channel: not settled, the broker redelivers it"
+                );
+                Ok(())
+            }
+            Err(e) if self.acker.poisoned() || lapin_transient(&e) => {
+                tracing::debug!(
+                    op,
+                    delivery_tag = self.delivery_tag,
+                    error = %e,
+                    "channel lost while settling: the broker redelivers the message"
+                );
+                Ok(())
+            }
+            Err(e) => Err(Error::amqp(op, e)),
+        }
+    }
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("delivery_tag", &self.delivery_tag)
+            .field("routing_key", &self.routing_key)
+            .field("redelivered", &self.redelivered)
+            .field("delivery_count", &self.delivery_count)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+pub(crate) fn short_string(what: &str, value: &str) -> Result<ShortString, Error> {
+    ShortString::try_new(value)
+        .map_err(|_| Error::Config(format!("{what} longer than 255 bytes: {value:.40}…")))
+}
+
+pub(crate) fn headers_to_table(headers: &Headers) -> Result<FieldTable, Error> {
+    let mut table = FieldTable::default();
+    for (name, value) in headers {
+        table.insert(
+            short_string("header name", name)?,
+            AMQPValue::LongString(LongString::from(value.as_bytes())),
+        );
+    }
+    Ok(table)
+}
+
+/// Properties of every publish: persistent, JSON, string headers.
+pub(crate) fn publish_properties(headers: &Headers) -> Result<BasicProperties, Error> {
+    let properties = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(ShortString::from("application/json"));
+    Ok(if headers.is_empty() {
+        properties
+    } else {
+        properties.with_headers(headers_to_table(headers)?)
+    })
+}
+
+pub(crate) fn headers_from_table(table: &FieldTable) -> Headers {
+    table
+        .inner()
+        .iter()
+        .filter_map(|(k, v)| value_as_string(v).map(|s| (k.to_string(), s)))
+        .collect()
+}
+
+fn value_as_string(value: &AMQPValue) -> Option<String> {
+    Some(match value {
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::ShortString(s) => s.to_string(),
+        AMQPValue::Boolean(b) => b.to_string(),
+        AMQPValue::ShortShortInt(n) => n.to_string(),
+        AMQPValue::ShortShortUInt(n) => n.to_string(),
+        AMQPValue::ShortInt(n) => n.to_string(),
+        AMQPValue::ShortUInt(n) => n.to_string(),
+        AMQPValue::LongInt(n) => n.to_string(),
+        AMQPValue::LongUInt(n) => n.to_string(),
+        AMQPValue::LongLongInt(n) => n.to_string(),
+        AMQPValue::Float(n) => n.to_string(),
+        AMQPValue::Double(n) => n.to_string(),
+        AMQPValue::Timestamp(n) => n.to_string(),
+        AMQPValue::ByteArray(b) => String::from_utf8_lossy(b.as_slice()).into_owned(),
+        _ => return None,
+    })
+}
+
+fn value_as_u64(value: &AMQPValue) -> Option<u64> {
+    match value {
+        AMQPValue::ShortShortInt(n) => u64::try_from(*n).ok(),
+        AMQPValue::ShortShortUInt(n) => Some(u64::from(*n)),
+        AMQPValue::ShortInt(n) => u64::try_from(*n).ok(),
+        AMQPValue::ShortUInt(n) => Some(u64::from(*n)),
+        AMQPValue::LongInt(n) => u64::try_from(*n).ok(),
+        AMQPValue::LongUInt(n) => Some(u64::from(*n)),
+        AMQPValue::LongLongInt(n) => u64::try_from(*n).ok(),
+        AMQPValue::Timestamp(n) => Some(*n),
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_and_scalars_render_as_strings() {
+        let mut headers = Headers::new();
+        headers.insert("traceparent".into(), "00-abc-def-01".into());
+        headers.insert("empty".into(), String::new());
+        let mut table = headers_to_table(&headers).unwrap();
+        assert_eq!(headers_from_table(&table), headers);
+        table.insert("x-delivery-count".into(), AMQPValue::LongLongInt(2));
+        table.insert("flag".into(), AMQPValue::Boolean(true));
+        table.insert("x-death".into(), AMQPValue::FieldArray(Vec::new().into()));
+        let back = headers_from_table(&table);
+        assert_eq!(back["x-delivery-count"], "2");
+        assert_eq!(back["flag"], "true");
+        assert!(!back.contains_key("x-death"));
+        assert_eq!(
+            value_as_u64(&AMQPValue::LongLongInt(3)),
+            Some(3),
+            "delivery count"
+        );
+    }
+
+    #[test]
+    fn overlong_header_name_is_a_config_error() {
+        let mut headers = Headers::new();
+        headers.insert("h".repeat(256), "v".into());
+        let err = headers_to_table(&headers).unwrap_err();
+        assert!(matches!(err, Error::Config(_)));
+        assert!(!err.is_transient());
+    }
+
+    #[test]
+    fn publish_properties_are_persistent_json() {
+        let p = publish_properties(&Headers::new()).unwrap();
+        assert_eq!(*p.delivery_mode(), Some(2));
+        assert_eq!(
+            p.content_type().as_ref().map(|s| s.as_str()),
+            Some("application/json")
+        );
+        assert!(p.headers().is_none());
+    }
+}

@@ -1,0 +1,30 @@
+//! `baton cancel EXECUTION_ID`: asks the worker pool to cancel an execution. It halts with
+//! reason "execution cancelled by request"; running nodes are aborted.
+
+use std::path::PathBuf;
+
+use baton_amqp::{Broker, Outgoing};
+use baton_worker::Settings;
+use clap::Args;
+use serde_json::json;
+
+#[derive(Args, Debug)]
+pub struct CancelArgs {
+    pub execution_id: String,
+    /// Worker configuration file (for the broker URL and queue names).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+pub fn run(args: CancelArgs) -> anyhow::Result<u8> {
+    let settings = Settings::load(args.config.as_deref())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let broker = Broker::connect(crate::commands::submit::amqp_options(&settings, "baton-cancel")).await?;
+        let body = serde_json::to_vec(&json!({"cancel_execution": args.execution_id}))?;
+        broker.publish(vec![Outgoing::new(settings.queue("workflow.execution"), body)]).await?;
+        broker.close().await;
+        eprintln!("cancel requested for {}", args.execution_id);
+        Ok(0)
+    })
+}

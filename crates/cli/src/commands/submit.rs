@@ -1,0 +1,143 @@
+//! `baton submit FILE [--input JSON|@file] [--wait]`: a tiny master for scripts. Publishes a
+//! Rune-style start message (full definition, `$input`/`$trigger` seeded) to
+//! `workflow.execution`; with `--wait`, follows the execution's status messages on stderr and
+//! prints its completion on stdout (exit 0 completed, 1 failed/halted).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use baton_amqp::{AmqpOptions, Broker, Outgoing};
+use baton_core::message::{Completion, ExecutionStatus, StatusEvent};
+use baton_worker::Settings;
+use clap::Args;
+use futures_util::StreamExt;
+use serde_json::{Map, json};
+
+use crate::load::{LoadError, compile, read_document, read_input};
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    /// Workflow JSON file.
+    pub file: PathBuf,
+    /// Execution input (`$input` and `$trigger`): inline JSON or `@file.json`.
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Follow the execution and print its completion.
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_secs: u64,
+    /// Use this execution id instead of a new UUID v7.
+    #[arg(long)]
+    pub execution_id: Option<String>,
+    /// Worker configuration file (for the broker URL and queue names).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// Broker options for a short-lived CLI connection, with the worker's queue names.
+pub fn amqp_options(settings: &Settings, name: &str) -> AmqpOptions {
+    AmqpOptions {
+        url: settings.amqp_url.clone(),
+        exchange: settings.queue("workflows"),
+        execution_queue: settings.queue("workflow.execution"),
+        status_queue: settings.queue("workflow.node.status"),
+        completion_queue: settings.queue("workflow.completion"),
+        dead_letter_queue: settings.queue("workflow.dead-letter"),
+        queue_type: if settings.queue_type == "quorum" { baton_amqp::QueueType::Quorum } else { baton_amqp::QueueType::Classic },
+        connection_name: Some(name.to_string()),
+        connect_timeout: Duration::from_secs(10),
+        ..AmqpOptions::default()
+    }
+}
+
+pub fn run(args: SubmitArgs) -> anyhow::Result<u8> {
+    let registry = baton_nodes::registry();
+    let workflow = match compile(&args.file, &registry) {
+        Ok(wf) => wf,
+        Err(LoadError::Unreadable(msg)) => {
+            eprintln!("error: {msg}");
+            return Ok(2);
+        }
+        Err(LoadError::Invalid(inv)) => {
+            eprintln!("error: {} is not a valid workflow:", args.file.display());
+            for p in &inv.0 {
+                eprintln!("  {}: {}", p.path, p.message);
+            }
+            return Ok(2);
+        }
+    };
+    let Ok(definition) = read_document(&args.file) else { return Ok(2) };
+    let input = read_input(args.input.as_deref())?;
+    let settings = Settings::load(args.config.as_deref())?;
+    let execution_id = args.execution_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let workflow_id = workflow.definition.name.clone().unwrap_or_else(|| {
+        args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "workflow".into())
+    });
+    // Rune masters name the node to run; a trigger (or `$start`) means "the start nodes".
+    let current_node = workflow.nodes.iter().find(|n| n.trigger).map(|n| n.id.clone()).unwrap_or_else(|| match workflow.start.as_slice() {
+        [one] => workflow.nodes[*one].id.clone(),
+        _ => "$start".to_string(),
+    });
+    let mut context = Map::new();
+    context.insert("$input".into(), input.clone());
+    context.insert("$trigger".into(), input);
+    let message = json!({
+        "workflow_id": workflow_id,
+        "execution_id": execution_id,
+        "current_node": current_node,
+        "workflow_definition": definition,
+        "accumulated_context": context,
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let broker = Broker::connect(amqp_options(&settings, "baton-submit")).await?;
+        let mut events = if args.wait {
+            Some(broker.subscribe(&[settings.queue("workflow.node.status"), settings.queue("workflow.completion")]).await?)
+        } else {
+            None
+        };
+        broker.publish(vec![Outgoing::new(settings.queue("workflow.execution"), serde_json::to_vec(&message)?)]).await?;
+        eprintln!("submitted execution {execution_id}");
+        let Some(events) = events.as_mut() else {
+            println!("{execution_id}");
+            broker.close().await;
+            return Ok(0);
+        };
+        let deadline = tokio::time::sleep(Duration::from_secs(args.timeout_secs));
+        tokio::pin!(deadline);
+        let completion_key = settings.queue("workflow.completion");
+        let code = loop {
+            let delivery = tokio::select! {
+                () = &mut deadline => {
+                    eprintln!("error: no completion within {} s", args.timeout_secs);
+                    break 1;
+                }
+                d = events.next() => match d { Some(d) => d, None => break 1 },
+            };
+            let is_completion = delivery.routing_key == completion_key;
+            let body = delivery.body.clone();
+            let _ = delivery.ack().await;
+            if is_completion {
+                let Ok(c) = serde_json::from_slice::<Completion>(&body) else { continue };
+                if c.execution_id != execution_id {
+                    continue;
+                }
+                eprintln!("{} in {} ms{}", c.status.as_str(), c.total_duration_ms, c.failure_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default());
+                println!("{}", serde_json::to_string_pretty(&c)?);
+                break if c.status == ExecutionStatus::Completed { 0 } else { 1 };
+            }
+            if let Ok(s) = serde_json::from_slice::<StatusEvent>(&body)
+                && s.execution_id == execution_id
+            {
+                let status = serde_json::to_value(s.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                let err = s.error.map(|e| format!(": {} [{}]", e.message, e.code)).unwrap_or_default();
+                let item = s.item_index.map(|i| format!(" [item {i}]")).unwrap_or_default();
+                eprintln!("{status:<8}{}{item}{err}", s.node_name);
+            }
+        };
+        broker.close().await;
+        Ok(code)
+    })
+}

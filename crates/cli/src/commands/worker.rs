@@ -1,0 +1,59 @@
+//! `baton worker [--config FILE]`: the stateless worker service. JSON logs (set
+//! `BATON_LOG_FORMAT=human` for a terminal), health and metrics on `BATON_HTTP_PORT`, graceful
+//! drain on SIGTERM/SIGINT, exit 0.
+
+use std::path::PathBuf;
+
+use baton_worker::{Settings, Worker, health};
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// TOML configuration file (fields as in `BATON_*` variables, lower-case, without prefix).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+pub fn run(args: WorkerArgs) -> anyhow::Result<u8> {
+    let settings = Settings::load(args.config.as_deref())?;
+    crate::logging::init_service(&settings.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let metrics = health::install_metrics()?;
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone());
+        let port = settings.http_port;
+        let worker = Worker::connect(settings, baton_nodes::registry()).await?;
+        let admin_stop = CancellationToken::new();
+        let admin = tokio::spawn(health::serve(worker.clone(), metrics, port, admin_stop.clone()));
+        let result = worker.run(shutdown).await;
+        admin_stop.cancel();
+        let _ = admin.await;
+        result?;
+        tracing::info!("worker stopped");
+        Ok(0)
+    })
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                tracing::error!("cannot install signal handlers");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: draining"),
+                _ = int.recv() => tracing::info!("SIGINT: draining"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        shutdown.cancel();
+    });
+}

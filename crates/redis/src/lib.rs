@@ -1,0 +1,23 @@
+//! Redis adapters for the distributed runtime:
+//!
+//! - [`RedisStore`]: the production [`ExecutionStore`](baton_engine::ports::ExecutionStore),
+//!   with the same semantics as the in-memory store (checked by the shared contract suite,
+//!   `baton_engine::contract`). A hop costs two round trips: `begin_hop` (lifecycle + the keys
+//!   the node reads) and `commit`.
+//! - [`DefinitionStore`]: workflow definitions by reference.
+//! - [`TimerStore`]: durable timers with leased claims.
+//! - cancellation broadcast: [`RedisStore::publish_cancel`] / [`RedisStore::subscribe_cancels`].
+//!
+//! Every multi-key operation is one Lua script (`src/lua/`), run with `EVALSHA` (loaded on
+//! `NOSCRIPT`), with all its keys in `KEYS[]` under one hash tag, so it is cluster-safe.
+
+mod definitions;
+mod error;
+mod reply;
+mod store;
+mod timers;
+
+pub use definitions::DefinitionStore;
+pub use error::Error;
+pub use store::{RedisOptions, RedisStore};
+pub use timers::TimerStore;

@@ -1,0 +1,26 @@
+-- Applies one hop's effects at most once per hop id: its outputs and the token count.
+-- KEYS[1] meta, KEYS[2] ctx, KEYS[3] hops (committed hop ids), KEYS[4] top
+-- ARGV[1] hop id, ARGV[2] token delta (tokens_out - 1), ARGV[3..] (field, JSON text) pairs
+-- where field = scope .. '\31' .. key.
+-- Reply: {'unknown'} | {'duplicate', pending} | {'applied', pending}
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {'unknown'}
+end
+if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then
+  return {'duplicate', tonumber(redis.call('HGET', KEYS[1], 'pending') or '0')}
+end
+for i = 3, #ARGV, 2 do
+  local field = ARGV[i]
+  if redis.call('HSET', KEYS[2], field, ARGV[i + 1]) == 1 and string.byte(field, 1) == 31 then
+    redis.call('RPUSH', KEYS[4], string.sub(field, 2))
+  end
+end
+local pending = redis.call('HINCRBY', KEYS[1], 'pending', ARGV[2])
+-- A commit after `finish` (an on_failure node, a straggler) must not leave keys without TTL.
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then
+  for i = 2, 4 do
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
+end
+return {'applied', pending}

@@ -1,0 +1,576 @@
+//! `RedisStore`: the production `ExecutionStore`. Same semantics as `baton_memory::MemoryStore`;
+//! every operation that touches several keys is one Lua script, and every key it touches is
+//! passed in `KEYS[]` and carries the execution's hash tag, so it runs unchanged on a cluster.
+//!
+//! Keys of execution `E` (prefix `P`):
+//!
+//! | Key | Type | Holds |
+//! |---|---|---|
+//! | `P:{E}:meta` | hash | `workflow_id`, `workflow_ref`, `started_at`, `pending`, `status`, `reason`, `completion_sent` |
+//! | `P:{E}:ctx` | hash | context: field `scope ␟ key` (U+001F) → JSON text |
+//! | `P:{E}:top` | list | top-level context keys in first-write order (the `final_context` order) |
+//! | `P:{E}:hops` | set | committed hop ids |
+//! | `P:{E}:join:<join key>` | hash | one join's arrivals (in order) and its releaser |
+//! | `P:{E}:keys` | set | every dynamic (`join:`) key, so `finish` can put the TTL on all of them |
+//!
+//! `finish` sets `completed_ttl_secs` on every key; a write after `finish` (an `on_failure`
+//! node) copies the remaining TTL onto the keys it touches, so nothing outlives the execution.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use baton_core::message::ExecutionStatus;
+use baton_engine::ports::{
+    CommitOutcome, ExecutionStart, ExecutionStore, HopCommit, JoinOutcome, Lifecycle, PortError,
+};
+use futures_util::{Stream, StreamExt};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, ScriptInvocation, Value as R};
+use serde_json::{Map, Value};
+
+use crate::reply;
+use crate::{DefinitionStore, Error, TimerStore};
+
+/// Separates the scope from the context key in a `ctx` field.
+const SEP: char = '\u{1f}';
+/// How often `finish` re-reads the dynamic keys when joins keep arriving while it runs.
+const FINISH_ATTEMPTS: usize = 16;
+
+/// Connection and key options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// First segment of every key and of the cancellation channel (default `baton`). Must not
+    /// contain `{` or `}`.
+    pub key_prefix: String,
+    /// TTL put on every key of an execution when it finishes (default one day; 0 = no TTL).
+    pub completed_ttl_secs: u64,
+    /// How long one command may wait for its reply (default 5 s).
+    pub response_timeout_ms: u64,
+    /// How long one connection attempt may take (default 2 s).
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            key_prefix: "baton".into(),
+            completed_ttl_secs: 86_400,
+            response_timeout_ms: 5_000,
+            connect_timeout_ms: 2_000,
+        }
+    }
+}
+
+struct Scripts {
+    start: Script,
+    read: Script,
+    read_exact: Script,
+    commit: Script,
+    join: Script,
+    finish: Script,
+    mark_completion_sent: Script,
+    final_context: Script,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    start: Script::new(include_str!("lua/start.lua")),
+    read: Script::new(include_str!("lua/read.lua")),
+    read_exact: Script::new(include_str!("lua/read_exact.lua")),
+    commit: Script::new(include_str!("lua/commit.lua")),
+    join: Script::new(include_str!("lua/join.lua")),
+    finish: Script::new(include_str!("lua/finish.lua")),
+    mark_completion_sent: Script::new(include_str!("lua/mark_completion_sent.lua")),
+    final_context: Script::new(include_str!("lua/final_context.lua")),
+});
+
+/// The fixed keys of one execution.
+struct ExecKeys {
+    meta: String,
+    ctx: String,
+    top: String,
+    hops: String,
+    keys: String,
+}
+
+/// The Redis execution store; cheap to clone (one shared, self-reconnecting connection).
+#[derive(Clone)]
+pub struct RedisStore {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    ttl_secs: u64,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("ttl_secs", &self.ttl_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects (fails if Redis is unreachable now); later drops are reconnected in the
+    /// background, and the command that hit a drop fails with a `PortError`.
+    pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, Error> {
+        let prefix = options.key_prefix;
+        if prefix.is_empty() || prefix.contains(['{', '}']) {
+            return Err(Error::InvalidPrefix(prefix));
+        }
+        let client = redis::Client::open(url)?;
+        let response_timeout = Some(Duration::from_millis(options.response_timeout_ms));
+        let connect_timeout = Some(Duration::from_millis(options.connect_timeout_ms));
+        // One plain attempt first: the manager would retry with backoff for seconds, and a
+        // process starting against an unreachable Redis should hear so at once.
+        let probe = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(response_timeout)
+            .set_connection_timeout(connect_timeout);
+        let mut first = client
+            .get_multiplexed_async_connection_with_config(&probe)
+            .await?;
+        let _: String = redis::cmd("PING").query_async(&mut first).await?;
+        drop(first);
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(response_timeout)
+            .set_connection_timeout(connect_timeout);
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        Ok(Self {
+            client,
+            conn,
+            prefix: prefix.into(),
+            ttl_secs: options.completed_ttl_secs,
+        })
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Workflow definitions by reference, on the same connection.
+    pub fn definitions(&self) -> DefinitionStore {
+        DefinitionStore::new(self.conn.clone(), &self.prefix)
+    }
+
+    /// Durable timers, on the same connection.
+    pub fn timers(&self) -> TimerStore {
+        TimerStore::new(self.conn.clone(), &self.prefix)
+    }
+
+    /// Readiness: one `PING`.
+    pub async fn ping(&self) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// The channel cancellations are broadcast on: `<prefix>:cancel`.
+    pub fn cancel_channel(&self) -> String {
+        format!("{}:cancel", self.prefix)
+    }
+
+    /// Tells every subscribed worker to cancel the running nodes of `execution_id`. Best
+    /// effort (pub/sub is not durable): the execution's final status is what makes later
+    /// messages no-ops; this only interrupts nodes already running.
+    pub async fn publish_cancel(&self, execution_id: &str) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(self.cancel_channel())
+            .arg(execution_id)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Execution ids from `publish_cancel`, on a dedicated pub/sub connection (never the shared
+    /// one). Subscribed when this returns; if the connection drops, the stream reconnects and
+    /// resubscribes by itself (cancellations published during the gap are missed). Never ends.
+    pub async fn subscribe_cancels(
+        &self,
+    ) -> Result<impl Stream<Item = String> + Send + 'static, Error> {
+        let channel = self.cancel_channel();
+        let first = subscribe(&self.client, &channel).await?;
+        let state = (self.client.clone(), channel, Some(first));
+        Ok(futures_util::stream::unfold(
+            state,
+            |(client, channel, mut sub)| async move {
+                let mut backoff = Duration::from_millis(100);
+                loop {
+                    match sub.as_mut() {
+                        Some(stream) => match stream.next().await {
+                            Some(msg) => match msg.get_payload::<String>() {
+                                Ok(id) => return Some((id, (client, channel, sub))),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "ignoring a malformed cancellation")
+                                }
+                            },
+                            None => {
+                                tracing::warn!(%channel, "cancellation subscription lost; reconnecting");
+                                sub = None;
+                            }
+                        },
+                        None => match subscribe(&client, &channel).await {
+                            Ok(stream) => sub = Some(stream),
+                            Err(e) => {
+                                tracing::warn!(error = %e, %channel, "cannot resubscribe to cancellations");
+                                tokio::time::sleep(backoff).await;
+                                backoff = (backoff * 2).min(Duration::from_secs(5));
+                            }
+                        },
+                    }
+                }
+            },
+        ))
+    }
+
+    fn exec_key(&self, execution_id: &str, part: &str) -> String {
+        format!("{}:{{{execution_id}}}:{part}", self.prefix)
+    }
+
+    fn keys(&self, execution_id: &str) -> ExecKeys {
+        ExecKeys {
+            meta: self.exec_key(execution_id, "meta"),
+            ctx: self.exec_key(execution_id, "ctx"),
+            top: self.exec_key(execution_id, "top"),
+            hops: self.exec_key(execution_id, "hops"),
+            keys: self.exec_key(execution_id, "keys"),
+        }
+    }
+
+    /// Runs a script. `idempotent` scripts (reads) are retried once if the connection dropped
+    /// under them (the manager has reconnected by then).
+    async fn invoke(&self, inv: &ScriptInvocation<'_>, idempotent: bool) -> Result<R, Error> {
+        let mut conn = self.conn.clone();
+        match inv.invoke_async(&mut conn).await {
+            Err(e) if idempotent && (e.is_connection_dropped() || e.is_io_error()) => {
+                Ok(inv.invoke_async(&mut conn).await?)
+            }
+            r => Ok(r?),
+        }
+    }
+
+    /// `read.lua`: mode `hop` (begin_hop) or `read`.
+    async fn read_script(
+        &self,
+        mode: &str,
+        execution_id: &str,
+        scope_chain: &[String],
+        keys: &[String],
+    ) -> Result<(String, Vec<R>), Error> {
+        let k = self.keys(execution_id);
+        let mut inv = SCRIPTS.read.prepare_invoke();
+        inv.key(&k.meta)
+            .key(&k.ctx)
+            .arg(mode)
+            .arg(scope_chain.len())
+            .arg(scope_chain)
+            .arg(keys);
+        reply::tagged(self.invoke(&inv, true).await?)
+    }
+}
+
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> Result<redis::aio::PubSubStream, redis::RedisError> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    Ok(pubsub.into_on_message())
+}
+
+fn field(scope: &str, key: &str) -> String {
+    let mut f = String::with_capacity(scope.len() + 1 + key.len());
+    f.push_str(scope);
+    f.push(SEP);
+    f.push_str(key);
+    f
+}
+
+fn status_name(status: ExecutionStatus) -> &'static str {
+    status.as_str()
+}
+
+fn parse_status(s: &str) -> Result<ExecutionStatus, Error> {
+    serde_json::from_value(Value::String(s.to_string()))
+        .map_err(|_| Error::Protocol(format!("unknown execution status `{s}`")))
+}
+
+/// `{'finished', status, has_reason, reason, completion_sent}` (tag already taken).
+fn finished(rest: &[R]) -> Result<Lifecycle, Error> {
+    let [status, has_reason, reason, sent] = rest else {
+        return Err(Error::Protocol(format!("bad lifecycle reply {rest:?}")));
+    };
+    Ok(Lifecycle::Finished {
+        status: parse_status(&reply::text(status)?)?,
+        reason: if reply::int(has_reason)? == 1 {
+            Some(reply::text(reason)?)
+        } else {
+            None
+        },
+        completion_sent: reply::int(sent)? == 1,
+    })
+}
+
+#[async_trait]
+impl ExecutionStore for RedisStore {
+    async fn start(&self, start: &ExecutionStart) -> Result<bool, PortError> {
+        let k = self.keys(&start.execution_id);
+        let mut inv = SCRIPTS.start.prepare_invoke();
+        inv.key(&k.meta)
+            .key(&k.ctx)
+            .key(&k.top)
+            .arg(&start.workflow_id)
+            .arg(&start.workflow_ref)
+            .arg(start.started_at_ms)
+            .arg(start.initial_tokens);
+        for (key, value) in &start.seed {
+            inv.arg(key).arg(value.to_string());
+        }
+        let created = reply::int(&self.invoke(&inv, false).await?)?;
+        Ok(created == 1)
+    }
+
+    async fn lifecycle(&self, execution_id: &str) -> Result<Lifecycle, PortError> {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("HMGET")
+            .arg(self.exec_key(execution_id, "meta"))
+            .arg(&["started_at", "status", "reason", "completion_sent"])
+            .to_owned();
+        let fields: Vec<Option<String>> = match cmd.query_async(&mut conn).await {
+            Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                cmd.query_async(&mut conn).await.map_err(Error::from)?
+            }
+            r => r.map_err(Error::from)?,
+        };
+        let [started, status, reason, sent] = <[Option<String>; 4]>::try_from(fields)
+            .map_err(|f| Error::Protocol(format!("HMGET answered {} fields", f.len())))?;
+        Ok(match (started, status) {
+            (None, _) => Lifecycle::Unknown,
+            (Some(_), None) => Lifecycle::Running,
+            (Some(_), Some(status)) => Lifecycle::Finished {
+                status: parse_status(&status)?,
+                reason,
+                completion_sent: sent.is_some(),
+            },
+        })
+    }
+
+    async fn identity(&self, execution_id: &str) -> Result<Option<(String, String)>, PortError> {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("HMGET").arg(self.exec_key(execution_id, "meta")).arg(&["workflow_id", "workflow_ref"]).to_owned();
+        let fields: Vec<Option<String>> = cmd.query_async(&mut conn).await.map_err(Error::from)?;
+        Ok(match fields.as_slice() {
+            [Some(id), Some(r)] => Some((id.clone(), r.clone())),
+            _ => None,
+        })
+    }
+
+    async fn read(
+        &self,
+        execution_id: &str,
+        scope_chain: &[String],
+        keys: &[String],
+    ) -> Result<Map<String, Value>, PortError> {
+        match self
+            .read_script("read", execution_id, scope_chain, keys)
+            .await?
+        {
+            (tag, _) if tag == "unknown" => {
+                Err(Error::UnknownExecution(execution_id.into()).into())
+            }
+            (_, rest) => Ok(reply::map(&rest)?),
+        }
+    }
+
+    /// One round trip: the lifecycle and, if running, the requested keys (and only those).
+    async fn begin_hop(
+        &self,
+        execution_id: &str,
+        scope_chain: &[String],
+        keys: &[String],
+    ) -> Result<(Lifecycle, Map<String, Value>), PortError> {
+        let (tag, rest) = self
+            .read_script("hop", execution_id, scope_chain, keys)
+            .await?;
+        Ok(match tag.as_str() {
+            "unknown" => (Lifecycle::Unknown, Map::new()),
+            "finished" => (finished(&rest)?, Map::new()),
+            "running" => (Lifecycle::Running, reply::map(&rest)?),
+            other => return Err(Error::Protocol(format!("begin_hop answered `{other}`")).into()),
+        })
+    }
+
+    async fn read_exact(
+        &self,
+        execution_id: &str,
+        entries: &[(String, String)],
+    ) -> Result<Vec<Option<Value>>, PortError> {
+        let k = self.keys(execution_id);
+        let mut inv = SCRIPTS.read_exact.prepare_invoke();
+        inv.key(&k.meta).key(&k.ctx);
+        for (scope, key) in entries {
+            inv.arg(field(scope, key));
+        }
+        let (tag, rest) = reply::tagged(self.invoke(&inv, true).await?)?;
+        if tag == "unknown" {
+            return Err(Error::UnknownExecution(execution_id.into()).into());
+        }
+        if rest.len() != entries.len() {
+            return Err(Error::Protocol(format!(
+                "read_exact answered {} of {} entries",
+                rest.len(),
+                entries.len()
+            ))
+            .into());
+        }
+        let values = entries
+            .iter()
+            .zip(&rest)
+            .map(|((_, key), v)| match v {
+                R::Nil => Ok(None),
+                v => reply::json(key, v).map(Some),
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(values)
+    }
+
+    async fn commit(
+        &self,
+        execution_id: &str,
+        commit: HopCommit,
+    ) -> Result<CommitOutcome, PortError> {
+        let k = self.keys(execution_id);
+        let mut inv = SCRIPTS.commit.prepare_invoke();
+        inv.key(&k.meta)
+            .key(&k.ctx)
+            .key(&k.hops)
+            .key(&k.top)
+            .arg(&commit.hop_id)
+            .arg(commit.tokens_out - 1);
+        for (scope, key, value) in &commit.outputs {
+            inv.arg(field(scope, key)).arg(value.to_string());
+        }
+        let (tag, rest) = reply::tagged(self.invoke(&inv, false).await?)?;
+        Ok(match (tag.as_str(), rest.as_slice()) {
+            ("applied", [pending]) => CommitOutcome::Applied {
+                pending: reply::int(pending)?,
+            },
+            ("duplicate", [pending]) => CommitOutcome::Duplicate {
+                pending: reply::int(pending)?,
+            },
+            ("unknown", _) => return Err(Error::UnknownExecution(execution_id.into()).into()),
+            _ => return Err(Error::Protocol(format!("commit answered `{tag}` {rest:?}")).into()),
+        })
+    }
+
+    async fn join(
+        &self,
+        execution_id: &str,
+        join_key: &str,
+        arrival_key: &str,
+        arrival: Value,
+        expected: usize,
+        release_on_first_real: bool,
+    ) -> Result<JoinOutcome, PortError> {
+        let k = self.keys(execution_id);
+        let real = arrival
+            .get("real")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let mut inv = SCRIPTS.join.prepare_invoke();
+        inv.key(&k.meta)
+            .key(self.exec_key(execution_id, &format!("join:{join_key}")))
+            .key(&k.keys)
+            .arg(arrival_key)
+            .arg(arrival.to_string())
+            .arg(expected)
+            .arg(if release_on_first_real && real {
+                "1"
+            } else {
+                "0"
+            });
+        let (tag, rest) = reply::tagged(self.invoke(&inv, false).await?)?;
+        Ok(match (tag.as_str(), rest.as_slice()) {
+            ("waiting", [arrived]) => JoinOutcome::Waiting {
+                arrived: usize::try_from(reply::int(arrived)?).unwrap_or_default(),
+                expected,
+            },
+            ("released", arrivals) => JoinOutcome::Released {
+                arrivals: reply::pairs(arrivals)?,
+            },
+            ("already", _) => JoinOutcome::AlreadyReleased,
+            ("unknown", _) => return Err(Error::UnknownExecution(execution_id.into()).into()),
+            _ => return Err(Error::Protocol(format!("join answered `{tag}` {rest:?}")).into()),
+        })
+    }
+
+    async fn finish(
+        &self,
+        execution_id: &str,
+        status: ExecutionStatus,
+        reason: Option<String>,
+    ) -> Result<bool, PortError> {
+        let k = self.keys(execution_id);
+        let mut conn = self.conn.clone();
+        for _ in 0..FINISH_ATTEMPTS {
+            // Every key the script expires must be in KEYS[]: read the dynamic ones first; the
+            // script refuses (-2) if a join added one in between.
+            let dynamic: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(&k.keys)
+                .query_async(&mut conn)
+                .await
+                .map_err(Error::from)?;
+            let mut inv = SCRIPTS.finish.prepare_invoke();
+            inv.key(&k.meta)
+                .key(&k.ctx)
+                .key(&k.hops)
+                .key(&k.top)
+                .key(&k.keys);
+            for key in &dynamic {
+                inv.key(key);
+            }
+            inv.arg(status_name(status))
+                .arg(if reason.is_some() { "1" } else { "0" })
+                .arg(reason.as_deref().unwrap_or(""))
+                .arg(self.ttl_secs);
+            match reply::int(&self.invoke(&inv, false).await?)? {
+                1 => return Ok(true),
+                0 => return Ok(false),
+                -1 => return Err(Error::UnknownExecution(execution_id.into()).into()),
+                -2 => continue,
+                other => return Err(Error::Protocol(format!("finish answered {other}")).into()),
+            }
+        }
+        Err(Error::Protocol(format!(
+            "finish of `{execution_id}` kept racing with new joins"
+        ))
+        .into())
+    }
+
+    async fn mark_completion_sent(&self, execution_id: &str) -> Result<bool, PortError> {
+        let mut inv = SCRIPTS.mark_completion_sent.prepare_invoke();
+        inv.key(self.exec_key(execution_id, "meta"));
+        match reply::int(&self.invoke(&inv, false).await?)? {
+            -1 => Err(Error::UnknownExecution(execution_id.into()).into()),
+            n => Ok(n == 1),
+        }
+    }
+
+    async fn final_context(
+        &self,
+        execution_id: &str,
+    ) -> Result<(Map<String, Value>, u64), PortError> {
+        let k = self.keys(execution_id);
+        let mut inv = SCRIPTS.final_context.prepare_invoke();
+        inv.key(&k.meta).key(&k.ctx).key(&k.top);
+        let items = reply::array(self.invoke(&inv, true).await?)?;
+        let Some((started, rest)) = items.split_first() else {
+            return Err(Error::UnknownExecution(execution_id.into()).into());
+        };
+        let started = u64::try_from(reply::int(started)?)
+            .map_err(|_| Error::Protocol("negative started_at".into()))?;
+        Ok((reply::map(rest)?, started))
+    }
+}

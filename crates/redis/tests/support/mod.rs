@@ -1,0 +1,97 @@
+//! Shared harness for the Redis tests: a store on the real Redis at `BATON_TEST_REDIS_URL`
+//! (default `redis://127.0.0.1:6379/`) under a key prefix unique to the test, whose keys are
+//! deleted when the guard drops (also when the test panics).
+
+#![allow(dead_code)]
+
+use baton_redis::{RedisOptions, RedisStore};
+
+pub fn redis_url() -> String {
+    std::env::var("BATON_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+/// Deletes every key under its prefix on drop.
+pub struct Cleanup {
+    pub prefix: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let deleted = delete_prefix(&self.prefix);
+        if let Err(e) = deleted {
+            eprintln!("cleanup of `{}:*` failed: {e}", self.prefix);
+        }
+    }
+}
+
+/// SCANs and deletes `<prefix>:*` (a blocking connection, so it also works from `Drop`).
+pub fn delete_prefix(prefix: &str) -> redis::RedisResult<usize> {
+    let client = redis::Client::open(redis_url())?;
+    let mut conn = client.get_connection()?;
+    let keys: Vec<String> = redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg(format!("{prefix}:*"))
+        .arg("COUNT")
+        .arg(1000)
+        .clone()
+        .iter(&mut conn)?
+        .collect::<Result<_, _>>()?;
+    for chunk in keys.chunks(500) {
+        let _: i64 = redis::cmd("DEL").arg(chunk).query(&mut conn)?;
+    }
+    Ok(keys.len())
+}
+
+/// A unique prefix for one test.
+pub fn unique_prefix(test: &str) -> String {
+    format!("baton-test:{test}:{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A store under a fresh prefix, with its cleanup guard.
+pub async fn store(test: &str, options: RedisOptions) -> (RedisStore, Cleanup) {
+    let prefix = unique_prefix(test);
+    let options = RedisOptions {
+        key_prefix: prefix.clone(),
+        ..options
+    };
+    let store = RedisStore::connect(&redis_url(), options)
+        .await
+        .unwrap_or_else(|e| panic!("Redis at {} (scripts/services starts it): {e}", redis_url()));
+    (store, Cleanup { prefix })
+}
+
+/// A raw connection for inspecting keys.
+pub async fn raw() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Every key matching `pattern`.
+pub async fn scan(pattern: &str) -> Vec<String> {
+    let mut conn = raw().await;
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}

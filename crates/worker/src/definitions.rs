@@ -1,0 +1,72 @@
+//! Definitions by content hash: stored once in Redis, cached parsed and compiled per worker.
+//! A running execution stays pinned to the reference it started with.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use baton_core::CompiledWorkflow;
+use baton_core::validate::Invalid;
+use baton_engine::NodeRegistry;
+use baton_engine::ports::DefinitionCache;
+use baton_redis::DefinitionStore;
+use serde_json::Value;
+
+/// Local cache in front of the Redis definition store.
+pub struct Definitions {
+    local: RwLock<HashMap<String, Arc<CompiledWorkflow>>>,
+    store: DefinitionStore,
+    registry: Arc<NodeRegistry>,
+}
+
+/// Why a definition is not available.
+#[derive(Debug, thiserror::Error)]
+pub enum DefinitionError {
+    #[error("workflow definition `{0}` is not stored")]
+    Unknown(String),
+    #[error("{0}")]
+    Invalid(#[from] Invalid),
+    #[error("stored definition `{reference}` is not JSON: {message}")]
+    Corrupt { reference: String, message: String },
+    #[error("definition store: {0}")]
+    Store(String),
+}
+
+impl Definitions {
+    pub fn new(store: DefinitionStore, registry: Arc<NodeRegistry>) -> Self {
+        Self { local: RwLock::new(HashMap::new()), store, registry }
+    }
+
+    /// Compiles a definition, stores it under its hash (once) and caches it.
+    pub async fn register(&self, doc: &Value) -> Result<Arc<CompiledWorkflow>, DefinitionError> {
+        let wf = Arc::new(CompiledWorkflow::compile(doc, self.registry.as_ref())?);
+        if self.get(&wf.reference).is_none() {
+            self.store.put(&wf.reference, &doc.to_string()).await.map_err(|e| DefinitionError::Store(e.to_string()))?;
+            self.local.write().unwrap_or_else(|p| p.into_inner()).insert(wf.reference.clone(), wf.clone());
+        }
+        Ok(self.get(&wf.reference).unwrap_or(wf))
+    }
+
+    /// Makes sure `reference` is in the local cache, loading it from Redis if needed.
+    pub async fn ensure(&self, reference: &str) -> Result<Arc<CompiledWorkflow>, DefinitionError> {
+        if let Some(wf) = self.get(reference) {
+            return Ok(wf);
+        }
+        let text = self
+            .store
+            .get(reference)
+            .await
+            .map_err(|e| DefinitionError::Store(e.to_string()))?
+            .ok_or_else(|| DefinitionError::Unknown(reference.to_string()))?;
+        let doc: Value = serde_json::from_str(&text)
+            .map_err(|e| DefinitionError::Corrupt { reference: reference.to_string(), message: e.to_string() })?;
+        let wf = Arc::new(CompiledWorkflow::compile(&doc, self.registry.as_ref())?);
+        self.local.write().unwrap_or_else(|p| p.into_inner()).insert(reference.to_string(), wf.clone());
+        Ok(wf)
+    }
+}
+
+impl DefinitionCache for Definitions {
+    fn get(&self, workflow_ref: &str) -> Option<Arc<CompiledWorkflow>> {
+        self.local.read().unwrap_or_else(|p| p.into_inner()).get(workflow_ref).cloned()
+    }
+}

@@ -1,0 +1,60 @@
+//! The admin HTTP server: `/healthz` (the process answers), `/readyz` (broker and Redis
+//! reachable, not draining), `/metrics` (Prometheus).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::service::{Worker, WorkerError};
+
+#[derive(Clone)]
+struct AdminState {
+    worker: Arc<Worker>,
+    metrics: PrometheusHandle,
+}
+
+/// Installs the Prometheus recorder (once per process).
+pub fn install_metrics() -> Result<PrometheusHandle, WorkerError> {
+    let buckets = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&buckets)
+        .and_then(|b| b.install_recorder())
+        .map_err(|e| WorkerError::Http(format!("metrics recorder: {e}")))?;
+    crate::metrics_names::describe();
+    Ok(handle)
+}
+
+/// Serves the admin endpoints on `port` until `shutdown`.
+pub async fn serve(worker: Arc<Worker>, metrics: PrometheusHandle, port: u16, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    let upkeep = metrics.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(5)) => upkeep.run_upkeep(),
+            }
+        }
+    });
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(|State(s): State<AdminState>| async move { s.metrics.render() }))
+        .with_state(AdminState { worker, metrics });
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await.map_err(|e| WorkerError::Http(format!("bind port {port}: {e}")))?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .map_err(|e| WorkerError::Http(e.to_string()))
+}
+
+async fn readyz(State(s): State<AdminState>) -> (StatusCode, &'static str) {
+    if s.worker.ready().await { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
+}

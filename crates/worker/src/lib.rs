@@ -1,0 +1,15 @@
+//! The stateless worker service (`baton worker`): consumes `workflow.execution`, runs each hop
+//! with the engine against Redis state, publishes successors, statuses and completions with
+//! publisher confirms, dead-letters poison, serves health and metrics, drains on SIGTERM.
+
+pub mod definitions;
+pub mod health;
+pub mod intake;
+pub mod metrics_names;
+pub mod service;
+pub mod settings;
+pub mod trace;
+pub mod transport;
+
+pub use service::{Worker, WorkerError};
+pub use settings::Settings;

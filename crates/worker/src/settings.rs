@@ -1,0 +1,134 @@
+//! The worker's configuration: defaults → TOML file → `BATON_*` environment variables.
+//!
+//! | field | env | default | meaning |
+//! |---|---|---|---|
+//! | `amqp_url` | `BATON_AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ |
+//! | `redis_url` | `BATON_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis |
+//! | `http_port` | `BATON_HTTP_PORT` | `9090` | `/healthz`, `/readyz`, `/metrics` |
+//! | `prefetch` | `BATON_PREFETCH` | `256` | unacked deliveries per worker |
+//! | `concurrency` | `BATON_CONCURRENCY` | `256` | hops in flight per worker |
+//! | `queue_type` | `BATON_QUEUE_TYPE` | `classic` | `classic` or `quorum` |
+//! | `key_prefix` | `BATON_KEY_PREFIX` | `baton` | Redis key prefix |
+//! | `queue_prefix` | `BATON_QUEUE_PREFIX` | `` | prefix of every queue/exchange name (tests) |
+//! | `drain_timeout_secs` | `BATON_DRAIN_TIMEOUT_SECS` | `30` | SIGTERM grace for in-flight hops |
+//! | `completed_ttl_secs` | `BATON_COMPLETED_TTL_SECS` | `86400` | state kept after completion |
+//! | `max_message_bytes` | `BATON_MAX_MESSAGE_BYTES` | `10485760` | larger deliveries are dead-lettered |
+//! | `timer_poll_ms` | `BATON_TIMER_POLL_MS` | `50` | how often due timers are claimed |
+//! | `log_format` | `BATON_LOG_FORMAT` | `json` | `json` or `human` |
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub amqp_url: String,
+    pub redis_url: String,
+    pub http_port: u16,
+    pub prefetch: u16,
+    pub concurrency: usize,
+    pub queue_type: String,
+    pub key_prefix: String,
+    pub queue_prefix: String,
+    pub drain_timeout_secs: u64,
+    pub completed_ttl_secs: u64,
+    pub max_message_bytes: usize,
+    pub timer_poll_ms: u64,
+    pub log_format: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            redis_url: "redis://127.0.0.1:6379/".into(),
+            http_port: 9090,
+            prefetch: 256,
+            concurrency: 256,
+            queue_type: "classic".into(),
+            key_prefix: "baton".into(),
+            queue_prefix: String::new(),
+            drain_timeout_secs: 30,
+            completed_ttl_secs: 86_400,
+            max_message_bytes: 10 * 1024 * 1024,
+            timer_poll_ms: 50,
+            log_format: "json".into(),
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: `{field}` {problem}")]
+    Invalid { field: &'static str, problem: String },
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if given), then `BATON_*` variables, then validates.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, SettingsError> {
+        let mut builder = config::Config::builder().add_source(config::Config::try_from(&Settings::default())?);
+        if let Some(f) = file {
+            builder = builder.add_source(config::File::from(f).required(true));
+        }
+        builder = builder.add_source(config::Environment::with_prefix("BATON").prefix_separator("_").try_parsing(true));
+        let s: Settings = builder.build()?.try_deserialize()?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |field, problem: &str| Err(SettingsError::Invalid { field, problem: problem.to_string() });
+        if !matches!(self.queue_type.as_str(), "classic" | "quorum") {
+            return bad("queue_type", "must be `classic` or `quorum`");
+        }
+        if !matches!(self.log_format.as_str(), "json" | "human") {
+            return bad("log_format", "must be `json` or `human`");
+        }
+        if self.prefetch == 0 {
+            return bad("prefetch", "must be at least 1");
+        }
+        if self.concurrency == 0 {
+            return bad("concurrency", "must be at least 1");
+        }
+        if !self.amqp_url.starts_with("amqp://") && !self.amqp_url.starts_with("amqps://") {
+            return bad("amqp_url", "must start with amqp:// or amqps://");
+        }
+        if !self.redis_url.starts_with("redis://") && !self.redis_url.starts_with("rediss://") {
+            return bad("redis_url", "must start with redis:// or rediss://");
+        }
+        Ok(())
+    }
+
+    pub fn queue(&self, name: &str) -> String {
+        format!("{}{name}", self.queue_prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Settings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn file_values_override_defaults_and_unknown_keys_are_rejected() {
+        let dir = std::env::temp_dir().join(format!("baton-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(&good, "prefetch = 7\nqueue_type = \"quorum\"\n").unwrap();
+        let s = Settings::load(Some(&good)).unwrap();
+        assert_eq!((s.prefetch, s.queue_type.as_str()), (7, "quorum"));
+        let typo = dir.join("typo.toml");
+        std::fs::write(&typo, "prefech = 7\n").unwrap();
+        assert!(Settings::load(Some(&typo)).is_err());
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "queue_type = \"lazy\"\n").unwrap();
+        let err = Settings::load(Some(&bad)).unwrap_err().to_string();
+        assert!(err.contains("queue_type"), "{err}");
+    }
+}

@@ -1,0 +1,190 @@
+//! The engine's ports on RabbitMQ: hop messages to `workflow.execution` (publisher confirms),
+//! delayed messages as durable Redis timers, and status/completion events through one ordered
+//! background publisher that batches them (status messages dominate the broker's cost per hop,
+//! so they share confirms instead of each waiting for its own).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use baton_amqp::{Broker, Outgoing};
+use baton_core::message::{Completion, HopMessage, StatusEvent};
+use baton_engine::ports::{EventSink, HopQueue, PortError};
+use baton_redis::TimerStore;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics_names as m;
+use crate::trace;
+
+fn port<E: std::fmt::Display>(e: E) -> PortError {
+    PortError(e.to_string())
+}
+
+/// Routing keys (= queue names) the worker publishes to.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    pub execution: String,
+    pub status: String,
+    pub completion: String,
+}
+
+/// Encodes a hop message as an AMQP message with its trace context header.
+pub fn hop_outgoing(routing_key: &str, msg: &HopMessage) -> Result<Outgoing, PortError> {
+    let mut msg = msg.clone();
+    msg.traceparent = Some(trace::child_of(msg.traceparent.as_deref()));
+    let mut headers = BTreeMap::new();
+    if let Some(tp) = &msg.traceparent {
+        headers.insert("traceparent".to_string(), tp.clone());
+    }
+    Ok(Outgoing { routing_key: routing_key.to_string(), body: serde_json::to_vec(&msg).map_err(port)?, headers })
+}
+
+/// `HopQueue` over RabbitMQ + Redis timers.
+#[derive(Clone)]
+pub struct AmqpHopQueue {
+    broker: Broker,
+    timers: TimerStore,
+    routes: Arc<Routes>,
+}
+
+impl AmqpHopQueue {
+    pub fn new(broker: Broker, timers: TimerStore, routes: Arc<Routes>) -> Self {
+        Self { broker, timers, routes }
+    }
+}
+
+#[async_trait]
+impl HopQueue for AmqpHopQueue {
+    async fn publish(&self, messages: Vec<HopMessage>) -> Result<(), PortError> {
+        let batch = messages.iter().map(|m| hop_outgoing(&self.routes.execution, m)).collect::<Result<Vec<_>, _>>()?;
+        self.broker.publish(batch).await.map_err(port)
+    }
+
+    async fn publish_delayed(&self, message: HopMessage, delay_ms: u64) -> Result<(), PortError> {
+        if delay_ms == 0 {
+            return self.publish(vec![message]).await;
+        }
+        // Deterministic id: a redelivered hop schedules the same timer once.
+        let id = format!("{}|{}", message.execution_id, message.hop_id());
+        let payload = serde_json::to_vec(&message).map_err(port)?;
+        let due = baton_engine::hop::now_ms() + delay_ms;
+        self.timers.schedule(&id, &payload, due).await.map(|_| ()).map_err(port)
+    }
+}
+
+enum Outbound {
+    Status(StatusEvent),
+    Completion(Completion, oneshot::Sender<Result<(), PortError>>),
+}
+
+/// `EventSink` over RabbitMQ: one background task publishes events in order, in batches.
+#[derive(Clone)]
+pub struct AmqpEvents {
+    tx: mpsc::UnboundedSender<Outbound>,
+}
+
+impl AmqpEvents {
+    pub fn start(broker: Broker, routes: Arc<Routes>) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
+        let task = tokio::spawn(async move {
+            let mut buf: Vec<Outbound> = Vec::with_capacity(256);
+            while rx.recv_many(&mut buf, 512).await > 0 {
+                let mut batch = Vec::with_capacity(buf.len());
+                let mut waiters = Vec::new();
+                for item in buf.drain(..) {
+                    let (key, body) = match &item {
+                        Outbound::Status(s) => (&routes.status, serde_json::to_vec(s)),
+                        Outbound::Completion(c, _) => (&routes.completion, serde_json::to_vec(c)),
+                    };
+                    let Ok(body) = body else { continue };
+                    batch.push(Outgoing { routing_key: key.clone(), body, headers: BTreeMap::new() });
+                    if let Outbound::Completion(_, w) = item {
+                        waiters.push(w);
+                    }
+                }
+                let n = batch.len();
+                let mut result = broker.publish(batch.clone()).await;
+                // A completion must not be lost: retry the batch while the broker recovers.
+                let mut delay = Duration::from_millis(50);
+                while result.is_err() && !waiters.is_empty() {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    result = broker.publish(batch.clone()).await;
+                }
+                match &result {
+                    Ok(()) => metrics::counter!(m::EVENTS_PUBLISHED).increment(n as u64),
+                    Err(e) => tracing::warn!(error = %e, count = n, "status events not delivered"),
+                }
+                for w in waiters {
+                    let _ = w.send(result.as_ref().map(|_| ()).map_err(port));
+                }
+            }
+        });
+        (Self { tx }, task)
+    }
+}
+
+#[async_trait]
+impl EventSink for AmqpEvents {
+    async fn status(&self, event: StatusEvent) -> Result<(), PortError> {
+        self.tx.send(Outbound::Status(event)).map_err(|_| PortError("event publisher stopped".into()))
+    }
+
+    async fn completion(&self, completion: Completion) -> Result<(), PortError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Outbound::Completion(completion, tx))
+            .map_err(|_| PortError("event publisher stopped".into()))?;
+        rx.await.map_err(|_| PortError("event publisher stopped".into()))?
+    }
+}
+
+/// Moves due timers from Redis to the execution queue. A timer is claimed with a lease and
+/// removed only after its message is confirmed, so a crash in between re-delivers it.
+pub async fn run_timer_pump(timers: TimerStore, broker: Broker, routes: Arc<Routes>, poll: Duration, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(poll) => {}
+        }
+        let due = match timers.claim_due(baton_engine::hop::now_ms(), 200, 30_000).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "timer poll failed");
+                continue;
+            }
+        };
+        if due.is_empty() {
+            continue;
+        }
+        let mut batch = Vec::with_capacity(due.len());
+        let mut ids = Vec::with_capacity(due.len());
+        for (id, payload) in due {
+            match serde_json::from_slice::<HopMessage>(&payload) {
+                Ok(msg) => match hop_outgoing(&routes.execution, &msg) {
+                    Ok(o) => {
+                        batch.push(o);
+                        ids.push(id);
+                    }
+                    Err(e) => tracing::error!(timer = id, error = %e, "timer payload not encodable"),
+                },
+                Err(e) => {
+                    tracing::error!(timer = id, error = %e, "timer payload is not a hop message; dropping it");
+                    let _ = timers.complete(&id).await;
+                }
+            }
+        }
+        match broker.publish(batch).await {
+            Ok(()) => {
+                for id in ids {
+                    if let Err(e) = timers.complete(&id).await {
+                        tracing::warn!(timer = id, error = %e, "timer published but not completed; it may fire twice (deduplicated by hop id)");
+                    }
+                }
+                metrics::counter!(m::TIMERS_FIRED).increment(1);
+            }
+            Err(e) => tracing::warn!(error = %e, "timer publish failed; the lease will expire and it is retried"),
+        }
+    }
+}
