@@ -25,6 +25,18 @@ use crate::ports::{
     Lifecycle, PortError,
 };
 
+/// What starts an execution.
+#[derive(Debug, Clone, Default)]
+pub struct StartRequest {
+    pub workflow_id: String,
+    pub execution_id: String,
+    /// Initial context (`$input`, `$trigger`, keys a Rune master seeds).
+    pub seed: Map<String, Value>,
+    /// Start at this node instead of the workflow's start nodes (Rune's `current_node`).
+    pub start_at: Option<String>,
+    pub traceparent: Option<String>,
+}
+
 /// What became of a message, for the transport to ack, drop or dead-letter.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HopOutcome {
@@ -93,19 +105,13 @@ impl Engine {
         }
     }
 
-    /// Starts an execution of `workflow` (already in the definition cache under
-    /// `workflow_ref`) with the given seed context.
-    pub async fn start(
-        &self,
-        workflow: &CompiledWorkflow,
-        workflow_ref: &str,
-        workflow_id: &str,
-        execution_id: &str,
-        seed: Map<String, Value>,
-        start_at: Option<&str>,
-        traceparent: Option<String>,
-    ) -> Result<(), PortError> {
-        let starts: Vec<&CompiledNode> = match start_at {
+    /// Starts an execution of `workflow` (already in the definition cache under its
+    /// reference).
+    pub async fn start(&self, workflow: &CompiledWorkflow, request: StartRequest) -> Result<(), PortError> {
+        let StartRequest { workflow_id, execution_id, seed, start_at, traceparent } = request;
+        let (workflow_id, execution_id) = (workflow_id.as_str(), execution_id.as_str());
+        let workflow_ref = workflow.reference.as_str();
+        let starts: Vec<&CompiledNode> = match start_at.as_deref() {
             Some(id) => workflow.node(id).into_iter().collect(),
             None => workflow.start.iter().map(|i| &workflow.nodes[*i]).collect(),
         };

@@ -7,5 +7,5 @@ pub mod hop;
 pub mod node;
 pub mod ports;
 
-pub use hop::{Engine, HopOutcome};
+pub use hop::{Engine, HopOutcome, StartRequest};
 pub use node::{Node, NodeError, NodeInput, NodeRegistry};

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use baton_core::CompiledWorkflow;
 use baton_core::message::Completion;
 use baton_engine::ports::{DefinitionCache, PortError};
-use baton_engine::{Engine, HopOutcome, NodeRegistry};
+use baton_engine::{Engine, HopOutcome, NodeRegistry, StartRequest};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
@@ -93,13 +93,14 @@ impl EmbeddedRuntime {
 
     /// Starts an execution; `input` becomes `$input` and `$trigger`.
     pub async fn submit(&self, workflow: Arc<CompiledWorkflow>, execution_id: &str, input: Value) -> Result<tokio::sync::oneshot::Receiver<Completion>, PortError> {
-        let workflow_ref = self.register(workflow.clone());
+        self.register(workflow.clone());
         let mut seed = Map::new();
         seed.insert("$input".into(), input.clone());
         seed.insert("$trigger".into(), input);
         let done = self.events.completion_of(execution_id);
         let workflow_id = workflow.definition.name.clone().unwrap_or_else(|| "embedded".into());
-        self.engine.start(&workflow, &workflow_ref, &workflow_id, execution_id, seed, None, None).await?;
+        let request = StartRequest { workflow_id, execution_id: execution_id.to_string(), seed, start_at: None, traceparent: None };
+        self.engine.start(&workflow, request).await?;
         Ok(done)
     }
 

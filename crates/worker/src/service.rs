@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use baton_amqp::{AmqpOptions, Broker, Delivery, QueueType};
 use baton_core::message::{ErrorInfo, NodeStatus, StatusEvent};
 use baton_engine::ports::{EventSink, ExecutionStart, ExecutionStore};
-use baton_engine::{Engine, HopOutcome, NodeRegistry};
+use baton_engine::{Engine, HopOutcome, NodeRegistry, StartRequest};
 use baton_redis::{RedisOptions, RedisStore};
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -257,7 +257,7 @@ impl Worker {
         }
         let traceparent = Some(traceparent.unwrap_or_else(trace::new_root));
         self.engine
-            .start(&wf, &wf.reference, &start.workflow_id(), &start.execution_id, seed, start_at, traceparent)
+            .start(&wf, StartRequest { workflow_id: start.workflow_id(), execution_id: start.execution_id.clone(), seed, start_at: start_at.map(str::to_string), traceparent })
             .await
             .map_err(|e| StartError::Transient(e.0))
     }

@@ -74,7 +74,7 @@ impl HopQueue for AmqpHopQueue {
 }
 
 enum Outbound {
-    Status(StatusEvent),
+    Status(Box<StatusEvent>),
     Completion(Completion, oneshot::Sender<Result<(), PortError>>),
 }
 
@@ -128,7 +128,10 @@ impl AmqpEvents {
 #[async_trait]
 impl EventSink for AmqpEvents {
     async fn status(&self, event: StatusEvent) -> Result<(), PortError> {
-        self.tx.send(Outbound::Status(event)).map_err(|_| PortError("event publisher stopped".into()))
+        if event.status == baton_core::message::NodeStatus::Waiting && event.output.as_ref().is_some_and(|o| o.get("retry").is_some()) {
+            metrics::counter!(m::RETRIES, "node_type" => event.node_type.clone()).increment(1);
+        }
+        self.tx.send(Outbound::Status(Box::new(event))).map_err(|_| PortError("event publisher stopped".into()))
     }
 
     async fn completion(&self, completion: Completion) -> Result<(), PortError> {
