@@ -19,7 +19,7 @@ use lapin::{
 };
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard, Notify, watch};
 use tokio::task::JoinHandle;
@@ -75,6 +75,7 @@ pub(crate) struct Shared {
     pub(crate) state: watch::Sender<State>,
     pub(crate) closed: CancellationToken,
     rebuild_requested: AtomicU64,
+    redeclare_requested: AtomicBool,
     rebuild: Notify,
     generation: AtomicU64,
     supervisor: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -125,6 +126,7 @@ impl Broker {
             }),
             closed: CancellationToken::new(),
             rebuild_requested: AtomicU64::new(0),
+            redeclare_requested: AtomicBool::new(false),
             rebuild: Notify::new(),
             generation: AtomicU64::new(0),
             supervisor: std::sync::Mutex::new(None),
@@ -199,10 +201,12 @@ impl Broker {
     /// Starts a consumer on `queue` on its own channel, with a per-consumer `basic_qos(prefetch)`
     /// before `basic_consume` (manual acknowledgement). The stream survives reconnects and ends
     /// only after [`Deliveries::cancel`] or [`Broker::close`]. An empty `consumer_tag` lets the
-    /// broker choose one. Errors from the first attempt (e.g. `NOT_FOUND` for a missing queue)
-    /// are returned; later re-creations retry with backoff.
+    /// broker choose one. During a reconnect it first waits for the connection (at most
+    /// [`AmqpOptions::connect_timeout`]). Errors from the first attempt (e.g. `NOT_FOUND` for a
+    /// missing queue) are returned; later re-creations retry with backoff, and after repeated
+    /// failures ask the supervisor to rebuild the connection and topology.
     pub async fn consume(&self, queue: &str, consumer_tag: &str) -> Result<Deliveries, Error> {
-        consume::start(self.shared().clone(), queue, consumer_tag).await
+        consume::start(self.shared().clone(), queue, consumer_tag, None).await
     }
 
     /// Publishes `body` to the dead-letter queue with the original headers plus
@@ -574,6 +578,13 @@ impl Shared {
         self.rebuild.notify_one();
     }
 
+    /// Asks the supervisor to declare the topology again on the current connection (something
+    /// was found missing: `NOT_FOUND`), without rebuilding the connection.
+    pub(crate) fn request_redeclare(&self) {
+        self.redeclare_requested.store(true, Ordering::SeqCst);
+        self.rebuild.notify_one();
+    }
+
     /// The current session once it is ready; waits (until `deadline` if any) during reconnects.
     pub(crate) async fn ready_session(
         &self,
@@ -712,6 +723,10 @@ impl Shared {
                         recover_from.get_or_insert(e);
                     }
                     Err(e) => {
+                        if is_not_found(&e) {
+                            // The exchange is gone: declare it again for the next publish.
+                            self.request_redeclare();
+                        }
                         failure.get_or_insert(Error::amqp("basic.publish", e));
                     }
                 }
@@ -742,6 +757,12 @@ impl Shared {
                 .await?;
         }
     }
+}
+
+/// A `NOT_FOUND` channel error: an exchange or queue is missing.
+pub(crate) fn is_not_found(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(e)
+        if matches!(e.kind(), lapin::protocol::AMQPErrorKind::Soft(lapin::protocol::AMQPSoftError::NOTFOUND)))
 }
 
 fn usable(state: &State) -> Option<Arc<Session>> {
@@ -824,6 +845,15 @@ async fn watch_session(shared: &Shared, session: &Session) -> Verdict {
             () = shared.rebuild.notified() => {
                 if shared.rebuild_requested.load(Ordering::SeqCst) >= session.generation {
                     return Verdict::Rebuild("requested after a failed recovery");
+                }
+                if shared.redeclare_requested.swap(false, Ordering::SeqCst)
+                    && session.connection.status().connected()
+                {
+                    match timeout(ATTEMPT_TIMEOUT, session.redeclare(&shared.opts)).await {
+                        Ok(Ok(_)) => tracing::info!("topology re-declared (something was missing)"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "re-declaring the topology failed"),
+                        Err(_) => tracing::warn!("re-declaring the topology timed out"),
+                    }
                 }
             }
             event = events.next(), if !events_ended => match event {

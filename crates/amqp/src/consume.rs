@@ -1,10 +1,12 @@
 //! Consumers that survive reconnects.
 
-use crate::broker::{BACKOFF_MIN, Session, Shared, channel_dead, next_backoff};
+use crate::broker::{BACKOFF_MIN, Session, Shared, channel_dead, is_not_found, next_backoff};
 use crate::error::Error;
 use crate::message::{Delivery, short_string};
 use futures_util::{Stream, StreamExt};
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Consumer};
 use std::pin::Pin;
@@ -91,17 +93,34 @@ struct Active {
     consumer: Consumer,
 }
 
+/// A queue a consumer declares (and binds) itself on its channel before each `basic.consume`,
+/// so that it exists again after a broker restart (e.g. a non-durable subscription queue).
+pub(crate) struct QueueSetup {
+    pub(crate) options: QueueDeclareOptions,
+    pub(crate) arguments: FieldTable,
+    /// (exchange, routing key) pairs.
+    pub(crate) bindings: Vec<(ShortString, ShortString)>,
+}
+
 pub(crate) async fn start(
     shared: Arc<Shared>,
     queue: &str,
     consumer_tag: &str,
+    setup: Option<QueueSetup>,
 ) -> Result<Deliveries, Error> {
     let queue_name = short_string("queue name", queue)?;
     let tag = short_string("consumer tag", consumer_tag)?;
     let deadline = tokio::time::Instant::now() + shared.opts.connect_timeout;
     let session = shared.ready_session(Some(deadline)).await?;
-    let (channel, consumer) =
-        open_consumer(&session, &queue_name, &tag, shared.opts.prefetch).await?;
+    let setup = setup.map(Arc::new);
+    let (channel, consumer) = open_consumer(
+        &session,
+        &queue_name,
+        &tag,
+        shared.opts.prefetch,
+        setup.as_deref(),
+    )
+    .await?;
     tracing::info!(queue, consumer_tag = %consumer.tag(), "consuming");
     let (tx, rx) = mpsc::channel(usize::from(shared.opts.prefetch.max(1)));
     let ctl = Arc::new(Control {
@@ -115,23 +134,61 @@ pub(crate) async fn start(
         channel,
         consumer,
     };
-    tokio::spawn(run(shared, ctl.clone(), queue_name, tag, tx, first));
+    let spec = Spec {
+        queue: queue_name,
+        tag,
+        setup,
+    };
+    tokio::spawn(run(shared, ctl.clone(), spec, tx, first));
     Ok(Deliveries { rx, ctl })
 }
 
-/// Its own channel, per-consumer QoS (never global: quorum queues refuse it with a connection
-/// error), then `basic.consume` with manual acknowledgement.
+/// What a consumer is re-created from.
+struct Spec {
+    queue: ShortString,
+    tag: ShortString,
+    setup: Option<Arc<QueueSetup>>,
+}
+
+/// Its own channel, (its queue declared if it declares its own), per-consumer QoS (never
+/// global: quorum queues refuse it with a connection error), then `basic.consume` with manual
+/// acknowledgement.
 async fn open_consumer(
     session: &Session,
     queue: &ShortString,
     tag: &ShortString,
     prefetch: u16,
+    setup: Option<&QueueSetup>,
 ) -> Result<(Arc<Channel>, Consumer), Error> {
     let channel = session
         .connection
         .create_channel()
         .await
         .map_err(|e| Error::amqp("channel.open", e))?;
+    if let Some(setup) = setup {
+        channel
+            .queue_declare(queue.clone(), setup.options, setup.arguments.clone())
+            .await
+            .map_err(|source| Error::Topology {
+                what: format!("queue '{queue}'"),
+                source,
+            })?;
+        for (exchange, routing_key) in &setup.bindings {
+            channel
+                .queue_bind(
+                    queue.clone(),
+                    exchange.clone(),
+                    routing_key.clone(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|source| Error::Topology {
+                    what: format!("binding of '{queue}' to '{exchange}' with '{routing_key}'"),
+                    source,
+                })?;
+        }
+    }
     channel
         .basic_qos(prefetch, BasicQosOptions { global: false })
         .await
@@ -159,8 +216,7 @@ enum End {
 async fn run(
     shared: Arc<Shared>,
     ctl: Arc<Control>,
-    queue: ShortString,
-    tag: ShortString,
+    spec: Spec,
     tx: mpsc::Sender<Delivery>,
     first: Active,
 ) {
@@ -179,9 +235,17 @@ async fn run(
                     () = ctl.cancel.cancelled() => break,
                     () = tx.closed() => break,
                 };
-                match open_consumer(&session, &queue, &tag, shared.opts.prefetch).await {
+                let opened = open_consumer(
+                    &session,
+                    &spec.queue,
+                    &spec.tag,
+                    shared.opts.prefetch,
+                    spec.setup.as_deref(),
+                )
+                .await;
+                match opened {
                     Ok((channel, consumer)) => {
-                        tracing::info!(queue = %queue, consumer_tag = %consumer.tag(), generation = session.generation, "consumer re-created");
+                        tracing::info!(queue = %spec.queue, consumer_tag = %consumer.tag(), generation = session.generation, "consumer re-created");
                         failures = 0;
                         delay = BACKOFF_MIN;
                         Active {
@@ -192,8 +256,13 @@ async fn run(
                     }
                     Err(e) => {
                         failures += 1;
-                        tracing::warn!(queue = %queue, error = %e, retry_in = ?delay, "cannot re-create consumer");
-                        if failures >= FAILURES_BEFORE_REBUILD
+                        tracing::warn!(queue = %spec.queue, error = %e, retry_in = ?delay, "cannot re-create consumer");
+                        if error_source(&e).is_some_and(is_not_found) {
+                            // The queue or exchange is gone (deleted, or not durable and the
+                            // broker restarted): declare the topology again; rebuilding the
+                            // connection would not bring it back.
+                            shared.request_redeclare();
+                        } else if failures >= FAILURES_BEFORE_REBUILD
                             || !session.connection.status().connected()
                         {
                             shared.request_rebuild(session.generation);
@@ -216,7 +285,16 @@ async fn run(
         }
     }
     ctl.cancel_done.send_replace(true);
-    tracing::debug!(queue = %queue, "consumer task ended");
+    tracing::debug!(queue = %spec.queue, "consumer task ended");
+}
+
+fn error_source(error: &Error) -> Option<&lapin::Error> {
+    match error {
+        Error::Amqp { source, .. }
+        | Error::Topology { source, .. }
+        | Error::Connect { source, .. } => Some(source),
+        _ => None,
+    }
 }
 
 /// Forwards the deliveries of one consumer until it is cancelled, closed, or its channel or

@@ -475,6 +475,46 @@ async fn concurrent_publishers_lose_nothing() {
     cleanup(broker).await;
 }
 
+#[tokio::test]
+async fn subscription_gets_copies_without_taking_from_the_shared_queues() {
+    require_broker!();
+    let opts = unique_options();
+    let broker = connect(&opts).await;
+    let mut subscription = broker
+        .subscribe(&[opts.status_queue.clone(), opts.completion_queue.clone()])
+        .await
+        .unwrap();
+    assert!(subscription.queue().starts_with("baton.subscription."));
+    broker
+        .publish(vec![
+            Outgoing::new(opts.status_queue.clone(), b"status".to_vec()),
+            Outgoing::new(opts.execution_queue.clone(), b"not subscribed".to_vec()),
+            Outgoing::new(opts.completion_queue.clone(), b"completion".to_vec()),
+        ])
+        .await
+        .unwrap();
+    let mut got = BTreeSet::new();
+    for _ in 0..2 {
+        let d = expect_delivery(&mut subscription).await;
+        got.insert(String::from_utf8(d.body.clone()).unwrap());
+        d.ack().await.unwrap();
+    }
+    assert_eq!(
+        got,
+        BTreeSet::from(["status".to_owned(), "completion".to_owned()])
+    );
+    assert!(
+        next_within(&mut subscription, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+    // The shared queue still has its copy.
+    let mut status = broker.consume(&opts.status_queue, "").await.unwrap();
+    assert_eq!(expect_delivery(&mut status).await.body, b"status");
+    subscription.cancel().await;
+    cleanup(broker).await;
+}
+
 /// Sequential hops: consume one message, publish its successor plus a status and a completion
 /// (3 confirmed messages), ack. Prints p50/p99; run with
 /// `cargo test -p baton-amqp --release --test broker -- --ignored --nocapture hop_latency`.

@@ -155,7 +155,52 @@ async fn reconnect_when_lapin_recovery_stalls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reconnect_rebuilds_the_topology_when_the_queue_disappears() {
+async fn reconnect_subscription_declares_its_queue_again() {
+    require_broker!();
+    let opts = unique_options();
+    let broker = connect(&opts).await;
+    let mut subscription = broker
+        .subscribe(std::slice::from_ref(&opts.status_queue))
+        .await
+        .unwrap();
+    publish_one(&broker, &opts.status_queue, b"1").await;
+    expect_delivery(&mut subscription)
+        .await
+        .ack()
+        .await
+        .unwrap();
+
+    // The subscription queue disappears (as a non-durable queue does when the broker
+    // restarts): the consumer is re-created and declares and binds it again.
+    let conn = lapin::Connection::connect(&opts.url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .queue_delete(
+            subscription.queue().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let _ = conn.close(200, "OK".into()).await;
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        publish_one(&broker, &opts.status_queue, b"2").await;
+        if let Some(d) = next_within(&mut subscription, Duration::from_millis(300)).await {
+            assert_eq!(d.body, b"2");
+            d.ack().await.unwrap();
+            break;
+        }
+        assert!(Instant::now() < deadline, "subscription never came back");
+    }
+    subscription.cancel().await;
+    cleanup(broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_redeclares_the_topology_when_the_queue_disappears() {
     require_broker!();
     let opts = AmqpOptions {
         publish_timeout: Duration::from_secs(2),
@@ -166,8 +211,8 @@ async fn reconnect_rebuilds_the_topology_when_the_queue_disappears() {
     publish_one(&broker, &opts.execution_queue, b"1").await;
     expect_delivery(&mut deliveries).await.ack().await.unwrap();
 
-    // Someone deletes the queues and the exchange: the broker cancels our consumer; it cannot
-    // be re-created, so the supervisor rebuilds connection and topology from scratch.
+    // Someone deletes the queues and the exchange: the broker cancels our consumer; re-creating
+    // it fails with NOT_FOUND, so the supervisor declares the topology again.
     let vandal = connect(&opts).await;
     vandal.delete_topology().await.unwrap();
     vandal.close().await;
