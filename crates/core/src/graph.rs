@@ -64,6 +64,9 @@ pub struct CompiledNode {
     pub split_closer: Option<NodeIdx>,
     /// Context keys this node's parameters and expression read.
     pub reads: Vec<String>,
+    /// Parameters the node type declares raw (`NodeSpec::raw_params`), exactly as written: the
+    /// engine re-inserts them into the resolved parameters, untouched.
+    pub raw_params: Map<String, Value>,
 }
 
 /// A validated, compiled workflow. Immutable; shared between hops.
@@ -158,7 +161,9 @@ impl CompiledWorkflow {
         }
         // Node types.
         let mut classes = Vec::with_capacity(n);
+        let mut raw_names: Vec<Vec<&'static str>> = Vec::with_capacity(n);
         for (i, node) in def.nodes.iter().enumerate() {
+            raw_names.push(catalog.spec(&node.node_type).map(|s| s.raw_params.clone()).unwrap_or_default());
             let trigger = node.trigger || is_trigger_type(&node.node_type);
             if trigger {
                 classes.push(None);
@@ -353,6 +358,14 @@ impl CompiledWorkflow {
                     _ => {}
                 }
             }
+            let mut raw_params = Map::new();
+            if let Some(obj) = template_params.as_object_mut() {
+                for name in &raw_names[i] {
+                    if let Some(v) = obj.remove(*name) {
+                        raw_params.insert((*name).to_string(), v);
+                    }
+                }
+            }
             let compiled = match templates.compile(&template_params, &strict_roots) {
                 Ok(t) => t,
                 Err(e) => {
@@ -365,6 +378,13 @@ impl CompiledWorkflow {
                 for r in c.references() {
                     if !reads.contains(&r.root) {
                         reads.push(r.root.clone());
+                    }
+                }
+            }
+            if !raw_names[i].is_empty() {
+                for root in raw_roots(&raw_params).into_iter().chain(std::iter::once("$json".to_string())) {
+                    if !reads.contains(&root) {
+                        reads.push(root);
                     }
                 }
             }
@@ -406,6 +426,7 @@ impl CompiledWorkflow {
                 wait_for_any,
                 split_closer: None,
                 reads,
+                raw_params,
             });
         }
         if !problems.is_empty() {
@@ -532,6 +553,40 @@ fn check_params(problems: &mut Vec<Problem>, i: usize, params: &Value, spec: &cr
             _ => {}
         }
     }
+}
+
+/// The context roots raw parameters mention: every `$root` in their strings, plus the first
+/// segment of a top-level bare path such as `Fetch.body.users` (Rune adds the missing `$`).
+fn raw_roots(raw: &Map<String, Value>) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => {
+                for r in crate::path::referenced_roots(s) {
+                    if !out.contains(&r) {
+                        out.push(r);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            Value::Object(m) => m.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for v in raw.values() {
+        walk(v, &mut out);
+        if let Value::String(s) = v {
+            let t = s.trim();
+            let head: String = t.chars().take_while(|c| crate::path::is_root_char(*c)).collect();
+            if !head.is_empty() && !t.starts_with('$') {
+                let root = format!("${head}");
+                if !out.contains(&root) {
+                    out.push(root);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A string that will be resolved at run time, so its type is checked then.

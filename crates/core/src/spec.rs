@@ -104,6 +104,10 @@ pub struct NodeSpec {
     pub params: Vec<ParamSpec>,
     /// A sentence or JSON sketch of the node's output.
     pub output: &'static str,
+    /// Parameters the engine passes to the node unresolved (their `{{ }}` and `$references`
+    /// are evaluated by the node itself, e.g. per array item). The context keys they mention
+    /// are still read for the hop and handed to the node as `NodeInput::context`.
+    pub raw_params: Vec<&'static str>,
 }
 
 /// Looks node types up by name or alias. Implemented by the node registry.

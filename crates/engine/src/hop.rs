@@ -423,7 +423,14 @@ impl Engine {
         match self.store.join(&msg.execution_id, &join_key, &arrival_key, arrival, expected, node.wait_for_any).await? {
             JoinOutcome::Waiting { .. } => self.hand_on(wf, msg, Vec::new(), Vec::new(), None).await,
             JoinOutcome::AlreadyReleased => self.hand_on(wf, msg, Vec::new(), Vec::new(), None).await,
-            JoinOutcome::Released { arrivals } => {
+            JoinOutcome::Released { mut arrivals } => {
+                // wait_for_all: report arrivals in the order of the incoming edges, not of
+                // message timing, so the output (and what templates make of it) is the same on
+                // every run. wait_for_any keeps arrival order: its first run is the winner.
+                if !node.wait_for_any {
+                    let rank = |key: &str| node.in_edges.iter().position(|e| wf.edges[*e].id == key).unwrap_or(usize::MAX);
+                    arrivals.sort_by_key(|(key, _)| rank(key));
+                }
                 let reals: Vec<String> = arrivals
                     .iter()
                     .filter(|(_, v)| v.get("real").and_then(Value::as_bool).unwrap_or(false))
@@ -553,7 +560,15 @@ impl Engine {
         };
         let mut running = self.status(wf, node, msg, NodeStatus::Running);
         let params = match node.params.resolve(&wf.templates, &ctx, "") {
-            Ok(p) => p,
+            Ok(mut p) => {
+                // Raw parameters reach the node as written; it evaluates them itself.
+                if !node.raw_params.is_empty()
+                    && let Some(obj) = p.as_object_mut()
+                {
+                    obj.extend(node.raw_params.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                p
+            }
             Err(e) => {
                 self.emit(running).await;
                 let err = NodeError { message: e.to_string(), code: "TEMPLATE_ERROR".into(), retryable: false };
@@ -605,6 +620,7 @@ impl Engine {
         let idempotency_key = format!("{}:{}:{}", msg.execution_id, node.id, msg.scope());
         let input = NodeInput {
             params,
+            context: ctx,
             credentials: node.credentials.as_ref(),
             execution_id: &msg.execution_id,
             node_id: &node.id,
@@ -636,6 +652,12 @@ impl Engine {
     async fn finish_success(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, output: Value, started: Instant, _released_by: Option<String>) -> Result<HopOutcome, PortError> {
         let scope = msg.scope();
         let mut outputs = vec![(scope.clone(), node.key.clone(), output.clone())];
+        // Data-shaping nodes (edit, filter, sort, limit) hand their result on as `$json`.
+        if node.class == NodeClass::Action
+            && let Some(json_out) = output.get("$json")
+        {
+            outputs.push((scope.clone(), "$json".into(), json_out.clone()));
+        }
         let mut ev = self.status(wf, node, msg, NodeStatus::Success);
         ev.duration_ms = started.elapsed().as_millis() as u64;
         let children = match node.class {

@@ -12,8 +12,12 @@ use tokio_util::sync::CancellationToken;
 /// What a node gets for one run.
 #[derive(Debug)]
 pub struct NodeInput<'a> {
-    /// The node's parameters with every template resolved.
+    /// The node's parameters with every template resolved, except the node type's raw
+    /// parameters (`NodeSpec::raw_params`), which are passed exactly as written.
     pub params: &'a Value,
+    /// The context keys the hop read (`$<node>`, `$input`, `$json`, `$item`, …) for nodes that
+    /// evaluate raw parameters themselves.
+    pub context: &'a Map<String, Value>,
     /// Credential values with Rune's extra `"type"` key, if the node has credentials.
     pub credentials: Option<&'a Map<String, Value>>,
     pub execution_id: &'a str,

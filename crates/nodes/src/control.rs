@@ -38,6 +38,7 @@ pub fn conditional() -> EngineHandled {
                 ParamSpec::optional("false_edge_id", ParamKind::String, "Edge followed when false (or mark the edge `\"on\": \"false\"`)."),
             ],
             output: r#"{"result": true|false, "expression": "<the expression>"}"#,
+            raw_params: vec![],
         },
     }
 }
@@ -55,6 +56,7 @@ pub fn merge() -> EngineHandled {
                 ParamSpec::optional("timeout", ParamKind::Number, "Accepted for Rune compatibility; a merge cannot hang, so it is not needed."),
             ],
             output: r#"{"merged_context": {"$<parent>": <output>, ...}, "arrived": [names], "skipped": [names], "wait_mode": "...", "_merge_expected": n}"#,
+            raw_params: vec![],
         },
     }
 }
@@ -68,6 +70,7 @@ pub fn aggregator() -> EngineHandled {
             summary: "Collects the results of the innermost enclosing split, in item order.",
             params: vec![ParamSpec::optional("timeout", ParamKind::Number, "Accepted for Rune compatibility; ignored.")],
             output: r#"{"aggregated": [<output of item i's last node before the aggregator, or null if its branch ended early>], "count": n, "skipped": [item indexes]}"#,
+            raw_params: vec![],
         },
     }
 }
@@ -91,6 +94,7 @@ impl Default for SwitchNode {
                     ParamSpec::optional("routes", ParamKind::Array, "Edge id per rule plus a last fallback edge (or mark edges `\"on\": \"<rule name|index|fallback>\"`)."),
                 ],
                 output: r#"{"output_index": i, "matched_rule": {"value", "operator", "compare"}} or {"output_index": <rules count>, "fallback": true}"#,
+                raw_params: vec![],
             },
         }
     }
@@ -143,6 +147,7 @@ impl Default for SplitNode {
                 summary: "Runs its successors once per item of an array; each branch sees `$item`.",
                 params: vec![ParamSpec::required("input_array", ParamKind::Array, "The items: a JSON array or a reference such as `$Fetch.body.users` / `{{ $input.items }}`.")],
                 output: r#"{"_split_items": [...]} (stored once; branches read `$item`)"#,
+                raw_params: vec![],
             },
         }
     }
@@ -189,6 +194,7 @@ impl Default for WaitNode {
                     ParamSpec::optional("unit", ParamKind::Enum(vec!["milliseconds", "seconds", "minutes", "hours", "days"]), "Unit of `amount` (default seconds)."),
                 ],
                 output: r#"{"resume_at": <epoch ms>, "delay_ms": n} (status `waiting`, then `success` when the timer fires)"#,
+                raw_params: vec![],
             },
         }
     }

@@ -167,6 +167,7 @@ fn spec() -> NodeSpec {
             ParamSpec::optional("retry_delay", ParamKind::Any, RUNE_RETRY),
         ],
         output: r#"{"status": 200, "status_text": "200 OK", "body": <parsed JSON, else the text, "" if empty>, "headers": {"Content-Type": "<first value>", ...}, "duration_ms": 12}"#,
+        raw_params: vec![],
     }
 }
 

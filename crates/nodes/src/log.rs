@@ -33,6 +33,7 @@ impl LogNode {
                     ),
                 ],
                 output: r#"{"message": "<the logged text>", "level": "debug|info|warn|error", "logged_at": "<RFC 3339 UTC timestamp>"}"#,
+                raw_params: vec![],
             },
         }
     }

@@ -132,6 +132,7 @@ async fn run_with(
 ) -> Result<Value, NodeError> {
     node.run(NodeInput {
         params: &params,
+        context: &Map::new(),
         credentials: creds.as_ref(),
         execution_id: "exec-1",
         node_id: "node-1",
