@@ -1,0 +1,293 @@
+//! Black-box tests of the sandboxed `code` node.
+
+use std::time::{Duration, Instant};
+
+use baton_core::spec::NodeClass;
+use baton_engine::{Node, NodeError, NodeInput};
+use baton_nodes::code::{CodeNode, codes};
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+async fn run_with(
+    node: &CodeNode,
+    params: Value,
+    cancel: &CancellationToken,
+) -> Result<Value, NodeError> {
+    let context = Map::new();
+    node.run(NodeInput {
+        params: &params,
+        context: &context,
+        credentials: None,
+        execution_id: "exec-1",
+        node_id: "node-1",
+        node_name: "Script",
+        attempt: 1,
+        idempotency_key: "exec-1:node-1:1",
+        cancel,
+    })
+    .await
+}
+
+async fn run(params: Value) -> Result<Value, NodeError> {
+    run_with(&CodeNode::new(), params, &CancellationToken::new()).await
+}
+
+async fn fails(params: Value, code: &str) -> NodeError {
+    let e = run(params.clone()).await.expect_err(&params.to_string());
+    assert_eq!(e.code, code, "{params}: {e:?}");
+    e
+}
+
+#[test]
+fn is_a_registered_action() {
+    let registry = baton_nodes::registry();
+    let node = registry.get("code").expect("code node");
+    assert_eq!(node.spec().class, NodeClass::Action);
+    let names: Vec<_> = node.spec().params.iter().map(|p| p.name).collect();
+    assert_eq!(names, ["script", "inputs", "timeout_ms", "max_operations"]);
+}
+
+#[tokio::test]
+async fn computes_with_inputs_and_returns_json() {
+    let out = run(json!({
+        "script": "let total = 0; for x in inputs.items { total += x.price * x.qty; } total",
+        "inputs": {"items": [{"price": 3, "qty": 2}, {"price": 10, "qty": 1}]},
+    }))
+    .await
+    .unwrap();
+    assert_eq!(out, json!({"result": 16}));
+
+    let out = run(json!({
+        "script": r#"
+            fn greet(name) { `Hello, ${name}!` }
+            let m = #{ greeting: greet(inputs.name), n: inputs.n * 1.5, tags: ["a", "b"], none: () };
+            m.even = inputs.n % 2 == 0;
+            m
+        "#,
+        "inputs": {"name": "Ada", "n": 4},
+    }))
+    .await
+    .unwrap();
+    assert_eq!(
+        out["result"],
+        json!({"even": true, "greeting": "Hello, Ada!", "n": 6.0, "none": null, "tags": ["a", "b"]})
+    );
+
+    // No inputs: an empty map; `return` works too.
+    let out = run(json!({"script": "if inputs.len() == 0 { return \"empty\"; } 1"}))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"result": "empty"}));
+}
+
+#[tokio::test]
+async fn infinite_loop_hits_the_operation_budget() {
+    let e = fails(json!({"script": "loop { }"}), codes::CODE_LIMIT_EXCEEDED).await;
+    assert!(
+        e.message.contains("1000000 operations (max_operations)"),
+        "{}",
+        e.message
+    );
+    assert!(!e.retryable);
+    let e = fails(
+        json!({"script": "let x = 0; while true { x += 1; }", "max_operations": 500}),
+        codes::CODE_LIMIT_EXCEEDED,
+    )
+    .await;
+    assert!(e.message.contains("500 operations"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn infinite_loop_with_a_large_budget_times_out() {
+    let started = Instant::now();
+    let e = fails(
+        json!({"script": "let x = 0; loop { x += 1; }", "timeout_ms": 150, "max_operations": 1_000_000_000}),
+        codes::CODE_TIMEOUT,
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(e.message.contains("150 ms"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn huge_strings_and_arrays_hit_size_limits() {
+    let e = fails(
+        json!({"script": "let s = \"x\"; loop { s += s; }"}),
+        codes::CODE_LIMIT_EXCEEDED,
+    )
+    .await;
+    assert!(e.message.contains("max string size"), "{}", e.message);
+    let e = fails(json!({"script": "let a = []; loop { a.push(1); }", "max_operations": 100_000_000, "timeout_ms": 10_000}), codes::CODE_LIMIT_EXCEEDED).await;
+    assert!(e.message.contains("max array size"), "{}", e.message);
+    let e = fails(
+        json!({"script": "fn f(n) { f(n + 1) } f(0)"}),
+        codes::CODE_LIMIT_EXCEEDED,
+    )
+    .await;
+    assert!(e.message.contains("max call levels"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn syntax_errors_are_invalid_parameters_with_a_position() {
+    let e = fails(
+        json!({"script": "let x = 1;\nlet y = ;"}),
+        "INVALID_PARAMETER",
+    )
+    .await;
+    assert!(!e.retryable);
+    assert!(
+        e.message
+            .contains("`script`: syntax error at line 2, column"),
+        "{}",
+        e.message
+    );
+    let deep = format!("{}1{}", "(".repeat(200), ")".repeat(200));
+    fails(json!({"script": deep}), codes::CODE_LIMIT_EXCEEDED).await;
+}
+
+#[tokio::test]
+async fn runtime_errors_are_code_errors() {
+    let e = fails(
+        json!({"script": "throw \"no customer\""}),
+        codes::CODE_ERROR,
+    )
+    .await;
+    assert!(e.message.contains("no customer"), "{}", e.message);
+    let e = fails(
+        json!({"script": "let a = 1;\nundefined_var + a"}),
+        codes::CODE_ERROR,
+    )
+    .await;
+    assert!(
+        e.message.contains("undefined_var") && e.message.contains("line 2"),
+        "{}",
+        e.message
+    );
+    // A value JSON cannot hold.
+    fails(json!({"script": "Fn(\"abs\")"}), codes::CODE_ERROR).await;
+}
+
+#[tokio::test]
+async fn the_sandbox_has_no_eval_import_or_io() {
+    let e = fails(json!({"script": "eval(\"1 + 1\")"}), "INVALID_PARAMETER").await;
+    assert!(
+        e.message.contains("`eval` is disabled") || e.message.contains("'eval' is disabled"),
+        "{}",
+        e.message
+    );
+    fails(
+        json!({"script": "import \"os\" as os; 1"}),
+        "INVALID_PARAMETER",
+    )
+    .await;
+    fails(
+        json!({"script": "open_file(\"/etc/passwd\")"}),
+        codes::CODE_ERROR,
+    )
+    .await;
+    // Inputs are read-only.
+    let e = fails(
+        json!({"script": "inputs = 1;", "inputs": {}}),
+        codes::CODE_ERROR,
+    )
+    .await;
+    assert!(e.message.contains("constant"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn parameters_are_checked() {
+    let e = fails(json!({}), "INVALID_PARAMETER").await;
+    assert!(e.message.contains("`script` is required"), "{}", e.message);
+    let e = fails(json!({"script": 5}), "INVALID_PARAMETER").await;
+    assert!(
+        e.message.contains("`script`: expected a string"),
+        "{}",
+        e.message
+    );
+    let e = fails(json!({"script": "1", "inputs": [1]}), "INVALID_PARAMETER").await;
+    assert!(
+        e.message.contains("`inputs`: expected an object"),
+        "{}",
+        e.message
+    );
+    let e = fails(
+        json!({"script": "1", "timeout_ms": 60_000}),
+        "INVALID_PARAMETER",
+    )
+    .await;
+    assert!(
+        e.message
+            .contains("`timeout_ms`: expected an integer from 1 to 30000"),
+        "{}",
+        e.message
+    );
+    let e = fails(
+        json!({"script": "1", "max_operations": 0}),
+        "INVALID_PARAMETER",
+    )
+    .await;
+    assert!(e.message.contains("`max_operations`"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn cancellation_stops_a_running_script() {
+    let node = CodeNode::new();
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        trigger.cancel();
+    });
+    let started = Instant::now();
+    let e = run_with(
+        &node,
+        json!({"script": "loop { }", "timeout_ms": 30_000, "max_operations": 1_000_000_000}),
+        &cancel,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, codes::CANCELLED, "{e:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn scripts_wait_for_a_slot_and_a_waiting_script_can_be_cancelled() {
+    let node = CodeNode::with_concurrency(1);
+    let busy = CancellationToken::new();
+    let waiting = CancellationToken::new();
+    let long = json!({"script": "loop { }", "timeout_ms": 30_000, "max_operations": 1_000_000_000});
+    let quick = json!({"script": "40 + 2"});
+    let (first, second) = tokio::join!(run_with(&node, long, &busy), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The only slot is taken: this one waits until cancelled.
+        let r = tokio::time::timeout(
+            Duration::from_millis(100),
+            run_with(&node, quick.clone(), &waiting),
+        )
+        .await;
+        assert!(r.is_err(), "ran without a free slot");
+        waiting.cancel();
+        let cancelled = run_with(&node, quick.clone(), &waiting).await;
+        busy.cancel();
+        cancelled
+    });
+    assert_eq!(first.unwrap_err().code, codes::CANCELLED);
+    assert_eq!(second.unwrap_err().code, codes::CANCELLED);
+    // The slot is free again.
+    let out = run_with(
+        &node,
+        json!({"script": "40 + 2"}),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out, json!({"result": 42}));
+}
