@@ -27,10 +27,14 @@ enum Command {
     Worker(commands::worker::WorkerArgs),
     /// Publish a start message for a workflow; with --wait, follow it to its completion.
     Submit(commands::submit::SubmitArgs),
+    /// Deliver a named signal to an execution on the worker pool.
+    Signal(commands::signal::SignalArgs),
     /// Cancel a running execution on the worker pool.
     Cancel(commands::cancel::CancelArgs),
     /// Exit 0 if a health endpoint answers 2xx.
     Healthcheck(commands::healthcheck::HealthcheckArgs),
+    /// Measure hop latency and throughput (distributed and embedded) against the targets.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,8 @@ fn main() -> ExitCode {
         Command::Submit(args) => commands::submit::run(args),
         Command::Healthcheck(args) => commands::healthcheck::run(args),
         Command::Cancel(args) => commands::cancel::run(args),
+        Command::Signal(args) => commands::signal::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -27,6 +27,8 @@ pub enum HopKind {
     EmptySplit,
     /// The workflow's `on_failure` node, run after a halt or failure.
     OnFailure,
+    /// A wait node in `signal` mode timed out (unless the signal came first).
+    SignalTimeout,
 }
 
 /// The message between hops. Small whatever the context size: node outputs live in the store.

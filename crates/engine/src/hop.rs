@@ -204,6 +204,7 @@ impl Engine {
             HopKind::Skip => self.on_skip(&wf, node, &msg).await,
             HopKind::EmptySplit => self.release_aggregator(&wf, node, &msg, &msg.lineage, 0, Vec::new()).await,
             HopKind::Resume => self.on_resume(&wf, node, &msg).await,
+            HopKind::SignalTimeout => self.on_signal_timeout(&wf, node, &msg).await,
             HopKind::OnFailure => self.execute(&wf, node, &msg, preloaded).await,
             HopKind::Run if node.class == NodeClass::Aggregator => self.arrive_aggregator(&wf, node, &msg, true).await,
             HopKind::Run if node.is_join => self.arrive_join(&wf, node, &msg, true).await,
@@ -542,6 +543,82 @@ impl Engine {
         self.finish_success(wf, node, &ev_msg, output, started, Some(msg.hop_id())).await
     }
 
+    /// A wait node in `signal` mode: consume an already delivered signal, or register as a
+    /// waiter (holding the branch's token) with an optional timeout.
+    async fn await_signal(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, output: &Value, mut ev: StatusEvent) -> Result<HopOutcome, PortError> {
+        let name = output.get("signal").and_then(Value::as_str).unwrap_or_default().to_string();
+        let timeout = output.get("timeout_ms").and_then(Value::as_u64);
+        let mut resume = msg.clone();
+        resume.kind = HopKind::Resume;
+        resume.attempt = 1;
+        let payload = serde_json::to_string(&resume).map_err(|e| PortError(e.to_string()))?;
+        let scope = msg.scope();
+        if let Some(data) = self.store.await_signal(&msg.execution_id, &name, &msg.hop_id(), payload).await? {
+            let out = json!({"signal": name, "data": data});
+            let children = self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Success(&out));
+            ev.output = Some(out.clone());
+            return self.hand_on(wf, msg, vec![(scope, node.key.clone(), out)], children, Some(ev)).await;
+        }
+        let out = json!({"signal": name, "waiting": true, "timeout_ms": timeout});
+        ev.status = NodeStatus::Waiting;
+        ev.output = Some(out.clone());
+        // One token for the waiter, one for its timeout message.
+        let tokens_out = if timeout.is_some() { 2 } else { 1 };
+        let commit = HopCommit { hop_id: msg.hop_id(), outputs: vec![(scope, node.key.clone(), out)], tokens_out };
+        if let CommitOutcome::Applied { .. } = self.store.commit(&msg.execution_id, commit).await? {
+            self.emit(ev).await;
+        }
+        if let Some(ms) = timeout {
+            let mut t = msg.clone();
+            t.kind = HopKind::SignalTimeout;
+            t.attempt = 1;
+            self.queue.publish_delayed(t, ms).await?;
+        }
+        Ok(HopOutcome::Done)
+    }
+
+    /// Delivers a named signal to an execution: every branch waiting for it resumes with
+    /// `{signal, data}` as the wait node's output; with none waiting, it is kept for the next.
+    /// Returns the number of branches resumed.
+    pub async fn signal(&self, execution_id: &str, name: &str, data: Value) -> Result<usize, PortError> {
+        if !matches!(self.store.lifecycle(execution_id).await?, Lifecycle::Running) {
+            return Ok(0);
+        }
+        let waiters = self.store.deliver_signal(execution_id, name, data.clone()).await?;
+        let mut resumed = 0;
+        for (waiter_id, payload) in waiters {
+            let Ok(msg) = serde_json::from_str::<HopMessage>(&payload) else {
+                tracing::error!(waiter_id, "signal waiter payload is not a hop message");
+                continue;
+            };
+            let Some(wf) = self.definitions.get(&msg.workflow_ref) else { continue };
+            let Some(node) = wf.node(&msg.node_id) else { continue };
+            let out = json!({"signal": name, "data": data});
+            let commit = HopCommit { hop_id: format!("signal|{waiter_id}"), outputs: vec![(msg.scope(), node.key.clone(), out)], tokens_out: 1 };
+            self.store.commit(execution_id, commit).await?;
+            self.queue.publish(vec![msg]).await?;
+            resumed += 1;
+        }
+        Ok(resumed)
+    }
+
+    async fn on_signal_timeout(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage) -> Result<HopOutcome, PortError> {
+        let stored = self.store.read_exact(&msg.execution_id, &[(msg.scope(), node.key.clone())]).await?;
+        let name = stored.first().cloned().flatten().and_then(|v| v.get("signal").and_then(Value::as_str).map(str::to_string)).unwrap_or_default();
+        let mut waiter = msg.clone();
+        waiter.kind = HopKind::Run;
+        let waiter_id = waiter.hop_id();
+        if !self.store.remove_signal_waiter(&msg.execution_id, &name, &waiter_id).await? {
+            // The signal came first: this timeout's token just ends.
+            return self.hand_on(wf, msg, Vec::new(), Vec::new(), None).await;
+        }
+        // The waiter's token ends here; the timeout's token carries the failure's routing.
+        let expired = HopCommit { hop_id: format!("expired|{waiter_id}"), outputs: Vec::new(), tokens_out: 0 };
+        self.store.commit(&msg.execution_id, expired).await?;
+        let err = NodeError { message: format!("signal `{name}` did not arrive in time"), code: "SIGNAL_TIMEOUT".into(), retryable: false };
+        self.fail(wf, node, msg, err, Instant::now()).await
+    }
+
     async fn on_resume(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage) -> Result<HopOutcome, PortError> {
         let stored = self.store.read_exact(&msg.execution_id, &[(msg.scope(), node.key.clone())]).await?;
         let output = stored.into_iter().next().flatten().unwrap_or(Value::Null);
@@ -661,6 +738,9 @@ impl Engine {
         let mut ev = self.status(wf, node, msg, NodeStatus::Success);
         ev.duration_ms = started.elapsed().as_millis() as u64;
         let children = match node.class {
+            NodeClass::Wait if output.get("signal").is_some() => {
+                return self.await_signal(wf, node, msg, &output, ev).await;
+            }
             NodeClass::Wait => {
                 let delay = output.get("delay_ms").and_then(Value::as_u64).unwrap_or(0);
                 let resume_at = now_ms() + delay;

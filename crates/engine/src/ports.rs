@@ -99,6 +99,14 @@ pub trait ExecutionStore: Send + Sync {
         expected: usize,
         release_on_first_real: bool,
     ) -> Result<JoinOutcome, PortError>;
+    /// A wait node starts waiting for signal `name`. If that signal already arrived (buffered),
+    /// it is consumed and returned instead of registering the waiter.
+    async fn await_signal(&self, execution_id: &str, name: &str, waiter_id: &str, payload: String) -> Result<Option<Value>, PortError>;
+    /// Delivers signal `name`: takes and returns every waiter `(id, payload)`; with no waiter the
+    /// signal is buffered for the next one.
+    async fn deliver_signal(&self, execution_id: &str, name: &str, data: Value) -> Result<Vec<(String, String)>, PortError>;
+    /// Removes a waiter (its timeout fired); true if it was still waiting.
+    async fn remove_signal_waiter(&self, execution_id: &str, name: &str, waiter_id: &str) -> Result<bool, PortError>;
     /// Sets the final status; only the first caller gets `true`.
     async fn finish(&self, execution_id: &str, status: ExecutionStatus, reason: Option<String>) -> Result<bool, PortError>;
     /// Marks the completion as emitted; only the first caller gets `true`.

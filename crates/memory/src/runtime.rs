@@ -119,6 +119,11 @@ impl EmbeddedRuntime {
         Ok(completion)
     }
 
+    /// Delivers a named signal to an execution (wait nodes in `signal` mode).
+    pub async fn signal(&self, execution_id: &str, name: &str, data: Value) -> Result<usize, PortError> {
+        self.engine.signal(execution_id, name, data).await
+    }
+
     /// Cancels a running execution.
     pub async fn cancel(&self, workflow: &CompiledWorkflow, execution_id: &str) -> Result<bool, PortError> {
         let _ = workflow;

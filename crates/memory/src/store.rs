@@ -30,6 +30,9 @@ struct Execution {
     started_at_ms: u64,
     workflow_id: String,
     workflow_ref: String,
+    /// signal name → waiting (id, payload)
+    waiters: HashMap<String, Vec<(String, String)>>,
+    buffered_signals: HashMap<String, Value>,
 }
 
 /// In-memory execution store.
@@ -85,6 +88,8 @@ impl ExecutionStore for MemoryStore {
                 started_at_ms: start.started_at_ms,
                 workflow_id: start.workflow_id.clone(),
                 workflow_ref: start.workflow_ref.clone(),
+                waiters: HashMap::new(),
+                buffered_signals: HashMap::new(),
             },
         );
         Ok(true)
@@ -169,6 +174,38 @@ impl ExecutionStore for MemoryStore {
                 return JoinOutcome::Released { arrivals: j.arrivals.clone() };
             }
             JoinOutcome::Waiting { arrived: j.keys.len(), expected }
+        })
+    }
+
+    async fn await_signal(&self, execution_id: &str, name: &str, waiter_id: &str, payload: String) -> Result<Option<Value>, PortError> {
+        self.with(execution_id, |e| {
+            if let Some(data) = e.buffered_signals.remove(name) {
+                return Some(data);
+            }
+            let list = e.waiters.entry(name.to_string()).or_default();
+            if !list.iter().any(|(id, _)| id == waiter_id) {
+                list.push((waiter_id.to_string(), payload));
+            }
+            None
+        })
+    }
+
+    async fn deliver_signal(&self, execution_id: &str, name: &str, data: Value) -> Result<Vec<(String, String)>, PortError> {
+        self.with(execution_id, |e| {
+            let taken = e.waiters.remove(name).unwrap_or_default();
+            if taken.is_empty() {
+                e.buffered_signals.insert(name.to_string(), data);
+            }
+            taken
+        })
+    }
+
+    async fn remove_signal_waiter(&self, execution_id: &str, name: &str, waiter_id: &str) -> Result<bool, PortError> {
+        self.with(execution_id, |e| {
+            let Some(list) = e.waiters.get_mut(name) else { return false };
+            let before = list.len();
+            list.retain(|(id, _)| id != waiter_id);
+            before != list.len()
         })
     }
 

@@ -190,10 +190,12 @@ impl Default for WaitNode {
                 class: NodeClass::Wait,
                 summary: "Suspends this branch durably for a duration (a timer, not a sleeping worker).",
                 params: vec![
-                    ParamSpec::optional("amount", ParamKind::Number, "How long (default 1), >= 0."),
+                    ParamSpec::optional("mode", ParamKind::Enum(vec!["timer", "signal"]), "timer (default): wait `amount` `unit`; signal: wait for a named signal (`baton signal`), `amount`/`unit` being an optional timeout that takes the error route."),
+                    ParamSpec::optional("signal", ParamKind::String, "Signal name (signal mode)."),
+                    ParamSpec::optional("amount", ParamKind::Number, "How long (default 1 in timer mode; no timeout in signal mode), >= 0."),
                     ParamSpec::optional("unit", ParamKind::Enum(vec!["milliseconds", "seconds", "minutes", "hours", "days"]), "Unit of `amount` (default seconds)."),
                 ],
-                output: r#"{"resume_at": <epoch ms>, "delay_ms": n} (status `waiting`, then `success` when the timer fires)"#,
+                output: r#"timer: {"resume_at": <epoch ms>, "delay_ms": n}; signal: {"signal": name, "data": <signal data>} (status `waiting`, then `success`; a signal timeout fails with SIGNAL_TIMEOUT)"#,
                 raw_params: vec![],
             },
         }
@@ -207,26 +209,47 @@ impl Node for WaitNode {
     }
 
     async fn run(&self, input: NodeInput<'_>) -> Result<Value, NodeError> {
-        let amount = match input.params.get("amount") {
-            None | Some(Value::Null) => 1.0,
-            Some(v) => v
-                .as_f64()
-                .filter(|a| *a >= 0.0 && a.is_finite())
-                .ok_or_else(|| NodeError::invalid(format!("parameter `amount`: expected a number >= 0, found `{v}`")))?,
+        let signal_mode = match input.params.get("mode").and_then(Value::as_str) {
+            None | Some("timer") => false,
+            Some("signal") => true,
+            Some(other) => return Err(NodeError::invalid(format!("parameter `mode`: expected timer or signal, found `{other}`"))),
         };
-        let unit = input.params.get("unit").and_then(Value::as_str).unwrap_or("seconds");
-        let factor = match unit {
-            "ms" | "millisecond" | "milliseconds" => 1.0,
-            "s" | "second" | "seconds" => 1_000.0,
-            "m" | "minute" | "minutes" => 60_000.0,
-            "h" | "hour" | "hours" => 3_600_000.0,
-            "d" | "day" | "days" => 86_400_000.0,
-            other => {
-                return Err(NodeError::invalid(format!(
-                    "parameter `unit`: expected milliseconds, seconds, minutes, hours or days, found `{other}`"
-                )));
-            }
-        };
-        Ok(json!({"delay_ms": (amount * factor).round() as u64}))
+        if signal_mode {
+            let name = input.params.get("signal").and_then(Value::as_str).filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+                NodeError::invalid("parameter `signal` is required in signal mode: expected a signal name")
+            })?;
+            let timeout = match input.params.get("amount") {
+                None | Some(Value::Null) => None,
+                Some(_) => Some(delay_ms(input.params)?),
+            };
+            return Ok(json!({"signal": name, "timeout_ms": timeout}));
+        }
+        Ok(json!({"delay_ms": delay_ms(input.params)?}))
     }
 }
+
+/// `amount` × `unit` in milliseconds.
+fn delay_ms(params: &Value) -> Result<u64, NodeError> {
+    let amount = match params.get("amount") {
+        None | Some(Value::Null) => 1.0,
+        Some(v) => v
+            .as_f64()
+            .filter(|a| *a >= 0.0 && a.is_finite())
+            .ok_or_else(|| NodeError::invalid(format!("parameter `amount`: expected a number >= 0, found `{v}`")))?,
+    };
+    let unit = params.get("unit").and_then(Value::as_str).unwrap_or("seconds");
+    let factor = match unit {
+        "ms" | "millisecond" | "milliseconds" => 1.0,
+        "s" | "second" | "seconds" => 1_000.0,
+        "m" | "minute" | "minutes" => 60_000.0,
+        "h" | "hour" | "hours" => 3_600_000.0,
+        "d" | "day" | "days" => 86_400_000.0,
+        other => {
+            return Err(NodeError::invalid(format!(
+                "parameter `unit`: expected milliseconds, seconds, minutes, hours or days, found `{other}`"
+            )));
+        }
+    };
+    Ok((amount * factor).round() as u64)
+}
+

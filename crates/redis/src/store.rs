@@ -68,6 +68,7 @@ struct Scripts {
     read_exact: Script,
     commit: Script,
     join: Script,
+    signal: Script,
     finish: Script,
     mark_completion_sent: Script,
     final_context: Script,
@@ -79,6 +80,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     read_exact: Script::new(include_str!("lua/read_exact.lua")),
     commit: Script::new(include_str!("lua/commit.lua")),
     join: Script::new(include_str!("lua/join.lua")),
+    signal: Script::new(include_str!("lua/signal.lua")),
     finish: Script::new(include_str!("lua/finish.lua")),
     mark_completion_sent: Script::new(include_str!("lua/mark_completion_sent.lua")),
     final_context: Script::new(include_str!("lua/final_context.lua")),
@@ -145,6 +147,20 @@ impl RedisStore {
     }
 
     /// The key prefix.
+    async fn signal_op(&self, execution_id: &str, args: &[&str]) -> Result<(String, Vec<redis::Value>), PortError> {
+        let k = self.keys(execution_id);
+        let mut inv = SCRIPTS.signal.prepare_invoke();
+        inv.key(&k.meta).key(self.exec_key(execution_id, "signals")).key(&k.keys);
+        for a in args {
+            inv.arg(*a);
+        }
+        let (tag, rest) = reply::tagged(self.invoke(&inv, false).await?)?;
+        if tag == "unknown" {
+            return Err(Error::UnknownExecution(execution_id.into()).into());
+        }
+        Ok((tag, rest))
+    }
+
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -463,6 +479,35 @@ impl ExecutionStore for RedisStore {
             ("unknown", _) => return Err(Error::UnknownExecution(execution_id.into()).into()),
             _ => return Err(Error::Protocol(format!("commit answered `{tag}` {rest:?}")).into()),
         })
+    }
+
+    async fn await_signal(&self, execution_id: &str, name: &str, waiter_id: &str, payload: String) -> Result<Option<Value>, PortError> {
+        let (tag, rest) = self.signal_op(execution_id, &["await", name, waiter_id, &payload]).await?;
+        match (tag.as_str(), rest.as_slice()) {
+            ("buffered", [data]) => {
+                let text = reply::text(data)?;
+                Ok(Some(serde_json::from_str(&text).map_err(|e| PortError(format!("buffered signal is not JSON: {e}")))?))
+            }
+            ("registered", _) => Ok(None),
+            _ => Err(PortError(format!("await_signal answered `{tag}`"))),
+        }
+    }
+
+    async fn deliver_signal(&self, execution_id: &str, name: &str, data: Value) -> Result<Vec<(String, String)>, PortError> {
+        let (tag, rest) = self.signal_op(execution_id, &["deliver", name, &data.to_string()]).await?;
+        match tag.as_str() {
+            "delivered" => Ok(reply::pairs(&rest)?.into_iter().map(|(k, v)| (k, v.to_string())).collect()),
+            "stored" => Ok(Vec::new()),
+            _ => Err(PortError(format!("deliver_signal answered `{tag}`"))),
+        }
+    }
+
+    async fn remove_signal_waiter(&self, execution_id: &str, name: &str, waiter_id: &str) -> Result<bool, PortError> {
+        let (tag, rest) = self.signal_op(execution_id, &["remove", name, waiter_id]).await?;
+        match (tag.as_str(), rest.as_slice()) {
+            ("removed", [n]) => Ok(reply::int(n)? == 1),
+            _ => Err(PortError(format!("remove_signal_waiter answered `{tag}`"))),
+        }
     }
 
     async fn join(

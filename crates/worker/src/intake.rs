@@ -34,6 +34,8 @@ pub enum Intake {
     RuneStart(Box<RuneStart>),
     /// `{"cancel_execution": "<id>"}`: stop that execution.
     Cancel(String),
+    /// `{"signal": {"execution_id", "name", "data"}}`: deliver a named signal.
+    Signal { execution_id: String, name: String, data: serde_json::Value },
     /// Never processable. `execution` names the execution when it could be read.
     Poison { reason: String, execution: Option<(String, String)> },
 }
@@ -59,6 +61,15 @@ pub fn classify(body: &[u8], max_bytes: usize) -> Intake {
         return match id.as_str() {
             Some(id) if !id.is_empty() => Intake::Cancel(id.to_string()),
             _ => Intake::Poison { reason: "`cancel_execution` must be a non-empty execution id".into(), execution: None },
+        };
+    }
+    if let Some(sig) = value.get("signal").filter(|_| value.get("workflow_ref").is_none()) {
+        let field = |k: &str| sig.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        return match (field("execution_id"), field("name")) {
+            (Some(execution_id), Some(name)) => {
+                Intake::Signal { execution_id, name, data: sig.get("data").cloned().unwrap_or(Value::Null) }
+            }
+            _ => Intake::Poison { reason: "`signal` needs non-empty `execution_id` and `name`".into(), execution: None },
         };
     }
     if value.get("workflow_definition").is_some() {

@@ -174,6 +174,26 @@ impl Worker {
                 }
                 Err(e) => self.transient(delivery, &format!("cancel:{id}"), &e).await,
             },
+            Intake::Signal { execution_id, name, data } => {
+                let result = async {
+                    if let Some((_, reference)) = self.store.identity(&execution_id).await.map_err(|e| e.0)? {
+                        match self.definitions.ensure(&reference).await {
+                            Err(DefinitionError::Store(e)) => return Err(e),
+                            Err(_) => return Ok(0),
+                            Ok(_) => {}
+                        }
+                    }
+                    self.engine.signal(&execution_id, &name, data).await.map_err(|e| e.0)
+                }
+                .await;
+                match result {
+                    Ok(resumed) => {
+                        tracing::info!(execution_id = %execution_id, signal = %name, resumed, "signal delivered");
+                        let _ = delivery.ack().await;
+                    }
+                    Err(e) => self.transient(delivery, &format!("signal:{execution_id}:{name}"), &e).await,
+                }
+            }
             Intake::RuneStart(start) => {
                 let outcome = self.start_rune(&start, traceparent).await;
                 match outcome {

@@ -1,0 +1,43 @@
+//! `baton signal EXECUTION NAME [--data JSON]`: delivers a named signal to an execution on the
+//! worker pool; wait nodes in `signal` mode waiting for NAME resume with `{signal, data}`.
+
+use std::path::PathBuf;
+
+use baton_amqp::{Broker, Outgoing};
+use baton_worker::Settings;
+use clap::Args;
+use serde_json::json;
+
+use crate::load::read_input;
+
+#[derive(Args, Debug)]
+pub struct SignalArgs {
+    pub execution_id: String,
+    pub name: String,
+    /// Signal data: inline JSON or `@file.json`.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Worker configuration file (for the broker URL and queue names).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+pub fn run(args: SignalArgs) -> anyhow::Result<u8> {
+    let data = match read_input(args.data.as_deref()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(2);
+        }
+    };
+    let settings = Settings::load(args.config.as_deref())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let broker = Broker::connect(crate::commands::submit::amqp_options(&settings, "baton-signal")).await?;
+        let body = json!({"signal": {"execution_id": args.execution_id, "name": args.name, "data": data}});
+        broker.publish(vec![Outgoing::new(settings.queue("workflow.execution"), serde_json::to_vec(&body)?)]).await?;
+        broker.close().await;
+        eprintln!("signal `{}` sent to {}", args.name, args.execution_id);
+        Ok(0)
+    })
+}

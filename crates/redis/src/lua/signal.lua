@@ -1,0 +1,51 @@
+-- Named signals of an execution: waiters (wait nodes in `signal` mode) and buffered signals
+-- that arrived before anyone waited.
+-- KEYS[1] meta, KEYS[2] signals hash, KEYS[3] keys (set of dynamic keys, for the TTL)
+-- ARGV[1] op: 'await' | 'deliver' | 'remove'; ARGV[2] signal name;
+--   await:   ARGV[3] waiter id, ARGV[4] waiter payload  -> {'buffered', data} | {'registered'}
+--   deliver: ARGV[3] data JSON                           -> {'delivered', id1, p1, ...} | {'stored'}
+--   remove:  ARGV[3] waiter id                           -> {'removed', 0|1}
+-- Fields: 'w\31<name>\31<id>' waiter payload, 'b\31<name>' buffered data.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {'unknown'}
+end
+local h = KEYS[2]
+redis.call('SADD', KEYS[3], h)
+local ttl = redis.call('PTTL', KEYS[1])
+local function touch()
+  if ttl > 0 then
+    redis.call('PEXPIRE', h, ttl)
+    redis.call('PEXPIRE', KEYS[3], ttl)
+  end
+end
+local op, name = ARGV[1], ARGV[2]
+if op == 'await' then
+  local buffered = redis.call('HGET', h, 'b\31' .. name)
+  if buffered then
+    redis.call('HDEL', h, 'b\31' .. name)
+    return {'buffered', buffered}
+  end
+  redis.call('HSET', h, 'w\31' .. name .. '\31' .. ARGV[3], ARGV[4])
+  touch()
+  return {'registered'}
+elseif op == 'deliver' then
+  local prefix = 'w\31' .. name .. '\31'
+  local all = redis.call('HGETALL', h)
+  local out = {'delivered'}
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, #prefix) == prefix then
+      out[#out + 1] = string.sub(all[i], #prefix + 1)
+      out[#out + 1] = all[i + 1]
+      redis.call('HDEL', h, all[i])
+    end
+  end
+  if #out == 1 then
+    redis.call('HSET', h, 'b\31' .. name, ARGV[3])
+    touch()
+    return {'stored'}
+  end
+  return out
+elseif op == 'remove' then
+  return {'removed', redis.call('HDEL', h, 'w\31' .. name .. '\31' .. ARGV[3])}
+end
+return redis.error_reply('unknown signal op ' .. tostring(op))
