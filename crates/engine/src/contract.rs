@@ -95,6 +95,30 @@ pub async fn execution_store_contract(make: impl Fn() -> Arc<dyn ExecutionStore>
     finish_first_writer_wins(make()).await;
     completion_sent_once(make()).await;
     final_context_top_level(make()).await;
+    identity_and_signals(make()).await;
+}
+
+/// `identity` names the workflow; signals reach waiters exactly once, are buffered when nobody
+/// waits, and a removed (timed-out) waiter is not resumed.
+pub async fn identity_and_signals(store: Arc<dyn ExecutionStore>) {
+    let start = start_of(json!({}), 1);
+    let id = start.execution_id.clone();
+    assert_eq!(store.identity(&id).await.unwrap(), None, "unknown before start");
+    store.start(&start).await.unwrap();
+    assert_eq!(store.identity(&id).await.unwrap(), Some((start.workflow_id.clone(), start.workflow_ref.clone())));
+
+    assert_eq!(store.await_signal(&id, "go", "w1", "p1".into()).await.unwrap(), None);
+    assert_eq!(store.await_signal(&id, "go", "w2", "p2".into()).await.unwrap(), None);
+    assert_eq!(store.await_signal(&id, "other", "w3", "p3".into()).await.unwrap(), None);
+    let mut got = store.deliver_signal(&id, "go", json!({"n": 1})).await.unwrap();
+    got.sort();
+    assert_eq!(got.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>(), ["w1", "w2"], "both waiters, once");
+    assert!(store.deliver_signal(&id, "go", json!({"n": 2})).await.unwrap().is_empty(), "no waiter left: buffered");
+    assert_eq!(store.await_signal(&id, "go", "w4", "p4".into()).await.unwrap(), Some(json!({"n": 2})), "buffered signal consumed");
+    assert_eq!(store.await_signal(&id, "go", "w5", "p5".into()).await.unwrap(), None, "buffer emptied");
+    assert!(store.remove_signal_waiter(&id, "other", "w3").await.unwrap());
+    assert!(!store.remove_signal_waiter(&id, "other", "w3").await.unwrap(), "only once");
+    assert!(store.deliver_signal(&id, "other", json!(null)).await.unwrap().is_empty(), "removed waiter not resumed");
 }
 
 /// `start` creates once; a duplicate start returns false and changes nothing.

@@ -496,7 +496,13 @@ impl ExecutionStore for RedisStore {
     async fn deliver_signal(&self, execution_id: &str, name: &str, data: Value) -> Result<Vec<(String, String)>, PortError> {
         let (tag, rest) = self.signal_op(execution_id, &["deliver", name, &data.to_string()]).await?;
         match tag.as_str() {
-            "delivered" => Ok(reply::pairs(&rest)?.into_iter().map(|(k, v)| (k, v.to_string())).collect()),
+            "delivered" => rest
+                .chunks(2)
+                .map(|pair| match pair {
+                    [id, payload] => Ok((reply::text(id)?, reply::text(payload)?)),
+                    _ => Err(PortError("deliver_signal answered an odd list".into())),
+                })
+                .collect(),
             "stored" => Ok(Vec::new()),
             _ => Err(PortError(format!("deliver_signal answered `{tag}`"))),
         }
