@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test crate uses a different subset.
 
+pub mod distributed;
+
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 use std::sync::OnceLock;

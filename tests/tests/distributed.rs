@@ -1,0 +1,593 @@
+//! The distributed runtime, black-box: `baton worker` processes on the real RabbitMQ and Redis,
+//! executions started with `baton submit` or raw messages, observed on the test's own queues.
+//! Every test has its own queue and key prefixes (see `common::distributed`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use baton_amqp::Outgoing;
+use common::distributed::{
+    BOUND, Cluster, TestApi, completion_of, new_execution_id, normalise, rune_start,
+};
+use common::examples_dir;
+use serde_json::{Value, json};
+
+/// How long a test keeps listening for a message that must not come (a second completion).
+/// Passing never depends on it: a duplicate arriving later would only go unnoticed.
+const QUIET: Duration = Duration::from_secs(3);
+
+fn example_workflows() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(examples_dir())
+        .expect("examples/ exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.ends_with(".json") && !name.ends_with(".input.json")
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    files
+}
+
+/// The example's `.input.json` (or `{}`), with `base_url` pointed at the local API.
+fn example_input(workflow: &Path, api_url: &str) -> Value {
+    let stem = workflow.file_stem().unwrap().to_string_lossy();
+    let input_file = workflow.with_file_name(format!("{stem}.input.json"));
+    let mut input: Value = match std::fs::read_to_string(&input_file) {
+        Ok(text) => serde_json::from_str(&text).expect("input is JSON"),
+        Err(_) => json!({}),
+    };
+    if let Some(url) = input.get_mut("base_url") {
+        *url = Value::String(api_url.to_string());
+    }
+    input
+}
+
+/// Context keys (`$<name>`) of the workflow's `wait` nodes.
+fn wait_node_keys(workflow: &Path) -> Vec<String> {
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(workflow).unwrap()).unwrap();
+    doc["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["type"] == "wait")
+        .filter_map(|n| n["name"].as_str().map(|name| format!("${name}")))
+        .collect()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_through_two_workers_gives_the_same_final_context_as_embedded_run() {
+    let api = TestApi::start(Duration::ZERO);
+    let mut cluster = Cluster::new();
+    cluster.spawn_worker(&[]).await;
+    cluster.spawn_worker(&[]).await;
+    let mut failures = Vec::new();
+    for workflow in example_workflows() {
+        let name = workflow.file_name().unwrap().to_string_lossy().into_owned();
+        let input = example_input(&workflow, &api.url);
+
+        let mut run = cluster.command();
+        run.arg("run")
+            .arg(&workflow)
+            .arg("--completion")
+            .arg("--input")
+            .arg(input.to_string());
+        let embedded = cluster.output(run).await;
+        let expected: Value = serde_json::from_slice(&embedded.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{name}: baton run printed no completion ({e}):\n{}",
+                text(&embedded.stderr)
+            )
+        });
+
+        let submitted = cluster
+            .submit(&workflow, &input, &["--wait", "--timeout-secs", "120"])
+            .await;
+        let got = completion_of(&submitted, &cluster);
+
+        let mut problems = Vec::new();
+        if embedded.status.code() != submitted.status.code() {
+            problems.push(format!(
+                "exit codes differ: run {:?}, submit {:?}",
+                embedded.status.code(),
+                submitted.status.code()
+            ));
+        }
+        for field in ["status", "failure_reason"] {
+            if expected.get(field) != got.get(field) {
+                problems.push(format!(
+                    "{field}: run {:?}, submit {:?}",
+                    expected.get(field),
+                    got.get(field)
+                ));
+            }
+        }
+        let (mut want, mut have) = (
+            normalise(&expected["final_context"]),
+            normalise(&got["final_context"]),
+        );
+        if expected["status"] != "completed" {
+            // A halt races with sibling branches already under way: whether a timer on one of
+            // them was set before the halt landed depends on timing (07's `Long timer`), in
+            // either runtime. Such outputs may be on one side only; everything else must match.
+            let timers = wait_node_keys(&workflow);
+            for key in timers {
+                if want.get(&key).is_none() || have.get(&key).is_none() {
+                    want.as_object_mut().unwrap().remove(&key);
+                    have.as_object_mut().unwrap().remove(&key);
+                }
+            }
+        }
+        if want != have {
+            problems.push(format!(
+                "final contexts differ:\n--- run\n{want:#}\n--- submit\n{have:#}"
+            ));
+        }
+        if !problems.is_empty() {
+            failures.push(format!(
+                "{name}:\n  {}\n--- submit stderr\n{}",
+                problems.join("\n  "),
+                text(&submitted.stderr)
+            ));
+        }
+        if name.starts_with("07-") {
+            assert_eq!(got["status"], "halted", "{name} halts: {got:#}");
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\n{}",
+        failures.join("\n\n"),
+        cluster.logs()
+    );
+}
+
+fn three_logs() -> Value {
+    json!({"name": "three-logs", "version": 1,
+        "nodes": [
+            {"id": "a", "name": "A", "type": "log", "parameters": {"message": "a {{$input.n}}"}},
+            {"id": "b", "name": "B", "type": "log", "parameters": {"message": "b after {{$A.message}}"}},
+            {"id": "c", "name": "C", "type": "log", "parameters": {"message": "c after {{$B.message}}"}}
+        ],
+        "edges": [{"id": "ab", "src": "a", "dst": "b"}, {"id": "bc", "src": "b", "dst": "c"}]})
+}
+
+/// `running` statuses per node of one execution among `seen`.
+fn runs_per_node(
+    seen: &[common::distributed::Seen],
+    execution_id: &str,
+) -> BTreeMap<String, usize> {
+    let mut runs = BTreeMap::new();
+    for s in seen {
+        let v = s.json();
+        if v["execution_id"] == execution_id && v["status"] == "running" {
+            *runs
+                .entry(v["node_id"].as_str().unwrap_or_default().to_string())
+                .or_default() += 1;
+        }
+    }
+    runs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_message_delivered_twice_runs_one_execution_with_one_completion() {
+    let mut cluster = Cluster::new();
+    cluster.spawn_worker(&[]).await;
+    cluster.spawn_worker(&[]).await;
+    let broker = cluster.broker().await;
+    let mut completions = cluster.consume(&broker, "workflow.completion").await;
+    let mut statuses = cluster.consume(&broker, "workflow.node.status").await;
+    let execution_id = new_execution_id();
+    let body =
+        serde_json::to_vec(&rune_start(&three_logs(), &execution_id, &json!({"n": 7}))).unwrap();
+    let queue = cluster.queue("workflow.execution");
+    // Two copies at once: with two workers they are usually handled concurrently.
+    broker
+        .publish(vec![
+            Outgoing::new(queue.clone(), body.clone()),
+            Outgoing::new(queue.clone(), body.clone()),
+        ])
+        .await
+        .unwrap();
+    let logs = || cluster.logs();
+    let completion = completions.next_for(&execution_id, BOUND, &logs).await;
+    assert_eq!(completion["status"], "completed", "{completion:#}");
+    assert_eq!(
+        completion["final_context"]["$C"]["message"], "c after b after a 7",
+        "{completion:#}"
+    );
+
+    // A third copy after the end (a late redelivery) changes nothing either.
+    broker
+        .publish(vec![Outgoing::new(queue, body)])
+        .await
+        .unwrap();
+    let later: Vec<Value> = completions
+        .drain(QUIET)
+        .await
+        .iter()
+        .map(|s| s.json())
+        .collect();
+    assert!(
+        later
+            .iter()
+            .all(|c| c["execution_id"] != execution_id.as_str()),
+        "a second completion: {later:#?}"
+    );
+    let runs = runs_per_node(&statuses.drain(QUIET).await, &execution_id);
+    let once: BTreeMap<String, usize> =
+        ["a", "b", "c"].iter().map(|n| (n.to_string(), 1)).collect();
+    assert_eq!(
+        runs, once,
+        "every node runs once (running statuses per node)"
+    );
+    broker.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_working() {
+    let mut cluster = Cluster::new();
+    let w = cluster
+        .spawn_worker(&[("BATON_MAX_MESSAGE_BYTES", "1000")])
+        .await;
+    let broker = cluster.broker().await;
+    let mut dead = cluster.consume(&broker, "workflow.dead-letter").await;
+    let mut completions = cluster.consume(&broker, "workflow.completion").await;
+    let mut statuses = cluster.consume(&broker, "workflow.node.status").await;
+
+    let not_json = b"{this is not json".to_vec();
+    let oversize = serde_json::to_vec(&json!({"padding": "x".repeat(2000)})).unwrap();
+    let bad_execution = new_execution_id();
+    let bad_definition = json!({"name": "bad", "nodes": [
+        {"id": "n1", "name": "N1", "type": "no-such-node-type", "parameters": {}}], "edges": []});
+    let mut bad_start = rune_start(&bad_definition, &bad_execution, &json!({}));
+    bad_start["current_node"] = json!("n1");
+    let bad_start = serde_json::to_vec(&bad_start).unwrap();
+    let unknown_ref = "0123456789abcdef0123456789abcdef";
+    let orphan_execution = new_execution_id();
+    let orphan_hop = serde_json::to_vec(&json!({
+        "execution_id": orphan_execution, "workflow_id": "w", "workflow_ref": unknown_ref,
+        "node_id": "n1", "kind": "run", "attempt": 1}))
+    .unwrap();
+    assert!(
+        bad_start.len() < 1000 && orphan_hop.len() < 1000,
+        "only the oversize message is over the limit"
+    );
+
+    let queue = cluster.queue("workflow.execution");
+    let cases: Vec<(&str, Vec<u8>, Vec<&str>)> = vec![
+        ("not JSON", not_json, vec!["not JSON"]),
+        ("oversize", oversize, vec!["1000-byte limit"]),
+        (
+            "invalid definition",
+            bad_start,
+            vec!["invalid workflow_definition", "no-such-node-type"],
+        ),
+        (
+            "unknown workflow_ref",
+            orphan_hop,
+            vec![unknown_ref, "not stored"],
+        ),
+    ];
+    for (_, body, _) in &cases {
+        broker
+            .publish(vec![Outgoing::new(queue.clone(), body.clone())])
+            .await
+            .unwrap();
+    }
+    let mut dead_letters = Vec::new();
+    for _ in 0..cases.len() {
+        match dead.next(BOUND).await {
+            Some(s) => dead_letters.push(s),
+            None => panic!(
+                "only {} dead letters: {dead_letters:#?}\n{}",
+                dead_letters.len(),
+                cluster.logs()
+            ),
+        }
+    }
+    for (what, body, words) in &cases {
+        let letter = dead_letters
+            .iter()
+            .find(|d| &d.body == body)
+            .unwrap_or_else(|| {
+                panic!(
+                    "the {what} message was not dead-lettered\n{}",
+                    cluster.logs()
+                )
+            });
+        let reason = letter.header("x-baton-reason").unwrap_or_default();
+        for word in words {
+            assert!(
+                reason.contains(word),
+                "{what}: reason {reason:?} does not mention {word:?}"
+            );
+        }
+    }
+
+    // The invalid definition's execution ends `failed`, with a `failed` status.
+    let logs = || cluster.logs();
+    let failed = completions.next_for(&bad_execution, BOUND, &logs).await;
+    assert_eq!(failed["status"], "failed", "{failed:#}");
+    assert!(
+        failed["failure_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no-such-node-type"),
+        "{failed:#}"
+    );
+    let status = statuses
+        .wait_for(&bad_execution, BOUND, |v| v["status"] == "failed", &logs)
+        .await;
+    assert_eq!(status["node_id"], "n1", "{status:#}");
+
+    // Still healthy, and still working.
+    assert_eq!(
+        cluster.readyz(w).await,
+        Some(200),
+        "the worker is ready after the poison"
+    );
+    let ok = cluster.workflow_file(
+        "ok.json",
+        &json!({"name": "ok", "nodes": [{"id": "a", "name": "A", "type": "log", "parameters": {"message": "alive"}}], "edges": []}),
+    );
+    let out = cluster
+        .submit(&ok, &json!({}), &["--wait", "--timeout-secs", "60"])
+        .await;
+    let completion = completion_of(&out, &cluster);
+    assert_eq!(completion["status"], "completed", "{completion:#}");
+    assert_eq!(completion["final_context"]["$A"]["message"], "alive");
+    assert_eq!(cluster.running(), vec![w], "the worker is still running");
+
+    // The hop of an unknown execution fails nothing: no completion for it.
+    let rest: Vec<Value> = completions
+        .drain(QUIET)
+        .await
+        .iter()
+        .map(|s| s.json())
+        .collect();
+    assert!(
+        rest.iter()
+            .all(|c| c["execution_id"] != orphan_execution.as_str()),
+        "{rest:#?}"
+    );
+    broker.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_of_2500_items_and_a_join_over_two_workers_completes_once_in_order() {
+    const ITEMS: usize = 2_500;
+    let mut cluster = Cluster::new();
+    cluster.spawn_worker(&[]).await;
+    cluster.spawn_worker(&[]).await;
+    let broker = cluster.broker().await;
+    let mut completions = cluster.consume(&broker, "workflow.completion").await;
+    // split (1 hop) → 2,500 log hops → 2,500 aggregator arrivals → done (1 hop): 5,002 hops.
+    let workflow = json!({"name": "fan-out", "version": 1,
+    "nodes": [
+        {"id": "split", "name": "Split", "type": "split", "parameters": {"input_array": "$input.items"}},
+        {"id": "each", "name": "Each", "type": "log", "parameters": {"message": "item $item", "level": "debug"}},
+        {"id": "collect", "name": "Collect", "type": "aggregator", "parameters": {}},
+        {"id": "done", "name": "Done", "type": "log", "parameters": {"message": "{{$Collect.count}} items"}}
+    ],
+    "edges": [
+        {"id": "e1", "src": "split", "dst": "each"},
+        {"id": "e2", "src": "each", "dst": "collect"},
+        {"id": "e3", "src": "collect", "dst": "done"}
+    ]});
+    let file = cluster.workflow_file("fan-out.json", &workflow);
+    let execution_id = new_execution_id();
+    let items: Vec<usize> = (0..ITEMS).collect();
+    let out = cluster
+        .submit(
+            &file,
+            &json!({ "items": items }),
+            &["--execution-id", &execution_id],
+        )
+        .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let logs = || cluster.logs();
+    let completion = completions
+        .next_for(&execution_id, Duration::from_secs(240), &logs)
+        .await;
+    assert_eq!(
+        completion["status"], "completed",
+        "{}",
+        completion["failure_reason"]
+    );
+    let collect = &completion["final_context"]["$Collect"];
+    let aggregated = collect["aggregated"]
+        .as_array()
+        .expect("aggregated is an array");
+    assert_eq!(aggregated.len(), ITEMS);
+    assert_eq!(collect["count"], ITEMS);
+    assert_eq!(collect["skipped"], json!([]));
+    for (i, item) in aggregated.iter().enumerate() {
+        assert_eq!(
+            item["message"],
+            format!("item {i}"),
+            "aggregated[{i}] is item {i}'s output"
+        );
+    }
+    assert_eq!(
+        completion["final_context"]["$Done"]["message"],
+        format!("{ITEMS} items")
+    );
+    let later: Vec<Value> = completions
+        .drain(QUIET)
+        .await
+        .iter()
+        .map(|s| s.json())
+        .collect();
+    assert!(
+        later
+            .iter()
+            .all(|c| c["execution_id"] != execution_id.as_str()),
+        "a second completion"
+    );
+    broker.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_messages_stay_under_4_kb_while_the_context_holds_a_megabyte() {
+    const ITEMS: usize = 1_000;
+    let mut cluster = Cluster::new();
+    cluster.spawn_worker(&[]).await;
+    cluster.spawn_worker(&[]).await;
+    let broker = cluster.broker().await;
+    // Copies of everything published to the execution queue.
+    let mut copies = cluster.subscribe(&broker, &["workflow.execution"]).await;
+    let mut completions = cluster.consume(&broker, "workflow.completion").await;
+    let workflow = json!({"name": "big-context", "version": 1,
+    "nodes": [
+        {"id": "split", "name": "Split", "type": "split", "parameters": {"input_array": "$input.items"}},
+        {"id": "echo", "name": "Echo", "type": "log", "parameters": {"message": "$item", "level": "debug"}},
+        {"id": "collect", "name": "Collect", "type": "aggregator", "parameters": {}},
+        {"id": "done", "name": "Done", "type": "log", "parameters": {"message": "{{$Collect.count}} items"}}
+    ],
+    "edges": [
+        {"id": "e1", "src": "split", "dst": "echo"},
+        {"id": "e2", "src": "echo", "dst": "collect"},
+        {"id": "e3", "src": "collect", "dst": "done"}
+    ]});
+    let file = cluster.workflow_file("big-context.json", &workflow);
+    let items: Vec<String> = (0..ITEMS)
+        .map(|i| format!("{i:04}{}", "k".repeat(1020)))
+        .collect();
+    let execution_id = new_execution_id();
+    let out = cluster
+        .submit(
+            &file,
+            &json!({ "items": items }),
+            &["--execution-id", &execution_id],
+        )
+        .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let logs = || cluster.logs();
+    let completion = completions
+        .next_for(&execution_id, Duration::from_secs(180), &logs)
+        .await;
+    assert_eq!(
+        completion["status"], "completed",
+        "{}",
+        completion["failure_reason"]
+    );
+    let aggregated = completion["final_context"]["$Collect"]["aggregated"]
+        .as_array()
+        .unwrap();
+    assert_eq!(aggregated.len(), ITEMS);
+    assert_eq!(
+        aggregated[999]["message"], items[999],
+        "the context holds every 1 KB item"
+    );
+
+    // Every hop was published before the completion: the copies are all queued by now.
+    // split + 1,000 echo + 1,000 aggregator arrivals + done.
+    let expected_hops = 2 + 2 * ITEMS;
+    let (mut hops, mut start_bytes, mut largest) = (0usize, 0usize, 0usize);
+    while hops < expected_hops {
+        let Some(seen) = copies.next(BOUND).await else {
+            panic!("only {hops} of {expected_hops} hop messages seen");
+        };
+        let v = seen.json();
+        if v.get("workflow_definition").is_some() {
+            start_bytes = seen.body.len();
+            continue;
+        }
+        assert_eq!(
+            v["execution_id"],
+            execution_id.as_str(),
+            "only this execution runs"
+        );
+        assert!(v.get("workflow_ref").is_some(), "a hop message: {v}");
+        hops += 1;
+        largest = largest.max(seen.body.len());
+        assert!(
+            seen.body.len() < 4096,
+            "a hop message of {} bytes: {}",
+            seen.body.len(),
+            text(&seen.body)
+        );
+    }
+    assert!(
+        start_bytes > ITEMS * 1024,
+        "the start message carried the 1 MB input ({start_bytes} bytes)"
+    );
+    eprintln!(
+        "{hops} hop messages, the largest {largest} bytes; start message {start_bytes} bytes"
+    );
+    broker.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baton_cancel_halts_an_execution_waiting_on_a_long_timer() {
+    let mut cluster = Cluster::new();
+    cluster.spawn_worker(&[]).await;
+    cluster.spawn_worker(&[]).await;
+    let broker = cluster.broker().await;
+    let mut completions = cluster.consume(&broker, "workflow.completion").await;
+    let mut statuses = cluster.consume(&broker, "workflow.node.status").await;
+    let workflow = json!({"name": "long-wait", "version": 1,
+        "nodes": [
+            {"id": "begin", "name": "Begin", "type": "log", "parameters": {"message": "begin"}},
+            {"id": "wait", "name": "Long wait", "type": "wait", "parameters": {"amount": 60, "unit": "seconds"}},
+            {"id": "after", "name": "After", "type": "log", "parameters": {"message": "the wait ended"}}
+        ],
+        "edges": [{"id": "e1", "src": "begin", "dst": "wait"}, {"id": "e2", "src": "wait", "dst": "after"}]});
+    let file = cluster.workflow_file("long-wait.json", &workflow);
+    let execution_id = new_execution_id();
+    let out = cluster
+        .submit(&file, &json!({}), &["--execution-id", &execution_id])
+        .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let logs = || cluster.logs();
+    statuses
+        .wait_for(
+            &execution_id,
+            BOUND,
+            |v| v["node_id"] == "wait" && v["status"] == "waiting",
+            &logs,
+        )
+        .await;
+
+    let started = std::time::Instant::now();
+    let out = cluster.cancel(&execution_id).await;
+    assert!(out.status.success(), "baton cancel: {}", text(&out.stderr));
+    // Well before the timer would have fired (60 s after it was set).
+    let completion = completions
+        .next_for(&execution_id, Duration::from_secs(45), &logs)
+        .await;
+    assert_eq!(completion["status"], "halted", "{completion:#}");
+    let reason = completion["failure_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("cancelled"), "reason: {reason:?}");
+    assert!(
+        completion["final_context"].get("$After").is_none(),
+        "{completion:#}"
+    );
+    eprintln!(
+        "halted {} ms after baton cancel",
+        started.elapsed().as_millis()
+    );
+    let later: Vec<Value> = completions
+        .drain(QUIET)
+        .await
+        .iter()
+        .map(|s| s.json())
+        .collect();
+    assert!(
+        later
+            .iter()
+            .all(|c| c["execution_id"] != execution_id.as_str()),
+        "a second completion"
+    );
+    broker.close().await;
+}
