@@ -35,9 +35,12 @@ pub fn compile(path: &Path, registry: &NodeRegistry) -> Result<CompiledWorkflow,
 
 /// `--input` value: inline JSON, or `@file.json`.
 pub fn read_input(arg: Option<&str>) -> anyhow::Result<Value> {
-    let Some(arg) = arg else { return Ok(Value::Object(Default::default())) };
+    let Some(arg) = arg else {
+        return Ok(Value::Object(Default::default()));
+    };
     let text = match arg.strip_prefix('@') {
-        Some(file) => std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("cannot read input file {file}: {e}"))?,
+        Some(file) => std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("cannot read input file {file}: {e}"))?,
         None => arg.to_string(),
     };
     serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("--input is not valid JSON: {e}"))

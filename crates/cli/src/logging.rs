@@ -18,8 +18,16 @@ pub fn init_cli() {
 /// Services: one JSON object per line with span fields (execution_id, node_id, …), or human.
 pub fn init_service(format: &str) {
     if format == "human" {
-        let _ = tracing_subscriber::fmt().with_env_filter(filter("info")).try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter("info"))
+            .try_init();
     } else {
-        let _ = tracing_subscriber::fmt().json().flatten_event(true).with_current_span(true).with_span_list(false).with_env_filter(filter("info")).try_init();
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter("info"))
+            .try_init();
     }
 }

@@ -16,11 +16,20 @@ use crate::path::{Reference, parse_bare_at};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ExprError {
     #[error("expression `{source_text}` does not parse: {message}")]
-    Syntax { source_text: String, message: String },
+    Syntax {
+        source_text: String,
+        message: String,
+    },
     #[error("missing reference `{reference}` in expression `{source_text}`")]
-    MissingReference { source_text: String, reference: String },
+    MissingReference {
+        source_text: String,
+        reference: String,
+    },
     #[error("expression `{source_text}` failed: {message}")]
-    Eval { source_text: String, message: String },
+    Eval {
+        source_text: String,
+        message: String,
+    },
 }
 
 /// A compiled expression.
@@ -56,28 +65,60 @@ fn engine() -> &'static Engine {
         }
         e.register_fn("contains", dyn_contains);
         // Rune compares a string with a number numerically when the string parses.
-        e.register_fn("==", |a: ImmutableString, b: i64| str_num(&a).is_some_and(|x| x == b as f64));
-        e.register_fn("==", |a: i64, b: ImmutableString| str_num(&b).is_some_and(|x| x == a as f64));
-        e.register_fn("==", |a: ImmutableString, b: f64| str_num(&a).is_some_and(|x| x == b));
-        e.register_fn("==", |a: f64, b: ImmutableString| str_num(&b).is_some_and(|x| x == a));
-        e.register_fn("!=", |a: ImmutableString, b: i64| !str_num(&a).is_some_and(|x| x == b as f64));
-        e.register_fn("!=", |a: i64, b: ImmutableString| !str_num(&b).is_some_and(|x| x == a as f64));
-        e.register_fn("!=", |a: ImmutableString, b: f64| !str_num(&a).is_some_and(|x| x == b));
-        e.register_fn("!=", |a: f64, b: ImmutableString| !str_num(&b).is_some_and(|x| x == a));
-        e.register_fn("==", |a: ImmutableString, b: bool| a.as_str() == b.to_string());
-        e.register_fn("==", |a: bool, b: ImmutableString| b.as_str() == a.to_string());
-        e.register_fn("!=", |a: ImmutableString, b: bool| a.as_str() != b.to_string());
-        e.register_fn("!=", |a: bool, b: ImmutableString| b.as_str() != a.to_string());
+        e.register_fn("==", |a: ImmutableString, b: i64| {
+            str_num(&a).is_some_and(|x| x == b as f64)
+        });
+        e.register_fn("==", |a: i64, b: ImmutableString| {
+            str_num(&b).is_some_and(|x| x == a as f64)
+        });
+        e.register_fn("==", |a: ImmutableString, b: f64| {
+            str_num(&a).is_some_and(|x| x == b)
+        });
+        e.register_fn("==", |a: f64, b: ImmutableString| {
+            str_num(&b).is_some_and(|x| x == a)
+        });
+        e.register_fn("!=", |a: ImmutableString, b: i64| {
+            !str_num(&a).is_some_and(|x| x == b as f64)
+        });
+        e.register_fn("!=", |a: i64, b: ImmutableString| {
+            !str_num(&b).is_some_and(|x| x == a as f64)
+        });
+        e.register_fn("!=", |a: ImmutableString, b: f64| {
+            !str_num(&a).is_some_and(|x| x == b)
+        });
+        e.register_fn("!=", |a: f64, b: ImmutableString| {
+            !str_num(&b).is_some_and(|x| x == a)
+        });
+        e.register_fn("==", |a: ImmutableString, b: bool| {
+            a.as_str() == b.to_string()
+        });
+        e.register_fn("==", |a: bool, b: ImmutableString| {
+            b.as_str() == a.to_string()
+        });
+        e.register_fn("!=", |a: ImmutableString, b: bool| {
+            a.as_str() != b.to_string()
+        });
+        e.register_fn("!=", |a: bool, b: ImmutableString| {
+            b.as_str() != a.to_string()
+        });
         e.register_fn("==", |_: (), b: Dynamic| b.is_unit());
         e.register_fn("==", |a: Dynamic, _: ()| a.is_unit());
         e.register_fn("!=", |_: (), b: Dynamic| !b.is_unit());
         e.register_fn("!=", |a: Dynamic, _: ()| !a.is_unit());
         macro_rules! numeric_cmp {
             ($op:literal, $f:expr) => {
-                e.register_fn($op, |a: ImmutableString, b: i64| -> RhaiResult<bool> { Ok($f(need_num(&a)?, b as f64)) });
-                e.register_fn($op, |a: i64, b: ImmutableString| -> RhaiResult<bool> { Ok($f(a as f64, need_num(&b)?)) });
-                e.register_fn($op, |a: ImmutableString, b: f64| -> RhaiResult<bool> { Ok($f(need_num(&a)?, b)) });
-                e.register_fn($op, |a: f64, b: ImmutableString| -> RhaiResult<bool> { Ok($f(a, need_num(&b)?)) });
+                e.register_fn($op, |a: ImmutableString, b: i64| -> RhaiResult<bool> {
+                    Ok($f(need_num(&a)?, b as f64))
+                });
+                e.register_fn($op, |a: i64, b: ImmutableString| -> RhaiResult<bool> {
+                    Ok($f(a as f64, need_num(&b)?))
+                });
+                e.register_fn($op, |a: ImmutableString, b: f64| -> RhaiResult<bool> {
+                    Ok($f(need_num(&a)?, b))
+                });
+                e.register_fn($op, |a: f64, b: ImmutableString| -> RhaiResult<bool> {
+                    Ok($f(a, need_num(&b)?))
+                });
             };
         }
         numeric_cmp!(">", |a: f64, b: f64| a > b);
@@ -127,11 +168,17 @@ impl Expr {
             source_text: source.to_string(),
             message,
         })?;
-        let ast = engine().compile_expression(&translated).map_err(|e| ExprError::Syntax {
-            source_text: source.to_string(),
-            message: e.to_string(),
-        })?;
-        Ok(Self { source: source.to_string(), ast, refs })
+        let ast = engine()
+            .compile_expression(&translated)
+            .map_err(|e| ExprError::Syntax {
+                source_text: source.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            source: source.to_string(),
+            ast,
+            refs,
+        })
     }
 
     pub fn source(&self) -> &str {
@@ -154,8 +201,9 @@ impl Expr {
             let d = rhai::serde::to_dynamic(v).map_err(|e| self.eval_err(e.to_string()))?;
             scope.push_constant_dynamic(format!("__r{i}"), d);
         }
-        let out: Dynamic =
-            engine().eval_ast_with_scope(&mut scope, &self.ast).map_err(|e| self.eval_err(clean(&e)))?;
+        let out: Dynamic = engine()
+            .eval_ast_with_scope(&mut scope, &self.ast)
+            .map_err(|e| self.eval_err(clean(&e)))?;
         if out.is_unit() {
             return Ok(Value::Null);
         }
@@ -168,7 +216,10 @@ impl Expr {
     }
 
     fn eval_err(&self, message: String) -> ExprError {
-        ExprError::Eval { source_text: self.source.clone(), message }
+        ExprError::Eval {
+            source_text: self.source.clone(),
+            message,
+        }
     }
 }
 
@@ -236,7 +287,8 @@ fn translate(src: &str) -> Result<(String, Vec<Reference>), String> {
                 continue;
             }
             '$' => {
-                let (r, end) = parse_bare_at(src, at).ok_or_else(|| format!("invalid reference at offset {at}"))?;
+                let (r, end) = parse_bare_at(src, at)
+                    .ok_or_else(|| format!("invalid reference at offset {at}"))?;
                 let idx = match refs.iter().position(|x| *x == r) {
                     Some(i) => i,
                     None => {
@@ -255,7 +307,11 @@ fn translate(src: &str) -> Result<(String, Vec<Reference>), String> {
                 while k < chars.len() && (chars[k].1.is_ascii_alphanumeric() || chars[k].1 == '_') {
                     k += 1;
                 }
-                let end = if k < chars.len() { chars[k].0 } else { src.len() };
+                let end = if k < chars.len() {
+                    chars[k].0
+                } else {
+                    src.len()
+                };
                 let word = &src[at..end];
                 let prev_is_dot = start > 0 && chars[start - 1].1 == '.';
                 if prev_is_dot {
@@ -269,7 +325,9 @@ fn translate(src: &str) -> Result<(String, Vec<Reference>), String> {
                     "null" | "nil" | "undefined" | "None" => out.push_str("()"),
                     "True" => out.push_str("true"),
                     "False" => out.push_str("false"),
-                    w if w.starts_with("__") => return Err(format!("identifier `{w}` is reserved")),
+                    w if w.starts_with("__") => {
+                        return Err(format!("identifier `{w}` is reserved"));
+                    }
                     w => out.push_str(w),
                 }
                 continue;
@@ -299,17 +357,32 @@ mod tests {
     #[test]
     fn rune_boolean_syntax_works() {
         let ctx = json!({"$x": true, "$n": {"v": 5}, "$s": "hello world"});
-        assert_eq!(eval("$x == true and $n.v >= 5", ctx.clone()).unwrap(), json!(true));
-        assert_eq!(eval("not $x or $n.v < 2", ctx.clone()).unwrap(), json!(false));
-        assert_eq!(eval("$s contains 'world'", ctx.clone()).unwrap(), json!(true));
+        assert_eq!(
+            eval("$x == true and $n.v >= 5", ctx.clone()).unwrap(),
+            json!(true)
+        );
+        assert_eq!(
+            eval("not $x or $n.v < 2", ctx.clone()).unwrap(),
+            json!(false)
+        );
+        assert_eq!(
+            eval("$s contains 'world'", ctx.clone()).unwrap(),
+            json!(true)
+        );
         assert_eq!(eval("$s contains \"nope\"", ctx).unwrap(), json!(false));
     }
 
     #[test]
     fn arithmetic_and_string_concatenation() {
         let ctx = json!({"$json": {"first": "Ada", "last": "Lovelace", "qty": 3, "price": 2.5}});
-        assert_eq!(eval("{{ $json.first + ' ' + $json.last }}", ctx.clone()).unwrap(), json!("Ada Lovelace"));
-        assert_eq!(eval("{{ $json.qty * $json.price }}", ctx).unwrap(), json!(7.5));
+        assert_eq!(
+            eval("{{ $json.first + ' ' + $json.last }}", ctx.clone()).unwrap(),
+            json!("Ada Lovelace")
+        );
+        assert_eq!(
+            eval("{{ $json.qty * $json.price }}", ctx).unwrap(),
+            json!(7.5)
+        );
     }
 
     #[test]
@@ -328,13 +401,22 @@ mod tests {
     #[test]
     fn missing_reference_names_the_reference() {
         let err = eval("$nope.x > 1", json!({})).unwrap_err();
-        assert_eq!(err.to_string(), "missing reference `$nope.x` in expression `$nope.x > 1`");
+        assert_eq!(
+            err.to_string(),
+            "missing reference `$nope.x` in expression `$nope.x > 1`"
+        );
     }
 
     #[test]
     fn syntax_errors_are_reported_at_compile_time() {
-        assert!(matches!(Expr::compile("$a == "), Err(ExprError::Syntax { .. })));
-        assert!(matches!(Expr::compile("x = 1"), Err(ExprError::Syntax { .. })));
+        assert!(matches!(
+            Expr::compile("$a == "),
+            Err(ExprError::Syntax { .. })
+        ));
+        assert!(matches!(
+            Expr::compile("x = 1"),
+            Err(ExprError::Syntax { .. })
+        ));
     }
 
     #[test]

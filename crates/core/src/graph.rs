@@ -100,8 +100,12 @@ impl CompiledWorkflow {
         if !problems.is_empty() {
             return Err(Invalid(problems));
         }
-        let definition: Workflow = serde_json::from_value(doc.clone())
-            .map_err(|e| Invalid(vec![Problem::new("$", format!("does not match the workflow format: {e}"))]))?;
+        let definition: Workflow = serde_json::from_value(doc.clone()).map_err(|e| {
+            Invalid(vec![Problem::new(
+                "$",
+                format!("does not match the workflow format: {e}"),
+            )])
+        })?;
         let compiled = Self::build(definition, catalog, &mut problems).map(|mut wf| {
             wf.reference = content_hash(doc);
             wf
@@ -117,12 +121,19 @@ impl CompiledWorkflow {
         self.by_id.get(id).map(|i| &self.nodes[*i])
     }
 
-    fn build(def: Workflow, catalog: &dyn NodeCatalog, problems: &mut Vec<Problem>) -> Option<Self> {
+    fn build(
+        def: Workflow,
+        catalog: &dyn NodeCatalog,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Self> {
         let mut by_id = HashMap::new();
         let mut names: HashMap<&str, usize> = HashMap::new();
         for (i, n) in def.nodes.iter().enumerate() {
             if let Some(first) = by_id.insert(n.id.clone(), i) {
-                problems.push(Problem::new(format!("$.nodes[{i}].id"), format!("duplicate node id `{}` (also $.nodes[{first}])", n.id)));
+                problems.push(Problem::new(
+                    format!("$.nodes[{i}].id"),
+                    format!("duplicate node id `{}` (also $.nodes[{first}])", n.id),
+                ));
                 by_id.insert(n.id.clone(), first);
             }
             if let Some(first) = names.insert(n.name.as_str(), i) {
@@ -138,15 +149,24 @@ impl CompiledWorkflow {
         let mut raw_edges: Vec<Option<(NodeIdx, NodeIdx)>> = Vec::new();
         for (i, e) in def.edges.iter().enumerate() {
             if let Some(first) = edge_ids.insert(e.id.as_str(), i) {
-                problems.push(Problem::new(format!("$.edges[{i}].id"), format!("duplicate edge id `{}` (also $.edges[{first}])", e.id)));
+                problems.push(Problem::new(
+                    format!("$.edges[{i}].id"),
+                    format!("duplicate edge id `{}` (also $.edges[{first}])", e.id),
+                ));
             }
             let src = by_id.get(&e.src).copied();
             let dst = by_id.get(&e.dst).copied();
             if src.is_none() {
-                problems.push(Problem::new(format!("$.edges[{i}].src"), format!("edge `{}` starts at missing node `{}`", e.id, e.src)));
+                problems.push(Problem::new(
+                    format!("$.edges[{i}].src"),
+                    format!("edge `{}` starts at missing node `{}`", e.id, e.src),
+                ));
             }
             if dst.is_none() {
-                problems.push(Problem::new(format!("$.edges[{i}].dst"), format!("edge `{}` points to missing node `{}`", e.id, e.dst)));
+                problems.push(Problem::new(
+                    format!("$.edges[{i}].dst"),
+                    format!("edge `{}` points to missing node `{}`", e.id, e.dst),
+                ));
             }
             raw_edges.push(src.zip(dst));
         }
@@ -163,7 +183,12 @@ impl CompiledWorkflow {
         let mut classes = Vec::with_capacity(n);
         let mut raw_names: Vec<Vec<&'static str>> = Vec::with_capacity(n);
         for (i, node) in def.nodes.iter().enumerate() {
-            raw_names.push(catalog.spec(&node.node_type).map(|s| s.raw_params.clone()).unwrap_or_default());
+            raw_names.push(
+                catalog
+                    .spec(&node.node_type)
+                    .map(|s| s.raw_params.clone())
+                    .unwrap_or_default(),
+            );
             let trigger = node.trigger || is_trigger_type(&node.node_type);
             if trigger {
                 classes.push(None);
@@ -175,7 +200,10 @@ impl CompiledWorkflow {
                     check_params(problems, i, &node.parameters, spec);
                 }
                 None => {
-                    problems.push(Problem::new(format!("$.nodes[{i}].type"), format!("unknown node type `{}` (see `baton nodes`)", node.node_type)));
+                    problems.push(Problem::new(
+                        format!("$.nodes[{i}].type"),
+                        format!("unknown node type `{}` (see `baton nodes`)", node.node_type),
+                    ));
                     classes.push(None);
                 }
             }
@@ -185,11 +213,18 @@ impl CompiledWorkflow {
             Ok(o) => o,
             Err(cycle) => {
                 let names: Vec<&str> = cycle.iter().map(|i| def.nodes[*i].name.as_str()).collect();
-                problems.push(Problem::new("$.edges", format!("cycle: {} -> {}", names.join(" -> "), names[0])));
+                problems.push(Problem::new(
+                    "$.edges",
+                    format!("cycle: {} -> {}", names.join(" -> "), names[0]),
+                ));
                 return None;
             }
         };
-        let is_trigger: Vec<bool> = def.nodes.iter().map(|x| x.trigger || is_trigger_type(&x.node_type)).collect();
+        let is_trigger: Vec<bool> = def
+            .nodes
+            .iter()
+            .map(|x| x.trigger || is_trigger_type(&x.node_type))
+            .collect();
         // Start nodes: successors of triggers, else nodes with no incoming edge.
         let mut start: Vec<NodeIdx> = Vec::new();
         if is_trigger.iter().any(|t| *t) {
@@ -206,13 +241,19 @@ impl CompiledWorkflow {
         } else {
             start = (0..n).filter(|i| in_adj[*i].is_empty()).collect();
         }
-        let on_failure_idx = def.on_failure.as_ref().and_then(|id| by_id.get(id).copied());
+        let on_failure_idx = def
+            .on_failure
+            .as_ref()
+            .and_then(|id| by_id.get(id).copied());
         start.retain(|i| Some(*i) != on_failure_idx);
         let on_failure = match &def.on_failure {
             Some(id) => match by_id.get(id) {
                 Some(i) => Some(*i),
                 None => {
-                    problems.push(Problem::new("$.on_failure", format!("names missing node `{id}`")));
+                    problems.push(Problem::new(
+                        "$.on_failure",
+                        format!("names missing node `{id}`"),
+                    ));
                     None
                 }
             },
@@ -236,7 +277,13 @@ impl CompiledWorkflow {
         }
         for i in 0..n {
             if !reached[i] && !is_trigger[i] {
-                problems.push(Problem::new(format!("$.nodes[{i}]"), format!("node `{}` is unreachable from the start nodes", def.nodes[i].name)));
+                problems.push(Problem::new(
+                    format!("$.nodes[{i}]"),
+                    format!(
+                        "node `{}` is unreachable from the start nodes",
+                        def.nodes[i].name
+                    ),
+                ));
             }
         }
         // Ancestors (by topological order).
@@ -251,7 +298,12 @@ impl CompiledWorkflow {
             }
             ancestors[i] = acc;
         }
-        let name_to_idx: HashMap<String, NodeIdx> = def.nodes.iter().enumerate().map(|(i, x)| (format!("${}", x.name), i)).collect();
+        let name_to_idx: HashMap<String, NodeIdx> = def
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (format!("${}", x.name), i))
+            .collect();
         let mut strict_roots: HashSet<String> = name_to_idx.keys().cloned().collect();
         strict_roots.insert("$input".into());
         strict_roots.insert("$trigger".into());
@@ -273,11 +325,23 @@ impl CompiledWorkflow {
             let class = classes[i].unwrap_or(NodeClass::Action);
             let base = format!("$.nodes[{i}]");
             // Error policy and error edges.
-            let mut error_policy = node.error.as_ref().and_then(|e| e.kind.as_deref()).and_then(ErrorKind::parse);
+            let mut error_policy = node
+                .error
+                .as_ref()
+                .and_then(|e| e.kind.as_deref())
+                .and_then(ErrorKind::parse);
             if let Some(edge_id) = node.error.as_ref().and_then(|e| e.error_edge.as_ref()) {
                 match edge_ids.get(edge_id.as_str()) {
-                    Some(ei) if raw_edges[*ei].is_some_and(|(s, _)| s == i) => routes[*ei] = Route::Error,
-                    _ => problems.push(Problem::new(format!("{base}.error.error_edge"), format!("names edge `{edge_id}`, which is not an edge leaving `{}`", node.name))),
+                    Some(ei) if raw_edges[*ei].is_some_and(|(s, _)| s == i) => {
+                        routes[*ei] = Route::Error
+                    }
+                    _ => problems.push(Problem::new(
+                        format!("{base}.error.error_edge"),
+                        format!(
+                            "names edge `{edge_id}`, which is not an edge leaving `{}`",
+                            node.name
+                        ),
+                    )),
                 }
             }
             let has_error_edge = out_adj[i].iter().any(|e| routes[*e] == Route::Error);
@@ -292,11 +356,25 @@ impl CompiledWorkflow {
             let params = node.parameters.as_object().cloned().unwrap_or_default();
             match class {
                 NodeClass::Conditional => {
-                    for (param, route) in [("true_edge_id", Route::True), ("false_edge_id", Route::False)] {
-                        if let Some(Value::String(edge_id)) = params.get(param).filter(|v| !v.as_str().is_some_and(str::is_empty)) {
+                    for (param, route) in [
+                        ("true_edge_id", Route::True),
+                        ("false_edge_id", Route::False),
+                    ] {
+                        if let Some(Value::String(edge_id)) = params
+                            .get(param)
+                            .filter(|v| !v.as_str().is_some_and(str::is_empty))
+                        {
                             match edge_ids.get(edge_id.as_str()) {
-                                Some(ei) if raw_edges[*ei].is_some_and(|(s, _)| s == i) => routes[*ei] = route,
-                                _ => problems.push(Problem::new(format!("{base}.parameters.{param}"), format!("names edge `{edge_id}`, which is not an edge leaving `{}`", node.name))),
+                                Some(ei) if raw_edges[*ei].is_some_and(|(s, _)| s == i) => {
+                                    routes[*ei] = route
+                                }
+                                _ => problems.push(Problem::new(
+                                    format!("{base}.parameters.{param}"),
+                                    format!(
+                                        "names edge `{edge_id}`, which is not an edge leaving `{}`",
+                                        node.name
+                                    ),
+                                )),
                             }
                         }
                     }
@@ -307,7 +385,11 @@ impl CompiledWorkflow {
                     }
                 }
                 NodeClass::Switch => {
-                    let rules = params.get("rules").and_then(Value::as_array).cloned().unwrap_or_default();
+                    let rules = params
+                        .get("rules")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
                     if let Some(Value::Array(rs)) = params.get("routes") {
                         for (k, r) in rs.iter().enumerate() {
                             if let Value::String(edge_id) = r {
@@ -319,7 +401,9 @@ impl CompiledWorkflow {
                         }
                     }
                     for e in &out_adj[i] {
-                        let Some(on) = def.edges[*e].on.as_deref() else { continue };
+                        let Some(on) = def.edges[*e].on.as_deref() else {
+                            continue;
+                        };
                         if matches!(on, "error") {
                             continue;
                         }
@@ -331,14 +415,28 @@ impl CompiledWorkflow {
                     // An edge whose `on` names no case was reported just above.
                     for e in &out_adj[i] {
                         if routes[*e] == Route::Success && def.edges[*e].on.is_none() {
-                            problems.push(Problem::new(format!("$.edges[{e}]"), format!("edge `{}` leaves switch `{}` but is not one of its routes", def.edges[*e].id, node.name)));
+                            problems.push(Problem::new(
+                                format!("$.edges[{e}]"),
+                                format!(
+                                    "edge `{}` leaves switch `{}` but is not one of its routes",
+                                    def.edges[*e].id, node.name
+                                ),
+                            ));
                         }
                     }
                 }
                 _ => {
                     for e in &out_adj[i] {
                         if matches!(routes[*e], Route::True | Route::False) {
-                            problems.push(Problem::new(format!("$.edges[{e}].on"), format!("`{}` edges only leave conditional nodes; `{}` is a {}", def.edges[*e].on.as_deref().unwrap_or(""), node.name, node.node_type)));
+                            problems.push(Problem::new(
+                                format!("$.edges[{e}].on"),
+                                format!(
+                                    "`{}` edges only leave conditional nodes; `{}` is a {}",
+                                    def.edges[*e].on.as_deref().unwrap_or(""),
+                                    node.name,
+                                    node.node_type
+                                ),
+                            ));
                         }
                     }
                 }
@@ -352,9 +450,14 @@ impl CompiledWorkflow {
                 match obj.remove("expression") {
                     Some(Value::String(src)) => match Expr::compile(&src) {
                         Ok(x) => condition = Some(x),
-                        Err(e) => problems.push(Problem::new(format!("{base}.parameters.expression"), e.to_string())),
+                        Err(e) => problems.push(Problem::new(
+                            format!("{base}.parameters.expression"),
+                            e.to_string(),
+                        )),
                     },
-                    Some(Value::Bool(b)) => condition = Expr::compile(if b { "true" } else { "false" }).ok(),
+                    Some(Value::Bool(b)) => {
+                        condition = Expr::compile(if b { "true" } else { "false" }).ok()
+                    }
                     _ => {}
                 }
             }
@@ -370,7 +473,9 @@ impl CompiledWorkflow {
                 Ok(t) => t,
                 Err(e) => {
                     problems.push(Problem::new(format!("{base}.parameters"), e.to_string()));
-                    templates.compile(&Value::Object(Map::new()), &strict_roots).ok()?
+                    templates
+                        .compile(&Value::Object(Map::new()), &strict_roots)
+                        .ok()?
                 }
             };
             let mut reads: Vec<String> = compiled.roots().to_vec();
@@ -382,7 +487,10 @@ impl CompiledWorkflow {
                 }
             }
             if !raw_names[i].is_empty() {
-                for root in raw_roots(&raw_params).into_iter().chain(std::iter::once("$json".to_string())) {
+                for root in raw_roots(&raw_params)
+                    .into_iter()
+                    .chain(std::iter::once("$json".to_string()))
+                {
                     if !reads.contains(&root) {
                         reads.push(root);
                     }
@@ -392,8 +500,18 @@ impl CompiledWorkflow {
                 if let Some(&j) = name_to_idx.get(root)
                     && !ancestors[i].contains(&j)
                 {
-                    let why = if j == i { "its own output".to_string() } else { format!("node `{}`, which is not an ancestor of `{}`", def.nodes[j].name, node.name) };
-                    problems.push(Problem::new(format!("{base}.parameters"), format!("references `{root}`: {why}, so its output cannot exist yet")));
+                    let why = if j == i {
+                        "its own output".to_string()
+                    } else {
+                        format!(
+                            "node `{}`, which is not an ancestor of `{}`",
+                            def.nodes[j].name, node.name
+                        )
+                    };
+                    problems.push(Problem::new(
+                        format!("{base}.parameters"),
+                        format!("references `{root}`: {why}, so its output cannot exist yet"),
+                    ));
                 }
             }
             let credentials = node.credentials.as_ref().map(|c| {
@@ -403,8 +521,11 @@ impl CompiledWorkflow {
             });
             let wait_for_any = class == NodeClass::Merge
                 && params.get("wait_mode").and_then(Value::as_str) == Some("wait_for_any");
-            let in_edges: Vec<EdgeIdx> =
-                in_adj[i].iter().copied().filter(|e| raw_edges[*e].is_some_and(|(s, _)| !is_trigger[s])).collect();
+            let in_edges: Vec<EdgeIdx> = in_adj[i]
+                .iter()
+                .copied()
+                .filter(|e| raw_edges[*e].is_some_and(|(s, _)| !is_trigger[s]))
+                .collect();
             let is_join = class == NodeClass::Merge || in_edges.len() > 1;
             nodes.push(CompiledNode {
                 idx: i,
@@ -436,17 +557,41 @@ impl CompiledWorkflow {
             .edges
             .iter()
             .enumerate()
-            .filter_map(|(i, e)| raw_edges[i].map(|(s, d)| CompiledEdge { id: e.id.clone(), src: s, dst: d, route: routes[i].clone() }))
+            .filter_map(|(i, e)| {
+                raw_edges[i].map(|(s, d)| CompiledEdge {
+                    id: e.id.clone(),
+                    src: s,
+                    dst: d,
+                    route: routes[i].clone(),
+                })
+            })
             .collect();
-        let mut wf = CompiledWorkflow { definition: def, nodes, edges, by_id, start, on_failure, templates, reference: String::new() };
+        let mut wf = CompiledWorkflow {
+            definition: def,
+            nodes,
+            edges,
+            by_id,
+            start,
+            on_failure,
+            templates,
+            reference: String::new(),
+        };
         for i in 0..n {
             if wf.nodes[i].class == NodeClass::Split {
                 wf.nodes[i].split_closer = wf.find_closer(i);
             }
         }
         for i in 0..n {
-            if wf.nodes[i].class == NodeClass::Aggregator && !wf.nodes.iter().any(|x| x.split_closer == Some(i)) {
-                problems.push(Problem::new(format!("$.nodes[{i}]"), format!("aggregator `{}` is not downstream of a split", wf.nodes[i].name)));
+            if wf.nodes[i].class == NodeClass::Aggregator
+                && !wf.nodes.iter().any(|x| x.split_closer == Some(i))
+            {
+                problems.push(Problem::new(
+                    format!("$.nodes[{i}]"),
+                    format!(
+                        "aggregator `{}` is not downstream of a split",
+                        wf.nodes[i].name
+                    ),
+                ));
             }
         }
         if problems.is_empty() { Some(wf) } else { None }
@@ -491,26 +636,44 @@ impl CompiledWorkflow {
         let mut taken = Vec::new();
         let mut untaken = Vec::new();
         let selected_case = |output: Option<&Value>| -> Option<usize> {
-            output.and_then(|o| o.get("output_index")).and_then(Value::as_u64).map(|x| x as usize)
+            output
+                .and_then(|o| o.get("output_index"))
+                .and_then(Value::as_u64)
+                .map(|x| x as usize)
         };
         for &e in &n.out_edges {
             let route = &self.edges[e].route;
             let follow = match outcome {
                 RouteOutcome::ErrorBranch => *route == Route::Error,
-                RouteOutcome::Success(output) => self.follows(n, route, Some(output), selected_case(Some(output))),
+                RouteOutcome::Success(output) => {
+                    self.follows(n, route, Some(output), selected_case(Some(output)))
+                }
                 RouteOutcome::Ignored => self.follows(n, route, None, None),
             };
-            if follow { taken.push(e) } else { untaken.push(e) }
+            if follow {
+                taken.push(e)
+            } else {
+                untaken.push(e)
+            }
         }
         (taken, untaken)
     }
 
-    fn follows(&self, n: &CompiledNode, route: &Route, output: Option<&Value>, case: Option<usize>) -> bool {
+    fn follows(
+        &self,
+        n: &CompiledNode,
+        route: &Route,
+        output: Option<&Value>,
+        case: Option<usize>,
+    ) -> bool {
         match route {
             Route::Error => false,
             Route::Success => true,
             Route::True | Route::False => {
-                let result = output.and_then(|o| o.get("result")).and_then(Value::as_bool).unwrap_or(false);
+                let result = output
+                    .and_then(|o| o.get("result"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
                 (*route == Route::True) == result
             }
             Route::Case(k) => {
@@ -521,7 +684,11 @@ impl CompiledWorkflow {
     }
 
     fn switch_fallback_index(&self, n: &CompiledNode) -> usize {
-        self.definition.nodes[n.idx].parameters.get("rules").and_then(Value::as_array).map_or(0, Vec::len)
+        self.definition.nodes[n.idx]
+            .parameters
+            .get("rules")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len)
     }
 }
 
@@ -531,25 +698,36 @@ fn case_index(on: &str, rules: &[Value]) -> Option<usize> {
         return Some(rules.len());
     }
     if let Some(k) = rules.iter().position(|r| {
-        ["name", "case", "label"].iter().any(|f| r.get(*f).and_then(Value::as_str) == Some(on))
+        ["name", "case", "label"]
+            .iter()
+            .any(|f| r.get(*f).and_then(Value::as_str) == Some(on))
     }) {
         return Some(k);
     }
     on.parse::<usize>().ok().filter(|k| *k <= rules.len())
 }
 
-fn check_params(problems: &mut Vec<Problem>, i: usize, params: &Value, spec: &crate::spec::NodeSpec) {
+fn check_params(
+    problems: &mut Vec<Problem>,
+    i: usize,
+    params: &Value,
+    spec: &crate::spec::NodeSpec,
+) {
     let obj = params.as_object();
     for p in &spec.params {
         let path = format!("$.nodes[{i}].parameters.{}", p.name);
         match obj.and_then(|o| o.get(p.name)) {
-            None | Some(Value::Null) if p.required => {
-                problems.push(Problem::new(path, format!("is required by `{}`: expected {}", spec.type_name, p.kind.describe())))
-            }
-            Some(v) if !v.is_null() && !is_templated(v) && !p.kind.accepts(v) => problems.push(Problem::new(
+            None | Some(Value::Null) if p.required => problems.push(Problem::new(
                 path,
-                format!("expected {}, found `{v}`", p.kind.describe()),
+                format!(
+                    "is required by `{}`: expected {}",
+                    spec.type_name,
+                    p.kind.describe()
+                ),
             )),
+            Some(v) if !v.is_null() && !is_templated(v) && !p.kind.accepts(v) => problems.push(
+                Problem::new(path, format!("expected {}, found `{v}`", p.kind.describe())),
+            ),
             _ => {}
         }
     }
@@ -577,7 +755,10 @@ fn raw_roots(raw: &Map<String, Value>) -> Vec<String> {
         walk(v, &mut out);
         if let Value::String(s) = v {
             let t = s.trim();
-            let head: String = t.chars().take_while(|c| crate::path::is_root_char(*c)).collect();
+            let head: String = t
+                .chars()
+                .take_while(|c| crate::path::is_root_char(*c))
+                .collect();
             if !head.is_empty() && !t.starts_with('$') {
                 let root = format!("${head}");
                 if !out.contains(&root) {
@@ -591,11 +772,15 @@ fn raw_roots(raw: &Map<String, Value>) -> Vec<String> {
 
 /// A string that will be resolved at run time, so its type is checked then.
 fn is_templated(v: &Value) -> bool {
-    v.as_str().is_some_and(|s| s.contains("{{") || s.contains('$'))
+    v.as_str()
+        .is_some_and(|s| s.contains("{{") || s.contains('$'))
 }
 
 /// Kahn's algorithm; on failure returns one cycle (node indexes in order).
-fn topo_order(n: usize, edges: &[Option<(NodeIdx, NodeIdx)>]) -> Result<Vec<NodeIdx>, Vec<NodeIdx>> {
+fn topo_order(
+    n: usize,
+    edges: &[Option<(NodeIdx, NodeIdx)>],
+) -> Result<Vec<NodeIdx>, Vec<NodeIdx>> {
     let mut indeg = vec![0usize; n];
     let mut adj = vec![Vec::new(); n];
     for (s, d) in edges.iter().flatten() {

@@ -91,7 +91,10 @@ pub fn scope_of(lineage: &[Frame]) -> String {
 
 /// The chain of scopes to search for a context key, innermost first, ending at top level.
 pub fn scope_chain(lineage: &[Frame]) -> Vec<String> {
-    (0..=lineage.len()).rev().map(|k| scope_of(&lineage[..k])).collect()
+    (0..=lineage.len())
+        .rev()
+        .map(|k| scope_of(&lineage[..k]))
+        .collect()
 }
 
 /// Node status values (Rune's set).

@@ -124,7 +124,13 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 1, initial_delay_ms: 200, max_delay_ms: 10_000, multiplier: 2.0, jitter: true }
+        Self {
+            max_attempts: 1,
+            initial_delay_ms: 200,
+            max_delay_ms: 10_000,
+            multiplier: 2.0,
+            jitter: true,
+        }
     }
 }
 

@@ -31,7 +31,9 @@ impl fmt::Display for Reference {
         }
         for seg in &self.path {
             match seg {
-                Segment::Key(k) if !k.is_empty() && k.chars().all(is_field_char) => write!(f, ".{k}")?,
+                Segment::Key(k) if !k.is_empty() && k.chars().all(is_field_char) => {
+                    write!(f, ".{k}")?
+                }
                 Segment::Key(k) => write!(f, ".[{k}]")?,
                 Segment::Index(i) => write!(f, "[{i}]")?,
             }
@@ -88,7 +90,11 @@ pub fn parse_bare_at(s: &str, start: usize) -> Option<(Reference, usize)> {
         }
         i = close + 1;
     } else {
-        let len = s[i..].chars().take_while(|c| is_root_char(*c)).map(char::len_utf8).sum::<usize>();
+        let len = s[i..]
+            .chars()
+            .take_while(|c| is_root_char(*c))
+            .map(char::len_utf8)
+            .sum::<usize>();
         if len == 0 {
             return None;
         }
@@ -100,13 +106,18 @@ pub fn parse_bare_at(s: &str, start: usize) -> Option<(Reference, usize)> {
         match bytes.get(i) {
             Some(b'.') => {
                 if bytes.get(i + 1) == Some(&b'[') {
-                    let Some(close) = s[i + 2..].find(']') else { break };
+                    let Some(close) = s[i + 2..].find(']') else {
+                        break;
+                    };
                     path.push(Segment::Key(s[i + 2..i + 2 + close].to_string()));
                     i += close + 3;
                     continue;
                 }
-                let len =
-                    s[i + 1..].chars().take_while(|c| is_field_char(*c)).map(char::len_utf8).sum::<usize>();
+                let len = s[i + 1..]
+                    .chars()
+                    .take_while(|c| is_field_char(*c))
+                    .map(char::len_utf8)
+                    .sum::<usize>();
                 if len == 0 {
                     break;
                 }
@@ -114,7 +125,9 @@ pub fn parse_bare_at(s: &str, start: usize) -> Option<(Reference, usize)> {
                 i += 1 + len;
             }
             Some(b'[') => {
-                let Some(close) = s[i + 1..].find(']') else { break };
+                let Some(close) = s[i + 1..].find(']') else {
+                    break;
+                };
                 let inner = &s[i + 1..i + 1 + close];
                 if let Ok(n) = inner.parse::<usize>() {
                     path.push(Segment::Index(n));
@@ -128,7 +141,13 @@ pub fn parse_bare_at(s: &str, start: usize) -> Option<(Reference, usize)> {
             _ => break,
         }
     }
-    Some((Reference { root: format!("${root}"), path }, i))
+    Some((
+        Reference {
+            root: format!("${root}"),
+            path,
+        },
+        i,
+    ))
 }
 
 /// Parses `s` as exactly one bare reference (the whole string).
@@ -139,7 +158,9 @@ pub fn parse_bare_whole(s: &str) -> Option<Reference> {
 
 fn strip_quotes(s: &str) -> Option<&str> {
     let b = s.as_bytes();
-    if b.len() >= 2 && ((b[0] == b'"' && b[b.len() - 1] == b'"') || (b[0] == b'\'' && b[b.len() - 1] == b'\'')) {
+    if b.len() >= 2
+        && ((b[0] == b'"' && b[b.len() - 1] == b'"') || (b[0] == b'\'' && b[b.len() - 1] == b'\''))
+    {
         Some(&s[1..s.len() - 1])
     } else {
         None

@@ -48,7 +48,9 @@ impl ParamKind {
         match self {
             ParamKind::String => v.is_string(),
             ParamKind::Number => v.is_number(),
-            ParamKind::Integer => v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0),
+            ParamKind::Integer => {
+                v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0)
+            }
             ParamKind::Boolean => v.is_boolean(),
             ParamKind::Object => v.is_object(),
             ParamKind::Array => v.is_array(),
@@ -86,10 +88,20 @@ pub struct ParamSpec {
 
 impl ParamSpec {
     pub fn required(name: &'static str, kind: ParamKind, doc: &'static str) -> Self {
-        Self { name, kind, required: true, doc }
+        Self {
+            name,
+            kind,
+            required: true,
+            doc,
+        }
     }
     pub fn optional(name: &'static str, kind: ParamKind, doc: &'static str) -> Self {
-        Self { name, kind, required: false, doc }
+        Self {
+            name,
+            kind,
+            required: false,
+            doc,
+        }
     }
 }
 
@@ -116,8 +128,14 @@ pub trait NodeCatalog {
 }
 
 /// Trigger node types: accepted in definitions, never executed.
-pub const TRIGGER_TYPES: &[&str] =
-    &["ManualTrigger", "ScheduledTrigger", "webhook", "manual_trigger", "scheduled_trigger", "trigger"];
+pub const TRIGGER_TYPES: &[&str] = &[
+    "ManualTrigger",
+    "ScheduledTrigger",
+    "webhook",
+    "manual_trigger",
+    "scheduled_trigger",
+    "trigger",
+];
 
 pub fn is_trigger_type(t: &str) -> bool {
     TRIGGER_TYPES.contains(&t)

@@ -29,9 +29,15 @@ pub enum TemplateError {
 #[derive(Debug, Clone)]
 enum Piece {
     Text(String),
-    Ref { reference: Reference, raw: String, strict: bool },
+    Ref {
+        reference: Reference,
+        raw: String,
+        strict: bool,
+    },
     /// A handlebars chunk of a string that also has bare references outside its braces.
-    Handlebars { name: String },
+    Handlebars {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -39,9 +45,15 @@ enum Node {
     Literal(Value),
     /// `strict`: a missing root is an error (the root is a node name or execution input);
     /// otherwise a missing root leaves the text as written.
-    Whole { reference: Reference, raw: String, strict: bool },
+    Whole {
+        reference: Reference,
+        raw: String,
+        strict: bool,
+    },
     Interpolated(Vec<Piece>),
-    Handlebars { name: String },
+    Handlebars {
+        name: String,
+    },
     Array(Vec<Node>),
     Object(Vec<(String, Node)>),
 }
@@ -54,7 +66,9 @@ pub struct TemplateSet {
 
 impl std::fmt::Debug for TemplateSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TemplateSet").field("templates", &self.next_id).finish()
+        f.debug_struct("TemplateSet")
+            .field("templates", &self.next_id)
+            .finish()
     }
 }
 
@@ -66,7 +80,10 @@ impl Default for TemplateSet {
         registry.set_strict_mode(true);
         registry.register_escape_fn(handlebars::no_escape);
         registry.register_helper("json", Box::new(json_helper));
-        Self { registry, next_id: 0 }
+        Self {
+            registry,
+            next_id: 0,
+        }
     }
 }
 
@@ -106,7 +123,12 @@ impl TemplateSet {
             Value::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
-                    out.push(self.compile_node(item, &join(field, &i.to_string()), strict_roots, roots)?);
+                    out.push(self.compile_node(
+                        item,
+                        &join(field, &i.to_string()),
+                        strict_roots,
+                        roots,
+                    )?);
                 }
                 if out.iter().all(|n| matches!(n, Node::Literal(_))) {
                     Node::Literal(value.clone())
@@ -117,7 +139,10 @@ impl TemplateSet {
             Value::Object(map) => {
                 let mut out = Vec::with_capacity(map.len());
                 for (k, v) in map {
-                    out.push((k.clone(), self.compile_node(v, &join(field, k), strict_roots, roots)?));
+                    out.push((
+                        k.clone(),
+                        self.compile_node(v, &join(field, k), strict_roots, roots)?,
+                    ));
                 }
                 if out.iter().all(|(_, n)| matches!(n, Node::Literal(_))) {
                     Node::Literal(value.clone())
@@ -145,22 +170,34 @@ impl TemplateSet {
             if let Some(inner) = whole_braces(s)
                 && let Some(reference) = path::parse_handlebars_path(inner)
             {
-                return Ok(Node::Whole { reference, raw: s.to_string(), strict: true });
+                return Ok(Node::Whole {
+                    reference,
+                    raw: s.to_string(),
+                    strict: true,
+                });
             }
             let parts = split_bare_outside_braces(s);
             if parts.iter().all(|p| matches!(p, Part::Text(_))) {
-                return Ok(Node::Handlebars { name: self.register(s, field)? });
+                return Ok(Node::Handlebars {
+                    name: self.register(s, field)?,
+                });
             }
             // Bare references outside the braces (`"{{$input.base}}/users/$item.id"`) follow the
             // bare rules; each chunk between them is its own handlebars template.
             let mut pieces = Vec::with_capacity(parts.len());
             for part in parts {
                 pieces.push(match part {
-                    Part::Text(t) if t.contains("{{") => Piece::Handlebars { name: self.register(&t, field)? },
+                    Part::Text(t) if t.contains("{{") => Piece::Handlebars {
+                        name: self.register(&t, field)?,
+                    },
                     Part::Text(t) => Piece::Text(t),
                     Part::Ref(reference, raw) => {
                         let strict = strict_roots.contains(&reference.root);
-                        Piece::Ref { reference, raw, strict }
+                        Piece::Ref {
+                            reference,
+                            raw,
+                            strict,
+                        }
                     }
                 });
             }
@@ -171,7 +208,11 @@ impl TemplateSet {
         }
         if let Some(reference) = path::parse_bare_whole(s) {
             let strict = strict_roots.contains(&reference.root);
-            return Ok(Node::Whole { reference, raw: s.to_string(), strict });
+            return Ok(Node::Whole {
+                reference,
+                raw: s.to_string(),
+                strict,
+            });
         }
         let mut pieces = Vec::new();
         let mut text = String::new();
@@ -190,7 +231,11 @@ impl TemplateSet {
                         pieces.push(Piece::Text(std::mem::take(&mut text)));
                     }
                     let strict = strict_roots.contains(&reference.root);
-                    pieces.push(Piece::Ref { reference, raw: s[at..end].to_string(), strict });
+                    pieces.push(Piece::Ref {
+                        reference,
+                        raw: s[at..end].to_string(),
+                        strict,
+                    });
                     i = end;
                 }
                 None => {
@@ -212,7 +257,10 @@ impl TemplateSet {
         self.next_id += 1;
         self.registry
             .register_template_string(&name, segment_literals(source))
-            .map_err(|e| TemplateError::Syntax { field: field.to_string(), message: e.to_string() })?;
+            .map_err(|e| TemplateError::Syntax {
+                field: field.to_string(),
+                message: e.to_string(),
+            })?;
         Ok(name)
     }
 }
@@ -241,12 +289,16 @@ fn split_bare_outside_braces(s: &str) -> Vec<Part> {
             } else {
                 "}}"
             };
-            let end = after_open.find(close).map_or(rest.len(), |p| 2 + p + close.len());
+            let end = after_open
+                .find(close)
+                .map_or(rest.len(), |p| 2 + p + close.len());
             if body.starts_with('/') {
                 depth = depth.saturating_sub(1);
             } else if raw_block
                 || body.starts_with('#')
-                || body.strip_prefix('^').is_some_and(|b| !b.trim_start().starts_with(['~', '}']))
+                || body
+                    .strip_prefix('^')
+                    .is_some_and(|b| !b.trim_start().starts_with(['~', '}']))
             {
                 depth += 1;
             }
@@ -313,7 +365,9 @@ fn segment_literals(s: &str) -> String {
 }
 
 fn whole_braces(s: &str) -> Option<&str> {
-    let inner = s.strip_prefix("{{{").and_then(|r| r.strip_suffix("}}}"))
+    let inner = s
+        .strip_prefix("{{{")
+        .and_then(|r| r.strip_suffix("}}}"))
         .or_else(|| s.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")))?;
     if inner.contains("{{") || inner.contains("}}") {
         return None;
@@ -322,7 +376,11 @@ fn whole_braces(s: &str) -> Option<&str> {
 }
 
 fn join(field: &str, seg: &str) -> String {
-    if field.is_empty() { seg.to_string() } else { format!("{field}.{seg}") }
+    if field.is_empty() {
+        seg.to_string()
+    } else {
+        format!("{field}.{seg}")
+    }
 }
 
 impl CompiledTemplate {
@@ -355,8 +413,15 @@ fn resolve_node(
 ) -> Result<Value, TemplateError> {
     match node {
         Node::Literal(v) => Ok(v.clone()),
-        Node::Whole { reference, raw, strict } => match ctx.get(&reference.root) {
-            Some(root) => reference.lookup(root).cloned().ok_or_else(|| missing(field, raw)),
+        Node::Whole {
+            reference,
+            raw,
+            strict,
+        } => match ctx.get(&reference.root) {
+            Some(root) => reference
+                .lookup(root)
+                .cloned()
+                .ok_or_else(|| missing(field, raw)),
             None if *strict => Err(missing(field, raw)),
             None => Ok(Value::String(raw.clone())),
         },
@@ -365,7 +430,11 @@ fn resolve_node(
             for p in pieces {
                 match p {
                     Piece::Text(t) => out.push_str(t),
-                    Piece::Ref { reference, raw, strict } => match ctx.get(&reference.root) {
+                    Piece::Ref {
+                        reference,
+                        raw,
+                        strict,
+                    } => match ctx.get(&reference.root) {
                         Some(root) => {
                             let v = reference.lookup(root).ok_or_else(|| missing(field, raw))?;
                             out.push_str(&to_text(v));
@@ -395,7 +464,12 @@ fn resolve_node(
     }
 }
 
-fn render(set: &TemplateSet, name: &str, ctx: &Map<String, Value>, field: &str) -> Result<String, TemplateError> {
+fn render(
+    set: &TemplateSet,
+    name: &str,
+    ctx: &Map<String, Value>,
+    field: &str,
+) -> Result<String, TemplateError> {
     set.registry.render(name, ctx).map_err(|e| {
         let message = match e.reason() {
             handlebars::RenderErrorReason::MissingVariable(Some(var)) => {
@@ -403,12 +477,18 @@ fn render(set: &TemplateSet, name: &str, ctx: &Map<String, Value>, field: &str) 
             }
             _ => e.to_string(),
         };
-        TemplateError::Render { field: field.to_string(), message }
+        TemplateError::Render {
+            field: field.to_string(),
+            message,
+        }
     })
 }
 
 fn missing(field: &str, reference: &str) -> TemplateError {
-    TemplateError::MissingReference { field: field.to_string(), reference: reference.to_string() }
+    TemplateError::MissingReference {
+        field: field.to_string(),
+        reference: reference.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -425,19 +505,28 @@ mod tests {
 
     #[test]
     fn handlebars_interpolates_without_html_escaping() {
-        let v = render(json!("https://api/x/{{$input.user.id}}?q={{$input.q}}"), json!({"$input": {"user": {"id": 7}, "q": "<a&b>"}}));
+        let v = render(
+            json!("https://api/x/{{$input.user.id}}?q={{$input.q}}"),
+            json!({"$input": {"user": {"id": 7}, "q": "<a&b>"}}),
+        );
         assert_eq!(v.unwrap(), json!("https://api/x/7?q=<a&b>"));
     }
 
     #[test]
     fn exactly_one_braced_path_yields_the_raw_value() {
-        let v = render(json!("{{ $Fetch.body.users }}"), json!({"$Fetch": {"body": {"users": [1, 2]}}}));
+        let v = render(
+            json!("{{ $Fetch.body.users }}"),
+            json!({"$Fetch": {"body": {"users": [1, 2]}}}),
+        );
         assert_eq!(v.unwrap(), json!([1, 2]));
     }
 
     #[test]
     fn bare_whole_reference_yields_the_raw_value() {
-        let v = render(json!({"n": "$Fetch.body.users[1]"}), json!({"$Fetch": {"body": {"users": [1, 2]}}}));
+        let v = render(
+            json!({"n": "$Fetch.body.users[1]"}),
+            json!({"$Fetch": {"body": {"users": [1, 2]}}}),
+        );
         assert_eq!(v.unwrap(), json!({"n": 2}));
     }
 
@@ -456,20 +545,38 @@ mod tests {
     #[test]
     fn missing_reference_is_an_error_naming_it_and_the_field() {
         let err = render(json!({"url": "{{$input.nope}}"}), json!({"$input": {}})).unwrap_err();
-        assert_eq!(err.to_string(), "missing reference `{{$input.nope}}` in parameter `url`");
+        assert_eq!(
+            err.to_string(),
+            "missing reference `{{$input.nope}}` in parameter `url`"
+        );
         let err = render(json!({"a": {"b": "x $Fetch.status"}}), json!({})).unwrap_err();
-        assert!(err.to_string().contains("`$Fetch.status`") && err.to_string().contains("`a.b`"), "{err}");
+        assert!(
+            err.to_string().contains("`$Fetch.status`") && err.to_string().contains("`a.b`"),
+            "{err}"
+        );
         let err = render(json!("pre {{$input.gone}} post"), json!({"$input": {}})).unwrap_err();
-        assert!(matches!(err, TemplateError::MissingReference { .. }), "{err}");
+        assert!(
+            matches!(err, TemplateError::MissingReference { .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn bare_references_outside_braces_are_interpolated_in_handlebars_text() {
         let ctx = json!({"$input": {"base": "http://h"}, "$item": {"id": 7}});
-        assert_eq!(render(json!("{{$input.base}}/users/$item.id"), ctx.clone()).unwrap(), json!("http://h/users/7"));
-        assert_eq!(render(json!("$5 off {{$input.base}}"), ctx.clone()).unwrap(), json!("$5 off http://h"));
+        assert_eq!(
+            render(json!("{{$input.base}}/users/$item.id"), ctx.clone()).unwrap(),
+            json!("http://h/users/7")
+        );
+        assert_eq!(
+            render(json!("$5 off {{$input.base}}"), ctx.clone()).unwrap(),
+            json!("$5 off http://h")
+        );
         // Inside a block the text is the block's: left to handlebars, as written.
-        assert_eq!(render(json!("{{#if $input.base}}id $item.id{{/if}}"), ctx.clone()).unwrap(), json!("id $item.id"));
+        assert_eq!(
+            render(json!("{{#if $input.base}}id $item.id{{/if}}"), ctx.clone()).unwrap(),
+            json!("id $item.id")
+        );
         let err = render(json!("{{$input.base}}/$Fetch.status"), ctx).unwrap_err();
         assert!(err.to_string().contains("`$Fetch.status`"), "{err}");
     }
@@ -477,9 +584,21 @@ mod tests {
     #[test]
     fn names_with_spaces_are_reachable() {
         let ctx = json!({"$Branch A": {"v": "ok"}});
-        assert_eq!(render(json!("{{[$Branch A].v}}"), ctx.clone()).unwrap(), json!("ok"));
-        assert_eq!(render(json!("got {{[$Branch A].v}}"), ctx.clone()).unwrap(), json!("got ok"));
-        assert_eq!(render(json!("$[Branch A].v"), ctx.clone()).unwrap(), json!("ok"));
-        assert_eq!(render(json!("got {{$[Branch A].v}}!"), ctx).unwrap(), json!("got ok!"));
+        assert_eq!(
+            render(json!("{{[$Branch A].v}}"), ctx.clone()).unwrap(),
+            json!("ok")
+        );
+        assert_eq!(
+            render(json!("got {{[$Branch A].v}}"), ctx.clone()).unwrap(),
+            json!("got ok")
+        );
+        assert_eq!(
+            render(json!("$[Branch A].v"), ctx.clone()).unwrap(),
+            json!("ok")
+        );
+        assert_eq!(
+            render(json!("got {{$[Branch A].v}}!"), ctx).unwrap(),
+            json!("got ok!")
+        );
     }
 }

@@ -14,7 +14,10 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -51,7 +54,10 @@ fn expect(
     required: bool,
 ) {
     match obj.get(key) {
-        None if required => problems.push(Problem::new(format!("{base}.{key}"), format!("is required: expected {want}"))),
+        None if required => problems.push(Problem::new(
+            format!("{base}.{key}"),
+            format!("is required: expected {want}"),
+        )),
         Some(v) if !ok(v) && (required || !v.is_null()) => problems.push(Problem::new(
             format!("{base}.{key}"),
             format!("expected {want}, found {}", type_name(v)),
@@ -64,66 +70,202 @@ fn expect(
 pub fn check_shape(doc: &Value) -> Vec<Problem> {
     let mut p = Vec::new();
     let Some(root) = doc.as_object() else {
-        p.push(Problem::new("$", format!("expected a workflow object, found {}", type_name(doc))));
+        p.push(Problem::new(
+            "$",
+            format!("expected a workflow object, found {}", type_name(doc)),
+        ));
         return p;
     };
     // A Rune execution message wraps the workflow in `workflow_definition`; callers unwrap it.
     match root.get("nodes") {
-        None => p.push(Problem::new("$.nodes", "is required: expected a non-empty array of nodes")),
-        Some(Value::Array(nodes)) if nodes.is_empty() => {
-            p.push(Problem::new("$.nodes", "expected a non-empty array of nodes, found an empty array"))
-        }
+        None => p.push(Problem::new(
+            "$.nodes",
+            "is required: expected a non-empty array of nodes",
+        )),
+        Some(Value::Array(nodes)) if nodes.is_empty() => p.push(Problem::new(
+            "$.nodes",
+            "expected a non-empty array of nodes, found an empty array",
+        )),
         Some(Value::Array(nodes)) => {
             for (i, n) in nodes.iter().enumerate() {
                 let base = format!("$.nodes[{i}]");
                 let Some(o) = n.as_object() else {
-                    p.push(Problem::new(base, format!("expected a node object, found {}", type_name(n))));
+                    p.push(Problem::new(
+                        base,
+                        format!("expected a node object, found {}", type_name(n)),
+                    ));
                     continue;
                 };
-                expect(&mut p, o, &base, "id", "a non-empty string", |v| v.as_str().is_some_and(|s| !s.is_empty()), true);
-                expect(&mut p, o, &base, "name", "a non-empty string", |v| v.as_str().is_some_and(|s| !s.trim().is_empty()), true);
-                expect(&mut p, o, &base, "type", "a node type name (string)", Value::is_string, true);
-                expect(&mut p, o, &base, "trigger", "a boolean", Value::is_boolean, false);
-                expect(&mut p, o, &base, "parameters", "an object", Value::is_object, false);
-                expect(&mut p, o, &base, "timeout_ms", "a positive integer (milliseconds)", |v| v.as_u64().is_some_and(|n| n > 0), false);
+                expect(
+                    &mut p,
+                    o,
+                    &base,
+                    "id",
+                    "a non-empty string",
+                    |v| v.as_str().is_some_and(|s| !s.is_empty()),
+                    true,
+                );
+                expect(
+                    &mut p,
+                    o,
+                    &base,
+                    "name",
+                    "a non-empty string",
+                    |v| v.as_str().is_some_and(|s| !s.trim().is_empty()),
+                    true,
+                );
+                expect(
+                    &mut p,
+                    o,
+                    &base,
+                    "type",
+                    "a node type name (string)",
+                    Value::is_string,
+                    true,
+                );
+                expect(
+                    &mut p,
+                    o,
+                    &base,
+                    "trigger",
+                    "a boolean",
+                    Value::is_boolean,
+                    false,
+                );
+                expect(
+                    &mut p,
+                    o,
+                    &base,
+                    "parameters",
+                    "an object",
+                    Value::is_object,
+                    false,
+                );
+                expect(
+                    &mut p,
+                    o,
+                    &base,
+                    "timeout_ms",
+                    "a positive integer (milliseconds)",
+                    |v| v.as_u64().is_some_and(|n| n > 0),
+                    false,
+                );
                 if let Some(c) = o.get("credentials").filter(|v| !v.is_null()) {
                     match c.as_object() {
-                        None => p.push(Problem::new(format!("{base}.credentials"), format!("expected an object, found {}", type_name(c)))),
+                        None => p.push(Problem::new(
+                            format!("{base}.credentials"),
+                            format!("expected an object, found {}", type_name(c)),
+                        )),
                         Some(co) => {
                             let cb = format!("{base}.credentials");
                             expect(&mut p, co, &cb, "type", "a string", Value::is_string, false);
-                            expect(&mut p, co, &cb, "values", "an object", Value::is_object, false);
+                            expect(
+                                &mut p,
+                                co,
+                                &cb,
+                                "values",
+                                "an object",
+                                Value::is_object,
+                                false,
+                            );
                         }
                     }
                 }
                 if let Some(e) = o.get("error").filter(|v| !v.is_null()) {
                     match e.as_object() {
-                        None => p.push(Problem::new(format!("{base}.error"), format!("expected an object, found {}", type_name(e)))),
+                        None => p.push(Problem::new(
+                            format!("{base}.error"),
+                            format!("expected an object, found {}", type_name(e)),
+                        )),
                         Some(eo) => {
                             let eb = format!("{base}.error");
-                            expect(&mut p, eo, &eb, "type", "one of halt, ignore, branch", |v| {
-                                v.as_str().is_some_and(|s| crate::model::ErrorKind::parse(s).is_some())
-                            }, false);
-                            expect(&mut p, eo, &eb, "error_edge", "an edge id (string)", Value::is_string, false);
+                            expect(
+                                &mut p,
+                                eo,
+                                &eb,
+                                "type",
+                                "one of halt, ignore, branch",
+                                |v| {
+                                    v.as_str().is_some_and(|s| {
+                                        crate::model::ErrorKind::parse(s).is_some()
+                                    })
+                                },
+                                false,
+                            );
+                            expect(
+                                &mut p,
+                                eo,
+                                &eb,
+                                "error_edge",
+                                "an edge id (string)",
+                                Value::is_string,
+                                false,
+                            );
                         }
                     }
                 }
                 if let Some(r) = o.get("retry").filter(|v| !v.is_null()) {
                     match r.as_object() {
-                        None => p.push(Problem::new(format!("{base}.retry"), format!("expected an object, found {}", type_name(r)))),
+                        None => p.push(Problem::new(
+                            format!("{base}.retry"),
+                            format!("expected an object, found {}", type_name(r)),
+                        )),
                         Some(ro) => {
                             let rb = format!("{base}.retry");
-                            expect(&mut p, ro, &rb, "max_attempts", "an integer >= 1", |v| v.as_u64().is_some_and(|n| n >= 1), false);
-                            expect(&mut p, ro, &rb, "initial_delay_ms", "a non-negative integer", |v| v.as_u64().is_some(), false);
-                            expect(&mut p, ro, &rb, "max_delay_ms", "a non-negative integer", |v| v.as_u64().is_some(), false);
-                            expect(&mut p, ro, &rb, "multiplier", "a number >= 1", |v| v.as_f64().is_some_and(|f| f >= 1.0), false);
-                            expect(&mut p, ro, &rb, "jitter", "a boolean", Value::is_boolean, false);
+                            expect(
+                                &mut p,
+                                ro,
+                                &rb,
+                                "max_attempts",
+                                "an integer >= 1",
+                                |v| v.as_u64().is_some_and(|n| n >= 1),
+                                false,
+                            );
+                            expect(
+                                &mut p,
+                                ro,
+                                &rb,
+                                "initial_delay_ms",
+                                "a non-negative integer",
+                                |v| v.as_u64().is_some(),
+                                false,
+                            );
+                            expect(
+                                &mut p,
+                                ro,
+                                &rb,
+                                "max_delay_ms",
+                                "a non-negative integer",
+                                |v| v.as_u64().is_some(),
+                                false,
+                            );
+                            expect(
+                                &mut p,
+                                ro,
+                                &rb,
+                                "multiplier",
+                                "a number >= 1",
+                                |v| v.as_f64().is_some_and(|f| f >= 1.0),
+                                false,
+                            );
+                            expect(
+                                &mut p,
+                                ro,
+                                &rb,
+                                "jitter",
+                                "a boolean",
+                                Value::is_boolean,
+                                false,
+                            );
                         }
                     }
                 }
             }
         }
-        Some(other) => p.push(Problem::new("$.nodes", format!("expected an array of nodes, found {}", type_name(other)))),
+        Some(other) => p.push(Problem::new(
+            "$.nodes",
+            format!("expected an array of nodes, found {}", type_name(other)),
+        )),
     }
     match root.get("edges") {
         None | Some(Value::Null) => {}
@@ -131,19 +273,73 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
             for (i, e) in edges.iter().enumerate() {
                 let base = format!("$.edges[{i}]");
                 let Some(o) = e.as_object() else {
-                    p.push(Problem::new(base, format!("expected an edge object, found {}", type_name(e))));
+                    p.push(Problem::new(
+                        base,
+                        format!("expected an edge object, found {}", type_name(e)),
+                    ));
                     continue;
                 };
-                expect(&mut p, o, &base, "id", "a non-empty string", |v| v.as_str().is_some_and(|s| !s.is_empty()), true);
-                expect(&mut p, o, &base, "src", "a node id (string)", Value::is_string, true);
-                expect(&mut p, o, &base, "dst", "a node id (string)", Value::is_string, true);
-                expect(&mut p, o, &base, "on", "a string (success, error, true, false or a switch case)", Value::is_string, false);
+                expect(
+                    &mut p,
+                    o,
+                    &base,
+                    "id",
+                    "a non-empty string",
+                    |v| v.as_str().is_some_and(|s| !s.is_empty()),
+                    true,
+                );
+                expect(
+                    &mut p,
+                    o,
+                    &base,
+                    "src",
+                    "a node id (string)",
+                    Value::is_string,
+                    true,
+                );
+                expect(
+                    &mut p,
+                    o,
+                    &base,
+                    "dst",
+                    "a node id (string)",
+                    Value::is_string,
+                    true,
+                );
+                expect(
+                    &mut p,
+                    o,
+                    &base,
+                    "on",
+                    "a string (success, error, true, false or a switch case)",
+                    Value::is_string,
+                    false,
+                );
             }
         }
-        Some(other) => p.push(Problem::new("$.edges", format!("expected an array of edges, found {}", type_name(other)))),
+        Some(other) => p.push(Problem::new(
+            "$.edges",
+            format!("expected an array of edges, found {}", type_name(other)),
+        )),
     }
-    expect(&mut p, root, "$", "name", "a string", Value::is_string, false);
-    expect(&mut p, root, "$", "on_failure", "a node id (string)", Value::is_string, false);
+    expect(
+        &mut p,
+        root,
+        "$",
+        "name",
+        "a string",
+        Value::is_string,
+        false,
+    );
+    expect(
+        &mut p,
+        root,
+        "$",
+        "on_failure",
+        "a node id (string)",
+        Value::is_string,
+        false,
+    );
     p
 }
 

@@ -131,12 +131,21 @@ fn a_node_nothing_leads_to_beside_a_trigger_is_unreachable() {
         "edges": [edge("e0", "t", "a"), edge("e1", "orphan", "next")]
     });
     let problems = compile(&doc).expect_err("invalid").0;
-    let found: Vec<(&str, &str)> = problems.iter().map(|p| (p.path.as_str(), p.message.as_str())).collect();
+    let found: Vec<(&str, &str)> = problems
+        .iter()
+        .map(|p| (p.path.as_str(), p.message.as_str()))
+        .collect();
     assert_eq!(
         found,
         [
-            ("$.nodes[2]", "node `Orphan` is unreachable from the start nodes"),
-            ("$.nodes[3]", "node `Next` is unreachable from the start nodes"),
+            (
+                "$.nodes[2]",
+                "node `Orphan` is unreachable from the start nodes"
+            ),
+            (
+                "$.nodes[3]",
+                "node `Next` is unreachable from the start nodes"
+            ),
         ]
     );
 }

@@ -103,22 +103,93 @@ pub async fn execution_store_contract(make: impl Fn() -> Arc<dyn ExecutionStore>
 pub async fn identity_and_signals(store: Arc<dyn ExecutionStore>) {
     let start = start_of(json!({}), 1);
     let id = start.execution_id.clone();
-    assert_eq!(store.identity(&id).await.unwrap(), None, "unknown before start");
+    assert_eq!(
+        store.identity(&id).await.unwrap(),
+        None,
+        "unknown before start"
+    );
     store.start(&start).await.unwrap();
-    assert_eq!(store.identity(&id).await.unwrap(), Some((start.workflow_id.clone(), start.workflow_ref.clone())));
+    assert_eq!(
+        store.identity(&id).await.unwrap(),
+        Some((start.workflow_id.clone(), start.workflow_ref.clone()))
+    );
 
-    assert_eq!(store.await_signal(&id, "go", "w1", "p1".into()).await.unwrap(), None);
-    assert_eq!(store.await_signal(&id, "go", "w2", "p2".into()).await.unwrap(), None);
-    assert_eq!(store.await_signal(&id, "other", "w3", "p3".into()).await.unwrap(), None);
-    let mut got = store.deliver_signal(&id, "go", json!({"n": 1})).await.unwrap();
+    assert_eq!(
+        store
+            .await_signal(&id, "go", "w1", "p1".into())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .await_signal(&id, "go", "w2", "p2".into())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .await_signal(&id, "other", "w3", "p3".into())
+            .await
+            .unwrap(),
+        None
+    );
+    let mut got = store
+        .deliver_signal(&id, "go", json!({"n": 1}))
+        .await
+        .unwrap();
     got.sort();
-    assert_eq!(got.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>(), ["w1", "w2"], "both waiters, once");
-    assert!(store.deliver_signal(&id, "go", json!({"n": 2})).await.unwrap().is_empty(), "no waiter left: buffered");
-    assert_eq!(store.await_signal(&id, "go", "w4", "p4".into()).await.unwrap(), Some(json!({"n": 2})), "buffered signal consumed");
-    assert_eq!(store.await_signal(&id, "go", "w5", "p5".into()).await.unwrap(), None, "buffer emptied");
-    assert!(store.remove_signal_waiter(&id, "other", "w3").await.unwrap());
-    assert!(!store.remove_signal_waiter(&id, "other", "w3").await.unwrap(), "only once");
-    assert!(store.deliver_signal(&id, "other", json!(null)).await.unwrap().is_empty(), "removed waiter not resumed");
+    assert_eq!(
+        got.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>(),
+        ["w1", "w2"],
+        "both waiters, once"
+    );
+    assert!(
+        store
+            .deliver_signal(&id, "go", json!({"n": 2}))
+            .await
+            .unwrap()
+            .is_empty(),
+        "no waiter left: buffered"
+    );
+    assert_eq!(
+        store
+            .await_signal(&id, "go", "w4", "p4".into())
+            .await
+            .unwrap(),
+        Some(json!({"n": 2})),
+        "buffered signal consumed"
+    );
+    assert_eq!(
+        store
+            .await_signal(&id, "go", "w5", "p5".into())
+            .await
+            .unwrap(),
+        None,
+        "buffer emptied"
+    );
+    assert!(
+        store
+            .remove_signal_waiter(&id, "other", "w3")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .remove_signal_waiter(&id, "other", "w3")
+            .await
+            .unwrap(),
+        "only once"
+    );
+    assert!(
+        store
+            .deliver_signal(&id, "other", json!(null))
+            .await
+            .unwrap()
+            .is_empty(),
+        "removed waiter not resumed"
+    );
 }
 
 /// `start` creates once; a duplicate start returns false and changes nothing.
@@ -423,10 +494,20 @@ pub async fn commit_once_and_tokens(store: Arc<dyn ExecutionStore>) {
     let mut replay = first.clone();
     replay.outputs = vec![(String::new(), "trigger".into(), json!("overwritten?"))];
     replay.tokens_out = 10;
-    assert!(matches!(store.commit(&id, replay).await.unwrap(), CommitOutcome::Duplicate { .. }),
-        "replay");
-    assert!(matches!(store.commit(&id, first).await.unwrap(), CommitOutcome::Duplicate { .. }),
-        "identical replay");
+    assert!(
+        matches!(
+            store.commit(&id, replay).await.unwrap(),
+            CommitOutcome::Duplicate { .. }
+        ),
+        "replay"
+    );
+    assert!(
+        matches!(
+            store.commit(&id, first).await.unwrap(),
+            CommitOutcome::Duplicate { .. }
+        ),
+        "identical replay"
+    );
     let got = store.read(&id, &top, &strings(&["trigger"])).await.unwrap();
     assert_eq!(got["trigger"], json!({"ok": 1}), "a replay writes nothing");
 
@@ -450,7 +531,10 @@ pub async fn commit_once_and_tokens(store: Arc<dyn ExecutionStore>) {
         store.commit(&id, commit("b3", &[], 0)).await.unwrap(),
         CommitOutcome::Applied { pending: 1 }
     );
-    assert!(matches!(store.commit(&id, commit("b2", &[], 0)).await.unwrap(), CommitOutcome::Duplicate { .. }));
+    assert!(matches!(
+        store.commit(&id, commit("b2", &[], 0)).await.unwrap(),
+        CommitOutcome::Duplicate { .. }
+    ));
     assert_eq!(
         store.commit(&id, commit("b4", &[], 0)).await.unwrap(),
         CommitOutcome::Applied { pending: 0 }

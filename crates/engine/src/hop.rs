@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use baton_core::graph::{CompiledNode, CompiledWorkflow, RouteOutcome};
 use baton_core::message::{
-    Completion, ErrorInfo, ExecutionStatus, Frame, HopKind, HopMessage, NodeStatus, StatusEvent, scope_chain,
-    scope_of,
+    Completion, ErrorInfo, ExecutionStatus, Frame, HopKind, HopMessage, NodeStatus, StatusEvent,
+    scope_chain, scope_of,
 };
 use baton_core::spec::NodeClass;
 use serde_json::{Map, Value, json};
@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::{NodeError, NodeInput, NodeRegistry};
 use crate::ports::{
-    CommitOutcome, DefinitionCache, EventSink, ExecutionStart, ExecutionStore, HopCommit, HopQueue, JoinOutcome,
-    Lifecycle, PortError,
+    CommitOutcome, DefinitionCache, EventSink, ExecutionStart, ExecutionStore, HopCommit, HopQueue,
+    JoinOutcome, Lifecycle, PortError,
 };
 
 /// What starts an execution.
@@ -60,12 +60,17 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("nodes", &self.nodes).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("nodes", &self.nodes)
+            .finish_non_exhaustive()
     }
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 pub fn rfc3339_now() -> String {
@@ -86,7 +91,14 @@ impl Engine {
         definitions: Arc<dyn DefinitionCache>,
         nodes: Arc<NodeRegistry>,
     ) -> Self {
-        Self { store, queue, events, definitions, nodes, cancels: Mutex::new(HashMap::new()) }
+        Self {
+            store,
+            queue,
+            events,
+            definitions,
+            nodes,
+            cancels: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn registry(&self) -> &NodeRegistry {
@@ -107,8 +119,18 @@ impl Engine {
 
     /// Starts an execution of `workflow` (already in the definition cache under its
     /// reference).
-    pub async fn start(&self, workflow: &CompiledWorkflow, request: StartRequest) -> Result<(), PortError> {
-        let StartRequest { workflow_id, execution_id, seed, start_at, traceparent } = request;
+    pub async fn start(
+        &self,
+        workflow: &CompiledWorkflow,
+        request: StartRequest,
+    ) -> Result<(), PortError> {
+        let StartRequest {
+            workflow_id,
+            execution_id,
+            seed,
+            start_at,
+            traceparent,
+        } = request;
         let (workflow_id, execution_id) = (workflow_id.as_str(), execution_id.as_str());
         let workflow_ref = workflow.reference.as_str();
         let starts: Vec<&CompiledNode> = match start_at.as_deref() {
@@ -127,7 +149,15 @@ impl Engine {
             return Ok(()); // a duplicate start: the first one already published
         }
         if starts.is_empty() {
-            return self.complete(workflow, workflow_id, execution_id, ExecutionStatus::Completed, None).await;
+            return self
+                .complete(
+                    workflow,
+                    workflow_id,
+                    execution_id,
+                    ExecutionStatus::Completed,
+                    None,
+                )
+                .await;
         }
         let messages = starts
             .iter()
@@ -151,27 +181,56 @@ impl Engine {
     /// and queued messages are dropped when they arrive. False if it was not running (or its
     /// definition is not loaded in this process).
     pub async fn cancel(&self, execution_id: &str) -> Result<bool, PortError> {
-        let Some((workflow_id, workflow_ref)) = self.store.identity(execution_id).await? else { return Ok(false) };
-        let Some(wf) = self.definitions.get(&workflow_ref) else { return Ok(false) };
-        self.halt(&wf, &workflow_id, execution_id, ExecutionStatus::Halted, "execution cancelled by request".into()).await
+        let Some((workflow_id, workflow_ref)) = self.store.identity(execution_id).await? else {
+            return Ok(false);
+        };
+        let Some(wf) = self.definitions.get(&workflow_ref) else {
+            return Ok(false);
+        };
+        self.halt(
+            &wf,
+            &workflow_id,
+            execution_id,
+            ExecutionStatus::Halted,
+            "execution cancelled by request".into(),
+        )
+        .await
     }
 
     /// Fails an execution the engine cannot run (poison input): final status `failed`.
-    pub async fn fail_execution(&self, workflow_id: &str, execution_id: &str, reason: String) -> Result<bool, PortError> {
-        if !matches!(self.store.lifecycle(execution_id).await?, Lifecycle::Running) {
+    pub async fn fail_execution(
+        &self,
+        workflow_id: &str,
+        execution_id: &str,
+        reason: String,
+    ) -> Result<bool, PortError> {
+        if !matches!(
+            self.store.lifecycle(execution_id).await?,
+            Lifecycle::Running
+        ) {
             return Ok(false);
         }
-        if !self.store.finish(execution_id, ExecutionStatus::Failed, Some(reason)).await? {
+        if !self
+            .store
+            .finish(execution_id, ExecutionStatus::Failed, Some(reason))
+            .await?
+        {
             return Ok(false);
         }
         self.forget_execution(execution_id);
-        self.emit_completion_inner(workflow_id, execution_id).await?;
+        self.emit_completion_inner(workflow_id, execution_id)
+            .await?;
         Ok(true)
     }
 
     /// Aborts nodes of `execution_id` running in this process (a cancellation seen elsewhere).
     pub fn cancel_local(&self, execution_id: &str) {
-        if let Some(t) = self.cancels.lock().unwrap_or_else(|p| p.into_inner()).get(execution_id) {
+        if let Some(t) = self
+            .cancels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(execution_id)
+        {
             t.cancel();
         }
     }
@@ -179,40 +238,68 @@ impl Engine {
     /// Processes one message.
     pub async fn handle(&self, msg: HopMessage) -> Result<HopOutcome, PortError> {
         let Some(wf) = self.definitions.get(&msg.workflow_ref) else {
-            return Ok(HopOutcome::Poison(format!("unknown workflow_ref `{}`", msg.workflow_ref)));
+            return Ok(HopOutcome::Poison(format!(
+                "unknown workflow_ref `{}`",
+                msg.workflow_ref
+            )));
         };
         let Some(node) = wf.node(&msg.node_id) else {
-            return Ok(HopOutcome::Poison(format!("node `{}` is not in workflow `{}`", msg.node_id, msg.workflow_ref)));
+            return Ok(HopOutcome::Poison(format!(
+                "node `{}` is not in workflow `{}`",
+                msg.node_id, msg.workflow_ref
+            )));
         };
         // The common case (an ordinary node run) reads lifecycle and context in one round trip.
         // (Not `OnFailure`: it runs after the execution finished, when `begin_hop` reads nothing.)
-        let plain_run = msg.kind == HopKind::Run && !node.is_join && node.class != NodeClass::Aggregator;
+        let plain_run =
+            msg.kind == HopKind::Run && !node.is_join && node.class != NodeClass::Aggregator;
         let (lifecycle, preloaded) = if plain_run {
-            let (life, ctx) = self.store.begin_hop(&msg.execution_id, &scope_chain(&msg.lineage), &node.reads).await?;
+            let (life, ctx) = self
+                .store
+                .begin_hop(&msg.execution_id, &scope_chain(&msg.lineage), &node.reads)
+                .await?;
             (life, Some(ctx))
         } else {
             (self.store.lifecycle(&msg.execution_id).await?, None)
         };
         match lifecycle {
             Lifecycle::Unknown => {
-                return Ok(HopOutcome::Poison(format!("unknown execution `{}`", msg.execution_id)));
+                return Ok(HopOutcome::Poison(format!(
+                    "unknown execution `{}`",
+                    msg.execution_id
+                )));
             }
-            Lifecycle::Finished { .. } if msg.kind != HopKind::OnFailure => return Ok(HopOutcome::Dropped),
+            Lifecycle::Finished { .. } if msg.kind != HopKind::OnFailure => {
+                return Ok(HopOutcome::Dropped);
+            }
             _ => {}
         }
         match msg.kind {
             HopKind::Skip => self.on_skip(&wf, node, &msg).await,
-            HopKind::EmptySplit => self.release_aggregator(&wf, node, &msg, &msg.lineage, 0, Vec::new()).await,
+            HopKind::EmptySplit => {
+                self.release_aggregator(&wf, node, &msg, &msg.lineage, 0, Vec::new())
+                    .await
+            }
             HopKind::Resume => self.on_resume(&wf, node, &msg).await,
             HopKind::SignalTimeout => self.on_signal_timeout(&wf, node, &msg).await,
             HopKind::OnFailure => self.execute(&wf, node, &msg, preloaded).await,
-            HopKind::Run if node.class == NodeClass::Aggregator => self.arrive_aggregator(&wf, node, &msg, true).await,
+            HopKind::Run if node.class == NodeClass::Aggregator => {
+                self.arrive_aggregator(&wf, node, &msg, true).await
+            }
             HopKind::Run if node.is_join => self.arrive_join(&wf, node, &msg, true).await,
             HopKind::Run => self.execute(&wf, node, &msg, preloaded).await,
         }
     }
 
-    fn child(&self, msg: &HopMessage, from: &CompiledNode, wf: &CompiledWorkflow, edge: usize, kind: HopKind, lineage: Vec<Frame>) -> HopMessage {
+    fn child(
+        &self,
+        msg: &HopMessage,
+        from: &CompiledNode,
+        wf: &CompiledWorkflow,
+        edge: usize,
+        kind: HopKind,
+        lineage: Vec<Frame>,
+    ) -> HopMessage {
         let e = &wf.edges[edge];
         HopMessage {
             execution_id: msg.execution_id.clone(),
@@ -229,7 +316,14 @@ impl Engine {
     }
 
     /// Successor messages for a routing decision: runs on taken edges, skips on the others.
-    fn successors(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, lineage: &[Frame], outcome: RouteOutcome<'_>) -> Vec<HopMessage> {
+    fn successors(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        msg: &HopMessage,
+        lineage: &[Frame],
+        outcome: RouteOutcome<'_>,
+    ) -> Vec<HopMessage> {
         let (taken, untaken) = wf.route(node.idx, outcome);
         let mut out = Vec::with_capacity(taken.len() + untaken.len());
         for e in taken {
@@ -241,7 +335,13 @@ impl Engine {
         out
     }
 
-    fn status(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, status: NodeStatus) -> StatusEvent {
+    fn status(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        msg: &HopMessage,
+        status: NodeStatus,
+    ) -> StatusEvent {
         let _ = wf;
         let top = msg.lineage.last();
         StatusEvent {
@@ -273,8 +373,19 @@ impl Engine {
     }
 
     /// Commits, then publishes successors; completes the execution when no token remains.
-    async fn hand_on(&self, wf: &CompiledWorkflow, msg: &HopMessage, outputs: Vec<(String, String, Value)>, children: Vec<HopMessage>, status: Option<StatusEvent>) -> Result<HopOutcome, PortError> {
-        let commit = HopCommit { hop_id: msg.hop_id(), outputs, tokens_out: children.len() as i64 };
+    async fn hand_on(
+        &self,
+        wf: &CompiledWorkflow,
+        msg: &HopMessage,
+        outputs: Vec<(String, String, Value)>,
+        children: Vec<HopMessage>,
+        status: Option<StatusEvent>,
+    ) -> Result<HopOutcome, PortError> {
+        let commit = HopCommit {
+            hop_id: msg.hop_id(),
+            outputs,
+            tokens_out: children.len() as i64,
+        };
         let outcome = self.store.commit(&msg.execution_id, commit).await?;
         if let (Some(ev), CommitOutcome::Applied { .. }) = (status, &outcome) {
             self.emit(ev).await;
@@ -282,25 +393,51 @@ impl Engine {
         if !children.is_empty() {
             self.queue.publish(children).await?;
         }
-        if let CommitOutcome::Applied { pending: 0 } | CommitOutcome::Duplicate { pending: 0 } = outcome {
-            self.complete(wf, &msg.workflow_id, &msg.execution_id, ExecutionStatus::Completed, None).await?;
+        if let CommitOutcome::Applied { pending: 0 } | CommitOutcome::Duplicate { pending: 0 } =
+            outcome
+        {
+            self.complete(
+                wf,
+                &msg.workflow_id,
+                &msg.execution_id,
+                ExecutionStatus::Completed,
+                None,
+            )
+            .await?;
         }
         Ok(HopOutcome::Done)
     }
 
-    async fn complete(&self, wf: &CompiledWorkflow, workflow_id: &str, execution_id: &str, status: ExecutionStatus, reason: Option<String>) -> Result<(), PortError> {
+    async fn complete(
+        &self,
+        wf: &CompiledWorkflow,
+        workflow_id: &str,
+        execution_id: &str,
+        status: ExecutionStatus,
+        reason: Option<String>,
+    ) -> Result<(), PortError> {
         if self.store.finish(execution_id, status, reason).await? {
             self.emit_completion(wf, workflow_id, execution_id).await?;
         }
         Ok(())
     }
 
-    async fn emit_completion(&self, _wf: &CompiledWorkflow, workflow_id: &str, execution_id: &str) -> Result<(), PortError> {
+    async fn emit_completion(
+        &self,
+        _wf: &CompiledWorkflow,
+        workflow_id: &str,
+        execution_id: &str,
+    ) -> Result<(), PortError> {
         self.emit_completion_inner(workflow_id, execution_id).await
     }
 
-    async fn emit_completion_inner(&self, workflow_id: &str, execution_id: &str) -> Result<(), PortError> {
-        let Lifecycle::Finished { status, reason, .. } = self.store.lifecycle(execution_id).await? else {
+    async fn emit_completion_inner(
+        &self,
+        workflow_id: &str,
+        execution_id: &str,
+    ) -> Result<(), PortError> {
+        let Lifecycle::Finished { status, reason, .. } = self.store.lifecycle(execution_id).await?
+        else {
             return Ok(());
         };
         let (final_context, started) = self.store.final_context(execution_id).await?;
@@ -322,11 +459,27 @@ impl Engine {
 
     /// Stops the execution: first caller wins; running nodes are cancelled; the `on_failure`
     /// node (if any) runs before the completion is emitted.
-    async fn halt(&self, wf: &CompiledWorkflow, workflow_id: &str, execution_id: &str, status: ExecutionStatus, reason: String) -> Result<bool, PortError> {
-        if !self.store.finish(execution_id, status, Some(reason)).await? {
+    async fn halt(
+        &self,
+        wf: &CompiledWorkflow,
+        workflow_id: &str,
+        execution_id: &str,
+        status: ExecutionStatus,
+        reason: String,
+    ) -> Result<bool, PortError> {
+        if !self
+            .store
+            .finish(execution_id, status, Some(reason))
+            .await?
+        {
             return Ok(false);
         }
-        if let Some(t) = self.cancels.lock().unwrap_or_else(|p| p.into_inner()).get(execution_id) {
+        if let Some(t) = self
+            .cancels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(execution_id)
+        {
             t.cancel();
         }
         match wf.on_failure {
@@ -343,7 +496,10 @@ impl Engine {
                     attempt: 1,
                     traceparent: None,
                 };
-                let msg = HopMessage { workflow_ref: wf.reference.clone(), ..msg };
+                let msg = HopMessage {
+                    workflow_ref: wf.reference.clone(),
+                    ..msg
+                };
                 self.queue.publish(vec![msg]).await?;
             }
             None => self.emit_completion(wf, workflow_id, execution_id).await?,
@@ -351,7 +507,12 @@ impl Engine {
         Ok(true)
     }
 
-    async fn on_skip(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage) -> Result<HopOutcome, PortError> {
+    async fn on_skip(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        msg: &HopMessage,
+    ) -> Result<HopOutcome, PortError> {
         if node.class == NodeClass::Aggregator {
             return self.arrive_aggregator(wf, node, msg, false).await;
         }
@@ -361,7 +522,12 @@ impl Engine {
         self.propagate_skip(wf, node, msg).await
     }
 
-    async fn propagate_skip(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage) -> Result<HopOutcome, PortError> {
+    async fn propagate_skip(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        msg: &HopMessage,
+    ) -> Result<HopOutcome, PortError> {
         let mut children: Vec<HopMessage> = Vec::new();
         if node.class == NodeClass::Split {
             // The whole split scope is skipped: tell the aggregator that closes it directly.
@@ -376,7 +542,14 @@ impl Engine {
             for e in &node.out_edges {
                 let dst = wf.edges[*e].dst;
                 if node.split_closer != Some(dst) && !self.inside_scope(wf, node, dst) {
-                    children.push(self.child(msg, node, wf, *e, HopKind::Skip, msg.lineage.clone()));
+                    children.push(self.child(
+                        msg,
+                        node,
+                        wf,
+                        *e,
+                        HopKind::Skip,
+                        msg.lineage.clone(),
+                    ));
                 }
             }
         } else {
@@ -389,7 +562,9 @@ impl Engine {
 
     /// Whether `dst` lies inside the scope a split opens (it reaches the split's closer).
     fn inside_scope(&self, wf: &CompiledWorkflow, split: &CompiledNode, dst: usize) -> bool {
-        let Some(closer) = split.split_closer else { return true };
+        let Some(closer) = split.split_closer else {
+            return true;
+        };
         let mut stack = vec![dst];
         let mut seen = vec![false; wf.nodes.len()];
         while let Some(i) = stack.pop() {
@@ -405,11 +580,25 @@ impl Engine {
         true
     }
 
-    async fn arrive_join(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, real: bool) -> Result<HopOutcome, PortError> {
+    async fn arrive_join(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        msg: &HopMessage,
+        real: bool,
+    ) -> Result<HopOutcome, PortError> {
         let scope = msg.scope();
         let join_key = format!("join|{}|{}", node.id, scope);
-        let arrival_key = msg.from_edge.clone().unwrap_or_else(|| format!("start|{}", msg.hop_id()));
-        let from_name = msg.from_node.as_deref().and_then(|id| wf.node(id)).map(|n| n.name.clone()).unwrap_or_default();
+        let arrival_key = msg
+            .from_edge
+            .clone()
+            .unwrap_or_else(|| format!("start|{}", msg.hop_id()));
+        let from_name = msg
+            .from_node
+            .as_deref()
+            .and_then(|id| wf.node(id))
+            .map(|n| n.name.clone())
+            .unwrap_or_default();
         let arrival = json!({"from": from_name, "real": real});
         let expected = node.in_edges.len().max(1);
         // `waiting` is reported before the arrival is recorded: once recorded, another arrival
@@ -421,21 +610,46 @@ impl Engine {
             ev.output = Some(json!({"_merge_waiting": true, "_merge_expected": expected}));
             self.emit(ev).await;
         }
-        match self.store.join(&msg.execution_id, &join_key, &arrival_key, arrival, expected, node.wait_for_any).await? {
-            JoinOutcome::Waiting { .. } => self.hand_on(wf, msg, Vec::new(), Vec::new(), None).await,
-            JoinOutcome::AlreadyReleased => self.hand_on(wf, msg, Vec::new(), Vec::new(), None).await,
+        match self
+            .store
+            .join(
+                &msg.execution_id,
+                &join_key,
+                &arrival_key,
+                arrival,
+                expected,
+                node.wait_for_any,
+            )
+            .await?
+        {
+            JoinOutcome::Waiting { .. } => {
+                self.hand_on(wf, msg, Vec::new(), Vec::new(), None).await
+            }
+            JoinOutcome::AlreadyReleased => {
+                self.hand_on(wf, msg, Vec::new(), Vec::new(), None).await
+            }
             JoinOutcome::Released { mut arrivals } => {
                 // wait_for_all: report arrivals in the order of the incoming edges, not of
                 // message timing, so the output (and what templates make of it) is the same on
                 // every run. wait_for_any keeps arrival order: its first run is the winner.
                 if !node.wait_for_any {
-                    let rank = |key: &str| node.in_edges.iter().position(|e| wf.edges[*e].id == key).unwrap_or(usize::MAX);
+                    let rank = |key: &str| {
+                        node.in_edges
+                            .iter()
+                            .position(|e| wf.edges[*e].id == key)
+                            .unwrap_or(usize::MAX)
+                    };
                     arrivals.sort_by_key(|(key, _)| rank(key));
                 }
                 let reals: Vec<String> = arrivals
                     .iter()
                     .filter(|(_, v)| v.get("real").and_then(Value::as_bool).unwrap_or(false))
-                    .map(|(_, v)| v.get("from").and_then(Value::as_str).unwrap_or_default().to_string())
+                    .map(|(_, v)| {
+                        v.get("from")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string()
+                    })
                     .collect();
                 if reals.is_empty() {
                     return self.propagate_skip(wf, node, msg).await;
@@ -446,10 +660,18 @@ impl Engine {
                 let skipped: Vec<String> = arrivals
                     .iter()
                     .filter(|(_, v)| !v.get("real").and_then(Value::as_bool).unwrap_or(false))
-                    .map(|(_, v)| v.get("from").and_then(Value::as_str).unwrap_or_default().to_string())
+                    .map(|(_, v)| {
+                        v.get("from")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string()
+                    })
                     .collect();
                 let keys: Vec<String> = reals.iter().map(|n| format!("${n}")).collect();
-                let merged = self.store.read(&msg.execution_id, &scope_chain(&msg.lineage), &keys).await?;
+                let merged = self
+                    .store
+                    .read(&msg.execution_id, &scope_chain(&msg.lineage), &keys)
+                    .await?;
                 let mut output = json!({
                     "merged_context": merged,
                     "arrived": reals,
@@ -463,17 +685,32 @@ impl Engine {
                     obj.insert("_merge_winner".into(), json!(reals[0]));
                 }
                 let started = Instant::now();
-                self.emit(self.status(wf, node, msg, NodeStatus::Running)).await;
-                self.finish_success(wf, node, msg, output, started, None).await
+                self.emit(self.status(wf, node, msg, NodeStatus::Running))
+                    .await;
+                self.finish_success(wf, node, msg, output, started, None)
+                    .await
             }
         }
     }
 
-    async fn arrive_aggregator(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, real: bool) -> Result<HopOutcome, PortError> {
+    async fn arrive_aggregator(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        msg: &HopMessage,
+        real: bool,
+    ) -> Result<HopOutcome, PortError> {
         // A skip sent straight from a skipped split: the whole scope never ran.
-        let from_split = msg.from_node.as_deref().and_then(|id| wf.node(id)).filter(|n| n.class == NodeClass::Split);
+        let from_split = msg
+            .from_node
+            .as_deref()
+            .and_then(|id| wf.node(id))
+            .filter(|n| n.class == NodeClass::Split);
         if let Some(split) = from_split
-            && msg.lineage.last().is_none_or(|f| f.split_node_id != split.id)
+            && msg
+                .lineage
+                .last()
+                .is_none_or(|f| f.split_node_id != split.id)
         {
             return self.propagate_skip(wf, node, msg).await;
         }
@@ -481,14 +718,31 @@ impl Engine {
             if !real {
                 return self.propagate_skip(wf, node, msg).await;
             }
-            let err = NodeError::invalid(format!("aggregator `{}` must run inside a split (no split lineage)", node.name));
+            let err = NodeError::invalid(format!(
+                "aggregator `{}` must run inside a split (no split lineage)",
+                node.name
+            ));
             let started = Instant::now();
             return self.fail(wf, node, msg, err, started).await;
         };
         let parent = &msg.lineage[..msg.lineage.len() - 1];
-        let join_key = format!("agg|{}|{}|{}", node.id, scope_of(parent), frame.split_node_id);
-        let arrival_key = format!("{}|{}", frame.item_index, msg.from_edge.as_deref().unwrap_or(""));
-        let from = msg.from_node.as_deref().and_then(|id| wf.node(id)).map(|n| n.key.clone()).unwrap_or_default();
+        let join_key = format!(
+            "agg|{}|{}|{}",
+            node.id,
+            scope_of(parent),
+            frame.split_node_id
+        );
+        let arrival_key = format!(
+            "{}|{}",
+            frame.item_index,
+            msg.from_edge.as_deref().unwrap_or("")
+        );
+        let from = msg
+            .from_node
+            .as_deref()
+            .and_then(|id| wf.node(id))
+            .map(|n| n.key.clone())
+            .unwrap_or_default();
         let arrival = json!({"item": frame.item_index, "from": from, "real": real});
         let expected = frame.total_items * node.in_edges.len().max(1);
         // Reported before the arrival is recorded, for the same reason as in `arrive_join`.
@@ -497,9 +751,24 @@ impl Engine {
             ev.output = Some(json!({"_aggregator_expected": expected}));
             self.emit(ev).await;
         }
-        match self.store.join(&msg.execution_id, &join_key, &arrival_key, arrival, expected, false).await? {
-            JoinOutcome::Waiting { .. } => self.hand_on(wf, msg, Vec::new(), Vec::new(), None).await,
-            JoinOutcome::AlreadyReleased => self.hand_on(wf, msg, Vec::new(), Vec::new(), None).await,
+        match self
+            .store
+            .join(
+                &msg.execution_id,
+                &join_key,
+                &arrival_key,
+                arrival,
+                expected,
+                false,
+            )
+            .await?
+        {
+            JoinOutcome::Waiting { .. } => {
+                self.hand_on(wf, msg, Vec::new(), Vec::new(), None).await
+            }
+            JoinOutcome::AlreadyReleased => {
+                self.hand_on(wf, msg, Vec::new(), Vec::new(), None).await
+            }
             JoinOutcome::Released { arrivals } => {
                 let total = frame.total_items;
                 let split_id = frame.split_node_id.clone();
@@ -507,7 +776,8 @@ impl Engine {
                 for (_, v) in &arrivals {
                     let item = v.get("item").and_then(Value::as_u64).unwrap_or(0) as usize;
                     if v.get("real").and_then(Value::as_bool).unwrap_or(false) && item < total {
-                        item_sources[item] = v.get("from").and_then(Value::as_str).map(str::to_string);
+                        item_sources[item] =
+                            v.get("from").and_then(Value::as_str).map(str::to_string);
                     }
                 }
                 let mut entries = Vec::new();
@@ -515,7 +785,12 @@ impl Engine {
                 for (i, src) in item_sources.iter().enumerate() {
                     if let Some(key) = src {
                         let mut lineage = parent.to_vec();
-                        lineage.push(Frame { split_node_id: split_id.clone(), branch_id: String::new(), item_index: i, total_items: total });
+                        lineage.push(Frame {
+                            split_node_id: split_id.clone(),
+                            branch_id: String::new(),
+                            item_index: i,
+                            total_items: total,
+                        });
                         entries.push((scope_of(&lineage), key.clone()));
                         positions.push(i);
                     }
@@ -525,46 +800,100 @@ impl Engine {
                 for (pos, v) in positions.into_iter().zip(values) {
                     aggregated[pos] = v.unwrap_or(Value::Null);
                 }
-                self.release_aggregator(wf, node, msg, parent, total, aggregated.into_iter().zip(item_sources.iter().map(Option::is_some)).collect()).await
+                self.release_aggregator(
+                    wf,
+                    node,
+                    msg,
+                    parent,
+                    total,
+                    aggregated
+                        .into_iter()
+                        .zip(item_sources.iter().map(Option::is_some))
+                        .collect(),
+                )
+                .await
             }
         }
     }
 
-    async fn release_aggregator(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, parent: &[Frame], total: usize, items: Vec<(Value, bool)>) -> Result<HopOutcome, PortError> {
-        let skipped: Vec<usize> = items.iter().enumerate().filter(|(_, (_, ran))| !ran).map(|(i, _)| i).collect();
+    async fn release_aggregator(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        msg: &HopMessage,
+        parent: &[Frame],
+        total: usize,
+        items: Vec<(Value, bool)>,
+    ) -> Result<HopOutcome, PortError> {
+        let skipped: Vec<usize> = items
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, ran))| !ran)
+            .map(|(i, _)| i)
+            .collect();
         let aggregated: Vec<Value> = items.into_iter().map(|(v, _)| v).collect();
         let output = json!({"aggregated": aggregated, "count": total, "skipped": skipped});
         let started = Instant::now();
         let mut released = msg.clone();
         released.lineage = parent.to_vec();
-        self.emit(self.status(wf, node, &released, NodeStatus::Running)).await;
+        self.emit(self.status(wf, node, &released, NodeStatus::Running))
+            .await;
         let mut ev_msg = msg.clone();
         ev_msg.lineage = parent.to_vec();
-        self.finish_success(wf, node, &ev_msg, output, started, Some(msg.hop_id())).await
+        self.finish_success(wf, node, &ev_msg, output, started, Some(msg.hop_id()))
+            .await
     }
 
     /// A wait node in `signal` mode: consume an already delivered signal, or register as a
     /// waiter (holding the branch's token) with an optional timeout.
-    async fn await_signal(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, output: &Value, mut ev: StatusEvent) -> Result<HopOutcome, PortError> {
-        let name = output.get("signal").and_then(Value::as_str).unwrap_or_default().to_string();
+    async fn await_signal(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        msg: &HopMessage,
+        output: &Value,
+        mut ev: StatusEvent,
+    ) -> Result<HopOutcome, PortError> {
+        let name = output
+            .get("signal")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let timeout = output.get("timeout_ms").and_then(Value::as_u64);
         let mut resume = msg.clone();
         resume.kind = HopKind::Resume;
         resume.attempt = 1;
         let payload = serde_json::to_string(&resume).map_err(|e| PortError(e.to_string()))?;
         let scope = msg.scope();
-        if let Some(data) = self.store.await_signal(&msg.execution_id, &name, &msg.hop_id(), payload).await? {
+        if let Some(data) = self
+            .store
+            .await_signal(&msg.execution_id, &name, &msg.hop_id(), payload)
+            .await?
+        {
             let out = json!({"signal": name, "data": data});
-            let children = self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Success(&out));
+            let children =
+                self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Success(&out));
             ev.output = Some(out.clone());
-            return self.hand_on(wf, msg, vec![(scope, node.key.clone(), out)], children, Some(ev)).await;
+            return self
+                .hand_on(
+                    wf,
+                    msg,
+                    vec![(scope, node.key.clone(), out)],
+                    children,
+                    Some(ev),
+                )
+                .await;
         }
         let out = json!({"signal": name, "waiting": true, "timeout_ms": timeout});
         ev.status = NodeStatus::Waiting;
         ev.output = Some(out.clone());
         // One token for the waiter, one for its timeout message.
         let tokens_out = if timeout.is_some() { 2 } else { 1 };
-        let commit = HopCommit { hop_id: msg.hop_id(), outputs: vec![(scope, node.key.clone(), out)], tokens_out };
+        let commit = HopCommit {
+            hop_id: msg.hop_id(),
+            outputs: vec![(scope, node.key.clone(), out)],
+            tokens_out,
+        };
         if let CommitOutcome::Applied { .. } = self.store.commit(&msg.execution_id, commit).await? {
             self.emit(ev).await;
         }
@@ -580,21 +909,40 @@ impl Engine {
     /// Delivers a named signal to an execution: every branch waiting for it resumes with
     /// `{signal, data}` as the wait node's output; with none waiting, it is kept for the next.
     /// Returns the number of branches resumed.
-    pub async fn signal(&self, execution_id: &str, name: &str, data: Value) -> Result<usize, PortError> {
-        if !matches!(self.store.lifecycle(execution_id).await?, Lifecycle::Running) {
+    pub async fn signal(
+        &self,
+        execution_id: &str,
+        name: &str,
+        data: Value,
+    ) -> Result<usize, PortError> {
+        if !matches!(
+            self.store.lifecycle(execution_id).await?,
+            Lifecycle::Running
+        ) {
             return Ok(0);
         }
-        let waiters = self.store.deliver_signal(execution_id, name, data.clone()).await?;
+        let waiters = self
+            .store
+            .deliver_signal(execution_id, name, data.clone())
+            .await?;
         let mut resumed = 0;
         for (waiter_id, payload) in waiters {
             let Ok(msg) = serde_json::from_str::<HopMessage>(&payload) else {
                 tracing::error!(waiter_id, "signal waiter payload is not a hop message");
                 continue;
             };
-            let Some(wf) = self.definitions.get(&msg.workflow_ref) else { continue };
-            let Some(node) = wf.node(&msg.node_id) else { continue };
+            let Some(wf) = self.definitions.get(&msg.workflow_ref) else {
+                continue;
+            };
+            let Some(node) = wf.node(&msg.node_id) else {
+                continue;
+            };
             let out = json!({"signal": name, "data": data});
-            let commit = HopCommit { hop_id: format!("signal|{waiter_id}"), outputs: vec![(msg.scope(), node.key.clone(), out)], tokens_out: 1 };
+            let commit = HopCommit {
+                hop_id: format!("signal|{waiter_id}"),
+                outputs: vec![(msg.scope(), node.key.clone(), out)],
+                tokens_out: 1,
+            };
             self.store.commit(execution_id, commit).await?;
             self.queue.publish(vec![msg]).await?;
             resumed += 1;
@@ -602,25 +950,58 @@ impl Engine {
         Ok(resumed)
     }
 
-    async fn on_signal_timeout(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage) -> Result<HopOutcome, PortError> {
-        let stored = self.store.read_exact(&msg.execution_id, &[(msg.scope(), node.key.clone())]).await?;
-        let name = stored.first().cloned().flatten().and_then(|v| v.get("signal").and_then(Value::as_str).map(str::to_string)).unwrap_or_default();
+    async fn on_signal_timeout(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        msg: &HopMessage,
+    ) -> Result<HopOutcome, PortError> {
+        let stored = self
+            .store
+            .read_exact(&msg.execution_id, &[(msg.scope(), node.key.clone())])
+            .await?;
+        let name = stored
+            .first()
+            .cloned()
+            .flatten()
+            .and_then(|v| v.get("signal").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_default();
         let mut waiter = msg.clone();
         waiter.kind = HopKind::Run;
         let waiter_id = waiter.hop_id();
-        if !self.store.remove_signal_waiter(&msg.execution_id, &name, &waiter_id).await? {
+        if !self
+            .store
+            .remove_signal_waiter(&msg.execution_id, &name, &waiter_id)
+            .await?
+        {
             // The signal came first: this timeout's token just ends.
             return self.hand_on(wf, msg, Vec::new(), Vec::new(), None).await;
         }
         // The waiter's token ends here; the timeout's token carries the failure's routing.
-        let expired = HopCommit { hop_id: format!("expired|{waiter_id}"), outputs: Vec::new(), tokens_out: 0 };
+        let expired = HopCommit {
+            hop_id: format!("expired|{waiter_id}"),
+            outputs: Vec::new(),
+            tokens_out: 0,
+        };
         self.store.commit(&msg.execution_id, expired).await?;
-        let err = NodeError { message: format!("signal `{name}` did not arrive in time"), code: "SIGNAL_TIMEOUT".into(), retryable: false };
+        let err = NodeError {
+            message: format!("signal `{name}` did not arrive in time"),
+            code: "SIGNAL_TIMEOUT".into(),
+            retryable: false,
+        };
         self.fail(wf, node, msg, err, Instant::now()).await
     }
 
-    async fn on_resume(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage) -> Result<HopOutcome, PortError> {
-        let stored = self.store.read_exact(&msg.execution_id, &[(msg.scope(), node.key.clone())]).await?;
+    async fn on_resume(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        msg: &HopMessage,
+    ) -> Result<HopOutcome, PortError> {
+        let stored = self
+            .store
+            .read_exact(&msg.execution_id, &[(msg.scope(), node.key.clone())])
+            .await?;
         let output = stored.into_iter().next().flatten().unwrap_or(Value::Null);
         let children = self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Success(&output));
         let mut ev = self.status(wf, node, msg, NodeStatus::Success);
@@ -629,11 +1010,21 @@ impl Engine {
     }
 
     /// Runs the node itself: resolve parameters, run with timeout and cancellation, route.
-    async fn execute(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, preloaded: Option<Map<String, Value>>) -> Result<HopOutcome, PortError> {
+    async fn execute(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        msg: &HopMessage,
+        preloaded: Option<Map<String, Value>>,
+    ) -> Result<HopOutcome, PortError> {
         let started = Instant::now();
         let ctx = match preloaded {
             Some(ctx) => ctx,
-            None => self.store.read(&msg.execution_id, &scope_chain(&msg.lineage), &node.reads).await?,
+            None => {
+                self.store
+                    .read(&msg.execution_id, &scope_chain(&msg.lineage), &node.reads)
+                    .await?
+            }
         };
         let mut running = self.status(wf, node, msg, NodeStatus::Running);
         let params = match node.params.resolve(&wf.templates, &ctx, "") {
@@ -648,7 +1039,11 @@ impl Engine {
             }
             Err(e) => {
                 self.emit(running).await;
-                let err = NodeError { message: e.to_string(), code: "TEMPLATE_ERROR".into(), retryable: false };
+                let err = NodeError {
+                    message: e.to_string(),
+                    code: "TEMPLATE_ERROR".into(),
+                    retryable: false,
+                };
                 return self.fail(wf, node, msg, err, started).await;
             }
         };
@@ -660,40 +1055,89 @@ impl Engine {
                 RunResult::Ok(v) => vec![(String::new(), node.key.clone(), v.clone())],
                 RunResult::Failed(_) => Vec::new(),
             };
-            let mut ev = self.status(wf, node, msg, if matches!(result, RunResult::Ok(_)) { NodeStatus::Success } else { NodeStatus::Failed });
+            let mut ev = self.status(
+                wf,
+                node,
+                msg,
+                if matches!(result, RunResult::Ok(_)) {
+                    NodeStatus::Success
+                } else {
+                    NodeStatus::Failed
+                },
+            );
             ev.duration_ms = started.elapsed().as_millis() as u64;
             match result {
                 RunResult::Ok(v) => ev.output = Some(v),
-                RunResult::Failed(e) => ev.error = Some(ErrorInfo { message: e.message, code: e.code, details: None }),
+                RunResult::Failed(e) => {
+                    ev.error = Some(ErrorInfo {
+                        message: e.message,
+                        code: e.code,
+                        details: None,
+                    })
+                }
             }
-            self.store.commit(&msg.execution_id, HopCommit { hop_id: msg.hop_id(), outputs, tokens_out: 0 }).await?;
+            self.store
+                .commit(
+                    &msg.execution_id,
+                    HopCommit {
+                        hop_id: msg.hop_id(),
+                        outputs,
+                        tokens_out: 0,
+                    },
+                )
+                .await?;
             self.emit(ev).await;
-            self.emit_completion(wf, &msg.workflow_id, &msg.execution_id).await?;
+            self.emit_completion(wf, &msg.workflow_id, &msg.execution_id)
+                .await?;
             return Ok(HopOutcome::Done);
         }
         match result {
-            RunResult::Ok(output) => self.finish_success(wf, node, msg, output, started, None).await,
+            RunResult::Ok(output) => {
+                self.finish_success(wf, node, msg, output, started, None)
+                    .await
+            }
             RunResult::Failed(err) => self.fail(wf, node, msg, err, started).await,
         }
     }
 
-    async fn run_node(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, params: &Value, ctx: &Map<String, Value>) -> RunResult {
+    async fn run_node(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        msg: &HopMessage,
+        params: &Value,
+        ctx: &Map<String, Value>,
+    ) -> RunResult {
         let _ = wf;
         if node.class == NodeClass::Conditional {
             let Some(expr) = &node.condition else {
-                return RunResult::Failed(NodeError::invalid("parameter `expression` is required: expected a condition"));
+                return RunResult::Failed(NodeError::invalid(
+                    "parameter `expression` is required: expected a condition",
+                ));
             };
             return match expr.eval_bool(ctx) {
                 Ok(result) => RunResult::Ok(json!({"result": result, "expression": expr.source()})),
-                Err(e) => RunResult::Failed(NodeError { message: e.to_string(), code: "EXPRESSION_ERROR".into(), retryable: false }),
+                Err(e) => RunResult::Failed(NodeError {
+                    message: e.to_string(),
+                    code: "EXPRESSION_ERROR".into(),
+                    retryable: false,
+                }),
             };
         }
         let Some(imp) = self.nodes.get(&node.node_type) else {
-            return RunResult::Failed(NodeError { message: format!("node type `{}` is not registered", node.node_type), code: "NODE_CREATION_FAILED".into(), retryable: false });
+            return RunResult::Failed(NodeError {
+                message: format!("node type `{}` is not registered", node.node_type),
+                code: "NODE_CREATION_FAILED".into(),
+                retryable: false,
+            });
         };
         // The `on_failure` node runs after the halt that cancelled the execution's token: it gets
         // its own, or it would be aborted before it starts.
-        let cancel = if msg.kind == HopKind::OnFailure { CancellationToken::new() } else { self.cancel_token(&msg.execution_id) };
+        let cancel = if msg.kind == HopKind::OnFailure {
+            CancellationToken::new()
+        } else {
+            self.cancel_token(&msg.execution_id)
+        };
         let idempotency_key = format!("{}:{}:{}", msg.execution_id, node.id, msg.scope());
         let input = NodeInput {
             params,
@@ -716,7 +1160,10 @@ impl Engine {
         let result = match node.timeout_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), guarded).await {
                 Ok(r) => r,
-                Err(_) => Err(NodeError::new("NODE_TIMEOUT", format!("node `{}` timed out after {ms} ms", node.name))),
+                Err(_) => Err(NodeError::new(
+                    "NODE_TIMEOUT",
+                    format!("node `{}` timed out after {ms} ms", node.name),
+                )),
             },
             None => guarded.await,
         };
@@ -726,7 +1173,15 @@ impl Engine {
         }
     }
 
-    async fn finish_success(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, output: Value, started: Instant, _released_by: Option<String>) -> Result<HopOutcome, PortError> {
+    async fn finish_success(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        msg: &HopMessage,
+        output: Value,
+        started: Instant,
+        _released_by: Option<String>,
+    ) -> Result<HopOutcome, PortError> {
         let scope = msg.scope();
         let mut outputs = vec![(scope.clone(), node.key.clone(), output.clone())];
         // Data-shaping nodes (edit, filter, sort, limit) hand their result on as `$json`.
@@ -751,15 +1206,25 @@ impl Engine {
                 let mut resume = msg.clone();
                 resume.kind = HopKind::Resume;
                 resume.attempt = 1;
-                let commit = HopCommit { hop_id: msg.hop_id(), outputs, tokens_out: 1 };
-                if let CommitOutcome::Applied { .. } = self.store.commit(&msg.execution_id, commit).await? {
+                let commit = HopCommit {
+                    hop_id: msg.hop_id(),
+                    outputs,
+                    tokens_out: 1,
+                };
+                if let CommitOutcome::Applied { .. } =
+                    self.store.commit(&msg.execution_id, commit).await?
+                {
                     self.emit(ev).await;
                 }
                 self.queue.publish_delayed(resume, delay).await?;
                 return Ok(HopOutcome::Done);
             }
             NodeClass::Split => {
-                let items = output.get("_split_items").and_then(Value::as_array).cloned().unwrap_or_default();
+                let items = output
+                    .get("_split_items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 let total = items.len();
                 let (taken, untaken) = wf.route(node.idx, RouteOutcome::Success(&output));
                 let mut children = Vec::new();
@@ -776,7 +1241,14 @@ impl Engine {
                         });
                         outputs.push((scope_of(&lineage), "$item".into(), item));
                         for e in &taken {
-                            children.push(self.child(msg, node, wf, *e, HopKind::Run, lineage.clone()));
+                            children.push(self.child(
+                                msg,
+                                node,
+                                wf,
+                                *e,
+                                HopKind::Run,
+                                lineage.clone(),
+                            ));
                         }
                     }
                 }
@@ -787,7 +1259,8 @@ impl Engine {
                 children
             }
             _ => {
-                let children = self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Success(&output));
+                let children =
+                    self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Success(&output));
                 ev.output = Some(output);
                 children
             }
@@ -796,7 +1269,12 @@ impl Engine {
     }
 
     /// The message that releases the aggregator closing `split` with an empty result.
-    fn empty_split(&self, wf: &CompiledWorkflow, split: &CompiledNode, msg: &HopMessage) -> Option<HopMessage> {
+    fn empty_split(
+        &self,
+        wf: &CompiledWorkflow,
+        split: &CompiledNode,
+        msg: &HopMessage,
+    ) -> Option<HopMessage> {
         let closer = split.split_closer?;
         let mut m = msg.clone();
         m.node_id = wf.nodes[closer].id.clone();
@@ -807,8 +1285,19 @@ impl Engine {
         Some(m)
     }
 
-    async fn fail(&self, wf: &CompiledWorkflow, node: &CompiledNode, msg: &HopMessage, err: NodeError, started: Instant) -> Result<HopOutcome, PortError> {
-        let info = ErrorInfo { message: err.message.clone(), code: err.code.clone(), details: None };
+    async fn fail(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        msg: &HopMessage,
+        err: NodeError,
+        started: Instant,
+    ) -> Result<HopOutcome, PortError> {
+        let info = ErrorInfo {
+            message: err.message.clone(),
+            code: err.code.clone(),
+            details: None,
+        };
         if err.code == "CANCELLED" {
             // The execution was stopped elsewhere; this branch just ends.
             return Ok(HopOutcome::Dropped);
@@ -820,9 +1309,17 @@ impl Engine {
             let mut ev = self.status(wf, node, msg, NodeStatus::Waiting);
             ev.duration_ms = started.elapsed().as_millis() as u64;
             ev.error = Some(info);
-            ev.output = Some(json!({"retry": {"next_attempt": retry.attempt, "max_attempts": node.retry.max_attempts, "delay_ms": delay}}));
-            let commit = HopCommit { hop_id: msg.hop_id(), outputs: Vec::new(), tokens_out: 1 };
-            if let CommitOutcome::Applied { .. } = self.store.commit(&msg.execution_id, commit).await? {
+            ev.output = Some(
+                json!({"retry": {"next_attempt": retry.attempt, "max_attempts": node.retry.max_attempts, "delay_ms": delay}}),
+            );
+            let commit = HopCommit {
+                hop_id: msg.hop_id(),
+                outputs: Vec::new(),
+                tokens_out: 1,
+            };
+            if let CommitOutcome::Applied { .. } =
+                self.store.commit(&msg.execution_id, commit).await?
+            {
                 self.emit(ev).await;
             }
             self.queue.publish_delayed(retry, delay).await?;
@@ -832,16 +1329,31 @@ impl Engine {
         ev.duration_ms = started.elapsed().as_millis() as u64;
         ev.error = Some(info.clone());
         let error_value = json!({"node_id": node.id, "node_name": node.name, "message": info.message, "code": info.code});
-        let attempts = if msg.attempt > 1 { format!(" after {} attempts", msg.attempt) } else { String::new() };
+        let attempts = if msg.attempt > 1 {
+            format!(" after {} attempts", msg.attempt)
+        } else {
+            String::new()
+        };
         match node.error_policy {
             baton_core::ErrorKind::Halt => {
                 self.emit(ev).await;
-                let reason = format!("node `{}` ({}) failed{attempts}: {} [{}]", node.name, node.id, err.message, err.code);
-                self.halt(wf, &msg.workflow_id, &msg.execution_id, ExecutionStatus::Halted, reason).await?;
+                let reason = format!(
+                    "node `{}` ({}) failed{attempts}: {} [{}]",
+                    node.name, node.id, err.message, err.code
+                );
+                self.halt(
+                    wf,
+                    &msg.workflow_id,
+                    &msg.execution_id,
+                    ExecutionStatus::Halted,
+                    reason,
+                )
+                .await?;
                 Ok(HopOutcome::Done)
             }
             baton_core::ErrorKind::Ignore => {
-                let mut children = self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Ignored);
+                let mut children =
+                    self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Ignored);
                 if node.class == NodeClass::Split {
                     // A failed split has no items: continue as an empty split (its aggregator
                     // releases an empty result); the per-item successors must not run outside
@@ -849,11 +1361,26 @@ impl Engine {
                     children.retain(|m| m.kind != HopKind::Run);
                     children.extend(self.empty_split(wf, node, msg));
                 }
-                self.hand_on(wf, msg, vec![(msg.scope(), "$error".into(), error_value)], children, Some(ev)).await
+                self.hand_on(
+                    wf,
+                    msg,
+                    vec![(msg.scope(), "$error".into(), error_value)],
+                    children,
+                    Some(ev),
+                )
+                .await
             }
             baton_core::ErrorKind::Branch => {
-                let children = self.successors(wf, node, msg, &msg.lineage, RouteOutcome::ErrorBranch);
-                self.hand_on(wf, msg, vec![(msg.scope(), "$error".into(), error_value)], children, Some(ev)).await
+                let children =
+                    self.successors(wf, node, msg, &msg.lineage, RouteOutcome::ErrorBranch);
+                self.hand_on(
+                    wf,
+                    msg,
+                    vec![(msg.scope(), "$error".into(), error_value)],
+                    children,
+                    Some(ev),
+                )
+                .await
             }
         }
     }

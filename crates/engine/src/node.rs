@@ -44,11 +44,19 @@ pub struct NodeError {
 
 impl NodeError {
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { message: message.into(), code: code.into(), retryable: true }
+        Self {
+            message: message.into(),
+            code: code.into(),
+            retryable: true,
+        }
     }
     /// A failure caused by the node's parameters: retrying would fail the same way.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self { message: message.into(), code: "INVALID_PARAMETER".into(), retryable: false }
+        Self {
+            message: message.into(),
+            code: "INVALID_PARAMETER".into(),
+            retryable: false,
+        }
     }
 }
 
@@ -68,7 +76,9 @@ pub struct NodeRegistry {
 
 impl std::fmt::Debug for NodeRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.ordered.iter().map(|n| n.spec().type_name)).finish()
+        f.debug_list()
+            .entries(self.ordered.iter().map(|n| n.spec().type_name))
+            .finish()
     }
 }
 
@@ -79,7 +89,8 @@ impl NodeRegistry {
 
     pub fn register(&mut self, node: Arc<dyn Node>) {
         let spec = node.spec();
-        self.by_name.insert(spec.type_name.to_string(), node.clone());
+        self.by_name
+            .insert(spec.type_name.to_string(), node.clone());
         for alias in &spec.aliases {
             self.by_name.insert((*alias).to_string(), node.clone());
         }

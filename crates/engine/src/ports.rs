@@ -34,7 +34,11 @@ pub enum Lifecycle {
     Unknown,
     Running,
     /// Reached a final status; `completion_sent` is false while an `on_failure` node runs.
-    Finished { status: ExecutionStatus, reason: Option<String>, completion_sent: bool },
+    Finished {
+        status: ExecutionStatus,
+        reason: Option<String>,
+        completion_sent: bool,
+    },
 }
 
 /// One hop's durable effects, applied atomically and at most once per `hop_id`.
@@ -76,10 +80,20 @@ pub trait ExecutionStore: Send + Sync {
     /// `(workflow_id, workflow_ref)` of an execution, if it exists.
     async fn identity(&self, execution_id: &str) -> Result<Option<(String, String)>, PortError>;
     /// Reads `keys`, each from the innermost scope of `scope_chain` that has it.
-    async fn read(&self, execution_id: &str, scope_chain: &[String], keys: &[String]) -> Result<Map<String, Value>, PortError>;
+    async fn read(
+        &self,
+        execution_id: &str,
+        scope_chain: &[String],
+        keys: &[String],
+    ) -> Result<Map<String, Value>, PortError>;
     /// The execution's lifecycle and the context keys a hop needs, in one round trip where the
     /// store can (the Redis store overrides this).
-    async fn begin_hop(&self, execution_id: &str, scope_chain: &[String], keys: &[String]) -> Result<(Lifecycle, Map<String, Value>), PortError> {
+    async fn begin_hop(
+        &self,
+        execution_id: &str,
+        scope_chain: &[String],
+        keys: &[String],
+    ) -> Result<(Lifecycle, Map<String, Value>), PortError> {
         let life = self.lifecycle(execution_id).await?;
         if life != Lifecycle::Running {
             return Ok((life, Map::new()));
@@ -87,8 +101,16 @@ pub trait ExecutionStore: Send + Sync {
         Ok((life, self.read(execution_id, scope_chain, keys).await?))
     }
     /// Reads exact `(scope, key)` entries.
-    async fn read_exact(&self, execution_id: &str, entries: &[(String, String)]) -> Result<Vec<Option<Value>>, PortError>;
-    async fn commit(&self, execution_id: &str, commit: HopCommit) -> Result<CommitOutcome, PortError>;
+    async fn read_exact(
+        &self,
+        execution_id: &str,
+        entries: &[(String, String)],
+    ) -> Result<Vec<Option<Value>>, PortError>;
+    async fn commit(
+        &self,
+        execution_id: &str,
+        commit: HopCommit,
+    ) -> Result<CommitOutcome, PortError>;
     /// Records an arrival at a join. Duplicate `arrival_key`s are ignored.
     async fn join(
         &self,
@@ -101,18 +123,42 @@ pub trait ExecutionStore: Send + Sync {
     ) -> Result<JoinOutcome, PortError>;
     /// A wait node starts waiting for signal `name`. If that signal already arrived (buffered),
     /// it is consumed and returned instead of registering the waiter.
-    async fn await_signal(&self, execution_id: &str, name: &str, waiter_id: &str, payload: String) -> Result<Option<Value>, PortError>;
+    async fn await_signal(
+        &self,
+        execution_id: &str,
+        name: &str,
+        waiter_id: &str,
+        payload: String,
+    ) -> Result<Option<Value>, PortError>;
     /// Delivers signal `name`: takes and returns every waiter `(id, payload)`; with no waiter the
     /// signal is buffered for the next one.
-    async fn deliver_signal(&self, execution_id: &str, name: &str, data: Value) -> Result<Vec<(String, String)>, PortError>;
+    async fn deliver_signal(
+        &self,
+        execution_id: &str,
+        name: &str,
+        data: Value,
+    ) -> Result<Vec<(String, String)>, PortError>;
     /// Removes a waiter (its timeout fired); true if it was still waiting.
-    async fn remove_signal_waiter(&self, execution_id: &str, name: &str, waiter_id: &str) -> Result<bool, PortError>;
+    async fn remove_signal_waiter(
+        &self,
+        execution_id: &str,
+        name: &str,
+        waiter_id: &str,
+    ) -> Result<bool, PortError>;
     /// Sets the final status; only the first caller gets `true`.
-    async fn finish(&self, execution_id: &str, status: ExecutionStatus, reason: Option<String>) -> Result<bool, PortError>;
+    async fn finish(
+        &self,
+        execution_id: &str,
+        status: ExecutionStatus,
+        reason: Option<String>,
+    ) -> Result<bool, PortError>;
     /// Marks the completion as emitted; only the first caller gets `true`.
     async fn mark_completion_sent(&self, execution_id: &str) -> Result<bool, PortError>;
     /// Top-level context (the union of every top-level node output) and the start time.
-    async fn final_context(&self, execution_id: &str) -> Result<(Map<String, Value>, u64), PortError>;
+    async fn final_context(
+        &self,
+        execution_id: &str,
+    ) -> Result<(Map<String, Value>, u64), PortError>;
 }
 
 /// Where hop messages go.

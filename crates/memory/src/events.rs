@@ -34,7 +34,11 @@ impl Default for MemoryEvents {
 impl MemoryEvents {
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(4096);
-        Self { tx, waiters: Mutex::new(HashMap::new()), done: Mutex::new(HashMap::new()) }
+        Self {
+            tx,
+            waiters: Mutex::new(HashMap::new()),
+            done: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -44,10 +48,18 @@ impl MemoryEvents {
     /// Resolves when the execution's completion is emitted.
     pub fn completion_of(&self, execution_id: &str) -> oneshot::Receiver<Completion> {
         let (tx, rx) = oneshot::channel();
-        if let Some(c) = self.done.lock().unwrap_or_else(|p| p.into_inner()).remove(execution_id) {
+        if let Some(c) = self
+            .done
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(execution_id)
+        {
             let _ = tx.send(c);
         } else {
-            self.waiters.lock().unwrap_or_else(|p| p.into_inner()).insert(execution_id.to_string(), tx);
+            self.waiters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(execution_id.to_string(), tx);
         }
         rx
     }
@@ -62,13 +74,20 @@ impl EventSink for MemoryEvents {
 
     async fn completion(&self, completion: Completion) -> Result<(), PortError> {
         let _ = self.tx.send(Event::Completion(completion.clone()));
-        let waiter = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&completion.execution_id);
+        let waiter = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&completion.execution_id);
         match waiter {
             Some(w) => {
                 let _ = w.send(completion);
             }
             None => {
-                self.done.lock().unwrap_or_else(|p| p.into_inner()).insert(completion.execution_id.clone(), completion);
+                self.done
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(completion.execution_id.clone(), completion);
             }
         }
         Ok(())

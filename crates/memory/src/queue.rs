@@ -22,7 +22,9 @@ impl MemoryQueue {
 impl HopQueue for MemoryQueue {
     async fn publish(&self, messages: Vec<HopMessage>) -> Result<(), PortError> {
         for m in messages {
-            self.tx.send(m).map_err(|_| PortError("in-memory queue closed".into()))?;
+            self.tx
+                .send(m)
+                .map_err(|_| PortError("in-memory queue closed".into()))?;
         }
         Ok(())
     }

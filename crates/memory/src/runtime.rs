@@ -23,13 +23,20 @@ pub struct MemoryDefinitions {
 
 impl MemoryDefinitions {
     pub fn insert(&self, workflow_ref: String, wf: Arc<CompiledWorkflow>) {
-        self.map.write().unwrap_or_else(|p| p.into_inner()).insert(workflow_ref, wf);
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(workflow_ref, wf);
     }
 }
 
 impl DefinitionCache for MemoryDefinitions {
     fn get(&self, workflow_ref: &str) -> Option<Arc<CompiledWorkflow>> {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).get(workflow_ref).cloned()
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(workflow_ref)
+            .cloned()
     }
 }
 
@@ -60,12 +67,16 @@ impl EmbeddedRuntime {
         let dispatcher_engine = engine.clone();
         tokio::spawn(async move {
             while let Some(msg) = rx.recv().await {
-                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
                 let engine = dispatcher_engine.clone();
                 tokio::spawn(async move {
                     let node = msg.node_id.clone();
                     match engine.handle(msg).await {
-                        Ok(HopOutcome::Poison(reason)) => tracing::error!(node, reason, "message dropped as poison"),
+                        Ok(HopOutcome::Poison(reason)) => {
+                            tracing::error!(node, reason, "message dropped as poison")
+                        }
                         Err(e) => tracing::error!(node, error = %e, "hop failed"),
                         Ok(_) => {}
                     }
@@ -73,7 +84,12 @@ impl EmbeddedRuntime {
                 });
             }
         });
-        Self { engine, store, events, definitions }
+        Self {
+            engine,
+            store,
+            events,
+            definitions,
+        }
     }
 
     pub fn events(&self) -> &MemoryEvents {
@@ -92,22 +108,44 @@ impl EmbeddedRuntime {
     }
 
     /// Starts an execution; `input` becomes `$input` and `$trigger`.
-    pub async fn submit(&self, workflow: Arc<CompiledWorkflow>, execution_id: &str, input: Value) -> Result<tokio::sync::oneshot::Receiver<Completion>, PortError> {
+    pub async fn submit(
+        &self,
+        workflow: Arc<CompiledWorkflow>,
+        execution_id: &str,
+        input: Value,
+    ) -> Result<tokio::sync::oneshot::Receiver<Completion>, PortError> {
         self.register(workflow.clone());
         let mut seed = Map::new();
         seed.insert("$input".into(), input.clone());
         seed.insert("$trigger".into(), input);
         let done = self.events.completion_of(execution_id);
-        let workflow_id = workflow.definition.name.clone().unwrap_or_else(|| "embedded".into());
-        let request = StartRequest { workflow_id, execution_id: execution_id.to_string(), seed, start_at: None, traceparent: None };
+        let workflow_id = workflow
+            .definition
+            .name
+            .clone()
+            .unwrap_or_else(|| "embedded".into());
+        let request = StartRequest {
+            workflow_id,
+            execution_id: execution_id.to_string(),
+            seed,
+            start_at: None,
+            traceparent: None,
+        };
         self.engine.start(&workflow, request).await?;
         Ok(done)
     }
 
     /// Runs a workflow to completion.
-    pub async fn run(&self, workflow: Arc<CompiledWorkflow>, execution_id: &str, input: Value) -> Result<Completion, PortError> {
+    pub async fn run(
+        &self,
+        workflow: Arc<CompiledWorkflow>,
+        execution_id: &str,
+        input: Value,
+    ) -> Result<Completion, PortError> {
         let done = self.submit(workflow, execution_id, input).await?;
-        let completion = done.await.map_err(|_| PortError("runtime stopped before completion".into()))?;
+        let completion = done
+            .await
+            .map_err(|_| PortError("runtime stopped before completion".into()))?;
         // Messages still in flight after a halt (cancelled branches, timers) must find the
         // execution finished, not unknown; forget it a little later.
         let store = self.store.clone();
@@ -120,12 +158,21 @@ impl EmbeddedRuntime {
     }
 
     /// Delivers a named signal to an execution (wait nodes in `signal` mode).
-    pub async fn signal(&self, execution_id: &str, name: &str, data: Value) -> Result<usize, PortError> {
+    pub async fn signal(
+        &self,
+        execution_id: &str,
+        name: &str,
+        data: Value,
+    ) -> Result<usize, PortError> {
         self.engine.signal(execution_id, name, data).await
     }
 
     /// Cancels a running execution.
-    pub async fn cancel(&self, workflow: &CompiledWorkflow, execution_id: &str) -> Result<bool, PortError> {
+    pub async fn cancel(
+        &self,
+        workflow: &CompiledWorkflow,
+        execution_id: &str,
+    ) -> Result<bool, PortError> {
         let _ = workflow;
         self.engine.cancel(execution_id).await
     }

@@ -48,18 +48,26 @@ impl MemoryStore {
 
     fn with<T>(&self, id: &str, f: impl FnOnce(&mut Execution) -> T) -> Result<T, PortError> {
         let mut map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
-        let exec = map.get_mut(id).ok_or_else(|| PortError(format!("unknown execution `{id}`")))?;
+        let exec = map
+            .get_mut(id)
+            .ok_or_else(|| PortError(format!("unknown execution `{id}`")))?;
         Ok(f(exec))
     }
 
     /// Drops a finished execution's state (the Redis store expires it with a TTL instead).
     pub fn forget(&self, id: &str) {
-        self.executions.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.executions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     /// Number of executions held (for tests and leak checks).
     pub fn len(&self) -> usize {
-        self.executions.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.executions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -101,19 +109,28 @@ impl ExecutionStore for MemoryStore {
             None => Lifecycle::Unknown,
             Some(e) => match &e.finished {
                 None => Lifecycle::Running,
-                Some((status, reason)) => {
-                    Lifecycle::Finished { status: *status, reason: reason.clone(), completion_sent: e.completion_sent }
-                }
+                Some((status, reason)) => Lifecycle::Finished {
+                    status: *status,
+                    reason: reason.clone(),
+                    completion_sent: e.completion_sent,
+                },
             },
         })
     }
 
     async fn identity(&self, execution_id: &str) -> Result<Option<(String, String)>, PortError> {
         let map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(map.get(execution_id).map(|e| (e.workflow_id.clone(), e.workflow_ref.clone())))
+        Ok(map
+            .get(execution_id)
+            .map(|e| (e.workflow_id.clone(), e.workflow_ref.clone())))
     }
 
-    async fn read(&self, execution_id: &str, scope_chain: &[String], keys: &[String]) -> Result<Map<String, Value>, PortError> {
+    async fn read(
+        &self,
+        execution_id: &str,
+        scope_chain: &[String],
+        keys: &[String],
+    ) -> Result<Map<String, Value>, PortError> {
         self.with(execution_id, |e| {
             let mut out = Map::new();
             for key in keys {
@@ -128,13 +145,24 @@ impl ExecutionStore for MemoryStore {
         })
     }
 
-    async fn read_exact(&self, execution_id: &str, entries: &[(String, String)]) -> Result<Vec<Option<Value>>, PortError> {
+    async fn read_exact(
+        &self,
+        execution_id: &str,
+        entries: &[(String, String)],
+    ) -> Result<Vec<Option<Value>>, PortError> {
         self.with(execution_id, |e| {
-            entries.iter().map(|(s, k)| e.scopes.get(s).and_then(|m| m.get(k)).cloned()).collect()
+            entries
+                .iter()
+                .map(|(s, k)| e.scopes.get(s).and_then(|m| m.get(k)).cloned())
+                .collect()
         })
     }
 
-    async fn commit(&self, execution_id: &str, commit: HopCommit) -> Result<CommitOutcome, PortError> {
+    async fn commit(
+        &self,
+        execution_id: &str,
+        commit: HopCommit,
+    ) -> Result<CommitOutcome, PortError> {
         self.with(execution_id, |e| {
             if !e.committed.insert(commit.hop_id) {
                 return CommitOutcome::Duplicate { pending: e.pending };
@@ -160,7 +188,9 @@ impl ExecutionStore for MemoryStore {
             let j = e.joins.entry(join_key.to_string()).or_default();
             if j.releaser.as_deref() == Some(arrival_key) {
                 // The releasing arrival redelivered: release again so its successors go out.
-                return JoinOutcome::Released { arrivals: j.arrivals.clone() };
+                return JoinOutcome::Released {
+                    arrivals: j.arrivals.clone(),
+                };
             }
             if j.keys.insert(arrival_key.to_string()) {
                 j.arrivals.push((arrival_key.to_string(), arrival.clone()));
@@ -168,16 +198,30 @@ impl ExecutionStore for MemoryStore {
             if j.releaser.is_some() {
                 return JoinOutcome::AlreadyReleased;
             }
-            let real = arrival.get("real").and_then(Value::as_bool).unwrap_or(false);
+            let real = arrival
+                .get("real")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             if (release_on_first_real && real) || j.keys.len() >= expected {
                 j.releaser = Some(arrival_key.to_string());
-                return JoinOutcome::Released { arrivals: j.arrivals.clone() };
+                return JoinOutcome::Released {
+                    arrivals: j.arrivals.clone(),
+                };
             }
-            JoinOutcome::Waiting { arrived: j.keys.len(), expected }
+            JoinOutcome::Waiting {
+                arrived: j.keys.len(),
+                expected,
+            }
         })
     }
 
-    async fn await_signal(&self, execution_id: &str, name: &str, waiter_id: &str, payload: String) -> Result<Option<Value>, PortError> {
+    async fn await_signal(
+        &self,
+        execution_id: &str,
+        name: &str,
+        waiter_id: &str,
+        payload: String,
+    ) -> Result<Option<Value>, PortError> {
         self.with(execution_id, |e| {
             if let Some(data) = e.buffered_signals.remove(name) {
                 return Some(data);
@@ -190,7 +234,12 @@ impl ExecutionStore for MemoryStore {
         })
     }
 
-    async fn deliver_signal(&self, execution_id: &str, name: &str, data: Value) -> Result<Vec<(String, String)>, PortError> {
+    async fn deliver_signal(
+        &self,
+        execution_id: &str,
+        name: &str,
+        data: Value,
+    ) -> Result<Vec<(String, String)>, PortError> {
         self.with(execution_id, |e| {
             let taken = e.waiters.remove(name).unwrap_or_default();
             if taken.is_empty() {
@@ -200,16 +249,28 @@ impl ExecutionStore for MemoryStore {
         })
     }
 
-    async fn remove_signal_waiter(&self, execution_id: &str, name: &str, waiter_id: &str) -> Result<bool, PortError> {
+    async fn remove_signal_waiter(
+        &self,
+        execution_id: &str,
+        name: &str,
+        waiter_id: &str,
+    ) -> Result<bool, PortError> {
         self.with(execution_id, |e| {
-            let Some(list) = e.waiters.get_mut(name) else { return false };
+            let Some(list) = e.waiters.get_mut(name) else {
+                return false;
+            };
             let before = list.len();
             list.retain(|(id, _)| id != waiter_id);
             before != list.len()
         })
     }
 
-    async fn finish(&self, execution_id: &str, status: ExecutionStatus, reason: Option<String>) -> Result<bool, PortError> {
+    async fn finish(
+        &self,
+        execution_id: &str,
+        status: ExecutionStatus,
+        reason: Option<String>,
+    ) -> Result<bool, PortError> {
         self.with(execution_id, |e| {
             if e.finished.is_some() {
                 return false;
@@ -220,10 +281,20 @@ impl ExecutionStore for MemoryStore {
     }
 
     async fn mark_completion_sent(&self, execution_id: &str) -> Result<bool, PortError> {
-        self.with(execution_id, |e| !std::mem::replace(&mut e.completion_sent, true))
+        self.with(execution_id, |e| {
+            !std::mem::replace(&mut e.completion_sent, true)
+        })
     }
 
-    async fn final_context(&self, execution_id: &str) -> Result<(Map<String, Value>, u64), PortError> {
-        self.with(execution_id, |e| (e.scopes.get("").cloned().unwrap_or_default(), e.started_at_ms))
+    async fn final_context(
+        &self,
+        execution_id: &str,
+    ) -> Result<(Map<String, Value>, u64), PortError> {
+        self.with(execution_id, |e| {
+            (
+                e.scopes.get("").cloned().unwrap_or_default(),
+                e.started_at_ms,
+            )
+        })
     }
 }

@@ -23,12 +23,23 @@ fn workflow(wait_params: Value) -> Arc<CompiledWorkflow> {
     Arc::new(CompiledWorkflow::compile(&doc, &baton_nodes::registry()).expect("valid"))
 }
 
-async fn until_waiting(rt: &EmbeddedRuntime, wf: &Arc<CompiledWorkflow>, id: &str) -> tokio::sync::oneshot::Receiver<baton_core::message::Completion> {
+async fn until_waiting(
+    rt: &EmbeddedRuntime,
+    wf: &Arc<CompiledWorkflow>,
+    id: &str,
+) -> tokio::sync::oneshot::Receiver<baton_core::message::Completion> {
     let mut events = rt.events().subscribe();
-    let done = rt.submit(wf.clone(), id, json!({})).await.expect("submitted");
+    let done = rt
+        .submit(wf.clone(), id, json!({}))
+        .await
+        .expect("submitted");
     loop {
         match tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
-            Ok(Ok(baton_memory::Event::Status(s))) if s.status == baton_core::message::NodeStatus::Waiting => break,
+            Ok(Ok(baton_memory::Event::Status(s)))
+                if s.status == baton_core::message::NodeStatus::Waiting =>
+            {
+                break;
+            }
             Ok(Ok(_)) => {}
             other => panic!("no waiting status: {other:?}"),
         }
@@ -41,11 +52,25 @@ async fn a_signal_resumes_the_waiting_branch_with_its_data() {
     let rt = EmbeddedRuntime::start(baton_nodes::registry(), 8);
     let wf = workflow(json!({"mode": "signal", "signal": "approve"}));
     let done = until_waiting(&rt, &wf, "sig-1").await;
-    assert_eq!(rt.signal("sig-1", "approve", json!({"by": "ada"})).await.unwrap(), 1);
-    let c = tokio::time::timeout(Duration::from_secs(30), done).await.unwrap().unwrap();
+    assert_eq!(
+        rt.signal("sig-1", "approve", json!({"by": "ada"}))
+            .await
+            .unwrap(),
+        1
+    );
+    let c = tokio::time::timeout(Duration::from_secs(30), done)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c.status, ExecutionStatus::Completed);
-    assert_eq!(c.final_context["$Approved"]["message"], json!("approved by ada"));
-    assert_eq!(c.final_context["$Approval"], json!({"signal": "approve", "data": {"by": "ada"}}));
+    assert_eq!(
+        c.final_context["$Approved"]["message"],
+        json!("approved by ada")
+    );
+    assert_eq!(
+        c.final_context["$Approval"],
+        json!({"signal": "approve", "data": {"by": "ada"}})
+    );
     assert!(!c.final_context.contains_key("$Too late"));
 }
 
@@ -62,20 +87,40 @@ async fn a_signal_that_arrives_before_the_wait_is_kept_for_it() {
     });
     let wf = Arc::new(CompiledWorkflow::compile(&doc, &baton_nodes::registry()).expect("valid"));
     let done = rt.submit(wf, "sig-2", json!({})).await.unwrap();
-    assert_eq!(rt.signal("sig-2", "approve", json!({"by": "grace"})).await.unwrap(), 0, "nobody waits yet");
-    let c = tokio::time::timeout(Duration::from_secs(30), done).await.unwrap().unwrap();
+    assert_eq!(
+        rt.signal("sig-2", "approve", json!({"by": "grace"}))
+            .await
+            .unwrap(),
+        0,
+        "nobody waits yet"
+    );
+    let c = tokio::time::timeout(Duration::from_secs(30), done)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c.status, ExecutionStatus::Completed);
-    assert_eq!(c.final_context["$Approved"]["message"], json!("approved by grace"));
+    assert_eq!(
+        c.final_context["$Approved"]["message"],
+        json!("approved by grace")
+    );
 }
 
 #[tokio::test]
 async fn a_signal_timeout_takes_the_error_route_and_a_late_signal_changes_nothing() {
     let rt = EmbeddedRuntime::start(baton_nodes::registry(), 8);
-    let wf = workflow(json!({"mode": "signal", "signal": "approve", "amount": 100, "unit": "milliseconds"}));
+    let wf = workflow(
+        json!({"mode": "signal", "signal": "approve", "amount": 100, "unit": "milliseconds"}),
+    );
     let done = rt.submit(wf, "sig-3", json!({})).await.unwrap();
-    let c = tokio::time::timeout(Duration::from_secs(30), done).await.unwrap().unwrap();
+    let c = tokio::time::timeout(Duration::from_secs(30), done)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c.status, ExecutionStatus::Completed);
-    assert_eq!(c.final_context["$Too late"]["message"], json!("SIGNAL_TIMEOUT"));
+    assert_eq!(
+        c.final_context["$Too late"]["message"],
+        json!("SIGNAL_TIMEOUT")
+    );
     assert!(!c.final_context.contains_key("$Approved"));
     assert_eq!(rt.signal("sig-3", "approve", json!({})).await.unwrap(), 0);
 }
@@ -83,13 +128,26 @@ async fn a_signal_timeout_takes_the_error_route_and_a_late_signal_changes_nothin
 #[tokio::test]
 async fn a_signal_before_the_timeout_wins_and_the_timeout_is_absorbed() {
     let rt = EmbeddedRuntime::start(baton_nodes::registry(), 8);
-    let wf = workflow(json!({"mode": "signal", "signal": "approve", "amount": 400, "unit": "milliseconds"}));
+    let wf = workflow(
+        json!({"mode": "signal", "signal": "approve", "amount": 400, "unit": "milliseconds"}),
+    );
     let done = until_waiting(&rt, &wf, "sig-4").await;
-    assert_eq!(rt.signal("sig-4", "approve", json!({"by": "linus"})).await.unwrap(), 1);
-    let c = tokio::time::timeout(Duration::from_secs(30), done).await.unwrap().unwrap();
+    assert_eq!(
+        rt.signal("sig-4", "approve", json!({"by": "linus"}))
+            .await
+            .unwrap(),
+        1
+    );
+    let c = tokio::time::timeout(Duration::from_secs(30), done)
+        .await
+        .unwrap()
+        .unwrap();
     // The execution ends only after the timeout's token is absorbed, with the signal's route.
     assert_eq!(c.status, ExecutionStatus::Completed);
-    assert_eq!(c.final_context["$Approved"]["message"], json!("approved by linus"));
+    assert_eq!(
+        c.final_context["$Approved"]["message"],
+        json!("approved by linus")
+    );
     assert!(!c.final_context.contains_key("$Too late"));
     assert!(c.total_duration_ms >= 400, "{}", c.total_duration_ms);
 }
@@ -99,6 +157,13 @@ async fn signal_mode_without_a_name_fails_naming_the_parameter() {
     let rt = EmbeddedRuntime::start(baton_nodes::registry(), 8);
     let wf = workflow(json!({"mode": "signal"}));
     let c = rt.run(wf, "sig-5", json!({})).await.unwrap();
-    assert_eq!(c.status, ExecutionStatus::Completed, "the error route handles it");
-    assert_eq!(c.final_context["$Too late"]["message"], json!("INVALID_PARAMETER"));
+    assert_eq!(
+        c.status,
+        ExecutionStatus::Completed,
+        "the error route handles it"
+    );
+    assert_eq!(
+        c.final_context["$Too late"]["message"],
+        json!("INVALID_PARAMETER")
+    );
 }

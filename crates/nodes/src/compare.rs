@@ -38,10 +38,14 @@ impl Op {
 /// Interprets a rule side the way Rune does: a quoted string is a literal, numbers, booleans
 /// and null are parsed, anything else is text. Non-string values are used as they are.
 pub fn literal(v: &Value) -> Value {
-    let Value::String(s) = v else { return v.clone() };
+    let Value::String(s) = v else {
+        return v.clone();
+    };
     let t = s.trim();
     let b = t.as_bytes();
-    if b.len() >= 2 && ((b[0] == b'"' && b[b.len() - 1] == b'"') || (b[0] == b'\'' && b[b.len() - 1] == b'\'')) {
+    if b.len() >= 2
+        && ((b[0] == b'"' && b[b.len() - 1] == b'"') || (b[0] == b'\'' && b[b.len() - 1] == b'\''))
+    {
         return Value::String(t[1..t.len() - 1].to_string());
     }
     match t {
@@ -81,12 +85,18 @@ pub fn compare(left: &Value, op: Op, right: &Value) -> Result<bool, String> {
             Ok(if op == Op::Eq { eq } else { !eq })
         }
         Op::Contains => Ok(match left {
-            Value::Array(items) => items.iter().any(|x| x == right || to_text(x) == to_text(right)),
+            Value::Array(items) => items
+                .iter()
+                .any(|x| x == right || to_text(x) == to_text(right)),
             other => to_text(other).contains(&to_text(right)),
         }),
         _ => {
             let (Some(a), Some(b)) = (number(left), number(right)) else {
-                return Err(format!("cannot order `{}` and `{}`: both must be numbers", to_text(left), to_text(right)));
+                return Err(format!(
+                    "cannot order `{}` and `{}`: both must be numbers",
+                    to_text(left),
+                    to_text(right)
+                ));
             };
             Ok(match op {
                 Op::Gt => a > b,
@@ -129,7 +139,11 @@ pub fn parse_date(v: &Value) -> Option<DateTime<FixedOffset>> {
         return Some(d);
     }
     let utc = FixedOffset::east_opt(0)?;
-    for layout in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S%.f"] {
+    for layout in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S%.f",
+    ] {
         if let Ok(n) = NaiveDateTime::parse_from_str(s, layout) {
             return Some(n.and_utc().with_timezone(&utc));
         }
@@ -179,7 +193,9 @@ pub fn list_compare(left: &Value, op: Op, right: &Value) -> bool {
         }
         Op::Contains => match left {
             Value::Null => false,
-            Value::Array(items) => items.iter().any(|x| x == right || to_text(x) == to_text(right)),
+            Value::Array(items) => items
+                .iter()
+                .any(|x| x == right || to_text(x) == to_text(right)),
             other => to_text(other).contains(&to_text(right)),
         },
         _ => {
@@ -228,11 +244,23 @@ mod tests {
     #[test]
     fn list_rules_fall_back_from_numbers_to_dates_to_text() {
         assert!(list_compare(&json!("10"), Op::Gt, &json!(9)));
-        assert!(list_compare(&json!("2024-03-01"), Op::Gt, &json!("2024-02-28T10:00:00Z")));
-        assert!(list_compare(&json!("2024-03-01 10:00:00"), Op::Lt, &json!("2024-03-01T11:00:00+00:00")));
+        assert!(list_compare(
+            &json!("2024-03-01"),
+            Op::Gt,
+            &json!("2024-02-28T10:00:00Z")
+        ));
+        assert!(list_compare(
+            &json!("2024-03-01 10:00:00"),
+            Op::Lt,
+            &json!("2024-03-01T11:00:00+00:00")
+        ));
         assert!(list_compare(&json!("banana"), Op::Gt, &json!("Apple")));
         assert!(list_compare(&json!("yes"), Op::Eq, &json!(true)));
         assert!(!list_compare(&Value::Null, Op::Gt, &json!(1)));
-        assert!(list_compare(&json!("hello world"), Op::Contains, &json!("lo w")));
+        assert!(list_compare(
+            &json!("hello world"),
+            Op::Contains,
+            &json!("lo w")
+        ));
     }
 }

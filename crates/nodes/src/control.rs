@@ -21,7 +21,10 @@ impl Node for EngineHandled {
         &self.spec
     }
     async fn run(&self, _input: NodeInput<'_>) -> Result<Value, NodeError> {
-        Err(NodeError::invalid(format!("`{}` is evaluated by the engine, not run directly", self.spec.type_name)))
+        Err(NodeError::invalid(format!(
+            "`{}` is evaluated by the engine, not run directly",
+            self.spec.type_name
+        )))
     }
 }
 
@@ -33,9 +36,21 @@ pub fn conditional() -> EngineHandled {
             class: NodeClass::Conditional,
             summary: "Evaluates a condition and follows its true or false edge.",
             params: vec![
-                ParamSpec::required("expression", ParamKind::Any, "Condition, e.g. `$Fetch.status == 200 and $input.vip` (references are bound as typed values, never re-parsed)."),
-                ParamSpec::optional("true_edge_id", ParamKind::String, "Edge followed when true (or mark the edge `\"on\": \"true\"`)."),
-                ParamSpec::optional("false_edge_id", ParamKind::String, "Edge followed when false (or mark the edge `\"on\": \"false\"`)."),
+                ParamSpec::required(
+                    "expression",
+                    ParamKind::Any,
+                    "Condition, e.g. `$Fetch.status == 200 and $input.vip` (references are bound as typed values, never re-parsed).",
+                ),
+                ParamSpec::optional(
+                    "true_edge_id",
+                    ParamKind::String,
+                    "Edge followed when true (or mark the edge `\"on\": \"true\"`).",
+                ),
+                ParamSpec::optional(
+                    "false_edge_id",
+                    ParamKind::String,
+                    "Edge followed when false (or mark the edge `\"on\": \"false\"`).",
+                ),
             ],
             output: r#"{"result": true|false, "expression": "<the expression>"}"#,
             raw_params: vec![],
@@ -51,9 +66,21 @@ pub fn merge() -> EngineHandled {
             class: NodeClass::Merge,
             summary: "Joins branches: waits for all incoming branches, or the first one. Untaken branches count as skipped, so it never hangs.",
             params: vec![
-                ParamSpec::optional("wait_mode", ParamKind::Enum(vec!["wait_for_all", "wait_for_any"]), "wait_for_all (default) or wait_for_any."),
-                ParamSpec::optional("mode", ParamKind::String, "Accepted for Rune compatibility; no effect."),
-                ParamSpec::optional("timeout", ParamKind::Number, "Accepted for Rune compatibility; a merge cannot hang, so it is not needed."),
+                ParamSpec::optional(
+                    "wait_mode",
+                    ParamKind::Enum(vec!["wait_for_all", "wait_for_any"]),
+                    "wait_for_all (default) or wait_for_any.",
+                ),
+                ParamSpec::optional(
+                    "mode",
+                    ParamKind::String,
+                    "Accepted for Rune compatibility; no effect.",
+                ),
+                ParamSpec::optional(
+                    "timeout",
+                    ParamKind::Number,
+                    "Accepted for Rune compatibility; a merge cannot hang, so it is not needed.",
+                ),
             ],
             output: r#"{"merged_context": {"$<parent>": <output>, ...}, "arrived": [names], "skipped": [names], "wait_mode": "...", "_merge_expected": n}"#,
             raw_params: vec![],
@@ -68,7 +95,11 @@ pub fn aggregator() -> EngineHandled {
             aliases: vec!["aggregate"],
             class: NodeClass::Aggregator,
             summary: "Collects the results of the innermost enclosing split, in item order.",
-            params: vec![ParamSpec::optional("timeout", ParamKind::Number, "Accepted for Rune compatibility; ignored.")],
+            params: vec![ParamSpec::optional(
+                "timeout",
+                ParamKind::Number,
+                "Accepted for Rune compatibility; ignored.",
+            )],
             output: r#"{"aggregated": [<output of item i's last node before the aggregator, or null if its branch ended early>], "count": n, "skipped": [item indexes]}"#,
             raw_params: vec![],
         },
@@ -90,8 +121,16 @@ impl Default for SwitchNode {
                 class: NodeClass::Switch,
                 summary: "Routes to the first rule that matches, or to the fallback route.",
                 params: vec![
-                    ParamSpec::required("rules", ParamKind::Array, "Rules `{value, operator, compare, name?}`; operators ==, !=, >, <, >=, <=, contains and Rune's word aliases."),
-                    ParamSpec::optional("routes", ParamKind::Array, "Edge id per rule plus a last fallback edge (or mark edges `\"on\": \"<rule name|index|fallback>\"`)."),
+                    ParamSpec::required(
+                        "rules",
+                        ParamKind::Array,
+                        "Rules `{value, operator, compare, name?}`; operators ==, !=, >, <, >=, <=, contains and Rune's word aliases.",
+                    ),
+                    ParamSpec::optional(
+                        "routes",
+                        ParamKind::Array,
+                        "Edge id per rule plus a last fallback edge (or mark edges `\"on\": \"<rule name|index|fallback>\"`).",
+                    ),
                 ],
                 output: r#"{"output_index": i, "matched_rule": {"value", "operator", "compare"}} or {"output_index": <rules count>, "fallback": true}"#,
                 raw_params: vec![],
@@ -111,11 +150,15 @@ impl Node for SwitchNode {
             .params
             .get("rules")
             .and_then(Value::as_array)
-            .ok_or_else(|| NodeError::invalid("parameter `rules` is required: expected an array of rules"))?;
+            .ok_or_else(|| {
+                NodeError::invalid("parameter `rules` is required: expected an array of rules")
+            })?;
         for (i, rule) in rules.iter().enumerate() {
             let op_text = rule.get("operator").and_then(Value::as_str).unwrap_or("==");
             let op = Op::parse(op_text).ok_or_else(|| {
-                NodeError::invalid(format!("parameter `rules[{i}].operator`: unknown operator `{op_text}`"))
+                NodeError::invalid(format!(
+                    "parameter `rules[{i}].operator`: unknown operator `{op_text}`"
+                ))
             })?;
             let value = literal(rule.get("value").unwrap_or(&Value::Null));
             let against = literal(rule.get("compare").unwrap_or(&Value::Null));
@@ -145,7 +188,11 @@ impl Default for SplitNode {
                 aliases: vec![],
                 class: NodeClass::Split,
                 summary: "Runs its successors once per item of an array; each branch sees `$item`.",
-                params: vec![ParamSpec::required("input_array", ParamKind::Array, "The items: a JSON array or a reference such as `$Fetch.body.users` / `{{ $input.items }}`.")],
+                params: vec![ParamSpec::required(
+                    "input_array",
+                    ParamKind::Array,
+                    "The items: a JSON array or a reference such as `$Fetch.body.users` / `{{ $input.items }}`.",
+                )],
                 output: r#"{"_split_items": [...]} (stored once; branches read `$item`)"#,
                 raw_params: vec![],
             },
@@ -164,12 +211,22 @@ impl Node for SplitNode {
             Some(Value::Array(a)) => a.clone(),
             Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
                 Ok(Value::Array(a)) => a,
-                _ => return Err(NodeError::invalid(format!("parameter `input_array`: expected an array, found the string `{s}`"))),
+                _ => {
+                    return Err(NodeError::invalid(format!(
+                        "parameter `input_array`: expected an array, found the string `{s}`"
+                    )));
+                }
             },
             Some(other) => {
-                return Err(NodeError::invalid(format!("parameter `input_array`: expected an array, found `{other}`")));
+                return Err(NodeError::invalid(format!(
+                    "parameter `input_array`: expected an array, found `{other}`"
+                )));
             }
-            None => return Err(NodeError::invalid("parameter `input_array` is required: expected an array")),
+            None => {
+                return Err(NodeError::invalid(
+                    "parameter `input_array` is required: expected an array",
+                ));
+            }
         };
         Ok(json!({"_split_items": items}))
     }
@@ -190,10 +247,28 @@ impl Default for WaitNode {
                 class: NodeClass::Wait,
                 summary: "Suspends this branch durably for a duration (a timer, not a sleeping worker).",
                 params: vec![
-                    ParamSpec::optional("mode", ParamKind::Enum(vec!["timer", "signal"]), "timer (default): wait `amount` `unit`; signal: wait for a named signal (`baton signal`), `amount`/`unit` being an optional timeout that takes the error route."),
+                    ParamSpec::optional(
+                        "mode",
+                        ParamKind::Enum(vec!["timer", "signal"]),
+                        "timer (default): wait `amount` `unit`; signal: wait for a named signal (`baton signal`), `amount`/`unit` being an optional timeout that takes the error route.",
+                    ),
                     ParamSpec::optional("signal", ParamKind::String, "Signal name (signal mode)."),
-                    ParamSpec::optional("amount", ParamKind::Number, "How long (default 1 in timer mode; no timeout in signal mode), >= 0."),
-                    ParamSpec::optional("unit", ParamKind::Enum(vec!["milliseconds", "seconds", "minutes", "hours", "days"]), "Unit of `amount` (default seconds)."),
+                    ParamSpec::optional(
+                        "amount",
+                        ParamKind::Number,
+                        "How long (default 1 in timer mode; no timeout in signal mode), >= 0.",
+                    ),
+                    ParamSpec::optional(
+                        "unit",
+                        ParamKind::Enum(vec![
+                            "milliseconds",
+                            "seconds",
+                            "minutes",
+                            "hours",
+                            "days",
+                        ]),
+                        "Unit of `amount` (default seconds).",
+                    ),
                 ],
                 output: r#"timer: {"resume_at": <epoch ms>, "delay_ms": n}; signal: {"signal": name, "data": <signal data>} (status `waiting`, then `success`; a signal timeout fails with SIGNAL_TIMEOUT)"#,
                 raw_params: vec![],
@@ -212,12 +287,23 @@ impl Node for WaitNode {
         let signal_mode = match input.params.get("mode").and_then(Value::as_str) {
             None | Some("timer") => false,
             Some("signal") => true,
-            Some(other) => return Err(NodeError::invalid(format!("parameter `mode`: expected timer or signal, found `{other}`"))),
+            Some(other) => {
+                return Err(NodeError::invalid(format!(
+                    "parameter `mode`: expected timer or signal, found `{other}`"
+                )));
+            }
         };
         if signal_mode {
-            let name = input.params.get("signal").and_then(Value::as_str).filter(|s| !s.trim().is_empty()).ok_or_else(|| {
-                NodeError::invalid("parameter `signal` is required in signal mode: expected a signal name")
-            })?;
+            let name = input
+                .params
+                .get("signal")
+                .and_then(Value::as_str)
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| {
+                    NodeError::invalid(
+                        "parameter `signal` is required in signal mode: expected a signal name",
+                    )
+                })?;
             let timeout = match input.params.get("amount") {
                 None | Some(Value::Null) => None,
                 Some(_) => Some(delay_ms(input.params)?),
@@ -235,9 +321,16 @@ fn delay_ms(params: &Value) -> Result<u64, NodeError> {
         Some(v) => v
             .as_f64()
             .filter(|a| *a >= 0.0 && a.is_finite())
-            .ok_or_else(|| NodeError::invalid(format!("parameter `amount`: expected a number >= 0, found `{v}`")))?,
+            .ok_or_else(|| {
+                NodeError::invalid(format!(
+                    "parameter `amount`: expected a number >= 0, found `{v}`"
+                ))
+            })?,
     };
-    let unit = params.get("unit").and_then(Value::as_str).unwrap_or("seconds");
+    let unit = params
+        .get("unit")
+        .and_then(Value::as_str)
+        .unwrap_or("seconds");
     let factor = match unit {
         "ms" | "millisecond" | "milliseconds" => 1.0,
         "s" | "second" | "seconds" => 1_000.0,
@@ -252,4 +345,3 @@ fn delay_ms(params: &Value) -> Result<u64, NodeError> {
     };
     Ok((amount * factor).round() as u64)
 }
-

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use baton_engine::NodeRegistry;
 
-pub mod compare;
 pub mod code;
+pub mod compare;
 pub mod control;
-pub mod edit;
 pub mod datetime;
+pub mod edit;
 pub mod http;
 pub mod listops;
 pub mod log;

@@ -147,10 +147,16 @@ impl RedisStore {
     }
 
     /// The key prefix.
-    async fn signal_op(&self, execution_id: &str, args: &[&str]) -> Result<(String, Vec<redis::Value>), PortError> {
+    async fn signal_op(
+        &self,
+        execution_id: &str,
+        args: &[&str],
+    ) -> Result<(String, Vec<redis::Value>), PortError> {
         let k = self.keys(execution_id);
         let mut inv = SCRIPTS.signal.prepare_invoke();
-        inv.key(&k.meta).key(self.exec_key(execution_id, "signals")).key(&k.keys);
+        inv.key(&k.meta)
+            .key(self.exec_key(execution_id, "signals"))
+            .key(&k.keys);
         for a in args {
             inv.arg(*a);
         }
@@ -375,7 +381,10 @@ impl ExecutionStore for RedisStore {
 
     async fn identity(&self, execution_id: &str) -> Result<Option<(String, String)>, PortError> {
         let mut conn = self.conn.clone();
-        let cmd = redis::cmd("HMGET").arg(self.exec_key(execution_id, "meta")).arg(&["workflow_id", "workflow_ref"]).to_owned();
+        let cmd = redis::cmd("HMGET")
+            .arg(self.exec_key(execution_id, "meta"))
+            .arg(&["workflow_id", "workflow_ref"])
+            .to_owned();
         let fields: Vec<Option<String>> = cmd.query_async(&mut conn).await.map_err(Error::from)?;
         Ok(match fields.as_slice() {
             [Some(id), Some(r)] => Some((id.clone(), r.clone())),
@@ -481,20 +490,37 @@ impl ExecutionStore for RedisStore {
         })
     }
 
-    async fn await_signal(&self, execution_id: &str, name: &str, waiter_id: &str, payload: String) -> Result<Option<Value>, PortError> {
-        let (tag, rest) = self.signal_op(execution_id, &["await", name, waiter_id, &payload]).await?;
+    async fn await_signal(
+        &self,
+        execution_id: &str,
+        name: &str,
+        waiter_id: &str,
+        payload: String,
+    ) -> Result<Option<Value>, PortError> {
+        let (tag, rest) = self
+            .signal_op(execution_id, &["await", name, waiter_id, &payload])
+            .await?;
         match (tag.as_str(), rest.as_slice()) {
             ("buffered", [data]) => {
                 let text = reply::text(data)?;
-                Ok(Some(serde_json::from_str(&text).map_err(|e| PortError(format!("buffered signal is not JSON: {e}")))?))
+                Ok(Some(serde_json::from_str(&text).map_err(|e| {
+                    PortError(format!("buffered signal is not JSON: {e}"))
+                })?))
             }
             ("registered", _) => Ok(None),
             _ => Err(PortError(format!("await_signal answered `{tag}`"))),
         }
     }
 
-    async fn deliver_signal(&self, execution_id: &str, name: &str, data: Value) -> Result<Vec<(String, String)>, PortError> {
-        let (tag, rest) = self.signal_op(execution_id, &["deliver", name, &data.to_string()]).await?;
+    async fn deliver_signal(
+        &self,
+        execution_id: &str,
+        name: &str,
+        data: Value,
+    ) -> Result<Vec<(String, String)>, PortError> {
+        let (tag, rest) = self
+            .signal_op(execution_id, &["deliver", name, &data.to_string()])
+            .await?;
         match tag.as_str() {
             "delivered" => rest
                 .chunks(2)
@@ -508,8 +534,15 @@ impl ExecutionStore for RedisStore {
         }
     }
 
-    async fn remove_signal_waiter(&self, execution_id: &str, name: &str, waiter_id: &str) -> Result<bool, PortError> {
-        let (tag, rest) = self.signal_op(execution_id, &["remove", name, waiter_id]).await?;
+    async fn remove_signal_waiter(
+        &self,
+        execution_id: &str,
+        name: &str,
+        waiter_id: &str,
+    ) -> Result<bool, PortError> {
+        let (tag, rest) = self
+            .signal_op(execution_id, &["remove", name, waiter_id])
+            .await?;
         match (tag.as_str(), rest.as_slice()) {
             ("removed", [n]) => Ok(reply::int(n)? == 1),
             _ => Err(PortError(format!("remove_signal_waiter answered `{tag}`"))),

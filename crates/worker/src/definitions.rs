@@ -33,15 +33,25 @@ pub enum DefinitionError {
 
 impl Definitions {
     pub fn new(store: DefinitionStore, registry: Arc<NodeRegistry>) -> Self {
-        Self { local: RwLock::new(HashMap::new()), store, registry }
+        Self {
+            local: RwLock::new(HashMap::new()),
+            store,
+            registry,
+        }
     }
 
     /// Compiles a definition, stores it under its hash (once) and caches it.
     pub async fn register(&self, doc: &Value) -> Result<Arc<CompiledWorkflow>, DefinitionError> {
         let wf = Arc::new(CompiledWorkflow::compile(doc, self.registry.as_ref())?);
         if self.get(&wf.reference).is_none() {
-            self.store.put(&wf.reference, &doc.to_string()).await.map_err(|e| DefinitionError::Store(e.to_string()))?;
-            self.local.write().unwrap_or_else(|p| p.into_inner()).insert(wf.reference.clone(), wf.clone());
+            self.store
+                .put(&wf.reference, &doc.to_string())
+                .await
+                .map_err(|e| DefinitionError::Store(e.to_string()))?;
+            self.local
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(wf.reference.clone(), wf.clone());
         }
         Ok(self.get(&wf.reference).unwrap_or(wf))
     }
@@ -57,16 +67,25 @@ impl Definitions {
             .await
             .map_err(|e| DefinitionError::Store(e.to_string()))?
             .ok_or_else(|| DefinitionError::Unknown(reference.to_string()))?;
-        let doc: Value = serde_json::from_str(&text)
-            .map_err(|e| DefinitionError::Corrupt { reference: reference.to_string(), message: e.to_string() })?;
+        let doc: Value = serde_json::from_str(&text).map_err(|e| DefinitionError::Corrupt {
+            reference: reference.to_string(),
+            message: e.to_string(),
+        })?;
         let wf = Arc::new(CompiledWorkflow::compile(&doc, self.registry.as_ref())?);
-        self.local.write().unwrap_or_else(|p| p.into_inner()).insert(reference.to_string(), wf.clone());
+        self.local
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(reference.to_string(), wf.clone());
         Ok(wf)
     }
 }
 
 impl DefinitionCache for Definitions {
     fn get(&self, workflow_ref: &str) -> Option<Arc<CompiledWorkflow>> {
-        self.local.read().unwrap_or_else(|p| p.into_inner()).get(workflow_ref).cloned()
+        self.local
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(workflow_ref)
+            .cloned()
     }
 }

@@ -21,7 +21,9 @@ struct AdminState {
 
 /// Installs the Prometheus recorder (once per process).
 pub fn install_metrics() -> Result<PrometheusHandle, WorkerError> {
-    let buckets = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+    let buckets = [
+        0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
     let handle = PrometheusBuilder::new()
         .set_buckets(&buckets)
         .and_then(|b| b.install_recorder())
@@ -31,7 +33,12 @@ pub fn install_metrics() -> Result<PrometheusHandle, WorkerError> {
 }
 
 /// Serves the admin endpoints on `port` until `shutdown`.
-pub async fn serve(worker: Arc<Worker>, metrics: PrometheusHandle, port: u16, shutdown: CancellationToken) -> Result<(), WorkerError> {
+pub async fn serve(
+    worker: Arc<Worker>,
+    metrics: PrometheusHandle,
+    port: u16,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
     let upkeep = metrics.clone();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -46,9 +53,14 @@ pub async fn serve(worker: Arc<Worker>, metrics: PrometheusHandle, port: u16, sh
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(|State(s): State<AdminState>| async move { s.metrics.render() }))
+        .route(
+            "/metrics",
+            get(|State(s): State<AdminState>| async move { s.metrics.render() }),
+        )
         .with_state(AdminState { worker, metrics });
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await.map_err(|e| WorkerError::Http(format!("bind port {port}: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
+        .await
+        .map_err(|e| WorkerError::Http(format!("bind port {port}: {e}")))?;
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
@@ -56,5 +68,9 @@ pub async fn serve(worker: Arc<Worker>, metrics: PrometheusHandle, port: u16, sh
 }
 
 async fn readyz(State(s): State<AdminState>) -> (StatusCode, &'static str) {
-    if s.worker.ready().await { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
+    if s.worker.ready().await {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
 }

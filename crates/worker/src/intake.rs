@@ -35,18 +35,36 @@ pub enum Intake {
     /// `{"cancel_execution": "<id>"}`: stop that execution.
     Cancel(String),
     /// `{"signal": {"execution_id", "name", "data"}}`: deliver a named signal.
-    Signal { execution_id: String, name: String, data: serde_json::Value },
+    Signal {
+        execution_id: String,
+        name: String,
+        data: serde_json::Value,
+    },
     /// Never processable. `execution` names the execution when it could be read.
-    Poison { reason: String, execution: Option<(String, String)> },
+    Poison {
+        reason: String,
+        execution: Option<(String, String)>,
+    },
 }
 
 pub fn classify(body: &[u8], max_bytes: usize) -> Intake {
     if body.len() > max_bytes {
-        return Intake::Poison { reason: format!("message is {} bytes, over the {max_bytes}-byte limit", body.len()), execution: None };
+        return Intake::Poison {
+            reason: format!(
+                "message is {} bytes, over the {max_bytes}-byte limit",
+                body.len()
+            ),
+            execution: None,
+        };
     }
     let value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(e) => return Intake::Poison { reason: format!("body is not JSON: {e}"), execution: None },
+        Err(e) => {
+            return Intake::Poison {
+                reason: format!("body is not JSON: {e}"),
+                execution: None,
+            };
+        }
     };
     let execution = || -> Option<(String, String)> {
         let exec = value.get("execution_id")?.as_str()?.to_string();
@@ -60,34 +78,58 @@ pub fn classify(body: &[u8], max_bytes: usize) -> Intake {
     if let Some(id) = value.get("cancel_execution") {
         return match id.as_str() {
             Some(id) if !id.is_empty() => Intake::Cancel(id.to_string()),
-            _ => Intake::Poison { reason: "`cancel_execution` must be a non-empty execution id".into(), execution: None },
+            _ => Intake::Poison {
+                reason: "`cancel_execution` must be a non-empty execution id".into(),
+                execution: None,
+            },
         };
     }
-    if let Some(sig) = value.get("signal").filter(|_| value.get("workflow_ref").is_none()) {
-        let field = |k: &str| sig.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+    if let Some(sig) = value
+        .get("signal")
+        .filter(|_| value.get("workflow_ref").is_none())
+    {
+        let field = |k: &str| {
+            sig.get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
         return match (field("execution_id"), field("name")) {
-            (Some(execution_id), Some(name)) => {
-                Intake::Signal { execution_id, name, data: sig.get("data").cloned().unwrap_or(Value::Null) }
-            }
-            _ => Intake::Poison { reason: "`signal` needs non-empty `execution_id` and `name`".into(), execution: None },
+            (Some(execution_id), Some(name)) => Intake::Signal {
+                execution_id,
+                name,
+                data: sig.get("data").cloned().unwrap_or(Value::Null),
+            },
+            _ => Intake::Poison {
+                reason: "`signal` needs non-empty `execution_id` and `name`".into(),
+                execution: None,
+            },
         };
     }
     if value.get("workflow_definition").is_some() {
         return match serde_json::from_value::<RuneStart>(value.clone()) {
-            Ok(s) if s.execution_id.is_empty() => {
-                Intake::Poison { reason: "Rune message: `execution_id` must be a non-empty string".into(), execution: None }
-            }
-            Ok(s) if s.current_node.is_empty() => {
-                Intake::Poison { reason: "Rune message: `current_node` must be a non-empty string".into(), execution: execution() }
-            }
+            Ok(s) if s.execution_id.is_empty() => Intake::Poison {
+                reason: "Rune message: `execution_id` must be a non-empty string".into(),
+                execution: None,
+            },
+            Ok(s) if s.current_node.is_empty() => Intake::Poison {
+                reason: "Rune message: `current_node` must be a non-empty string".into(),
+                execution: execution(),
+            },
             Ok(s) => Intake::RuneStart(Box::new(s)),
-            Err(e) => Intake::Poison { reason: format!("Rune message does not match NodeExecutionMessage: {e}"), execution: execution() },
+            Err(e) => Intake::Poison {
+                reason: format!("Rune message does not match NodeExecutionMessage: {e}"),
+                execution: execution(),
+            },
         };
     }
     if value.get("workflow_ref").is_some() {
         return match serde_json::from_value::<HopMessage>(value.clone()) {
             Ok(m) => Intake::Hop(Box::new(m)),
-            Err(e) => Intake::Poison { reason: format!("hop message is malformed: {e}"), execution: execution() },
+            Err(e) => Intake::Poison {
+                reason: format!("hop message is malformed: {e}"),
+                execution: execution(),
+            },
         };
     }
     Intake::Poison {
@@ -102,9 +144,15 @@ mod tests {
 
     #[test]
     fn garbage_is_poison_with_a_reason() {
-        assert!(matches!(classify(b"not json", 100), Intake::Poison { reason, .. } if reason.starts_with("body is not JSON")));
-        assert!(matches!(classify(&[b' '; 200], 100), Intake::Poison { reason, .. } if reason.contains("limit")));
-        assert!(matches!(classify(br#"{"execution_id":"e1","workflow_id":7}"#, 100), Intake::Poison { execution: Some((w, e)), .. } if w == "7" && e == "e1"));
+        assert!(
+            matches!(classify(b"not json", 100), Intake::Poison { reason, .. } if reason.starts_with("body is not JSON"))
+        );
+        assert!(
+            matches!(classify(&[b' '; 200], 100), Intake::Poison { reason, .. } if reason.contains("limit"))
+        );
+        assert!(
+            matches!(classify(br#"{"execution_id":"e1","workflow_id":7}"#, 100), Intake::Poison { execution: Some((w, e)), .. } if w == "7" && e == "e1")
+        );
     }
 
     #[test]

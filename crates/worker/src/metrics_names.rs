@@ -12,12 +12,22 @@ pub const TRANSIENT_ERRORS: &str = "baton_transient_errors_total";
 
 pub fn describe() {
     metrics::describe_counter!(HOPS, "Hop messages processed, by node type and outcome");
-    metrics::describe_histogram!(HOP_SECONDS, metrics::Unit::Seconds, "Time from delivery to ack, by node type");
+    metrics::describe_histogram!(
+        HOP_SECONDS,
+        metrics::Unit::Seconds,
+        "Time from delivery to ack, by node type"
+    );
     metrics::describe_gauge!(IN_FLIGHT, "Hops being processed now");
     metrics::describe_counter!(DEAD_LETTERS, "Messages sent to the dead-letter queue");
     metrics::describe_counter!(RETRIES, "Node attempts scheduled for retry");
     metrics::describe_counter!(EVENTS_PUBLISHED, "Status and completion events published");
-    metrics::describe_counter!(TIMERS_FIRED, "Batches of due timers moved to the execution queue");
+    metrics::describe_counter!(
+        TIMERS_FIRED,
+        "Batches of due timers moved to the execution queue"
+    );
     metrics::describe_counter!(EXECUTIONS_STARTED, "Executions started from start messages");
-    metrics::describe_counter!(TRANSIENT_ERRORS, "Hops handed back because the broker or Redis failed");
+    metrics::describe_counter!(
+        TRANSIENT_ERRORS,
+        "Hops handed back because the broker or Redis failed"
+    );
 }

@@ -62,24 +62,37 @@ pub enum SettingsError {
     #[error("configuration: {0}")]
     Load(#[from] config::ConfigError),
     #[error("configuration: `{field}` {problem}")]
-    Invalid { field: &'static str, problem: String },
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
 }
 
 impl Settings {
     /// Loads defaults, then `file` (if given), then `BATON_*` variables, then validates.
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, SettingsError> {
-        let mut builder = config::Config::builder().add_source(config::Config::try_from(&Settings::default())?);
+        let mut builder =
+            config::Config::builder().add_source(config::Config::try_from(&Settings::default())?);
         if let Some(f) = file {
             builder = builder.add_source(config::File::from(f).required(true));
         }
-        builder = builder.add_source(config::Environment::with_prefix("BATON").prefix_separator("_").try_parsing(true));
+        builder = builder.add_source(
+            config::Environment::with_prefix("BATON")
+                .prefix_separator("_")
+                .try_parsing(true),
+        );
         let s: Settings = builder.build()?.try_deserialize()?;
         s.validate()?;
         Ok(s)
     }
 
     fn validate(&self) -> Result<(), SettingsError> {
-        let bad = |field, problem: &str| Err(SettingsError::Invalid { field, problem: problem.to_string() });
+        let bad = |field, problem: &str| {
+            Err(SettingsError::Invalid {
+                field,
+                problem: problem.to_string(),
+            })
+        };
         if !matches!(self.queue_type.as_str(), "classic" | "quorum") {
             return bad("queue_type", "must be `classic` or `quorum`");
         }

@@ -37,7 +37,11 @@ pub fn hop_outgoing(routing_key: &str, msg: &HopMessage) -> Result<Outgoing, Por
     if let Some(tp) = &msg.traceparent {
         headers.insert("traceparent".to_string(), tp.clone());
     }
-    Ok(Outgoing { routing_key: routing_key.to_string(), body: serde_json::to_vec(&msg).map_err(port)?, headers })
+    Ok(Outgoing {
+        routing_key: routing_key.to_string(),
+        body: serde_json::to_vec(&msg).map_err(port)?,
+        headers,
+    })
 }
 
 /// `HopQueue` over RabbitMQ + Redis timers.
@@ -50,14 +54,21 @@ pub struct AmqpHopQueue {
 
 impl AmqpHopQueue {
     pub fn new(broker: Broker, timers: TimerStore, routes: Arc<Routes>) -> Self {
-        Self { broker, timers, routes }
+        Self {
+            broker,
+            timers,
+            routes,
+        }
     }
 }
 
 #[async_trait]
 impl HopQueue for AmqpHopQueue {
     async fn publish(&self, messages: Vec<HopMessage>) -> Result<(), PortError> {
-        let batch = messages.iter().map(|m| hop_outgoing(&self.routes.execution, m)).collect::<Result<Vec<_>, _>>()?;
+        let batch = messages
+            .iter()
+            .map(|m| hop_outgoing(&self.routes.execution, m))
+            .collect::<Result<Vec<_>, _>>()?;
         self.broker.publish(batch).await.map_err(port)
     }
 
@@ -69,7 +80,11 @@ impl HopQueue for AmqpHopQueue {
         let id = format!("{}|{}", message.execution_id, message.hop_id());
         let payload = serde_json::to_vec(&message).map_err(port)?;
         let due = baton_engine::hop::now_ms() + delay_ms;
-        self.timers.schedule(&id, &payload, due).await.map(|_| ()).map_err(port)
+        self.timers
+            .schedule(&id, &payload, due)
+            .await
+            .map(|_| ())
+            .map_err(port)
     }
 }
 
@@ -98,7 +113,11 @@ impl AmqpEvents {
                         Outbound::Completion(c, _) => (&routes.completion, serde_json::to_vec(c)),
                     };
                     let Ok(body) = body else { continue };
-                    batch.push(Outgoing { routing_key: key.clone(), body, headers: BTreeMap::new() });
+                    batch.push(Outgoing {
+                        routing_key: key.clone(),
+                        body,
+                        headers: BTreeMap::new(),
+                    });
                     if let Outbound::Completion(_, w) = item {
                         waiters.push(w);
                     }
@@ -128,10 +147,17 @@ impl AmqpEvents {
 #[async_trait]
 impl EventSink for AmqpEvents {
     async fn status(&self, event: StatusEvent) -> Result<(), PortError> {
-        if event.status == baton_core::message::NodeStatus::Waiting && event.output.as_ref().is_some_and(|o| o.get("retry").is_some()) {
+        if event.status == baton_core::message::NodeStatus::Waiting
+            && event
+                .output
+                .as_ref()
+                .is_some_and(|o| o.get("retry").is_some())
+        {
             metrics::counter!(m::RETRIES, "node_type" => event.node_type.clone()).increment(1);
         }
-        self.tx.send(Outbound::Status(Box::new(event))).map_err(|_| PortError("event publisher stopped".into()))
+        self.tx
+            .send(Outbound::Status(Box::new(event)))
+            .map_err(|_| PortError("event publisher stopped".into()))
     }
 
     async fn completion(&self, completion: Completion) -> Result<(), PortError> {
@@ -139,19 +165,29 @@ impl EventSink for AmqpEvents {
         self.tx
             .send(Outbound::Completion(completion, tx))
             .map_err(|_| PortError("event publisher stopped".into()))?;
-        rx.await.map_err(|_| PortError("event publisher stopped".into()))?
+        rx.await
+            .map_err(|_| PortError("event publisher stopped".into()))?
     }
 }
 
 /// Moves due timers from Redis to the execution queue. A timer is claimed with a lease and
 /// removed only after its message is confirmed, so a crash in between re-delivers it.
-pub async fn run_timer_pump(timers: TimerStore, broker: Broker, routes: Arc<Routes>, poll: Duration, shutdown: tokio_util::sync::CancellationToken) {
+pub async fn run_timer_pump(
+    timers: TimerStore,
+    broker: Broker,
+    routes: Arc<Routes>,
+    poll: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(poll) => {}
         }
-        let due = match timers.claim_due(baton_engine::hop::now_ms(), 200, 30_000).await {
+        let due = match timers
+            .claim_due(baton_engine::hop::now_ms(), 200, 30_000)
+            .await
+        {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "timer poll failed");
@@ -170,7 +206,9 @@ pub async fn run_timer_pump(timers: TimerStore, broker: Broker, routes: Arc<Rout
                         batch.push(o);
                         ids.push(id);
                     }
-                    Err(e) => tracing::error!(timer = id, error = %e, "timer payload not encodable"),
+                    Err(e) => {
+                        tracing::error!(timer = id, error = %e, "timer payload not encodable")
+                    }
                 },
                 Err(e) => {
                     tracing::error!(timer = id, error = %e, "timer payload is not a hop message; dropping it");
@@ -187,7 +225,9 @@ pub async fn run_timer_pump(timers: TimerStore, broker: Broker, routes: Arc<Rout
                 }
                 metrics::counter!(m::TIMERS_FIRED).increment(1);
             }
-            Err(e) => tracing::warn!(error = %e, "timer publish failed; the lease will expire and it is retried"),
+            Err(e) => {
+                tracing::warn!(error = %e, "timer publish failed; the lease will expire and it is retried")
+            }
         }
     }
 }

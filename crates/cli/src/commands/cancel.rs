@@ -18,11 +18,22 @@ pub struct CancelArgs {
 
 pub fn run(args: CancelArgs) -> anyhow::Result<u8> {
     let settings = Settings::load(args.config.as_deref())?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
-        let broker = Broker::connect(crate::commands::submit::amqp_options(&settings, "baton-cancel")).await?;
+        let broker = Broker::connect(crate::commands::submit::amqp_options(
+            &settings,
+            "baton-cancel",
+        ))
+        .await?;
         let body = serde_json::to_vec(&json!({"cancel_execution": args.execution_id}))?;
-        broker.publish(vec![Outgoing::new(settings.queue("workflow.execution"), body)]).await?;
+        broker
+            .publish(vec![Outgoing::new(
+                settings.queue("workflow.execution"),
+                body,
+            )])
+            .await?;
         broker.close().await;
         eprintln!("cancel requested for {}", args.execution_id);
         Ok(0)

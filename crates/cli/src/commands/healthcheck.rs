@@ -9,9 +9,13 @@ pub struct HealthcheckArgs {
 }
 
 pub fn run(args: HealthcheckArgs) -> anyhow::Result<u8> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
-        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(3)).build()?;
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(3))
+            .build()?;
         match client.get(&args.url).send().await {
             Ok(r) if r.status().is_success() => {
                 println!("{}: {}", args.url, r.status());

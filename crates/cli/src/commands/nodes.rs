@@ -17,11 +17,20 @@ pub fn run(args: NodesArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     for spec in specs {
-        let aliases = if spec.aliases.is_empty() { String::new() } else { format!(" (also: {})", spec.aliases.join(", ")) };
+        let aliases = if spec.aliases.is_empty() {
+            String::new()
+        } else {
+            format!(" (also: {})", spec.aliases.join(", "))
+        };
         println!("{}{aliases}\n  {}", spec.type_name, spec.summary);
         for p in &spec.params {
             let req = if p.required { "required" } else { "optional" };
-            println!("    {:<18} {:<32} {req}. {}", p.name, p.kind.describe(), p.doc);
+            println!(
+                "    {:<18} {:<32} {req}. {}",
+                p.name,
+                p.kind.describe(),
+                p.doc
+            );
         }
         println!("  output: {}\n", spec.output);
     }

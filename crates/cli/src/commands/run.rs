@@ -51,7 +51,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(2);
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let runtime = EmbeddedRuntime::start(registry, args.concurrency);
         let mut events = runtime.events().subscribe();
@@ -59,7 +61,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         let done = runtime.submit(workflow, &execution_id, input).await?;
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new_spinner();
-            b.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
             b.enable_steady_tick(std::time::Duration::from_millis(100));
             b
         });
@@ -81,15 +86,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                     Event::Completion(c) if c.execution_id == exec_for_printer => break,
                     Event::Completion(_) => continue,
                 };
-                let item = s.item_index.map(|i| format!(" [item {i}]")).unwrap_or_default();
+                let item = s
+                    .item_index
+                    .map(|i| format!(" [item {i}]"))
+                    .unwrap_or_default();
                 let line = match s.status {
                     NodeStatus::Running => continue,
-                    NodeStatus::Success => format!("ok      {}{item} ({} ms)", s.node_name, s.duration_ms),
+                    NodeStatus::Success => {
+                        format!("ok      {}{item} ({} ms)", s.node_name, s.duration_ms)
+                    }
                     NodeStatus::Waiting => format!("waiting {}{item}", s.node_name),
                     NodeStatus::Failed => format!(
                         "FAILED  {}{item}: {}",
                         s.node_name,
-                        s.error.as_ref().map(|e| format!("{} [{}]", e.message, e.code)).unwrap_or_default()
+                        s.error
+                            .as_ref()
+                            .map(|e| format!("{} [{}]", e.message, e.code))
+                            .unwrap_or_default()
                     ),
                 };
                 finished += 1;
@@ -105,20 +118,33 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                 b.finish_and_clear();
             }
         });
-        let completion = done.await.map_err(|_| anyhow::anyhow!("the runtime stopped before the workflow completed"))?;
+        let completion = done
+            .await
+            .map_err(|_| anyhow::anyhow!("the runtime stopped before the workflow completed"))?;
         // The printer stops at the completion event, after every status emitted before it.
         let _ = printer.await;
         eprintln!(
             "{} in {} ms{}",
             completion.status.as_str(),
             completion.total_duration_ms,
-            completion.failure_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+            completion
+                .failure_reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
         );
         if args.completion {
             println!("{}", serde_json::to_string_pretty(&completion)?);
         } else {
-            println!("{}", serde_json::to_string_pretty(&completion.final_context)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&completion.final_context)?
+            );
         }
-        Ok(if completion.status == ExecutionStatus::Completed { 0 } else { 1 })
+        Ok(if completion.status == ExecutionStatus::Completed {
+            0
+        } else {
+            1
+        })
     })
 }

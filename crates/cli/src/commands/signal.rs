@@ -31,11 +31,23 @@ pub fn run(args: SignalArgs) -> anyhow::Result<u8> {
         }
     };
     let settings = Settings::load(args.config.as_deref())?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
-        let broker = Broker::connect(crate::commands::submit::amqp_options(&settings, "baton-signal")).await?;
-        let body = json!({"signal": {"execution_id": args.execution_id, "name": args.name, "data": data}});
-        broker.publish(vec![Outgoing::new(settings.queue("workflow.execution"), serde_json::to_vec(&body)?)]).await?;
+        let broker = Broker::connect(crate::commands::submit::amqp_options(
+            &settings,
+            "baton-signal",
+        ))
+        .await?;
+        let body =
+            json!({"signal": {"execution_id": args.execution_id, "name": args.name, "data": data}});
+        broker
+            .publish(vec![Outgoing::new(
+                settings.queue("workflow.execution"),
+                serde_json::to_vec(&body)?,
+            )])
+            .await?;
         broker.close().await;
         eprintln!("signal `{}` sent to {}", args.name, args.execution_id);
         Ok(0)

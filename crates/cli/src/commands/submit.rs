@@ -45,7 +45,11 @@ pub fn amqp_options(settings: &Settings, name: &str) -> AmqpOptions {
         status_queue: settings.queue("workflow.node.status"),
         completion_queue: settings.queue("workflow.completion"),
         dead_letter_queue: settings.queue("workflow.dead-letter"),
-        queue_type: if settings.queue_type == "quorum" { baton_amqp::QueueType::Quorum } else { baton_amqp::QueueType::Classic },
+        queue_type: if settings.queue_type == "quorum" {
+            baton_amqp::QueueType::Quorum
+        } else {
+            baton_amqp::QueueType::Classic
+        },
         connection_name: Some(name.to_string()),
         connect_timeout: Duration::from_secs(10),
         ..AmqpOptions::default()
@@ -68,18 +72,31 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<u8> {
             return Ok(2);
         }
     };
-    let Ok(definition) = read_document(&args.file) else { return Ok(2) };
+    let Ok(definition) = read_document(&args.file) else {
+        return Ok(2);
+    };
     let input = read_input(args.input.as_deref())?;
     let settings = Settings::load(args.config.as_deref())?;
-    let execution_id = args.execution_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let execution_id = args
+        .execution_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let workflow_id = workflow.definition.name.clone().unwrap_or_else(|| {
-        args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "workflow".into())
+        args.file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "workflow".into())
     });
     // Rune masters name the node to run; a trigger (or `$start`) means "the start nodes".
-    let current_node = workflow.nodes.iter().find(|n| n.trigger).map(|n| n.id.clone()).unwrap_or_else(|| match workflow.start.as_slice() {
-        [one] => workflow.nodes[*one].id.clone(),
-        _ => "$start".to_string(),
-    });
+    let current_node = workflow
+        .nodes
+        .iter()
+        .find(|n| n.trigger)
+        .map(|n| n.id.clone())
+        .unwrap_or_else(|| match workflow.start.as_slice() {
+            [one] => workflow.nodes[*one].id.clone(),
+            _ => "$start".to_string(),
+        });
     let mut context = Map::new();
     context.insert("$input".into(), input.clone());
     context.insert("$trigger".into(), input);
@@ -90,15 +107,29 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<u8> {
         "workflow_definition": definition,
         "accumulated_context": context,
     });
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let broker = Broker::connect(amqp_options(&settings, "baton-submit")).await?;
         let mut events = if args.wait {
-            Some(broker.subscribe(&[settings.queue("workflow.node.status"), settings.queue("workflow.completion")]).await?)
+            Some(
+                broker
+                    .subscribe(&[
+                        settings.queue("workflow.node.status"),
+                        settings.queue("workflow.completion"),
+                    ])
+                    .await?,
+            )
         } else {
             None
         };
-        broker.publish(vec![Outgoing::new(settings.queue("workflow.execution"), serde_json::to_vec(&message)?)]).await?;
+        broker
+            .publish(vec![Outgoing::new(
+                settings.queue("workflow.execution"),
+                serde_json::to_vec(&message)?,
+            )])
+            .await?;
         eprintln!("submitted execution {execution_id}");
         let Some(events) = events.as_mut() else {
             println!("{execution_id}");
@@ -120,20 +151,43 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<u8> {
             let body = delivery.body.clone();
             let _ = delivery.ack().await;
             if is_completion {
-                let Ok(c) = serde_json::from_slice::<Completion>(&body) else { continue };
+                let Ok(c) = serde_json::from_slice::<Completion>(&body) else {
+                    continue;
+                };
                 if c.execution_id != execution_id {
                     continue;
                 }
-                eprintln!("{} in {} ms{}", c.status.as_str(), c.total_duration_ms, c.failure_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default());
+                eprintln!(
+                    "{} in {} ms{}",
+                    c.status.as_str(),
+                    c.total_duration_ms,
+                    c.failure_reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                );
                 println!("{}", serde_json::to_string_pretty(&c)?);
-                break if c.status == ExecutionStatus::Completed { 0 } else { 1 };
+                break if c.status == ExecutionStatus::Completed {
+                    0
+                } else {
+                    1
+                };
             }
             if let Ok(s) = serde_json::from_slice::<StatusEvent>(&body)
                 && s.execution_id == execution_id
             {
-                let status = serde_json::to_value(s.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-                let err = s.error.map(|e| format!(": {} [{}]", e.message, e.code)).unwrap_or_default();
-                let item = s.item_index.map(|i| format!(" [item {i}]")).unwrap_or_default();
+                let status = serde_json::to_value(s.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let err = s
+                    .error
+                    .map(|e| format!(": {} [{}]", e.message, e.code))
+                    .unwrap_or_default();
+                let item = s
+                    .item_index
+                    .map(|i| format!(" [item {i}]"))
+                    .unwrap_or_default();
                 eprintln!("{status:<8}{}{item}{err}", s.node_name);
             }
         };

@@ -36,7 +36,12 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<u8> {
     } else if problems.is_empty() {
         println!("{}: valid", args.file.display());
     } else {
-        println!("{}: {} problem{}", args.file.display(), problems.len(), if problems.len() == 1 { "" } else { "s" });
+        println!(
+            "{}: {} problem{}",
+            args.file.display(),
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
         for p in &problems {
             println!("  {}: {}", p.path, p.message);
         }

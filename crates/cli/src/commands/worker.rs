@@ -18,7 +18,9 @@ pub struct WorkerArgs {
 pub fn run(args: WorkerArgs) -> anyhow::Result<u8> {
     let settings = Settings::load(args.config.as_deref())?;
     crate::logging::init_service(&settings.log_format);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let metrics = health::install_metrics()?;
         let shutdown = CancellationToken::new();
@@ -26,7 +28,12 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<u8> {
         let port = settings.http_port;
         let worker = Worker::connect(settings, baton_nodes::registry()).await?;
         let admin_stop = CancellationToken::new();
-        let admin = tokio::spawn(health::serve(worker.clone(), metrics, port, admin_stop.clone()));
+        let admin = tokio::spawn(health::serve(
+            worker.clone(),
+            metrics,
+            port,
+            admin_stop.clone(),
+        ));
         let result = worker.run(shutdown).await;
         admin_stop.cancel();
         let _ = admin.await;
@@ -41,7 +48,10 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
                 tracing::error!("cannot install signal handlers");
                 return;
             };
