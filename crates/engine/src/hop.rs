@@ -343,6 +343,28 @@ impl Engine {
         status: NodeStatus,
     ) -> StatusEvent {
         let _ = wf;
+        if !self.events.wants_status() {
+            // Nobody observes statuses: an empty event (no allocation), never sent.
+            return StatusEvent {
+                workflow_id: String::new(),
+                execution_id: String::new(),
+                node_id: String::new(),
+                node_name: String::new(),
+                node_type: String::new(),
+                status,
+                parameters: None,
+                output: None,
+                error: None,
+                executed_at: String::new(),
+                duration_ms: 0,
+                branch_id: None,
+                split_node_id: None,
+                item_index: None,
+                total_items: None,
+                lineage_stack: Vec::new(),
+                attempt: None,
+            };
+        }
         let top = msg.lineage.last();
         StatusEvent {
             workflow_id: msg.workflow_id.clone(),
@@ -366,6 +388,9 @@ impl Engine {
     }
 
     async fn emit(&self, ev: StatusEvent) {
+        if !self.events.wants_status() {
+            return;
+        }
         // A lost status is a monitoring gap, not lost work: log and continue.
         if let Err(e) = self.events.status(ev).await {
             tracing::warn!(error = %e, "status event not delivered");
@@ -1047,7 +1072,9 @@ impl Engine {
                 return self.fail(wf, node, msg, err, started).await;
             }
         };
-        running.parameters = Some(params.clone());
+        if self.events.wants_status() {
+            running.parameters = Some(params.clone());
+        }
         self.emit(running).await;
         let result = self.run_node(wf, node, msg, &params, &ctx).await;
         if msg.kind == HopKind::OnFailure {

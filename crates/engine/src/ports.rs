@@ -175,6 +175,11 @@ pub trait HopQueue: Send + Sync {
 pub trait EventSink: Send + Sync {
     async fn status(&self, event: StatusEvent) -> Result<(), PortError>;
     async fn completion(&self, completion: Completion) -> Result<(), PortError>;
+    /// Whether status events are observed at all. When false the engine neither builds nor
+    /// sends them (the embedded runtime with no subscriber); completions always go out.
+    fn wants_status(&self) -> bool {
+        true
+    }
 }
 
 /// Compiled definitions by content hash.

@@ -72,8 +72,14 @@ impl EventSink for MemoryEvents {
         Ok(())
     }
 
+    fn wants_status(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     async fn completion(&self, completion: Completion) -> Result<(), PortError> {
-        let _ = self.tx.send(Event::Completion(completion.clone()));
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(Event::Completion(completion.clone()));
+        }
         let waiter = self
             .waiters
             .lock()

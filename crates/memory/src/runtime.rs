@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use baton_core::CompiledWorkflow;
-use baton_core::message::Completion;
+use baton_core::message::{Completion, ExecutionStatus};
 use baton_engine::ports::{DefinitionCache, PortError};
 use baton_engine::{Engine, HopOutcome, NodeRegistry, StartRequest};
 use serde_json::{Map, Value};
@@ -73,7 +73,9 @@ impl EmbeddedRuntime {
                 let engine = dispatcher_engine.clone();
                 tokio::spawn(async move {
                     let node = msg.node_id.clone();
-                    match engine.handle(msg).await {
+                    // Boxed: the hop's future is several KB, and a task copies its future
+                    // when it is spawned and when it completes.
+                    match Box::pin(engine.handle(msg)).await {
                         Ok(HopOutcome::Poison(reason)) => {
                             tracing::error!(node, reason, "message dropped as poison")
                         }
@@ -146,14 +148,19 @@ impl EmbeddedRuntime {
         let completion = done
             .await
             .map_err(|_| PortError("runtime stopped before completion".into()))?;
-        // Messages still in flight after a halt (cancelled branches, timers) must find the
-        // execution finished, not unknown; forget it a little later.
-        let store = self.store.clone();
-        let id = execution_id.to_string();
-        tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-            store.forget(&id);
-        });
+        // A completed execution has no message left (its token count reached zero): forget
+        // it now. After a halt, messages still in flight (cancelled branches, timers) must find
+        // the execution finished, not unknown: forget it a little later.
+        if completion.status == ExecutionStatus::Completed {
+            self.store.forget(execution_id);
+        } else {
+            let store = self.store.clone();
+            let id = execution_id.to_string();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                store.forget(&id);
+            });
+        }
         Ok(completion)
     }
 

@@ -52,7 +52,10 @@ const MAX_TRANSIENT_FAILURES: u32 = 20;
 
 impl Worker {
     /// Connects to RabbitMQ and Redis and wires the engine.
-    pub async fn connect(settings: Settings, registry: NodeRegistry) -> Result<Arc<Self>, WorkerError> {
+    pub async fn connect(
+        settings: Settings,
+        registry: NodeRegistry,
+    ) -> Result<Arc<Self>, WorkerError> {
         let opts = AmqpOptions {
             url: settings.amqp_url.clone(),
             exchange: settings.queue("workflows"),
@@ -60,14 +63,28 @@ impl Worker {
             status_queue: settings.queue("workflow.node.status"),
             completion_queue: settings.queue("workflow.completion"),
             dead_letter_queue: settings.queue("workflow.dead-letter"),
-            queue_type: if settings.queue_type == "quorum" { QueueType::Quorum } else { QueueType::Classic },
+            queue_type: if settings.queue_type == "quorum" {
+                QueueType::Quorum
+            } else {
+                QueueType::Classic
+            },
             prefetch: settings.prefetch,
             connection_name: Some(format!("baton-worker-{}", std::process::id())),
             ..AmqpOptions::default()
         };
-        let broker = Broker::connect(opts).await.map_err(|e| WorkerError::Broker(e.to_string()))?;
-        let redis_opts = RedisOptions { key_prefix: settings.key_prefix.clone(), completed_ttl_secs: settings.completed_ttl_secs, ..RedisOptions::default() };
-        let store = Arc::new(RedisStore::connect(&settings.redis_url, redis_opts).await.map_err(|e| WorkerError::Redis(e.to_string()))?);
+        let broker = Broker::connect(opts)
+            .await
+            .map_err(|e| WorkerError::Broker(e.to_string()))?;
+        let redis_opts = RedisOptions {
+            key_prefix: settings.key_prefix.clone(),
+            completed_ttl_secs: settings.completed_ttl_secs,
+            ..RedisOptions::default()
+        };
+        let store = Arc::new(
+            RedisStore::connect(&settings.redis_url, redis_opts)
+                .await
+                .map_err(|e| WorkerError::Redis(e.to_string()))?,
+        );
         let timers = store.timers();
         let def_store = store.definitions();
         let routes = Arc::new(Routes {
@@ -79,7 +96,13 @@ impl Worker {
         let definitions = Arc::new(Definitions::new(def_store, registry.clone()));
         let (events, _task) = AmqpEvents::start(broker.clone(), routes.clone());
         let queue = AmqpHopQueue::new(broker.clone(), timers.clone(), routes.clone());
-        let engine = Arc::new(Engine::new(store.clone(), Arc::new(queue), Arc::new(events.clone()), definitions.clone(), registry));
+        let engine = Arc::new(Engine::new(
+            store.clone(),
+            Arc::new(queue),
+            Arc::new(events.clone()),
+            definitions.clone(),
+            registry,
+        ));
         let worker = Arc::new(Self {
             settings,
             broker,
@@ -95,7 +118,9 @@ impl Worker {
 
     /// Broker connected, Redis answering, not draining.
     pub async fn ready(&self) -> bool {
-        !self.draining.load(Ordering::Relaxed) && self.broker.is_ready() && self.store.ping().await.is_ok()
+        !self.draining.load(Ordering::Relaxed)
+            && self.broker.is_ready()
+            && self.store.ping().await.is_ok()
     }
 
     /// Runs until `shutdown` fires, then drains in-flight hops (bounded by the drain timeout).
@@ -107,12 +132,20 @@ impl Worker {
             completion: self.settings.queue("workflow.completion"),
         });
         let background = CancellationToken::new();
-        let pump = tokio::spawn(run_timer_pump(timers, self.broker.clone(), routes, Duration::from_millis(self.settings.timer_poll_ms), background.clone()));
+        let pump = tokio::spawn(run_timer_pump(
+            timers,
+            self.broker.clone(),
+            routes,
+            Duration::from_millis(self.settings.timer_poll_ms),
+            background.clone(),
+        ));
         let cancels = tokio::spawn({
             let worker = self.clone();
             let stop = background.clone();
             async move {
-                let Ok(stream) = worker.store.subscribe_cancels().await else { return };
+                let Ok(stream) = worker.store.subscribe_cancels().await else {
+                    return;
+                };
                 let mut stream = std::pin::pin!(stream);
                 loop {
                     tokio::select! {
@@ -127,7 +160,11 @@ impl Worker {
         });
 
         let tag = format!("baton-worker-{}", uuid::Uuid::new_v4());
-        let mut deliveries = self.broker.consume(&self.settings.queue("workflow.execution"), &tag).await.map_err(|e| WorkerError::Broker(e.to_string()))?;
+        let mut deliveries = self
+            .broker
+            .consume(&self.settings.queue("workflow.execution"), &tag)
+            .await
+            .map_err(|e| WorkerError::Broker(e.to_string()))?;
         let permits = Arc::new(Semaphore::new(self.settings.concurrency));
         let tracker = TaskTracker::new();
         tracing::info!(queue = %self.settings.queue("workflow.execution"), concurrency = self.settings.concurrency, "worker consuming");
@@ -143,7 +180,9 @@ impl Worker {
             let worker = self.clone();
             tracker.spawn(async move {
                 metrics::gauge!(m::IN_FLIGHT).increment(1.0);
-                worker.process(delivery).await;
+                // Boxed: a hop's future is several KB, and a task copies its future when it
+                // is spawned and when it completes.
+                Box::pin(worker.process(delivery)).await;
                 metrics::gauge!(m::IN_FLIGHT).decrement(1.0);
                 drop(permit);
             });
@@ -153,7 +192,12 @@ impl Worker {
         self.draining.store(true, Ordering::Relaxed);
         deliveries.cancel().await;
         tracker.close();
-        let drained = tokio::time::timeout(Duration::from_secs(self.settings.drain_timeout_secs), tracker.wait()).await.is_ok();
+        let drained = tokio::time::timeout(
+            Duration::from_secs(self.settings.drain_timeout_secs),
+            tracker.wait(),
+        )
+        .await
+        .is_ok();
         tracing::info!(drained, "worker stopping");
         background.cancel();
         let _ = pump.await;
@@ -166,7 +210,9 @@ impl Worker {
         let started = Instant::now();
         let traceparent = delivery.headers.get("traceparent").cloned();
         match classify(&delivery.body, self.settings.max_message_bytes) {
-            Intake::Poison { reason, execution } => self.poison(delivery, &reason, execution, None).await,
+            Intake::Poison { reason, execution } => {
+                self.poison(delivery, &reason, execution, None).await
+            }
             Intake::Cancel(id) => match self.cancel(&id).await {
                 Ok(cancelled) => {
                     tracing::info!(execution_id = %id, cancelled, "cancel request");
@@ -174,16 +220,25 @@ impl Worker {
                 }
                 Err(e) => self.transient(delivery, &format!("cancel:{id}"), &e).await,
             },
-            Intake::Signal { execution_id, name, data } => {
+            Intake::Signal {
+                execution_id,
+                name,
+                data,
+            } => {
                 let result = async {
-                    if let Some((_, reference)) = self.store.identity(&execution_id).await.map_err(|e| e.0)? {
+                    if let Some((_, reference)) =
+                        self.store.identity(&execution_id).await.map_err(|e| e.0)?
+                    {
                         match self.definitions.ensure(&reference).await {
                             Err(DefinitionError::Store(e)) => return Err(e),
                             Err(_) => return Ok(0),
                             Ok(_) => {}
                         }
                     }
-                    self.engine.signal(&execution_id, &name, data).await.map_err(|e| e.0)
+                    self.engine
+                        .signal(&execution_id, &name, data)
+                        .await
+                        .map_err(|e| e.0)
                 }
                 .await;
                 match result {
@@ -191,7 +246,10 @@ impl Worker {
                         tracing::info!(execution_id = %execution_id, signal = %name, resumed, "signal delivered");
                         let _ = delivery.ack().await;
                     }
-                    Err(e) => self.transient(delivery, &format!("signal:{execution_id}:{name}"), &e).await,
+                    Err(e) => {
+                        self.transient(delivery, &format!("signal:{execution_id}:{name}"), &e)
+                            .await
+                    }
                 }
             }
             Intake::RuneStart(start) => {
@@ -203,9 +261,13 @@ impl Worker {
                     }
                     Err(StartError::Invalid(reason)) => {
                         let exec = Some((start.workflow_id(), start.execution_id.clone()));
-                        self.poison(delivery, &reason, exec, Some(&start.current_node)).await;
+                        self.poison(delivery, &reason, exec, Some(&start.current_node))
+                            .await;
                     }
-                    Err(StartError::Transient(e)) => self.transient(delivery, &format!("start:{}", start.execution_id), &e).await,
+                    Err(StartError::Transient(e)) => {
+                        self.transient(delivery, &format!("start:{}", start.execution_id), &e)
+                            .await
+                    }
                 }
             }
             Intake::Hop(msg) => {
@@ -213,10 +275,19 @@ impl Worker {
                 let hop_id = format!("{}|{}", msg.execution_id, msg.hop_id());
                 let wf = match self.definitions.ensure(&msg.workflow_ref).await {
                     Ok(wf) => wf,
-                    Err(DefinitionError::Store(e)) => return self.transient(delivery, &hop_id, &e).await,
-                    Err(e) => return self.poison(delivery, &e.to_string(), Some(exec), None).await,
+                    Err(DefinitionError::Store(e)) => {
+                        return self.transient(delivery, &hop_id, &e).await;
+                    }
+                    Err(e) => {
+                        return self
+                            .poison(delivery, &e.to_string(), Some(exec), None)
+                            .await;
+                    }
                 };
-                let node_type = wf.node(&msg.node_id).map(|n| n.node_type.clone()).unwrap_or_else(|| "unknown".into());
+                let node_type = wf
+                    .node(&msg.node_id)
+                    .map(|n| n.node_type.clone())
+                    .unwrap_or_else(|| "unknown".into());
                 let span = tracing::info_span!("hop", execution_id = %msg.execution_id, node_id = %msg.node_id, node_type = %node_type, trace_id = %trace::trace_id(msg.traceparent.as_deref()));
                 match tracing::Instrument::instrument(self.engine.handle(*msg), span).await {
                     Ok(outcome) => {
@@ -226,9 +297,12 @@ impl Worker {
                             HopOutcome::Poison(_) => "poison",
                         };
                         metrics::counter!(m::HOPS, "node_type" => node_type.clone(), "outcome" => label).increment(1);
-                        metrics::histogram!(m::HOP_SECONDS, "node_type" => node_type).record(started.elapsed().as_secs_f64());
+                        metrics::histogram!(m::HOP_SECONDS, "node_type" => node_type)
+                            .record(started.elapsed().as_secs_f64());
                         match outcome {
-                            HopOutcome::Poison(reason) => self.poison(delivery, &reason, Some(exec), None).await,
+                            HopOutcome::Poison(reason) => {
+                                self.poison(delivery, &reason, Some(exec), None).await
+                            }
                             _ => {
                                 if let Err(e) = delivery.ack().await {
                                     tracing::warn!(error = %e, "ack failed; the broker will redeliver (deduplicated)");
@@ -243,7 +317,9 @@ impl Worker {
     }
 
     async fn cancel(&self, execution_id: &str) -> Result<bool, String> {
-        let Some((_, reference)) = self.store.identity(execution_id).await.map_err(|e| e.0)? else { return Ok(false) };
+        let Some((_, reference)) = self.store.identity(execution_id).await.map_err(|e| e.0)? else {
+            return Ok(false);
+        };
         if let Err(e) = self.definitions.ensure(&reference).await {
             return match e {
                 DefinitionError::Store(e) => Err(e),
@@ -251,42 +327,78 @@ impl Worker {
             };
         }
         let cancelled = self.engine.cancel(execution_id).await.map_err(|e| e.0)?;
-        self.store.publish_cancel(execution_id).await.map_err(|e| e.to_string())?;
+        self.store
+            .publish_cancel(execution_id)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(cancelled)
     }
 
-    async fn start_rune(&self, start: &RuneStart, traceparent: Option<String>) -> Result<(), StartError> {
+    async fn start_rune(
+        &self,
+        start: &RuneStart,
+        traceparent: Option<String>,
+    ) -> Result<(), StartError> {
         let wf = match self.definitions.register(&start.workflow_definition).await {
             Ok(wf) => wf,
             Err(DefinitionError::Store(e)) => return Err(StartError::Transient(e)),
-            Err(e) => return Err(StartError::Invalid(format!("invalid workflow_definition: {e}"))),
+            Err(e) => {
+                return Err(StartError::Invalid(format!(
+                    "invalid workflow_definition: {e}"
+                )));
+            }
         };
         // A Rune master may name the trigger itself (or Baton's `$start`): start at the start nodes.
         let start_at = if start.current_node == "$start" {
             None
         } else {
             let Some(node) = wf.node(&start.current_node) else {
-                return Err(StartError::Invalid(format!("current_node `{}` is not a node of the workflow", start.current_node)));
+                return Err(StartError::Invalid(format!(
+                    "current_node `{}` is not a node of the workflow",
+                    start.current_node
+                )));
             };
             (!node.trigger).then_some(start.current_node.as_str())
         };
         let mut seed = start.accumulated_context.clone().unwrap_or_default();
         if !seed.contains_key("$input") {
-            let input = seed.get("$trigger").cloned().unwrap_or_else(|| Value::Object(Default::default()));
+            let input = seed
+                .get("$trigger")
+                .cloned()
+                .unwrap_or_else(|| Value::Object(Default::default()));
             seed.insert("$input".into(), input);
         }
         let traceparent = Some(traceparent.unwrap_or_else(trace::new_root));
         self.engine
-            .start(&wf, StartRequest { workflow_id: start.workflow_id(), execution_id: start.execution_id.clone(), seed, start_at: start_at.map(str::to_string), traceparent })
+            .start(
+                &wf,
+                StartRequest {
+                    workflow_id: start.workflow_id(),
+                    execution_id: start.execution_id.clone(),
+                    seed,
+                    start_at: start_at.map(str::to_string),
+                    traceparent,
+                },
+            )
             .await
             .map_err(|e| StartError::Transient(e.0))
     }
 
     /// Dead-letters a message with its reason; fails its execution if known.
-    async fn poison(&self, delivery: Delivery, reason: &str, execution: Option<(String, String)>, node_id: Option<&str>) {
+    async fn poison(
+        &self,
+        delivery: Delivery,
+        reason: &str,
+        execution: Option<(String, String)>,
+        node_id: Option<&str>,
+    ) {
         tracing::error!(reason, "dead-lettering message");
         metrics::counter!(m::DEAD_LETTERS).increment(1);
-        if let Err(e) = self.broker.dead_letter(delivery.body.clone(), reason, delivery.headers.clone()).await {
+        if let Err(e) = self
+            .broker
+            .dead_letter(delivery.body.clone(), reason, delivery.headers.clone())
+            .await
+        {
             // Not dead-lettered: hand it back rather than lose it.
             tracing::error!(error = %e, "dead-letter publish failed; requeueing");
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -304,7 +416,11 @@ impl Worker {
                     status: NodeStatus::Failed,
                     parameters: None,
                     output: None,
-                    error: Some(ErrorInfo { message: reason.to_string(), code: "NODE_CREATION_FAILED".into(), details: None }),
+                    error: Some(ErrorInfo {
+                        message: reason.to_string(),
+                        code: "NODE_CREATION_FAILED".into(),
+                        details: None,
+                    }),
                     executed_at: baton_engine::hop::rfc3339_now(),
                     duration_ms: 0,
                     branch_id: None,
@@ -326,7 +442,11 @@ impl Worker {
                 };
                 let _ = self.store.start(&start).await;
             }
-            if let Err(e) = self.engine.fail_execution(&workflow_id, &execution_id, reason.to_string()).await {
+            if let Err(e) = self
+                .engine
+                .fail_execution(&workflow_id, &execution_id, reason.to_string())
+                .await
+            {
                 tracing::warn!(error = %e.0, execution_id, "could not mark the execution failed");
             }
         }
@@ -337,7 +457,10 @@ impl Worker {
     async fn transient(&self, delivery: Delivery, hop_id: &str, error: &str) {
         metrics::counter!(m::TRANSIENT_ERRORS).increment(1);
         let count = {
-            let mut map = self.transient_failures.lock().unwrap_or_else(|p| p.into_inner());
+            let mut map = self
+                .transient_failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if map.len() > 100_000 {
                 map.clear();
             }
@@ -351,7 +474,11 @@ impl Worker {
             let reason = format!("failed {count} times with transient errors, last: {error}");
             return self.poison(delivery, &reason, None, None).await;
         }
-        tracing::warn!(error, attempt = count, "hop failed on infrastructure; handing it back");
+        tracing::warn!(
+            error,
+            attempt = count,
+            "hop failed on infrastructure; handing it back"
+        );
         let pause = Duration::from_millis((100u64 << count.min(6)).min(5_000));
         tokio::time::sleep(pause).await;
         let _ = delivery.nack_requeue().await;

@@ -123,10 +123,12 @@ impl AmqpEvents {
                     }
                 }
                 let n = batch.len();
-                let mut result = broker.publish(batch.clone()).await;
+                // Only a batch with a completion is retried: keep a copy just for those.
+                let retry = (!waiters.is_empty()).then(|| batch.clone());
+                let mut result = broker.publish(batch).await;
                 // A completion must not be lost: retry the batch while the broker recovers.
                 let mut delay = Duration::from_millis(50);
-                while result.is_err() && !waiters.is_empty() {
+                while let (Err(_), Some(batch)) = (&result, &retry) {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                     result = broker.publish(batch.clone()).await;

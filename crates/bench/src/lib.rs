@@ -1,0 +1,457 @@
+//! `baton bench`: how fast a hop is, distributed (RabbitMQ + Redis, one `baton worker` child
+//! process, queues and keys of this run only) and embedded — against the targets, and against
+//! the broker's physical ceiling when its figures are given (`--ceiling`, from
+//! `bench/hop-ceiling` run on the same box, same time).
+//!
+//! Workloads: (a) a 20-node chain of no-op nodes, one execution at a time (hop latency);
+//! (b) 64 such chains in flight, resubmitted as they complete (hops/s); (c) a fan-out over 100
+//! items into an aggregator (time per execution, hops/s); (d) the worker's peak RSS under (b);
+//! (e) (a)–(c) on the embedded runtime.
+
+pub mod distributed;
+pub mod embedded;
+pub mod procfs;
+pub mod stats;
+pub mod workflows;
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use distributed::{DistributedOptions, DistributedReport};
+pub use embedded::{EmbeddedOptions, EmbeddedReport};
+
+use stats::r3;
+
+/// The broker ceiling used when no `--ceiling` measurement is given: hop-ceiling variant (c),
+/// K=64, on this box (`bench/RESULTS.md`, 2026-11-22).
+pub const REFERENCE_CEILING_HOPS_PER_S: f64 = 6202.0;
+
+/// Targets.
+pub const TARGET_HOP_P50_MS: f64 = 1.2;
+pub const TARGET_HOP_P99_MS: f64 = 5.0;
+pub const TARGET_CEILING_FRACTION: f64 = 0.6;
+pub const TARGET_WORKER_RSS_MB: f64 = 64.0;
+pub const TARGET_EMBEDDED_HOPS_PER_S: f64 = 100_000.0;
+
+/// A `hop-ceiling` measurement (one JSON line of its output).
+#[derive(Debug, Clone, Serialize)]
+pub struct CeilingRun {
+    pub variant: String,
+    pub chains: u64,
+    pub hops_per_s: f64,
+    pub hop_p50_ms: f64,
+    pub hop_p99_ms: f64,
+    pub other_cpu_s: f64,
+}
+
+/// Ceiling figures measured in this run (`--ceiling FILE`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Ceiling {
+    pub source: String,
+    pub k1: Option<CeilingRun>,
+    pub k64: Option<CeilingRun>,
+}
+
+impl Ceiling {
+    /// Reads `hop-ceiling` JSON lines; keeps the variant (c) runs at K=1 and K=64 (the last
+    /// of each).
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let mut out = Ceiling {
+            source: path.display().to_string(),
+            ..Ceiling::default()
+        };
+        for line in text.lines().filter(|l| l.trim_start().starts_with('{')) {
+            let v: Value = serde_json::from_str(line)?;
+            let f = |k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+            let run = CeilingRun {
+                variant: v
+                    .get("variant")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                chains: v.get("chains").and_then(Value::as_u64).unwrap_or(0),
+                hops_per_s: f("hops_per_s"),
+                hop_p50_ms: f("hop_p50_us") / 1e3,
+                hop_p99_ms: f("hop_p99_us") / 1e3,
+                other_cpu_s: f("other_cpu_s"),
+            };
+            if run.variant != "c" {
+                continue;
+            }
+            match run.chains {
+                1 => out.k1 = Some(run),
+                64 => out.k64 = Some(run),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One target and how the run did against it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub measured: f64,
+    pub target: String,
+    pub pass: bool,
+}
+
+/// Everything `baton bench` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub version: u32,
+    pub started_at: String,
+    pub profile: &'static str,
+    pub settings: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<DistributedReport>,
+    pub embedded: EmbeddedReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<Ceiling>,
+    /// The ceiling the 64-chain target is derived from (measured, or the reference figure).
+    pub ceiling_hops_per_s: f64,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn new(
+        settings: Value,
+        distributed: Option<DistributedReport>,
+        embedded: EmbeddedReport,
+        ceiling: Option<Ceiling>,
+        started_at: String,
+    ) -> Self {
+        let ceiling_hops = ceiling
+            .as_ref()
+            .and_then(|c| c.k64.as_ref())
+            .map(|r| r.hops_per_s)
+            .filter(|h| *h > 0.0)
+            .unwrap_or(REFERENCE_CEILING_HOPS_PER_S);
+        let mut checks = Vec::new();
+        let mut check = |name: &str, measured: f64, target: String, pass: bool| {
+            checks.push(Check {
+                name: name.into(),
+                measured: r3(measured),
+                target,
+                pass,
+            })
+        };
+        if let Some(d) = &distributed {
+            if d.sequential.executions > 0 {
+                check(
+                    "sequential hop p50 (ms)",
+                    d.sequential.hop_ms.p50,
+                    format!("<= {TARGET_HOP_P50_MS}"),
+                    d.sequential.hop_ms.p50 <= TARGET_HOP_P50_MS,
+                );
+                check(
+                    "sequential hop p99 (ms)",
+                    d.sequential.hop_ms.p99,
+                    format!("<= {TARGET_HOP_P99_MS}"),
+                    d.sequential.hop_ms.p99 <= TARGET_HOP_P99_MS,
+                );
+            }
+            if d.chains.chains > 0 {
+                let need = TARGET_CEILING_FRACTION * ceiling_hops;
+                check(
+                    &format!("{} chains (hops/s)", d.chains.chains),
+                    d.chains.hops_per_s,
+                    format!(">= {need:.0} (0.6 x {ceiling_hops:.0})"),
+                    d.chains.hops_per_s >= need,
+                );
+                check(
+                    "worker peak RSS (MiB)",
+                    d.worker_peak_rss_mb_after_chains,
+                    format!("<= {TARGET_WORKER_RSS_MB}"),
+                    d.worker_peak_rss_mb_after_chains <= TARGET_WORKER_RSS_MB,
+                );
+            }
+        }
+        for (name, phase) in [
+            ("embedded sequential (hops/s)", &embedded.sequential),
+            ("embedded chains (hops/s)", &embedded.chains),
+            ("embedded fan-out (hops/s)", &embedded.fanout),
+        ] {
+            if phase.executions == 0 {
+                continue;
+            }
+            check(
+                name,
+                phase.hops_per_s,
+                format!(">= {TARGET_EMBEDDED_HOPS_PER_S:.0}"),
+                phase.hops_per_s >= TARGET_EMBEDDED_HOPS_PER_S,
+            );
+        }
+        Self {
+            version: 1,
+            started_at,
+            profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+            settings,
+            distributed,
+            embedded,
+            ceiling,
+            ceiling_hops_per_s: ceiling_hops,
+            checks,
+        }
+    }
+
+    /// All targets met.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.pass)
+    }
+
+    /// The human table.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let ok = |b: bool| if b { "ok" } else { "MISS" };
+        let _ = writeln!(
+            s,
+            "baton bench ({} build, {})",
+            self.profile, self.started_at
+        );
+        if self.profile == "debug" {
+            let _ = writeln!(
+                s,
+                "  warning: debug build; run `cargo run --release -p baton -- bench` for real figures"
+            );
+        }
+        if let Some(d) = &self.distributed {
+            let seq = &d.sequential;
+            let ch = &d.chains;
+            let fan = &d.fanout;
+            let k64 = self.ceiling.as_ref().and_then(|c| c.k64.as_ref());
+            let k1 = self.ceiling.as_ref().and_then(|c| c.k1.as_ref());
+            let _ = writeln!(
+                s,
+                "\ndistributed: 1 worker process, RabbitMQ + Redis (queues {}*, keys {}:*)",
+                d.queue_prefix, d.key_prefix
+            );
+            let _ = writeln!(
+                s,
+                "  {:<44} {:>12} {:>22} {:>5}",
+                "figure", "measured", "target", ""
+            );
+            let row = |s: &mut String, name: &str, v: String, t: String, pass: Option<bool>| {
+                let _ = writeln!(
+                    s,
+                    "  {:<44} {:>12} {:>22} {:>5}",
+                    name,
+                    v,
+                    t,
+                    pass.map(ok).unwrap_or("")
+                );
+            };
+            if seq.executions > 0 {
+                row(
+                    &mut s,
+                    &format!(
+                        "(a) hop p50, ms ({} x {} hops)",
+                        seq.executions,
+                        seq.hop_ms.n / seq.executions.max(1) + 1
+                    ),
+                    format!("{:.3}", seq.hop_ms.p50),
+                    format!("<= {TARGET_HOP_P50_MS}"),
+                    Some(seq.hop_ms.p50 <= TARGET_HOP_P50_MS),
+                );
+                row(
+                    &mut s,
+                    "(a) hop p99, ms",
+                    format!("{:.3}", seq.hop_ms.p99),
+                    format!("<= {TARGET_HOP_P99_MS}"),
+                    Some(seq.hop_ms.p99 <= TARGET_HOP_P99_MS),
+                );
+                if let Some(c) = k1 {
+                    row(
+                        &mut s,
+                        "    ceiling (c) K=1 hop p50 / p99, ms",
+                        format!("{:.3}/{:.3}", c.hop_p50_ms, c.hop_p99_ms),
+                        String::new(),
+                        None,
+                    );
+                }
+                row(
+                    &mut s,
+                    "(a) hop p50 / p99 as received, ms",
+                    format!(
+                        "{:.3}/{:.3}",
+                        seq.hop_received_ms.p50, seq.hop_received_ms.p99
+                    ),
+                    String::new(),
+                    None,
+                );
+                row(
+                    &mut s,
+                    "(a) execution p50 / p99, ms",
+                    format!("{:.2}/{:.2}", seq.execution_ms.p50, seq.execution_ms.p99),
+                    String::new(),
+                    None,
+                );
+                row(
+                    &mut s,
+                    "(a) execution / hops, p50 ms",
+                    format!("{:.3}", seq.per_hop_ms.p50),
+                    String::new(),
+                    None,
+                );
+            }
+            if ch.chains > 0 {
+                let need = TARGET_CEILING_FRACTION * self.ceiling_hops_per_s;
+                row(
+                    &mut s,
+                    &format!("(b) {} chains, hops/s ({:.0} s)", ch.chains, ch.window_s),
+                    format!("{:.0}", ch.hops_per_s),
+                    format!(">= {need:.0}"),
+                    Some(ch.hops_per_s >= need),
+                );
+                let src = if k64.is_some() {
+                    "measured now"
+                } else {
+                    "RESULTS.md reference"
+                };
+                row(
+                    &mut s,
+                    &format!("    broker ceiling (c) K=64 ({src})"),
+                    format!("{:.0}", self.ceiling_hops_per_s),
+                    String::new(),
+                    None,
+                );
+                row(
+                    &mut s,
+                    "    ratio to ceiling",
+                    format!("{:.2}", ch.hops_per_s / self.ceiling_hops_per_s),
+                    format!(">= {TARGET_CEILING_FRACTION}"),
+                    Some(ch.hops_per_s / self.ceiling_hops_per_s >= TARGET_CEILING_FRACTION),
+                );
+                row(
+                    &mut s,
+                    "(b) hop p50 / p99 under load, ms",
+                    format!("{:.2}/{:.2}", ch.hop_ms.p50, ch.hop_ms.p99),
+                    String::new(),
+                    None,
+                );
+                row(
+                    &mut s,
+                    "(b) CPU us/hop worker/broker/redis/driver",
+                    format!(
+                        "{:.0}/{:.0}/{:.0}/{:.0}",
+                        ch.cpu_us_per_hop_worker,
+                        ch.cpu_us_per_hop_broker,
+                        ch.cpu_us_per_hop_redis,
+                        ch.cpu_us_per_hop_driver
+                    ),
+                    String::new(),
+                    None,
+                );
+                row(
+                    &mut s,
+                    "(b) CPU us/hop, all four",
+                    format!("{:.0}", ch.cpu_us_per_hop_total),
+                    String::new(),
+                    None,
+                );
+                row(
+                    &mut s,
+                    "(b) box busy, other work CPU-s",
+                    format!("{:.0}% {:.1}", ch.cpu.box_busy * 100.0, ch.cpu.other_s),
+                    String::new(),
+                    None,
+                );
+                if ch.errors > 0 {
+                    row(
+                        &mut s,
+                        "(b) errors",
+                        ch.errors.to_string(),
+                        "0".into(),
+                        Some(false),
+                    );
+                }
+            }
+            if fan.executions > 0 {
+                row(
+                    &mut s,
+                    &format!("(c) fan-out {} -> join, ms per execution p50", fan.width),
+                    format!("{:.1}", fan.execution_ms.p50),
+                    String::new(),
+                    None,
+                );
+                row(
+                    &mut s,
+                    &format!("(c) hops/s ({} hops per execution)", fan.hops_per_execution),
+                    format!("{:.0}", fan.hops_per_s),
+                    String::new(),
+                    None,
+                );
+            }
+            row(
+                &mut s,
+                "(d) worker peak RSS (VmHWM) after (b), MiB",
+                format!("{:.1}", d.worker_peak_rss_mb_after_chains),
+                format!("<= {TARGET_WORKER_RSS_MB}"),
+                Some(d.worker_peak_rss_mb_after_chains <= TARGET_WORKER_RSS_MB),
+            );
+            row(
+                &mut s,
+                "    at the end, MiB",
+                format!("{:.1}", d.worker_peak_rss_mb_end),
+                String::new(),
+                None,
+            );
+        }
+        let e = &self.embedded;
+        let _ = writeln!(s, "\nembedded (this process, in-memory queue and store)");
+        let _ = writeln!(
+            s,
+            "  {:<44} {:>12} {:>22} {:>5}",
+            "figure", "measured", "target", ""
+        );
+        for (name, p) in [
+            ("(a) one chain at a time", &e.sequential),
+            ("(b) chains in flight", &e.chains),
+            ("(c) fan-out -> join", &e.fanout),
+        ] {
+            if p.executions == 0 {
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "  {:<44} {:>12} {:>22} {:>5}",
+                format!("{name}, hops/s"),
+                format!("{:.0}", p.hops_per_s),
+                format!(">= {TARGET_EMBEDDED_HOPS_PER_S:.0}"),
+                ok(p.hops_per_s >= TARGET_EMBEDDED_HOPS_PER_S)
+            );
+            let _ = writeln!(
+                s,
+                "  {:<44} {:>12}",
+                "    execution p50 ms, CPU us/hop",
+                format!("{:.3} {:.1}", p.execution_ms.p50, p.cpu_us_per_hop)
+            );
+        }
+        let misses: Vec<&str> = self
+            .checks
+            .iter()
+            .filter(|c| !c.pass)
+            .map(|c| c.name.as_str())
+            .collect();
+        let _ = writeln!(
+            s,
+            "\n{}",
+            if misses.is_empty() {
+                "all targets met".to_string()
+            } else {
+                format!("targets missed: {}", misses.join(", "))
+            }
+        );
+        s
+    }
+}

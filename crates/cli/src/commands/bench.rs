@@ -1,0 +1,155 @@
+//! `baton bench`: hop latency and throughput, distributed (RabbitMQ + Redis, one `baton worker`
+//! child process, queues and keys of this run only) and embedded, printed beside the targets.
+//! A human table (on stderr with `--json`, which prints one JSON line on stdout). Exit 0 when
+//! every target is met, 1 when one is missed, 2 on errors. Run it on a release build:
+//! `cargo run --release -p baton -- bench` (or `scripts/bench`).
+
+use std::path::PathBuf;
+
+use baton_bench::{Ceiling, DistributedOptions, EmbeddedOptions, Report};
+use baton_worker::Settings;
+use clap::Args;
+use serde_json::json;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Measurement window of the throughput phases, seconds (distributed (b); embedded phases
+    /// use --embedded-secs).
+    #[arg(long, default_value_t = 10.0)]
+    pub secs: f64,
+    /// Chains in flight in the throughput phases.
+    #[arg(long, default_value_t = 64)]
+    pub chains: usize,
+    /// Only the embedded runtime (no RabbitMQ, Redis or worker).
+    #[arg(long)]
+    pub embedded_only: bool,
+    /// Print the report as one JSON line on stdout (the table goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Executions in the sequential latency phase (a).
+    #[arg(long, default_value_t = 50)]
+    pub runs: usize,
+    /// Nodes of the chain.
+    #[arg(long, default_value_t = 20)]
+    pub chain_length: usize,
+    /// Items of the fan-out (c).
+    #[arg(long, default_value_t = 100)]
+    pub fanout: usize,
+    /// Fan-out executions, one at a time (distributed).
+    #[arg(long, default_value_t = 10)]
+    pub fanout_runs: usize,
+    /// Warm-up before the distributed throughput window, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup_secs: f64,
+    /// Duration of each embedded phase, seconds.
+    #[arg(long, default_value_t = 3.0)]
+    pub embedded_secs: f64,
+    /// Hops in flight in the embedded runtime.
+    #[arg(long, default_value_t = 256)]
+    pub embedded_concurrency: usize,
+    /// hop-ceiling JSON lines measured in the same session (variant c, K=1 and K=64): the
+    /// 64-chain target becomes 0.6 x its K=64 figure, and the ratio is printed.
+    #[arg(long)]
+    pub ceiling: Option<PathBuf>,
+    /// Follow statuses on a private subscription queue instead of draining the run's own
+    /// status queue (every status is then routed to two queues).
+    #[arg(long)]
+    pub subscription: bool,
+    /// Wait at most this long before each distributed phase for the box to be < 15 % busy.
+    #[arg(long, default_value_t = 30.0)]
+    pub quiet_wait_secs: f64,
+    /// Phases to run (distributed and embedded): any of `a` (one chain at a time), `b` (chains
+    /// in flight), `c` (fan-out).
+    #[arg(long, default_value = "abc")]
+    pub phases: String,
+    /// The driver acks each burst of ready status deliveries at once (`multiple`) instead of
+    /// each one on its own as hop-ceiling's status drainer does: a cheaper monitor.
+    #[arg(long)]
+    pub batch_acks: bool,
+    /// Worker configuration file (broker and Redis URLs, queue type, prefetch, concurrency);
+    /// `BATON_*` variables apply too. Queue and key prefixes are always this run's own.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
+    let settings = Settings::load(args.config.as_deref())?;
+    let ceiling = args.ceiling.as_deref().map(Ceiling::load).transpose()?;
+    let started_at = chrono_now();
+    let progress = |line: &str| eprintln!("bench: {line}");
+    if cfg!(debug_assertions) {
+        progress("warning: this is a debug build; figures are not representative (use --release)");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(async {
+        let distributed = if args.embedded_only {
+            None
+        } else {
+            let opts = DistributedOptions {
+                baton_exe: std::env::current_exe()?,
+                worker_config: args.config.clone(),
+                amqp_url: settings.amqp_url.clone(),
+                redis_url: settings.redis_url.clone(),
+                queue_type: settings.queue_type.clone(),
+                secs: args.secs,
+                warmup_secs: args.warmup_secs,
+                chains: args.chains,
+                chain_len: args.chain_length,
+                sequential_runs: args.runs,
+                fanout_width: args.fanout,
+                fanout_runs: args.fanout_runs,
+                subscription: args.subscription,
+                quiet_wait_secs: args.quiet_wait_secs,
+                phases: args.phases.clone(),
+                ack_each: !args.batch_acks,
+            };
+            Some(baton_bench::distributed::run(&opts, &progress).await?)
+        };
+        let embedded = EmbeddedOptions {
+            secs: args.embedded_secs,
+            chains: args.chains,
+            chain_len: args.chain_length,
+            fanout_width: args.fanout,
+            concurrency: args.embedded_concurrency,
+            phases: args.phases.clone(),
+        };
+        let embedded = baton_bench::embedded::run(&embedded, &progress).await?;
+        let bench_settings = json!({
+            "secs": args.secs,
+            "warmup_secs": args.warmup_secs,
+            "chains": args.chains,
+            "chain_length": args.chain_length,
+            "runs": args.runs,
+            "fanout": args.fanout,
+            "fanout_runs": args.fanout_runs,
+            "embedded_secs": args.embedded_secs,
+            "embedded_concurrency": args.embedded_concurrency,
+            "queue_type": settings.queue_type,
+            "worker_prefetch": settings.prefetch,
+            "worker_concurrency": settings.concurrency,
+            "subscription": args.subscription,
+            "batch_acks": args.batch_acks,
+        });
+        anyhow::Ok(Report::new(
+            bench_settings,
+            distributed,
+            embedded,
+            ceiling,
+            started_at,
+        ))
+    })?;
+    let table = report.render();
+    if args.json {
+        eprint!("{table}");
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{table}");
+    }
+    Ok(if report.passed() { 0 } else { 1 })
+}
+
+fn chrono_now() -> String {
+    baton_engine::hop::rfc3339_now()
+}
