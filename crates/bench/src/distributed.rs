@@ -108,8 +108,6 @@ pub struct DistributedReport {
     pub queue_prefix: String,
     pub key_prefix: String,
     pub worker_log: String,
-    pub worker_prefetch: Option<String>,
-    pub worker_concurrency: Option<String>,
     pub sequential: SequentialReport,
     pub chains: ThroughputReport,
     pub fanout: FanoutReport,
@@ -511,8 +509,6 @@ pub async fn run(
     report.queue_prefix = queue_prefix;
     report.key_prefix = key_prefix;
     report.worker_log = worker_log;
-    report.worker_prefetch = std::env::var("BATON_PREFETCH").ok();
-    report.worker_concurrency = std::env::var("BATON_CONCURRENCY").ok();
     Ok(report)
 }
 

@@ -25,6 +25,9 @@ pub struct EmbeddedOptions {
     pub concurrency: usize,
     /// Which of the phases `a`, `b`, `c` to run.
     pub phases: String,
+    /// Subscribe to the runtime's events (as `baton run` does), so that status events are
+    /// built and broadcast; without a subscriber the engine skips them.
+    pub observed: bool,
 }
 
 /// One embedded phase.
@@ -42,6 +45,8 @@ pub struct EmbeddedPhase {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct EmbeddedReport {
+    /// Status events were observed (built and broadcast to a subscriber).
+    pub observed: bool,
     /// (a) one chain at a time.
     pub sequential: EmbeddedPhase,
     /// (b) `chains` chains in flight, resubmitted as they complete.
@@ -180,7 +185,17 @@ pub async fn run(
     let rt = EmbeddedRuntime::start(baton_nodes::registry(), opts.concurrency);
     let seq = Arc::new(AtomicU64::new(0));
     let chain_hops = workflows::chain_hops(opts.chain_len);
-    let mut report = EmbeddedReport::default();
+    if opts.observed {
+        let mut events = rt.events().subscribe();
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            while !matches!(events.recv().await, Err(RecvError::Closed)) {}
+        });
+    }
+    let mut report = EmbeddedReport {
+        observed: opts.observed,
+        ..EmbeddedReport::default()
+    };
     if opts.phases.contains('a') {
         progress(&format!(
             "embedded (a): one chain of {} at a time, {:.0} s",

@@ -408,7 +408,15 @@ impl Report {
             );
         }
         let e = &self.embedded;
-        let _ = writeln!(s, "\nembedded (this process, in-memory queue and store)");
+        let observed = if e.observed {
+            "status events observed"
+        } else {
+            "no status subscriber: statuses not built"
+        };
+        let _ = writeln!(
+            s,
+            "\nembedded (this process, in-memory queue and store; {observed})"
+        );
         let _ = writeln!(
             s,
             "  {:<44} {:>12} {:>22} {:>5}",
@@ -453,5 +461,39 @@ impl Report {
             }
         );
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ceiling_keeps_variant_c_at_k1_and_k64() {
+        let path =
+            std::env::temp_dir().join(format!("baton-bench-ceiling-{}.jsonl", std::process::id()));
+        std::fs::write(
+            &path,
+            concat!(
+                r#"{"variant":"a","chains":64,"hops_per_s":18000.0,"hop_p50_us":2000.0,"hop_p99_us":9000.0}"#, "\n",
+                "not json, e.g. a cargo line\n",
+                r#"{"variant":"c","chains":1,"hops_per_s":1500.0,"hop_p50_us":620.0,"hop_p99_us":1400.0,"other_cpu_s":0.1}"#, "\n",
+                r#"{"variant":"c","chains":64,"hops_per_s":6200.0,"hop_p50_us":7300.0,"hop_p99_us":56000.0}"#, "\n",
+            ),
+        )
+        .unwrap();
+        let c = Ceiling::load(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(c.k1.as_ref().map(|r| r.hop_p50_ms), Some(0.62));
+        assert_eq!(c.k64.as_ref().map(|r| r.hops_per_s), Some(6200.0));
+        let report = Report::new(
+            Value::Null,
+            None,
+            EmbeddedReport::default(),
+            Some(c),
+            String::new(),
+        );
+        assert_eq!(report.ceiling_hops_per_s, 6200.0);
+        assert!(report.checks.is_empty(), "no phase ran, nothing to check");
     }
 }

@@ -47,6 +47,10 @@ pub struct BenchArgs {
     /// Hops in flight in the embedded runtime.
     #[arg(long, default_value_t = 256)]
     pub embedded_concurrency: usize,
+    /// Subscribe to the embedded runtime's events, as `baton run` does (status events are then
+    /// built and broadcast; without a subscriber the engine skips them).
+    #[arg(long)]
+    pub embedded_observed: bool,
     /// hop-ceiling JSON lines measured in the same session (variant c, K=1 and K=64): the
     /// 64-chain target becomes 0.6 x its K=64 figure, and the ratio is printed.
     #[arg(long)]
@@ -114,6 +118,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
             fanout_width: args.fanout,
             concurrency: args.embedded_concurrency,
             phases: args.phases.clone(),
+            observed: args.embedded_observed,
         };
         let embedded = baton_bench::embedded::run(&embedded, &progress).await?;
         let bench_settings = json!({
@@ -126,6 +131,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
             "fanout_runs": args.fanout_runs,
             "embedded_secs": args.embedded_secs,
             "embedded_concurrency": args.embedded_concurrency,
+            "embedded_observed": args.embedded_observed,
             "queue_type": settings.queue_type,
             "worker_prefetch": settings.prefetch,
             "worker_concurrency": settings.concurrency,
