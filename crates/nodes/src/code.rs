@@ -1,7 +1,7 @@
 //! The `code` node: runs a small user script in a sandboxed [rhai] engine.
 //!
 //! The script sees its resolved `inputs` as a map named `inputs` and its last expression (or
-//! `return` value) becomes `{"result": <value>}`. The sandbox (see `rfcs/0006-code-node.md`):
+//! `return` value) becomes `{"result": <value>}`. The sandbox (see `rfcs/0007-code-node.md`):
 //! rhai has no file, network, process or clock-sleeping functions unless registered and none
 //! are; `import` is compiled out (`no_module`); `eval` is disabled; `print`/`debug` go to the
 //! worker's log. Every run has an operation budget, call-depth, expression-depth, variable,
