@@ -186,3 +186,42 @@ pub trait EventSink: Send + Sync {
 pub trait DefinitionCache: Send + Sync {
     fn get(&self, workflow_ref: &str) -> Option<Arc<CompiledWorkflow>>;
 }
+
+/// One stored version of a named workflow.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WorkflowVersion {
+    pub workflow_id: String,
+    /// 1, 2, 3, … in the order the versions were stored.
+    pub version: u32,
+    /// Content hash of the definition (the `reference` its executions are pinned to).
+    pub hash: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+}
+
+/// Named, versioned workflow definitions: what the master's `POST /workflows` stores and what
+/// the `workflow` (sub-workflow) node starts. Storing a definition identical to the latest
+/// version returns that version instead of adding one.
+#[async_trait]
+pub trait WorkflowCatalog: Send + Sync {
+    /// Stores `definition` under `workflow_id`; `true` when a new version was added.
+    async fn put(
+        &self,
+        workflow_id: &str,
+        definition: &Value,
+    ) -> Result<(WorkflowVersion, bool), PortError>;
+    async fn latest(&self, workflow_id: &str)
+    -> Result<Option<(WorkflowVersion, Value)>, PortError>;
+    async fn get(
+        &self,
+        workflow_id: &str,
+        version: u32,
+    ) -> Result<Option<(WorkflowVersion, Value)>, PortError>;
+    /// Every version of one workflow, oldest first.
+    async fn versions(&self, workflow_id: &str) -> Result<Vec<WorkflowVersion>, PortError>;
+    /// The latest version of every workflow, ordered by id.
+    async fn list(&self) -> Result<Vec<WorkflowVersion>, PortError>;
+    /// Removes the workflow and its versions; `false` when it did not exist. Executions already
+    /// running keep their pinned definition.
+    async fn delete(&self, workflow_id: &str) -> Result<bool, PortError>;
+}
