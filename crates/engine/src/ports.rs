@@ -225,3 +225,31 @@ pub trait WorkflowCatalog: Send + Sync {
     /// running keep their pinned definition.
     async fn delete(&self, workflow_id: &str) -> Result<bool, PortError>;
 }
+
+/// What is known of a stored credential, never its secret fields.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CredentialMeta {
+    pub credential_id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+}
+
+/// Secrets encrypted at rest. Nodes reference one with `"credentials": {"$credential": "<id>"}`;
+/// the hop reveals it just before the node runs, so the secret never travels in a message and
+/// never lands in the context, a status or a log.
+#[async_trait]
+pub trait CredentialVault: Send + Sync {
+    async fn put(
+        &self,
+        name: &str,
+        type_name: &str,
+        data: &Map<String, Value>,
+    ) -> Result<CredentialMeta, PortError>;
+    async fn list(&self) -> Result<Vec<CredentialMeta>, PortError>;
+    async fn delete(&self, credential_id: &str) -> Result<bool, PortError>;
+    /// The decrypted fields, for the hop only; `None` when the id is unknown.
+    async fn reveal(&self, credential_id: &str) -> Result<Option<Map<String, Value>>, PortError>;
+}
