@@ -88,6 +88,8 @@ pub struct ThroughputReport {
     pub cpu_us_per_hop_total: f64,
     /// Status messages received per hop in the window (2: `running` and `success`).
     pub statuses_per_hop: f64,
+    /// Mean size of a status message body, bytes.
+    pub status_bytes_mean: f64,
     pub errors: u64,
 }
 
@@ -141,6 +143,7 @@ enum Ev {
         status: NodeStatus,
         executed_ns: i64,
         recv: Instant,
+        bytes: usize,
     },
     Completion {
         exec: String,
@@ -287,6 +290,7 @@ fn parse_event(body: &[u8], is_completion: bool, recv: Instant) -> Option<Ev> {
             node: s.node_id,
             status: s.status,
             recv,
+            bytes: body.len(),
         })
     }
 }
@@ -653,6 +657,7 @@ async fn follow(
                 status: NodeStatus::Running,
                 executed_ns,
                 recv,
+                ..
             } if e == exec => {
                 running.insert(node, (executed_ns, recv));
             }
@@ -744,7 +749,8 @@ async fn throughput(
         driver.submit_detached(&id, chain, &empty);
         inflight.insert(id, (Instant::now(), vec![0; opts.chain_len]));
     }
-    let (mut hops, mut completed, mut failures, mut statuses) = (0u64, 0u64, 0u64, 0u64);
+    let (mut hops, mut completed, mut failures, mut statuses, mut status_bytes) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     let (mut hop_ms, mut exec_ms) = (Vec::new(), Vec::new());
     let mut a: Option<Snapshot> = None;
     let mut b: Option<Snapshot> = None;
@@ -787,9 +793,11 @@ async fn throughput(
                 status,
                 executed_ns,
                 recv,
+                bytes,
             } => {
                 if recv >= warm_end && recv < end {
                     statuses += 1;
+                    status_bytes += bytes as u64;
                     if status == NodeStatus::Success {
                         hops += 1;
                     }
@@ -852,6 +860,11 @@ async fn throughput(
         cpu_us_per_hop_redis: per(cpu.redis_s),
         cpu_us_per_hop_driver: per(cpu.bench_s),
         cpu_us_per_hop_total: per(cpu.worker_s + cpu.broker_s + cpu.redis_s + cpu.bench_s),
+        status_bytes_mean: if statuses > 0 {
+            status_bytes as f64 / statuses as f64
+        } else {
+            0.0
+        },
         statuses_per_hop: if hops > 0 {
             statuses as f64 / hops as f64
         } else {

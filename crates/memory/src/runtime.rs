@@ -1,18 +1,20 @@
-//! `EmbeddedRuntime`: the whole engine in one process — in-memory queue, store and events, and
-//! a dispatcher running many hops concurrently (independent branches run in parallel).
+//! `EmbeddedRuntime`: the whole engine in one process — in-memory store and events, each hop
+//! message run as a task, many concurrently (independent branches run in parallel).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
+
+use async_trait::async_trait;
 
 use baton_core::CompiledWorkflow;
-use baton_core::message::{Completion, ExecutionStatus};
-use baton_engine::ports::{DefinitionCache, PortError};
+use baton_core::message::{Completion, ExecutionStatus, HopMessage};
+use baton_engine::ports::{DefinitionCache, HopQueue, PortError};
 use baton_engine::{Engine, HopOutcome, NodeRegistry, StartRequest};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
 use crate::events::MemoryEvents;
-use crate::queue::MemoryQueue;
 use crate::store::MemoryStore;
 
 /// Compiled definitions keyed by reference.
@@ -40,6 +42,109 @@ impl DefinitionCache for MemoryDefinitions {
     }
 }
 
+/// Runs each published hop message as a task, at most `permits` at once (waiting messages
+/// queue on the fair semaphore, in publish order). The first message a hop hands on is kept for
+/// the task that ran the hop, which runs it next on the same thread once the hop has returned:
+/// a chain of hops needs no hand-off between tasks or threads.
+struct Dispatch {
+    engine: OnceLock<Weak<Engine>>,
+    permits: Arc<Semaphore>,
+}
+
+/// What a hop task knows about itself: its runtime, and the message to run next.
+struct Current {
+    owner: usize,
+    next: RefCell<Option<HopMessage>>,
+}
+
+tokio::task_local! {
+    static CURRENT: Current;
+}
+
+/// Hops a task runs in a row before it lets other tasks run.
+const HOPS_BEFORE_YIELD: u32 = 32;
+
+impl Dispatch {
+    fn id(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    fn spawn(&self, msg: HopMessage) {
+        // If the runtime is gone, the message has nowhere to go.
+        let Some(engine) = self.engine.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let permits = self.permits.clone();
+        let current = Current {
+            owner: self.id(),
+            next: RefCell::new(None),
+        };
+        // Boxed once per task: the hop's future is several KB, and a task copies its future
+        // when it is spawned and when it completes; the hops it runs in a row reuse the box.
+        tokio::spawn(Box::pin(CURRENT.scope(current, async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            let mut msg = msg;
+            let mut ran = 0u32;
+            loop {
+                let node = msg.node_id.clone();
+                match engine.handle(msg).await {
+                    Ok(HopOutcome::Poison(reason)) => {
+                        tracing::error!(node, reason, "message dropped as poison")
+                    }
+                    Err(e) => tracing::error!(node, error = %e, "hop failed"),
+                    Ok(_) => {}
+                }
+                let Some(next) = CURRENT.with(|c| c.next.borrow_mut().take()) else {
+                    break;
+                };
+                msg = next;
+                ran += 1;
+                if ran.is_multiple_of(HOPS_BEFORE_YIELD) {
+                    tokio::task::yield_now().await;
+                }
+            }
+        })));
+    }
+
+    /// Runs `msg` next on the current task if that task is a hop task of this runtime with
+    /// nothing queued yet; otherwise on a new task.
+    fn run_next(&self, msg: HopMessage) {
+        let free = CURRENT
+            .try_with(|c| c.owner == self.id() && c.next.borrow().is_none())
+            .unwrap_or(false);
+        if free {
+            CURRENT.with(|c| *c.next.borrow_mut() = Some(msg));
+        } else {
+            self.spawn(msg);
+        }
+    }
+}
+
+/// The embedded runtime's `HopQueue`: hops run as tasks; delayed messages wait on a tokio
+/// timer task, never on a hop slot.
+struct SpawnQueue(Arc<Dispatch>);
+
+#[async_trait]
+impl HopQueue for SpawnQueue {
+    async fn publish(&self, messages: Vec<HopMessage>) -> Result<(), PortError> {
+        for m in messages {
+            self.0.run_next(m);
+        }
+        Ok(())
+    }
+
+    async fn publish_delayed(&self, message: HopMessage, delay_ms: u64) -> Result<(), PortError> {
+        let dispatch = self.0.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+            dispatch.spawn(message);
+        });
+        Ok(())
+    }
+}
+
 /// The embedded runtime. Create inside a tokio runtime.
 #[derive(Debug, Clone)]
 pub struct EmbeddedRuntime {
@@ -50,42 +155,23 @@ pub struct EmbeddedRuntime {
 }
 
 impl EmbeddedRuntime {
-    /// Starts the dispatcher with at most `concurrency` hops in flight.
+    /// Starts the runtime with at most `concurrency` hops in flight.
     pub fn start(registry: NodeRegistry, concurrency: usize) -> Self {
         let store = Arc::new(MemoryStore::new());
         let events = Arc::new(MemoryEvents::new());
         let definitions = Arc::new(MemoryDefinitions::default());
-        let (queue, mut rx) = MemoryQueue::new();
+        let dispatch = Arc::new(Dispatch {
+            engine: OnceLock::new(),
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+        });
         let engine = Arc::new(Engine::new(
             store.clone(),
-            Arc::new(queue),
+            Arc::new(SpawnQueue(dispatch.clone())),
             events.clone(),
             definitions.clone(),
             Arc::new(registry),
         ));
-        let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-        let dispatcher_engine = engine.clone();
-        tokio::spawn(async move {
-            while let Some(msg) = rx.recv().await {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
-                };
-                let engine = dispatcher_engine.clone();
-                tokio::spawn(async move {
-                    let node = msg.node_id.clone();
-                    // Boxed: the hop's future is several KB, and a task copies its future
-                    // when it is spawned and when it completes.
-                    match Box::pin(engine.handle(msg)).await {
-                        Ok(HopOutcome::Poison(reason)) => {
-                            tracing::error!(node, reason, "message dropped as poison")
-                        }
-                        Err(e) => tracing::error!(node, error = %e, "hop failed"),
-                        Ok(_) => {}
-                    }
-                    drop(permit);
-                });
-            }
-        });
+        let _ = dispatch.engine.set(Arc::downgrade(&engine));
         Self {
             engine,
             store,
