@@ -1,0 +1,32 @@
+//! What can go wrong in the vault. No variant ever carries a secret.
+
+use baton_engine::ports::PortError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// The stored ciphertext does not open with this key: a different `BATON_CREDENTIALS_KEY`
+    /// than the one it was written with, or the stored value was altered or moved.
+    #[error(
+        "credential `{credential_id}` cannot be decrypted: it was written with another \
+         BATON_CREDENTIALS_KEY, or its stored value was altered"
+    )]
+    Decrypt { credential_id: String },
+    /// The stored record is not in the vault's format.
+    #[error("credential `{credential_id}` is stored in an unreadable form: {problem}")]
+    Corrupt {
+        credential_id: String,
+        problem: String,
+    },
+    #[error("credential name must not be empty")]
+    EmptyName,
+    #[error("credential vault: redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("credential vault: {0}")]
+    Other(String),
+}
+
+impl From<VaultError> for PortError {
+    fn from(e: VaultError) -> Self {
+        PortError(e.to_string())
+    }
+}

@@ -1,0 +1,108 @@
+//! `MemoryVault`: the in-process vault for the embedded runtime (`baton dev`) and tests. It
+//! encrypts exactly like the Redis vault, so a heap dump holds ciphertext, not secrets.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use baton_engine::ports::{CredentialMeta, CredentialVault, PortError};
+use serde_json::{Map, Value};
+
+use crate::key::VaultKey;
+use crate::{VaultError, new_credential_id, now_rfc3339, seal};
+
+struct Record {
+    meta: CredentialMeta,
+    sealed: String,
+}
+
+/// Credentials in memory, sealed with `key`, listed in creation order.
+pub struct MemoryVault {
+    key: VaultKey,
+    records: Mutex<BTreeMap<String, Record>>,
+}
+
+impl std::fmt::Debug for MemoryVault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryVault").finish_non_exhaustive()
+    }
+}
+
+impl MemoryVault {
+    pub fn new(key: VaultKey) -> Self {
+        Self {
+            key,
+            records: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn locked(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Record>> {
+        // Every update is one insert or remove: a poisoned lock still guards consistent data.
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The stored ciphertext of a credential (what a memory dump would show).
+    pub fn sealed(&self, credential_id: &str) -> Option<String> {
+        self.locked().get(credential_id).map(|r| r.sealed.clone())
+    }
+
+    /// Replaces the stored ciphertext (to simulate tampering in tests); false if unknown.
+    pub fn replace_sealed(&self, credential_id: &str, sealed: String) -> bool {
+        match self.locked().get_mut(credential_id) {
+            Some(r) => {
+                r.sealed = sealed;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[async_trait]
+impl CredentialVault for MemoryVault {
+    async fn put(
+        &self,
+        name: &str,
+        type_name: &str,
+        data: &Map<String, Value>,
+    ) -> Result<CredentialMeta, PortError> {
+        if name.trim().is_empty() {
+            return Err(VaultError::EmptyName.into());
+        }
+        let meta = CredentialMeta {
+            credential_id: new_credential_id(),
+            name: name.to_string(),
+            type_name: type_name.to_string(),
+            created_at: now_rfc3339(),
+        };
+        let sealed = seal::seal(&self.key, &meta.credential_id, type_name, data)?;
+        self.locked().insert(
+            meta.credential_id.clone(),
+            Record {
+                meta: meta.clone(),
+                sealed,
+            },
+        );
+        Ok(meta)
+    }
+
+    async fn list(&self) -> Result<Vec<CredentialMeta>, PortError> {
+        Ok(self.locked().values().map(|r| r.meta.clone()).collect())
+    }
+
+    async fn delete(&self, credential_id: &str) -> Result<bool, PortError> {
+        Ok(self.locked().remove(credential_id).is_some())
+    }
+
+    async fn reveal(&self, credential_id: &str) -> Result<Option<Map<String, Value>>, PortError> {
+        let Some((type_name, sealed)) = self
+            .locked()
+            .get(credential_id)
+            .map(|r| (r.meta.type_name.clone(), r.sealed.clone()))
+        else {
+            return Ok(None);
+        };
+        let fields = seal::open(&self.key, credential_id, &type_name, &sealed)?;
+        Ok(Some(crate::with_type(fields, type_name)))
+    }
+}

@@ -1,0 +1,175 @@
+//! `RedisVault`: credentials in Redis, sealed before they leave the process.
+//!
+//! Keys (`<prefix>` is the worker's and master's `key_prefix`, so both see the same vault):
+//! - `<prefix>:cred:<credential_id>` — a hash: `name`, `type`, `created_at` in clear, `data` =
+//!   `v1.<base64(nonce ‖ XChaCha20-Poly1305 ciphertext)>`;
+//! - `<prefix>:creds` — a sorted set of credential ids (score 0: ids are time-ordered, so the
+//!   lexicographic order is the creation order).
+
+use async_trait::async_trait;
+use baton_engine::ports::{CredentialMeta, CredentialVault, PortError};
+use redis::aio::ConnectionManager;
+use serde_json::{Map, Value};
+
+use crate::key::VaultKey;
+use crate::{VaultError, new_credential_id, now_rfc3339, seal};
+
+/// Credentials in Redis under one key prefix. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisVault {
+    conn: ConnectionManager,
+    prefix: String,
+    key: VaultKey,
+}
+
+impl std::fmt::Debug for RedisVault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisVault")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisVault {
+    pub fn new(conn: ConnectionManager, key_prefix: &str, key: VaultKey) -> Self {
+        Self {
+            conn,
+            prefix: key_prefix.to_string(),
+            key,
+        }
+    }
+
+    /// Opens its own self-reconnecting connection to `url`.
+    pub async fn connect(url: &str, key_prefix: &str, key: VaultKey) -> Result<Self, VaultError> {
+        let client = redis::Client::open(url)?;
+        let conn = ConnectionManager::new(client).await?;
+        Ok(Self::new(conn, key_prefix, key))
+    }
+
+    /// The Redis key of one credential's hash.
+    pub fn record_key(&self, credential_id: &str) -> String {
+        format!("{}:cred:{credential_id}", self.prefix)
+    }
+
+    fn index_key(&self) -> String {
+        format!("{}:creds", self.prefix)
+    }
+
+    async fn meta_of(&self, ids: Vec<String>) -> Result<Vec<CredentialMeta>, VaultError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET")
+                .arg(self.record_key(id))
+                .arg("name")
+                .arg("type")
+                .arg("created_at");
+        }
+        let mut conn = self.conn.clone();
+        let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
+            pipe.query_async(&mut conn).await?;
+        Ok(ids
+            .into_iter()
+            .zip(rows)
+            // A record deleted between the two reads is simply gone.
+            .filter_map(|(credential_id, (name, type_name, created_at))| {
+                Some(CredentialMeta {
+                    credential_id,
+                    name: name?,
+                    type_name: type_name.unwrap_or_default(),
+                    created_at: created_at.unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl CredentialVault for RedisVault {
+    async fn put(
+        &self,
+        name: &str,
+        type_name: &str,
+        data: &Map<String, Value>,
+    ) -> Result<CredentialMeta, PortError> {
+        if name.trim().is_empty() {
+            return Err(VaultError::EmptyName.into());
+        }
+        let meta = CredentialMeta {
+            credential_id: new_credential_id(),
+            name: name.to_string(),
+            type_name: type_name.to_string(),
+            created_at: now_rfc3339(),
+        };
+        let sealed = seal::seal(&self.key, &meta.credential_id, type_name, data)?;
+        let mut conn = self.conn.clone();
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("HSET")
+            .arg(self.record_key(&meta.credential_id))
+            .arg("name")
+            .arg(&meta.name)
+            .arg("type")
+            .arg(&meta.type_name)
+            .arg("created_at")
+            .arg(&meta.created_at)
+            .arg("data")
+            .arg(sealed)
+            .ignore()
+            .cmd("ZADD")
+            .arg(self.index_key())
+            .arg(0)
+            .arg(&meta.credential_id)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(VaultError::from)?;
+        Ok(meta)
+    }
+
+    async fn list(&self) -> Result<Vec<CredentialMeta>, PortError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.index_key())
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(VaultError::from)?;
+        Ok(self.meta_of(ids).await?)
+    }
+
+    async fn delete(&self, credential_id: &str) -> Result<bool, PortError> {
+        let mut conn = self.conn.clone();
+        let (deleted, _): (i64, i64) = redis::pipe()
+            .atomic()
+            .cmd("DEL")
+            .arg(self.record_key(credential_id))
+            .cmd("ZREM")
+            .arg(self.index_key())
+            .arg(credential_id)
+            .query_async(&mut conn)
+            .await
+            .map_err(VaultError::from)?;
+        Ok(deleted > 0)
+    }
+
+    async fn reveal(&self, credential_id: &str) -> Result<Option<Map<String, Value>>, PortError> {
+        let mut conn = self.conn.clone();
+        let (type_name, sealed): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.record_key(credential_id))
+            .arg("type")
+            .arg("data")
+            .query_async(&mut conn)
+            .await
+            .map_err(VaultError::from)?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let type_name = type_name.unwrap_or_default();
+        let fields = seal::open(&self.key, credential_id, &type_name, &sealed)?;
+        Ok(Some(crate::with_type(fields, type_name)))
+    }
+}

@@ -1,0 +1,136 @@
+//! Sealing: a credential's secret fields ↔ `v1.<base64(nonce ‖ ciphertext)>`. Each seal uses a
+//! fresh random 24-byte nonce; the credential id and type are the associated data, so a
+//! ciphertext copied to another credential (or relabelled with another type) fails to open.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chacha20poly1305::aead::{Aead, AeadCore, OsRng, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use crate::VaultError;
+use crate::key::VaultKey;
+
+const FORMAT: &str = "v1.";
+const NONCE_LEN: usize = 24;
+
+fn associated_data(credential_id: &str, type_name: &str) -> Vec<u8> {
+    // NUL cannot occur in either part's meaning, so the pair is unambiguous.
+    format!("baton-credential\0{credential_id}\0{type_name}").into_bytes()
+}
+
+/// Encrypts `data` for `credential_id`.
+pub(crate) fn seal(
+    key: &VaultKey,
+    credential_id: &str,
+    type_name: &str,
+    data: &Map<String, Value>,
+) -> Result<String, VaultError> {
+    let plaintext = Zeroizing::new(
+        serde_json::to_vec(data).map_err(|e| VaultError::Other(format!("serialize: {e}")))?,
+    );
+    let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+    let aad = associated_data(credential_id, type_name);
+    let ciphertext = key
+        .cipher()
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: &plaintext,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| VaultError::Other("encryption failed".into()))?;
+    let mut sealed = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+    sealed.extend_from_slice(&nonce);
+    sealed.extend_from_slice(&ciphertext);
+    Ok(format!("{FORMAT}{}", STANDARD.encode(sealed)))
+}
+
+/// Decrypts what `seal` produced for the same id and type.
+pub(crate) fn open(
+    key: &VaultKey,
+    credential_id: &str,
+    type_name: &str,
+    sealed: &str,
+) -> Result<Map<String, Value>, VaultError> {
+    let corrupt = |problem: &str| VaultError::Corrupt {
+        credential_id: credential_id.to_string(),
+        problem: problem.to_string(),
+    };
+    let body = sealed
+        .strip_prefix(FORMAT)
+        .ok_or_else(|| corrupt("unknown format (expected `v1.`)"))?;
+    let bytes = STANDARD
+        .decode(body)
+        .map_err(|_| corrupt("ciphertext is not base64"))?;
+    if bytes.len() < NONCE_LEN {
+        return Err(corrupt("ciphertext is shorter than its nonce"));
+    }
+    let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+    let aad = associated_data(credential_id, type_name);
+    let plaintext = Zeroizing::new(
+        key.cipher()
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| VaultError::Decrypt {
+                credential_id: credential_id.to_string(),
+            })?,
+    );
+    serde_json::from_slice(&plaintext).map_err(|_| corrupt("decrypted data is not a JSON object"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn secret() -> Map<String, Value> {
+        json!({"token": "s3cr3t-value"}).as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn sealing_twice_gives_different_ciphertexts_that_both_open() {
+        let key = VaultKey::generate();
+        let a = seal(&key, "cred_1", "token", &secret()).unwrap();
+        let b = seal(&key, "cred_1", "token", &secret()).unwrap();
+        assert_ne!(a, b, "a fresh nonce per write");
+        assert!(!a.contains("s3cr3t"));
+        assert_eq!(open(&key, "cred_1", "token", &a).unwrap(), secret());
+        assert_eq!(open(&key, "cred_1", "token", &b).unwrap(), secret());
+    }
+
+    #[test]
+    fn a_ciphertext_opens_only_for_its_own_id_type_and_key() {
+        let key = VaultKey::generate();
+        let sealed = seal(&key, "cred_1", "token", &secret()).unwrap();
+        for (id, ty, k) in [
+            ("cred_2", "token", key.clone()),
+            ("cred_1", "header", key.clone()),
+            ("cred_1", "token", VaultKey::generate()),
+        ] {
+            let err = open(&k, id, ty, &sealed).unwrap_err();
+            assert!(matches!(err, VaultError::Decrypt { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_is_detected() {
+        let key = VaultKey::generate();
+        let sealed = seal(&key, "cred_1", "token", &secret()).unwrap();
+        let mut bytes = STANDARD.decode(&sealed[FORMAT.len()..]).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let tampered = format!("{FORMAT}{}", STANDARD.encode(bytes));
+        let err = open(&key, "cred_1", "token", &tampered).unwrap_err();
+        assert!(matches!(err, VaultError::Decrypt { .. }), "{err}");
+        let err = open(&key, "cred_1", "token", "v9.abc").unwrap_err();
+        assert!(err.to_string().contains("unknown format"), "{err}");
+    }
+}

@@ -1,0 +1,191 @@
+//! The vault contract, run against both implementations, and what only Redis can show: the
+//! value at rest, tampering in place, a second process with another key.
+
+use std::sync::Arc;
+
+use baton_engine::ports::CredentialVault;
+use baton_vault::{MemoryVault, RedisVault, VaultKey};
+use serde_json::{Map, Value, json};
+
+const SECRET: &str = "hunter2-very-secret-token";
+
+fn redis_url() -> String {
+    std::env::var("BATON_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+fn fields(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap()
+}
+
+/// Deletes every key under a test's prefix when dropped.
+struct Prefix(String);
+
+impl Prefix {
+    fn new() -> Self {
+        Self(format!("test-vault-{}", uuid::Uuid::new_v4()))
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        if let Ok(client) = redis::Client::open(redis_url())
+            && let Ok(mut conn) = client.get_connection()
+        {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}:*", self.0))
+                .query(&mut conn)
+                .unwrap_or_default();
+            for k in keys {
+                let _: Result<(), _> = redis::cmd("DEL").arg(k).query(&mut conn);
+            }
+        }
+    }
+}
+
+async fn connection() -> redis::aio::ConnectionManager {
+    let client = redis::Client::open(redis_url()).unwrap();
+    redis::aio::ConnectionManager::new(client).await.unwrap()
+}
+
+/// What every vault must do.
+async fn vault_contract(vault: &dyn CredentialVault) {
+    assert!(vault.list().await.unwrap().is_empty());
+    let data = fields(json!({"token": SECRET, "extra": {"n": 1}}));
+    let a = vault.put("github", "token", &data).await.unwrap();
+    let b = vault
+        .put("smtp", "basic_auth", &fields(json!({"username": "u", "password": "p"})))
+        .await
+        .unwrap();
+    assert_ne!(a.credential_id, b.credential_id);
+    assert_eq!((a.name.as_str(), a.type_name.as_str()), ("github", "token"));
+    assert!(!a.created_at.is_empty());
+
+    // Round trip: the fields come back, plus the credential's type for the nodes.
+    let mut expected = data.clone();
+    expected.insert("type".into(), json!("token"));
+    assert_eq!(vault.reveal(&a.credential_id).await.unwrap(), Some(expected));
+
+    // Listing shows what is stored, in creation order, and never the data.
+    let listed = vault.list().await.unwrap();
+    assert_eq!(listed, vec![a.clone(), b.clone()]);
+    let listed_json = serde_json::to_string(&listed).unwrap();
+    assert!(!listed_json.contains(SECRET), "{listed_json}");
+
+    assert_eq!(vault.reveal("cred_unknown").await.unwrap(), None);
+    assert!(vault.put(" ", "token", &data).await.is_err(), "a name is required");
+
+    assert!(vault.delete(&a.credential_id).await.unwrap());
+    assert!(!vault.delete(&a.credential_id).await.unwrap());
+    assert_eq!(vault.reveal(&a.credential_id).await.unwrap(), None);
+    assert_eq!(vault.list().await.unwrap(), vec![b]);
+}
+
+#[tokio::test]
+async fn memory_vault_meets_the_contract() {
+    vault_contract(&MemoryVault::new(VaultKey::generate())).await;
+}
+
+#[tokio::test]
+async fn redis_vault_meets_the_contract() {
+    let prefix = Prefix::new();
+    let vault = RedisVault::new(connection().await, &prefix.0, VaultKey::generate());
+    vault_contract(&vault).await;
+}
+
+#[tokio::test]
+async fn the_value_at_rest_in_redis_is_ciphertext_without_the_secret() {
+    let prefix = Prefix::new();
+    let vault = RedisVault::new(connection().await, &prefix.0, VaultKey::generate());
+    let meta = vault
+        .put("api", "header", &fields(json!({"field": "X-Key", "value": SECRET})))
+        .await
+        .unwrap();
+    let mut conn = connection().await;
+    let raw: Vec<(String, String)> = redis::cmd("HGETALL")
+        .arg(vault.record_key(&meta.credential_id))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let dump = format!("{raw:?}");
+    assert!(dump.contains("v1."), "{dump}");
+    assert!(dump.contains("\"api\""), "metadata is in clear: {dump}");
+    assert!(!dump.contains(SECRET), "{dump}");
+    assert!(!dump.contains("X-Key"), "every field is encrypted: {dump}");
+}
+
+#[tokio::test]
+async fn a_tampered_or_moved_ciphertext_in_redis_fails_to_decrypt() {
+    let prefix = Prefix::new();
+    let vault = RedisVault::new(connection().await, &prefix.0, VaultKey::generate());
+    let data = fields(json!({"token": SECRET}));
+    let a = vault.put("a", "token", &data).await.unwrap();
+    let b = vault.put("b", "token", &data).await.unwrap();
+    let mut conn = connection().await;
+    let sealed: String = redis::cmd("HGET")
+        .arg(vault.record_key(&a.credential_id))
+        .arg("data")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // Moved: a's ciphertext under b's id.
+    let _: () = redis::cmd("HSET")
+        .arg(vault.record_key(&b.credential_id))
+        .arg("data")
+        .arg(&sealed)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = vault.reveal(&b.credential_id).await.unwrap_err().to_string();
+    assert!(err.contains(&b.credential_id) && err.contains("cannot be decrypted"), "{err}");
+
+    // Altered in place: one character of the ciphertext changed.
+    let mut altered: Vec<char> = sealed.chars().collect();
+    let i = altered.len() / 2;
+    altered[i] = if altered[i] == 'A' { 'B' } else { 'A' };
+    let _: () = redis::cmd("HSET")
+        .arg(vault.record_key(&a.credential_id))
+        .arg("data")
+        .arg(altered.into_iter().collect::<String>())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = vault.reveal(&a.credential_id).await.unwrap_err().to_string();
+    assert!(err.contains("cannot be decrypted"), "{err}");
+    assert!(!err.contains(SECRET));
+}
+
+#[tokio::test]
+async fn a_vault_with_another_key_cannot_reveal_but_still_lists() {
+    let prefix = Prefix::new();
+    let writer = RedisVault::new(connection().await, &prefix.0, VaultKey::generate());
+    let reader = RedisVault::new(connection().await, &prefix.0, VaultKey::generate());
+    let meta = writer
+        .put("db", "token", &fields(json!({"token": SECRET})))
+        .await
+        .unwrap();
+    let err = reader
+        .reveal(&meta.credential_id)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("BATON_CREDENTIALS_KEY"), "{err}");
+    assert_eq!(reader.list().await.unwrap(), vec![meta]);
+}
+
+#[tokio::test]
+async fn a_tampered_ciphertext_in_memory_fails_to_decrypt() {
+    let vault = Arc::new(MemoryVault::new(VaultKey::generate()));
+    let meta = vault
+        .put("x", "token", &fields(json!({"token": SECRET})))
+        .await
+        .unwrap();
+    let sealed = vault.sealed(&meta.credential_id).unwrap();
+    assert!(!sealed.contains(SECRET));
+    let mut altered: Vec<char> = sealed.chars().collect();
+    let i = altered.len() - 5;
+    altered[i] = if altered[i] == 'A' { 'B' } else { 'A' };
+    assert!(vault.replace_sealed(&meta.credential_id, altered.into_iter().collect()));
+    let err = vault.reveal(&meta.credential_id).await.unwrap_err();
+    assert!(err.to_string().contains("cannot be decrypted"), "{err}");
+}
