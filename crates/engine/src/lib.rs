@@ -2,6 +2,8 @@
 //! against the `ports` traits, plus the `Node` trait and registry.
 
 #[cfg(feature = "contract")]
+pub mod catalog_contract;
+#[cfg(feature = "contract")]
 pub mod contract;
 pub mod hop;
 pub mod node;

@@ -5,18 +5,21 @@
 //!   `baton_engine::contract`). A hop costs two round trips: `begin_hop` (lifecycle + the keys
 //!   the node reads) and `commit`.
 //! - [`DefinitionStore`]: workflow definitions by reference.
+//! - [`RedisCatalog`]: named, versioned workflow definitions (the `WorkflowCatalog` port).
 //! - [`TimerStore`]: durable timers with leased claims.
 //! - cancellation broadcast: [`RedisStore::publish_cancel`] / [`RedisStore::subscribe_cancels`].
 //!
 //! Every multi-key operation is one Lua script (`src/lua/`), run with `EVALSHA` (loaded on
 //! `NOSCRIPT`), with all its keys in `KEYS[]` under one hash tag, so it is cluster-safe.
 
+mod catalog;
 mod definitions;
 mod error;
 mod reply;
 mod store;
 mod timers;
 
+pub use catalog::RedisCatalog;
 pub use definitions::DefinitionStore;
 pub use error::Error;
 pub use store::{RedisOptions, RedisStore};

@@ -30,7 +30,7 @@ use redis::{Script, ScriptInvocation, Value as R};
 use serde_json::{Map, Value};
 
 use crate::reply;
-use crate::{DefinitionStore, Error, TimerStore};
+use crate::{DefinitionStore, Error, RedisCatalog, TimerStore};
 
 /// Separates the scope from the context key in a `ctx` field.
 const SEP: char = '\u{1f}';
@@ -174,6 +174,11 @@ impl RedisStore {
     /// Workflow definitions by reference, on the same connection.
     pub fn definitions(&self) -> DefinitionStore {
         DefinitionStore::new(self.conn.clone(), &self.prefix)
+    }
+
+    /// Named, versioned workflow definitions, on the same connection and key prefix.
+    pub fn catalog(&self) -> RedisCatalog {
+        RedisCatalog::new(self.conn.clone(), &self.prefix)
     }
 
     /// Durable timers, on the same connection.

@@ -1,5 +1,6 @@
 //! `RedisStore` against the real Redis: the shared `ExecutionStore` contract, and what only the
-//! Redis store has (TTLs, key layout, round trips, definitions, timers, cancellation).
+//! Redis store has (TTLs, key layout, round trips, definitions, timers, cancellation); the
+//! shared `WorkflowCatalog` contract against `RedisCatalog`.
 
 mod support;
 
@@ -8,8 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::message::ExecutionStatus;
+use baton_engine::catalog_contract::workflow_catalog_contract;
 use baton_engine::contract::{execution_store_contract, start_of, unique_id};
-use baton_engine::ports::{CommitOutcome, ExecutionStore, HopCommit, JoinOutcome, Lifecycle};
+use baton_engine::ports::{
+    CommitOutcome, ExecutionStore, HopCommit, JoinOutcome, Lifecycle, WorkflowCatalog,
+};
 use baton_redis::{Error, RedisOptions, RedisStore};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -26,6 +30,33 @@ async fn redis_store_meets_the_execution_store_contract() {
     let (redis, _cleanup) = store("contract", RedisOptions::default()).await;
     let store: Arc<dyn ExecutionStore> = Arc::new(redis);
     execution_store_contract(|| store.clone()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_catalog_meets_the_workflow_catalog_contract() {
+    let (redis, _cleanup) = store("catalog", RedisOptions::default()).await;
+    let catalog: Arc<dyn WorkflowCatalog> = Arc::new(redis.catalog());
+    workflow_catalog_contract(catalog).await;
+}
+
+/// The catalog stores each definition once by its hash, in the same place the workers load
+/// definitions from, and its keys share one hash tag.
+#[tokio::test]
+async fn catalog_definitions_are_loadable_by_reference() {
+    let (redis, _cleanup) = store("catalogkeys", RedisOptions::default()).await;
+    let catalog = redis.catalog();
+    let doc = json!({"id": "child", "nodes": [], "edges": []});
+    let (v, _) = catalog.put("child", &doc).await.unwrap();
+    let text = redis.definitions().get(&v.hash).await.unwrap().unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), doc);
+    let keys = scan(&format!("{}:{{catalog}}:*", redis.prefix())).await;
+    assert_eq!(
+        keys,
+        vec![
+            format!("{}:{{catalog}}:ids", redis.prefix()),
+            format!("{}:{{catalog}}:wf:child", redis.prefix()),
+        ]
+    );
 }
 
 /// After `finish`, every key of the execution has the completed TTL — including join keys
