@@ -851,12 +851,36 @@
     return { status, countsText: text };
   }
 
+  /** GET /executions/{id}, waiting a little for a record that was just started to appear. */
+  async function fetchExecution(executionId, life) {
+    const givingUpAt = Date.now() + 5000;
+    for (;;) {
+      try {
+        return await api('GET', `/executions/${encodeURIComponent(executionId)}`);
+      } catch (e) {
+        if (!(e instanceof ApiError && e.status === 404) || Date.now() > givingUpAt || !life.alive) throw e;
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+    }
+  }
+
   async function executionView(executionId, root, life) {
-    let exec = await api('GET', `/executions/${encodeURIComponent(executionId)}`);
+    let exec = await fetchExecution(executionId, life);
     if (!life.alive) return;
-    const workflow = await fetchDefinition(exec.workflow_id, exec.version);
+    let workflow = null;
+    let definitionMissing = false;
+    try {
+      workflow = await fetchDefinition(exec.workflow_id, exec.version);
+    } catch (e) {
+      // A deleted workflow still has its executions: draw the nodes that ran, without edges.
+      if (!(e instanceof ApiError && e.status === 404)) throw e;
+      definitionMissing = true;
+    }
     if (!life.alive) return;
-    const definition = (workflow && workflow.latest && workflow.latest.definition) || { nodes: [], edges: [] };
+    const definition = (workflow && workflow.latest && workflow.latest.definition) || {
+      nodes: Object.values(exec.nodes || {}).map((n) => ({ id: n.node_id, name: n.node_name, type: n.node_type })),
+      edges: [],
+    };
     const definitionNodes = new Map((Array.isArray(definition.nodes) ? definition.nodes : [])
       .filter((n) => n && n.id !== undefined).map((n) => [String(n.id), n]));
     let nodes = Object.assign({}, exec.nodes || {});
@@ -882,7 +906,9 @@
           h('div', {}, h('dt', {}, 'Duration'), durationEl),
           h('div', {}, h('dt', {}, 'Trigger'), h('dd', {}, exec.trigger || '—'))),
         h('div', { class: 'exec-actions' }, live, cancelButton)),
-      banner);
+      banner,
+      definitionMissing ? h('div', { class: 'banner info' },
+        `The definition of ${exec.workflow_id} v${exec.version ?? '?'} is no longer stored: only the nodes that ran are drawn.`) : null);
 
     // --- graph and panel
     const dag = drawDag(definition, { id: 'dag', onSelect: (id) => selectNode(id) });
@@ -989,6 +1015,7 @@
           h('h3', {}, 'Parameters (as defined)'), jsonBlock(def.parameters ?? {}, { dataset: { field: 'parameters' } }));
       }
       const actions = [];
+      if (!finished() && view && shown.status === 'waiting') sections.push(signalForm());
       if (finished() && view) {
         actions.push(h('button', { type: 'button', id: 'replay-button', onclick: () => replayFrom(selected) }, '↻ Replay from here'));
       }
@@ -1008,6 +1035,50 @@
             : null) : null,
         sections,
         actions.length ? h('div', { class: 'panel-actions' }, actions) : null);
+    }
+
+    /** A waiting node may be waiting for a signal: send one (name + JSON data). */
+    let signalFormCache = null;
+    function signalForm() {
+      // Reused across re-renders so a refresh never wipes what the user is typing.
+      if (signalFormCache && signalFormCache.nodeId === selected) return signalFormCache.form;
+      const name = h('input', { id: 'signal-name', placeholder: 'signal name', spellcheck: 'false', style: 'width:100%' });
+      const data = h('textarea', { id: 'signal-data', rows: 3, spellcheck: 'false' }, '{}');
+      const error = h('p', { class: 'field-error', id: 'signal-error', hidden: true });
+      const send = h('button', { type: 'submit', class: 'primary small', id: 'signal-button' }, 'Send signal');
+      const form = h('form', {
+        class: 'signal-form',
+        onsubmit: async (event) => {
+          event.preventDefault();
+          error.hidden = true;
+          let payload;
+          try {
+            payload = JSON.parse(data.value.trim() || 'null');
+          } catch (e) {
+            error.textContent = `Data is not valid JSON: ${e.message}`;
+            error.hidden = false;
+            return;
+          }
+          if (!name.value.trim()) {
+            error.textContent = 'Name the signal the node waits for.';
+            error.hidden = false;
+            return;
+          }
+          send.disabled = true;
+          try {
+            await api('POST', `/executions/${encodeURIComponent(exec.execution_id)}/signals/${encodeURIComponent(name.value.trim())}`, { data: payload });
+            toast(`Signal ${name.value.trim()} sent`, 'ok');
+            scheduleRefresh();
+          } catch (e) {
+            error.textContent = describeError(e);
+            error.hidden = false;
+          } finally {
+            send.disabled = false;
+          }
+        },
+      }, h('h3', {}, 'Signal'), name, data, error, h('div', { class: 'panel-actions' }, send));
+      signalFormCache = { nodeId: selected, form };
+      return form;
     }
 
     async function cancel() {
