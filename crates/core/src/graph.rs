@@ -515,6 +515,11 @@ impl CompiledWorkflow {
                 }
             }
             let credentials = node.credentials.as_ref().map(|c| {
+                // A vault reference (`{"$credential": "<id>"}`) stays a reference: the hop
+                // reveals it right before the node runs.
+                if let Some(reference) = c.extra.get("$credential") {
+                    return Map::from_iter([("$credential".to_string(), reference.clone())]);
+                }
                 let mut m = c.values.clone();
                 m.insert("type".into(), Value::String(c.cred_type.clone()));
                 m

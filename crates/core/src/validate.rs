@@ -158,6 +158,26 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
                         )),
                         Some(co) => {
                             let cb = format!("{base}.credentials");
+                            if let Some(reference) = co.get("$credential") {
+                                // A reference to a vault credential, revealed at hop time.
+                                if !reference.as_str().is_some_and(|s| !s.trim().is_empty()) {
+                                    p.push(Problem::new(
+                                        format!("{cb}.$credential"),
+                                        format!(
+                                            "expected a credential id (a non-empty string), \
+                                             found {}",
+                                            type_name(reference)
+                                        ),
+                                    ));
+                                }
+                                if co.contains_key("values") {
+                                    p.push(Problem::new(
+                                        format!("{cb}.values"),
+                                        "not allowed with `$credential`: the secret fields \
+                                         come from the credential vault",
+                                    ));
+                                }
+                            }
                             expect(&mut p, co, &cb, "type", "a string", Value::is_string, false);
                             expect(
                                 &mut p,

@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::{NodeError, NodeInput, NodeRegistry};
 use crate::ports::{
-    CommitOutcome, DefinitionCache, EventSink, ExecutionStart, ExecutionStore, HopCommit, HopQueue,
-    JoinOutcome, Lifecycle, PortError,
+    CommitOutcome, CredentialVault, DefinitionCache, EventSink, ExecutionStart, ExecutionStore,
+    HopCommit, HopQueue, JoinOutcome, Lifecycle, PortError,
 };
 
 /// What starts an execution.
@@ -56,6 +56,8 @@ pub struct Engine {
     definitions: Arc<dyn DefinitionCache>,
     nodes: Arc<NodeRegistry>,
     cancels: Mutex<HashMap<String, CancellationToken>>,
+    /// Where `{"$credential": id}` references are revealed; `None`: nodes using one fail.
+    vault: Option<Arc<dyn CredentialVault>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -98,7 +100,14 @@ impl Engine {
             definitions,
             nodes,
             cancels: Mutex::new(HashMap::new()),
+            vault: None,
         }
+    }
+
+    /// Reveals nodes' `{"$credential": "<id>"}` references from `vault` right before they run.
+    pub fn with_vault(mut self, vault: Arc<dyn CredentialVault>) -> Self {
+        self.vault = Some(vault);
+        self
     }
 
     pub fn registry(&self) -> &NodeRegistry {
@@ -1166,10 +1175,16 @@ impl Engine {
             self.cancel_token(&msg.execution_id)
         };
         let idempotency_key = format!("{}:{}:{}", msg.execution_id, node.id, msg.scope());
+        // Revealed here and only here: the secret lives for this run, in this frame, and is
+        // never part of a message, a status, the context or an error.
+        let revealed = match self.reveal_credentials(node).await {
+            Ok(revealed) => revealed,
+            Err(e) => return RunResult::Failed(e),
+        };
         let input = NodeInput {
             params,
             context: ctx,
-            credentials: node.credentials.as_ref(),
+            credentials: revealed.as_ref().or(node.credentials.as_ref()),
             execution_id: &msg.execution_id,
             node_id: &node.id,
             node_name: &node.name,
@@ -1197,6 +1212,52 @@ impl Engine {
         match result {
             Ok(v) => RunResult::Ok(v),
             Err(e) => RunResult::Failed(e),
+        }
+    }
+
+    /// The decrypted fields of the vault credential `node` references, if it references one.
+    async fn reveal_credentials(
+        &self,
+        node: &CompiledNode,
+    ) -> Result<Option<Map<String, Value>>, NodeError> {
+        let Some(reference) = node.credentials.as_ref().and_then(credential_reference) else {
+            return Ok(None);
+        };
+        let fail = |code: &str, message: String, retryable: bool| NodeError {
+            message,
+            code: code.into(),
+            retryable,
+        };
+        let Some(vault) = &self.vault else {
+            return Err(fail(
+                "CREDENTIAL_VAULT_MISSING",
+                format!(
+                    "node `{}` ({}) uses credential `{reference}`, but this runtime has no \
+                     credential vault (set BATON_CREDENTIALS_KEY)",
+                    node.name, node.id
+                ),
+                false,
+            ));
+        };
+        match vault.reveal(reference).await {
+            Ok(Some(fields)) => Ok(Some(fields)),
+            Ok(None) => Err(fail(
+                "CREDENTIAL_NOT_FOUND",
+                format!(
+                    "node `{}` ({}) uses credential `{reference}`, which is not in the vault",
+                    node.name, node.id
+                ),
+                false,
+            )),
+            // A vault outage may pass: retryable, like any node failure.
+            Err(e) => Err(fail(
+                "CREDENTIAL_UNAVAILABLE",
+                format!(
+                    "node `{}` ({}): credential `{reference}` could not be read: {e}",
+                    node.name, node.id
+                ),
+                true,
+            )),
         }
     }
 
@@ -1412,3 +1473,10 @@ impl Engine {
         }
     }
 }
+/// The vault id in a node's `"credentials": {"$credential": "<id>"}`, if it is a reference.
+pub fn credential_reference(credentials: &Map<String, Value>) -> Option<&str> {
+    credentials.get(CREDENTIAL_REF_KEY).and_then(Value::as_str)
+}
+
+/// The key that makes a node's `credentials` a reference to a vault credential.
+pub const CREDENTIAL_REF_KEY: &str = "$credential";

@@ -9,8 +9,8 @@ use baton_core::spec::{NodeCatalog, NodeSpec};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-/// What a node gets for one run.
-#[derive(Debug)]
+/// What a node gets for one run. Its `Debug` shows which credential fields exist, never
+/// their values.
 pub struct NodeInput<'a> {
     /// The node's parameters with every template resolved, except the node type's raw
     /// parameters (`NodeSpec::raw_params`), which are passed exactly as written.
@@ -30,6 +30,22 @@ pub struct NodeInput<'a> {
     pub idempotency_key: &'a str,
     /// Cancelled when the execution halts or is cancelled; long-running nodes should watch it.
     pub cancel: &'a CancellationToken,
+}
+
+impl std::fmt::Debug for NodeInput<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let credential_fields: Option<Vec<&String>> = self.credentials.map(|c| c.keys().collect());
+        f.debug_struct("NodeInput")
+            .field("params", self.params)
+            .field("context", self.context)
+            .field("credentials", &credential_fields.map(|k| (k, "<redacted>")))
+            .field("execution_id", &self.execution_id)
+            .field("node_id", &self.node_id)
+            .field("node_name", &self.node_name)
+            .field("attempt", &self.attempt)
+            .field("idempotency_key", &self.idempotency_key)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A node failure. `code` is machine-readable (e.g. `HTTP_STATUS`, `INVALID_PARAMETER`).

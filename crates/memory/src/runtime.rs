@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use baton_core::CompiledWorkflow;
 use baton_core::message::{Completion, ExecutionStatus, HopMessage};
-use baton_engine::ports::{DefinitionCache, HopQueue, PortError};
+use baton_engine::ports::{CredentialVault, DefinitionCache, HopQueue, PortError};
 use baton_engine::{Engine, HopOutcome, NodeRegistry, StartRequest};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
@@ -157,6 +157,16 @@ pub struct EmbeddedRuntime {
 impl EmbeddedRuntime {
     /// Starts the runtime with at most `concurrency` hops in flight.
     pub fn start(registry: NodeRegistry, concurrency: usize) -> Self {
+        Self::start_with_vault(registry, concurrency, None)
+    }
+
+    /// Like `start`, with a credential vault that reveals nodes' `{"$credential": id}`
+    /// references (without one, such nodes fail with a clear error).
+    pub fn start_with_vault(
+        registry: NodeRegistry,
+        concurrency: usize,
+        vault: Option<Arc<dyn CredentialVault>>,
+    ) -> Self {
         let store = Arc::new(MemoryStore::new());
         let events = Arc::new(MemoryEvents::new());
         let definitions = Arc::new(MemoryDefinitions::default());
@@ -164,13 +174,17 @@ impl EmbeddedRuntime {
             engine: OnceLock::new(),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
         });
-        let engine = Arc::new(Engine::new(
+        let mut engine = Engine::new(
             store.clone(),
             Arc::new(SpawnQueue(dispatch.clone())),
             events.clone(),
             definitions.clone(),
             Arc::new(registry),
-        ));
+        );
+        if let Some(vault) = vault {
+            engine = engine.with_vault(vault);
+        }
+        let engine = Arc::new(engine);
         let _ = dispatch.engine.set(Arc::downgrade(&engine));
         Self {
             engine,
