@@ -11,6 +11,7 @@ use baton_core::message::{ErrorInfo, NodeStatus, StatusEvent};
 use baton_engine::ports::{EventSink, ExecutionStart, ExecutionStore};
 use baton_engine::{Engine, HopOutcome, NodeRegistry, StartRequest};
 use baton_redis::{RedisOptions, RedisStore};
+use baton_vault::RedisVault;
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -33,6 +34,8 @@ pub enum WorkerError {
     Redis(String),
     #[error("HTTP listener: {0}")]
     Http(String),
+    #[error("credential vault: {0}")]
+    Vault(String),
 }
 
 /// Shared state of a running worker.
@@ -96,13 +99,25 @@ impl Worker {
         let definitions = Arc::new(Definitions::new(def_store, registry.clone()));
         let (events, _task) = AmqpEvents::start(broker.clone(), routes.clone());
         let queue = AmqpHopQueue::new(broker.clone(), timers.clone(), routes.clone());
-        let engine = Arc::new(Engine::new(
+        let mut engine = Engine::new(
             store.clone(),
             Arc::new(queue),
             Arc::new(events.clone()),
             definitions.clone(),
             registry,
-        ));
+        );
+        // The vault lives next to the execution state (same Redis, same prefix): the master
+        // writes credentials there, and only a worker holding the key can reveal them.
+        if let Some(key) = settings
+            .vault_key()
+            .map_err(|e| WorkerError::Vault(e.to_string()))?
+        {
+            let vault = RedisVault::connect(&settings.redis_url, &settings.key_prefix, key)
+                .await
+                .map_err(|e| WorkerError::Vault(e.to_string()))?;
+            engine = engine.with_vault(Arc::new(vault));
+        }
+        let engine = Arc::new(engine);
         let worker = Arc::new(Self {
             settings,
             broker,

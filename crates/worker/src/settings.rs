@@ -15,6 +15,13 @@
 //! | `max_message_bytes` | `BATON_MAX_MESSAGE_BYTES` | `10485760` | larger deliveries are dead-lettered |
 //! | `timer_poll_ms` | `BATON_TIMER_POLL_MS` | `50` | how often due timers are claimed |
 //! | `log_format` | `BATON_LOG_FORMAT` | `json` | `json` or `human` |
+//! | `credentials_key` | `BATON_CREDENTIALS_KEY` | none | base64 of 32 random bytes (`openssl rand -base64 32`): enables the credential vault (see below) |
+//!
+//! With `credentials_key` set, nodes' `"credentials": {"$credential": "<id>"}` references are
+//! revealed from a `RedisVault` on `redis_url` under `key_prefix` (keys
+//! `<key_prefix>:cred:<id>`, `<key_prefix>:creds`) — where the master stores them, so the
+//! master and every worker need the same prefix and the same key. Without it, a node using a
+//! reference fails with a clear error. The key never appears in logs or `Debug` output.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +41,8 @@ pub struct Settings {
     pub max_message_bytes: usize,
     pub timer_poll_ms: u64,
     pub log_format: String,
+    /// `BATON_CREDENTIALS_KEY`; never printed.
+    pub credentials_key: Option<SecretText>,
 }
 
 impl Default for Settings {
@@ -52,7 +61,29 @@ impl Default for Settings {
             max_message_bytes: 10 * 1024 * 1024,
             timer_poll_ms: 50,
             log_format: "json".into(),
+            credentials_key: None,
         }
+    }
+}
+
+/// A configuration value that must never be printed: `Debug` shows `<redacted>`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(String);
+
+impl SecretText {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
@@ -111,7 +142,22 @@ impl Settings {
         if !self.redis_url.starts_with("redis://") && !self.redis_url.starts_with("rediss://") {
             return bad("redis_url", "must start with redis:// or rediss://");
         }
+        if let Err(e) = self.vault_key() {
+            return Err(SettingsError::Invalid {
+                field: "credentials_key",
+                problem: e.to_string(),
+            });
+        }
         Ok(())
+    }
+
+    /// The credential vault's key, if one is configured.
+    pub fn vault_key(&self) -> Result<Option<baton_vault::VaultKey>, baton_vault::KeyError> {
+        self.credentials_key
+            .as_ref()
+            .filter(|k| !k.expose().trim().is_empty())
+            .map(|k| baton_vault::VaultKey::from_base64(k.expose()))
+            .transpose()
     }
 
     pub fn queue(&self, name: &str) -> String {
@@ -143,5 +189,24 @@ mod tests {
         std::fs::write(&bad, "queue_type = \"lazy\"\n").unwrap();
         let err = Settings::load(Some(&bad)).unwrap_err().to_string();
         assert!(err.contains("queue_type"), "{err}");
+    }
+
+    #[test]
+    fn a_credentials_key_is_checked_and_never_printed() {
+        let key = baton_vault::VaultKey::generate().to_base64();
+        let s = Settings {
+            credentials_key: Some(SecretText::new(key.as_str())),
+            ..Settings::default()
+        };
+        assert!(s.validate().is_ok());
+        assert!(s.vault_key().unwrap().is_some());
+        assert!(!format!("{s:?}").contains(key.as_str()));
+        let short = Settings {
+            credentials_key: Some(SecretText::new("c2hvcnQ=")),
+            ..Settings::default()
+        };
+        let err = short.validate().unwrap_err().to_string();
+        assert!(err.contains("credentials_key") && err.contains("32"), "{err}");
+        assert!(Settings::default().vault_key().unwrap().is_none());
     }
 }
