@@ -465,6 +465,8 @@ pub async fn run(
         .env("BATON_HTTP_PORT", free_port()?.to_string())
         .env("BATON_COMPLETED_TTL_SECS", "300")
         .env("BATON_DRAIN_TIMEOUT_SECS", "5")
+        // The benchmark's HTTP target listens on 127.0.0.1.
+        .env("BATON_HTTP_ALLOW_PRIVATE_NETWORKS", "true")
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
         .stderr(log_file);

@@ -84,6 +84,10 @@ pub struct ParamSpec {
     pub kind: ParamKind,
     pub required: bool,
     pub doc: &'static str,
+    /// The value used when the parameter is absent, as it would be written in JSON; `None`
+    /// when there is none or the doc explains it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<&'static str>,
 }
 
 impl ParamSpec {
@@ -93,6 +97,7 @@ impl ParamSpec {
             kind,
             required: true,
             doc,
+            default: None,
         }
     }
     pub fn optional(name: &'static str, kind: ParamKind, doc: &'static str) -> Self {
@@ -101,7 +106,13 @@ impl ParamSpec {
             kind,
             required: false,
             doc,
+            default: None,
         }
+    }
+    /// Declares the value used when the parameter is absent (JSON text, e.g. `"30"`).
+    pub fn with_default(mut self, default: &'static str) -> Self {
+        self.default = Some(default);
+        self
     }
 }
 
@@ -120,6 +131,9 @@ pub struct NodeSpec {
     /// are evaluated by the node itself, e.g. per array item). The context keys they mention
     /// are still read for the hop and handed to the node as `NodeInput::context`.
     pub raw_params: Vec<&'static str>,
+    /// A short example of the node's `parameters` object (JSON text), shown by `baton nodes`
+    /// and in `docs/nodes.md`.
+    pub example: &'static str,
 }
 
 /// Looks node types up by name or alias. Implemented by the node registry.

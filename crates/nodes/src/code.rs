@@ -332,6 +332,7 @@ impl CodeNode {
                 ],
                 output: r#"{"result": <the script's value as JSON>}"#,
                 raw_params: vec![],
+                example: r#"{"script": "inputs.a + inputs.b", "inputs": {"a": 2, "b": "{{ $input.b }}"}}"#,
             },
             engine,
             slots: Arc::new(Semaphore::new(slots.max(1))),

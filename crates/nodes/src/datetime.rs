@@ -68,6 +68,15 @@ fn spec(
         params,
         output,
         raw_params: vec![],
+        example: match type_name {
+            "datetime.now" => r#"{"timezone": "Europe/Paris", "format": "%Y-%m-%d %H:%M"}"#,
+            "datetime.add" => r#"{"date": "$input.ordered_at", "amount": 3, "unit": "days"}"#,
+            "datetime.subtract" => r#"{"date": "$input.due", "amount": 2, "unit": "hours"}"#,
+            "datetime.format" => {
+                r#"{"date": "$input.ordered_at", "timezone": "America/New_York", "format": "%d %b %Y"}"#
+            }
+            _ => r#"{"date": "2024-03-30T12:00:00+01:00", "timezone": "UTC"}"#,
+        },
     }
 }
 

@@ -1,10 +1,17 @@
 //! The `http` node: one HTTP request per run, Rune-compatible parameters and output.
 //!
 //! Retries are the engine's job (the node-level `retry` policy): this node makes exactly one
-//! attempt and reports through [`NodeError::retryable`] whether another attempt could help.
+//! attempt and reports through [`NodeError::retryable`] whether another attempt could help
+//! (`retry_on` chooses which statuses count). Hardening: a streamed response size cap
+//! (`max_response_bytes`), a redirect policy (`follow_redirects`, `max_redirects`) and an SSRF
+//! guard ([`guard`]: `allowed_hosts`, `denied_hosts` and the process-wide [`HttpPolicy`]).
 
+pub mod guard;
+mod hardening;
+
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -16,14 +23,26 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, Header
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Map, Value, json};
 
-/// Responses with a larger body fail with `HTTP_BODY_TOO_LARGE`.
-pub const MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
+pub use guard::{DEFAULT_MAX_RESPONSE_BYTES, HostDenied, HostRule, HttpPolicy};
+use guard::{Guard, GuardedResolver, TooManyRedirects};
+use hardening::{Hardening, parse_hardening, retry_after};
+
+/// Responses with a larger body than `max_response_bytes` (by default this) fail with
+/// `HTTP_BODY_TOO_LARGE`.
+pub const MAX_RESPONSE_BYTES: usize = DEFAULT_MAX_RESPONSE_BYTES;
 
 const DEFAULT_TIMEOUT_SECS: f64 = 30.0;
 /// Upper bound for the `timeout` parameter (one day).
 const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_REDIRECTS: usize = 10;
+const DEFAULT_MAX_REDIRECTS: usize = 10;
+/// Upper bound for the `max_redirects` parameter.
+const MAX_REDIRECTS_LIMIT: usize = 50;
+/// A `Retry-After` longer than this is waited for this long only.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Distinct (host lists, redirect settings, `ignore_ssl`) combinations that keep their own
+/// pooled client; past this the cache starts over.
+const MAX_CACHED_CLIENTS: usize = 64;
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 const ALLOWED_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
@@ -37,8 +56,13 @@ pub mod codes {
     pub const HTTP_REQUEST_FAILED: &str = "HTTP_REQUEST_FAILED";
     /// The `timeout` elapsed before the response body was read.
     pub const HTTP_TIMEOUT: &str = "HTTP_TIMEOUT";
-    /// The response body exceeded [`super::MAX_RESPONSE_BYTES`].
+    /// The response body exceeded `max_response_bytes`.
     pub const HTTP_BODY_TOO_LARGE: &str = "HTTP_BODY_TOO_LARGE";
+    /// The URL, a redirect target or every address of the host is denied by the SSRF guard
+    /// (`allowed_hosts`, `denied_hosts`, private networks).
+    pub const HTTP_HOST_DENIED: &str = "HTTP_HOST_DENIED";
+    /// More redirects than `max_redirects`.
+    pub const HTTP_TOO_MANY_REDIRECTS: &str = "HTTP_TOO_MANY_REDIRECTS";
     /// The node's credentials lack a field their type needs, or produce an invalid header.
     pub const INVALID_CREDENTIALS: &str = "INVALID_CREDENTIALS";
     /// The execution was cancelled while the request was in flight.
@@ -47,65 +71,127 @@ pub mod codes {
     pub const HTTP_CLIENT: &str = "HTTP_CLIENT";
 }
 
-/// Sends one HTTP request. Holds one shared connection pool for the whole process; a second
-/// client that skips certificate verification is built on first use of `ignore_ssl`.
+/// Sends one HTTP request. Keeps one pooled client per distinct combination of host lists,
+/// redirect settings and `ignore_ssl` (in practice: one per workflow node), each with the
+/// guard's DNS resolver and redirect policy built in.
 #[derive(Debug)]
 pub struct HttpNode {
-    client: reqwest::Client,
-    insecure: OnceLock<Result<reqwest::Client, String>>,
+    policy: HttpPolicy,
+    clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
     spec: NodeSpec,
 }
 
-/// The client settings shared by the verifying and the `ignore_ssl` client.
-fn client_builder() -> reqwest::ClientBuilder {
+/// Everything a client's configuration depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    ignore_ssl: bool,
+    follow_redirects: bool,
+    max_redirects: usize,
+    guard: Guard,
+}
+
+/// A client enforcing `key` (rustls, 10 s connect timeout, pooled keep-alive connections).
+fn build_client(key: &ClientKey) -> Result<reqwest::Client, reqwest::Error> {
+    let guard = Arc::new(key.guard.clone());
     reqwest::Client::builder()
         .tls_backend_rustls()
         .connect_timeout(CONNECT_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+        .redirect(guard.redirect_policy(key.follow_redirects, key.max_redirects))
+        .dns_resolver(Arc::new(GuardedResolver { guard }))
+        .danger_accept_invalid_certs(key.ignore_ssl)
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .tcp_keepalive(TCP_KEEPALIVE)
         .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")))
+        .build()
 }
 
 impl HttpNode {
-    /// Builds the node with its own client (rustls, 10 s connect timeout, at most 10
-    /// redirects, pooled keep-alive connections).
+    /// The node under [`HttpPolicy::embedded`] (private networks allowed), as before policies
+    /// existed.
     ///
     /// # Panics
     ///
     /// If the TLS backend cannot be initialised; use [`HttpNode::try_new`] to handle that.
     pub fn new() -> Self {
-        Self::try_new().unwrap_or_else(|e| panic!("cannot build the HTTP client: {e}"))
+        Self::with_policy(HttpPolicy::embedded())
+    }
+
+    /// The node under `policy`.
+    ///
+    /// # Panics
+    ///
+    /// If the TLS backend cannot be initialised; use [`HttpNode::try_with_policy`].
+    pub fn with_policy(policy: HttpPolicy) -> Self {
+        Self::try_with_policy(policy)
+            .unwrap_or_else(|e| panic!("cannot build the HTTP client: {e}"))
     }
 
     /// Like [`HttpNode::new`], returning the client build error instead of panicking.
     pub fn try_new() -> Result<Self, reqwest::Error> {
-        Ok(Self::with_client(client_builder().build()?))
+        Self::try_with_policy(HttpPolicy::embedded())
     }
 
-    /// Uses the given client for every request except those with `ignore_ssl: true`.
-    pub fn with_client(client: reqwest::Client) -> Self {
-        Self {
-            client,
-            insecure: OnceLock::new(),
+    /// Like [`HttpNode::with_policy`]; builds the default client now so that a TLS backend
+    /// problem shows at startup.
+    pub fn try_with_policy(policy: HttpPolicy) -> Result<Self, reqwest::Error> {
+        let node = Self {
+            clients: Mutex::new(HashMap::new()),
             spec: spec(),
+            policy,
+        };
+        let key = node.client_key(false, true, DEFAULT_MAX_REDIRECTS, Vec::new(), Vec::new());
+        let client = build_client(&key)?;
+        node.lock_clients().insert(key, client);
+        Ok(node)
+    }
+
+    /// The process-wide policy this node obeys.
+    pub fn policy(&self) -> &HttpPolicy {
+        &self.policy
+    }
+
+    fn client_key(
+        &self,
+        ignore_ssl: bool,
+        follow_redirects: bool,
+        max_redirects: usize,
+        allowed: Vec<HostRule>,
+        denied: Vec<HostRule>,
+    ) -> ClientKey {
+        ClientKey {
+            ignore_ssl,
+            follow_redirects,
+            max_redirects,
+            guard: Guard {
+                allow_private_networks: self.policy.allow_private_networks,
+                allowed,
+                denied,
+            },
         }
     }
 
-    fn insecure_client(&self) -> Result<&reqwest::Client, NodeError> {
-        self.insecure
-            .get_or_init(|| {
-                client_builder()
-                    .danger_accept_invalid_certs(true)
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
-            .as_ref()
-            .map_err(|e| NodeError {
-                message: format!("cannot build the HTTP client for `ignore_ssl`: {e}"),
-                code: codes::HTTP_CLIENT.into(),
-                retryable: false,
-            })
+    fn lock_clients(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, reqwest::Client>> {
+        // A panic while holding the lock cannot leave the map inconsistent: keep using it.
+        self.clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn client(&self, key: &ClientKey) -> Result<reqwest::Client, NodeError> {
+        if let Some(client) = self.lock_clients().get(key) {
+            return Ok(client.clone());
+        }
+        let client = build_client(key).map_err(|e| NodeError {
+            message: format!("cannot build the HTTP client: {e}"),
+            code: codes::HTTP_CLIENT.into(),
+            retryable: false,
+        })?;
+        let mut clients = self.lock_clients();
+        if clients.len() >= MAX_CACHED_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(key.clone(), client.clone());
+        Ok(client)
     }
 }
 
@@ -127,7 +213,8 @@ fn spec() -> NodeSpec {
                 "method",
                 ParamKind::String,
                 "GET (default), POST, PUT, PATCH, DELETE, HEAD or OPTIONS; case-insensitive.",
-            ),
+            )
+            .with_default("GET"),
             ParamSpec::required(
                 "url",
                 ParamKind::String,
@@ -152,22 +239,58 @@ fn spec() -> NodeSpec {
                 "timeout",
                 ParamKind::Number,
                 "Timeout for the whole request in seconds, body included (default 30).",
-            ),
+            )
+            .with_default("30"),
             ParamSpec::optional(
                 "raise_on_status",
                 ParamKind::String,
                 "Statuses that fail the node, e.g. \"5xx\", \"4xx,5xx\" or \"404 or 500\"; otherwise every status succeeds.",
             ),
             ParamSpec::optional(
+                "retry_on",
+                ParamKind::Any,
+                "Statuses that fail the node as retryable, e.g. [\"5xx\", \"429\"] or \"5xx,429\"; the node's `retry` policy then retries with backoff, after waiting out a `Retry-After` header (at most 60 s). When set, `raise_on_status` failures outside it are not retried.",
+            ),
+            ParamSpec::optional(
                 "ignore_ssl",
                 ParamKind::Boolean,
                 "Skip TLS certificate verification (insecure; for self-signed endpoints only).",
+            )
+            .with_default("false"),
+            ParamSpec::optional(
+                "max_response_bytes",
+                ParamKind::Integer,
+                "Largest response body accepted, in bytes; a larger one fails with HTTP_BODY_TOO_LARGE as soon as it is exceeded. Capped by the process-wide limit.",
+            )
+            .with_default("10485760"),
+            ParamSpec::optional(
+                "follow_redirects",
+                ParamKind::Boolean,
+                "Follow 3xx redirects; when false the 3xx response is the output.",
+            )
+            .with_default("true"),
+            ParamSpec::optional(
+                "max_redirects",
+                ParamKind::Integer,
+                "Most redirects followed (0-50); one more fails with HTTP_TOO_MANY_REDIRECTS.",
+            )
+            .with_default("10"),
+            ParamSpec::optional(
+                "allowed_hosts",
+                ParamKind::StringOrArray,
+                "Only these hosts may be called (redirects included): exact names, `*.suffix` wildcards, IP addresses or CIDR ranges. Others fail with HTTP_HOST_DENIED.",
+            ),
+            ParamSpec::optional(
+                "denied_hosts",
+                ParamKind::StringOrArray,
+                "Hosts never called (redirects and resolved addresses included), same forms as `allowed_hosts`. Private, loopback, link-local and metadata addresses are also denied when the process policy says so (the worker pool, by default).",
             ),
             ParamSpec::optional("retry", ParamKind::Any, RUNE_RETRY),
             ParamSpec::optional("retry_delay", ParamKind::Any, RUNE_RETRY),
         ],
         output: r#"{"status": 200, "status_text": "200 OK", "body": <parsed JSON, else the text, "" if empty>, "headers": {"Content-Type": "<first value>", ...}, "duration_ms": 12}"#,
         raw_params: vec![],
+        example: r#"{"url": "https://api.example.com/orders", "method": "POST", "body": {"id": "{{ $json.id }}"}, "retry_on": ["5xx", "429"], "allowed_hosts": ["api.example.com"]}"#,
     }
 }
 
@@ -185,6 +308,7 @@ struct Request {
     timeout: Duration,
     raise_on_status: Vec<StatusPattern>,
     ignore_ssl: bool,
+    hardening: Hardening,
 }
 
 /// One entry of `raise_on_status`.
@@ -234,6 +358,7 @@ fn parse_request(
     params: &Value,
     credentials: Option<&Map<String, Value>>,
     idempotency_key: &str,
+    policy: &HttpPolicy,
 ) -> Result<Request, NodeError> {
     if !(params.is_object() || params.is_null()) {
         return Err(NodeError::invalid(format!(
@@ -249,6 +374,7 @@ fn parse_request(
     let timeout = parse_timeout(param(params, "timeout"))?;
     let raise_on_status = parse_raise_on_status(param(params, "raise_on_status"))?;
     let ignore_ssl = parse_ignore_ssl(param(params, "ignore_ssl"))?;
+    let hardening = parse_hardening(params, policy)?;
 
     apply_credentials(&mut headers, credentials)?;
     if !headers.contains_key(IDEMPOTENCY_KEY) && !idempotency_key.is_empty() {
@@ -271,6 +397,7 @@ fn parse_request(
         timeout,
         raise_on_status,
         ignore_ssl,
+        hardening,
     })
 }
 
@@ -649,7 +776,41 @@ fn error_chain(e: reqwest::Error) -> String {
     text
 }
 
+/// The first error of type `E` in `e`'s source chain.
+fn find_cause<E: std::error::Error + 'static>(e: &reqwest::Error) -> Option<&E> {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(found) = cause.downcast_ref::<E>() {
+            return Some(found);
+        }
+        source = cause.source();
+    }
+    None
+}
+
+fn host_denied(denied: &HostDenied, target: &Target<'_>) -> NodeError {
+    NodeError {
+        message: format!("HTTP request refused: {target}: {denied}"),
+        code: codes::HTTP_HOST_DENIED.into(),
+        retryable: false,
+    }
+}
+
 fn transport_error(e: reqwest::Error, target: &Target<'_>, timeout: Duration) -> NodeError {
+    if let Some(denied) = find_cause::<HostDenied>(&e) {
+        let mut err = host_denied(denied, target);
+        if e.is_redirect() {
+            err.message = format!("HTTP redirect refused: {target}: {denied}");
+        }
+        return err;
+    }
+    if let Some(too_many) = find_cause::<TooManyRedirects>(&e) {
+        return NodeError {
+            message: format!("HTTP request failed: {target}: {too_many}"),
+            code: codes::HTTP_TOO_MANY_REDIRECTS.into(),
+            retryable: false,
+        };
+    }
     if e.is_timeout() {
         return NodeError::new(
             codes::HTTP_TIMEOUT,
@@ -667,26 +828,27 @@ fn transport_error(e: reqwest::Error, target: &Target<'_>, timeout: Duration) ->
     }
 }
 
-fn too_large(target: &Target<'_>) -> NodeError {
+fn too_large(target: &Target<'_>, limit: usize) -> NodeError {
     NodeError {
         message: format!(
-            "response body from {target} exceeds the {} MiB limit",
-            MAX_RESPONSE_BYTES / (1024 * 1024)
+            "response body from {target} exceeds the limit of {limit} bytes (`max_response_bytes`)"
         ),
         code: codes::HTTP_BODY_TOO_LARGE.into(),
         retryable: false,
     }
 }
 
-/// Reads the body chunk by chunk, failing as soon as it exceeds [`MAX_RESPONSE_BYTES`].
+/// Reads the body chunk by chunk, failing as soon as it exceeds `limit` bytes (or at once
+/// when the announced length does).
 async fn read_body_capped(
     response: &mut reqwest::Response,
     target: &Target<'_>,
     timeout: Duration,
+    limit: usize,
 ) -> Result<Vec<u8>, NodeError> {
     let announced = response.content_length().unwrap_or(0);
-    if announced > MAX_RESPONSE_BYTES as u64 {
-        return Err(too_large(target));
+    if announced > limit as u64 {
+        return Err(too_large(target, limit));
     }
     let mut body = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
     while let Some(chunk) = response
@@ -694,8 +856,8 @@ async fn read_body_capped(
         .await
         .map_err(|e| transport_error(e, target, timeout))?
     {
-        if body.len().saturating_add(chunk.len()) > MAX_RESPONSE_BYTES {
-            return Err(too_large(target));
+        if body.len().saturating_add(chunk.len()) > limit {
+            return Err(too_large(target, limit));
         }
         body.extend_from_slice(&chunk);
     }
@@ -753,7 +915,12 @@ impl Node for HttpNode {
     }
 
     async fn run(&self, input: NodeInput<'_>) -> Result<Value, NodeError> {
-        let request = parse_request(input.params, input.credentials, input.idempotency_key)?;
+        let request = parse_request(
+            input.params,
+            input.credentials,
+            input.idempotency_key,
+            &self.policy,
+        )?;
         let Request {
             method,
             url,
@@ -762,14 +929,23 @@ impl Node for HttpNode {
             timeout,
             raise_on_status,
             ignore_ssl,
+            hardening,
         } = request;
         let target = Target::new(&method, &url);
 
-        let client = if ignore_ssl {
-            self.insecure_client()?
-        } else {
-            &self.client
-        };
+        let key = self.client_key(
+            ignore_ssl,
+            hardening.follow_redirects,
+            hardening.max_redirects,
+            hardening.allowed,
+            hardening.denied,
+        );
+        // Literal-IP URLs never reach the resolver; names are checked here too for a clear
+        // message before any connection is attempted.
+        key.guard
+            .check_url(&url)
+            .map_err(|denied| host_denied(&denied, &target))?;
+        let client = self.client(&key)?;
         let mut builder = client
             .request(method.clone(), url)
             .headers(headers)
@@ -786,35 +962,67 @@ impl Node for HttpNode {
             "sending HTTP request"
         );
         let started = Instant::now();
+        let limit = hardening.max_response_bytes;
         let exchange = async {
             let mut response = builder
                 .send()
                 .await
                 .map_err(|e| transport_error(e, &target, timeout))?;
             let status = response.status();
-            let headers = headers_json(response.headers());
-            let bytes = read_body_capped(&mut response, &target, timeout).await?;
-            Ok::<_, NodeError>((status, headers, bytes))
+            let raw_headers = response.headers().clone();
+            let bytes = read_body_capped(&mut response, &target, timeout, limit).await?;
+            Ok::<_, NodeError>((status, raw_headers, bytes))
         };
-        let (status, headers, bytes) = tokio::select! {
+        let cancelled = || NodeError {
+            message: format!("HTTP request cancelled: {target}"),
+            code: codes::CANCELLED.into(),
+            retryable: false,
+        };
+        let (status, raw_headers, bytes) = tokio::select! {
             biased;
-            () = input.cancel.cancelled() => {
-                return Err(NodeError {
-                    message: format!("HTTP request cancelled: {target}"),
-                    code: codes::CANCELLED.into(),
-                    retryable: false,
-                });
-            }
+            () = input.cancel.cancelled() => return Err(cancelled()),
             result = exchange => result?,
         };
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
 
         let code = status.as_u16();
+        let retry_status = hardening
+            .retry_on
+            .as_ref()
+            .is_some_and(|patterns| patterns.iter().any(|p| p.matches(code)));
+        if retry_status {
+            let wait = retry_after(&raw_headers);
+            let mut message = format!(
+                "HTTP {} from {target} (retryable: `retry_on`)",
+                status_text(status)
+            );
+            if let Some(wait) = wait.filter(|w| !w.is_zero()) {
+                message.push_str(&format!(
+                    "; waited {:.1}s for Retry-After",
+                    wait.as_secs_f64()
+                ));
+                // Waiting here keeps the engine's backoff policy untouched: its delay comes
+                // on top of what the server asked for.
+                tokio::select! {
+                    biased;
+                    () = input.cancel.cancelled() => return Err(cancelled()),
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            return Err(NodeError {
+                message,
+                code: codes::HTTP_STATUS.into(),
+                retryable: true,
+            });
+        }
         if raise_on_status.iter().any(|p| p.matches(code)) {
+            // With `retry_on` set, it alone decides what is retried.
+            let retryable = hardening.retry_on.is_none()
+                && (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS);
             return Err(NodeError {
                 message: format!("HTTP {} from {target}", status_text(status)),
                 code: codes::HTTP_STATUS.into(),
-                retryable: status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
+                retryable,
             });
         }
 
@@ -822,7 +1030,7 @@ impl Node for HttpNode {
             "status": code,
             "status_text": status_text(status),
             "body": body_json(&bytes),
-            "headers": headers,
+            "headers": headers_json(&raw_headers),
             "duration_ms": duration_ms,
         }))
     }

@@ -14,11 +14,18 @@ pub mod listops;
 pub mod log;
 pub mod smtp;
 
-/// Every built-in node type.
+/// Every built-in node type, with the `http` node under [`http::HttpPolicy::embedded`]
+/// (private networks allowed): for `baton run`, validation, docs and tests.
 pub fn registry() -> NodeRegistry {
+    registry_with(http::HttpPolicy::embedded())
+}
+
+/// Every built-in node type, with the `http` node obeying `http_policy` (the worker pool
+/// passes [`http::HttpPolicy::production`], adjusted by its settings).
+pub fn registry_with(http_policy: http::HttpPolicy) -> NodeRegistry {
     let mut r = NodeRegistry::new();
     r.register(Arc::new(log::LogNode::new()));
-    r.register(Arc::new(http::HttpNode::new()));
+    r.register(Arc::new(http::HttpNode::with_policy(http_policy)));
     r.register(Arc::new(smtp::SmtpNode::new()));
     r.register(Arc::new(control::conditional()));
     r.register(Arc::new(control::SwitchNode::default()));

@@ -293,6 +293,7 @@ impl Default for FilterNode {
                 ],
                 output: r#"{"$json": [<kept items>], "count": n, "original_count": m} (also copied to the context key `$json`)"#,
                 raw_params: vec!["input_array", "rules"],
+                example: r#"{"input_array": "$input.people", "rules": [{"field": "age", "operator": ">=", "value": 18}]}"#,
             },
             cache: ExprCache::default(),
         }
@@ -403,6 +404,7 @@ impl Default for SortNode {
                 ],
                 output: r#"{"$json": [<sorted items>], "count": n} (also copied to the context key `$json`)"#,
                 raw_params: vec!["input_array", "rules"],
+                example: r#"{"input_array": "$input.people", "rules": [{"field": "age", "direction": "desc"}]}"#,
             },
             cache: ExprCache::default(),
         }
@@ -587,6 +589,7 @@ impl Default for LimitNode {
                 ],
                 output: r#"{"$json": [<first count items>], "count": n, "original_count": m} (also copied to the context key `$json`)"#,
                 raw_params: vec!["input_array"],
+                example: r#"{"input_array": "$input.people", "count": 3}"#,
             },
             cache: ExprCache::default(),
         }

@@ -22,6 +22,7 @@
 //! `<key_prefix>:cred:<id>`, `<key_prefix>:creds`) — where the master stores them, so the
 //! master and every worker need the same prefix and the same key. Without it, a node using a
 //! reference fails with a clear error. The key never appears in logs or `Debug` output.
+//! | `http_allow_private_networks` | `BATON_HTTP_ALLOW_PRIVATE_NETWORKS` | `false` | let `http` nodes reach loopback, private, link-local and metadata addresses |
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,7 @@ pub struct Settings {
     pub log_format: String,
     /// `BATON_CREDENTIALS_KEY`; never printed.
     pub credentials_key: Option<SecretText>,
+    pub http_allow_private_networks: bool,
 }
 
 impl Default for Settings {
@@ -62,6 +64,7 @@ impl Default for Settings {
             timer_poll_ms: 50,
             log_format: "json".into(),
             credentials_key: None,
+            http_allow_private_networks: false,
         }
     }
 }
@@ -206,7 +209,10 @@ mod tests {
             ..Settings::default()
         };
         let err = short.validate().unwrap_err().to_string();
-        assert!(err.contains("credentials_key") && err.contains("32"), "{err}");
+        assert!(
+            err.contains("credentials_key") && err.contains("32"),
+            "{err}"
+        );
         assert!(Settings::default().vault_key().unwrap().is_none());
     }
 }

@@ -124,7 +124,9 @@ impl Cluster {
             .env("BATON_REDIS_URL", &self.redis_url)
             .env("BATON_QUEUE_PREFIX", &self.queue_prefix)
             .env("BATON_KEY_PREFIX", &self.key_prefix)
-            .env("BATON_LOG_FORMAT", "human");
+            .env("BATON_LOG_FORMAT", "human")
+            // The tests' HTTP servers listen on 127.0.0.1.
+            .env("BATON_HTTP_ALLOW_PRIVATE_NETWORKS", "true");
         cmd
     }
 

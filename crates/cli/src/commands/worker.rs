@@ -26,7 +26,11 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<u8> {
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone());
         let port = settings.http_port;
-        let worker = Worker::connect(settings, baton_nodes::registry()).await?;
+        let http_policy = baton_nodes::http::HttpPolicy {
+            allow_private_networks: settings.http_allow_private_networks,
+            ..baton_nodes::http::HttpPolicy::production()
+        };
+        let worker = Worker::connect(settings, baton_nodes::registry_with(http_policy)).await?;
         let admin_stop = CancellationToken::new();
         let admin = tokio::spawn(health::serve(
             worker.clone(),
