@@ -33,13 +33,17 @@ enum Command {
     Cancel(commands::cancel::CancelArgs),
     /// Exit 0 if a health endpoint answers 2xx.
     Healthcheck(commands::healthcheck::HealthcheckArgs),
+    /// Run the master service: HTTP API, history, triggers, dashboard (RabbitMQ + Redis).
+    Master(commands::master::MasterArgs),
+    /// Run the master and a pool of workers in this process (no RabbitMQ or Redis needed).
+    Dev(commands::dev::DevArgs),
     /// Measure hop latency and throughput (distributed and embedded) against the targets.
     Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Worker(_)) {
+    if !matches!(cli.command, Command::Worker(_) | Command::Master(_)) {
         logging::init_cli();
     }
     let result = match cli.command {
@@ -52,6 +56,8 @@ fn main() -> ExitCode {
         Command::Cancel(args) => commands::cancel::run(args),
         Command::Signal(args) => commands::signal::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Master(args) => commands::master::run(args),
+        Command::Dev(args) => commands::dev::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

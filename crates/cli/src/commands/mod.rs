@@ -2,7 +2,9 @@
 
 pub mod bench;
 pub mod cancel;
+pub mod dev;
 pub mod healthcheck;
+pub mod master;
 pub mod nodes;
 pub mod run;
 pub mod signal;

@@ -1,0 +1,77 @@
+//! `baton dev [--listen ADDR] [--state FILE] [--concurrency N]`: the master and a pool of
+//! workers in one process on the in-memory runtime — the API and the dashboard with no
+//! RabbitMQ or Redis. Auth is off. With `--state FILE` workflows, history, schedules and
+//! webhook secrets survive a restart (saved every second and at exit).
+
+use std::path::PathBuf;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// JSON file to load the state from and save it to.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Hops in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+}
+
+pub fn run(args: DevArgs) -> anyhow::Result<u8> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone());
+        let key = std::env::var("BATON_CREDENTIALS_KEY").ok();
+        let embedded =
+            baton_master::embedded(args.concurrency, args.state.as_deref(), key.as_deref()).await?;
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+        eprintln!(
+            "baton dev: API and dashboard on http://{} (auth off{})",
+            args.listen,
+            args.state
+                .as_ref()
+                .map(|s| format!(", state in {}", s.display()))
+                .unwrap_or_default()
+        );
+        let saver = embedded.keep_saved(shutdown.clone());
+        let server = baton_master::serve(embedded.master.clone(), listener, shutdown.clone());
+        let (served, ()) = tokio::join!(server, saver);
+        served?;
+        Ok(0)
+    })
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT.
+pub fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                tracing::error!("cannot install signal handlers");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = int.recv() => tracing::info!("SIGINT: stopping"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        shutdown.cancel();
+    });
+}

@@ -1,0 +1,179 @@
+//! The HTTP API (the contract in `openapi.json`): routes, auth, request helpers.
+
+pub mod credentials;
+pub mod error;
+pub mod events;
+pub mod executions;
+pub mod ops;
+pub mod triggers;
+pub mod workflows;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use serde_json::Value;
+
+use crate::app::Master;
+use crate::metrics_names as m;
+use error::ApiError;
+
+pub type AppState = State<Arc<Master>>;
+
+/// Every route of the contract.
+pub fn router(master: Arc<Master>) -> Router {
+    let open = Router::new()
+        .route("/", get(ops::index))
+        .route("/ui/app.js", get(ops::app_js))
+        .route("/ui/app.css", get(ops::app_css))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route("/hooks/{workflow_id}", post(triggers::hook));
+    let guarded = Router::new()
+        .route("/workflows", post(workflows::create).get(workflows::list))
+        .route(
+            "/workflows/{workflow_id}",
+            get(workflows::show).delete(workflows::remove),
+        )
+        .route(
+            "/workflows/{workflow_id}/executions",
+            post(executions::start),
+        )
+        .route(
+            "/workflows/{workflow_id}/webhook",
+            put(triggers::set_webhook).delete(triggers::clear_webhook),
+        )
+        .route(
+            "/workflows/{workflow_id}/schedules",
+            post(triggers::add_schedule).get(triggers::list_schedules),
+        )
+        .route(
+            "/workflows/{workflow_id}/schedules/{schedule_id}",
+            delete(triggers::remove_schedule),
+        )
+        .route("/executions", get(executions::list))
+        .route("/executions/{execution_id}", get(executions::show))
+        .route(
+            "/executions/{execution_id}/cancel",
+            post(executions::cancel),
+        )
+        .route(
+            "/executions/{execution_id}/signals/{name}",
+            post(executions::signal),
+        )
+        .route(
+            "/executions/{execution_id}/replay",
+            post(executions::replay),
+        )
+        .route("/executions/{execution_id}/events", get(events::stream))
+        .route(
+            "/credentials",
+            post(credentials::create).get(credentials::list),
+        )
+        .route("/credentials/{credential_id}", delete(credentials::remove))
+        .route_layer(middleware::from_fn_with_state(master.clone(), auth));
+    open.merge(guarded)
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route (see /openapi.json)",
+            )
+        })
+        .layer(middleware::from_fn(count_requests))
+        .with_state(master)
+}
+
+/// Bearer token in `Authorization`, or `?access_token=` on GET requests (EventSource).
+async fn auth(State(master): AppState, request: Request, next: Next) -> Response {
+    if master.tokens.is_none() {
+        return next.run(request).await;
+    }
+    let header_token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""));
+    let token = match header_token {
+        Some(h) => match h.strip_prefix("Bearer ") {
+            Some(t) => Some(t.trim().to_string()),
+            None => {
+                return ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+                    .into_response();
+            }
+        },
+        None if request.method() == Method::GET => request.uri().query().and_then(|q| {
+            q.split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == "access_token")
+                .map(|(_, v)| v.to_string())
+        }),
+        None => None,
+    };
+    match token {
+        None => ApiError::unauthorized(
+            "missing token: send `Authorization: Bearer <token>` (tokens come from BATON_API_TOKENS)",
+        )
+        .into_response(),
+        Some(t) if master.token_ok(&t) => next.run(request).await,
+        Some(_) => ApiError::unauthorized("invalid token").into_response(),
+    }
+}
+
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(m::HTTP_REQUESTS, "route" => route, "status" => status).increment(1);
+    response
+}
+
+/// Parses a JSON body; an empty body is `default`.
+pub fn json_body(bytes: &[u8], default: Option<Value>) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return default
+            .ok_or_else(|| ApiError::bad_request("the request body is empty; JSON expected"));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+}
+
+/// A body that must be a JSON object.
+pub fn object_body(
+    bytes: &[u8],
+    default_empty: bool,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let default = default_empty.then(|| Value::Object(Default::default()));
+    match json_body(bytes, default)? {
+        Value::Object(m) => Ok(m),
+        other => Err(ApiError::bad_request(format!(
+            "the request body must be a JSON object, not {}",
+            kind(&other)
+        ))),
+    }
+}
+
+pub fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// One problem of a 422 answer.
+pub fn problem(path: &str, message: impl Into<String>) -> Value {
+    serde_json::json!({"path": path, "message": message.into()})
+}

@@ -1,0 +1,255 @@
+//! Triggers: webhooks (`/hooks/{id}`, optional HMAC-SHA256 signature) and cron schedules.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use super::error::ApiError;
+use super::{AppState, json_body, kind, object_body, problem};
+use crate::history::Schedule;
+use crate::history::model::now_rfc3339;
+use crate::scheduler;
+
+/// `X-Baton-Signature: sha256=<hex>` matches the HMAC-SHA256 of `body` (constant time).
+pub fn signature_ok(secret: &str, body: &[u8], header: Option<&str>) -> bool {
+    let Some(hex_sig) = header.and_then(|h| h.trim().strip_prefix("sha256=")) else {
+        return false;
+    };
+    let Ok(sig) = hex::decode(hex_sig) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
+}
+
+pub async fn hook(
+    State(master): AppState,
+    Path(workflow_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if let Some(secret) = master.history.webhook_secret(&workflow_id).await? {
+        let header = headers
+            .get("x-baton-signature")
+            .and_then(|v| v.to_str().ok());
+        if header.is_none() {
+            return Err(ApiError::unauthorized(
+                "this webhook needs `X-Baton-Signature: sha256=<hex HMAC-SHA256 of the body>`",
+            ));
+        }
+        if !signature_ok(&secret, &body, header) {
+            return Err(ApiError::unauthorized(
+                "X-Baton-Signature does not match the body",
+            ));
+        }
+    }
+    let input = json_body(&body, Some(json!({})))?;
+    let (id, version) = master
+        .start_stored(&workflow_id, None, input, "webhook")
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"execution_id": id, "workflow_id": workflow_id, "version": version})),
+    )
+        .into_response())
+}
+
+async fn ensure_workflow(master: &crate::app::Master, workflow_id: &str) -> Result<(), ApiError> {
+    match master.catalog.latest(workflow_id).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found("workflow", workflow_id)),
+    }
+}
+
+pub async fn set_webhook(
+    State(master): AppState,
+    Path(workflow_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request = object_body(&body, false)?;
+    let secret = match request.get("secret") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "invalid_input",
+                "the webhook secret must be a non-empty string",
+                vec![problem(
+                    "$.secret",
+                    format!("expected a non-empty string, found {}", kind(other)),
+                )],
+            ));
+        }
+        None => {
+            return Err(ApiError::invalid(
+                "invalid_input",
+                "`secret` is required",
+                vec![problem("$.secret", "required: a non-empty string")],
+            ));
+        }
+    };
+    ensure_workflow(&master, &workflow_id).await?;
+    master
+        .history
+        .set_webhook_secret(&workflow_id, Some(&secret))
+        .await?;
+    Ok(Json(json!({"workflow_id": workflow_id, "signed": true})))
+}
+
+pub async fn clear_webhook(
+    State(master): AppState,
+    Path(workflow_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    ensure_workflow(&master, &workflow_id).await?;
+    master
+        .history
+        .set_webhook_secret(&workflow_id, None)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn schedule_view(s: &Schedule) -> Value {
+    let next = scheduler::next_tick(s, chrono::Utc::now())
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    json!({
+        "schedule_id": s.schedule_id,
+        "workflow_id": s.workflow_id,
+        "cron": s.cron,
+        "timezone": s.timezone,
+        "input": s.input,
+        "created_at": s.created_at,
+        "next_run_at": next,
+    })
+}
+
+pub async fn add_schedule(
+    State(master): AppState,
+    Path(workflow_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request = object_body(&body, false)?;
+    let mut problems = Vec::new();
+    let cron = match request.get("cron") {
+        Some(Value::String(c)) => {
+            if let Err(e) = scheduler::parse_cron(c) {
+                problems.push(problem("$.cron", e));
+            }
+            c.clone()
+        }
+        other => {
+            problems.push(problem(
+                "$.cron",
+                format!(
+                    "required: a cron expression such as \"0 */5 * * * *\", found {}",
+                    other.map(kind).unwrap_or("nothing")
+                ),
+            ));
+            String::new()
+        }
+    };
+    let timezone = match request.get("timezone") {
+        None | Some(Value::Null) => "UTC".to_string(),
+        Some(Value::String(t)) => {
+            if t.parse::<chrono_tz::Tz>().is_err() {
+                problems.push(problem(
+                    "$.timezone",
+                    format!("`{t}` is not an IANA time zone (e.g. Europe/Paris, UTC)"),
+                ));
+            }
+            t.clone()
+        }
+        Some(other) => {
+            problems.push(problem(
+                "$.timezone",
+                format!("expected an IANA time zone name, found {}", kind(other)),
+            ));
+            String::new()
+        }
+    };
+    if let Some(k) = request
+        .keys()
+        .find(|k| !matches!(k.as_str(), "cron" | "timezone" | "input"))
+    {
+        problems.push(problem(
+            &format!("$.{k}"),
+            "unknown field (expected cron, timezone, input)",
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(
+            "invalid_input",
+            format!("the schedule has {} problem(s)", problems.len()),
+            problems,
+        ));
+    }
+    ensure_workflow(&master, &workflow_id).await?;
+    let schedule = Schedule {
+        schedule_id: uuid::Uuid::now_v7().to_string(),
+        workflow_id,
+        cron,
+        timezone,
+        input: request.get("input").cloned().unwrap_or_else(|| json!({})),
+        created_at: now_rfc3339(),
+    };
+    master.history.put_schedule(&schedule).await?;
+    Ok((StatusCode::CREATED, Json(schedule_view(&schedule))).into_response())
+}
+
+pub async fn list_schedules(
+    State(master): AppState,
+    Path(workflow_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    ensure_workflow(&master, &workflow_id).await?;
+    let list: Vec<Value> = master
+        .history
+        .schedules()
+        .await?
+        .iter()
+        .filter(|s| s.workflow_id == workflow_id)
+        .map(schedule_view)
+        .collect();
+    Ok(Json(json!({ "schedules": list })))
+}
+
+pub async fn remove_schedule(
+    State(master): AppState,
+    Path((workflow_id, schedule_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let belongs = master
+        .history
+        .schedules()
+        .await?
+        .iter()
+        .any(|s| s.schedule_id == schedule_id && s.workflow_id == workflow_id);
+    if !belongs || !master.history.delete_schedule(&schedule_id).await? {
+        return Err(ApiError::not_found(
+            "schedule",
+            &format!("{workflow_id}/{schedule_id}"),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_hmac_of_the_exact_body_is_accepted() {
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(b"{\"a\":1}");
+        let good = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert!(signature_ok("s3cret", b"{\"a\":1}", Some(&good)));
+        assert!(!signature_ok("s3cret", b"{\"a\":2}", Some(&good)));
+        assert!(!signature_ok("other", b"{\"a\":1}", Some(&good)));
+        assert!(!signature_ok("s3cret", b"{\"a\":1}", Some("sha256=zz")));
+        assert!(!signature_ok("s3cret", b"{\"a\":1}", None));
+    }
+}

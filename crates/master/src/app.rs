@@ -1,0 +1,168 @@
+//! The master's shared state and the operations every entry point uses (API, webhooks, cron,
+//! replay): validating a definition, starting an execution, recording events.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use baton_core::CompiledWorkflow;
+use baton_engine::NodeRegistry;
+use baton_engine::ports::{CredentialVault, WorkflowCatalog};
+use serde_json::{Map, Value, json};
+
+use crate::api::error::ApiError;
+use crate::backend::{Backend, EventHandler, LiveEvent, StartOrder};
+use crate::fanout::Fanout;
+use crate::history::{History, NewExecution, Summary};
+use crate::metrics_names as m;
+
+/// Everything a request handler needs. Shared by all tasks of one master.
+pub struct Master {
+    pub catalog: Arc<dyn WorkflowCatalog>,
+    /// `None`: the credentials endpoints answer 503.
+    pub vault: Option<Arc<dyn CredentialVault>>,
+    pub history: Arc<dyn History>,
+    pub backend: Arc<dyn Backend>,
+    pub fanout: Arc<dyn Fanout>,
+    /// Accepted bearer tokens; auth is off when `None`.
+    pub tokens: Option<Vec<String>>,
+    pub registry: NodeRegistry,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+/// What starts an execution.
+pub struct StartSpec {
+    /// A new UUID v7 when `None`.
+    pub execution_id: Option<String>,
+    pub workflow_id: String,
+    pub version: Option<u32>,
+    pub definition_hash: String,
+    pub definition: Value,
+    pub input: Value,
+    pub trigger: &'static str,
+    /// Replay: the node to start at and the original's outputs.
+    pub from_node: Option<String>,
+    pub seed: Option<Map<String, Value>>,
+    pub replay_of: Option<String>,
+}
+
+impl Master {
+    /// Compiles a definition with the core validator: every problem with its JSON path.
+    pub fn validate(&self, definition: &Value) -> Result<CompiledWorkflow, ApiError> {
+        CompiledWorkflow::compile(definition, &self.registry).map_err(|invalid| {
+            let problems = invalid
+                .0
+                .iter()
+                .map(|p| json!({"path": p.path, "message": p.message}))
+                .collect();
+            ApiError::invalid(
+                "invalid_workflow",
+                format!("the workflow has {} problem(s)", invalid.0.len()),
+                problems,
+            )
+        })
+    }
+
+    /// Records then starts an execution; returns its id (UUID v7).
+    pub async fn start(&self, spec: StartSpec) -> Result<String, ApiError> {
+        let execution_id = spec
+            .execution_id
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let mut context = spec.seed.unwrap_or_default();
+        context.insert("$input".into(), spec.input.clone());
+        context.insert("$trigger".into(), spec.input.clone());
+        self.history
+            .create(&NewExecution {
+                summary: Summary {
+                    execution_id: execution_id.clone(),
+                    workflow_id: spec.workflow_id.clone(),
+                    version: spec.version,
+                    status: "running".into(),
+                    trigger: spec.trigger.to_string(),
+                    started_at: crate::history::model::now_rfc3339(),
+                    completed_at: None,
+                    duration_ms: None,
+                    failure_reason: None,
+                },
+                input: spec.input,
+                definition_hash: spec.definition_hash,
+                definition: spec.definition.clone(),
+                replay_of: spec.replay_of,
+            })
+            .await?;
+        self.backend
+            .start(&StartOrder {
+                workflow_id: spec.workflow_id,
+                execution_id: execution_id.clone(),
+                definition: spec.definition,
+                current_node: spec.from_node.unwrap_or_else(|| "$start".into()),
+                context,
+            })
+            .await?;
+        metrics::counter!(m::EXECUTIONS_STARTED, "trigger" => spec.trigger).increment(1);
+        Ok(execution_id)
+    }
+
+    /// Starts the latest (or the given) version of a stored workflow.
+    pub async fn start_stored(
+        &self,
+        workflow_id: &str,
+        version: Option<u32>,
+        input: Value,
+        trigger: &'static str,
+    ) -> Result<(String, u32), ApiError> {
+        let found = match version {
+            Some(v) => self.catalog.get(workflow_id, v).await?,
+            None => self.catalog.latest(workflow_id).await?,
+        };
+        let Some((stored, definition)) = found else {
+            return Err(match version {
+                Some(v) => ApiError::not_found("version", &format!("{workflow_id}@{v}")),
+                None => ApiError::not_found("workflow", workflow_id),
+            });
+        };
+        let id = self
+            .start(StartSpec {
+                execution_id: None,
+                workflow_id: workflow_id.to_string(),
+                version: Some(stored.version),
+                definition_hash: stored.hash,
+                definition,
+                input,
+                trigger,
+                from_node: None,
+                seed: None,
+                replay_of: None,
+            })
+            .await?;
+        Ok((id, stored.version))
+    }
+
+    /// Auth is configured and `token` is one of the tokens (constant-time comparison).
+    pub fn token_ok(&self, token: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let Some(tokens) = &self.tokens else {
+            return true;
+        };
+        tokens.iter().fold(false, |ok, t| {
+            ok | bool::from(t.as_bytes().ct_eq(token.as_bytes()))
+        })
+    }
+}
+
+#[async_trait]
+impl EventHandler for Master {
+    async fn handle(&self, event: LiveEvent) -> Result<(), String> {
+        match &event {
+            LiveEvent::Status(s) => self.history.apply_status(s).await,
+            LiveEvent::Completion(c) => self.history.apply_completion(c).await,
+        }
+        .map_err(|e| e.to_string())?;
+        let kind = match &event {
+            LiveEvent::Status(_) => "status",
+            LiveEvent::Completion(_) => "completion",
+        };
+        metrics::counter!(m::EVENTS, "kind" => kind).increment(1);
+        self.fanout.publish(&event).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,164 @@
+//! The distributed backend: start, cancel and signal messages go to `workflow.execution`; the
+//! durable `workflow.node.status` and `workflow.completion` queues are consumed by every
+//! master replica (competing consumers: each event reaches one replica), acked only after the
+//! handler stored the event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use baton_amqp::{AmqpOptions, Broker, Delivery, Outgoing, QueueType};
+use baton_core::message::{Completion, StatusEvent};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::{Backend, BackendError, EventHandler, LiveEvent, StartOrder};
+
+/// Events handled at once per queue; history writes are commutative, so order does not matter.
+const CONCURRENCY: usize = 32;
+/// Pause before a delivery whose event could not be stored is handed back.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+pub struct AmqpBackend {
+    broker: Broker,
+    execution_queue: String,
+    status_queue: String,
+    completion_queue: String,
+}
+
+impl AmqpBackend {
+    /// Connects with the workers' queue names (`settings.queue(..)`).
+    pub async fn connect(settings: &baton_worker::Settings) -> Result<Self, BackendError> {
+        let opts = AmqpOptions {
+            url: settings.amqp_url.clone(),
+            exchange: settings.queue("workflows"),
+            execution_queue: settings.queue("workflow.execution"),
+            status_queue: settings.queue("workflow.node.status"),
+            completion_queue: settings.queue("workflow.completion"),
+            dead_letter_queue: settings.queue("workflow.dead-letter"),
+            queue_type: if settings.queue_type == "quorum" {
+                QueueType::Quorum
+            } else {
+                QueueType::Classic
+            },
+            prefetch: 64,
+            connection_name: Some(format!("baton-master-{}", std::process::id())),
+            connect_timeout: Duration::from_secs(10),
+            ..AmqpOptions::default()
+        };
+        let broker = Broker::connect(opts)
+            .await
+            .map_err(|e| BackendError(e.to_string()))?;
+        Ok(Self {
+            broker,
+            execution_queue: settings.queue("workflow.execution"),
+            status_queue: settings.queue("workflow.node.status"),
+            completion_queue: settings.queue("workflow.completion"),
+        })
+    }
+
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    async fn publish(&self, body: Value) -> Result<(), BackendError> {
+        let bytes = serde_json::to_vec(&body).map_err(|e| BackendError(e.to_string()))?;
+        self.broker
+            .publish(vec![Outgoing::new(self.execution_queue.clone(), bytes)])
+            .await
+            .map_err(|e| BackendError(e.to_string()))
+    }
+
+    async fn consume(
+        &self,
+        queue: &str,
+        completion: bool,
+        handler: Arc<dyn EventHandler>,
+        shutdown: CancellationToken,
+    ) {
+        let tag = format!("baton-master-{}-{queue}", std::process::id());
+        let mut deliveries = loop {
+            match self.broker.consume(queue, &tag).await {
+                Ok(d) => break d,
+                Err(e) => {
+                    tracing::warn!(queue, error = %e, "cannot consume yet; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        };
+        let stream = futures_util::stream::poll_fn(|cx| deliveries.poll_next_unpin(cx))
+            .take_until(shutdown.cancelled());
+        stream
+            .for_each_concurrent(CONCURRENCY, |d| {
+                let handler = handler.clone();
+                async move { settle(d, completion, handler).await }
+            })
+            .await;
+        deliveries.cancel().await;
+    }
+}
+
+async fn settle(delivery: Delivery, completion: bool, handler: Arc<dyn EventHandler>) {
+    let event = if completion {
+        serde_json::from_slice::<Completion>(&delivery.body).map(LiveEvent::Completion)
+    } else {
+        serde_json::from_slice::<StatusEvent>(&delivery.body).map(LiveEvent::Status)
+    };
+    let event = match event {
+        Ok(e) => e,
+        Err(e) => {
+            // Statuses are monitoring (RFC 0004): an unreadable one is dropped, not looped.
+            tracing::warn!(error = %e, completion, "unreadable event dropped");
+            let _ = delivery.ack().await;
+            return;
+        }
+    };
+    match handler.handle(event).await {
+        Ok(()) => {
+            if let Err(e) = delivery.ack().await {
+                tracing::warn!(error = %e, "ack failed; the event will be redelivered (idempotent)");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "event not stored; handing it back");
+            tokio::time::sleep(RETRY_PAUSE).await;
+            let _ = delivery.nack_requeue().await;
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for AmqpBackend {
+    async fn start(&self, order: &StartOrder) -> Result<(), BackendError> {
+        self.publish(order.rune_message()).await
+    }
+
+    async fn cancel(&self, execution_id: &str) -> Result<(), BackendError> {
+        self.publish(json!({"cancel_execution": execution_id}))
+            .await
+    }
+
+    async fn signal(
+        &self,
+        execution_id: &str,
+        name: &str,
+        data: Value,
+    ) -> Result<(), BackendError> {
+        self.publish(json!({"signal": {"execution_id": execution_id, "name": name, "data": data}}))
+            .await
+    }
+
+    async fn ready(&self) -> bool {
+        self.broker.is_ready()
+    }
+
+    async fn run_intake(&self, handler: Arc<dyn EventHandler>, shutdown: CancellationToken) {
+        let status = self.consume(&self.status_queue, false, handler.clone(), shutdown.clone());
+        let completion = self.consume(&self.completion_queue, true, handler, shutdown);
+        tokio::join!(status, completion);
+    }
+}

@@ -1,0 +1,79 @@
+//! How the master starts, cancels and signals executions and hears their events: on the worker
+//! pool over RabbitMQ (`amqp.rs`) or in this process (`embedded.rs`, `baton dev`).
+
+pub mod amqp;
+pub mod embedded;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use baton_core::message::{Completion, StatusEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+/// A failure to reach the runtime.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("runtime: {0}")]
+pub struct BackendError(pub String);
+
+/// Everything needed to start an execution: a Rune start message's fields.
+#[derive(Debug, Clone)]
+pub struct StartOrder {
+    pub workflow_id: String,
+    pub execution_id: String,
+    pub definition: Value,
+    /// `$start` (the workflow's start nodes) or the node to start at (replay).
+    pub current_node: String,
+    /// The initial context (`$input`, `$trigger`, and for a replay the original's outputs).
+    pub context: Map<String, Value>,
+}
+
+impl StartOrder {
+    /// The Rune `NodeExecutionMessage` a worker accepts (RFC 0004).
+    pub fn rune_message(&self) -> Value {
+        serde_json::json!({
+            "workflow_id": self.workflow_id,
+            "execution_id": self.execution_id,
+            "current_node": self.current_node,
+            "workflow_definition": self.definition,
+            "accumulated_context": self.context,
+        })
+    }
+}
+
+/// An event of an execution, as stored and as streamed to SSE clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)]
+pub enum LiveEvent {
+    Status(StatusEvent),
+    Completion(Completion),
+}
+
+impl LiveEvent {
+    pub fn execution_id(&self) -> &str {
+        match self {
+            Self::Status(s) => &s.execution_id,
+            Self::Completion(c) => &c.execution_id,
+        }
+    }
+}
+
+/// Receives every event once (in one replica); it must be stored before the call returns.
+#[async_trait]
+pub trait EventHandler: Send + Sync {
+    async fn handle(&self, event: LiveEvent) -> Result<(), String>;
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync {
+    async fn start(&self, order: &StartOrder) -> Result<(), BackendError>;
+    async fn cancel(&self, execution_id: &str) -> Result<(), BackendError>;
+    async fn signal(&self, execution_id: &str, name: &str, data: Value)
+    -> Result<(), BackendError>;
+    /// The runtime is reachable.
+    async fn ready(&self) -> bool;
+    /// Hands every status and completion event to `handler` until `shutdown`.
+    async fn run_intake(&self, handler: Arc<dyn EventHandler>, shutdown: CancellationToken);
+}

@@ -1,0 +1,399 @@
+//! The history in memory (`baton dev`), optionally saved to a JSON file so a restart loses
+//! nothing: [`MemoryHistory::save`] writes it atomically (temporary file + rename).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use baton_core::message::{Completion, StatusEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::model::{
+    ExecutionRecord, NewExecution, RunEvent, Schedule, Summary, index_member, member_millis,
+    now_millis, now_rfc3339_at,
+};
+use super::{History, HistoryError, IdempotentStart, ListQuery, Page};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    summary: Summary,
+    input: Value,
+    final_context: Option<Map<String, Value>>,
+    definition_hash: Option<String>,
+    replay_of: Option<String>,
+    /// Run key → (rank, latest event).
+    runs: BTreeMap<String, (u64, StatusEvent)>,
+    member: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    records: HashMap<String, Stored>,
+    definitions: HashMap<String, Value>,
+    /// `workflow|key` → (execution id, version, body hash).
+    idempotency: HashMap<String, (String, u32, String)>,
+    hooks: HashMap<String, String>,
+    schedules: BTreeMap<String, Schedule>,
+    /// Workflow definitions of the catalog, per workflow in version order (see `dev`).
+    #[serde(default)]
+    catalog: BTreeMap<String, Vec<Value>>,
+    #[serde(skip)]
+    index: BTreeSet<String>,
+    #[serde(skip)]
+    ticks: BTreeSet<(String, i64)>,
+}
+
+/// Memory history. See the module documentation.
+pub struct MemoryHistory {
+    state: Mutex<State>,
+    file: Option<PathBuf>,
+    dirty: AtomicBool,
+    max_executions: u64,
+    retention_secs: u64,
+}
+
+impl MemoryHistory {
+    /// A history kept in memory only.
+    pub fn new(max_executions: u64, retention_secs: u64) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            file: None,
+            dirty: AtomicBool::new(false),
+            max_executions,
+            retention_secs,
+        }
+    }
+
+    /// A history loaded from `file` if it exists, saved back to it by [`Self::save`].
+    pub fn open(
+        file: &Path,
+        max_executions: u64,
+        retention_secs: u64,
+    ) -> Result<Self, HistoryError> {
+        let mut state: State = match std::fs::read(file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                HistoryError(format!("{} is not a Baton state file: {e}", file.display()))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(HistoryError(format!("cannot read {}: {e}", file.display()))),
+        };
+        state.index = state.records.values().map(|r| r.member.clone()).collect();
+        Ok(Self {
+            state: Mutex::new(state),
+            file: Some(file.to_path_buf()),
+            dirty: AtomicBool::new(false),
+            max_executions,
+            retention_secs,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn changed(&self) {
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// Workflow definitions saved with the state, per workflow in version order.
+    pub fn saved_catalog(&self) -> BTreeMap<String, Vec<Value>> {
+        self.lock().catalog.clone()
+    }
+
+    /// Replaces the catalog snapshot saved with the state.
+    pub fn set_catalog(&self, catalog: BTreeMap<String, Vec<Value>>) {
+        let mut s = self.lock();
+        if s.catalog != catalog {
+            s.catalog = catalog;
+            self.changed();
+        }
+    }
+
+    /// Writes the state to its file if it changed since the last save.
+    pub fn save(&self) -> Result<(), HistoryError> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        if !self.dirty.swap(false, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(&*self.lock()).map_err(|e| HistoryError(e.to_string()))?;
+        let tmp = file.with_extension("tmp");
+        let write = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, file));
+        write.map_err(|e| {
+            self.changed();
+            HistoryError(format!("cannot write {}: {e}", file.display()))
+        })
+    }
+
+    fn trim(&self, s: &mut State) {
+        let cutoff = now_millis() - i64::try_from(self.retention_secs * 1000).unwrap_or(i64::MAX);
+        let max = usize::try_from(self.max_executions).unwrap_or(usize::MAX);
+        let mut drop = Vec::new();
+        for m in &s.index {
+            if member_millis(m) < cutoff || s.index.len() - drop.len() > max {
+                drop.push(m.clone());
+            } else {
+                break;
+            }
+        }
+        for m in drop {
+            s.index.remove(&m);
+            if let Some((_, id)) = m.split_once('|') {
+                s.records.remove(id);
+            }
+        }
+    }
+
+    fn ensure<'a>(
+        &self,
+        s: &'a mut State,
+        execution_id: &str,
+        workflow_id: &str,
+        started_at: &str,
+    ) -> &'a mut Stored {
+        if !s.records.contains_key(execution_id) {
+            let member = index_member(started_at, execution_id);
+            s.index.insert(member.clone());
+            s.records.insert(
+                execution_id.to_string(),
+                Stored {
+                    summary: Summary {
+                        execution_id: execution_id.to_string(),
+                        workflow_id: workflow_id.to_string(),
+                        version: None,
+                        status: "running".into(),
+                        trigger: "cli".into(),
+                        started_at: started_at.to_string(),
+                        completed_at: None,
+                        duration_ms: None,
+                        failure_reason: None,
+                    },
+                    input: Value::Null,
+                    final_context: None,
+                    definition_hash: None,
+                    replay_of: None,
+                    runs: BTreeMap::new(),
+                    member,
+                },
+            );
+            self.trim(s);
+        }
+        s.records
+            .entry(execution_id.to_string())
+            .or_insert_with(|| unreachable_record(execution_id))
+    }
+}
+
+// `ensure` inserted the record just before; trimming cannot remove the newest one unless the
+// limit is zero, which the settings reject. This keeps the function total anyway.
+fn unreachable_record(execution_id: &str) -> Stored {
+    Stored {
+        summary: Summary {
+            execution_id: execution_id.to_string(),
+            workflow_id: String::new(),
+            version: None,
+            status: "running".into(),
+            trigger: "cli".into(),
+            started_at: String::new(),
+            completed_at: None,
+            duration_ms: None,
+            failure_reason: None,
+        },
+        input: Value::Null,
+        final_context: None,
+        definition_hash: None,
+        replay_of: None,
+        runs: BTreeMap::new(),
+        member: String::new(),
+    }
+}
+
+#[async_trait]
+impl History for MemoryHistory {
+    async fn create(&self, new: &NewExecution) -> Result<(), HistoryError> {
+        let mut s = self.lock();
+        let id = new.summary.execution_id.clone();
+        let member = index_member(&new.summary.started_at, &id);
+        s.definitions
+            .insert(new.definition_hash.clone(), new.definition.clone());
+        s.index.insert(member.clone());
+        s.records.insert(
+            id,
+            Stored {
+                summary: new.summary.clone(),
+                input: new.input.clone(),
+                final_context: None,
+                definition_hash: Some(new.definition_hash.clone()),
+                replay_of: new.replay_of.clone(),
+                runs: BTreeMap::new(),
+                member,
+            },
+        );
+        self.trim(&mut s);
+        self.changed();
+        Ok(())
+    }
+
+    async fn apply_status(&self, event: &StatusEvent) -> Result<(), HistoryError> {
+        let run = RunEvent::of(event);
+        let mut s = self.lock();
+        let rec = self.ensure(
+            &mut s,
+            &event.execution_id,
+            &event.workflow_id,
+            &event.executed_at,
+        );
+        let newer = rec.runs.get(&run.key).is_none_or(|(r, _)| *r < run.rank);
+        if newer {
+            rec.runs.insert(run.key, (run.rank, run.event));
+        }
+        self.changed();
+        Ok(())
+    }
+
+    async fn apply_completion(&self, c: &Completion) -> Result<(), HistoryError> {
+        let completed_ms = chrono::DateTime::parse_from_rfc3339(&c.completed_at)
+            .map(|d| d.timestamp_millis())
+            .unwrap_or_else(|_| now_millis());
+        let started =
+            now_rfc3339_at(completed_ms - i64::try_from(c.total_duration_ms).unwrap_or(0));
+        let mut s = self.lock();
+        let rec = self.ensure(&mut s, &c.execution_id, &c.workflow_id, &started);
+        rec.summary.status = c.status.as_str().to_string();
+        rec.summary.completed_at = Some(c.completed_at.clone());
+        rec.summary.duration_ms = Some(c.total_duration_ms);
+        rec.summary.failure_reason = c.failure_reason.clone();
+        rec.final_context = Some(c.final_context.clone());
+        self.changed();
+        Ok(())
+    }
+
+    async fn get(&self, execution_id: &str) -> Result<Option<ExecutionRecord>, HistoryError> {
+        let s = self.lock();
+        Ok(s.records.get(execution_id).map(|r| ExecutionRecord {
+            summary: r.summary.clone(),
+            input: r.input.clone(),
+            final_context: r.final_context.clone(),
+            definition_hash: r.definition_hash.clone(),
+            replay_of: r.replay_of.clone(),
+            runs: r.runs.values().map(|(_, e)| e.clone()).collect(),
+        }))
+    }
+
+    async fn list(&self, q: &ListQuery) -> Result<Page, HistoryError> {
+        let s = self.lock();
+        let mut out = Vec::new();
+        let upper = q.cursor.clone();
+        for m in s.index.iter().rev() {
+            if upper.as_ref().is_some_and(|c| m >= c) {
+                continue;
+            }
+            let Some(r) = m.split_once('|').and_then(|(_, id)| s.records.get(id)) else {
+                continue;
+            };
+            if q.workflow
+                .as_ref()
+                .is_some_and(|w| *w != r.summary.workflow_id)
+                || q.status.as_ref().is_some_and(|st| *st != r.summary.status)
+            {
+                continue;
+            }
+            out.push(r.summary.clone());
+            if out.len() == q.limit {
+                return Ok(Page {
+                    executions: out,
+                    next_cursor: Some(m.clone()),
+                });
+            }
+        }
+        Ok(Page {
+            executions: out,
+            next_cursor: None,
+        })
+    }
+
+    async fn definition(&self, hash: &str) -> Result<Option<Value>, HistoryError> {
+        Ok(self.lock().definitions.get(hash).cloned())
+    }
+
+    async fn claim_idempotency(
+        &self,
+        workflow_id: &str,
+        key: &str,
+        claim: &IdempotentStart,
+    ) -> Result<Option<IdempotentStart>, HistoryError> {
+        let mut s = self.lock();
+        let k = format!("{workflow_id}|{key}");
+        if let Some((execution_id, version, body_hash)) = s.idempotency.get(&k) {
+            return Ok(Some(IdempotentStart {
+                execution_id: execution_id.clone(),
+                version: *version,
+                body_hash: body_hash.clone(),
+            }));
+        }
+        s.idempotency.insert(
+            k,
+            (
+                claim.execution_id.clone(),
+                claim.version,
+                claim.body_hash.clone(),
+            ),
+        );
+        self.changed();
+        Ok(None)
+    }
+
+    async fn webhook_secret(&self, workflow_id: &str) -> Result<Option<String>, HistoryError> {
+        Ok(self.lock().hooks.get(workflow_id).cloned())
+    }
+
+    async fn set_webhook_secret(
+        &self,
+        workflow_id: &str,
+        secret: Option<&str>,
+    ) -> Result<(), HistoryError> {
+        let mut s = self.lock();
+        match secret {
+            Some(v) => s.hooks.insert(workflow_id.to_string(), v.to_string()),
+            None => s.hooks.remove(workflow_id),
+        };
+        self.changed();
+        Ok(())
+    }
+
+    async fn put_schedule(&self, schedule: &Schedule) -> Result<(), HistoryError> {
+        self.lock()
+            .schedules
+            .insert(schedule.schedule_id.clone(), schedule.clone());
+        self.changed();
+        Ok(())
+    }
+
+    async fn schedules(&self) -> Result<Vec<Schedule>, HistoryError> {
+        let mut out: Vec<Schedule> = self.lock().schedules.values().cloned().collect();
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        Ok(out)
+    }
+
+    async fn delete_schedule(&self, schedule_id: &str) -> Result<bool, HistoryError> {
+        let removed = self.lock().schedules.remove(schedule_id).is_some();
+        self.changed();
+        Ok(removed)
+    }
+
+    async fn claim_tick(&self, schedule_id: &str, tick_unix: i64) -> Result<bool, HistoryError> {
+        let mut s = self.lock();
+        // Claims older than an hour are never asked again: forget them.
+        let horizon = tick_unix - 3_600;
+        s.ticks.retain(|(_, t)| *t > horizon);
+        Ok(s.ticks.insert((schedule_id.to_string(), tick_unix)))
+    }
+
+    async fn ping(&self) -> Result<(), HistoryError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,82 @@
+//! The execution history the API and the dashboard read: records written when the master
+//! starts an execution, then updated by the status and completion events (idempotently, in any
+//! order), plus the master's small state (idempotency keys, webhook secrets, schedules, cron
+//! claims). Two implementations: Redis (`redis.rs`) and memory (`memory.rs`).
+
+pub mod memory;
+pub mod model;
+pub mod redis;
+
+use async_trait::async_trait;
+use baton_core::message::{Completion, StatusEvent};
+use serde_json::Value;
+
+pub use model::{ExecutionRecord, NewExecution, RunEvent, Schedule, Summary};
+
+/// A failure of the history's storage.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("history store: {0}")]
+pub struct HistoryError(pub String);
+
+/// What an `Idempotency-Key` already maps to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotentStart {
+    pub execution_id: String,
+    pub version: u32,
+    pub body_hash: String,
+}
+
+/// One page of summaries, newest first.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub executions: Vec<Summary>,
+    pub next_cursor: Option<String>,
+}
+
+/// List filters.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub workflow: Option<String>,
+    pub status: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+#[async_trait]
+pub trait History: Send + Sync {
+    /// Records a new execution (before its start message is published).
+    async fn create(&self, new: &NewExecution) -> Result<(), HistoryError>;
+    /// Applies a status event; returns it unchanged for the live fan-out.
+    async fn apply_status(&self, event: &StatusEvent) -> Result<(), HistoryError>;
+    async fn apply_completion(&self, completion: &Completion) -> Result<(), HistoryError>;
+    /// The record with the latest event of every run, `None` when unknown or expired.
+    async fn get(&self, execution_id: &str) -> Result<Option<ExecutionRecord>, HistoryError>;
+    async fn list(&self, query: &ListQuery) -> Result<Page, HistoryError>;
+    /// A definition an execution was started with, by content hash.
+    async fn definition(&self, hash: &str) -> Result<Option<Value>, HistoryError>;
+
+    /// Claims `key` for a start; returns the earlier claim when the key was used before.
+    async fn claim_idempotency(
+        &self,
+        workflow_id: &str,
+        key: &str,
+        claim: &IdempotentStart,
+    ) -> Result<Option<IdempotentStart>, HistoryError>;
+
+    async fn webhook_secret(&self, workflow_id: &str) -> Result<Option<String>, HistoryError>;
+    async fn set_webhook_secret(
+        &self,
+        workflow_id: &str,
+        secret: Option<&str>,
+    ) -> Result<(), HistoryError>;
+
+    async fn put_schedule(&self, schedule: &Schedule) -> Result<(), HistoryError>;
+    async fn schedules(&self) -> Result<Vec<Schedule>, HistoryError>;
+    /// `false` when it did not exist.
+    async fn delete_schedule(&self, schedule_id: &str) -> Result<bool, HistoryError>;
+    /// Claims one tick of a schedule; only the first caller (of any replica) gets `true`.
+    async fn claim_tick(&self, schedule_id: &str, tick_unix: i64) -> Result<bool, HistoryError>;
+
+    /// The store answers.
+    async fn ping(&self) -> Result<(), HistoryError>;
+}

@@ -1,0 +1,17 @@
+//! The master service (`baton master`, `baton dev`): an HTTP API to store workflows and to
+//! start, trigger (webhooks, cron), watch (history, Server-Sent Events) and steer (cancel,
+//! signal, replay) executions, plus the dashboard. RFC 0006.
+
+pub mod api;
+pub mod app;
+pub mod backend;
+pub mod fanout;
+pub mod history;
+pub mod metrics_names;
+pub mod scheduler;
+pub mod settings;
+pub mod wiring;
+
+pub use app::Master;
+pub use settings::MasterSettings;
+pub use wiring::{Embedded, MasterError, distributed, embedded, serve};

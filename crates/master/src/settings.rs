@@ -1,0 +1,169 @@
+//! The master's configuration: defaults → TOML file → `BATON_*` environment variables.
+//!
+//! | field | env | default | meaning |
+//! |---|---|---|---|
+//! | `master_listen` | `BATON_MASTER_LISTEN` | `127.0.0.1:8080` | HTTP address (API, dashboard, health, metrics) |
+//! | `api_tokens` | `BATON_API_TOKENS` | `` | bearer tokens, comma-separated |
+//! | `master_insecure_no_auth` | `BATON_MASTER_INSECURE_NO_AUTH` | `false` | serve without auth (dev only) |
+//! | `master_key_prefix` | `BATON_MASTER_KEY_PREFIX` | `baton:master:` | Redis key prefix of the master's state |
+//! | `master_max_executions` | `BATON_MASTER_MAX_EXECUTIONS` | `10000` | history records kept (oldest dropped) |
+//! | `master_retention_secs` | `BATON_MASTER_RETENTION_SECS` | `604800` | a record expires this long after its last write |
+//! | `amqp_url` | `BATON_AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ |
+//! | `redis_url` | `BATON_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis |
+//! | `queue_type` | `BATON_QUEUE_TYPE` | `classic` | `classic` or `quorum` (as the workers) |
+//! | `queue_prefix` | `BATON_QUEUE_PREFIX` | `` | prefix of every queue/exchange name (tests) |
+//! | `key_prefix` | `BATON_KEY_PREFIX` | `baton` | the workers' Redis key prefix (catalog, vault) |
+//! | `log_format` | `BATON_LOG_FORMAT` | `json` | `json` or `human` |
+//! | `credentials_key` | `BATON_CREDENTIALS_KEY` | none | base64 of 32 bytes; without it `/credentials` answers 503 |
+//!
+//! Unknown `BATON_*` variables (the worker's) are ignored so one environment serves both.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct MasterSettings {
+    pub master_listen: String,
+    pub api_tokens: String,
+    pub master_insecure_no_auth: bool,
+    pub master_key_prefix: String,
+    pub master_max_executions: u64,
+    pub master_retention_secs: u64,
+    pub amqp_url: String,
+    pub redis_url: String,
+    pub queue_type: String,
+    pub queue_prefix: String,
+    pub key_prefix: String,
+    pub log_format: String,
+    pub credentials_key: Option<String>,
+}
+
+impl Default for MasterSettings {
+    fn default() -> Self {
+        Self {
+            master_listen: "127.0.0.1:8080".into(),
+            api_tokens: String::new(),
+            master_insecure_no_auth: false,
+            master_key_prefix: "baton:master:".into(),
+            master_max_executions: 10_000,
+            master_retention_secs: 7 * 86_400,
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            redis_url: "redis://127.0.0.1:6379/".into(),
+            queue_type: "classic".into(),
+            queue_prefix: String::new(),
+            key_prefix: "baton".into(),
+            log_format: "json".into(),
+            credentials_key: None,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: `{field}` {problem}")]
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
+}
+
+impl MasterSettings {
+    /// Loads defaults, then `file` (if given), then `BATON_*` variables, then validates.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, SettingsError> {
+        let s = Self::load_unchecked(file)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Loads like [`Self::load`] without validating (command-line flags may complete it).
+    pub fn load_unchecked(file: Option<&std::path::Path>) -> Result<Self, SettingsError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::Config::try_from(&MasterSettings::default())?);
+        if let Some(f) = file {
+            builder = builder.add_source(config::File::from(f).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("BATON")
+                .prefix_separator("_")
+                .try_parsing(true),
+        );
+        Ok(builder.build()?.try_deserialize()?)
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |field, problem: &str| {
+            Err(SettingsError::Invalid {
+                field,
+                problem: problem.to_string(),
+            })
+        };
+        if self.master_listen.parse::<SocketAddr>().is_err() {
+            return bad("master_listen", "must be an address like 127.0.0.1:8080");
+        }
+        if !matches!(self.queue_type.as_str(), "classic" | "quorum") {
+            return bad("queue_type", "must be `classic` or `quorum`");
+        }
+        if !matches!(self.log_format.as_str(), "json" | "human") {
+            return bad("log_format", "must be `json` or `human`");
+        }
+        if self.master_max_executions == 0 {
+            return bad("master_max_executions", "must be at least 1");
+        }
+        if self.master_retention_secs == 0 {
+            return bad("master_retention_secs", "must be at least 1");
+        }
+        if self.tokens().is_empty() && !self.master_insecure_no_auth {
+            return bad(
+                "api_tokens",
+                "is empty: set BATON_API_TOKENS, or BATON_MASTER_INSECURE_NO_AUTH=true for a local test",
+            );
+        }
+        Ok(())
+    }
+
+    /// The bearer tokens, trimmed, empty entries dropped.
+    pub fn tokens(&self) -> Vec<String> {
+        self.api_tokens
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The worker settings with the same services and names (for queue names and the stores).
+    pub fn worker_settings(&self) -> baton_worker::Settings {
+        baton_worker::Settings {
+            amqp_url: self.amqp_url.clone(),
+            redis_url: self.redis_url.clone(),
+            queue_type: self.queue_type.clone(),
+            queue_prefix: self.queue_prefix.clone(),
+            key_prefix: self.key_prefix.clone(),
+            log_format: self.log_format.clone(),
+            ..baton_worker::Settings::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_must_be_configured_or_explicitly_off() {
+        let s = MasterSettings::default();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("api_tokens"), "{err}");
+        let s = MasterSettings {
+            api_tokens: " a, ,b ".into(),
+            ..MasterSettings::default()
+        };
+        assert_eq!(s.tokens(), vec!["a", "b"]);
+        assert!(s.validate().is_ok());
+    }
+}

@@ -1,0 +1,236 @@
+//! Building a master: distributed (RabbitMQ + Redis: `baton master`) or embedded (`baton dev`),
+//! and serving it: the HTTP API, the event intake and the scheduler until shutdown.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_engine::ports::{CredentialVault, WorkflowCatalog};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Master;
+use crate::backend::amqp::AmqpBackend;
+use crate::backend::embedded::EmbeddedBackend;
+use crate::fanout::{LocalFanout, RedisFanout};
+use crate::history::memory::MemoryHistory;
+use crate::history::redis::RedisHistory;
+use crate::settings::MasterSettings;
+
+/// A master that cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    #[error("RabbitMQ: {0}")]
+    Broker(String),
+    #[error("Redis: {0}")]
+    Redis(String),
+    #[error("{0}")]
+    Config(String),
+    #[error("state file: {0}")]
+    State(String),
+    #[error("HTTP listener: {0}")]
+    Http(String),
+}
+
+fn vault_key(settings: &MasterSettings) -> Result<Option<baton_vault::VaultKey>, MasterError> {
+    settings
+        .credentials_key
+        .as_deref()
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| {
+            baton_vault::VaultKey::from_base64(k).map_err(|e| MasterError::Config(e.to_string()))
+        })
+        .transpose()
+}
+
+/// The distributed master: RabbitMQ backend, Redis history, catalog, vault and fan-out.
+pub async fn distributed(
+    settings: &MasterSettings,
+    shutdown: CancellationToken,
+) -> Result<Arc<Master>, MasterError> {
+    let redis_err = |e: redis::RedisError| MasterError::Redis(e.to_string());
+    let client = redis::Client::open(settings.redis_url.as_str()).map_err(redis_err)?;
+    let conn = client.get_connection_manager().await.map_err(redis_err)?;
+    let history = RedisHistory::new(
+        conn.clone(),
+        &settings.master_key_prefix,
+        settings.master_max_executions,
+        settings.master_retention_secs,
+    );
+    let catalog: Arc<dyn WorkflowCatalog> = Arc::new(baton_redis::RedisCatalog::new(
+        conn.clone(),
+        &settings.key_prefix,
+    ));
+    let vault: Option<Arc<dyn CredentialVault>> = vault_key(settings)?.map(|key| {
+        Arc::new(baton_vault::RedisVault::new(
+            conn.clone(),
+            &settings.key_prefix,
+            key,
+        )) as Arc<dyn CredentialVault>
+    });
+    let fanout = RedisFanout::start(
+        client,
+        conn,
+        format!("{}events", settings.master_key_prefix),
+        shutdown,
+    );
+    let backend = AmqpBackend::connect(&settings.worker_settings())
+        .await
+        .map_err(|e| MasterError::Broker(e.0))?;
+    let tokens = (!settings.master_insecure_no_auth).then(|| settings.tokens());
+    Ok(Arc::new(Master {
+        catalog,
+        vault,
+        history: Arc::new(history),
+        backend: Arc::new(backend),
+        fanout: Arc::new(fanout),
+        tokens,
+        registry: baton_nodes::registry(),
+        metrics: crate::metrics_names::handle(),
+    }))
+}
+
+/// The embedded master of `baton dev`: what it needs to save its state.
+pub struct Embedded {
+    pub master: Arc<Master>,
+    history: Arc<MemoryHistory>,
+    catalog: Arc<baton_memory::MemoryCatalog>,
+}
+
+/// An embedded master: `concurrency` hops in flight, auth off, state in memory (loaded from
+/// and saved to `state` when given).
+pub async fn embedded(
+    concurrency: usize,
+    state: Option<&Path>,
+    credentials_key: Option<&str>,
+) -> Result<Embedded, MasterError> {
+    let defaults = MasterSettings::default();
+    let history = match state {
+        Some(file) => MemoryHistory::open(
+            file,
+            defaults.master_max_executions,
+            defaults.master_retention_secs,
+        )
+        .map_err(|e| MasterError::State(e.0))?,
+        None => MemoryHistory::new(
+            defaults.master_max_executions,
+            defaults.master_retention_secs,
+        ),
+    };
+    let history = Arc::new(history);
+    let catalog = Arc::new(baton_memory::MemoryCatalog::new());
+    for (id, versions) in history.saved_catalog() {
+        for definition in versions {
+            catalog
+                .put(&id, &definition)
+                .await
+                .map_err(|e| MasterError::State(e.0))?;
+        }
+    }
+    let key = match credentials_key.filter(|k| !k.trim().is_empty()) {
+        Some(k) => {
+            baton_vault::VaultKey::from_base64(k).map_err(|e| MasterError::Config(e.to_string()))?
+        }
+        None => baton_vault::VaultKey::generate(),
+    };
+    let vault: Arc<dyn CredentialVault> = Arc::new(baton_vault::MemoryVault::new(key));
+    let master = Arc::new(Master {
+        catalog: catalog.clone(),
+        vault: Some(vault),
+        history: history.clone(),
+        backend: Arc::new(EmbeddedBackend::start(concurrency)),
+        fanout: Arc::new(LocalFanout::default()),
+        tokens: None,
+        registry: baton_nodes::registry(),
+        metrics: crate::metrics_names::handle(),
+    });
+    Ok(Embedded {
+        master,
+        history,
+        catalog,
+    })
+}
+
+impl Embedded {
+    /// Saves the state file (if any) now.
+    pub async fn save(&self) -> Result<(), MasterError> {
+        let mut snapshot = BTreeMap::new();
+        let err = |e: baton_engine::ports::PortError| MasterError::State(e.0);
+        for latest in self.catalog.list().await.map_err(err)? {
+            let mut versions = Vec::new();
+            for v in self
+                .catalog
+                .versions(&latest.workflow_id)
+                .await
+                .map_err(err)?
+            {
+                if let Some((_, d)) = self
+                    .catalog
+                    .get(&latest.workflow_id, v.version)
+                    .await
+                    .map_err(err)?
+                {
+                    versions.push(d);
+                }
+            }
+            snapshot.insert(latest.workflow_id, versions);
+        }
+        self.history.set_catalog(snapshot);
+        self.history.save().map_err(|e| MasterError::State(e.0))
+    }
+
+    /// Saves the state once a second until `shutdown`, then once more.
+    pub async fn keep_saved(&self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            if let Err(e) = self.save().await {
+                tracing::error!(error = %e, "cannot save the state");
+            }
+        }
+        if let Err(e) = self.save().await {
+            tracing::error!(error = %e, "cannot save the state");
+        }
+    }
+}
+
+/// Serves `master` on `listener` with its intake and scheduler until `shutdown`.
+pub async fn serve(
+    master: Arc<Master>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), MasterError> {
+    let intake = {
+        let master = master.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let backend = master.backend.clone();
+            backend.run_intake(master, stop).await
+        })
+    };
+    let scheduler = tokio::spawn(crate::scheduler::run(master.clone(), shutdown.clone()));
+    let upkeep = {
+        let metrics = master.metrics.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => metrics.run_upkeep(),
+                }
+            }
+        })
+    };
+    let app = crate::api::router(master);
+    let stop = shutdown.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+        .map_err(|e| MasterError::Http(e.to_string()));
+    shutdown.cancel();
+    let _ = tokio::join!(intake, scheduler, upkeep);
+    served
+}

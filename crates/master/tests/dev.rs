@@ -1,0 +1,201 @@
+//! `baton dev` mode: the embedded backend (no RabbitMQ, no Redis), and its state file.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{approval, call_at, hello, read_sse, until};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct Dev {
+    url: String,
+    shutdown: CancellationToken,
+    saver: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<Result<(), baton_master::MasterError>>,
+}
+
+async fn start_dev(state: Option<&std::path::Path>) -> Dev {
+    let embedded = std::sync::Arc::new(
+        baton_master::embedded(8, state, None)
+            .await
+            .expect("embedded master"),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let saver = {
+        let e = embedded.clone();
+        let s = shutdown.clone();
+        tokio::spawn(async move { e.keep_saved(s).await })
+    };
+    let server = tokio::spawn(baton_master::serve(
+        embedded.master.clone(),
+        listener,
+        shutdown.clone(),
+    ));
+    Dev {
+        url,
+        shutdown,
+        saver,
+        server,
+    }
+}
+
+impl Dev {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        call_at(
+            &reqwest::Client::new(),
+            &format!("{}{path}", self.url),
+            method,
+            body,
+            None,
+        )
+        .await
+    }
+
+    async fn finished(&self, id: &str) -> Value {
+        until(|| async {
+            let (s, v) = self.call("GET", &format!("/executions/{id}"), None).await;
+            (s == 200 && v["status"] != "running").then_some(v)
+        })
+        .await
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.server.await;
+        let _ = self.saver.await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dev_mode_runs_executions_in_process_without_auth_or_services() {
+    let dev = start_dev(None).await;
+    let (status, _) = dev.call("GET", "/readyz", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = dev.call("POST", "/workflows", Some(hello("hello"))).await;
+    assert_eq!(status, 201, "auth is off in dev mode");
+    let (status, started) = dev
+        .call(
+            "POST",
+            "/workflows/hello/executions",
+            Some(json!({"input": {"name": "Dev"}})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let id = started["execution_id"].as_str().unwrap().to_string();
+    let view = dev.finished(&id).await;
+    assert_eq!(view["status"], "completed", "{view}");
+    assert_eq!(view["nodes"]["greet"]["output"]["message"], "Hello Dev");
+
+    // Signal, SSE and cancel work on the embedded runtime too.
+    dev.call("POST", "/workflows", Some(approval("approval")))
+        .await;
+    let (_, started) = dev
+        .call("POST", "/workflows/approval/executions", None)
+        .await;
+    let waiting = started["execution_id"].as_str().unwrap().to_string();
+    let resp = reqwest::get(format!("{}/executions/{waiting}/events", dev.url))
+        .await
+        .unwrap();
+    until(|| async {
+        let (_, v) = dev
+            .call("GET", &format!("/executions/{waiting}"), None)
+            .await;
+        (v["nodes"]["w"]["status"] == "waiting").then_some(())
+    })
+    .await;
+    let (status, _) = dev
+        .call(
+            "POST",
+            &format!("/executions/{waiting}/signals/approve"),
+            Some(json!({"data": {"by": "dev"}})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let events = read_sse(resp).await;
+    assert!(
+        events
+            .iter()
+            .any(|(e, d)| e == "status" && d["node_id"] == "ok"),
+        "{events:?}"
+    );
+    assert_eq!(events.last().unwrap().1["status"], "completed");
+
+    let (_, started) = dev
+        .call("POST", "/workflows/approval/executions", None)
+        .await;
+    let halted = started["execution_id"].as_str().unwrap().to_string();
+    until(|| async {
+        let (_, v) = dev
+            .call("GET", &format!("/executions/{halted}"), None)
+            .await;
+        (v["nodes"]["w"]["status"] == "waiting").then_some(())
+    })
+    .await;
+    let (status, _) = dev
+        .call("POST", &format!("/executions/{halted}/cancel"), None)
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(dev.finished(&halted).await["status"], "halted");
+    let (status, _) = dev
+        .call("POST", &format!("/executions/{id}/replay?from=done"), None)
+        .await;
+    assert_eq!(status, 202);
+    dev.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dev_mode_with_a_state_file_loses_nothing_across_a_restart() {
+    let dir = std::env::temp_dir().join(format!("baton-dev-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state.json");
+    let dev = start_dev(Some(&state)).await;
+    dev.call("POST", "/workflows", Some(hello("kept"))).await;
+    let mut second = hello("kept");
+    second["nodes"][2]["parameters"]["message"] = json!("v2");
+    dev.call("POST", "/workflows", Some(second)).await;
+    let (_, started) = dev
+        .call(
+            "POST",
+            "/workflows/kept/executions",
+            Some(json!({"input": {"name": "Saved"}})),
+        )
+        .await;
+    let id = started["execution_id"].as_str().unwrap().to_string();
+    dev.finished(&id).await;
+    dev.call(
+        "PUT",
+        "/workflows/kept/webhook",
+        Some(json!({"secret": "s"})),
+    )
+    .await;
+    dev.stop().await;
+    assert!(state.exists(), "the state was saved at exit");
+
+    let dev = start_dev(Some(&state)).await;
+    let (status, wf) = dev.call("GET", "/workflows/kept", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(wf["versions"].as_array().unwrap().len(), 2, "{wf}");
+    let view = dev.finished(&id).await;
+    assert_eq!(view["status"], "completed");
+    assert_eq!(view["nodes"]["greet"]["output"]["message"], "Hello Saved");
+    let resp = reqwest::Client::new()
+        .post(format!("{}/hooks/kept", dev.url))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401, "the webhook secret survived");
+    dev.stop().await;
+    // A corrupt state file is refused with its path, not silently replaced.
+    std::fs::write(&state, "{oops").unwrap();
+    let err = baton_master::embedded(1, Some(&state), None)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("state.json"), "{err}");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
