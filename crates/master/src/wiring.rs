@@ -137,9 +137,9 @@ pub async fn embedded(
     let vault: Arc<dyn CredentialVault> = Arc::new(baton_vault::MemoryVault::new(key));
     let master = Arc::new(Master {
         catalog: catalog.clone(),
-        vault: Some(vault),
+        vault: Some(vault.clone()),
         history: history.clone(),
-        backend: Arc::new(EmbeddedBackend::start(concurrency)),
+        backend: Arc::new(EmbeddedBackend::start(concurrency, Some(vault))),
         fanout: Arc::new(LocalFanout::default()),
         tokens: None,
         registry: baton_nodes::registry(),

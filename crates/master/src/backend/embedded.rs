@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use baton_core::CompiledWorkflow;
 use baton_core::message::ExecutionStatus;
+use baton_engine::ports::CredentialVault;
 use baton_engine::{NodeRegistry, StartRequest};
 use baton_memory::{EmbeddedRuntime, Event};
 use serde_json::Value;
@@ -23,9 +24,11 @@ pub struct EmbeddedBackend {
 }
 
 impl EmbeddedBackend {
-    /// A runtime with at most `concurrency` hops in flight. Create inside a tokio runtime.
-    pub fn start(concurrency: usize) -> Self {
-        let runtime = EmbeddedRuntime::start(baton_nodes::registry(), concurrency);
+    /// A runtime with at most `concurrency` hops in flight, revealing credentials from
+    /// `vault` at hop time. Create inside a tokio runtime.
+    pub fn start(concurrency: usize, vault: Option<Arc<dyn CredentialVault>>) -> Self {
+        let runtime =
+            EmbeddedRuntime::start_with_vault(baton_nodes::registry(), concurrency, vault);
         let events = runtime.events().subscribe();
         Self {
             runtime,
