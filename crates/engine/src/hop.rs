@@ -20,9 +20,15 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::node::{NodeError, NodeInput, NodeRegistry};
+use crate::ports::WorkflowCatalog;
+
+mod subworkflow;
 use crate::ports::{
     CommitOutcome, CredentialVault, DefinitionCache, EventSink, ExecutionStart, ExecutionStore,
     HopCommit, HopQueue, JoinOutcome, Lifecycle, PortError,
+};
+pub use subworkflow::{
+    CHILD_KEY_PREFIX, DEFAULT_MAX_WORKFLOW_DEPTH, PARENT_KEY, SUBWORKFLOW_TYPE, child_execution_id,
 };
 
 /// What starts an execution.
@@ -56,6 +62,10 @@ pub struct Engine {
     definitions: Arc<dyn DefinitionCache>,
     nodes: Arc<NodeRegistry>,
     cancels: Mutex<HashMap<String, CancellationToken>>,
+    /// Where `workflow` nodes find the workflows they start; `None`: such nodes fail.
+    catalog: Option<Arc<dyn WorkflowCatalog>>,
+    /// How deep sub-workflows may nest.
+    max_workflow_depth: u32,
     /// Where `{"$credential": id}` references are revealed; `None`: nodes using one fail.
     vault: Option<Arc<dyn CredentialVault>>,
 }
@@ -100,6 +110,8 @@ impl Engine {
             definitions,
             nodes,
             cancels: Mutex::new(HashMap::new()),
+            catalog: None,
+            max_workflow_depth: DEFAULT_MAX_WORKFLOW_DEPTH,
             vault: None,
         }
     }
@@ -193,7 +205,7 @@ impl Engine {
         let Some((workflow_id, workflow_ref)) = self.store.identity(execution_id).await? else {
             return Ok(false);
         };
-        let Some(wf) = self.definitions.get(&workflow_ref) else {
+        let Some(wf) = self.definitions.load(&workflow_ref).await? else {
             return Ok(false);
         };
         self.halt(
@@ -474,7 +486,20 @@ impl Engine {
         else {
             return Ok(());
         };
-        let (final_context, started) = self.store.final_context(execution_id).await?;
+        let (mut final_context, started) = self.store.final_context(execution_id).await?;
+        subworkflow::without_child_records(&mut final_context);
+        // Before the completion is marked sent, so a crash here tells the parent again (its
+        // signal is delivered once per waiter; a repeat with no waiter is kept and unused).
+        if final_context.contains_key(PARENT_KEY) {
+            self.notify_parent(
+                workflow_id,
+                execution_id,
+                status,
+                reason.as_deref(),
+                &final_context,
+            )
+            .await?;
+        }
         if !self.store.mark_completion_sent(execution_id).await? {
             return Ok(());
         }
@@ -516,6 +541,7 @@ impl Engine {
         {
             t.cancel();
         }
+        self.halt_children(wf, execution_id).await;
         match wf.on_failure {
             Some(i) => {
                 let msg = HopMessage {
@@ -1032,6 +1058,9 @@ impl Engine {
         node: &CompiledNode,
         msg: &HopMessage,
     ) -> Result<HopOutcome, PortError> {
+        if self.is_subworkflow(node) {
+            return self.resume_subworkflow(wf, node, msg).await;
+        }
         let stored = self
             .store
             .read_exact(&msg.execution_id, &[(msg.scope(), node.key.clone())])
@@ -1280,6 +1309,11 @@ impl Engine {
         }
         let mut ev = self.status(wf, node, msg, NodeStatus::Success);
         ev.duration_ms = started.elapsed().as_millis() as u64;
+        if node.class == NodeClass::Action && self.is_subworkflow(node) {
+            return self
+                .start_subworkflow(wf, node, msg, &output, ev, started)
+                .await;
+        }
         let children = match node.class {
             NodeClass::Wait if output.get("signal").is_some() => {
                 return self.await_signal(wf, node, msg, &output, ev).await;
@@ -1394,6 +1428,10 @@ impl Engine {
             let delay = node.retry.delay_ms(msg.attempt + 1, rand::random::<f64>());
             let mut retry = msg.clone();
             retry.attempt += 1;
+            // A node that failed on resuming (a sub-workflow whose child failed) runs again.
+            if retry.kind == HopKind::Resume {
+                retry.kind = HopKind::Run;
+            }
             let mut ev = self.status(wf, node, msg, NodeStatus::Waiting);
             ev.duration_ms = started.elapsed().as_millis() as u64;
             ev.error = Some(info);
@@ -1473,6 +1511,7 @@ impl Engine {
         }
     }
 }
+
 /// The vault id in a node's `"credentials": {"$credential": "<id>"}`, if it is a reference.
 pub fn credential_reference(credentials: &Map<String, Value>) -> Option<&str> {
     credentials.get(CREDENTIAL_REF_KEY).and_then(Value::as_str)

@@ -183,8 +183,20 @@ pub trait EventSink: Send + Sync {
 }
 
 /// Compiled definitions by content hash.
+#[async_trait]
 pub trait DefinitionCache: Send + Sync {
     fn get(&self, workflow_ref: &str) -> Option<Arc<CompiledWorkflow>>;
+    /// Like `get`, loading the definition from where processes share them if this process has
+    /// not seen it yet (a child's or a parent's, for sub-workflows). Default: `get`.
+    async fn load(&self, workflow_ref: &str) -> Result<Option<Arc<CompiledWorkflow>>, PortError> {
+        Ok(self.get(workflow_ref))
+    }
+    /// Keeps a definition the engine compiled itself (a sub-workflow's, from the catalog, which
+    /// already stored it by reference for other processes). Default: nothing, for caches that
+    /// load by reference anyway.
+    fn keep(&self, workflow: Arc<CompiledWorkflow>) {
+        let _ = workflow;
+    }
 }
 
 /// One stored version of a named workflow.
@@ -210,8 +222,10 @@ pub trait WorkflowCatalog: Send + Sync {
         workflow_id: &str,
         definition: &Value,
     ) -> Result<(WorkflowVersion, bool), PortError>;
-    async fn latest(&self, workflow_id: &str)
-    -> Result<Option<(WorkflowVersion, Value)>, PortError>;
+    async fn latest(
+        &self,
+        workflow_id: &str,
+    ) -> Result<Option<(WorkflowVersion, Value)>, PortError>;
     async fn get(
         &self,
         workflow_id: &str,

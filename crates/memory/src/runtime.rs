@@ -14,6 +14,7 @@ use baton_engine::{Engine, HopOutcome, NodeRegistry, StartRequest};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
+use crate::catalog::MemoryCatalog;
 use crate::events::MemoryEvents;
 use crate::store::MemoryStore;
 
@@ -39,6 +40,11 @@ impl DefinitionCache for MemoryDefinitions {
             .unwrap_or_else(|p| p.into_inner())
             .get(workflow_ref)
             .cloned()
+    }
+
+    /// A sub-workflow's definition: the embedded runtime has no other place to load it from.
+    fn keep(&self, workflow: Arc<CompiledWorkflow>) {
+        self.insert(workflow.reference.clone(), workflow);
     }
 }
 
@@ -152,6 +158,7 @@ pub struct EmbeddedRuntime {
     store: Arc<MemoryStore>,
     events: Arc<MemoryEvents>,
     definitions: Arc<MemoryDefinitions>,
+    catalog: Arc<MemoryCatalog>,
 }
 
 impl EmbeddedRuntime {
@@ -184,6 +191,8 @@ impl EmbeddedRuntime {
         if let Some(vault) = vault {
             engine = engine.with_vault(vault);
         }
+        let catalog = Arc::new(MemoryCatalog::new());
+        engine = engine.with_catalog(catalog.clone());
         let engine = Arc::new(engine);
         let _ = dispatch.engine.set(Arc::downgrade(&engine));
         Self {
@@ -191,7 +200,14 @@ impl EmbeddedRuntime {
             store,
             events,
             definitions,
+            catalog,
         }
+    }
+
+    /// The workflows `workflow` (sub-workflow) nodes start: put definitions here before
+    /// running a workflow that uses them (`baton run --workflows DIR`).
+    pub fn catalog(&self) -> &MemoryCatalog {
+        &self.catalog
     }
 
     pub fn events(&self) -> &MemoryEvents {

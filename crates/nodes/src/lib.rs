@@ -13,6 +13,7 @@ pub mod http;
 pub mod listops;
 pub mod log;
 pub mod smtp;
+pub mod subworkflow;
 
 /// Every built-in node type, with the `http` node under [`http::HttpPolicy::embedded`]
 /// (private networks allowed): for `baton run`, validation, docs and tests.
@@ -43,5 +44,6 @@ pub fn registry_with(http_policy: http::HttpPolicy) -> NodeRegistry {
     r.register(Arc::new(datetime::DateTimeNode::format()));
     r.register(Arc::new(datetime::DateTimeNode::parse()));
     r.register(Arc::new(code::CodeNode::new()));
+    r.register(Arc::new(subworkflow::SubWorkflowNode::default()));
     r
 }
