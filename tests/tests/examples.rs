@@ -3,7 +3,8 @@
 //! `examples/<name>.json` runs with `--input` from `examples/<name>.input.json` when that file
 //! exists, and must exit 0 unless its top-level `"expect_exit"` says otherwise. Examples that
 //! call an HTTP API get a local one (the same API as `scripts/demo-api.py`): an input
-//! `base_url` is pointed at it, so no network is needed.
+//! `base_url` is pointed at it, so no network is needed. Every example runs with
+//! `--workflows examples/workflows`, the catalog its `workflow` nodes start from.
 
 mod common;
 
@@ -57,6 +58,8 @@ fn example_input(workflow: &std::path::Path) -> Option<Value> {
 fn run_example(workflow: &std::path::Path) -> std::process::Output {
     let mut cmd = baton();
     cmd.arg("run").arg(workflow);
+    // The workflows `workflow` (sub-workflow) nodes start.
+    cmd.arg("--workflows").arg(examples_dir().join("workflows"));
     if let Some(input) = example_input(workflow) {
         cmd.arg("--input").arg(input.to_string());
     }
@@ -204,4 +207,51 @@ fn the_halt_example_exits_1_after_running_its_on_failure_node() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn the_sub_workflow_example_prices_each_order_in_a_child_execution() {
+    let out = run_example(&example("09-sub-workflow.json"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ctx = stdout_json(&out);
+    let priced = ctx["$Priced"]["aggregated"].as_array().expect("aggregated");
+    let totals: Vec<(&Value, &Value)> = priced
+        .iter()
+        .map(|child| (&child["$json"]["order"], &child["$json"]["total"]))
+        .collect();
+    assert_eq!(
+        totals,
+        [
+            (&json!("A-1"), &json!(30)),
+            (&json!("A-2"), &json!(125)),
+            (&json!("A-3"), &json!(99))
+        ],
+        "{ctx:#}"
+    );
+    assert_eq!(priced[1]["$json"]["large"], json!(true), "{ctx:#}");
+    assert_eq!(
+        priced[1]["$input"]["id"],
+        json!("A-2"),
+        "the item was the child's input"
+    );
+    assert!(ctx.get("$Pricing failed").is_none(), "{ctx:#}");
+}
+
+#[test]
+fn a_sub_workflow_example_without_its_catalog_takes_the_error_route() {
+    let workflow = example("09-sub-workflow.json");
+    let out = baton()
+        .arg("run")
+        .arg(&workflow)
+        .arg("--input")
+        .arg(example_input(&workflow).expect("input").to_string())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("workflow `price-order` is not in the workflow catalog"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stdout_json(&out)["$Priced"]["count"], 3);
 }

@@ -1,17 +1,24 @@
-//! `baton run FILE [--input JSON|@file]`: runs the workflow embedded. Per-node progress on
-//! stderr (a live display on a terminal, plain lines otherwise), the final context as JSON on
-//! stdout. Exit 0 completed, 1 failed/halted, 2 invalid workflow or unreadable input.
+//! `baton run FILE [--input JSON|@file] [--workflows DIR]`: runs the workflow embedded. Per-node
+//! progress on stderr (a live display on a terminal, plain lines otherwise), the final context
+//! as JSON on stdout. `--workflows DIR` puts every `*.json` of DIR into the workflow catalog
+//! that `workflow` (sub-workflow) nodes start from. Exit 0 completed, 1 failed/halted, 2
+//! invalid workflow or unreadable input.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use baton_core::CompiledWorkflow;
 use baton_core::message::{ExecutionStatus, NodeStatus};
+use baton_engine::NodeRegistry;
+use baton_engine::ports::WorkflowCatalog;
 use baton_memory::{EmbeddedRuntime, Event};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::load::{LoadError, compile, read_input};
+use serde_json::Value;
+
+use crate::load::{LoadError, compile, read_document, read_input};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -26,6 +33,59 @@ pub struct RunArgs {
     /// Print the whole completion message instead of the final context.
     #[arg(long)]
     pub completion: bool,
+    /// Directory of workflows that `workflow` nodes can start: each `*.json` is stored in the
+    /// catalog under its `"id"` field, or its file name without `.json`.
+    #[arg(long, value_name = "DIR")]
+    pub workflows: Option<PathBuf>,
+}
+
+/// The `(id, definition)` of every `*.json` in `dir`, in file-name order; each must be a
+/// valid workflow.
+fn catalog_entries(dir: &Path, registry: &NodeRegistry) -> Result<Vec<(String, Value)>, String> {
+    let listing = std::fs::read_dir(dir).map_err(|e| {
+        format!(
+            "--workflows {}: cannot read the directory: {e}",
+            dir.display()
+        )
+    })?;
+    let mut files: Vec<PathBuf> = listing
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut entries = Vec::with_capacity(files.len());
+    for file in files {
+        let doc = match read_document(&file) {
+            Ok(doc) => doc,
+            Err(LoadError::Unreadable(msg)) => return Err(msg),
+            Err(LoadError::Invalid(inv)) => return Err(inv.to_string()),
+        };
+        if let Err(inv) = CompiledWorkflow::compile(&doc, registry) {
+            let problems: Vec<String> = inv
+                .0
+                .iter()
+                .map(|p| format!("  {}: {}", p.path, p.message))
+                .collect();
+            return Err(format!(
+                "{} is not a valid workflow:\n{}",
+                file.display(),
+                problems.join("\n")
+            ));
+        }
+        let id = match doc
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            Some(id) => id.to_string(),
+            None => file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        entries.push((id, doc));
+    }
+    Ok(entries)
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
@@ -51,11 +111,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(2);
         }
     };
+    let catalog = match &args.workflows {
+        Some(dir) => match catalog_entries(dir, &registry) {
+            Ok(entries) => entries,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(2);
+            }
+        },
+        None => Vec::new(),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
         let runtime = EmbeddedRuntime::start(registry, args.concurrency);
+        for (id, doc) in &catalog {
+            runtime.catalog().put(id, doc).await?;
+        }
         let mut events = runtime.events().subscribe();
         let execution_id = uuid::Uuid::now_v7().to_string();
         let done = runtime.submit(workflow, &execution_id, input).await?;
