@@ -810,3 +810,80 @@ async fn executions_started_outside_the_master_are_recorded_from_their_events() 
     assert_eq!(view["nodes"]["greet"]["output"]["message"], "Hello Cli");
     broker.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn history_keeps_at_most_the_configured_number_of_executions() {
+    let env = Env::start_with(|s| s.master_max_executions = 2).await;
+    env.put_workflow(hello("bounded")).await;
+    let mut ids = Vec::new();
+    for name in ["a", "b", "c"] {
+        let id = env.run("bounded", json!({ "name": name })).await;
+        env.finished(&id).await;
+        ids.push(id);
+    }
+    let (_, page) = env.call("GET", "/executions", None).await;
+    let listed: Vec<&str> = page["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["execution_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, vec![ids[2].as_str(), ids[1].as_str()], "{page}");
+    let (status, _) = env
+        .call("GET", &format!("/executions/{}", ids[0]), None)
+        .await;
+    assert_eq!(status, 404, "the oldest record was dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_replica_streams_every_event_whichever_replica_consumed_it() {
+    let mut env = Env::start().await;
+    env.add_master().await;
+    env.add_master().await;
+    env.put_workflow(approval("shared")).await;
+    let id = env.run("shared", json!({})).await;
+    // Subscribe on every replica; the three compete for the status and completion queues.
+    let mut streams = Vec::new();
+    for base in &env.masters {
+        let resp = env
+            .http
+            .get(format!(
+                "{base}/executions/{id}/events?access_token={TOKEN}"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        streams.push(resp);
+    }
+    env.wait_for(&id, |v| v["nodes"]["w"]["status"] == "waiting")
+        .await;
+    let (status, _) = env
+        .call_on(
+            2,
+            "POST",
+            &format!("/executions/{id}/signals/approve"),
+            Some(json!({"data": {"by": "b"}})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    for resp in streams {
+        let events = read_sse(resp).await;
+        assert!(
+            events
+                .iter()
+                .any(|(e, d)| e == "status" && d["node_id"] == "ok" && d["status"] == "success"),
+            "{events:?}"
+        );
+        assert_eq!(events.last().unwrap().1["status"], "completed");
+    }
+    for i in 0..3 {
+        let (_, view) = env
+            .call_on(i, "GET", &format!("/executions/{id}"), None)
+            .await;
+        assert_eq!(
+            view["status"], "completed",
+            "replica {i} reads the shared history"
+        );
+    }
+}

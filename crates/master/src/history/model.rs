@@ -126,7 +126,12 @@ fn rfc3339_of(ms: i64) -> String {
 /// Runs sorted by time, for replaying them to a new SSE client.
 pub fn runs_in_time_order(runs: &[StatusEvent]) -> Vec<StatusEvent> {
     let mut runs = runs.to_vec();
-    runs.sort_by_key(|e| millis_of(&e.executed_at));
+    runs.sort_by_key(|e| {
+        chrono::DateTime::parse_from_rfc3339(&e.executed_at)
+            .ok()
+            .and_then(|d| d.timestamp_nanos_opt())
+            .unwrap_or(0)
+    });
     runs
 }
 

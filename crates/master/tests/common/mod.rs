@@ -41,6 +41,11 @@ pub struct Env {
 impl Env {
     /// A worker and one master with auth on (token [`TOKEN`]) and a credentials key.
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// As [`Env::start`], with settings changed by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut MasterSettings)) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let settings = MasterSettings {
             master_listen: "127.0.0.1:0".into(),
@@ -54,6 +59,8 @@ impl Env {
             credentials_key: Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into()),
             ..MasterSettings::default()
         };
+        let mut settings = settings;
+        adjust(&mut settings);
         let shutdown = CancellationToken::new();
         let worker =
             baton_worker::Worker::connect(settings.worker_settings(), baton_nodes::registry())
@@ -89,6 +96,24 @@ impl Env {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.masters[0])
+    }
+
+    /// The same request on master replica `i`.
+    pub async fn call_on(
+        &self,
+        i: usize,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        call_at(
+            &self.http,
+            &format!("{}{path}", self.masters[i]),
+            method,
+            body,
+            Some(TOKEN),
+        )
+        .await
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
