@@ -39,7 +39,10 @@ fn every_example_is_json_that_validates_as_the_nodes_parameters() {
         let params: Value = match serde_json::from_str(spec.example) {
             Ok(v @ Value::Object(_)) => v,
             Ok(other) => {
-                failures.push(format!("{}: example is not an object: {other}", spec.type_name));
+                failures.push(format!(
+                    "{}: example is not an object: {other}",
+                    spec.type_name
+                ));
                 continue;
             }
             Err(e) => {
