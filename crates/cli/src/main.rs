@@ -33,6 +33,10 @@ enum Command {
     Cancel(commands::cancel::CancelArgs),
     /// Exit 0 if a health endpoint answers 2xx.
     Healthcheck(commands::healthcheck::HealthcheckArgs),
+    /// List executions known to a master (newest first).
+    Executions(commands::executions::ExecutionsArgs),
+    /// Follow an execution on a master live, node by node, to its end.
+    Watch(commands::watch::WatchArgs),
     /// Run the master service: HTTP API, history, triggers, dashboard (RabbitMQ + Redis).
     Master(commands::master::MasterArgs),
     /// Run the master and a pool of workers in this process (no RabbitMQ or Redis needed).
@@ -55,6 +59,8 @@ fn main() -> ExitCode {
         Command::Healthcheck(args) => commands::healthcheck::run(args),
         Command::Cancel(args) => commands::cancel::run(args),
         Command::Signal(args) => commands::signal::run(args),
+        Command::Executions(args) => commands::executions::run(args),
+        Command::Watch(args) => commands::watch::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Master(args) => commands::master::run(args),
         Command::Dev(args) => commands::dev::run(args),

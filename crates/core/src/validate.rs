@@ -160,7 +160,7 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
                             let cb = format!("{base}.credentials");
                             if let Some(reference) = co.get("$credential") {
                                 // A reference to a vault credential, revealed at hop time.
-                                if !reference.as_str().is_some_and(|s| !s.trim().is_empty()) {
+                                if reference.as_str().is_none_or(|s| s.trim().is_empty()) {
                                     p.push(Problem::new(
                                         format!("{cb}.$credential"),
                                         format!(

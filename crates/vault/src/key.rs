@@ -83,7 +83,10 @@ mod tests {
         assert_eq!(again.0.as_ref(), key.0.as_ref());
         let url = URL_SAFE_NO_PAD.encode(key.0.as_ref());
         assert_eq!(
-            VaultKey::from_base64(&format!(" {url}\n")).unwrap().0.as_ref(),
+            VaultKey::from_base64(&format!(" {url}\n"))
+                .unwrap()
+                .0
+                .as_ref(),
             key.0.as_ref()
         );
     }

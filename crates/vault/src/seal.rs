@@ -92,7 +92,10 @@ mod tests {
     use serde_json::json;
 
     fn secret() -> Map<String, Value> {
-        json!({"token": "s3cr3t-value"}).as_object().cloned().unwrap()
+        json!({"token": "s3cr3t-value"})
+            .as_object()
+            .cloned()
+            .unwrap()
     }
 
     #[test]

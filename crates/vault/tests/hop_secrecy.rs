@@ -88,7 +88,11 @@ async fn a_vault_credential_reaches_the_server_and_nowhere_else() {
 
     let (completion, events, context) = run(&runtime, wf, "exec-vault-ok").await;
 
-    assert_eq!(completion.status, ExecutionStatus::Completed, "{completion:?}");
+    assert_eq!(
+        completion.status,
+        ExecutionStatus::Completed,
+        "{completion:?}"
+    );
     assert_eq!(*seen.lock().unwrap(), vec![format!("Bearer {SECRET}")]);
     assert!(
         events.iter().any(|e| e.contains("\"parameters\"")),
@@ -100,17 +104,30 @@ async fn a_vault_credential_reaches_the_server_and_nowhere_else() {
     let completion_json = serde_json::to_string(&completion).unwrap();
     assert!(!completion_json.contains(SECRET), "{completion_json}");
     assert!(context.contains("alice"), "the node ran: {context}");
-    assert!(!context.contains(SECRET), "secret in the context: {context}");
+    assert!(
+        !context.contains(SECRET),
+        "secret in the context: {context}"
+    );
 }
 
 #[tokio::test]
 async fn inline_credentials_keep_working_without_a_vault() {
     let (url, seen) = recording_server().await;
     let runtime = EmbeddedRuntime::start(baton_nodes::registry(), 8);
-    let wf = workflow(&url, json!({"type": "token", "values": {"token": "inline-token"}}));
+    let wf = workflow(
+        &url,
+        json!({"type": "token", "values": {"token": "inline-token"}}),
+    );
     let (completion, _, _) = run(&runtime, wf, "exec-inline").await;
-    assert_eq!(completion.status, ExecutionStatus::Completed, "{completion:?}");
-    assert_eq!(*seen.lock().unwrap(), vec!["Bearer inline-token".to_string()]);
+    assert_eq!(
+        completion.status,
+        ExecutionStatus::Completed,
+        "{completion:?}"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec!["Bearer inline-token".to_string()]
+    );
 }
 
 #[tokio::test]
@@ -123,10 +140,15 @@ async fn an_unknown_credential_fails_the_node_naming_the_node_and_the_id() {
     assert_eq!(completion.status, ExecutionStatus::Halted);
     let reason = completion.failure_reason.unwrap_or_default();
     assert!(
-        reason.contains("`Call`") && reason.contains("cred_missing") && reason.contains("not in the vault"),
+        reason.contains("`Call`")
+            && reason.contains("cred_missing")
+            && reason.contains("not in the vault"),
         "{reason}"
     );
-    assert!(seen.lock().unwrap().is_empty(), "no request without the credential");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "no request without the credential"
+    );
 }
 
 #[tokio::test]
@@ -138,7 +160,9 @@ async fn a_credential_reference_without_a_vault_fails_with_a_clear_error() {
     assert_eq!(completion.status, ExecutionStatus::Halted);
     let reason = completion.failure_reason.unwrap_or_default();
     assert!(
-        reason.contains("`Call`") && reason.contains("cred_1") && reason.contains("BATON_CREDENTIALS_KEY"),
+        reason.contains("`Call`")
+            && reason.contains("cred_1")
+            && reason.contains("BATON_CREDENTIALS_KEY"),
         "{reason}"
     );
     assert!(seen.lock().unwrap().is_empty());

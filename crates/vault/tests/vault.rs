@@ -53,7 +53,11 @@ async fn vault_contract(vault: &dyn CredentialVault) {
     let data = fields(json!({"token": SECRET, "extra": {"n": 1}}));
     let a = vault.put("github", "token", &data).await.unwrap();
     let b = vault
-        .put("smtp", "basic_auth", &fields(json!({"username": "u", "password": "p"})))
+        .put(
+            "smtp",
+            "basic_auth",
+            &fields(json!({"username": "u", "password": "p"})),
+        )
         .await
         .unwrap();
     assert_ne!(a.credential_id, b.credential_id);
@@ -63,7 +67,10 @@ async fn vault_contract(vault: &dyn CredentialVault) {
     // Round trip: the fields come back, plus the credential's type for the nodes.
     let mut expected = data.clone();
     expected.insert("type".into(), json!("token"));
-    assert_eq!(vault.reveal(&a.credential_id).await.unwrap(), Some(expected));
+    assert_eq!(
+        vault.reveal(&a.credential_id).await.unwrap(),
+        Some(expected)
+    );
 
     // Listing shows what is stored, in creation order, and never the data.
     let listed = vault.list().await.unwrap();
@@ -72,7 +79,10 @@ async fn vault_contract(vault: &dyn CredentialVault) {
     assert!(!listed_json.contains(SECRET), "{listed_json}");
 
     assert_eq!(vault.reveal("cred_unknown").await.unwrap(), None);
-    assert!(vault.put(" ", "token", &data).await.is_err(), "a name is required");
+    assert!(
+        vault.put(" ", "token", &data).await.is_err(),
+        "a name is required"
+    );
 
     assert!(vault.delete(&a.credential_id).await.unwrap());
     assert!(!vault.delete(&a.credential_id).await.unwrap());
@@ -97,7 +107,11 @@ async fn the_value_at_rest_in_redis_is_ciphertext_without_the_secret() {
     let prefix = Prefix::new();
     let vault = RedisVault::new(connection().await, &prefix.0, VaultKey::generate());
     let meta = vault
-        .put("api", "header", &fields(json!({"field": "X-Key", "value": SECRET})))
+        .put(
+            "api",
+            "header",
+            &fields(json!({"field": "X-Key", "value": SECRET})),
+        )
         .await
         .unwrap();
     let mut conn = connection().await;
@@ -136,8 +150,15 @@ async fn a_tampered_or_moved_ciphertext_in_redis_fails_to_decrypt() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let err = vault.reveal(&b.credential_id).await.unwrap_err().to_string();
-    assert!(err.contains(&b.credential_id) && err.contains("cannot be decrypted"), "{err}");
+    let err = vault
+        .reveal(&b.credential_id)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&b.credential_id) && err.contains("cannot be decrypted"),
+        "{err}"
+    );
 
     // Altered in place: one character of the ciphertext changed.
     let mut altered: Vec<char> = sealed.chars().collect();
@@ -150,7 +171,11 @@ async fn a_tampered_or_moved_ciphertext_in_redis_fails_to_decrypt() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let err = vault.reveal(&a.credential_id).await.unwrap_err().to_string();
+    let err = vault
+        .reveal(&a.credential_id)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("cannot be decrypted"), "{err}");
     assert!(!err.contains(SECRET));
 }

@@ -3,11 +3,14 @@
 pub mod bench;
 pub mod cancel;
 pub mod dev;
+pub mod executions;
 pub mod healthcheck;
 pub mod master;
 pub mod nodes;
 pub mod run;
+pub mod master_client;
 pub mod signal;
 pub mod submit;
 pub mod validate;
+pub mod watch;
 pub mod worker;

@@ -8,6 +8,7 @@ use baton_worker::Settings;
 use clap::Args;
 use serde_json::json;
 
+use super::master_client::{MasterTarget, segment};
 use crate::load::read_input;
 
 #[derive(Args, Debug)]
@@ -20,6 +21,9 @@ pub struct SignalArgs {
     /// Worker configuration file (for the broker URL and queue names).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Deliver through the master's API (`POST /executions/{id}/signals/{name}`).
+    #[command(flatten)]
+    pub master: MasterTarget,
 }
 
 pub fn run(args: SignalArgs) -> anyhow::Result<u8> {
@@ -30,6 +34,20 @@ pub fn run(args: SignalArgs) -> anyhow::Result<u8> {
             return Ok(2);
         }
     };
+    if args.master.url.is_some() {
+        let client = args.master.required()?;
+        let path = format!(
+            "/executions/{}/signals/{}",
+            segment(&args.execution_id),
+            segment(&args.name)
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(client.post(&path, &json!({"data": data}), &[]))?;
+        eprintln!("signal `{}` sent to {}", args.name, args.execution_id);
+        return Ok(0);
+    }
     let settings = Settings::load(args.config.as_deref())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

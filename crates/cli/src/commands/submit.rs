@@ -13,6 +13,7 @@ use clap::Args;
 use futures_util::StreamExt;
 use serde_json::{Map, json};
 
+use super::master_client::{MasterClient, MasterError, MasterTarget, segment};
 use crate::load::{LoadError, compile, read_document, read_input};
 
 #[derive(Args, Debug)]
@@ -34,6 +35,10 @@ pub struct SubmitArgs {
     /// Worker configuration file (for the broker URL and queue names).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Submit through the master's API instead of the broker (with it, `--execution-id` is
+    /// sent as the `Idempotency-Key`: the same key returns the same execution).
+    #[command(flatten)]
+    pub master: MasterTarget,
 }
 
 /// Broker options for a short-lived CLI connection, with the worker's queue names.
@@ -57,6 +62,9 @@ pub fn amqp_options(settings: &Settings, name: &str) -> AmqpOptions {
 }
 
 pub fn run(args: SubmitArgs) -> anyhow::Result<u8> {
+    if args.master.url.is_some() {
+        return run_on_master(args);
+    }
     let registry = baton_nodes::registry();
     let workflow = match compile(&args.file, &registry) {
         Ok(wf) => wf,
@@ -194,4 +202,129 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<u8> {
         broker.close().await;
         Ok(code)
     })
+}
+
+/// `baton submit --master URL`: store the definition (`POST /workflows`), start it
+/// (`POST /workflows/{id}/executions`) and, with `--wait`, follow its events.
+fn run_on_master(args: SubmitArgs) -> anyhow::Result<u8> {
+    let client = args.master.required()?;
+    let definition = match read_document(&args.file) {
+        Ok(doc) => doc,
+        Err(LoadError::Unreadable(msg)) => {
+            eprintln!("error: {msg}");
+            return Ok(2);
+        }
+        Err(LoadError::Invalid(_)) => return Ok(2), // not produced by reading alone
+    };
+    let input = match read_input(args.input.as_deref()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let stored = match client.post("/workflows", &definition, &[]).await {
+            Ok(stored) => stored,
+            Err(e @ MasterError::Api { status: 422, .. }) => {
+                eprintln!(
+                    "error: {} is not a valid workflow: {e}",
+                    args.file.display()
+                );
+                return Ok(2);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let workflow_id = stored["workflow_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let version = stored["version"].clone();
+        let mut body = json!({"input": input});
+        if !version.is_null() {
+            body["version"] = version.clone();
+        }
+        let headers: Vec<(&str, &str)> = args
+            .execution_id
+            .as_deref()
+            .map(|key| vec![("Idempotency-Key", key)])
+            .unwrap_or_default();
+        let started = match client
+            .post(
+                &format!("/workflows/{}/executions", segment(&workflow_id)),
+                &body,
+                &headers,
+            )
+            .await
+        {
+            Ok(started) => started,
+            Err(e @ MasterError::Api { status: 422, .. }) => {
+                eprintln!("error: {e}");
+                return Ok(2);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(execution_id) = started["execution_id"].as_str().map(str::to_string) else {
+            anyhow::bail!("the master's answer has no `execution_id`: {started}");
+        };
+        eprintln!("submitted execution {execution_id} of {workflow_id} (version {version})");
+        if !args.wait {
+            println!("{execution_id}");
+            return Ok(0);
+        }
+        follow_to_completion(&client, &execution_id, args.timeout_secs).await
+    })
+}
+
+/// Prints progress lines on stderr and the completion on stdout; 0 completed, 1 otherwise.
+async fn follow_to_completion(
+    client: &MasterClient,
+    execution_id: &str,
+    timeout_secs: u64,
+) -> anyhow::Result<u8> {
+    let follow = client.follow(execution_id, |s| eprintln!("{}", progress_line(s)));
+    let completion = match tokio::time::timeout(Duration::from_secs(timeout_secs), follow).await {
+        Ok(c) => c?,
+        Err(_) => {
+            eprintln!("error: no completion within {timeout_secs} s");
+            return Ok(1);
+        }
+    };
+    eprintln!(
+        "{} in {} ms{}",
+        completion.status.as_str(),
+        completion.total_duration_ms,
+        completion
+            .failure_reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default()
+    );
+    println!("{}", serde_json::to_string_pretty(&completion)?);
+    Ok(if completion.status == ExecutionStatus::Completed {
+        0
+    } else {
+        1
+    })
+}
+
+/// `running Fetch [item 2]: message [CODE]`, as the broker path prints it.
+fn progress_line(s: &StatusEvent) -> String {
+    let status = serde_json::to_value(s.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let err = s
+        .error
+        .as_ref()
+        .map(|e| format!(": {} [{}]", e.message, e.code))
+        .unwrap_or_default();
+    let item = s
+        .item_index
+        .map(|i| format!(" [item {i}]"))
+        .unwrap_or_default();
+    format!("{status:<8}{}{item}{err}", s.node_name)
 }
