@@ -232,6 +232,93 @@ async fn a_start_message_delivered_twice_runs_one_execution_with_one_completion(
     broker.close().await;
 }
 
+/// A hop message delivered again after its hop committed (its worker died before the ack):
+/// the node does not run again; the messages it handed on go out again and are themselves
+/// recognised as committed, down to the wait node whose timer is not scheduled twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hop_redelivered_after_its_commit_does_not_run_its_node_again() {
+    let mut cluster = Cluster::new();
+    cluster.spawn_worker(&[]).await;
+    cluster.spawn_worker(&[]).await;
+    let broker = cluster.broker().await;
+    let mut completions = cluster.consume(&broker, "workflow.completion").await;
+    let mut statuses = cluster.consume(&broker, "workflow.node.status").await;
+    let workflow = json!({"name": "redelivered-hop", "version": 1,
+        "nodes": [
+            {"id": "a", "name": "A", "type": "log", "parameters": {"message": "a {{$input.n}}"}},
+            {"id": "b", "name": "B", "type": "log", "parameters": {"message": "b after {{$A.message}}"}},
+            {"id": "w", "name": "W", "type": "wait", "parameters": {"amount": 1500, "unit": "milliseconds"}},
+            {"id": "c", "name": "C", "type": "log", "parameters": {"message": "c after {{$B.message}}"}}
+        ],
+        "edges": [{"id": "ab", "src": "a", "dst": "b"}, {"id": "bw", "src": "b", "dst": "w"},
+                  {"id": "wc", "src": "w", "dst": "c"}]});
+    let execution_id = new_execution_id();
+    let queue = cluster.queue("workflow.execution");
+    let start =
+        serde_json::to_vec(&rune_start(&workflow, &execution_id, &json!({"n": 3}))).unwrap();
+    broker
+        .publish(vec![Outgoing::new(queue.clone(), start)])
+        .await
+        .unwrap();
+    let logs = || cluster.logs();
+    let mut seen = Vec::new();
+    loop {
+        let s = statuses
+            .next(BOUND)
+            .await
+            .unwrap_or_else(|| panic!("no `waiting` status from W; logs:\n{}", logs()));
+        let v = s.json();
+        seen.push(s);
+        if v["execution_id"] == execution_id.as_str()
+            && v["node_id"] == "w"
+            && v["status"] == "waiting"
+        {
+            break;
+        }
+    }
+    // A's hop, exactly as its first delivery (same hop id), twice.
+    let hop = json!({"execution_id": execution_id, "workflow_id": "redelivered-hop",
+        "workflow_ref": baton_core::graph::content_hash(&workflow), "node_id": "a", "kind": "run",
+        "attempt": 1});
+    let body = serde_json::to_vec(&hop).unwrap();
+    broker
+        .publish(vec![
+            Outgoing::new(queue.clone(), body.clone()),
+            Outgoing::new(queue, body),
+        ])
+        .await
+        .unwrap();
+    let completion = completions.next_for(&execution_id, BOUND, &logs).await;
+    assert_eq!(completion["status"], "completed", "{completion:#}");
+    assert_eq!(
+        completion["final_context"]["$C"]["message"], "c after b after a 3",
+        "{completion:#}"
+    );
+    let later: Vec<Value> = completions
+        .drain(QUIET)
+        .await
+        .iter()
+        .map(|s| s.json())
+        .collect();
+    assert!(
+        later
+            .iter()
+            .all(|c| c["execution_id"] != execution_id.as_str()),
+        "a second completion: {later:#?}"
+    );
+    seen.extend(statuses.drain(QUIET).await);
+    let runs = runs_per_node(&seen, &execution_id);
+    let once: BTreeMap<String, usize> = ["a", "b", "w", "c"]
+        .iter()
+        .map(|n| (n.to_string(), 1))
+        .collect();
+    assert_eq!(
+        runs, once,
+        "every node runs once (running statuses per node)"
+    );
+    broker.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_working() {
     let mut cluster = Cluster::new();

@@ -19,7 +19,7 @@ use baton_core::message::ExecutionStatus;
 use serde_json::{Map, Value, json};
 
 use crate::ports::{
-    CommitOutcome, ExecutionStart, ExecutionStore, HopCommit, JoinOutcome, Lifecycle,
+    CommitOutcome, ExecutionStart, ExecutionStore, HopCommit, HopStart, JoinOutcome, Lifecycle,
 };
 
 /// Tasks racing in the concurrency checks.
@@ -67,6 +67,7 @@ fn commit(hop_id: &str, outputs: &[(&str, &str, Value)], tokens_out: i64) -> Hop
             .map(|(s, k, v)| (s.to_string(), k.to_string(), v.clone()))
             .collect(),
         tokens_out,
+        handed_on: String::new(),
     }
 }
 
@@ -87,6 +88,8 @@ pub async fn execution_store_contract(make: impl Fn() -> Arc<dyn ExecutionStore>
     read_scope_chain(make()).await;
     values_round_trip(make()).await;
     begin_hop_reads(make()).await;
+    committed_hop_replays(make()).await;
+    start_published_flag(make()).await;
     commit_once_and_tokens(make()).await;
     concurrent_commits(make()).await;
     join_wait_for_all(make()).await;
@@ -234,8 +237,12 @@ pub async fn start_and_lifecycle(store: Arc<dyn ExecutionStore>) {
 pub async fn unknown_execution(store: Arc<dyn ExecutionStore>) {
     let id = unique_id();
     assert_eq!(store.lifecycle(&id).await.unwrap(), Lifecycle::Unknown);
-    let (life, ctx) = store
-        .begin_hop(&id, &strings(&[""]), &strings(&["a"]))
+    let HopStart {
+        lifecycle: life,
+        context: ctx,
+        ..
+    } = store
+        .begin_hop(&id, "next", &strings(&[""]), &strings(&["a"]))
         .await
         .unwrap();
     assert_eq!(
@@ -445,8 +452,12 @@ pub async fn begin_hop_reads(store: Arc<dyn ExecutionStore>) {
         .await
         .unwrap();
     let chain = strings(&["s#0", ""]);
-    let (life, ctx) = store
-        .begin_hop(&id, &chain, &strings(&["a", "c", "nope"]))
+    let HopStart {
+        lifecycle: life,
+        context: ctx,
+        ..
+    } = store
+        .begin_hop(&id, "next", &chain, &strings(&["a", "c", "nope"]))
         .await
         .unwrap();
     assert_eq!(life, Lifecycle::Running);
@@ -455,15 +466,23 @@ pub async fn begin_hop_reads(store: Arc<dyn ExecutionStore>) {
         json!({"a": 2, "c": 3}),
         "only the requested keys, innermost first"
     );
-    let (_, ctx) = store.begin_hop(&id, &chain, &[]).await.unwrap();
+    let ctx = store
+        .begin_hop(&id, "next", &chain, &[])
+        .await
+        .unwrap()
+        .context;
     assert!(ctx.is_empty(), "no keys requested, none read");
 
     store
         .finish(&id, ExecutionStatus::Halted, Some("stop".into()))
         .await
         .unwrap();
-    let (life, ctx) = store
-        .begin_hop(&id, &chain, &strings(&["a"]))
+    let HopStart {
+        lifecycle: life,
+        context: ctx,
+        ..
+    } = store
+        .begin_hop(&id, "next", &chain, &strings(&["a"]))
         .await
         .unwrap();
     assert_eq!(
@@ -478,6 +497,59 @@ pub async fn begin_hop_reads(store: Arc<dyn ExecutionStore>) {
         ctx.is_empty(),
         "a finished execution reads nothing in begin_hop"
     );
+}
+
+/// `start_state` tells a duplicate start whether the first one published its messages.
+pub async fn start_published_flag(store: Arc<dyn ExecutionStore>) {
+    let missing = unique_id();
+    assert_eq!(store.start_state(&missing).await.unwrap(), None);
+    store.mark_started(&missing).await.unwrap();
+    assert_eq!(
+        store.lifecycle(&missing).await.unwrap(),
+        Lifecycle::Unknown,
+        "marking an unknown execution creates nothing"
+    );
+    let id = started(&store, json!({}), 1).await;
+    let (at, published) = store.start_state(&id).await.unwrap().expect("exists");
+    assert!(at > 0);
+    assert!(!published, "not published yet");
+    store.mark_started(&id).await.unwrap();
+    assert_eq!(store.start_state(&id).await.unwrap(), Some((at, true)));
+}
+
+/// A hop that committed is recognised by `begin_hop` (a redelivery), with the messages it
+/// handed on when the store records them, so the node is not run again.
+pub async fn committed_hop_replays(store: Arc<dyn ExecutionStore>) {
+    let id = started(&store, json!({}), 1).await;
+    let chain = strings(&[""]);
+    let before = store.begin_hop(&id, "h1", &chain, &[]).await.unwrap();
+    assert_eq!(before.committed, None, "not committed yet");
+    let mut first = commit("h1", &[("", "a", json!(1))], 2);
+    first.handed_on = r#"[{"to":"b"},{"to":"c"}]"#.into();
+    store.commit(&id, first).await.unwrap();
+    let again = store
+        .begin_hop(&id, "h1", &chain, &strings(&["a"]))
+        .await
+        .unwrap();
+    assert_eq!(again.lifecycle, Lifecycle::Running);
+    if store.replays_hops() {
+        assert_eq!(
+            again.committed,
+            Some((r#"[{"to":"b"},{"to":"c"}]"#.to_string(), 2)),
+            "a committed hop is recognised with what it handed on"
+        );
+    } else {
+        assert_eq!(
+            again.committed, None,
+            "a store that never replays says nothing"
+        );
+    }
+    let other = store
+        .begin_hop(&id, "h2", &chain, &strings(&["a"]))
+        .await
+        .unwrap();
+    assert_eq!(other.committed, None, "another hop is not committed");
+    assert_eq!(Value::Object(other.context), json!({"a": 1}));
 }
 
 /// `commit` applies once per hop id (a replay is `Duplicate` and changes nothing) and keeps the

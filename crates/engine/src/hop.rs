@@ -90,6 +90,28 @@ pub fn rfc3339_now() -> String {
 }
 
 /// A node run's result before routing.
+/// How long a duplicate start waits for the first one to publish the execution's first
+/// messages before it presumes that one dead and publishes them itself.
+const START_GRACE_MS: u64 = 3_000;
+
+/// The messages a committed hop handed on, as recorded for a redelivery to replay: published
+/// at once (`now`) and after a delay (`later`: timers, retry backoff).
+#[derive(serde::Deserialize)]
+struct Handoff {
+    #[serde(default)]
+    now: Vec<HopMessage>,
+    #[serde(default)]
+    later: Vec<(u64, HopMessage)>,
+}
+
+#[derive(serde::Serialize)]
+struct HandoffRef<'a> {
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    now: &'a [HopMessage],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    later: &'a [(u64, &'a HopMessage)],
+}
+
 enum RunResult {
     Ok(Value),
     Failed(NodeError),
@@ -167,9 +189,34 @@ impl Engine {
             started_at_ms: now_ms(),
         };
         if !self.store.start(&start).await? {
-            return Ok(()); // a duplicate start: the first one already published
-        }
-        if starts.is_empty() {
+            // A duplicate start. The first one may still be publishing (give it a moment) or
+            // may have died between creating the execution and publishing its first messages:
+            // then publish them now (a start node whose hop already committed is not run twice,
+            // `begin_hop` sees the commit).
+            loop {
+                let Some((started_at, published)) = self.store.start_state(execution_id).await?
+                else {
+                    return Ok(());
+                };
+                if published {
+                    return Ok(());
+                }
+                if now_ms() >= started_at + START_GRACE_MS {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if !matches!(
+                self.store.lifecycle(execution_id).await?,
+                Lifecycle::Running
+            ) {
+                return Ok(());
+            }
+            tracing::warn!(
+                execution_id,
+                "execution created but never started: publishing its first messages"
+            );
+        } else if starts.is_empty() {
             return self
                 .complete(
                     workflow,
@@ -195,7 +242,8 @@ impl Engine {
                 traceparent: traceparent.clone(),
             })
             .collect();
-        self.queue.publish(messages).await
+        self.queue.publish(messages).await?;
+        self.store.mark_started(execution_id).await
     }
 
     /// Cancels a running execution: it halts with reason "cancelled", running nodes are aborted
@@ -275,11 +323,21 @@ impl Engine {
         let plain_run =
             msg.kind == HopKind::Run && !node.is_join && node.class != NodeClass::Aggregator;
         let (lifecycle, preloaded) = if plain_run {
-            let (life, ctx) = self
+            let begun = self
                 .store
-                .begin_hop(&msg.execution_id, &scope_chain(&msg.lineage), &node.reads)
+                .begin_hop(
+                    &msg.execution_id,
+                    &msg.hop_id(),
+                    &scope_chain(&msg.lineage),
+                    &node.reads,
+                )
                 .await?;
-            (life, Some(ctx))
+            if let Some((handed_on, pending)) = begun.committed
+                && !handed_on.is_empty()
+            {
+                return self.replay(&wf, &msg, &handed_on, pending).await;
+            }
+            (begun.lifecycle, Some(begun.context))
         } else {
             (self.store.lifecycle(&msg.execution_id).await?, None)
         };
@@ -418,6 +476,53 @@ impl Engine {
         }
     }
 
+    /// A redelivered hop that already committed: the node does not run again; the messages
+    /// it handed on are published again (their own hops deduplicate them) and, if nothing is
+    /// pending, the completion its first delivery may not have sent goes out.
+    async fn replay(
+        &self,
+        wf: &CompiledWorkflow,
+        msg: &HopMessage,
+        handed_on: &str,
+        pending: i64,
+    ) -> Result<HopOutcome, PortError> {
+        let handoff: Handoff = serde_json::from_str(handed_on)
+            .map_err(|e| PortError(format!("recorded successors are not readable: {e}")))?;
+        tracing::debug!(execution_id = %msg.execution_id, node_id = %msg.node_id, now = handoff.now.len(), later = handoff.later.len(), "hop already committed: replaying its successors");
+        if !handoff.now.is_empty() {
+            self.queue.publish(handoff.now).await?;
+        }
+        // Timers have deterministic ids: one still pending is not scheduled twice.
+        for (delay_ms, message) in handoff.later {
+            self.queue.publish_delayed(message, delay_ms).await?;
+        }
+        if pending == 0 {
+            self.complete(
+                wf,
+                &msg.workflow_id,
+                &msg.execution_id,
+                ExecutionStatus::Completed,
+                None,
+            )
+            .await?;
+        }
+        Ok(HopOutcome::Done)
+    }
+
+    /// What a hop hands on, recorded with its commit for a redelivery to replay (empty when
+    /// the store never redelivers).
+    fn handoff(
+        &self,
+        now: &[HopMessage],
+        later: &[(u64, &HopMessage)],
+    ) -> Result<String, PortError> {
+        if !self.store.replays_hops() {
+            return Ok(String::new());
+        }
+        serde_json::to_string(&HandoffRef { now, later })
+            .map_err(|e| PortError(format!("cannot encode successors: {e}")))
+    }
+
     /// Commits, then publishes successors; completes the execution when no token remains.
     async fn hand_on(
         &self,
@@ -427,10 +532,12 @@ impl Engine {
         children: Vec<HopMessage>,
         status: Option<StatusEvent>,
     ) -> Result<HopOutcome, PortError> {
+        let handed_on = self.handoff(&children, &[])?;
         let commit = HopCommit {
             hop_id: msg.hop_id(),
             outputs,
             tokens_out: children.len() as i64,
+            handed_on,
         };
         let outcome = self.store.commit(&msg.execution_id, commit).await?;
         if let (Some(ev), CommitOutcome::Applied { .. }) = (status, &outcome) {
@@ -949,18 +1056,23 @@ impl Engine {
         ev.output = Some(out.clone());
         // One token for the waiter, one for its timeout message.
         let tokens_out = if timeout.is_some() { 2 } else { 1 };
+        let timer = timeout.map(|ms| {
+            let mut t = msg.clone();
+            t.kind = HopKind::SignalTimeout;
+            t.attempt = 1;
+            (ms, t)
+        });
+        let later: Vec<(u64, &HopMessage)> = timer.iter().map(|(ms, t)| (*ms, t)).collect();
         let commit = HopCommit {
             hop_id: msg.hop_id(),
             outputs: vec![(scope, node.key.clone(), out)],
             tokens_out,
+            handed_on: self.handoff(&[], &later)?,
         };
         if let CommitOutcome::Applied { .. } = self.store.commit(&msg.execution_id, commit).await? {
             self.emit(ev).await;
         }
-        if let Some(ms) = timeout {
-            let mut t = msg.clone();
-            t.kind = HopKind::SignalTimeout;
-            t.attempt = 1;
+        if let Some((ms, t)) = timer {
             self.queue.publish_delayed(t, ms).await?;
         }
         Ok(HopOutcome::Done)
@@ -1002,6 +1114,7 @@ impl Engine {
                 hop_id: format!("signal|{waiter_id}"),
                 outputs: vec![(msg.scope(), node.key.clone(), out)],
                 tokens_out: 1,
+                handed_on: String::new(),
             };
             self.store.commit(execution_id, commit).await?;
             self.queue.publish(vec![msg]).await?;
@@ -1042,6 +1155,7 @@ impl Engine {
             hop_id: format!("expired|{waiter_id}"),
             outputs: Vec::new(),
             tokens_out: 0,
+            handed_on: String::new(),
         };
         self.store.commit(&msg.execution_id, expired).await?;
         let err = NodeError {
@@ -1148,6 +1262,7 @@ impl Engine {
                         hop_id: msg.hop_id(),
                         outputs,
                         tokens_out: 0,
+                        handed_on: String::new(),
                     },
                 )
                 .await?;
@@ -1332,6 +1447,7 @@ impl Engine {
                     hop_id: msg.hop_id(),
                     outputs,
                     tokens_out: 1,
+                    handed_on: self.handoff(&[], &[(delay, &resume)])?,
                 };
                 if let CommitOutcome::Applied { .. } =
                     self.store.commit(&msg.execution_id, commit).await?
@@ -1442,6 +1558,7 @@ impl Engine {
                 hop_id: msg.hop_id(),
                 outputs: Vec::new(),
                 tokens_out: 1,
+                handed_on: self.handoff(&[], &[(delay, &retry)])?,
             };
             if let CommitOutcome::Applied { .. } =
                 self.store.commit(&msg.execution_id, commit).await?

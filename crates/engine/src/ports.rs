@@ -49,6 +49,20 @@ pub struct HopCommit {
     pub outputs: Vec<(String, String, Value)>,
     /// Messages this hop hands on (each one is a token of the execution).
     pub tokens_out: i64,
+    /// Those messages as a JSON array, kept with the commit so that a redelivery of this hop
+    /// re-publishes exactly them instead of running the node again (empty: not recorded).
+    pub handed_on: String,
+}
+
+/// What a hop finds when it begins (see [`ExecutionStore::begin_hop`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HopStart {
+    pub lifecycle: Lifecycle,
+    /// The requested context keys (empty unless running and not yet committed).
+    pub context: Map<String, Value>,
+    /// Set when this very hop already committed (a redelivery): its recorded handed-on
+    /// messages (possibly empty when not recorded) and the execution's pending tokens.
+    pub committed: Option<(String, i64)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +90,11 @@ pub enum JoinOutcome {
 pub trait ExecutionStore: Send + Sync {
     /// Creates the execution. Returns false if it already exists (a duplicate start).
     async fn start(&self, start: &ExecutionStart) -> Result<bool, PortError>;
+    /// Records that the execution's first messages are published: a duplicate start then has
+    /// nothing left to do.
+    async fn mark_started(&self, execution_id: &str) -> Result<(), PortError>;
+    /// `(started_at_ms, first messages published)` of an existing execution.
+    async fn start_state(&self, execution_id: &str) -> Result<Option<(u64, bool)>, PortError>;
     async fn lifecycle(&self, execution_id: &str) -> Result<Lifecycle, PortError>;
     /// `(workflow_id, workflow_ref)` of an execution, if it exists.
     async fn identity(&self, execution_id: &str) -> Result<Option<(String, String)>, PortError>;
@@ -86,20 +105,50 @@ pub trait ExecutionStore: Send + Sync {
         scope_chain: &[String],
         keys: &[String],
     ) -> Result<Map<String, Value>, PortError>;
-    /// The execution's lifecycle and the context keys a hop needs, in one round trip where the
-    /// store can (the Redis store overrides this).
+    /// The execution's lifecycle, whether hop `hop_id` already committed, and the context keys
+    /// the hop needs, in one round trip where the store can (the Redis store overrides this).
     async fn begin_hop(
         &self,
         execution_id: &str,
+        hop_id: &str,
         scope_chain: &[String],
         keys: &[String],
-    ) -> Result<(Lifecycle, Map<String, Value>), PortError> {
-        let life = self.lifecycle(execution_id).await?;
-        if life != Lifecycle::Running {
-            return Ok((life, Map::new()));
+    ) -> Result<HopStart, PortError> {
+        let lifecycle = self.lifecycle(execution_id).await?;
+        if lifecycle != Lifecycle::Running {
+            return Ok(HopStart {
+                lifecycle,
+                context: Map::new(),
+                committed: None,
+            });
         }
-        Ok((life, self.read(execution_id, scope_chain, keys).await?))
+        if !self.replays_hops() {
+            // Nothing recorded to replay: skip the lookup.
+        } else if let Some(committed) = self.committed_hop(execution_id, hop_id).await? {
+            return Ok(HopStart {
+                lifecycle,
+                context: Map::new(),
+                committed: Some(committed),
+            });
+        }
+        let context = self.read(execution_id, scope_chain, keys).await?;
+        Ok(HopStart {
+            lifecycle,
+            context,
+            committed: None,
+        })
     }
+    /// Whether commits should carry `handed_on` (a store whose messages are never redelivered,
+    /// like the embedded one, saves the encoding).
+    fn replays_hops(&self) -> bool {
+        true
+    }
+    /// `(handed_on, pending)` if hop `hop_id` committed.
+    async fn committed_hop(
+        &self,
+        execution_id: &str,
+        hop_id: &str,
+    ) -> Result<Option<(String, i64)>, PortError>;
     /// Reads exact `(scope, key)` entries.
     async fn read_exact(
         &self,

@@ -23,11 +23,14 @@ struct Execution {
     /// scope → (context key → value)
     scopes: HashMap<String, Map<String, Value>>,
     pending: i64,
-    committed: HashSet<String>,
+    /// committed hop id → the messages it handed on (JSON, when recorded)
+    committed: HashMap<String, String>,
     joins: HashMap<String, JoinState>,
     finished: Option<(ExecutionStatus, Option<String>)>,
     completion_sent: bool,
     started_at_ms: u64,
+    /// The first messages are published.
+    started: bool,
     workflow_id: String,
     workflow_ref: String,
     /// signal name → waiting (id, payload)
@@ -89,7 +92,8 @@ impl ExecutionStore for MemoryStore {
             Execution {
                 scopes,
                 pending: start.initial_tokens,
-                committed: HashSet::new(),
+                committed: HashMap::new(),
+                started: false,
                 joins: HashMap::new(),
                 finished: None,
                 completion_sent: false,
@@ -158,15 +162,41 @@ impl ExecutionStore for MemoryStore {
         })
     }
 
+    async fn mark_started(&self, execution_id: &str) -> Result<(), PortError> {
+        // Already forgotten (it ran to its end before this): nothing to mark.
+        let _ = self.with(execution_id, |e| e.started = true);
+        Ok(())
+    }
+
+    async fn start_state(&self, execution_id: &str) -> Result<Option<(u64, bool)>, PortError> {
+        let map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(map.get(execution_id).map(|e| (e.started_at_ms, e.started)))
+    }
+
+    fn replays_hops(&self) -> bool {
+        false
+    }
+
+    async fn committed_hop(
+        &self,
+        execution_id: &str,
+        hop_id: &str,
+    ) -> Result<Option<(String, i64)>, PortError> {
+        self.with(execution_id, |e| {
+            e.committed.get(hop_id).map(|h| (h.clone(), e.pending))
+        })
+    }
+
     async fn commit(
         &self,
         execution_id: &str,
         commit: HopCommit,
     ) -> Result<CommitOutcome, PortError> {
         self.with(execution_id, |e| {
-            if !e.committed.insert(commit.hop_id) {
+            if e.committed.contains_key(&commit.hop_id) {
                 return CommitOutcome::Duplicate { pending: e.pending };
             }
+            e.committed.insert(commit.hop_id, commit.handed_on);
             for (scope, key, value) in commit.outputs {
                 e.scopes.entry(scope).or_default().insert(key, value);
             }

@@ -6,10 +6,10 @@
 //!
 //! | Key | Type | Holds |
 //! |---|---|---|
-//! | `P:{E}:meta` | hash | `workflow_id`, `workflow_ref`, `started_at`, `pending`, `status`, `reason`, `completion_sent` |
+//! | `P:{E}:meta` | hash | `workflow_id`, `workflow_ref`, `started_at`, `published` (first messages out), `pending`, `status`, `reason`, `completion_sent` |
 //! | `P:{E}:ctx` | hash | context: field `scope ␟ key` (U+001F) → JSON text |
 //! | `P:{E}:top` | list | top-level context keys in first-write order (the `final_context` order) |
-//! | `P:{E}:hops` | set | committed hop ids |
+//! | `P:{E}:hops` | hash | committed hop id → the messages it handed on (JSON), replayed on redelivery |
 //! | `P:{E}:join:<join key>` | hash | one join's arrivals (in order) and its releaser |
 //! | `P:{E}:keys` | set | every dynamic (`join:`) key, so `finish` can put the TTL on all of them |
 //!
@@ -22,7 +22,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use baton_core::message::ExecutionStatus;
 use baton_engine::ports::{
-    CommitOutcome, ExecutionStart, ExecutionStore, HopCommit, JoinOutcome, Lifecycle, PortError,
+    CommitOutcome, ExecutionStart, ExecutionStore, HopCommit, HopStart, JoinOutcome, Lifecycle,
+    PortError,
 };
 use futures_util::{Stream, StreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -72,6 +73,7 @@ struct Scripts {
     finish: Script,
     mark_completion_sent: Script,
     final_context: Script,
+    mark_started: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -84,6 +86,10 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     finish: Script::new(include_str!("lua/finish.lua")),
     mark_completion_sent: Script::new(include_str!("lua/mark_completion_sent.lua")),
     final_context: Script::new(include_str!("lua/final_context.lua")),
+    // Only on an existing execution: never leave a stray key without TTL.
+    mark_started: Script::new(
+        "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'published', '1') end return 1",
+    ),
 });
 
 /// The fixed keys of one execution.
@@ -278,7 +284,7 @@ impl RedisStore {
         }
     }
 
-    /// `read.lua`: mode `hop` (begin_hop) or `read`.
+    /// `read.lua`: mode `hop:<hop id>` (begin_hop) or `read`.
     async fn read_script(
         &self,
         mode: &str,
@@ -290,6 +296,7 @@ impl RedisStore {
         let mut inv = SCRIPTS.read.prepare_invoke();
         inv.key(&k.meta)
             .key(&k.ctx)
+            .key(&k.hops)
             .arg(mode)
             .arg(scope_chain.len())
             .arg(scope_chain)
@@ -359,6 +366,24 @@ impl ExecutionStore for RedisStore {
         Ok(created == 1)
     }
 
+    async fn mark_started(&self, execution_id: &str) -> Result<(), PortError> {
+        let mut inv = SCRIPTS.mark_started.prepare_invoke();
+        inv.key(self.exec_key(execution_id, "meta"));
+        self.invoke(&inv, true).await?;
+        Ok(())
+    }
+
+    async fn start_state(&self, execution_id: &str) -> Result<Option<(u64, bool)>, PortError> {
+        let mut conn = self.conn.clone();
+        let (started, published): (Option<u64>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.exec_key(execution_id, "meta"))
+            .arg(&["started_at", "published"])
+            .query_async(&mut conn)
+            .await
+            .map_err(Error::from)?;
+        Ok(started.map(|at| (at, published.is_some())))
+    }
+
     async fn lifecycle(&self, execution_id: &str) -> Result<Lifecycle, PortError> {
         let mut conn = self.conn.clone();
         let cmd = redis::cmd("HMGET")
@@ -414,22 +439,43 @@ impl ExecutionStore for RedisStore {
         }
     }
 
-    /// One round trip: the lifecycle and, if running, the requested keys (and only those).
+    /// One round trip: the lifecycle, whether this hop already committed and, if running, the
+    /// requested keys (and only those).
     async fn begin_hop(
         &self,
         execution_id: &str,
+        hop_id: &str,
         scope_chain: &[String],
         keys: &[String],
-    ) -> Result<(Lifecycle, Map<String, Value>), PortError> {
+    ) -> Result<HopStart, PortError> {
         let (tag, rest) = self
-            .read_script("hop", execution_id, scope_chain, keys)
+            .read_script(&format!("hop:{hop_id}"), execution_id, scope_chain, keys)
             .await?;
-        Ok(match tag.as_str() {
-            "unknown" => (Lifecycle::Unknown, Map::new()),
-            "finished" => (finished(&rest)?, Map::new()),
-            "running" => (Lifecycle::Running, reply::map(&rest)?),
-            other => return Err(Error::Protocol(format!("begin_hop answered `{other}`")).into()),
+        let start = |lifecycle, context, committed| HopStart {
+            lifecycle,
+            context,
+            committed,
+        };
+        Ok(match (tag.as_str(), rest.as_slice()) {
+            ("unknown", _) => start(Lifecycle::Unknown, Map::new(), None),
+            ("finished", _) => start(finished(&rest)?, Map::new(), None),
+            ("committed", [pending, handed]) => start(
+                Lifecycle::Running,
+                Map::new(),
+                Some((reply::text(handed)?, reply::int(pending)?)),
+            ),
+            ("running", _) => start(Lifecycle::Running, reply::map(&rest)?, None),
+            _ => return Err(Error::Protocol(format!("begin_hop answered `{tag}`")).into()),
         })
+    }
+
+    async fn committed_hop(
+        &self,
+        execution_id: &str,
+        hop_id: &str,
+    ) -> Result<Option<(String, i64)>, PortError> {
+        let start = self.begin_hop(execution_id, hop_id, &[], &[]).await?;
+        Ok(start.committed)
     }
 
     async fn read_exact(
@@ -478,7 +524,8 @@ impl ExecutionStore for RedisStore {
             .key(&k.hops)
             .key(&k.top)
             .arg(&commit.hop_id)
-            .arg(commit.tokens_out - 1);
+            .arg(commit.tokens_out - 1)
+            .arg(&commit.handed_on);
         for (scope, key, value) in &commit.outputs {
             inv.arg(field(scope, key)).arg(value.to_string());
         }

@@ -12,7 +12,7 @@ use baton_core::message::ExecutionStatus;
 use baton_engine::catalog_contract::workflow_catalog_contract;
 use baton_engine::contract::{execution_store_contract, start_of, unique_id};
 use baton_engine::ports::{
-    CommitOutcome, ExecutionStore, HopCommit, JoinOutcome, Lifecycle, WorkflowCatalog,
+    CommitOutcome, ExecutionStore, HopCommit, HopStart, JoinOutcome, Lifecycle, WorkflowCatalog,
 };
 use baton_redis::{Error, RedisOptions, RedisStore};
 use futures_util::StreamExt;
@@ -86,6 +86,7 @@ async fn finish_puts_the_ttl_on_every_execution_key() {
                 hop_id: "h1".into(),
                 outputs,
                 tokens_out: 2,
+                handed_on: String::new(),
             },
         )
         .await
@@ -143,6 +144,7 @@ async fn finish_puts_the_ttl_on_every_execution_key() {
                 hop_id: "h2".into(),
                 outputs: late,
                 tokens_out: 0,
+                handed_on: String::new(),
             },
         )
         .await
@@ -219,13 +221,18 @@ async fn begin_hop_does_not_read_unreferenced_values() {
                 hop_id: "h".into(),
                 outputs,
                 tokens_out: 1,
+                handed_on: String::new(),
             },
         )
         .await
         .unwrap();
 
-    let (life, ctx) = store
-        .begin_hop(&id, &strings(&[""]), &strings(&["small", "absent"]))
+    let HopStart {
+        lifecycle: life,
+        context: ctx,
+        ..
+    } = store
+        .begin_hop(&id, "next", &strings(&[""]), &strings(&["small", "absent"]))
         .await
         .unwrap();
     assert_eq!(life, Lifecycle::Running);
@@ -236,8 +243,8 @@ async fn begin_hop_does_not_read_unreferenced_values() {
     );
     assert_eq!(Value::Object(ctx), json!({"small": 1}));
 
-    let (_, ctx) = store
-        .begin_hop(&id, &strings(&[""]), &strings(&["big"]))
+    let HopStart { context: ctx, .. } = store
+        .begin_hop(&id, "next", &strings(&[""]), &strings(&["big"]))
         .await
         .unwrap();
     assert_eq!(ctx["big"], big, "the 1 MB value when it is referenced");
@@ -251,7 +258,12 @@ async fn a_hop_costs_two_round_trips() {
     let warm = start_of(json!({}), 2);
     store.start(&warm).await.unwrap();
     store
-        .begin_hop(&warm.execution_id, &strings(&[""]), &strings(&["a"]))
+        .begin_hop(
+            &warm.execution_id,
+            "next",
+            &strings(&[""]),
+            &strings(&["a"]),
+        )
         .await
         .unwrap();
     store
@@ -289,8 +301,10 @@ async fn a_hop_costs_two_round_trips() {
     .await
     .unwrap();
 
-    let (life, _) = store
-        .begin_hop(&id, &strings(&["s#0", ""]), &strings(&["a"]))
+    let HopStart {
+        lifecycle: life, ..
+    } = store
+        .begin_hop(&id, "next", &strings(&["s#0", ""]), &strings(&["a"]))
         .await
         .unwrap();
     assert_eq!(life, Lifecycle::Running);
@@ -302,6 +316,7 @@ async fn a_hop_costs_two_round_trips() {
                 hop_id: "h".into(),
                 outputs,
                 tokens_out: 2,
+                handed_on: String::new(),
             },
         )
         .await

@@ -42,6 +42,11 @@ impl Definitions {
 
     /// Compiles a definition, stores it under its hash (once) and caches it.
     pub async fn register(&self, doc: &Value) -> Result<Arc<CompiledWorkflow>, DefinitionError> {
+        // A master starting many executions of one workflow sends the same definition each
+        // time: hashing it is far cheaper than compiling it again.
+        if let Some(wf) = self.get(&baton_core::graph::content_hash(doc)) {
+            return Ok(wf);
+        }
         let wf = Arc::new(CompiledWorkflow::compile(doc, self.registry.as_ref())?);
         if self.get(&wf.reference).is_none() {
             self.store

@@ -57,6 +57,11 @@ pub fn classify(body: &[u8], max_bytes: usize) -> Intake {
             execution: None,
         };
     }
+    // The common case, a Baton hop message, parses straight into its type (no intermediate
+    // JSON tree). Anything else — including a malformed hop — goes the slow, explanatory way.
+    if let Ok(msg) = serde_json::from_slice::<HopMessage>(body) {
+        return Intake::Hop(Box::new(msg));
+    }
     let value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {

@@ -15,6 +15,7 @@
 //! | `max_message_bytes` | `BATON_MAX_MESSAGE_BYTES` | `10485760` | larger deliveries are dead-lettered |
 //! | `timer_poll_ms` | `BATON_TIMER_POLL_MS` | `50` | how often due timers are claimed |
 //! | `log_format` | `BATON_LOG_FORMAT` | `json` | `json` or `human` |
+//! | `worker_threads` | `BATON_WORKER_THREADS` | `0` | runtime threads; 0 = one per core |
 //! | `credentials_key` | `BATON_CREDENTIALS_KEY` | none | base64 of 32 random bytes (`openssl rand -base64 32`): enables the credential vault (see below) |
 //!
 //! With `credentials_key` set, nodes' `"credentials": {"$credential": "<id>"}` references are
@@ -45,6 +46,9 @@ pub struct Settings {
     /// `BATON_CREDENTIALS_KEY`; never printed.
     pub credentials_key: Option<SecretText>,
     pub http_allow_private_networks: bool,
+    /// Threads of the worker's async runtime (0: one per core). On a small box shared with the
+    /// broker, fewer threads mean fewer cross-thread wake-ups per hop.
+    pub worker_threads: usize,
 }
 
 impl Default for Settings {
@@ -65,6 +69,7 @@ impl Default for Settings {
             log_format: "json".into(),
             credentials_key: None,
             http_allow_private_networks: false,
+            worker_threads: 0,
         }
     }
 }

@@ -18,9 +18,11 @@ pub struct WorkerArgs {
 pub fn run(args: WorkerArgs) -> anyhow::Result<u8> {
     let settings = Settings::load(args.config.as_deref())?;
     crate::logging::init_service(&settings.log_format);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if settings.worker_threads > 0 {
+        rt.worker_threads(settings.worker_threads);
+    }
+    let rt = rt.enable_all().build()?;
     rt.block_on(async move {
         let metrics = health::install_metrics()?;
         let shutdown = CancellationToken::new();

@@ -1,15 +1,16 @@
 -- Applies one hop's effects at most once per hop id: its outputs and the token count.
--- KEYS[1] meta, KEYS[2] ctx, KEYS[3] hops (committed hop ids), KEYS[4] top
--- ARGV[1] hop id, ARGV[2] token delta (tokens_out - 1), ARGV[3..] (field, JSON text) pairs
--- where field = scope .. '\31' .. key.
+-- KEYS[1] meta, KEYS[2] ctx, KEYS[3] hops (hash: committed hop id -> the messages it handed
+-- on, JSON, replayed by a redelivery), KEYS[4] top
+-- ARGV[1] hop id, ARGV[2] token delta (tokens_out - 1), ARGV[3] handed-on messages (JSON),
+-- ARGV[4..] (field, JSON text) pairs where field = scope .. '\31' .. key.
 -- Reply: {'unknown'} | {'duplicate', pending} | {'applied', pending}
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'unknown'}
 end
-if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then
+if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[3]) == 0 then
   return {'duplicate', tonumber(redis.call('HGET', KEYS[1], 'pending') or '0')}
 end
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local field = ARGV[i]
   if redis.call('HSET', KEYS[2], field, ARGV[i + 1]) == 1 and string.byte(field, 1) == 31 then
     redis.call('RPUSH', KEYS[4], string.sub(field, 2))
