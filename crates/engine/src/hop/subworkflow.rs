@@ -226,6 +226,8 @@ impl Engine {
             ],
             // The parked branch's token, until the child's result resumes it.
             tokens_out: 1,
+            // A redelivery finds the child started and the branch parked: nothing to redo.
+            handed_on: self.handoff(&[], &[])?,
         };
         if let CommitOutcome::Applied { .. } = self.store.commit(&msg.execution_id, commit).await? {
             self.emit(ev).await;
@@ -373,6 +375,7 @@ impl Engine {
                     json!({"signal": signal, "data": data}),
                 )],
                 tokens_out: 1,
+                handed_on: String::new(),
             };
             self.store.commit(parent, commit).await?;
             self.queue.publish(vec![resume]).await?;
