@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use baton_core::CompiledWorkflow;
+use baton_core::message::{Completion, ExecutionStatus};
 use baton_engine::NodeRegistry;
 use baton_engine::ports::{CredentialVault, WorkflowCatalog};
 use serde_json::{Map, Value, json};
@@ -89,15 +90,32 @@ impl Master {
                 replay_of: spec.replay_of,
             })
             .await?;
-        self.backend
+        let started = self
+            .backend
             .start(&StartOrder {
-                workflow_id: spec.workflow_id,
+                workflow_id: spec.workflow_id.clone(),
                 execution_id: execution_id.clone(),
                 definition: spec.definition,
                 current_node: spec.from_node.unwrap_or_else(|| "$start".into()),
                 context,
             })
-            .await?;
+            .await;
+        if let Err(e) = started {
+            // The record must not stay `running` for an execution that never started.
+            let failed = Completion {
+                workflow_id: spec.workflow_id,
+                execution_id: execution_id.clone(),
+                status: ExecutionStatus::Failed,
+                final_context: Map::new(),
+                completed_at: crate::history::model::now_rfc3339(),
+                total_duration_ms: 0,
+                failure_reason: Some(format!("could not be started: {e}")),
+            };
+            if let Err(h) = self.history.apply_completion(&failed).await {
+                tracing::error!(error = %h, %execution_id, "cannot mark an unstarted execution failed");
+            }
+            return Err(e.into());
+        }
         metrics::counter!(m::EXECUTIONS_STARTED, "trigger" => spec.trigger).increment(1);
         Ok(execution_id)
     }

@@ -166,4 +166,27 @@ mod tests {
         assert_eq!(s.tokens(), vec!["a", "b"]);
         assert!(s.validate().is_ok());
     }
+
+    #[test]
+    fn a_toml_file_overrides_defaults_and_bad_values_name_their_field() {
+        let dir = std::env::temp_dir().join(format!("baton-master-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(
+            &good,
+            "api_tokens = \"t\"\nmaster_listen = \"0.0.0.0:9000\"\nmaster_max_executions = 5\n",
+        )
+        .unwrap();
+        let s = MasterSettings::load(Some(&good)).unwrap();
+        assert_eq!(
+            (s.master_listen.as_str(), s.master_max_executions),
+            ("0.0.0.0:9000", 5)
+        );
+        assert_eq!(s.master_key_prefix, "baton:master:");
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "api_tokens = \"t\"\nmaster_listen = \"nowhere\"\n").unwrap();
+        let err = MasterSettings::load(Some(&bad)).unwrap_err().to_string();
+        assert!(err.contains("master_listen"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
