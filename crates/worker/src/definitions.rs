@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use baton_core::CompiledWorkflow;
 use baton_core::validate::Invalid;
 use baton_engine::NodeRegistry;
-use baton_engine::ports::DefinitionCache;
+use baton_engine::ports::{DefinitionCache, PortError};
 use baton_redis::DefinitionStore;
 use serde_json::Value;
 
@@ -85,6 +85,7 @@ impl Definitions {
     }
 }
 
+#[async_trait::async_trait]
 impl DefinitionCache for Definitions {
     fn get(&self, workflow_ref: &str) -> Option<Arc<CompiledWorkflow>> {
         self.local
@@ -92,5 +93,24 @@ impl DefinitionCache for Definitions {
             .unwrap_or_else(|p| p.into_inner())
             .get(workflow_ref)
             .cloned()
+    }
+
+    /// A definition this worker has not run yet (a sub-workflow's child, or its parent) is
+    /// loaded from Redis like any other.
+    async fn load(&self, workflow_ref: &str) -> Result<Option<Arc<CompiledWorkflow>>, PortError> {
+        match self.ensure(workflow_ref).await {
+            Ok(wf) => Ok(Some(wf)),
+            Err(DefinitionError::Store(e)) => Err(PortError(e)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// A child's definition compiled by the engine: the catalog already stored it in Redis.
+    fn keep(&self, workflow: Arc<CompiledWorkflow>) {
+        self.local
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(workflow.reference.clone())
+            .or_insert(workflow);
     }
 }

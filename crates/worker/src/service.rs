@@ -106,6 +106,12 @@ impl Worker {
             definitions.clone(),
             registry,
         );
+        // `workflow` nodes start workflows from the catalog the master's `POST /workflows` writes
+        // (same Redis, same prefix); the catalog stores each definition by reference, where
+        // every worker's `Definitions` loads it from.
+        engine = engine
+            .with_catalog(Arc::new(store.catalog()))
+            .with_max_workflow_depth(settings.max_workflow_depth);
         // The vault lives next to the execution state (same Redis, same prefix): the master
         // writes credentials there, and only a worker holding the key can reveal them.
         if let Some(key) = settings

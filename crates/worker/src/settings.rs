@@ -14,6 +14,7 @@
 //! | `completed_ttl_secs` | `BATON_COMPLETED_TTL_SECS` | `86400` | state kept after completion |
 //! | `max_message_bytes` | `BATON_MAX_MESSAGE_BYTES` | `10485760` | larger deliveries are dead-lettered |
 //! | `timer_poll_ms` | `BATON_TIMER_POLL_MS` | `50` | how often due timers are claimed |
+//! | `max_workflow_depth` | `BATON_MAX_WORKFLOW_DEPTH` | `8` | how deep `workflow` (sub-workflow) nodes may nest child executions |
 //! | `log_format` | `BATON_LOG_FORMAT` | `json` | `json` or `human` |
 //! | `worker_threads` | `BATON_WORKER_THREADS` | `0` | runtime threads; 0 = one per core |
 //! | `credentials_key` | `BATON_CREDENTIALS_KEY` | none | base64 of 32 random bytes (`openssl rand -base64 32`): enables the credential vault (see below) |
@@ -42,6 +43,8 @@ pub struct Settings {
     pub completed_ttl_secs: u64,
     pub max_message_bytes: usize,
     pub timer_poll_ms: u64,
+    /// How deep sub-workflows nest (a top-level execution is depth 0).
+    pub max_workflow_depth: u32,
     pub log_format: String,
     /// `BATON_CREDENTIALS_KEY`; never printed.
     pub credentials_key: Option<SecretText>,
@@ -66,6 +69,7 @@ impl Default for Settings {
             completed_ttl_secs: 86_400,
             max_message_bytes: 10 * 1024 * 1024,
             timer_poll_ms: 50,
+            max_workflow_depth: baton_engine::hop::DEFAULT_MAX_WORKFLOW_DEPTH,
             log_format: "json".into(),
             credentials_key: None,
             http_allow_private_networks: false,
