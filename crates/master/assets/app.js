@@ -545,6 +545,10 @@
       }
     });
     $('#run-cancel').addEventListener('click', () => dialog.close());
+    dialog.addEventListener('close', () => {
+      runTarget = null;
+      $('#run-preview').replaceChildren();
+    });
     $('#run-form').addEventListener('submit', async (event) => {
       event.preventDefault();
       const wf = runTarget;
@@ -712,6 +716,8 @@
       class: 'dag',
       width: layout.width,
       height: layout.height,
+      // Shrinks to fit its box (CSS max-width) down to this, then scrolls: text stays legible.
+      style: `min-width: ${Math.round(layout.width * (opts.compact ? 0.5 : 0.7))}px`,
       viewBox: `0 0 ${layout.width} ${layout.height}`,
       role: 'img',
       'aria-label': 'workflow graph',
@@ -834,11 +840,22 @@
     return definitionCache.get(key);
   }
 
+  /** The view of a node that ran (the master also lists never-run nodes, as skipped). */
+  const ran = (view) => Boolean(view) && !(view.status === 'skipped' && countTotal(view.counts) === 0 && !view.executed_at);
+
   const countTotal = (c) => (c ? (c.running || 0) + (c.success || 0) + (c.failed || 0) + (c.waiting || 0) : 0);
 
-  /** How a node is shown: its status, plus run counts when it ran more than once (splits). */
-  function nodeDisplay(view, executionFinished) {
-    if (!view) return { status: executionFinished ? 'skipped' : 'pending', countsText: '' };
+  /**
+   * How a node is shown: its status, plus run counts when it ran more than once (splits).
+   * A node with no run yet is pending, or skipped once the execution finished; except a
+   * trigger node, which reports no status of its own: it fired, since the execution exists
+   * (unless this execution is a replay starting further on).
+   */
+  function nodeDisplay(view, exec, defNode) {
+    if (!ran(view)) {
+      if (defNode && defNode.trigger === true && exec.trigger !== 'replay') return { status: 'success', countsText: '', fired: true };
+      return { status: exec.status !== 'running' ? 'skipped' : 'pending', countsText: '' };
+    }
     const c = view.counts || {};
     const total = countTotal(c);
     if (total <= 1) return { status: view.status || 'pending', countsText: '' };
@@ -906,9 +923,11 @@
           h('div', {}, h('dt', {}, 'Duration'), durationEl),
           h('div', {}, h('dt', {}, 'Trigger'), h('dd', {}, exec.trigger || '—'))),
         h('div', { class: 'exec-actions' }, live, cancelButton)),
-      banner,
-      definitionMissing ? h('div', { class: 'banner info' },
-        `The definition of ${exec.workflow_id} v${exec.version ?? '?'} is no longer stored: only the nodes that ran are drawn.`) : null);
+      banner);
+    if (definitionMissing) {
+      root.append(h('div', { class: 'banner info' },
+        `The definition of ${exec.workflow_id} v${exec.version ?? '?'} is no longer stored: only the nodes that ran are drawn.`));
+    }
 
     // --- graph and panel
     const dag = drawDag(definition, { id: 'dag', onSelect: (id) => selectNode(id) });
@@ -933,7 +952,7 @@
       banner.hidden = !exec.failure_reason;
       banner.textContent = exec.failure_reason ? `Failure: ${exec.failure_reason}` : '';
       const display = new Map();
-      for (const id of definitionNodes.keys()) display.set(id, nodeDisplay(nodes[id], finished()));
+      for (const [id, defNode] of definitionNodes) display.set(id, nodeDisplay(nodes[id], exec, defNode));
       dag.update(display);
       renderTimeline();
       replaceJson(inputBlock, exec.input, 'execution-input-json');
@@ -997,9 +1016,9 @@
     }
 
     function renderPanel() {
-      const view = nodes[selected];
+      const view = ran(nodes[selected]) ? nodes[selected] : null;
       const def = definitionNodes.get(selected) || {};
-      const shown = nodeDisplay(view, finished());
+      const shown = nodeDisplay(view, exec, def);
       panel.dataset.nodeId = selected;
       panel.dataset.status = shown.status;
       const c = (view && view.counts) || null;
@@ -1008,8 +1027,17 @@
         sections.push(h('h3', {}, 'Error'), jsonBlock(view.error, { class: 'json error', dataset: { field: 'error' } }));
       }
       if (view) {
-        sections.push(h('h3', {}, 'Input parameters'), jsonBlock(view.parameters ?? null, { dataset: { field: 'parameters' } }));
+        if (view.parameters !== null && view.parameters !== undefined) {
+          sections.push(h('h3', {}, 'Input parameters'), jsonBlock(view.parameters, { dataset: { field: 'parameters' } }));
+        } else {
+          // Workers may not report the resolved parameters: show what the definition says.
+          sections.push(h('h3', {}, 'Parameters ', h('span', { class: 'muted' }, '(as defined)')),
+            jsonBlock(def.parameters ?? {}, { dataset: { field: 'parameters' } }));
+        }
         sections.push(h('h3', {}, 'Output'), jsonBlock(view.output ?? null, { dataset: { field: 'output' } }));
+      } else if (shown.fired) {
+        sections.push(h('p', { class: 'muted' }, `This trigger started the execution (${exec.trigger || 'api'}); its output is the execution's input.`),
+          h('h3', {}, 'Output'), jsonBlock(exec.input ?? null, { dataset: { field: 'output' } }));
       } else {
         sections.push(h('p', { class: 'muted' }, shown.status === 'skipped' ? 'This node did not run in this execution.' : 'This node has not run yet.'),
           h('h3', {}, 'Parameters (as defined)'), jsonBlock(def.parameters ?? {}, { dataset: { field: 'parameters' } }));
@@ -1032,9 +1060,9 @@
           c && countTotal(c) > 1
             ? h('div', {}, h('dt', {}, 'Runs'), h('dd', { dataset: { field: 'counts' } },
               `${c.success || 0} ok · ${c.failed || 0} failed · ${c.running || 0} running · ${c.waiting || 0} waiting`))
-            : null) : null,
-        sections,
-        actions.length ? h('div', { class: 'panel-actions' }, actions) : null);
+            : null) : '',
+        ...sections,
+        actions.length ? h('div', { class: 'panel-actions' }, actions) : '');
     }
 
     /** A waiting node may be waiting for a signal: send one (name + JSON data). */
