@@ -30,9 +30,10 @@ enum Command {
     Nodes(commands::nodes::NodesArgs),
     /// Run the stateless worker service (RabbitMQ + Redis).
     Worker(commands::worker::WorkerArgs),
-    /// Publish a start message for a workflow; with --wait, follow it to its completion.
+    /// Start a workflow on the worker pool (or a master, with --master); with --wait, follow it
+    /// to its completion.
     Submit(commands::submit::SubmitArgs),
-    /// Deliver a named signal to an execution on the worker pool.
+    /// Deliver a named signal to an execution (worker pool, or a master with --master).
     Signal(commands::signal::SignalArgs),
     /// Cancel a running execution on the worker pool.
     Cancel(commands::cancel::CancelArgs),

@@ -339,7 +339,8 @@ impl Worker {
 
     async fn cancel(&self, execution_id: &str) -> Result<bool, String> {
         let Some((_, reference)) = self.store.identity(execution_id).await.map_err(|e| e.0)? else {
-            return Ok(false);
+            // Not started (yet): the engine remembers the cancel for its start.
+            return self.engine.cancel(execution_id).await.map_err(|e| e.0);
         };
         if let Err(e) = self.definitions.ensure(&reference).await {
             return match e {

@@ -1,5 +1,6 @@
 //! `baton signal EXECUTION NAME [--data JSON]`: delivers a named signal to an execution on the
-//! worker pool; wait nodes in `signal` mode waiting for NAME resume with `{signal, data}`.
+//! worker pool (or through a master's API with `--master URL`); wait nodes in `signal` mode
+//! waiting for NAME resume with `{signal, data}`.
 
 use std::path::PathBuf;
 

@@ -1,7 +1,9 @@
 //! `baton submit FILE [--input JSON|@file] [--wait]`: a tiny master for scripts. Publishes a
 //! Rune-style start message (full definition, `$input`/`$trigger` seeded) to
 //! `workflow.execution`; with `--wait`, follows the execution's status messages on stderr and
-//! prints its completion on stdout (exit 0 completed, 1 failed/halted).
+//! prints its completion on stdout (exit 0 completed, 1 failed/halted, 2 invalid). With
+//! `--master URL` (or `BATON_MASTER_URL`) it goes through the master's API instead: `POST
+//! /workflows`, `POST /workflows/{id}/executions`, and the execution's event stream.
 
 use std::path::PathBuf;
 use std::time::Duration;
