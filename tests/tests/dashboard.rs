@@ -27,7 +27,8 @@ const TOKEN: &str = "dashboard-test-token";
 
 const WORKFLOW_ID: &str = "hello-dashboard";
 
-/// A small version of examples/01-hello.json: a conditional picks one of two branches.
+/// A small version of examples/01-hello.json: a conditional picks one of two branches, and the
+/// taken one waits for an `approve` signal, so the page is open while the graph changes.
 fn hello_workflow() -> Value {
     json!({
         "id": WORKFLOW_ID,
@@ -38,6 +39,8 @@ fn hello_workflow() -> Value {
              "parameters": {"message": "Hello, {{$input.name}}! You have {{$input.count}} new messages."}},
             {"id": "check", "name": "Many", "type": "conditional",
              "parameters": {"expression": "$input.count > 10"}},
+            {"id": "approve", "name": "Approve", "type": "wait",
+             "parameters": {"mode": "signal", "signal": "approve"}},
             {"id": "loud", "name": "Loud", "type": "log", "parameters": {"message": "That is a lot."}},
             {"id": "calm", "name": "Calm", "type": "log", "parameters": {"message": "All quiet."}},
             {"id": "done", "name": "Done", "type": "log", "parameters": {"message": "Summary: {{$Greet.message}}"}}
@@ -45,7 +48,8 @@ fn hello_workflow() -> Value {
         "edges": [
             {"id": "e0", "src": "start", "dst": "greet"},
             {"id": "e1", "src": "greet", "dst": "check"},
-            {"id": "e2", "src": "check", "dst": "loud", "on": "true"},
+            {"id": "e2", "src": "check", "dst": "approve", "on": "true"},
+            {"id": "e2b", "src": "approve", "dst": "loud"},
             {"id": "e3", "src": "check", "dst": "calm", "on": "false"},
             {"id": "e4", "src": "loud", "dst": "done"},
             {"id": "e5", "src": "calm", "dst": "done"}
@@ -54,7 +58,7 @@ fn hello_workflow() -> Value {
 }
 
 /// The nodes the input `{"count": 12}` runs through; `calm` is the branch not taken.
-const SUCCESS_PATH: [&str; 5] = ["start", "greet", "check", "loud", "done"];
+const SUCCESS_PATH: [&str; 6] = ["start", "greet", "check", "approve", "loud", "done"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_run_from_the_dashboard_turns_green_node_by_node_and_shows_node_outputs() {
@@ -94,6 +98,7 @@ async fn a_workflow_run_from_the_dashboard_turns_green_node_by_node_and_shows_no
     page.click("#run-button").await;
     page.wait_for("#run-error:not([hidden])").await;
     let error = page.text("#run-error").await;
+    page.screenshot("dashboard-run-dialog.png").await;
     assert!(error.contains("not valid JSON"), "run error: {error:?}");
     assert!(
         page.url().await.ends_with("#/workflows"),
@@ -106,9 +111,35 @@ async fn a_workflow_run_from_the_dashboard_turns_green_node_by_node_and_shows_no
         .await;
     page.click("#run-button").await;
 
-    // The execution page: every node on the taken path turns green, the other branch is
-    // shown as skipped once the execution completed.
+    // The execution page follows the execution live: it stops at the signal wait (amber)
+    // with the rest still pending and the execution cancellable.
     let execution_id = page.wait_for_execution_url().await;
+    page.wait_for(r#"#dag g.dag-node[data-node-id="approve"][data-status="waiting"]"#)
+        .await;
+    for node in ["start", "greet", "check"] {
+        page.wait_for(&format!(
+            r#"#dag g.dag-node[data-node-id="{node}"][data-status="success"]"#
+        ))
+        .await;
+    }
+    for node in ["loud", "calm", "done"] {
+        page.wait_for(&format!(
+            r#"#dag g.dag-node[data-node-id="{node}"][data-status="pending"]"#
+        ))
+        .await;
+    }
+    page.wait_for(r#"#execution-status[data-status="running"]"#)
+        .await;
+    page.wait_for("#cancel-button:not([hidden])").await;
+    page.screenshot("dashboard-waiting.png").await;
+
+    // The waiting node's panel sends the signal; the rest of the path then turns green and
+    // the branch not taken is shown as skipped once the execution completed.
+    page.click(r#"#dag g.dag-node[data-node-id="approve"]"#)
+        .await;
+    page.replace_text("#signal-name", "approve").await;
+    page.replace_text("#signal-data", r#"{"by": "Ada"}"#).await;
+    page.click("#signal-button").await;
     for node in SUCCESS_PATH {
         page.wait_for(&format!(
             r#"#dag g.dag-node[data-node-id="{node}"][data-status="success"]"#
@@ -124,6 +155,14 @@ async fn a_workflow_run_from_the_dashboard_turns_green_node_by_node_and_shows_no
         .await;
     assert_eq!(record["status"], "completed", "{record:#}");
     assert_eq!(record["input"], json!({"name": "Ada", "count": 12}));
+    page.wait_for("#cancel-button[hidden]").await;
+    let approved = page
+        .text(r#"#node-panel[data-node-id="approve"] [data-field="output"]"#)
+        .await;
+    assert!(
+        approved.contains(r#""by": "Ada""#),
+        "approve output: {approved}"
+    );
     page.screenshot("dashboard-execution.png").await;
 
     // Clicking a node opens its panel with the parameters it ran with and its output.
