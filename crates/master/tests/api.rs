@@ -696,22 +696,16 @@ async fn a_cron_schedule_fires_once_per_tick_with_two_masters() {
         .await;
     let runs = page["executions"].as_array().unwrap();
     assert!(runs.iter().all(|r| r["trigger"] == "cron"));
-    // One execution per claimed tick, and never two in the same second.
+    // Exactly one execution per claimed tick: were a tick fired by both masters, there would
+    // be more executions than claims (one claim key per schedule and tick time).
     let mut conn = env.redis().await;
     let claims: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}tick:{sid}:*", env.settings.master_key_prefix))
         .query_async(&mut conn)
         .await
         .unwrap();
+    assert!(runs.len() >= 4, "{page}");
     assert_eq!(runs.len(), claims.len(), "{page}");
-    let mut seconds: Vec<&str> = runs
-        .iter()
-        .map(|r| &r["started_at"].as_str().unwrap()[..19])
-        .collect();
-    seconds.sort();
-    let before = seconds.len();
-    seconds.dedup();
-    assert_eq!(before, seconds.len(), "a tick fired twice: {page}");
     for r in runs {
         env.finished(r["execution_id"].as_str().unwrap()).await;
     }
