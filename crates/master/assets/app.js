@@ -856,14 +856,28 @@
       if (defNode && defNode.trigger === true && exec.trigger !== 'replay') return { status: 'success', countsText: '', fired: true };
       return { status: exec.status !== 'running' ? 'skipped' : 'pending', countsText: '' };
     }
-    const c = view.counts || {};
+    const c = Object.assign({ running: 0, success: 0, failed: 0, waiting: 0 }, view.counts || {});
+    if (exec.status !== 'running') {
+      // Nothing runs or waits in a finished execution: such runs were interrupted (a halt,
+      // a cancel) or were an aggregator's intermediate arrivals. Show what finished.
+      c.running = 0;
+      c.waiting = 0;
+      if (c.success + c.failed === 0) {
+        const interrupted = view.status === 'running' || view.status === 'waiting';
+        return { status: interrupted ? 'skipped' : view.status || 'skipped', countsText: '', interrupted };
+      }
+    }
     const total = countTotal(c);
-    if (total <= 1) return { status: view.status || 'pending', countsText: '' };
+    if (total <= 1) {
+      const status = exec.status !== 'running' && (view.status === 'running' || view.status === 'waiting')
+        ? (c.failed ? 'failed' : 'success') : view.status || 'pending';
+      return { status, countsText: '' };
+    }
     let status = 'success';
     if (c.running) status = 'running';
     else if (c.waiting) status = 'waiting';
     else if (c.failed) status = 'failed';
-    let text = `✓ ${c.success || 0}/${total}`;
+    let text = `✓ ${c.success}/${total}`;
     if (c.failed) text += `  ✗ ${c.failed}`;
     return { status, countsText: text };
   }
@@ -977,7 +991,8 @@
         .map((v) => {
           const end = parseTime(v.executed_at);
           const start = parseTime(v.started_at) ?? (end !== null && v.duration_ms !== null ? end - v.duration_ms : null);
-          const stop = v.status === 'running' || v.status === 'waiting' ? Date.now() : end ?? start;
+          const open = v.status === 'running' || v.status === 'waiting';
+          const stop = open ? parseTime(exec.completed_at) ?? Date.now() : end ?? start;
           return { v, start, stop };
         })
         .filter((r) => r.start !== null)
@@ -1023,6 +1038,9 @@
       panel.dataset.status = shown.status;
       const c = (view && view.counts) || null;
       const sections = [];
+      if (shown.interrupted) {
+        sections.push(h('p', { class: 'muted' }, `Interrupted: the execution ended (${exec.status}) while this node was ${view.status}.`));
+      }
       if (view && view.error) {
         sections.push(h('h3', {}, 'Error'), jsonBlock(view.error, { class: 'json error', dataset: { field: 'error' } }));
       }
