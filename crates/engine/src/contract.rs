@@ -90,6 +90,7 @@ pub async fn execution_store_contract(make: impl Fn() -> Arc<dyn ExecutionStore>
     begin_hop_reads(make()).await;
     committed_hop_replays(make()).await;
     start_published_flag(make()).await;
+    cancel_before_start(make()).await;
     commit_once_and_tokens(make()).await;
     concurrent_commits(make()).await;
     join_wait_for_all(make()).await;
@@ -497,6 +498,32 @@ pub async fn begin_hop_reads(store: Arc<dyn ExecutionStore>) {
         ctx.is_empty(),
         "a finished execution reads nothing in begin_hop"
     );
+}
+
+/// A cancel recorded before the start makes the start create the execution already halted
+/// (and report it as not created: its completion is all that is left to do).
+pub async fn cancel_before_start(store: Arc<dyn ExecutionStore>) {
+    let start = start_of(json!({"x": 1}), 1);
+    let id = start.execution_id.clone();
+    store.cancel_unstarted(&id).await.unwrap();
+    assert_eq!(store.lifecycle(&id).await.unwrap(), Lifecycle::Unknown);
+    assert!(
+        !store.start(&start).await.unwrap(),
+        "a start after a cancel does not create a running execution"
+    );
+    assert_eq!(
+        store.lifecycle(&id).await.unwrap(),
+        Lifecycle::Finished {
+            status: ExecutionStatus::Halted,
+            reason: Some("execution cancelled before it started".into()),
+            completion_sent: false
+        }
+    );
+    assert_eq!(
+        store.start_state(&id).await.unwrap().map(|s| s.1),
+        Some(false)
+    );
+    assert!(store.mark_completion_sent(&id).await.unwrap());
 }
 
 /// `start_state` tells a duplicate start whether the first one published its messages.

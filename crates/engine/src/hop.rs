@@ -201,6 +201,16 @@ impl Engine {
                 if published {
                     return Ok(());
                 }
+                match self.store.lifecycle(execution_id).await? {
+                    Lifecycle::Running => {}
+                    // Never published, yet finished: cancelled before it started. No hop ever
+                    // ran (no `on_failure` either), so its completion is due now.
+                    Lifecycle::Finished {
+                        completion_sent: false,
+                        ..
+                    } => return self.emit_completion_inner(workflow_id, execution_id).await,
+                    _ => return Ok(()),
+                }
                 if now_ms() >= started_at + START_GRACE_MS {
                     break;
                 }
@@ -251,6 +261,8 @@ impl Engine {
     /// definition is not loaded in this process).
     pub async fn cancel(&self, execution_id: &str) -> Result<bool, PortError> {
         let Some((workflow_id, workflow_ref)) = self.store.identity(execution_id).await? else {
+            // Its start may still be on its way (on another worker): it will start halted.
+            self.store.cancel_unstarted(execution_id).await?;
             return Ok(false);
         };
         let Some(wf) = self.definitions.load(&workflow_ref).await? else {

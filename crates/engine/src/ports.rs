@@ -88,8 +88,12 @@ pub enum JoinOutcome {
 /// Per-execution state: context, tokens, joins, final status.
 #[async_trait]
 pub trait ExecutionStore: Send + Sync {
-    /// Creates the execution. Returns false if it already exists (a duplicate start).
+    /// Creates the execution. Returns false if it already exists (a duplicate start) or was
+    /// cancelled before it started (then it exists, halted, and its completion is due).
     async fn start(&self, start: &ExecutionStart) -> Result<bool, PortError>;
+    /// Remembers a cancel that arrived before the execution's start (messages on different
+    /// workers race): that start then creates the execution already halted.
+    async fn cancel_unstarted(&self, execution_id: &str) -> Result<(), PortError>;
     /// Records that the execution's first messages are published: a duplicate start then has
     /// nothing left to do.
     async fn mark_started(&self, execution_id: &str) -> Result<(), PortError>;

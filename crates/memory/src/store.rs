@@ -42,6 +42,8 @@ struct Execution {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     executions: Mutex<HashMap<String, Execution>>,
+    /// Executions cancelled before they started.
+    cancelled_unstarted: Mutex<HashSet<String>>,
 }
 
 impl MemoryStore {
@@ -87,15 +89,25 @@ impl ExecutionStore for MemoryStore {
         }
         let mut scopes = HashMap::new();
         scopes.insert(String::new(), start.seed.clone());
+        let cancelled = self
+            .cancelled_unstarted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&start.execution_id);
         map.insert(
             start.execution_id.clone(),
             Execution {
                 scopes,
-                pending: start.initial_tokens,
+                pending: if cancelled { 0 } else { start.initial_tokens },
                 committed: HashMap::new(),
                 started: false,
                 joins: HashMap::new(),
-                finished: None,
+                finished: cancelled.then(|| {
+                    (
+                        ExecutionStatus::Halted,
+                        Some("execution cancelled before it started".to_string()),
+                    )
+                }),
                 completion_sent: false,
                 started_at_ms: start.started_at_ms,
                 workflow_id: start.workflow_id.clone(),
@@ -104,7 +116,15 @@ impl ExecutionStore for MemoryStore {
                 buffered_signals: HashMap::new(),
             },
         );
-        Ok(true)
+        Ok(!cancelled)
+    }
+
+    async fn cancel_unstarted(&self, execution_id: &str) -> Result<(), PortError> {
+        self.cancelled_unstarted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(execution_id.to_string());
+        Ok(())
     }
 
     async fn lifecycle(&self, execution_id: &str) -> Result<Lifecycle, PortError> {

@@ -586,6 +586,32 @@ async fn cancel_halts_an_execution_stuck_in_a_long_wait() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_that_arrives_before_the_start_halts_the_execution_without_running_a_node() {
+    // On a worker pool the cancel and the start are separate messages that different workers
+    // may take in either order.
+    let h = Harness::new();
+    let wf = compile(&long_wait());
+    assert!(
+        !h.runtime.cancel(&wf, "early").await.unwrap(),
+        "nothing to cancel yet"
+    );
+    let done = h
+        .runtime
+        .submit(wf.clone(), "early", json!({}))
+        .await
+        .unwrap();
+    let c = tokio::time::timeout(BOUND, done)
+        .await
+        .expect("bounded")
+        .unwrap();
+    let reason = assert_halted(&c);
+    assert!(reason.contains("cancelled before it started"), "{reason}");
+    assert!(!h.ran("early", "Start"), "no node runs");
+    h.completion_event("early").await;
+    assert_one_completion(&h, "early").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_runs_the_on_failure_node_before_the_completion() {
     let mut doc = long_wait();
     doc["nodes"]

@@ -9,6 +9,7 @@
 //! | `P:{E}:meta` | hash | `workflow_id`, `workflow_ref`, `started_at`, `published` (first messages out), `pending`, `status`, `reason`, `completion_sent` |
 //! | `P:{E}:ctx` | hash | context: field `scope ␟ key` (U+001F) → JSON text |
 //! | `P:{E}:top` | list | top-level context keys in first-write order (the `final_context` order) |
+//! | `P:{E}:cancelled` | string | set when a cancel arrives before the start: the start then creates the execution halted |
 //! | `P:{E}:hops` | hash | committed hop id → the messages it handed on (JSON), replayed on redelivery |
 //! | `P:{E}:join:<join key>` | hash | one join's arrivals (in order) and its releaser |
 //! | `P:{E}:keys` | set | every dynamic (`join:`) key, so `finish` can put the TTL on all of them |
@@ -355,15 +356,33 @@ impl ExecutionStore for RedisStore {
         inv.key(&k.meta)
             .key(&k.ctx)
             .key(&k.top)
+            .key(self.exec_key(&start.execution_id, "cancelled"))
             .arg(&start.workflow_id)
             .arg(&start.workflow_ref)
             .arg(start.started_at_ms)
-            .arg(start.initial_tokens);
+            .arg(start.initial_tokens)
+            .arg(self.ttl_secs);
         for (key, value) in &start.seed {
             inv.arg(key).arg(value.to_string());
         }
         let created = reply::int(&self.invoke(&inv, false).await?)?;
         Ok(created == 1)
+    }
+
+    async fn cancel_unstarted(&self, execution_id: &str) -> Result<(), PortError> {
+        let mut conn = self.conn.clone();
+        // Kept as long as a finished execution, at least an hour: a start that late is a
+        // redelivery long after anyone waited for it.
+        let ttl = self.ttl_secs.max(3_600);
+        let _: () = redis::cmd("SET")
+            .arg(self.exec_key(execution_id, "cancelled"))
+            .arg("1")
+            .arg("EX")
+            .arg(ttl)
+            .query_async(&mut conn)
+            .await
+            .map_err(Error::from)?;
+        Ok(())
     }
 
     async fn mark_started(&self, execution_id: &str) -> Result<(), PortError> {
