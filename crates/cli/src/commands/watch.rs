@@ -198,7 +198,16 @@ impl Display {
             .iter()
             .map(|f| f.branch_id.as_str())
             .collect();
-        row.runs.insert(run_key.join("/"), s.status);
+        let run_key = run_key.join("/");
+        if s.status == NodeStatus::Success {
+            // An aggregator's arrivals wait in the item scopes it closes; its success in the
+            // enclosing scope ends them.
+            let inner = format!("{run_key}/");
+            row.runs.retain(|k, status| {
+                *status != NodeStatus::Waiting || !(run_key.is_empty() || k.starts_with(&inner))
+            });
+        }
+        row.runs.insert(run_key, s.status);
         if s.duration_ms > 0 {
             row.duration_ms = s.duration_ms;
         }
@@ -294,6 +303,16 @@ mod tests {
         assert_eq!(d.rows[0].render(), "● Each (log) running [2 runs: ✓1 ●1]");
         d.on_status(&event("Each", NodeStatus::Success, Some(1), 9));
         assert_eq!(d.rows[0].render(), "✓ Each (log) success 9 ms [2 runs: ✓2]");
+    }
+
+    #[test]
+    fn an_aggregator_that_released_is_no_longer_shown_waiting() {
+        let mut d = Display::new(false);
+        d.on_status(&event("Collect", NodeStatus::Waiting, Some(0), 0));
+        d.on_status(&event("Collect", NodeStatus::Waiting, Some(1), 0));
+        assert_eq!(d.rows[0].render(), "⏸ Collect (log) waiting [2 runs: ⏸2]");
+        d.on_status(&event("Collect", NodeStatus::Success, None, 3));
+        assert_eq!(d.rows[0].render(), "✓ Collect (log) success 3 ms");
     }
 
     #[test]
