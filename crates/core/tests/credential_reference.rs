@@ -31,7 +31,10 @@ fn a_credential_reference_validates_and_compiles_to_the_reference_alone() {
 
 #[test]
 fn inline_credentials_still_compile_to_their_values_and_type() {
-    let wf = compile(&workflow(json!({"type": "token", "values": {"token": "t"}}))).unwrap();
+    let wf = compile(&workflow(
+        json!({"type": "token", "values": {"token": "t"}}),
+    ))
+    .unwrap();
     let node = wf.node("fetch").unwrap();
     assert_eq!(
         node.credentials.as_ref().map(|c| Value::Object(c.clone())),
