@@ -219,6 +219,12 @@ async fn only_requests_with_a_configured_token_pass_and_operations_are_open() {
             "openapi.json lists {route}"
         );
     }
+    let resp = env.http.get(env.url("/metrics")).send().await.unwrap();
+    let metrics = resp.text().await.unwrap();
+    assert!(
+        metrics.contains("baton_master_http_requests_total{route=\"/workflows\",status=\"401\"}"),
+        "{metrics}"
+    );
     let (status, body) = env.call("GET", "/no/such/route", None).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),

@@ -34,7 +34,8 @@ pub fn router(master: Arc<Master>) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
-        .route("/hooks/{workflow_id}", post(triggers::hook));
+        .route("/hooks/{workflow_id}", post(triggers::hook))
+        .route_layer(middleware::from_fn(count_requests));
     let guarded = Router::new()
         .route("/workflows", post(workflows::create).get(workflows::list))
         .route(
@@ -77,7 +78,9 @@ pub fn router(master: Arc<Master>) -> Router {
             post(credentials::create).get(credentials::list),
         )
         .route("/credentials/{credential_id}", delete(credentials::remove))
-        .route_layer(middleware::from_fn_with_state(master.clone(), auth));
+        .route_layer(middleware::from_fn_with_state(master.clone(), auth))
+        // Outside auth, so refused requests are counted too; a route layer sees the route.
+        .route_layer(middleware::from_fn(count_requests));
     open.merge(guarded)
         .fallback(|| async {
             ApiError::new(
@@ -86,7 +89,6 @@ pub fn router(master: Arc<Master>) -> Router {
                 "no such route (see /openapi.json)",
             )
         })
-        .layer(middleware::from_fn(count_requests))
         .with_state(master)
 }
 
