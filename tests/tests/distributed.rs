@@ -59,6 +59,32 @@ fn wait_node_keys(workflow: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Stores every `*.json` of `dir` in the cluster's Redis workflow catalog, under its `"id"`
+/// (as `baton run --workflows` does).
+async fn fill_catalog(cluster: &Cluster, dir: &Path) {
+    use baton_engine::ports::WorkflowCatalog;
+    let options = baton_redis::RedisOptions {
+        key_prefix: cluster.key_prefix.clone(),
+        ..Default::default()
+    };
+    let catalog = baton_redis::RedisStore::connect(&cluster.redis_url, options)
+        .await
+        .expect("Redis")
+        .catalog();
+    for entry in std::fs::read_dir(dir).expect("the catalog directory") {
+        let path = entry.expect("readable entry").path();
+        if path.extension().is_some_and(|x| x == "json") {
+            let doc: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let id = doc["id"]
+                .as_str()
+                .expect("catalog workflows have an id")
+                .to_string();
+            catalog.put(&id, &doc).await.expect("catalog put");
+        }
+    }
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -69,6 +95,10 @@ async fn every_example_through_two_workers_gives_the_same_final_context_as_embed
     let mut cluster = Cluster::new();
     cluster.spawn_worker(&[]).await;
     cluster.spawn_worker(&[]).await;
+    // The workflows `workflow` nodes start: the embedded run gets `--workflows`, the pool the
+    // same definitions in its Redis catalog.
+    let catalog_dir = examples_dir().join("workflows");
+    fill_catalog(&cluster, &catalog_dir).await;
     let mut failures = Vec::new();
     for workflow in example_workflows() {
         let name = workflow.file_name().unwrap().to_string_lossy().into_owned();
@@ -77,6 +107,8 @@ async fn every_example_through_two_workers_gives_the_same_final_context_as_embed
         let mut run = cluster.command();
         run.arg("run")
             .arg(&workflow)
+            .arg("--workflows")
+            .arg(&catalog_dir)
             .arg("--completion")
             .arg("--input")
             .arg(input.to_string());
