@@ -1389,7 +1389,8 @@ impl Engine {
                 "CREDENTIAL_VAULT_MISSING",
                 format!(
                     "node `{}` ({}) uses credential `{reference}`, but this runtime has no \
-                     credential vault (set BATON_CREDENTIALS_KEY)",
+                     credential vault (the workers, the master and `baton dev` get one from \
+                     BATON_CREDENTIALS_KEY)",
                     node.name, node.id
                 ),
                 false,
