@@ -8,11 +8,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-// A hop allocates many small, short-lived buffers (messages, JSON, Redis replies): glibc's
-// allocator spent about a fifth of the worker's CPU on them (perf, 64 chains in flight).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser, Debug)]
 #[command(name = "baton", version, about = "Baton workflow engine")]
 struct Cli {
