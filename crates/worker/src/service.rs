@@ -72,6 +72,7 @@ impl Worker {
                 QueueType::Classic
             },
             prefetch: settings.prefetch,
+            publisher_channels: settings.publisher_channels,
             connection_name: Some(format!("baton-worker-{}", std::process::id())),
             ..AmqpOptions::default()
         };

@@ -17,6 +17,7 @@
 //! | `max_workflow_depth` | `BATON_MAX_WORKFLOW_DEPTH` | `8` | how deep `workflow` (sub-workflow) nodes may nest child executions |
 //! | `log_format` | `BATON_LOG_FORMAT` | `json` | `json` or `human` |
 //! | `worker_threads` | `BATON_WORKER_THREADS` | `0` | runtime threads; 0 = one per core |
+//! | `publisher_channels` | `BATON_PUBLISHER_CHANNELS` | `4` | confirm-mode channels publishes are spread over |
 //! | `credentials_key` | `BATON_CREDENTIALS_KEY` | none | base64 of 32 random bytes (`openssl rand -base64 32`): enables the credential vault (see below) |
 //!
 //! With `credentials_key` set, nodes' `"credentials": {"$credential": "<id>"}` references are
@@ -52,6 +53,8 @@ pub struct Settings {
     /// Threads of the worker's async runtime (0: one per core). On a small box shared with the
     /// broker, fewer threads mean fewer cross-thread wake-ups per hop.
     pub worker_threads: usize,
+    /// Confirm-mode publishing channels. Fewer channels let the broker coalesce confirms.
+    pub publisher_channels: usize,
 }
 
 impl Default for Settings {
@@ -74,6 +77,7 @@ impl Default for Settings {
             credentials_key: None,
             http_allow_private_networks: false,
             worker_threads: 0,
+            publisher_channels: 4,
         }
     }
 }
@@ -144,6 +148,9 @@ impl Settings {
         }
         if self.prefetch == 0 {
             return bad("prefetch", "must be at least 1");
+        }
+        if self.publisher_channels == 0 {
+            return bad("publisher_channels", "must be at least 1");
         }
         if self.concurrency == 0 {
             return bad("concurrency", "must be at least 1");
