@@ -199,3 +199,53 @@ async fn dev_mode_with_a_state_file_loses_nothing_across_a_restart() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dev_mode_reveals_a_stored_credential_to_the_node_and_nowhere_else() {
+    use axum::http::HeaderMap;
+    // An API that answers whether it received the secret token.
+    let api = axum::Router::new().route(
+        "/check",
+        axum::routing::get(|headers: HeaderMap| async move {
+            let ok = headers.get("authorization").and_then(|v| v.to_str().ok())
+                == Some("Bearer sekret-123");
+            axum::Json(json!({ "authorized": ok }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_url = format!("http://{}/check", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await });
+
+    let dev = start_dev(None).await;
+    let (status, cred) = dev
+        .call(
+            "POST",
+            "/credentials",
+            Some(json!({"name": "api", "type": "token", "data": {"token": "sekret-123"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{cred}");
+    let wf = json!({"id": "secured", "name": "Secured", "nodes": [
+        {"id": "call", "name": "Call", "type": "http", "parameters": {"url": api_url, "method": "GET"},
+         "credentials": {"$credential": cred["credential_id"]}}
+    ], "edges": []});
+    let (status, body) = dev.call("POST", "/workflows", Some(wf)).await;
+    assert_eq!(status, 201, "{body}");
+    let (_, started) = dev
+        .call("POST", "/workflows/secured/executions", None)
+        .await;
+    let view = dev
+        .finished(started["execution_id"].as_str().unwrap())
+        .await;
+    assert_eq!(view["status"], "completed", "{view}");
+    let text = view.to_string();
+    assert!(
+        text.contains(r#""authorized":true"#),
+        "the node got the secret: {view}"
+    );
+    assert!(
+        !text.contains("sekret-123"),
+        "the secret is nowhere in the history: {view}"
+    );
+    dev.stop().await;
+}
