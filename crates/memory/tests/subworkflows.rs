@@ -387,3 +387,48 @@ async fn fire_and_forget_continues_at_once_with_the_child_id() {
     );
     assert_eq!(child_c.final_context["$parent"]["depth"], json!(1));
 }
+
+/// An engine built without `with_catalog` (another helper's embedding, say) fails the node
+/// with a clear error instead of hanging or crashing.
+#[tokio::test]
+async fn without_a_catalog_the_node_fails_clearly() {
+    use baton_engine::Engine;
+    use baton_memory::{MemoryDefinitions, MemoryEvents, MemoryQueue, MemoryStore};
+
+    let (queue, mut messages) = MemoryQueue::new();
+    let events = Arc::new(MemoryEvents::new());
+    let definitions = Arc::new(MemoryDefinitions::default());
+    let engine = Engine::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(queue),
+        events.clone(),
+        definitions.clone(),
+        Arc::new(baton_nodes::registry()),
+    );
+    let wf = compile(&parent(json!({"workflow_id": "greet"})));
+    definitions.insert(wf.reference.clone(), wf.clone());
+    let done = events.completion_of("no-catalog");
+    let request = baton_engine::StartRequest {
+        workflow_id: "parent".into(),
+        execution_id: "no-catalog".into(),
+        ..Default::default()
+    };
+    engine.start(&wf, request).await.expect("started");
+    let c = tokio::time::timeout(BOUND, async {
+        let mut done = done;
+        loop {
+            tokio::select! {
+                Some(msg) = messages.recv() => { engine.handle(msg).await.expect("hop"); }
+                c = &mut done => return c.expect("completion"),
+            }
+        }
+    })
+    .await
+    .expect("completes in time");
+    assert_eq!(c.status, ExecutionStatus::Completed, "{c:?}");
+    let message = c.final_context["$Failed"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("NO_WORKFLOW_CATALOG: no workflow catalog configured"),
+        "{message}"
+    );
+}
