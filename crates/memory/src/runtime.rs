@@ -174,6 +174,17 @@ impl EmbeddedRuntime {
         concurrency: usize,
         vault: Option<Arc<dyn CredentialVault>>,
     ) -> Self {
+        Self::start_with_catalog(registry, concurrency, vault, Arc::new(MemoryCatalog::new()))
+    }
+
+    /// Like `start_with_vault`, with `workflow` (sub-workflow) nodes starting workflows from
+    /// `catalog` (shared with whoever fills it, e.g. the embedded master's `POST /workflows`).
+    pub fn start_with_catalog(
+        registry: NodeRegistry,
+        concurrency: usize,
+        vault: Option<Arc<dyn CredentialVault>>,
+        catalog: Arc<MemoryCatalog>,
+    ) -> Self {
         let store = Arc::new(MemoryStore::new());
         let events = Arc::new(MemoryEvents::new());
         let definitions = Arc::new(MemoryDefinitions::default());
@@ -191,7 +202,6 @@ impl EmbeddedRuntime {
         if let Some(vault) = vault {
             engine = engine.with_vault(vault);
         }
-        let catalog = Arc::new(MemoryCatalog::new());
         engine = engine.with_catalog(catalog.clone());
         let engine = Arc::new(engine);
         let _ = dispatch.engine.set(Arc::downgrade(&engine));
