@@ -1,8 +1,10 @@
 //! The dashboard, end to end in a real headless Chromium: `baton master` and a `baton worker`
 //! on the real RabbitMQ and Redis (the test's own queue and key prefixes), a workflow posted
 //! through the API, then in the browser: the token prompt, the workflows page's run dialog
-//! (an invalid JSON input is refused inline), the execution page's graph turning green node by
-//! node, a node's side panel showing its output, and the executions list.
+//! (an invalid JSON input is refused inline), the execution page's graph changing live (a
+//! signal-mode wait shown waiting, then signalled from its node panel, then every node of the
+//! taken path green and the other branch skipped), a node's side panel showing its output, the
+//! executions list, and a second run cancelled from its page.
 //!
 //! The browser is `/usr/bin/chromium` driven by `/usr/bin/chromedriver` (WebDriver, through
 //! `fantoccini`); `BATON_TEST_CHROMIUM` / `BATON_TEST_CHROMEDRIVER` name other binaries. When
@@ -61,7 +63,7 @@ fn hello_workflow() -> Value {
 const SUCCESS_PATH: [&str; 6] = ["start", "greet", "check", "approve", "loud", "done"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_workflow_run_from_the_dashboard_turns_green_node_by_node_and_shows_node_outputs() {
+async fn a_run_from_the_dashboard_is_drawn_live_signalled_opened_and_a_second_one_cancelled() {
     let browser = Browser::ensure_installed();
     let mut cluster = Cluster::new();
     cluster.spawn_worker(&[]).await;
@@ -187,6 +189,29 @@ async fn a_workflow_run_from_the_dashboard_turns_green_node_by_node_and_shows_no
     ))
     .await;
     page.screenshot("dashboard-executions.png").await;
+
+    // A second run, cancelled from its page while it waits: it ends halted and the nodes it
+    // never finished are shown as skipped, not as still waiting.
+    page.goto(&master.url("/#/workflows")).await;
+    page.click(&run_open).await;
+    page.wait_for("#run-dialog[open]").await;
+    page.replace_text("#run-input", r#"{"name": "Bob", "count": 11}"#)
+        .await;
+    page.click("#run-button").await;
+    let cancelled_id = page.wait_for_execution_url().await;
+    assert_ne!(cancelled_id, execution_id, "a new execution");
+    page.wait_for(r#"#dag g.dag-node[data-node-id="approve"][data-status="waiting"]"#)
+        .await;
+    page.click("#cancel-button").await;
+    page.wait_for(r#"#execution-status[data-status="halted"]"#)
+        .await;
+    for node in ["approve", "loud", "calm", "done"] {
+        page.wait_for(&format!(
+            r#"#dag g.dag-node[data-node-id="{node}"][data-status="skipped"]"#
+        ))
+        .await;
+    }
+    page.wait_for("#cancel-button[hidden]").await;
 
     page.close().await;
 }
