@@ -6,6 +6,9 @@
 //! before sending and on every redirect; addresses are checked after DNS resolution by
 //! [`GuardedResolver`] (so a name resolving to 127.0.0.1 is caught) and for literal-IP URLs,
 //! which never reach a resolver.
+//!
+//! Limitation: when an HTTP(S) proxy is configured (`HTTPS_PROXY` etc.), the proxy resolves
+//! the target, so only the name rules apply to it; the address checks then cover the proxy.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
