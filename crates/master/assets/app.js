@@ -1003,7 +1003,7 @@
       const to = Math.max(from + 1, parseTime(exec.completed_at) ?? 0, ...runs.map((r) => r.stop ?? r.start));
       const span = to - from;
       timeline.replaceChildren(h('h2', {}, 'Timeline'), ...runs.map(({ v, start, stop }) => {
-        const left = ((start - from) / span) * 100;
+        const left = Math.min(99.5, ((start - from) / span) * 100);
         const width = Math.max(0.4, (((stop ?? start) - start) / span) * 100);
         return h('div', { class: 'tl-row', dataset: { nodeId: v.node_id }, onclick: () => selectNode(v.node_id) },
           h('span', { class: 'tl-name', title: v.node_name }, v.node_name || v.node_id),
