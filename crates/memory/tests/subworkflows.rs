@@ -432,3 +432,37 @@ async fn without_a_catalog_the_node_fails_clearly() {
         "{message}"
     );
 }
+
+/// A child failure is retryable: each attempt of the node starts a new child, and the error
+/// route is taken once the attempts are used up.
+#[tokio::test]
+async fn a_retried_node_starts_a_new_child_per_attempt() {
+    let rt = runtime();
+    put(
+        &rt,
+        "flaky",
+        json!({"nodes": [{"id": "w", "name": "Hold", "type": "wait", "parameters": {"mode": "signal", "signal": "never", "amount": 10, "unit": "milliseconds"}}], "edges": []}),
+    )
+    .await;
+    let mut doc = parent(json!({"workflow_id": "flaky"}));
+    doc["nodes"][0]["retry"] = json!({"max_attempts": 3, "initial_delay_ms": 5, "jitter": false});
+    let mut events = rt.events().subscribe();
+    let c = rt.run(compile(&doc), "sub-retry", json!({})).await.unwrap();
+    assert_eq!(c.status, ExecutionStatus::Completed, "{c:?}");
+    assert!(
+        c.final_context["$Failed"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("SUBWORKFLOW_FAILED"),
+        "{c:?}"
+    );
+    let mut children = HashSet::new();
+    while let Ok(event) = events.try_recv() {
+        if let Event::Status(s) = event
+            && s.execution_id != "sub-retry"
+        {
+            children.insert(s.execution_id);
+        }
+    }
+    assert_eq!(children.len(), 3, "one child per attempt: {children:?}");
+}
