@@ -448,3 +448,85 @@ fn an_unknown_subcommand_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("Usage"), "{}", stderr(&out));
 }
+
+#[test]
+fn run_with_an_unusable_workflows_directory_exits_2_naming_the_problem() {
+    let out = baton()
+        .args(["run", HELLO, "--workflows", "/nonexistent/baton-workflows"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("--workflows /nonexistent/baton-workflows: cannot read the directory"),
+        "{}",
+        stderr(&out)
+    );
+
+    let dir = catalog_dir(&[("child.json", r#"{"nodes": [{"id": "a", "type": "log"}]}"#)]);
+    let out = baton()
+        .arg("run")
+        .arg(HELLO)
+        .arg("--workflows")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("child.json is not a valid workflow")
+            && stderr(&out).contains("$.nodes[0].name"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A fresh directory holding `files` (name, contents).
+fn catalog_dir(files: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("baton-catalog-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("create the catalog directory");
+    for (name, contents) in files {
+        std::fs::write(dir.join(name), contents).expect("write a catalog file");
+    }
+    dir
+}
+
+#[test]
+fn run_workflows_are_stored_under_their_id_or_file_name() {
+    let dir = catalog_dir(&[
+        (
+            "by-file-name.json",
+            r#"{"nodes": [{"id": "a", "name": "A", "type": "log", "parameters": {"message": "from the file name"}}], "edges": []}"#,
+        ),
+        (
+            "other.json",
+            r#"{"id": "by-id", "nodes": [{"id": "a", "name": "A", "type": "log", "parameters": {"message": "from the id"}}], "edges": []}"#,
+        ),
+        ("notes.txt", "not a workflow, ignored"),
+    ]);
+    let parent = scratch_file(
+        "catalog-parent.json",
+        &json!({
+            "nodes": [
+                {"id": "one", "name": "One", "type": "workflow", "parameters": {"workflow_id": "by-file-name"}},
+                {"id": "two", "name": "Two", "type": "workflow", "parameters": {"workflow_id": "by-id"}}
+            ],
+            "edges": [{"id": "e", "src": "one", "dst": "two"}]
+        })
+        .to_string(),
+    );
+    let out = baton()
+        .arg("run")
+        .arg(&parent)
+        .arg("--workflows")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ctx = stdout_json(&out);
+    assert_eq!(
+        ctx["$One"]["$A"]["message"], "from the file name",
+        "{ctx:#}"
+    );
+    assert_eq!(ctx["$Two"]["$A"]["message"], "from the id", "{ctx:#}");
+}
