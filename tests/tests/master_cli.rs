@@ -16,6 +16,7 @@ use axum::routing::get;
 use common::distributed::{BOUND, Cluster, free_port};
 use common::{baton_bin, scratch_file, stderr, stdout, stdout_json, workspace};
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// A `baton dev` or `baton master` process, killed when dropped.
@@ -320,9 +321,23 @@ async fn watch_follows_an_execution_live_until_a_signal_from_the_cli_completes_i
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let watch = watch.spawn().expect("spawn baton watch");
+    let mut watch = watch.spawn().expect("spawn baton watch");
+    let mut progress = BufReader::new(watch.stderr.take().unwrap()).lines();
+    let mut shown = Vec::new();
 
-    // The watcher is following a waiting execution; the signal lets it finish.
+    // The watcher shows the waiting node live; only then does the signal let it finish.
+    let waiting = tokio::time::timeout(BOUND, async {
+        while let Ok(Some(line)) = progress.next_line().await {
+            let done = line.contains("⏸ Approve (wait) waiting");
+            shown.push(line);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(waiting.ok(), Some(true), "watch showed: {shown:?}");
     let signalled = cli(
         &master.url,
         &[
@@ -338,20 +353,28 @@ async fn watch_follows_an_execution_live_until_a_signal_from_the_cli_completes_i
     assert_eq!(code(&signalled), Some(0), "{}", stderr(&signalled));
     assert!(stderr(&signalled).contains("signal `approve` sent"));
 
+    tokio::time::timeout(BOUND, async {
+        while let Ok(Some(line)) = progress.next_line().await {
+            shown.push(line);
+        }
+    })
+    .await
+    .expect("watch ends after the signal");
     let out = tokio::time::timeout(BOUND, watch.wait_with_output())
         .await
-        .expect("watch ends after the signal")
+        .expect("watch exits")
         .unwrap();
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert_eq!(code(&out), Some(0), "{shown:?}");
     let completion = stdout_json(&out);
     assert_eq!(completion["status"], "completed");
     assert_eq!(
         completion["final_context"]["$Done"]["message"],
         "approved by ada"
     );
-    let lines = stderr(&out);
-    assert!(lines.contains("⏸ Approve (wait) waiting"), "{lines}");
-    assert!(lines.contains("✓ Done (log) success"), "{lines}");
+    assert!(
+        shown.iter().any(|l| l.contains("✓ Done (log) success")),
+        "{shown:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
