@@ -139,7 +139,11 @@ pub async fn embedded(
         catalog: catalog.clone(),
         vault: Some(vault.clone()),
         history: history.clone(),
-        backend: Arc::new(EmbeddedBackend::start(concurrency, Some(vault))),
+        backend: Arc::new(EmbeddedBackend::start(
+            concurrency,
+            Some(vault),
+            catalog.clone(),
+        )),
         fanout: Arc::new(LocalFanout::default()),
         tokens: None,
         registry: baton_nodes::registry(),

@@ -249,3 +249,36 @@ async fn dev_mode_reveals_a_stored_credential_to_the_node_and_nowhere_else() {
     );
     dev.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dev_mode_sub_workflows_start_workflows_posted_to_the_master() {
+    let dev = start_dev(None).await;
+    let child = json!({"id": "child", "name": "Child",
+        "nodes": [{"id": "twice", "name": "Twice", "type": "log",
+                   "parameters": {"message": "child got {{$input.n}}"}}],
+        "edges": []});
+    let parent = json!({"id": "parent", "name": "Parent",
+        "nodes": [{"id": "sub", "name": "Sub", "type": "workflow",
+                   "parameters": {"workflow_id": "child", "input": {"n": "{{$input.n}}"}}}],
+        "edges": []});
+    for wf in [child, parent] {
+        let (status, body) = dev.call("POST", "/workflows", Some(wf)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, started) = dev
+        .call(
+            "POST",
+            "/workflows/parent/executions",
+            Some(json!({"input": {"n": 21}})),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let id = started["execution_id"].as_str().unwrap().to_string();
+    let view = dev.finished(&id).await;
+    assert_eq!(view["status"], "completed", "{view:#}");
+    assert_eq!(
+        view["final_context"]["$Sub"]["$Twice"]["message"], "child got 21",
+        "the child ran from the master's catalog: {view:#}"
+    );
+    dev.stop().await;
+}

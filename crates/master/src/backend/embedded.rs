@@ -25,10 +25,19 @@ pub struct EmbeddedBackend {
 
 impl EmbeddedBackend {
     /// A runtime with at most `concurrency` hops in flight, revealing credentials from
-    /// `vault` at hop time. Create inside a tokio runtime.
-    pub fn start(concurrency: usize, vault: Option<Arc<dyn CredentialVault>>) -> Self {
-        let runtime =
-            EmbeddedRuntime::start_with_vault(baton_nodes::registry(), concurrency, vault);
+    /// `vault` at hop time; `workflow` (sub-workflow) nodes start workflows from `catalog`, the
+    /// one the master's `POST /workflows` writes. Create inside a tokio runtime.
+    pub fn start(
+        concurrency: usize,
+        vault: Option<Arc<dyn CredentialVault>>,
+        catalog: Arc<baton_memory::MemoryCatalog>,
+    ) -> Self {
+        let runtime = EmbeddedRuntime::start_with_catalog(
+            baton_nodes::registry(),
+            concurrency,
+            vault,
+            catalog,
+        );
         let events = runtime.events().subscribe();
         Self {
             runtime,
