@@ -104,6 +104,9 @@ pub struct Check {
 /// Everything `baton bench` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The headline figures, flat (what scripts read): `null` when their phase did not run.
+    #[serde(flatten)]
+    pub headline: Headline,
     pub version: u32,
     pub started_at: String,
     pub profile: &'static str,
@@ -116,6 +119,52 @@ pub struct Report {
     /// The ceiling the 64-chain target is derived from (measured, or the reference figure).
     pub ceiling_hops_per_s: f64,
     pub checks: Vec<Check>,
+}
+
+/// The headline figures of a run, one per target.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Headline {
+    /// (a) sequential hop latency, ms.
+    pub hop_p50_ms: Option<f64>,
+    pub hop_p99_ms: Option<f64>,
+    /// (b) hops/s with the chains in flight, and its ratio to the ceiling.
+    pub hops_per_s: Option<f64>,
+    pub ceiling_ratio: Option<f64>,
+    /// (c) one fan-out → join execution, seconds (p50).
+    pub fanout_join_s: Option<f64>,
+    /// (d) worker peak RSS after (b), MiB.
+    pub worker_rss_mb: Option<f64>,
+    /// (e) embedded hops/s: the lowest of its phases that ran.
+    pub embedded_hops_per_s: Option<f64>,
+}
+
+impl Headline {
+    fn of(
+        distributed: Option<&DistributedReport>,
+        embedded: &EmbeddedReport,
+        ceiling_hops: f64,
+    ) -> Self {
+        let ran = |n: usize| n > 0;
+        let seq = distributed.filter(|d| ran(d.sequential.executions));
+        let chains = distributed.filter(|d| ran(d.chains.chains));
+        let fanout = distributed.filter(|d| ran(d.fanout.executions));
+        let embedded_min = [&embedded.sequential, &embedded.chains, &embedded.fanout]
+            .iter()
+            .filter(|p| p.executions > 0)
+            .map(|p| p.hops_per_s)
+            .reduce(f64::min);
+        Self {
+            hop_p50_ms: seq.map(|d| r3(d.sequential.hop_ms.p50)),
+            hop_p99_ms: seq.map(|d| r3(d.sequential.hop_ms.p99)),
+            hops_per_s: chains.map(|d| r3(d.chains.hops_per_s)),
+            ceiling_ratio: chains
+                .filter(|_| ceiling_hops > 0.0)
+                .map(|d| r3(d.chains.hops_per_s / ceiling_hops)),
+            fanout_join_s: fanout.map(|d| r3(d.fanout.execution_ms.p50 / 1e3)),
+            worker_rss_mb: chains.map(|d| r3(d.worker_peak_rss_mb_after_chains)),
+            embedded_hops_per_s: embedded_min.map(r3),
+        }
+    }
 }
 
 impl Report {
@@ -188,6 +237,7 @@ impl Report {
             );
         }
         Self {
+            headline: Headline::of(distributed.as_ref(), &embedded, ceiling_hops),
             version: 1,
             started_at,
             profile: if cfg!(debug_assertions) {
@@ -495,5 +545,41 @@ mod tests {
         );
         assert_eq!(report.ceiling_hops_per_s, 6200.0);
         assert!(report.checks.is_empty(), "no phase ran, nothing to check");
+    }
+
+    #[test]
+    fn the_json_report_carries_the_headline_figures_flat() {
+        let mut embedded = EmbeddedReport::default();
+        embedded.chains.executions = 10;
+        embedded.chains.hops_per_s = 250_000.0;
+        embedded.fanout.executions = 2;
+        embedded.fanout.hops_per_s = 120_000.0;
+        let mut distributed = DistributedReport::default();
+        distributed.sequential.executions = 5;
+        distributed.sequential.hop_ms.p50 = 1.1;
+        distributed.sequential.hop_ms.p99 = 3.0;
+        distributed.chains.chains = 64;
+        distributed.chains.hops_per_s = 3100.0;
+        distributed.fanout.executions = 3;
+        distributed.fanout.execution_ms.p50 = 80.0;
+        distributed.worker_peak_rss_mb_after_chains = 35.0;
+        let report = Report::new(
+            Value::Null,
+            Some(distributed),
+            embedded,
+            None,
+            String::new(),
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["hop_p50_ms"], 1.1);
+        assert_eq!(json["hop_p99_ms"], 3.0);
+        assert_eq!(json["hops_per_s"], 3100.0);
+        assert_eq!(json["ceiling_ratio"], 0.5);
+        assert_eq!(json["fanout_join_s"], 0.08);
+        assert_eq!(json["worker_rss_mb"], 35.0);
+        assert_eq!(
+            json["embedded_hops_per_s"], 120_000.0,
+            "the lowest embedded phase that ran"
+        );
     }
 }
