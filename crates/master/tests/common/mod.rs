@@ -174,17 +174,39 @@ impl Drop for Env {
     fn drop(&mut self) {
         self.shutdown.cancel();
         let id = self.id.clone();
-        let broker = self.broker.take();
+        // The test's broker connection lives on the test's runtime, which is shutting down:
+        // the cleanup connects on its own.
+        drop(self.broker.take());
+        let w = self.settings.worker_settings();
+        let opts = baton_amqp::AmqpOptions {
+            url: w.amqp_url.clone(),
+            exchange: w.queue("workflows"),
+            execution_queue: w.queue("workflow.execution"),
+            status_queue: w.queue("workflow.node.status"),
+            completion_queue: w.queue("workflow.completion"),
+            dead_letter_queue: w.queue("workflow.dead-letter"),
+            connection_name: Some("baton-master-test-cleanup".into()),
+            connect_timeout: Duration::from_secs(5),
+            ..baton_amqp::AmqpOptions::default()
+        };
         // Clean up on a fresh thread: the test's runtime is shutting down.
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Runtime::new() else {
                 return;
             };
             rt.block_on(async move {
-                if let Some(b) = broker {
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(10), b.delete_topology()).await;
-                }
+                let topology = async {
+                    match baton_amqp::Broker::connect(opts).await {
+                        Ok(b) => {
+                            if let Err(e) = b.delete_topology().await {
+                                eprintln!("cleanup: deleting the queues of t-{id}: {e}");
+                            }
+                            b.close().await;
+                        }
+                        Err(e) => eprintln!("cleanup: RabbitMQ: {e}"),
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(20), topology).await;
                 if let Ok(client) = redis::Client::open(redis_url())
                     && let Ok(mut conn) = client.get_multiplexed_async_connection().await
                 {
