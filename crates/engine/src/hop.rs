@@ -521,6 +521,20 @@ impl Engine {
         Ok(HopOutcome::Done)
     }
 
+    /// The output this node stored in this message's scope (a parked node reads what its
+    /// first hop, or the delivery that resumed it, left there).
+    async fn own_output(
+        &self,
+        node: &CompiledNode,
+        msg: &HopMessage,
+    ) -> Result<Option<Value>, PortError> {
+        let stored = self
+            .store
+            .read_exact(&msg.execution_id, &[(msg.scope(), node.key.clone())])
+            .await?;
+        Ok(stored.into_iter().next().flatten())
+    }
+
     /// What a hop hands on, recorded with its commit for a redelivery to replay (empty when
     /// the store never redelivers).
     fn handoff(
@@ -1141,14 +1155,9 @@ impl Engine {
         node: &CompiledNode,
         msg: &HopMessage,
     ) -> Result<HopOutcome, PortError> {
-        let stored = self
-            .store
-            .read_exact(&msg.execution_id, &[(msg.scope(), node.key.clone())])
-            .await?;
-        let name = stored
-            .first()
-            .cloned()
-            .flatten()
+        let name = self
+            .own_output(node, msg)
+            .await?
             .and_then(|v| v.get("signal").and_then(Value::as_str).map(str::to_string))
             .unwrap_or_default();
         let mut waiter = msg.clone();
@@ -1187,11 +1196,7 @@ impl Engine {
         if self.is_subworkflow(node) {
             return self.resume_subworkflow(wf, node, msg).await;
         }
-        let stored = self
-            .store
-            .read_exact(&msg.execution_id, &[(msg.scope(), node.key.clone())])
-            .await?;
-        let output = stored.into_iter().next().flatten().unwrap_or(Value::Null);
+        let output = self.own_output(node, msg).await?.unwrap_or(Value::Null);
         let children = self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Success(&output));
         let mut ev = self.status(wf, node, msg, NodeStatus::Success);
         ev.output = Some(output);

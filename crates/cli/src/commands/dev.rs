@@ -27,7 +27,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<u8> {
         .build()?;
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
-        spawn_signal_handler(shutdown.clone());
+        super::signals::spawn_signal_handler(shutdown.clone());
         let key = std::env::var("BATON_CREDENTIALS_KEY").ok();
         let embedded =
             baton_master::embedded(args.concurrency, args.state.as_deref(), key.as_deref()).await?;
@@ -48,30 +48,4 @@ pub fn run(args: DevArgs) -> anyhow::Result<u8> {
         served?;
         Ok(0)
     })
-}
-
-/// Cancels `shutdown` on SIGTERM or SIGINT.
-pub fn spawn_signal_handler(shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                tracing::error!("cannot install signal handlers");
-                return;
-            };
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-                _ = int.recv() => tracing::info!("SIGINT: stopping"),
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-        shutdown.cancel();
-    });
 }

@@ -36,7 +36,7 @@ pub fn run(args: MasterArgs) -> anyhow::Result<u8> {
         .build()?;
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
-        super::dev::spawn_signal_handler(shutdown.clone());
+        super::signals::spawn_signal_handler(shutdown.clone());
         let master = baton_master::distributed(&settings, shutdown.clone()).await?;
         let listener = tokio::net::TcpListener::bind(&settings.master_listen)
             .await

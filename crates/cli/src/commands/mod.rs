@@ -10,6 +10,7 @@ pub mod master_client;
 pub mod nodes;
 pub mod run;
 pub mod signal;
+pub mod signals;
 pub mod submit;
 pub mod validate;
 pub mod watch;

@@ -26,7 +26,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<u8> {
     rt.block_on(async move {
         let metrics = health::install_metrics()?;
         let shutdown = CancellationToken::new();
-        spawn_signal_handler(shutdown.clone());
+        super::signals::spawn_signal_handler(shutdown.clone());
         let port = settings.http_port;
         let http_policy = baton_nodes::http::HttpPolicy {
             allow_private_networks: settings.http_allow_private_networks,
@@ -47,29 +47,4 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<u8> {
         tracing::info!("worker stopped");
         Ok(0)
     })
-}
-
-fn spawn_signal_handler(shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                tracing::error!("cannot install signal handlers");
-                return;
-            };
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: draining"),
-                _ = int.recv() => tracing::info!("SIGINT: draining"),
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-        shutdown.cancel();
-    });
 }

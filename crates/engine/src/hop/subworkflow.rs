@@ -242,14 +242,9 @@ impl Engine {
         node: &CompiledNode,
         msg: &HopMessage,
     ) -> Result<HopOutcome, PortError> {
-        let stored = self
-            .store
-            .read_exact(&msg.execution_id, &[(msg.scope(), node.key.clone())])
-            .await?;
-        let data = stored
-            .into_iter()
-            .next()
-            .flatten()
+        let data = self
+            .own_output(node, msg)
+            .await?
             .and_then(|v| v.get("data").cloned())
             .unwrap_or(Value::Null);
         let ev = self.status(wf, node, msg, NodeStatus::Success);
