@@ -194,7 +194,9 @@ fn free_port() -> anyhow::Result<u16> {
 struct Driver {
     broker: Broker,
     execution_queue: String,
-    rx: mpsc::UnboundedReceiver<Ev>,
+    /// Events arrive in bursts (one send per burst of deliveries: fewer wake-ups of this task).
+    rx: mpsc::UnboundedReceiver<Vec<Ev>>,
+    ready: std::collections::VecDeque<Ev>,
     seq: AtomicU64,
     run_id: String,
     publish_errors: Arc<AtomicU64>,
@@ -249,17 +251,24 @@ impl Driver {
 
     /// Drops events left over from an earlier phase.
     fn drain(&mut self) {
+        self.ready.clear();
         while self.rx.try_recv().is_ok() {}
     }
 
     async fn next(&mut self, until: Instant) -> anyhow::Result<Option<Ev>> {
+        if let Some(ev) = self.ready.pop_front() {
+            return Ok(Some(ev));
+        }
         match timeout(
             until.saturating_duration_since(Instant::now()),
             self.rx.recv(),
         )
         .await
         {
-            Ok(Some(ev)) => Ok(Some(ev)),
+            Ok(Some(burst)) => {
+                self.ready.extend(burst);
+                Ok(self.ready.pop_front())
+            }
             Ok(None) => anyhow::bail!("event consumers stopped (broker connection lost?)"),
             Err(_) => Ok(None),
         }
@@ -300,7 +309,7 @@ fn parse_event(body: &[u8], is_completion: bool, recv: Instant) -> Option<Ev> {
 fn pump(
     mut deliveries: Deliveries,
     completion_key: String,
-    tx: mpsc::UnboundedSender<Ev>,
+    tx: mpsc::UnboundedSender<Vec<Ev>>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -312,7 +321,7 @@ fn pump(
             let ev = parse_event(&d.body, d.routing_key == completion_key, Instant::now());
             let _ = d.ack().await;
             if let Some(ev) = ev {
-                let _ = tx.send(ev);
+                let _ = tx.send(vec![ev]);
             }
         }
         deliveries.cancel().await;
@@ -329,7 +338,7 @@ async fn drain(
     status_queue: String,
     completion_queue: String,
     ack_each: bool,
-    tx: mpsc::UnboundedSender<Ev>,
+    tx: mpsc::UnboundedSender<Vec<Ev>>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(lapin::Connection, Vec<JoinHandle<()>>)> {
     use futures_util::FutureExt;
@@ -355,35 +364,40 @@ async fn drain(
                     d = consumer.next() => match d { Some(Ok(d)) => d, _ => return },
                     _ = stop.wait_for(|s| *s) => break,
                 };
-                let mut burst = 0;
+                let mut burst = Vec::new();
+                let mut ended = false;
                 loop {
-                    let recv = Instant::now();
-                    if let Some(ev) = parse_event(&d.data, is_completion, recv)
-                        && tx.send(ev).is_err()
-                    {
-                        break 'outer;
+                    if let Some(ev) = parse_event(&d.data, is_completion, Instant::now()) {
+                        burst.push(ev);
                     }
-                    burst += 1;
-                    let next = if ack_each || burst >= MAX_BURST {
+                    if ack_each {
+                        let _ = ch
+                            .basic_ack(d.delivery_tag, BasicAckOptions::default())
+                            .await;
+                    }
+                    let next = if burst.len() >= MAX_BURST {
                         None
                     } else {
                         consumer.next().now_or_never()
                     };
                     match next {
                         Some(Some(Ok(n))) => d = n,
-                        Some(_) => break 'outer,
+                        Some(_) => {
+                            ended = true;
+                            break;
+                        }
                         None => {
-                            let _ = ch
-                                .basic_ack(
-                                    d.delivery_tag,
-                                    BasicAckOptions {
-                                        multiple: !ack_each,
-                                    },
-                                )
-                                .await;
+                            if !ack_each {
+                                let _ = ch
+                                    .basic_ack(d.delivery_tag, BasicAckOptions { multiple: true })
+                                    .await;
+                            }
                             break;
                         }
                     }
+                }
+                if tx.send(burst).is_err() || ended {
+                    break 'outer;
                 }
             }
             let _ = ch.close(200, "done".into()).await;
@@ -487,6 +501,7 @@ pub async fn run(
         broker: broker.clone(),
         execution_queue: q("workflow.execution"),
         rx,
+        ready: Default::default(),
         seq: AtomicU64::new(0),
         run_id: run_id.clone(),
         publish_errors: Arc::new(AtomicU64::new(0)),
@@ -781,12 +796,15 @@ async fn throughput(
         } else {
             drain_deadline
         };
-        let ev = tokio::select! {
-            ev = driver.rx.recv() => match ev {
-                Some(ev) => ev,
-                None => anyhow::bail!("event consumers stopped (broker connection lost?)"),
-            },
-            () = sleep_until(wake) => continue,
+        let Some(ev) = driver.ready.pop_front() else {
+            tokio::select! {
+                burst = driver.rx.recv() => match burst {
+                    Some(burst) => driver.ready.extend(burst),
+                    None => anyhow::bail!("event consumers stopped (broker connection lost?)"),
+                },
+                () = sleep_until(wake) => {}
+            }
+            continue;
         };
         match ev {
             Ev::Status {

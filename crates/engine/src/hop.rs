@@ -347,7 +347,7 @@ impl Engine {
             if let Some((handed_on, pending)) = begun.committed
                 && !handed_on.is_empty()
             {
-                return self.replay(&wf, &msg, &handed_on, pending).await;
+                return Box::pin(self.replay(&wf, &msg, &handed_on, pending)).await;
             }
             (begun.lifecycle, Some(begun.context))
         } else {
@@ -366,18 +366,18 @@ impl Engine {
             _ => {}
         }
         match msg.kind {
-            HopKind::Skip => self.on_skip(&wf, node, &msg).await,
+            HopKind::Skip => Box::pin(self.on_skip(&wf, node, &msg)).await,
             HopKind::EmptySplit => {
-                self.release_aggregator(&wf, node, &msg, &msg.lineage, 0, Vec::new())
+                Box::pin(self.release_aggregator(&wf, node, &msg, &msg.lineage, 0, Vec::new()))
                     .await
             }
-            HopKind::Resume => self.on_resume(&wf, node, &msg).await,
-            HopKind::SignalTimeout => self.on_signal_timeout(&wf, node, &msg).await,
+            HopKind::Resume => Box::pin(self.on_resume(&wf, node, &msg)).await,
+            HopKind::SignalTimeout => Box::pin(self.on_signal_timeout(&wf, node, &msg)).await,
             HopKind::OnFailure => self.execute(&wf, node, &msg, preloaded).await,
             HopKind::Run if node.class == NodeClass::Aggregator => {
-                self.arrive_aggregator(&wf, node, &msg, true).await
+                Box::pin(self.arrive_aggregator(&wf, node, &msg, true)).await
             }
-            HopKind::Run if node.is_join => self.arrive_join(&wf, node, &msg, true).await,
+            HopKind::Run if node.is_join => Box::pin(self.arrive_join(&wf, node, &msg, true)).await,
             HopKind::Run => self.execute(&wf, node, &msg, preloaded).await,
         }
     }
@@ -596,7 +596,7 @@ impl Engine {
         reason: Option<String>,
     ) -> Result<(), PortError> {
         if self.store.finish(execution_id, status, reason).await? {
-            self.emit_completion(wf, workflow_id, execution_id).await?;
+            Box::pin(self.emit_completion(wf, workflow_id, execution_id)).await?;
         }
         Ok(())
     }
@@ -1238,7 +1238,7 @@ impl Engine {
                     code: "TEMPLATE_ERROR".into(),
                     retryable: false,
                 };
-                return self.fail(wf, node, msg, err, started).await;
+                return Box::pin(self.fail(wf, node, msg, err, started)).await;
             }
         };
         if self.events.wants_status() {
@@ -1293,7 +1293,7 @@ impl Engine {
                 self.finish_success(wf, node, msg, output, started, None)
                     .await
             }
-            RunResult::Failed(err) => self.fail(wf, node, msg, err, started).await,
+            RunResult::Failed(err) => Box::pin(self.fail(wf, node, msg, err, started)).await,
         }
     }
 
@@ -1443,13 +1443,11 @@ impl Engine {
         let mut ev = self.status(wf, node, msg, NodeStatus::Success);
         ev.duration_ms = started.elapsed().as_millis() as u64;
         if node.class == NodeClass::Action && self.is_subworkflow(node) {
-            return self
-                .start_subworkflow(wf, node, msg, &output, ev, started)
-                .await;
+            return Box::pin(self.start_subworkflow(wf, node, msg, &output, ev, started)).await;
         }
         let children = match node.class {
             NodeClass::Wait if output.get("signal").is_some() => {
-                return self.await_signal(wf, node, msg, &output, ev).await;
+                return Box::pin(self.await_signal(wf, node, msg, &output, ev)).await;
             }
             NodeClass::Wait => {
                 let delay = output.get("delay_ms").and_then(Value::as_u64).unwrap_or(0);
