@@ -50,6 +50,19 @@ pub struct DistributedOptions {
     /// The driver acks every status on its own (like hop-ceiling's drainer) instead of acking
     /// bursts at once.
     pub ack_each: bool,
+    /// Rounds of (b); the median round is reported.
+    pub rounds: usize,
+    /// hop-ceiling, run at K=64 before each round of (b).
+    pub ceiling_exe: Option<PathBuf>,
+    pub ceiling_secs: f64,
+}
+
+/// One round of (b), with the ceiling measured just before it (when `ceiling_exe` is given).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Round {
+    pub hops_per_s: f64,
+    pub ceiling_hops_per_s: Option<f64>,
+    pub ratio: Option<f64>,
 }
 
 /// (a) one execution at a time.
@@ -113,6 +126,10 @@ pub struct DistributedReport {
     pub sequential: SequentialReport,
     pub chains: ThroughputReport,
     pub fanout: FanoutReport,
+    /// Every round of (b); `chains` is the median one.
+    pub rounds: Vec<Round>,
+    /// Median of the rounds' ratios to their ceilings (when measured).
+    pub median_ratio: Option<f64>,
     /// (d) peak RSS (`VmHWM`) of the worker process after (b), MiB.
     pub worker_peak_rss_mb_after_chains: f64,
     /// Peak RSS at the end of all phases, MiB.
@@ -406,6 +423,31 @@ async fn drain(
     Ok((conn, tasks))
 }
 
+/// Runs hop-ceiling (variant c, `chains` chains) and returns its hops/s.
+async fn run_ceiling(exe: &std::path::Path, chains: usize, secs: f64) -> anyhow::Result<f64> {
+    let mut cmd = Command::new(exe);
+    cmd.args(["--variant", "c", "--warmup", "2", "--tag", "baton-bench"])
+        .args(["--chains", &chains.to_string(), "--secs", &secs.to_string()])
+        .stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await?
+        .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", exe.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|v| v.get("hops_per_s").and_then(Value::as_f64))
+        .filter(|h| *h > 0.0)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} printed no hops_per_s ({}): {}",
+                exe.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -621,8 +663,47 @@ async fn phases(
             "(b) {} chains in flight: {:.0} s warm-up + {:.0} s window",
             opts.chains, opts.warmup_secs, opts.secs
         ));
-        report.chains = throughput(opts, driver, &chain, &watched).await?;
-        procfs::quiet_gate(15.0, opts.quiet_wait_secs).await;
+        let mut runs = Vec::new();
+        for round in 0..opts.rounds {
+            let ceiling = match &opts.ceiling_exe {
+                Some(exe) => {
+                    progress(&format!(
+                        "(b) round {}/{}: hop-ceiling K={}",
+                        round + 1,
+                        opts.rounds,
+                        opts.chains
+                    ));
+                    let c = run_ceiling(exe, opts.chains, opts.ceiling_secs).await?;
+                    procfs::quiet_gate(15.0, opts.quiet_wait_secs).await;
+                    Some(c)
+                }
+                None => None,
+            };
+            let r = throughput(opts, driver, &chain, &watched).await?;
+            if opts.rounds > 1 {
+                progress(&format!(
+                    "(b) round {}/{}: {:.0} hops/s{}",
+                    round + 1,
+                    opts.rounds,
+                    r.hops_per_s,
+                    ceiling
+                        .map(|c| format!(" = {:.2} x the ceiling's {c:.0}", r.hops_per_s / c))
+                        .unwrap_or_default()
+                ));
+            }
+            report.rounds.push(Round {
+                hops_per_s: r.hops_per_s,
+                ceiling_hops_per_s: ceiling,
+                ratio: ceiling.map(|c| r.hops_per_s / c),
+            });
+            runs.push(r);
+            procfs::quiet_gate(15.0, opts.quiet_wait_secs).await;
+        }
+        runs.sort_by(|a, b| a.hops_per_s.total_cmp(&b.hops_per_s));
+        report.chains = runs.swap_remove(runs.len() / 2);
+        let mut ratios: Vec<f64> = report.rounds.iter().filter_map(|r| r.ratio).collect();
+        ratios.sort_by(f64::total_cmp);
+        report.median_ratio = ratios.get(ratios.len() / 2).copied();
     }
     report.worker_peak_rss_mb_after_chains =
         procfs::status_kb(worker.pid(), "VmHWM").unwrap_or(0) as f64 / 1024.0;

@@ -55,6 +55,18 @@ pub struct BenchArgs {
     /// 64-chain target becomes 0.6 x its K=64 figure, and the ratio is printed.
     #[arg(long)]
     pub ceiling: Option<PathBuf>,
+    /// Rounds of the 64-chain phase (b); the report keeps the median round. On a shared box one
+    /// 10 s window varies by ±10 %.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// The hop-ceiling executable: before each round of (b) it runs at K=64 (variant c, for
+    /// --ceiling-secs) and the round's ratio is taken against that figure; the reported ratio is
+    /// the median of the rounds' ratios (as in `bench/RESULTS.md`).
+    #[arg(long)]
+    pub ceiling_exe: Option<PathBuf>,
+    /// Measurement window of each hop-ceiling run of --ceiling-exe, seconds.
+    #[arg(long, default_value_t = 8.0)]
+    pub ceiling_secs: f64,
     /// Follow statuses on a private subscription queue instead of draining the run's own
     /// status queue (every status is then routed to two queues).
     #[arg(long)]
@@ -108,6 +120,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 quiet_wait_secs: args.quiet_wait_secs,
                 phases: args.phases.clone(),
                 ack_each: !args.batch_acks,
+                rounds: args.rounds.max(1),
+                ceiling_exe: args.ceiling_exe.clone(),
+                ceiling_secs: args.ceiling_secs,
             };
             Some(baton_bench::distributed::run(&opts, &progress).await?)
         };
