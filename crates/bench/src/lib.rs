@@ -157,10 +157,9 @@ impl Headline {
             hop_p50_ms: seq.map(|d| r3(d.sequential.hop_ms.p50)),
             hop_p99_ms: seq.map(|d| r3(d.sequential.hop_ms.p99)),
             hops_per_s: chains.map(|d| r3(d.chains.hops_per_s)),
-            ceiling_ratio: chains.filter(|_| ceiling_hops > 0.0).map(|d| {
-                r3(d.median_ratio
-                    .unwrap_or(d.chains.hops_per_s / ceiling_hops))
-            }),
+            ceiling_ratio: chains
+                .filter(|_| ceiling_hops > 0.0)
+                .map(|d| r3(d.median_ratio.unwrap_or(d.chains.hops_per_s / ceiling_hops))),
             fanout_join_s: fanout.map(|d| r3(d.fanout.execution_ms.p50 / 1e3)),
             worker_rss_mb: chains.map(|d| r3(d.worker_peak_rss_mb_after_chains)),
             embedded_hops_per_s: embedded_min.map(r3),
@@ -185,7 +184,12 @@ impl Report {
         let ceiling_hops = round_ceilings
             .get(round_ceilings.len() / 2)
             .copied()
-            .or_else(|| ceiling.as_ref().and_then(|c| c.k64.as_ref()).map(|r| r.hops_per_s))
+            .or_else(|| {
+                ceiling
+                    .as_ref()
+                    .and_then(|c| c.k64.as_ref())
+                    .map(|r| r.hops_per_s)
+            })
             .filter(|h| *h > 0.0)
             .unwrap_or(REFERENCE_CEILING_HOPS_PER_S);
         let mut checks = Vec::new();
@@ -214,9 +218,7 @@ impl Report {
             }
             if d.chains.chains > 0 {
                 let need = TARGET_CEILING_FRACTION * ceiling_hops;
-                let ratio = d
-                    .median_ratio
-                    .unwrap_or(d.chains.hops_per_s / ceiling_hops);
+                let ratio = d.median_ratio.unwrap_or(d.chains.hops_per_s / ceiling_hops);
                 check(
                     &format!("{} chains (hops/s)", d.chains.chains),
                     d.chains.hops_per_s,
@@ -371,14 +373,21 @@ impl Report {
                     .ceiling_ratio
                     .unwrap_or(ch.hops_per_s / self.ceiling_hops_per_s);
                 let rounds = self.distributed.as_ref().map_or(0, |d| d.rounds.len());
-                let measured_rounds = self.distributed.as_ref().is_some_and(|d| d.median_ratio.is_some());
+                let measured_rounds = self
+                    .distributed
+                    .as_ref()
+                    .is_some_and(|d| d.median_ratio.is_some());
                 row(
                     &mut s,
                     &format!(
                         "(b) {} chains, hops/s ({:.0} s{})",
                         ch.chains,
                         ch.window_s,
-                        if rounds > 1 { format!(", median of {rounds}") } else { String::new() }
+                        if rounds > 1 {
+                            format!(", median of {rounds}")
+                        } else {
+                            String::new()
+                        }
                     ),
                     format!("{:.0}", ch.hops_per_s),
                     format!(">= {need:.0}"),

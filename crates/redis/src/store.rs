@@ -285,20 +285,16 @@ impl RedisStore {
         }
     }
 
-    /// `read.lua`: mode `hop:<hop id>` (begin_hop) or `read`.
+    /// `read.lua`.
     async fn read_script(
         &self,
-        mode: &str,
         execution_id: &str,
         scope_chain: &[String],
         keys: &[String],
     ) -> Result<(String, Vec<R>), Error> {
-        let k = self.keys(execution_id);
         let mut inv = SCRIPTS.read.prepare_invoke();
-        inv.key(&k.meta)
-            .key(&k.ctx)
-            .key(&k.hops)
-            .arg(mode)
+        inv.key(self.exec_key(execution_id, "meta"))
+            .key(self.exec_key(execution_id, "ctx"))
             .arg(scope_chain.len())
             .arg(scope_chain)
             .arg(keys);
@@ -330,22 +326,6 @@ fn status_name(status: ExecutionStatus) -> &'static str {
 fn parse_status(s: &str) -> Result<ExecutionStatus, Error> {
     serde_json::from_value(Value::String(s.to_string()))
         .map_err(|_| Error::Protocol(format!("unknown execution status `{s}`")))
-}
-
-/// `{'finished', status, has_reason, reason, completion_sent}` (tag already taken).
-fn finished(rest: &[R]) -> Result<Lifecycle, Error> {
-    let [status, has_reason, reason, sent] = rest else {
-        return Err(Error::Protocol(format!("bad lifecycle reply {rest:?}")));
-    };
-    Ok(Lifecycle::Finished {
-        status: parse_status(&reply::text(status)?)?,
-        reason: if reply::int(has_reason)? == 1 {
-            Some(reply::text(reason)?)
-        } else {
-            None
-        },
-        completion_sent: reply::int(sent)? == 1,
-    })
 }
 
 #[async_trait]
@@ -447,10 +427,7 @@ impl ExecutionStore for RedisStore {
         scope_chain: &[String],
         keys: &[String],
     ) -> Result<Map<String, Value>, PortError> {
-        match self
-            .read_script("read", execution_id, scope_chain, keys)
-            .await?
-        {
+        match self.read_script(execution_id, scope_chain, keys).await? {
             (tag, _) if tag == "unknown" => {
                 Err(Error::UnknownExecution(execution_id.into()).into())
             }
@@ -458,8 +435,9 @@ impl ExecutionStore for RedisStore {
         }
     }
 
-    /// One round trip: the lifecycle, whether this hop already committed and, if running, the
-    /// requested keys (and only those).
+    /// One round trip of plain commands (no script: a hop's read needs no atomicity, its commit
+    /// decides): the lifecycle, whether this hop already committed and the requested keys (and
+    /// only those), each from the innermost scope of the chain that has it.
     async fn begin_hop(
         &self,
         execution_id: &str,
@@ -467,25 +445,82 @@ impl ExecutionStore for RedisStore {
         scope_chain: &[String],
         keys: &[String],
     ) -> Result<HopStart, PortError> {
-        let (tag, rest) = self
-            .read_script(&format!("hop:{hop_id}"), execution_id, scope_chain, keys)
-            .await?;
+        let (meta_key, ctx_key, hops_key) = (
+            self.exec_key(execution_id, "meta"),
+            self.exec_key(execution_id, "ctx"),
+            self.exec_key(execution_id, "hops"),
+        );
+        let mut fields = Vec::with_capacity(keys.len() * scope_chain.len());
+        for key in keys {
+            for scope in scope_chain {
+                fields.push(field(scope, key));
+            }
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("HMGET").arg(&meta_key).arg(&[
+            "started_at",
+            "status",
+            "reason",
+            "completion_sent",
+            "pending",
+        ]);
+        pipe.cmd("HGET").arg(&hops_key).arg(hop_id);
+        if !fields.is_empty() {
+            pipe.cmd("HMGET").arg(&ctx_key).arg(&fields);
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<R> = match pipe.query_async(&mut conn).await {
+            Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                pipe.query_async(&mut conn).await.map_err(Error::from)?
+            }
+            r => r.map_err(Error::from)?,
+        };
+        let mut replies = replies.into_iter();
+        let meta = reply::array(replies.next().unwrap_or(R::Nil))?;
+        let handed = replies.next().unwrap_or(R::Nil);
+        let ctx = reply::array(replies.next().unwrap_or(R::Nil))?;
         let start = |lifecycle, context, committed| HopStart {
             lifecycle,
             context,
             committed,
         };
-        Ok(match (tag.as_str(), rest.as_slice()) {
-            ("unknown", _) => start(Lifecycle::Unknown, Map::new(), None),
-            ("finished", _) => start(finished(&rest)?, Map::new(), None),
-            ("committed", [pending, handed]) => start(
+        let [started_at, status, reason, sent, pending] = meta.as_slice() else {
+            return Err(Error::Protocol(format!("begin_hop: meta answered {meta:?}")).into());
+        };
+        if *started_at == R::Nil {
+            return Ok(start(Lifecycle::Unknown, Map::new(), None));
+        }
+        if *status != R::Nil {
+            let lifecycle = Lifecycle::Finished {
+                status: parse_status(&reply::text(status)?)?,
+                reason: match reason {
+                    R::Nil => None,
+                    r => Some(reply::text(r)?),
+                },
+                completion_sent: *sent != R::Nil,
+            };
+            return Ok(start(lifecycle, Map::new(), None));
+        }
+        if handed != R::Nil {
+            let pending = match pending {
+                R::Nil => 0,
+                p => reply::int(p)?,
+            };
+            return Ok(start(
                 Lifecycle::Running,
                 Map::new(),
-                Some((reply::text(handed)?, reply::int(pending)?)),
-            ),
-            ("running", _) => start(Lifecycle::Running, reply::map(&rest)?, None),
-            _ => return Err(Error::Protocol(format!("begin_hop answered `{tag}`")).into()),
-        })
+                Some((reply::text(&handed)?, pending)),
+            ));
+        }
+        let mut context = Map::new();
+        if !scope_chain.is_empty() {
+            for (key, candidates) in keys.iter().zip(ctx.chunks(scope_chain.len())) {
+                if let Some(found) = candidates.iter().find(|v| **v != R::Nil) {
+                    context.insert(key.clone(), reply::json(key, found)?);
+                }
+            }
+        }
+        Ok(start(Lifecycle::Running, context, None))
     }
 
     async fn committed_hop(
