@@ -19,7 +19,8 @@ use baton_core::message::ExecutionStatus;
 use serde_json::{Map, Value, json};
 
 use crate::ports::{
-    CommitOutcome, ExecutionStart, ExecutionStore, HopCommit, HopStart, JoinOutcome, Lifecycle,
+    CommitOutcome, CompletionClaim, ExecutionStart, ExecutionStore, HopCommit, HopStart,
+    JoinOutcome, Lifecycle,
 };
 
 /// Tasks racing in the concurrency checks.
@@ -98,6 +99,7 @@ pub async fn execution_store_contract(make: impl Fn() -> Arc<dyn ExecutionStore>
     concurrent_joins(make()).await;
     finish_first_writer_wins(make()).await;
     completion_sent_once(make()).await;
+    completion_claim_lease(make()).await;
     final_context_top_level(make()).await;
     identity_and_signals(make()).await;
 }
@@ -1055,6 +1057,51 @@ pub async fn finish_first_writer_wins(store: Arc<dyn ExecutionStore>) {
 }
 
 /// `mark_completion_sent`: true once, visible in the lifecycle.
+/// One claimer at a time sends a completion; a claim older than its lease can be taken over
+/// (its holder died); once marked sent, nobody claims it again.
+pub async fn completion_claim_lease(store: Arc<dyn ExecutionStore>) {
+    let id = started(&store, json!({}), 1).await;
+    store
+        .finish(&id, ExecutionStatus::Halted, Some("stop".into()))
+        .await
+        .unwrap();
+    let claim = |now: u64| {
+        let (store, id) = (store.clone(), id.clone());
+        async move { store.claim_completion(&id, now, 1_000).await.unwrap() }
+    };
+    let mut racers = Vec::new();
+    for _ in 0..RACERS {
+        racers.push(tokio::spawn(claim(10_000)));
+    }
+    let mut claimed = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            CompletionClaim::Claimed => claimed += 1,
+            other => assert_eq!(other, CompletionClaim::Held),
+        }
+    }
+    assert_eq!(claimed, 1, "one claimer within the lease");
+    assert_eq!(
+        claim(10_999).await,
+        CompletionClaim::Held,
+        "still within the lease"
+    );
+    assert_eq!(
+        claim(11_000).await,
+        CompletionClaim::Claimed,
+        "an expired claim is taken over"
+    );
+    assert!(store.mark_completion_sent(&id).await.unwrap());
+    assert_eq!(claim(50_000).await, CompletionClaim::Sent);
+    assert_eq!(
+        store
+            .claim_completion(&unique_id(), 1, 1_000)
+            .await
+            .unwrap(),
+        CompletionClaim::Unknown
+    );
+}
+
 pub async fn completion_sent_once(store: Arc<dyn ExecutionStore>) {
     let id = started(&store, json!({}), 1).await;
     store

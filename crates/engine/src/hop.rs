@@ -24,12 +24,16 @@ use crate::ports::WorkflowCatalog;
 
 mod subworkflow;
 use crate::ports::{
-    CommitOutcome, CredentialVault, DefinitionCache, EventSink, ExecutionStart, ExecutionStore,
-    HopCommit, HopQueue, JoinOutcome, Lifecycle, PortError,
+    CommitOutcome, CompletionClaim, CredentialVault, DefinitionCache, EventSink, ExecutionStart,
+    ExecutionStore, HopCommit, HopQueue, JoinOutcome, Lifecycle, PortError,
 };
 pub use subworkflow::{
     CHILD_KEY_PREFIX, DEFAULT_MAX_WORKFLOW_DEPTH, PARENT_KEY, SUBWORKFLOW_TYPE, child_execution_id,
 };
+
+/// How long a claim to send a completion holds before another worker may take it over (its
+/// holder died between claiming and marking it sent).
+pub const COMPLETION_LEASE_MS: u64 = 15_000;
 
 /// What starts an execution.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +72,7 @@ pub struct Engine {
     max_workflow_depth: u32,
     /// Where `{"$credential": id}` references are revealed; `None`: nodes using one fail.
     vault: Option<Arc<dyn CredentialVault>>,
+    completion_lease_ms: u64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -135,7 +140,14 @@ impl Engine {
             catalog: None,
             max_workflow_depth: DEFAULT_MAX_WORKFLOW_DEPTH,
             vault: None,
+            completion_lease_ms: COMPLETION_LEASE_MS,
         }
+    }
+
+    /// How long a claim to send a completion holds (default [`COMPLETION_LEASE_MS`]).
+    pub fn with_completion_lease_ms(mut self, lease_ms: u64) -> Self {
+        self.completion_lease_ms = lease_ms;
+        self
     }
 
     /// Reveals nodes' `{"$credential": "<id>"}` references from `vault` right before they run.
@@ -360,7 +372,21 @@ impl Engine {
                     msg.execution_id
                 )));
             }
-            Lifecycle::Finished { .. } if msg.kind != HopKind::OnFailure => {
+            Lifecycle::Finished {
+                status,
+                completion_sent,
+                ..
+            } if msg.kind != HopKind::OnFailure => {
+                // The hop that finished the execution may have died before its completion went
+                // out: a redelivery that finds it unsent sends it (claimed: once), unless the
+                // `on_failure` node will (it runs after a failure and sends it itself). Only
+                // where messages are redelivered (the embedded runtime never loses a hop).
+                let on_failure_sends =
+                    wf.on_failure.is_some() && status != ExecutionStatus::Completed;
+                if !completion_sent && !on_failure_sends && self.store.replays_hops() {
+                    self.emit_completion_inner(&msg.workflow_id, &msg.execution_id)
+                        .await?;
+                }
                 return Ok(HopOutcome::Dropped);
             }
             _ => {}
@@ -615,14 +641,36 @@ impl Engine {
         workflow_id: &str,
         execution_id: &str,
     ) -> Result<(), PortError> {
-        let Lifecycle::Finished { status, reason, .. } = self.store.lifecycle(execution_id).await?
+        let Lifecycle::Finished {
+            status,
+            reason,
+            completion_sent,
+        } = self.store.lifecycle(execution_id).await?
         else {
             return Ok(());
         };
+        if completion_sent {
+            return Ok(());
+        }
+        match self
+            .store
+            .claim_completion(execution_id, now_ms(), self.completion_lease_ms)
+            .await?
+        {
+            CompletionClaim::Claimed => {}
+            CompletionClaim::Sent | CompletionClaim::Unknown => return Ok(()),
+            CompletionClaim::Held => {
+                return Err(PortError(format!(
+                    "the completion of `{execution_id}` is being sent elsewhere (claimed less \
+                     than {} ms ago): retry once it is sent or its claim expires",
+                    self.completion_lease_ms
+                )));
+            }
+        }
         let (mut final_context, started) = self.store.final_context(execution_id).await?;
         subworkflow::without_child_records(&mut final_context);
-        // Before the completion is marked sent, so a crash here tells the parent again (its
-        // signal is delivered once per waiter; a repeat with no waiter is kept and unused).
+        // Before the completion is sent, so a crash here tells the parent again (its signal is
+        // delivered once per waiter; a repeat with no waiter is kept and unused).
         if final_context.contains_key(PARENT_KEY) {
             self.notify_parent(
                 workflow_id,
@@ -633,9 +681,6 @@ impl Engine {
             )
             .await?;
         }
-        if !self.store.mark_completion_sent(execution_id).await? {
-            return Ok(());
-        }
         let completion = Completion {
             workflow_id: workflow_id.to_string(),
             execution_id: execution_id.to_string(),
@@ -645,8 +690,11 @@ impl Engine {
             total_duration_ms: now_ms().saturating_sub(started),
             failure_reason: reason,
         };
+        // Sent (confirmed), then marked: a crash in between repeats it, never loses it.
+        self.events.completion(completion).await?;
+        self.store.mark_completion_sent(execution_id).await?;
         self.forget_execution(execution_id);
-        self.events.completion(completion).await
+        Ok(())
     }
 
     /// Stops the execution: first caller wins; running nodes are cancelled; the `on_failure`

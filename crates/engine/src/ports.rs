@@ -74,6 +74,19 @@ pub enum CommitOutcome {
     Duplicate { pending: i64 },
 }
 
+/// The answer to [`ExecutionStore::claim_completion`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionClaim {
+    /// Yours to send: publish it, then mark it sent.
+    Claimed,
+    /// Another sender claimed it less than a lease ago.
+    Held,
+    /// Already sent.
+    Sent,
+    /// No such execution.
+    Unknown,
+}
+
 /// A join arrival result.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JoinOutcome {
@@ -205,7 +218,18 @@ pub trait ExecutionStore: Send + Sync {
         status: ExecutionStatus,
         reason: Option<String>,
     ) -> Result<bool, PortError>;
-    /// Marks the completion as emitted; only the first caller gets `true`.
+    /// Claims the sending of a finished execution's completion for `lease_ms`: the claimer
+    /// publishes it, then marks it sent. A claim older than the lease (its holder died between
+    /// the two) can be taken over, so a completion is never lost; it is repeated only if a
+    /// holder dies after the broker confirmed it and before it marked it sent.
+    async fn claim_completion(
+        &self,
+        execution_id: &str,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> Result<CompletionClaim, PortError>;
+    /// Marks the completion as sent (after its publish is confirmed); only the first caller
+    /// gets `true`.
     async fn mark_completion_sent(&self, execution_id: &str) -> Result<bool, PortError>;
     /// Top-level context (the union of every top-level node output) and the start time.
     async fn final_context(

@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use baton_core::message::ExecutionStatus;
 use baton_engine::ports::{
-    CommitOutcome, ExecutionStart, ExecutionStore, HopCommit, JoinOutcome, Lifecycle, PortError,
+    CommitOutcome, CompletionClaim, ExecutionStart, ExecutionStore, HopCommit, JoinOutcome,
+    Lifecycle, PortError,
 };
 use serde_json::{Map, Value};
 
@@ -28,6 +29,8 @@ struct Execution {
     joins: HashMap<String, JoinState>,
     finished: Option<(ExecutionStatus, Option<String>)>,
     completion_sent: bool,
+    /// When the completion's sending was claimed (ms).
+    completion_claimed_at: Option<u64>,
     started_at_ms: u64,
     /// The first messages are published.
     started: bool,
@@ -109,6 +112,7 @@ impl ExecutionStore for MemoryStore {
                     )
                 }),
                 completion_sent: false,
+                completion_claimed_at: None,
                 started_at_ms: start.started_at_ms,
                 workflow_id: start.workflow_id.clone(),
                 workflow_ref: start.workflow_ref.clone(),
@@ -327,6 +331,26 @@ impl ExecutionStore for MemoryStore {
             }
             e.finished = Some((status, reason));
             true
+        })
+    }
+
+    async fn claim_completion(
+        &self,
+        execution_id: &str,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> Result<CompletionClaim, PortError> {
+        let mut map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(e) = map.get_mut(execution_id) else {
+            return Ok(CompletionClaim::Unknown);
+        };
+        Ok(match e.completion_claimed_at {
+            _ if e.completion_sent => CompletionClaim::Sent,
+            Some(at) if now_ms < at.saturating_add(lease_ms) => CompletionClaim::Held,
+            _ => {
+                e.completion_claimed_at = Some(now_ms);
+                CompletionClaim::Claimed
+            }
         })
     }
 

@@ -6,7 +6,7 @@
 //!
 //! | Key | Type | Holds |
 //! |---|---|---|
-//! | `P:{E}:meta` | hash | `workflow_id`, `workflow_ref`, `started_at`, `published` (first messages out), `pending`, `status`, `reason`, `completion_sent` |
+//! | `P:{E}:meta` | hash | `workflow_id`, `workflow_ref`, `started_at`, `published` (first messages out), `pending`, `status`, `reason`, `completion_claimed_at`, `completion_sent` |
 //! | `P:{E}:ctx` | hash | context: field `scope ␟ key` (U+001F) → JSON text |
 //! | `P:{E}:top` | list | top-level context keys in first-write order (the `final_context` order) |
 //! | `P:{E}:cancelled` | string | set when a cancel arrives before the start: the start then creates the execution halted |
@@ -23,8 +23,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use baton_core::message::ExecutionStatus;
 use baton_engine::ports::{
-    CommitOutcome, ExecutionStart, ExecutionStore, HopCommit, HopStart, JoinOutcome, Lifecycle,
-    PortError,
+    CommitOutcome, CompletionClaim, ExecutionStart, ExecutionStore, HopCommit, HopStart,
+    JoinOutcome, Lifecycle, PortError,
 };
 use futures_util::{Stream, StreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -73,6 +73,7 @@ struct Scripts {
     signal: Script,
     finish: Script,
     mark_completion_sent: Script,
+    claim_completion: Script,
     final_context: Script,
     mark_started: Script,
 }
@@ -86,6 +87,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     signal: Script::new(include_str!("lua/signal.lua")),
     finish: Script::new(include_str!("lua/finish.lua")),
     mark_completion_sent: Script::new(include_str!("lua/mark_completion_sent.lua")),
+    claim_completion: Script::new(include_str!("lua/claim_completion.lua")),
     final_context: Script::new(include_str!("lua/final_context.lua")),
     // Only on an existing execution: never leave a stray key without TTL.
     mark_started: Script::new(
@@ -737,6 +739,31 @@ impl ExecutionStore for RedisStore {
             "finish of `{execution_id}` kept racing with new joins"
         ))
         .into())
+    }
+
+    async fn claim_completion(
+        &self,
+        execution_id: &str,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> Result<CompletionClaim, PortError> {
+        let mut inv = SCRIPTS.claim_completion.prepare_invoke();
+        inv.key(self.exec_key(execution_id, "meta"))
+            .arg(now_ms)
+            .arg(lease_ms);
+        Ok(
+            match reply::text(&self.invoke(&inv, false).await?)?.as_str() {
+                "claimed" => CompletionClaim::Claimed,
+                "held" => CompletionClaim::Held,
+                "sent" => CompletionClaim::Sent,
+                "unknown" => CompletionClaim::Unknown,
+                other => {
+                    return Err(
+                        Error::Protocol(format!("claim_completion answered `{other}`")).into(),
+                    );
+                }
+            },
+        )
     }
 
     async fn mark_completion_sent(&self, execution_id: &str) -> Result<bool, PortError> {

@@ -1,0 +1,119 @@
+//! A completion is never lost: when the hop that finished an execution fails to send its
+//! completion (its worker died, or the broker refused), the redelivered hop sends it, once,
+//! after the first sender's claim expires. Engine on the real Redis store; the queue and the
+//! event sink are in memory (the sink refuses the first completion, as a dying worker would).
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use baton_core::CompiledWorkflow;
+use baton_core::message::{Completion, ExecutionStatus, StatusEvent};
+use baton_engine::ports::{EventSink, PortError};
+use baton_engine::{Engine, HopOutcome, StartRequest};
+use baton_memory::{MemoryDefinitions, MemoryQueue};
+use baton_redis::RedisOptions;
+use serde_json::json;
+
+/// Records completions; refuses the first one.
+#[derive(Default)]
+struct RefusesFirstCompletion {
+    refused: AtomicBool,
+    sent: Mutex<Vec<Completion>>,
+}
+
+#[async_trait]
+impl EventSink for RefusesFirstCompletion {
+    async fn status(&self, _event: StatusEvent) -> Result<(), PortError> {
+        Ok(())
+    }
+
+    async fn completion(&self, completion: Completion) -> Result<(), PortError> {
+        if !self.refused.swap(true, Ordering::SeqCst) {
+            return Err(PortError("broker connection lost".into()));
+        }
+        self.sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(completion);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_final_hop_sends_the_completion_its_first_delivery_lost() {
+    const LEASE_MS: u64 = 300;
+    let (store, _cleanup) = support::store("completion-recovery", RedisOptions::default()).await;
+    let registry = baton_nodes::registry();
+    let workflow = Arc::new(
+        CompiledWorkflow::compile(
+            &json!({"name": "one", "nodes": [
+                {"id": "a", "name": "A", "type": "log", "parameters": {"message": "hi", "level": "debug"}}
+            ], "edges": []}),
+            &registry,
+        )
+        .expect("valid workflow"),
+    );
+    let definitions = Arc::new(MemoryDefinitions::default());
+    definitions.insert(workflow.reference.clone(), workflow.clone());
+    let (queue, mut published) = MemoryQueue::new();
+    let events = Arc::new(RefusesFirstCompletion::default());
+    let engine = Engine::new(
+        Arc::new(store),
+        Arc::new(queue),
+        events.clone(),
+        definitions,
+        Arc::new(registry),
+    )
+    .with_completion_lease_ms(LEASE_MS);
+
+    let execution_id = uuid::Uuid::new_v4().to_string();
+    engine
+        .start(
+            &workflow,
+            StartRequest {
+                workflow_id: "one".into(),
+                execution_id: execution_id.clone(),
+                ..StartRequest::default()
+            },
+        )
+        .await
+        .expect("start");
+    let hop = published.try_recv().expect("the first hop is published");
+
+    // First delivery: the node runs and the execution finishes, but the completion is refused.
+    assert!(engine.handle(hop.clone()).await.is_err(), "the hop fails");
+    assert!(events.sent.lock().unwrap().is_empty());
+
+    // Redelivered at once: the first sender's claim still holds; handed back again.
+    let early = engine.handle(hop.clone()).await;
+    assert!(
+        early
+            .as_ref()
+            .is_err_and(|e| e.0.contains("being sent elsewhere")),
+        "{early:?}"
+    );
+
+    // After the lease: the redelivery sends it.
+    tokio::time::sleep(Duration::from_millis(LEASE_MS + 50)).await;
+    assert_eq!(
+        engine.handle(hop.clone()).await.unwrap(),
+        HopOutcome::Dropped
+    );
+    // And a later duplicate sends nothing more.
+    assert_eq!(engine.handle(hop).await.unwrap(), HopOutcome::Dropped);
+
+    let sent = events.sent.lock().unwrap();
+    assert_eq!(sent.len(), 1, "exactly one completion");
+    assert_eq!(sent[0].execution_id, execution_id);
+    assert_eq!(sent[0].status, ExecutionStatus::Completed);
+    assert!(
+        sent[0].final_context.contains_key("$A"),
+        "{:?}",
+        sent[0].final_context
+    );
+    assert!(published.try_recv().is_err(), "no node ran twice");
+}
