@@ -9,7 +9,7 @@ use baton_engine::ports::{CredentialMeta, CredentialVault, PortError};
 use serde_json::{Map, Value};
 
 use crate::key::VaultKey;
-use crate::{VaultError, new_credential_id, now_rfc3339, seal};
+use crate::seal;
 
 struct Record {
     meta: CredentialMeta,
@@ -66,16 +66,7 @@ impl CredentialVault for MemoryVault {
         type_name: &str,
         data: &Map<String, Value>,
     ) -> Result<CredentialMeta, PortError> {
-        if name.trim().is_empty() {
-            return Err(VaultError::EmptyName.into());
-        }
-        let meta = CredentialMeta {
-            credential_id: new_credential_id(),
-            name: name.to_string(),
-            type_name: type_name.to_string(),
-            created_at: now_rfc3339(),
-        };
-        let sealed = seal::seal(&self.key, &meta.credential_id, type_name, data)?;
+        let (meta, sealed) = seal::new_credential(&self.key, name, type_name, data)?;
         self.locked().insert(
             meta.credential_id.clone(),
             Record {
@@ -102,7 +93,11 @@ impl CredentialVault for MemoryVault {
         else {
             return Ok(None);
         };
-        let fields = seal::open(&self.key, credential_id, &type_name, &sealed)?;
-        Ok(Some(crate::with_type(fields, type_name)))
+        Ok(Some(seal::reveal(
+            &self.key,
+            credential_id,
+            type_name,
+            &sealed,
+        )?))
     }
 }

@@ -12,7 +12,7 @@ use redis::aio::ConnectionManager;
 use serde_json::{Map, Value};
 
 use crate::key::VaultKey;
-use crate::{VaultError, new_credential_id, now_rfc3339, seal};
+use crate::{VaultError, seal};
 
 /// Credentials in Redis under one key prefix. Cheap to clone.
 #[derive(Clone)]
@@ -94,16 +94,7 @@ impl CredentialVault for RedisVault {
         type_name: &str,
         data: &Map<String, Value>,
     ) -> Result<CredentialMeta, PortError> {
-        if name.trim().is_empty() {
-            return Err(VaultError::EmptyName.into());
-        }
-        let meta = CredentialMeta {
-            credential_id: new_credential_id(),
-            name: name.to_string(),
-            type_name: type_name.to_string(),
-            created_at: now_rfc3339(),
-        };
-        let sealed = seal::seal(&self.key, &meta.credential_id, type_name, data)?;
+        let (meta, sealed) = seal::new_credential(&self.key, name, type_name, data)?;
         let mut conn = self.conn.clone();
         let _: () = redis::pipe()
             .atomic()
@@ -168,8 +159,11 @@ impl CredentialVault for RedisVault {
         let Some(sealed) = sealed else {
             return Ok(None);
         };
-        let type_name = type_name.unwrap_or_default();
-        let fields = seal::open(&self.key, credential_id, &type_name, &sealed)?;
-        Ok(Some(crate::with_type(fields, type_name)))
+        Ok(Some(seal::reveal(
+            &self.key,
+            credential_id,
+            type_name.unwrap_or_default(),
+            &sealed,
+        )?))
     }
 }

@@ -9,6 +9,8 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
+use baton_engine::ports::CredentialMeta;
+
 use crate::VaultError;
 use crate::key::VaultKey;
 
@@ -18,6 +20,37 @@ const NONCE_LEN: usize = 24;
 fn associated_data(credential_id: &str, type_name: &str) -> Vec<u8> {
     // NUL cannot occur in either part's meaning, so the pair is unambiguous.
     format!("baton-credential\0{credential_id}\0{type_name}").into_bytes()
+}
+
+/// A new credential's metadata and its sealed fields: what every vault's `put` stores.
+pub(crate) fn new_credential(
+    key: &VaultKey,
+    name: &str,
+    type_name: &str,
+    data: &Map<String, Value>,
+) -> Result<(CredentialMeta, String), VaultError> {
+    if name.trim().is_empty() {
+        return Err(VaultError::EmptyName);
+    }
+    let meta = CredentialMeta {
+        credential_id: crate::new_credential_id(),
+        name: name.to_string(),
+        type_name: type_name.to_string(),
+        created_at: crate::now_rfc3339(),
+    };
+    let sealed = seal(key, &meta.credential_id, type_name, data)?;
+    Ok((meta, sealed))
+}
+
+/// What every vault's `reveal` returns for a stored credential: its opened fields, with its type.
+pub(crate) fn reveal(
+    key: &VaultKey,
+    credential_id: &str,
+    type_name: String,
+    sealed: &str,
+) -> Result<Map<String, Value>, VaultError> {
+    let fields = open(key, credential_id, &type_name, sealed)?;
+    Ok(crate::with_type(fields, type_name))
 }
 
 /// Encrypts `data` for `credential_id`.
