@@ -292,7 +292,10 @@ impl Worker {
                     }
                 }
             }
-            Intake::Hop(msg) => {
+            Intake::Hop(mut msg) => {
+                if traceparent.is_some() {
+                    msg.traceparent = traceparent;
+                }
                 let exec = (msg.workflow_id.clone(), msg.execution_id.clone());
                 let hop_id = format!("{}|{}", msg.execution_id, msg.hop_id());
                 let wf = match self.definitions.ensure(&msg.workflow_ref).await {

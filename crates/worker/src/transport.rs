@@ -29,14 +29,13 @@ pub struct Routes {
     pub completion: String,
 }
 
-/// Encodes a hop message as an AMQP message with its trace context header.
+/// Encodes a hop message as an AMQP message. Its trace context travels in the `traceparent`
+/// header only (the consumer puts it back into the message): every byte of a hop message costs
+/// the broker, which stores it.
 pub fn hop_outgoing(routing_key: &str, msg: &HopMessage) -> Result<Outgoing, PortError> {
     let mut msg = msg.clone();
-    msg.traceparent = Some(trace::child_of(msg.traceparent.as_deref()));
-    let mut headers = BTreeMap::new();
-    if let Some(tp) = &msg.traceparent {
-        headers.insert("traceparent".to_string(), tp.clone());
-    }
+    let traceparent = trace::child_of(msg.traceparent.take().as_deref());
+    let headers = BTreeMap::from([("traceparent".to_string(), traceparent)]);
     Ok(Outgoing {
         routing_key: routing_key.to_string(),
         body: serde_json::to_vec(&msg).map_err(port)?,
@@ -231,5 +230,30 @@ pub async fn run_timer_pump(
                 tracing::warn!(error = %e, "timer publish failed; the lease will expire and it is retried")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hop_message_carries_its_trace_context_in_the_header_only() {
+        let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let msg: HopMessage = serde_json::from_value(serde_json::json!({
+            "execution_id": "e", "workflow_id": "w", "workflow_ref": "r", "node_id": "n",
+            "kind": "run", "traceparent": parent
+        }))
+        .expect("hop message");
+        let out = hop_outgoing("workflow.execution", &msg).expect("encodable");
+        let header = out.headers.get("traceparent").expect("traceparent header");
+        assert_eq!(
+            trace::trace_id(Some(header)),
+            "0af7651916cd43dd8448eb211c80319c",
+            "same trace"
+        );
+        assert_ne!(header, parent, "a new span for the new hop");
+        let body: serde_json::Value = serde_json::from_slice(&out.body).expect("JSON body");
+        assert!(body.get("traceparent").is_none(), "{body}");
     }
 }
