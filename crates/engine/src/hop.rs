@@ -25,7 +25,7 @@ use crate::ports::WorkflowCatalog;
 mod subworkflow;
 use crate::ports::{
     CommitOutcome, CompletionClaim, CredentialVault, DefinitionCache, EventSink, ExecutionStart,
-    ExecutionStore, HopCommit, HopQueue, JoinOutcome, Lifecycle, PortError,
+    ExecutionStore, HopCommit, HopQueue, JoinOutcome, Lifecycle, PortError, RevealError,
 };
 pub use subworkflow::{
     CHILD_KEY_PREFIX, DEFAULT_MAX_WORKFLOW_DEPTH, PARENT_KEY, SUBWORKFLOW_TYPE, child_execution_id,
@@ -1459,8 +1459,16 @@ impl Engine {
                 ),
                 false,
             )),
+            Err(RevealError::Unreadable(e)) => Err(fail(
+                "CREDENTIAL_UNREADABLE",
+                format!(
+                    "node `{}` ({}): credential `{reference}` cannot be used: {e}",
+                    node.name, node.id
+                ),
+                false,
+            )),
             // A vault outage may pass: retryable, like any node failure.
-            Err(e) => Err(fail(
+            Err(RevealError::Unavailable(e)) => Err(fail(
                 "CREDENTIAL_UNAVAILABLE",
                 format!(
                     "node `{}` ({}): credential `{reference}` could not be read: {e}",

@@ -342,5 +342,17 @@ pub trait CredentialVault: Send + Sync {
     async fn list(&self) -> Result<Vec<CredentialMeta>, PortError>;
     async fn delete(&self, credential_id: &str) -> Result<bool, PortError>;
     /// The decrypted fields, for the hop only; `None` when the id is unknown.
-    async fn reveal(&self, credential_id: &str) -> Result<Option<Map<String, Value>>, PortError>;
+    async fn reveal(&self, credential_id: &str) -> Result<Option<Map<String, Value>>, RevealError>;
+}
+
+/// Why a stored credential could not be revealed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RevealError {
+    /// The vault could not be reached: that may pass, so the node's run is retryable.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The stored credential does not open (written with another key, or altered): retrying
+    /// cannot help.
+    #[error("{0}")]
+    Unreadable(String),
 }

@@ -1,6 +1,6 @@
 //! What can go wrong in the vault. No variant ever carries a secret.
 
-use baton_engine::ports::PortError;
+use baton_engine::ports::{PortError, RevealError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -28,5 +28,16 @@ pub enum VaultError {
 impl From<VaultError> for PortError {
     fn from(e: VaultError) -> Self {
         PortError(e.to_string())
+    }
+}
+
+impl From<VaultError> for RevealError {
+    fn from(e: VaultError) -> Self {
+        match e {
+            VaultError::Decrypt { .. } | VaultError::Corrupt { .. } => {
+                RevealError::Unreadable(e.to_string())
+            }
+            other => RevealError::Unavailable(other.to_string()),
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use baton_engine::ports::{CredentialMeta, CredentialVault, PortError};
+use baton_engine::ports::{CredentialMeta, CredentialVault, PortError, RevealError};
 use serde_json::{Map, Value};
 
 use crate::key::VaultKey;
@@ -85,7 +85,7 @@ impl CredentialVault for MemoryVault {
         Ok(self.locked().remove(credential_id).is_some())
     }
 
-    async fn reveal(&self, credential_id: &str) -> Result<Option<Map<String, Value>>, PortError> {
+    async fn reveal(&self, credential_id: &str) -> Result<Option<Map<String, Value>>, RevealError> {
         let Some((type_name, sealed)) = self
             .locked()
             .get(credential_id)

@@ -7,7 +7,7 @@
 //!   lexicographic order is the creation order).
 
 use async_trait::async_trait;
-use baton_engine::ports::{CredentialMeta, CredentialVault, PortError};
+use baton_engine::ports::{CredentialMeta, CredentialVault, PortError, RevealError};
 use redis::aio::ConnectionManager;
 use serde_json::{Map, Value};
 
@@ -147,7 +147,7 @@ impl CredentialVault for RedisVault {
         Ok(deleted > 0)
     }
 
-    async fn reveal(&self, credential_id: &str) -> Result<Option<Map<String, Value>>, PortError> {
+    async fn reveal(&self, credential_id: &str) -> Result<Option<Map<String, Value>>, RevealError> {
         let mut conn = self.conn.clone();
         let (type_name, sealed): (Option<String>, Option<String>) = redis::cmd("HMGET")
             .arg(self.record_key(credential_id))

@@ -167,3 +167,55 @@ async fn a_credential_reference_without_a_vault_fails_with_a_clear_error() {
     );
     assert!(seen.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_credential_that_cannot_be_decrypted_fails_the_node_once_without_retries() {
+    let (url, seen) = recording_server().await;
+    let vault = Arc::new(MemoryVault::new(VaultKey::generate()));
+    let meta = vault
+        .put(
+            "api",
+            "bearer",
+            json!({"token": SECRET}).as_object().unwrap(),
+        )
+        .await
+        .unwrap();
+    // Stored with another key, or altered at rest: it can never open.
+    let sealed = vault.sealed(&meta.credential_id).unwrap();
+    let mut altered: Vec<char> = sealed.chars().collect();
+    let i = altered.len() - 5;
+    altered[i] = if altered[i] == 'A' { 'B' } else { 'A' };
+    assert!(vault.replace_sealed(&meta.credential_id, altered.into_iter().collect()));
+    let runtime = EmbeddedRuntime::start_with_vault(baton_nodes::registry(), 8, Some(vault));
+    let wf = Arc::new(
+        CompiledWorkflow::compile(
+            &json!({
+                "name": "undecryptable",
+                "nodes": [{"id": "call", "name": "Call", "type": "http",
+                    "parameters": {"method": "GET", "url": url},
+                    "credentials": {"$credential": meta.credential_id},
+                    "retry": {"max_attempts": 3, "initial_delay_ms": 10, "max_delay_ms": 20}}],
+                "edges": []
+            }),
+            &baton_nodes::registry(),
+        )
+        .unwrap(),
+    );
+    let (completion, events, _) = run(&runtime, wf, "exec-undecryptable").await;
+    assert_eq!(completion.status, ExecutionStatus::Halted);
+    let reason = completion.failure_reason.unwrap_or_default();
+    assert!(
+        reason.contains("`Call`") && reason.contains("cannot be decrypted"),
+        "{reason}"
+    );
+    let retries = events.iter().filter(|e| e.contains("\"retry\"")).count();
+    assert_eq!(
+        retries, 0,
+        "no retry of an unreadable credential: {events:#?}"
+    );
+    assert!(
+        events.iter().any(|e| e.contains("CREDENTIAL_UNREADABLE")),
+        "{events:#?}"
+    );
+    assert!(seen.lock().unwrap().is_empty(), "no request without it");
+}
