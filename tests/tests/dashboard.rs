@@ -396,14 +396,28 @@ impl Page {
         }
     }
 
+    /// Clears the field and types `text`, then checks the field holds it: a live re-render of
+    /// the page between the focus and the keys can drop them (typing again is what a user would
+    /// do), at most three times.
     async fn replace_text(&self, css: &str, text: &str) {
-        let element = self.wait_for(css).await;
-        if let Err(e) = element.clear().await {
-            self.fail(&format!("clearing `{css}`: {e}")).await;
+        let mut held = None;
+        for _ in 0..3 {
+            let element = self.wait_for(css).await;
+            if let Err(e) = element.clear().await {
+                self.fail(&format!("clearing `{css}`: {e}")).await;
+            }
+            if let Err(e) = element.send_keys(text).await {
+                self.fail(&format!("typing into `{css}`: {e}")).await;
+            }
+            held = element.prop("value").await.ok().flatten();
+            if held.as_deref() == Some(text) {
+                return;
+            }
         }
-        if let Err(e) = element.send_keys(text).await {
-            self.fail(&format!("typing into `{css}`: {e}")).await;
-        }
+        self.fail(&format!(
+            "typed {text:?} into `{css}`, which holds {held:?}"
+        ))
+        .await;
     }
 
     async fn text(&self, css: &str) -> String {

@@ -1065,6 +1065,10 @@
       if (finished() && view) {
         actions.push(h('button', { type: 'button', id: 'replay-button', onclick: () => replayFrom(selected) }, '↻ Replay from here'));
       }
+      // Live updates re-render the panel while someone may be typing in its signal form (kept
+      // across renders): give the focus and the caret back, or the next keys would be lost.
+      const focused = panel.contains(document.activeElement) ? document.activeElement : null;
+      const caret = focused && 'selectionStart' in focused ? [focused.selectionStart, focused.selectionEnd] : null;
       panel.replaceChildren(
         h('header', {}, h('h2', {}, (view && view.node_name) || def.name || selected),
           h('button', { type: 'button', class: 'ghost close', id: 'node-panel-close', 'aria-label': 'Close', onclick: closePanel }, '×')),
@@ -1081,6 +1085,16 @@
             : null) : '',
         ...sections,
         actions.length ? h('div', { class: 'panel-actions' }, actions) : '');
+      if (focused && panel.contains(focused) && document.activeElement !== focused) {
+        focused.focus();
+        if (caret) {
+          try {
+            focused.setSelectionRange(caret[0], caret[1]);
+          } catch {
+            // Not a text field.
+          }
+        }
+      }
     }
 
     /** A waiting node may be waiting for a signal: send one (name + JSON data). */
@@ -1088,7 +1102,10 @@
     function signalForm() {
       // Reused across re-renders so a refresh never wipes what the user is typing.
       if (signalFormCache && signalFormCache.nodeId === selected) return signalFormCache.form;
+      // The wait node names the signal it waits for: start from that.
+      const waitsFor = definitionNodes.get(selected)?.parameters?.signal;
       const name = h('input', { id: 'signal-name', placeholder: 'signal name', spellcheck: 'false', style: 'width:100%' });
+      if (typeof waitsFor === 'string' && !waitsFor.includes('{{')) name.value = waitsFor;
       const data = h('textarea', { id: 'signal-data', rows: 3, spellcheck: 'false' }, '{}');
       const error = h('p', { class: 'field-error', id: 'signal-error', hidden: true });
       const send = h('button', { type: 'submit', class: 'primary small', id: 'signal-button' }, 'Send signal');
