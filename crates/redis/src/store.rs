@@ -287,6 +287,21 @@ impl RedisStore {
         }
     }
 
+    /// Runs a read-only pipeline, once more if the connection dropped under it (the manager
+    /// has reconnected by then).
+    async fn read_pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, Error> {
+        let mut conn = self.conn.clone();
+        match pipe.query_async(&mut conn).await {
+            Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                Ok(pipe.query_async(&mut conn).await?)
+            }
+            r => Ok(r?),
+        }
+    }
+
     /// `read.lua`.
     async fn read_script(
         &self,
@@ -323,6 +338,27 @@ fn field(scope: &str, key: &str) -> String {
 
 fn status_name(status: ExecutionStatus) -> &'static str {
     status.as_str()
+}
+
+/// The meta fields a [`Lifecycle`] is read from, in [`lifecycle_of`]'s order.
+const LIFECYCLE_FIELDS: [&str; 4] = ["started_at", "status", "reason", "completion_sent"];
+
+fn lifecycle_of(fields: &[Option<String>]) -> Result<Lifecycle, Error> {
+    let [started, status, reason, sent] = fields else {
+        return Err(Error::Protocol(format!(
+            "HMGET of the lifecycle answered {} fields",
+            fields.len()
+        )));
+    };
+    Ok(match (started, status) {
+        (None, _) => Lifecycle::Unknown,
+        (Some(_), None) => Lifecycle::Running,
+        (Some(_), Some(status)) => Lifecycle::Finished {
+            status: parse_status(status)?,
+            reason: reason.clone(),
+            completion_sent: sent.is_some(),
+        },
+    })
 }
 
 fn parse_status(s: &str) -> Result<ExecutionStatus, Error> {
@@ -386,28 +422,12 @@ impl ExecutionStore for RedisStore {
     }
 
     async fn lifecycle(&self, execution_id: &str) -> Result<Lifecycle, PortError> {
-        let mut conn = self.conn.clone();
-        let cmd = redis::cmd("HMGET")
+        let mut pipe = redis::pipe();
+        pipe.cmd("HMGET")
             .arg(self.exec_key(execution_id, "meta"))
-            .arg(&["started_at", "status", "reason", "completion_sent"])
-            .to_owned();
-        let fields: Vec<Option<String>> = match cmd.query_async(&mut conn).await {
-            Err(e) if e.is_connection_dropped() || e.is_io_error() => {
-                cmd.query_async(&mut conn).await.map_err(Error::from)?
-            }
-            r => r.map_err(Error::from)?,
-        };
-        let [started, status, reason, sent] = <[Option<String>; 4]>::try_from(fields)
-            .map_err(|f| Error::Protocol(format!("HMGET answered {} fields", f.len())))?;
-        Ok(match (started, status) {
-            (None, _) => Lifecycle::Unknown,
-            (Some(_), None) => Lifecycle::Running,
-            (Some(_), Some(status)) => Lifecycle::Finished {
-                status: parse_status(&status)?,
-                reason,
-                completion_sent: sent.is_some(),
-            },
-        })
+            .arg(&LIFECYCLE_FIELDS);
+        let (fields,): (Vec<Option<String>>,) = self.read_pipe(&pipe).await?;
+        Ok(lifecycle_of(&fields)?)
     }
 
     async fn identity(&self, execution_id: &str) -> Result<Option<(String, String)>, PortError> {
@@ -459,59 +479,45 @@ impl ExecutionStore for RedisStore {
             }
         }
         let mut pipe = redis::pipe();
-        pipe.cmd("HMGET").arg(&meta_key).arg(&[
-            "started_at",
-            "status",
-            "reason",
-            "completion_sent",
-            "pending",
-        ]);
+        pipe.cmd("HMGET")
+            .arg(&meta_key)
+            .arg(&LIFECYCLE_FIELDS)
+            .arg("pending");
         pipe.cmd("HGET").arg(&hops_key).arg(hop_id);
         if !fields.is_empty() {
             pipe.cmd("HMGET").arg(&ctx_key).arg(&fields);
         }
-        let mut conn = self.conn.clone();
-        let replies: Vec<R> = match pipe.query_async(&mut conn).await {
-            Err(e) if e.is_connection_dropped() || e.is_io_error() => {
-                pipe.query_async(&mut conn).await.map_err(Error::from)?
-            }
-            r => r.map_err(Error::from)?,
-        };
+        let replies: Vec<R> = self.read_pipe(&pipe).await?;
         let mut replies = replies.into_iter();
-        let meta = reply::array(replies.next().unwrap_or(R::Nil))?;
-        let handed = replies.next().unwrap_or(R::Nil);
+        let decode = |e: redis::ParsingError| Error::Protocol(format!("begin_hop: {e}"));
+        let meta: Vec<Option<String>> =
+            redis::from_redis_value(replies.next().unwrap_or(R::Nil)).map_err(decode)?;
+        let handed: Option<String> =
+            redis::from_redis_value(replies.next().unwrap_or(R::Nil)).map_err(decode)?;
         let ctx = reply::array(replies.next().unwrap_or(R::Nil))?;
         let start = |lifecycle, context, committed| HopStart {
             lifecycle,
             context,
             committed,
         };
-        let [started_at, status, reason, sent, pending] = meta.as_slice() else {
-            return Err(Error::Protocol(format!("begin_hop: meta answered {meta:?}")).into());
+        let (lifecycle, pending) = match meta.split_last() {
+            Some((pending, fields)) => (lifecycle_of(fields)?, pending),
+            None => return Err(Error::Protocol("begin_hop: meta answered nothing".into()).into()),
         };
-        if *started_at == R::Nil {
-            return Ok(start(Lifecycle::Unknown, Map::new(), None));
-        }
-        if *status != R::Nil {
-            let lifecycle = Lifecycle::Finished {
-                status: parse_status(&reply::text(status)?)?,
-                reason: match reason {
-                    R::Nil => None,
-                    r => Some(reply::text(r)?),
-                },
-                completion_sent: *sent != R::Nil,
-            };
+        if lifecycle != Lifecycle::Running {
             return Ok(start(lifecycle, Map::new(), None));
         }
-        if handed != R::Nil {
+        if let Some(handed) = handed {
             let pending = match pending {
-                R::Nil => 0,
-                p => reply::int(p)?,
+                Some(p) => p
+                    .parse()
+                    .map_err(|_| Error::Protocol(format!("pending is `{p}`")))?,
+                None => 0,
             };
             return Ok(start(
                 Lifecycle::Running,
                 Map::new(),
-                Some((reply::text(&handed)?, pending)),
+                Some((handed, pending)),
             ));
         }
         let mut context = Map::new();
