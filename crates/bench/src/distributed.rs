@@ -701,9 +701,8 @@ async fn phases(
         }
         runs.sort_by(|a, b| a.hops_per_s.total_cmp(&b.hops_per_s));
         report.chains = runs.swap_remove(runs.len() / 2);
-        let mut ratios: Vec<f64> = report.rounds.iter().filter_map(|r| r.ratio).collect();
-        ratios.sort_by(f64::total_cmp);
-        report.median_ratio = ratios.get(ratios.len() / 2).copied();
+        report.median_ratio =
+            crate::stats::median(report.rounds.iter().filter_map(|r| r.ratio).collect());
     }
     report.worker_peak_rss_mb_after_chains =
         procfs::status_kb(worker.pid(), "VmHWM").unwrap_or(0) as f64 / 1024.0;

@@ -176,14 +176,11 @@ impl Report {
         started_at: String,
     ) -> Self {
         // Ceilings measured round by round (`--ceiling-exe`) win over a `--ceiling` file.
-        let mut round_ceilings: Vec<f64> = distributed
+        let round_ceilings = distributed
             .iter()
             .flat_map(|d| d.rounds.iter().filter_map(|r| r.ceiling_hops_per_s))
             .collect();
-        round_ceilings.sort_by(f64::total_cmp);
-        let ceiling_hops = round_ceilings
-            .get(round_ceilings.len() / 2)
-            .copied()
+        let ceiling_hops = stats::median(round_ceilings)
             .or_else(|| {
                 ceiling
                     .as_ref()

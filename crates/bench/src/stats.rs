@@ -31,6 +31,12 @@ impl Summary {
     }
 }
 
+/// The middle value of a sample (the upper one of an even count); `None` when it is empty.
+pub fn median(mut xs: Vec<f64>) -> Option<f64> {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied()
+}
+
 /// Nearest-rank percentile of a sorted sample.
 pub fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
