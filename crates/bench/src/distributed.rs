@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, timeout};
 
 use crate::procfs::{self, CpuWindow, Snapshot, Watched};
 use crate::stats::Summary;
@@ -876,14 +876,7 @@ async fn throughput(
         } else {
             drain_deadline
         };
-        let Some(ev) = driver.ready.pop_front() else {
-            tokio::select! {
-                burst = driver.rx.recv() => match burst {
-                    Some(burst) => driver.ready.extend(burst),
-                    None => anyhow::bail!("event consumers stopped (broker connection lost?)"),
-                },
-                () = sleep_until(wake) => {}
-            }
+        let Some(ev) = driver.next(wake).await? else {
             continue;
         };
         match ev {
