@@ -459,7 +459,9 @@ pub async fn run(
     progress: &dyn Fn(&str),
 ) -> anyhow::Result<DistributedReport> {
     let run_id = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let queue_prefix = format!("{run_id}.");
+    // Joined with `-`, not `.`: the routing keys keep the production count of words
+    // (`workflow.node.status`), and a topic exchange's cost per publish grows with it.
+    let queue_prefix = format!("{run_id}-");
     let key_prefix = run_id.clone();
     let q = |name: &str| format!("{queue_prefix}{name}");
     let log = std::env::temp_dir().join(format!("{run_id}-worker.log"));

@@ -62,6 +62,15 @@ pub fn classify(body: &[u8], max_bytes: usize) -> Intake {
     if let Ok(msg) = serde_json::from_slice::<HopMessage>(body) {
         return Intake::Hop(Box::new(msg));
     }
+    // Then a well-formed Rune start message, also straight into its type: its definition is
+    // the bulk of the bytes, and a JSON tree of it would be built and copied for nothing.
+    if let Ok(start) = serde_json::from_slice::<RuneStart>(body)
+        && !start.execution_id.is_empty()
+        && !start.current_node.is_empty()
+        && start.workflow_definition.is_object()
+    {
+        return Intake::RuneStart(Box::new(start));
+    }
     let value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {

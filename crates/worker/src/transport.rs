@@ -32,8 +32,7 @@ pub struct Routes {
 /// Encodes a hop message as an AMQP message. Its trace context travels in the `traceparent`
 /// header only (the consumer puts it back into the message): every byte of a hop message costs
 /// the broker, which stores it.
-pub fn hop_outgoing(routing_key: &str, msg: &HopMessage) -> Result<Outgoing, PortError> {
-    let mut msg = msg.clone();
+pub fn hop_outgoing(routing_key: &str, mut msg: HopMessage) -> Result<Outgoing, PortError> {
     let traceparent = trace::child_of(msg.traceparent.take().as_deref());
     let headers = BTreeMap::from([("traceparent".to_string(), traceparent)]);
     Ok(Outgoing {
@@ -65,7 +64,7 @@ impl AmqpHopQueue {
 impl HopQueue for AmqpHopQueue {
     async fn publish(&self, messages: Vec<HopMessage>) -> Result<(), PortError> {
         let batch = messages
-            .iter()
+            .into_iter()
             .map(|m| hop_outgoing(&self.routes.execution, m))
             .collect::<Result<Vec<_>, _>>()?;
         self.broker.publish(batch).await.map_err(port)
@@ -202,7 +201,7 @@ pub async fn run_timer_pump(
         let mut ids = Vec::with_capacity(due.len());
         for (id, payload) in due {
             match serde_json::from_slice::<HopMessage>(&payload) {
-                Ok(msg) => match hop_outgoing(&routes.execution, &msg) {
+                Ok(msg) => match hop_outgoing(&routes.execution, msg) {
                     Ok(o) => {
                         batch.push(o);
                         ids.push(id);
@@ -245,7 +244,7 @@ mod tests {
             "kind": "run", "traceparent": parent
         }))
         .expect("hop message");
-        let out = hop_outgoing("workflow.execution", &msg).expect("encodable");
+        let out = hop_outgoing("workflow.execution", msg).expect("encodable");
         let header = out.headers.get("traceparent").expect("traceparent header");
         assert_eq!(
             trace::trace_id(Some(header)),

@@ -96,13 +96,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     if cfg!(debug_assertions) {
         progress("warning: this is a debug build; figures are not representative (use --release)");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let report = rt.block_on(async {
-        let distributed = if args.embedded_only {
-            None
-        } else {
+    // The distributed driver is a monitor beside the worker under test, so it runs on one
+    // thread: on a multi-thread runtime its deliveries hop between threads, and the futex
+    // wake-ups cost the box as much CPU per hop as the worker's own syscalls (measured with
+    // `perf stat`). The embedded phases measure the engine itself and get every core.
+    let distributed = if args.embedded_only {
+        None
+    } else {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
             let opts = DistributedOptions {
                 baton_exe: std::env::current_exe()?,
                 worker_config: args.config.clone(),
@@ -124,8 +128,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 ceiling_exe: args.ceiling_exe.clone(),
                 ceiling_secs: args.ceiling_secs,
             };
-            Some(baton_bench::distributed::run(&opts, &progress).await?)
-        };
+            anyhow::Ok(Some(baton_bench::distributed::run(&opts, &progress).await?))
+        })?
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(async {
         let embedded = EmbeddedOptions {
             secs: args.embedded_secs,
             chains: args.chains,

@@ -4,7 +4,9 @@
 -- ARGV[1] hop id, ARGV[2] token delta (tokens_out - 1), ARGV[3] handed-on messages (JSON),
 -- ARGV[4..] (field, JSON text) pairs where field = scope .. '\31' .. key.
 -- Reply: {'unknown'} | {'duplicate', pending} | {'applied', pending}
-if redis.call('EXISTS', KEYS[1]) == 0 then
+-- One call answers both "is the execution known" (-2: no meta) and "has `finish` put its TTL".
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -2 then
   return {'unknown'}
 end
 if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[3]) == 0 then
@@ -18,7 +20,6 @@ for i = 4, #ARGV, 2 do
 end
 local pending = redis.call('HINCRBY', KEYS[1], 'pending', ARGV[2])
 -- A commit after `finish` (an on_failure node, a straggler) must not leave keys without TTL.
-local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then
   for i = 2, 4 do
     redis.call('PEXPIRE', KEYS[i], ttl)
