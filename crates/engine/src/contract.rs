@@ -100,6 +100,7 @@ pub async fn execution_store_contract(make: impl Fn() -> Arc<dyn ExecutionStore>
     finish_first_writer_wins(make()).await;
     completion_sent_once(make()).await;
     completion_claim_lease(make()).await;
+    finish_remembers_the_finishing_hop(make()).await;
     final_context_top_level(make()).await;
     identity_and_signals(make()).await;
 }
@@ -1053,6 +1054,57 @@ pub async fn finish_first_writer_wins(store: Arc<dyn ExecutionStore>) {
             completion_sent: false
         },
         "the winner's status and reason stick"
+    );
+}
+
+/// `finish_by` remembers which hop finished the execution (the first finisher only);
+/// `finish` and an unfinished execution name none.
+pub async fn finish_remembers_the_finishing_hop(store: Arc<dyn ExecutionStore>) {
+    let id = started(&store, json!({}), 1).await;
+    assert_eq!(store.finished_by(&id).await.unwrap(), None, "running");
+    assert!(
+        store
+            .finish_by(
+                &id,
+                ExecutionStatus::Halted,
+                Some("a failed".into()),
+                "a|||Run||1"
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .finish_by(
+                &id,
+                ExecutionStatus::Halted,
+                Some("b failed".into()),
+                "b|||Run||1"
+            )
+            .await
+            .unwrap(),
+        "the second finisher loses"
+    );
+    assert_eq!(
+        store.finished_by(&id).await.unwrap().as_deref(),
+        Some("a|||Run||1")
+    );
+    assert!(matches!(
+        store.lifecycle(&id).await.unwrap(),
+        Lifecycle::Finished { status: ExecutionStatus::Halted, reason: Some(r), .. } if r == "a failed"
+    ));
+
+    let plain = started(&store, json!({}), 1).await;
+    assert!(
+        store
+            .finish(&plain, ExecutionStatus::Completed, None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.finished_by(&plain).await.unwrap(),
+        None,
+        "finish names no hop"
     );
 }
 

@@ -286,6 +286,7 @@ impl Engine {
             execution_id,
             ExecutionStatus::Halted,
             "execution cancelled by request".into(),
+            None,
         )
         .await
     }
@@ -383,9 +384,13 @@ impl Engine {
                 // where messages are redelivered (the embedded runtime never loses a hop).
                 let on_failure_sends =
                     wf.on_failure.is_some() && status != ExecutionStatus::Completed;
-                if !completion_sent && !on_failure_sends && self.store.replays_hops() {
-                    self.emit_completion_inner(&msg.workflow_id, &msg.execution_id)
-                        .await?;
+                if !completion_sent && self.store.replays_hops() {
+                    if on_failure_sends {
+                        Box::pin(self.recover_on_failure(&wf, &msg)).await?;
+                    } else {
+                        self.emit_completion_inner(&msg.workflow_id, &msg.execution_id)
+                            .await?;
+                    }
                 }
                 return Ok(HopOutcome::Dropped);
             }
@@ -399,7 +404,22 @@ impl Engine {
             }
             HopKind::Resume => Box::pin(self.on_resume(&wf, node, &msg)).await,
             HopKind::SignalTimeout => Box::pin(self.on_signal_timeout(&wf, node, &msg)).await,
-            HopKind::OnFailure => self.execute(&wf, node, &msg, preloaded).await,
+            HopKind::OnFailure => {
+                // A redelivered (or re-published) `on_failure` message whose node already ran
+                // does not run it again: it only makes sure the completion went out.
+                if self.store.replays_hops()
+                    && self
+                        .store
+                        .committed_hop(&msg.execution_id, &msg.hop_id())
+                        .await?
+                        .is_some()
+                {
+                    self.emit_completion_inner(&msg.workflow_id, &msg.execution_id)
+                        .await?;
+                    return Ok(HopOutcome::Dropped);
+                }
+                self.execute(&wf, node, &msg, preloaded).await
+            }
             HopKind::Run if node.class == NodeClass::Aggregator => {
                 Box::pin(self.arrive_aggregator(&wf, node, &msg, true)).await
             }
@@ -698,7 +718,9 @@ impl Engine {
     }
 
     /// Stops the execution: first caller wins; running nodes are cancelled; the `on_failure`
-    /// node (if any) runs before the completion is emitted.
+    /// node (if any) runs before the completion is emitted. `by`: the hop that halts it (the
+    /// store remembers it, so that a redelivery of that hop re-publishes the `on_failure`
+    /// message its first delivery may have lost).
     async fn halt(
         &self,
         wf: &CompiledWorkflow,
@@ -706,12 +728,21 @@ impl Engine {
         execution_id: &str,
         status: ExecutionStatus,
         reason: String,
+        by: Option<&str>,
     ) -> Result<bool, PortError> {
-        if !self
-            .store
-            .finish(execution_id, status, Some(reason))
-            .await?
-        {
+        let won = match by {
+            Some(hop_id) => {
+                self.store
+                    .finish_by(execution_id, status, Some(reason), hop_id)
+                    .await?
+            }
+            None => {
+                self.store
+                    .finish(execution_id, status, Some(reason))
+                    .await?
+            }
+        };
+        if !won {
             return Ok(false);
         }
         if let Some(t) = self
@@ -723,29 +754,62 @@ impl Engine {
             t.cancel();
         }
         self.halt_children(wf, execution_id).await;
-        match wf.on_failure {
-            Some(i) => {
-                let msg = HopMessage {
-                    execution_id: execution_id.to_string(),
-                    workflow_id: workflow_id.to_string(),
-                    workflow_ref: String::new(),
-                    node_id: wf.nodes[i].id.clone(),
-                    kind: HopKind::OnFailure,
-                    from_node: None,
-                    from_edge: None,
-                    lineage: Vec::new(),
-                    attempt: 1,
-                    traceparent: None,
-                };
-                let msg = HopMessage {
-                    workflow_ref: wf.reference.clone(),
-                    ..msg
-                };
-                self.queue.publish(vec![msg]).await?;
-            }
+        match self.on_failure_message(wf, workflow_id, execution_id) {
+            Some(msg) => self.queue.publish(vec![msg]).await?,
             None => self.emit_completion(wf, workflow_id, execution_id).await?,
         }
         Ok(true)
+    }
+
+    /// The message that runs the workflow's `on_failure` node after a halt (always the same
+    /// one, so a re-published copy is deduplicated like any other hop).
+    fn on_failure_message(
+        &self,
+        wf: &CompiledWorkflow,
+        workflow_id: &str,
+        execution_id: &str,
+    ) -> Option<HopMessage> {
+        let i = wf.on_failure?;
+        Some(HopMessage {
+            execution_id: execution_id.to_string(),
+            workflow_id: workflow_id.to_string(),
+            workflow_ref: wf.reference.clone(),
+            node_id: wf.nodes[i].id.clone(),
+            kind: HopKind::OnFailure,
+            from_node: None,
+            from_edge: None,
+            lineage: Vec::new(),
+            attempt: 1,
+            traceparent: None,
+        })
+    }
+
+    /// A hop that finds its execution finished without a completion sent, and the `on_failure`
+    /// node due to send it: if this very hop halted the execution (its first delivery died or
+    /// failed before the `on_failure` message was confirmed), publish that message again,
+    /// unless the `on_failure` node already ran.
+    async fn recover_on_failure(
+        &self,
+        wf: &CompiledWorkflow,
+        msg: &HopMessage,
+    ) -> Result<(), PortError> {
+        if self.store.finished_by(&msg.execution_id).await?.as_deref() != Some(&msg.hop_id()) {
+            return Ok(());
+        }
+        let Some(on_failure) = self.on_failure_message(wf, &msg.workflow_id, &msg.execution_id)
+        else {
+            return Ok(());
+        };
+        if self
+            .store
+            .committed_hop(&msg.execution_id, &on_failure.hop_id())
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        tracing::info!(execution_id = %msg.execution_id, node_id = %on_failure.node_id, "re-publishing the on_failure message of a redelivered halting hop");
+        self.queue.publish(vec![on_failure]).await
     }
 
     async fn on_skip(
@@ -1662,6 +1726,7 @@ impl Engine {
                     &msg.execution_id,
                     ExecutionStatus::Halted,
                     reason,
+                    Some(&msg.hop_id()),
                 )
                 .await?;
                 Ok(HopOutcome::Done)

@@ -218,6 +218,18 @@ pub trait ExecutionStore: Send + Sync {
         status: ExecutionStatus,
         reason: Option<String>,
     ) -> Result<bool, PortError>;
+    /// `finish` by hop `hop_id`, which the store remembers (see `finished_by`): a redelivery of
+    /// the hop that halted an execution can then tell that it did, and re-publish what its first
+    /// delivery may have lost (the `on_failure` message).
+    async fn finish_by(
+        &self,
+        execution_id: &str,
+        status: ExecutionStatus,
+        reason: Option<String>,
+        hop_id: &str,
+    ) -> Result<bool, PortError>;
+    /// The hop id given to the `finish_by` call that finished the execution, if any.
+    async fn finished_by(&self, execution_id: &str) -> Result<Option<String>, PortError>;
     /// Claims the sending of a finished execution's completion for `lease_ms`: the claimer
     /// publishes it, then marks it sent. A claim older than the lease (its holder died between
     /// the two) can be taken over, so a completion is never lost; it is repeated only if a

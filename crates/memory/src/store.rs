@@ -31,6 +31,8 @@ struct Execution {
     completion_sent: bool,
     /// When the completion's sending was claimed (ms).
     completion_claimed_at: Option<u64>,
+    /// The hop that finished the execution (`finish_by`).
+    finished_by: Option<String>,
     started_at_ms: u64,
     /// The first messages are published.
     started: bool,
@@ -113,6 +115,7 @@ impl ExecutionStore for MemoryStore {
                 }),
                 completion_sent: false,
                 completion_claimed_at: None,
+                finished_by: None,
                 started_at_ms: start.started_at_ms,
                 workflow_id: start.workflow_id.clone(),
                 workflow_ref: start.workflow_ref.clone(),
@@ -332,6 +335,28 @@ impl ExecutionStore for MemoryStore {
             e.finished = Some((status, reason));
             true
         })
+    }
+
+    async fn finish_by(
+        &self,
+        execution_id: &str,
+        status: ExecutionStatus,
+        reason: Option<String>,
+        hop_id: &str,
+    ) -> Result<bool, PortError> {
+        self.with(execution_id, |e| {
+            if e.finished.is_some() {
+                return false;
+            }
+            e.finished = Some((status, reason));
+            e.finished_by = Some(hop_id.to_string());
+            true
+        })
+    }
+
+    async fn finished_by(&self, execution_id: &str) -> Result<Option<String>, PortError> {
+        let map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(map.get(execution_id).and_then(|e| e.finished_by.clone()))
     }
 
     async fn claim_completion(

@@ -536,8 +536,27 @@ impl ExecutionStore for RedisStore {
         execution_id: &str,
         hop_id: &str,
     ) -> Result<Option<(String, i64)>, PortError> {
-        let start = self.begin_hop(execution_id, hop_id, &[], &[]).await?;
-        Ok(start.committed)
+        // Whatever the lifecycle: a finished execution's hops stay recorded until its TTL.
+        let k = self.keys(execution_id);
+        let pipe = redis::pipe()
+            .cmd("HGET")
+            .arg(&k.hops)
+            .arg(hop_id)
+            .cmd("HGET")
+            .arg(&k.meta)
+            .arg("pending")
+            .to_owned();
+        let (handed, pending): (Option<String>, Option<String>) = self.read_pipe(&pipe).await?;
+        let Some(handed) = handed else {
+            return Ok(None);
+        };
+        let pending = match pending {
+            Some(p) => p
+                .parse()
+                .map_err(|_| Error::Protocol(format!("pending is `{p}`")))?,
+            None => 0,
+        };
+        Ok(Some((handed, pending)))
     }
 
     async fn read_exact(
@@ -710,6 +729,26 @@ impl ExecutionStore for RedisStore {
         status: ExecutionStatus,
         reason: Option<String>,
     ) -> Result<bool, PortError> {
+        self.finish_by(execution_id, status, reason, "").await
+    }
+
+    async fn finished_by(&self, execution_id: &str) -> Result<Option<String>, PortError> {
+        let pipe = redis::pipe()
+            .cmd("HGET")
+            .arg(self.exec_key(execution_id, "meta"))
+            .arg("finished_by")
+            .to_owned();
+        let (by,): (Option<String>,) = self.read_pipe(&pipe).await?;
+        Ok(by.filter(|b| !b.is_empty()))
+    }
+
+    async fn finish_by(
+        &self,
+        execution_id: &str,
+        status: ExecutionStatus,
+        reason: Option<String>,
+        hop_id: &str,
+    ) -> Result<bool, PortError> {
         let k = self.keys(execution_id);
         let mut conn = self.conn.clone();
         for _ in 0..FINISH_ATTEMPTS {
@@ -732,7 +771,8 @@ impl ExecutionStore for RedisStore {
             inv.arg(status_name(status))
                 .arg(if reason.is_some() { "1" } else { "0" })
                 .arg(reason.as_deref().unwrap_or(""))
-                .arg(self.ttl_secs);
+                .arg(self.ttl_secs)
+                .arg(hop_id);
             match reply::int(&self.invoke(&inv, false).await?)? {
                 1 => return Ok(true),
                 0 => return Ok(false),

@@ -419,6 +419,7 @@ impl Engine {
                         &child,
                         ExecutionStatus::Halted,
                         reason,
+                        None,
                     )
                     .await?;
                 }

@@ -1,0 +1,171 @@
+//! A halt never loses its `on_failure` node: when the hop that halted an execution fails to
+//! publish the `on_failure` message (its worker died, or the broker refused), the redelivered
+//! hop publishes it again; any other hop that finds the execution halted does not, and a
+//! repeated `on_failure` message does not run the node twice. Engine on the real Redis store;
+//! the queue is in memory and refuses the first `on_failure` message, as a dying worker would.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use baton_core::CompiledWorkflow;
+use baton_core::message::{
+    Completion, ExecutionStatus, HopKind, HopMessage, NodeStatus, StatusEvent,
+};
+use baton_engine::ports::{EventSink, HopQueue, PortError};
+use baton_engine::{Engine, HopOutcome, StartRequest};
+use baton_memory::{MemoryDefinitions, MemoryQueue};
+use baton_redis::RedisOptions;
+use serde_json::json;
+
+/// The in-memory queue, except that the first `on_failure` message is refused.
+struct RefusesFirstOnFailure {
+    inner: MemoryQueue,
+    refused: AtomicBool,
+}
+
+#[async_trait]
+impl HopQueue for RefusesFirstOnFailure {
+    async fn publish(&self, messages: Vec<HopMessage>) -> Result<(), PortError> {
+        if messages.iter().any(|m| m.kind == HopKind::OnFailure)
+            && !self.refused.swap(true, Ordering::SeqCst)
+        {
+            return Err(PortError("broker connection lost".into()));
+        }
+        self.inner.publish(messages).await
+    }
+
+    async fn publish_delayed(&self, message: HopMessage, delay_ms: u64) -> Result<(), PortError> {
+        self.inner.publish_delayed(message, delay_ms).await
+    }
+}
+
+#[derive(Default)]
+struct Recorded {
+    statuses: Mutex<Vec<StatusEvent>>,
+    completions: Mutex<Vec<Completion>>,
+}
+
+#[async_trait]
+impl EventSink for Recorded {
+    async fn status(&self, event: StatusEvent) -> Result<(), PortError> {
+        self.statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event);
+        Ok(())
+    }
+
+    async fn completion(&self, completion: Completion) -> Result<(), PortError> {
+        self.completions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(completion);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_halting_hop_republishes_the_on_failure_message_its_first_delivery_lost() {
+    let (store, _cleanup) = support::store("on-failure-recovery", RedisOptions::default()).await;
+    let registry = baton_nodes::registry();
+    let workflow = Arc::new(
+        CompiledWorkflow::compile(
+            &json!({"name": "halts", "on_failure": "cleanup", "nodes": [
+                {"id": "charge", "name": "Charge", "type": "log", "parameters": {"message": "charging {{$input.card.number}}"}},
+                {"id": "cleanup", "name": "Cleanup", "type": "log", "parameters": {"message": "cleaning up", "level": "debug"}}
+            ], "edges": []}),
+            &registry,
+        )
+        .expect("valid workflow"),
+    );
+    let definitions = Arc::new(MemoryDefinitions::default());
+    definitions.insert(workflow.reference.clone(), workflow.clone());
+    let (inner, mut published) = MemoryQueue::new();
+    let queue = Arc::new(RefusesFirstOnFailure {
+        inner,
+        refused: AtomicBool::new(false),
+    });
+    let events = Arc::new(Recorded::default());
+    let engine = Engine::new(
+        Arc::new(store),
+        queue,
+        events.clone(),
+        definitions,
+        Arc::new(registry),
+    );
+
+    let execution_id = uuid::Uuid::new_v4().to_string();
+    engine
+        .start(
+            &workflow,
+            StartRequest {
+                workflow_id: "halts".into(),
+                execution_id: execution_id.clone(),
+                seed: serde_json::from_value(json!({"$input": {"card": {}}})).expect("map"),
+                ..StartRequest::default()
+            },
+        )
+        .await
+        .expect("start");
+    let hop = published.try_recv().expect("the first hop is published");
+
+    // First delivery: the node fails and halts the execution, but the on_failure message is lost.
+    assert!(engine.handle(hop.clone()).await.is_err(), "the hop fails");
+    assert!(published.try_recv().is_err());
+
+    // Another hop that finds the execution halted (here: a later attempt of the same node) is
+    // not the one that halted it, and leaves the on_failure message alone.
+    let other = HopMessage {
+        attempt: 2,
+        ..hop.clone()
+    };
+    assert_eq!(engine.handle(other).await.unwrap(), HopOutcome::Dropped);
+    assert!(
+        published.try_recv().is_err(),
+        "only the halting hop re-publishes"
+    );
+
+    // The redelivered halting hop publishes it again.
+    assert_eq!(
+        engine.handle(hop.clone()).await.unwrap(),
+        HopOutcome::Dropped
+    );
+    let on_failure = published
+        .try_recv()
+        .expect("the on_failure message is re-published");
+    assert_eq!(on_failure.kind, HopKind::OnFailure);
+    assert_eq!(on_failure.node_id, "cleanup");
+
+    // It runs the node and sends the one completion; a repeat of it (or of the halting hop)
+    // runs nothing and sends nothing.
+    assert_eq!(
+        engine.handle(on_failure.clone()).await.unwrap(),
+        HopOutcome::Done
+    );
+    assert_eq!(
+        engine.handle(on_failure).await.unwrap(),
+        HopOutcome::Dropped
+    );
+    assert_eq!(engine.handle(hop).await.unwrap(), HopOutcome::Dropped);
+    assert!(published.try_recv().is_err(), "nothing more is published");
+
+    let completions = events.completions.lock().unwrap();
+    assert_eq!(completions.len(), 1, "exactly one completion");
+    assert_eq!(completions[0].status, ExecutionStatus::Halted);
+    assert!(
+        completions[0].final_context.contains_key("$Cleanup"),
+        "{:?}",
+        completions[0].final_context
+    );
+    let cleanup_runs = events
+        .statuses
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.node_id == "cleanup" && s.status == NodeStatus::Running)
+        .count();
+    assert_eq!(cleanup_runs, 1, "the on_failure node ran once");
+}
