@@ -33,6 +33,8 @@ struct Execution {
     completion_claimed_at: Option<u64>,
     /// The hop that finished the execution (`finish_by`).
     finished_by: Option<String>,
+    /// `forget` came before `mark_completion_sent`: drop the state at the mark.
+    forget_when_marked: bool,
     started_at_ms: u64,
     /// The first messages are published.
     started: bool,
@@ -64,12 +66,18 @@ impl MemoryStore {
         Ok(f(exec))
     }
 
-    /// Drops a finished execution's state (the Redis store expires it with a TTL instead).
+    /// Drops a finished execution's state (the Redis store expires it with a TTL instead). The
+    /// engine marks a completion sent only after it was delivered, and a caller may forget the
+    /// execution as soon as it has the completion: then the state goes when the mark comes, so
+    /// the mark never finds the execution unknown.
     pub fn forget(&self, id: &str) {
-        self.executions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        let mut map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get_mut(id) {
+            Some(e) if e.finished.is_some() && !e.completion_sent => e.forget_when_marked = true,
+            _ => {
+                map.remove(id);
+            }
+        }
     }
 
     /// Number of executions held (for tests and leak checks).
@@ -116,6 +124,7 @@ impl ExecutionStore for MemoryStore {
                 completion_sent: false,
                 completion_claimed_at: None,
                 finished_by: None,
+                forget_when_marked: false,
                 started_at_ms: start.started_at_ms,
                 workflow_id: start.workflow_id.clone(),
                 workflow_ref: start.workflow_ref.clone(),
@@ -380,9 +389,15 @@ impl ExecutionStore for MemoryStore {
     }
 
     async fn mark_completion_sent(&self, execution_id: &str) -> Result<bool, PortError> {
-        self.with(execution_id, |e| {
-            !std::mem::replace(&mut e.completion_sent, true)
-        })
+        let mut map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
+        let e = map
+            .get_mut(execution_id)
+            .ok_or_else(|| PortError(format!("unknown execution `{execution_id}`")))?;
+        let first = !std::mem::replace(&mut e.completion_sent, true);
+        if e.forget_when_marked {
+            map.remove(execution_id);
+        }
+        Ok(first)
     }
 
     async fn final_context(
