@@ -380,8 +380,10 @@ impl Engine {
             } if msg.kind != HopKind::OnFailure => {
                 // The hop that finished the execution may have died before its completion went
                 // out: a redelivery that finds it unsent sends it (claimed: once), unless the
-                // `on_failure` node will (it runs after a failure and sends it itself). Only
-                // where messages are redelivered (the embedded runtime never loses a hop).
+                // `on_failure` node will (it runs after a failure and sends it itself): then,
+                // if this hop is the one that halted the execution, it re-publishes the
+                // `on_failure` message its first delivery may have lost. Only where messages
+                // are redelivered (the embedded runtime never loses a hop).
                 let on_failure_sends =
                     wf.on_failure.is_some() && status != ExecutionStatus::Completed;
                 if !completion_sent && self.store.replays_hops() {
