@@ -286,7 +286,7 @@ impl Engine {
             execution_id,
             ExecutionStatus::Halted,
             "execution cancelled by request".into(),
-            None,
+            "",
         )
         .await
     }
@@ -720,9 +720,9 @@ impl Engine {
     }
 
     /// Stops the execution: first caller wins; running nodes are cancelled; the `on_failure`
-    /// node (if any) runs before the completion is emitted. `by`: the hop that halts it (the
-    /// store remembers it, so that a redelivery of that hop re-publishes the `on_failure`
-    /// message its first delivery may have lost).
+    /// node (if any) runs before the completion is emitted. `by`: the hop that halts it (empty
+    /// if none); the store remembers it, so that a redelivery of that hop re-publishes the
+    /// `on_failure` message its first delivery may have lost.
     async fn halt(
         &self,
         wf: &CompiledWorkflow,
@@ -730,21 +730,13 @@ impl Engine {
         execution_id: &str,
         status: ExecutionStatus,
         reason: String,
-        by: Option<&str>,
+        by: &str,
     ) -> Result<bool, PortError> {
-        let won = match by {
-            Some(hop_id) => {
-                self.store
-                    .finish_by(execution_id, status, Some(reason), hop_id)
-                    .await?
-            }
-            None => {
-                self.store
-                    .finish(execution_id, status, Some(reason))
-                    .await?
-            }
-        };
-        if !won {
+        if !self
+            .store
+            .finish_by(execution_id, status, Some(reason), by)
+            .await?
+        {
             return Ok(false);
         }
         if let Some(t) = self
@@ -1728,7 +1720,7 @@ impl Engine {
                     &msg.execution_id,
                     ExecutionStatus::Halted,
                     reason,
-                    Some(&msg.hop_id()),
+                    &msg.hop_id(),
                 )
                 .await?;
                 Ok(HopOutcome::Done)

@@ -217,10 +217,12 @@ pub trait ExecutionStore: Send + Sync {
         execution_id: &str,
         status: ExecutionStatus,
         reason: Option<String>,
-    ) -> Result<bool, PortError>;
-    /// `finish` by hop `hop_id`, which the store remembers (see `finished_by`): a redelivery of
-    /// the hop that halted an execution can then tell that it did, and re-publish what its first
-    /// delivery may have lost (the `on_failure` message).
+    ) -> Result<bool, PortError> {
+        self.finish_by(execution_id, status, reason, "").await
+    }
+    /// `finish` by hop `hop_id` (empty: not by a hop), which the store remembers (see
+    /// `finished_by`): a redelivery of the hop that halted an execution can then tell that it
+    /// did, and re-publish what its first delivery may have lost (the `on_failure` message).
     async fn finish_by(
         &self,
         execution_id: &str,
@@ -228,7 +230,8 @@ pub trait ExecutionStore: Send + Sync {
         reason: Option<String>,
         hop_id: &str,
     ) -> Result<bool, PortError>;
-    /// The hop id given to the `finish_by` call that finished the execution, if any.
+    /// The hop id given to the `finish_by` call that finished the execution (none if it was
+    /// finished by no hop).
     async fn finished_by(&self, execution_id: &str) -> Result<Option<String>, PortError>;
     /// Claims the sending of a finished execution's completion for `lease_ms`: the claimer
     /// publishes it, then marks it sent. A claim older than the lease (its holder died between

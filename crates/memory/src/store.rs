@@ -331,21 +331,6 @@ impl ExecutionStore for MemoryStore {
         })
     }
 
-    async fn finish(
-        &self,
-        execution_id: &str,
-        status: ExecutionStatus,
-        reason: Option<String>,
-    ) -> Result<bool, PortError> {
-        self.with(execution_id, |e| {
-            if e.finished.is_some() {
-                return false;
-            }
-            e.finished = Some((status, reason));
-            true
-        })
-    }
-
     async fn finish_by(
         &self,
         execution_id: &str,
@@ -358,7 +343,7 @@ impl ExecutionStore for MemoryStore {
                 return false;
             }
             e.finished = Some((status, reason));
-            e.finished_by = Some(hop_id.to_string());
+            e.finished_by = (!hop_id.is_empty()).then(|| hop_id.to_string());
             true
         })
     }

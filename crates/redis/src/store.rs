@@ -343,6 +343,14 @@ fn status_name(status: ExecutionStatus) -> &'static str {
 /// The meta fields a [`Lifecycle`] is read from, in [`lifecycle_of`]'s order.
 const LIFECYCLE_FIELDS: [&str; 4] = ["started_at", "status", "reason", "completion_sent"];
 
+/// The meta hash's `pending` field (absent: 0).
+fn pending_of(field: Option<&str>) -> Result<i64, Error> {
+    field.map_or(Ok(0), |p| {
+        p.parse()
+            .map_err(|_| Error::Protocol(format!("pending is `{p}`")))
+    })
+}
+
 fn lifecycle_of(fields: &[Option<String>]) -> Result<Lifecycle, Error> {
     let [started, status, reason, sent] = fields else {
         return Err(Error::Protocol(format!(
@@ -508,12 +516,7 @@ impl ExecutionStore for RedisStore {
             return Ok(start(lifecycle, Map::new(), None));
         }
         if let Some(handed) = handed {
-            let pending = match pending {
-                Some(p) => p
-                    .parse()
-                    .map_err(|_| Error::Protocol(format!("pending is `{p}`")))?,
-                None => 0,
-            };
+            let pending = pending_of(pending.as_deref())?;
             return Ok(start(
                 Lifecycle::Running,
                 Map::new(),
@@ -550,13 +553,7 @@ impl ExecutionStore for RedisStore {
         let Some(handed) = handed else {
             return Ok(None);
         };
-        let pending = match pending {
-            Some(p) => p
-                .parse()
-                .map_err(|_| Error::Protocol(format!("pending is `{p}`")))?,
-            None => 0,
-        };
-        Ok(Some((handed, pending)))
+        Ok(Some((handed, pending_of(pending.as_deref())?)))
     }
 
     async fn read_exact(
@@ -721,15 +718,6 @@ impl ExecutionStore for RedisStore {
             ("unknown", _) => return Err(Error::UnknownExecution(execution_id.into()).into()),
             _ => return Err(Error::Protocol(format!("join answered `{tag}` {rest:?}")).into()),
         })
-    }
-
-    async fn finish(
-        &self,
-        execution_id: &str,
-        status: ExecutionStatus,
-        reason: Option<String>,
-    ) -> Result<bool, PortError> {
-        self.finish_by(execution_id, status, reason, "").await
     }
 
     async fn finished_by(&self, execution_id: &str) -> Result<Option<String>, PortError> {

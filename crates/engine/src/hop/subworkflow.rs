@@ -419,7 +419,7 @@ impl Engine {
                         &child,
                         ExecutionStatus::Halted,
                         reason,
-                        None,
+                        "",
                     )
                     .await?;
                 }
