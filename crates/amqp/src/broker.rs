@@ -178,7 +178,8 @@ impl Broker {
         &self.handle.shared
     }
 
-    /// Publishes a batch through the exchange: persistent (delivery mode 2), content type
+    /// Publishes a batch through the exchange (each [`Outgoing::direct`] one through the default
+    /// exchange, straight to its queue): persistent (delivery mode 2), content type
     /// `application/json`, mandatory, on a confirm-mode channel; all messages are sent, then
     /// all confirms awaited together. A nack or an unroutable (returned) message is an error
     /// (the other messages of the batch are still published). During a reconnect it waits for
@@ -224,9 +225,8 @@ impl Broker {
             chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         );
         let message = Outgoing {
-            routing_key: self.shared().opts.dead_letter_queue.clone(),
-            body,
             headers,
+            ..Outgoing::new(self.shared().opts.dead_letter_queue.clone(), body)
         };
         self.publish(vec![message]).await
     }
@@ -510,6 +510,7 @@ impl Session {
         // the I/O loop once per chunk instead of once per message.
         let mut error = None;
         let mut unsent = Vec::new();
+        let default_exchange = ShortString::from("");
         for chunk in pending.chunks(SEND_CHUNK) {
             if error.is_some() {
                 unsent.extend_from_slice(chunk);
@@ -517,6 +518,11 @@ impl Session {
             }
             let sends = chunk.iter().map(|&i| {
                 let (routing_key, properties) = &prepared[i];
+                let exchange = if batch[i].direct {
+                    &default_exchange
+                } else {
+                    exchange
+                };
                 channel.basic_publish(
                     exchange.clone(),
                     routing_key.clone(),

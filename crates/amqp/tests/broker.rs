@@ -515,6 +515,58 @@ async fn subscription_gets_copies_without_taking_from_the_shared_queues() {
     cleanup(broker).await;
 }
 
+#[tokio::test]
+async fn a_message_to_a_queue_skips_the_exchange_and_its_bindings() {
+    require_broker!();
+    let opts = unique_options();
+    let broker = connect(&opts).await;
+    let mut watcher = broker
+        .subscribe(std::slice::from_ref(&opts.execution_queue))
+        .await
+        .unwrap();
+    let mut deliveries = broker.consume(&opts.execution_queue, "").await.unwrap();
+    broker
+        .publish(vec![
+            Outgoing::to_queue(opts.execution_queue.clone(), b"direct".to_vec())
+                .with_header("traceparent", "00-x"),
+            Outgoing::new(opts.execution_queue.clone(), b"routed".to_vec()),
+        ])
+        .await
+        .unwrap();
+    let mut got = BTreeSet::new();
+    for _ in 0..2 {
+        let d = expect_delivery(&mut deliveries).await;
+        if d.body == b"direct" {
+            assert_eq!(d.header("traceparent"), Some("00-x"));
+            assert_eq!(d.exchange, "", "the default exchange");
+        }
+        got.insert(String::from_utf8(d.body.clone()).unwrap());
+        d.ack().await.unwrap();
+    }
+    assert_eq!(got, BTreeSet::from(["direct".into(), "routed".into()]));
+    // Only the message routed through the exchange reached the watcher's binding.
+    let copy = expect_delivery(&mut watcher).await;
+    assert_eq!(copy.body, b"routed");
+    copy.ack().await.unwrap();
+    assert!(
+        next_within(&mut watcher, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+    // A queue that does not exist: returned, an error like any unroutable message.
+    let nowhere = format!("{}.nowhere", opts.execution_queue);
+    let err = broker
+        .publish(vec![Outgoing::to_queue(nowhere.clone(), b"{}".to_vec())])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Unroutable { routing_key, .. } if routing_key == &nowhere),
+        "{err:?}"
+    );
+    watcher.cancel().await;
+    cleanup(broker).await;
+}
+
 /// Sequential hops: consume one message, publish its successor plus a status and a completion
 /// (3 confirmed messages), ack. Prints p50/p99; run with
 /// `cargo test -p baton-amqp --release --test broker -- --ignored --nocapture hop_latency`.

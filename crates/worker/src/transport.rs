@@ -35,10 +35,10 @@ pub struct Routes {
 pub fn hop_outgoing(routing_key: &str, mut msg: HopMessage) -> Result<Outgoing, PortError> {
     let traceparent = trace::child_of(msg.traceparent.take().as_deref());
     let headers = BTreeMap::from([("traceparent".to_string(), traceparent)]);
+    // Hop messages are only for the workers consuming that queue: straight to it.
     Ok(Outgoing {
-        routing_key: routing_key.to_string(),
-        body: serde_json::to_vec(&msg).map_err(port)?,
         headers,
+        ..Outgoing::to_queue(routing_key, serde_json::to_vec(&msg).map_err(port)?)
     })
 }
 
@@ -111,11 +111,7 @@ impl AmqpEvents {
                         Outbound::Completion(c, _) => (&routes.completion, serde_json::to_vec(c)),
                     };
                     let Ok(body) = body else { continue };
-                    batch.push(Outgoing {
-                        routing_key: key.clone(),
-                        body,
-                        headers: BTreeMap::new(),
-                    });
+                    batch.push(Outgoing::new(key.clone(), body));
                     if let Outbound::Completion(_, w) = item {
                         waiters.push(w);
                     }
