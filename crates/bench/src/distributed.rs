@@ -347,9 +347,11 @@ fn pump(
 
 /// Drains the run's own status and completion queues like a monitor would, with the least
 /// client work: its own connection, one channel per queue, prefetch 1000. With `ack_each`
-/// every delivery is acked on its own (as hop-ceiling's status drainer does); otherwise each
-/// burst of deliveries that are ready together is acked at once (`multiple`). Stops when `stop`
-/// fires.
+/// every delivery is acked on its own (as hop-ceiling's status drainer does: the broker gets
+/// one `basic.ack` per delivery), the acks of a burst of deliveries that are ready together
+/// sent at once rather than each awaited before the next (lapin hands every ack to its I/O
+/// thread and back: waiting on each costs two thread wake-ups per status). Otherwise each burst
+/// is acked with one `multiple` ack. Stops when `stop` fires.
 async fn drain(
     url: &str,
     status_queue: String,
@@ -382,17 +384,14 @@ async fn drain(
                     _ = stop.wait_for(|s| *s) => break,
                 };
                 let mut burst = Vec::new();
+                let mut tags = Vec::new();
                 let mut ended = false;
                 loop {
                     if let Some(ev) = parse_event(&d.data, is_completion, Instant::now()) {
                         burst.push(ev);
                     }
-                    if ack_each {
-                        let _ = ch
-                            .basic_ack(d.delivery_tag, BasicAckOptions::default())
-                            .await;
-                    }
-                    let next = if burst.len() >= MAX_BURST {
+                    tags.push(d.delivery_tag);
+                    let next = if tags.len() >= MAX_BURST {
                         None
                     } else {
                         consumer.next().now_or_never()
@@ -403,15 +402,18 @@ async fn drain(
                             ended = true;
                             break;
                         }
-                        None => {
-                            if !ack_each {
-                                let _ = ch
-                                    .basic_ack(d.delivery_tag, BasicAckOptions { multiple: true })
-                                    .await;
-                            }
-                            break;
-                        }
+                        None => break,
                     }
+                }
+                if ack_each {
+                    let acks = tags
+                        .iter()
+                        .map(|&tag| ch.basic_ack(tag, BasicAckOptions::default()));
+                    futures_util::future::join_all(acks).await;
+                } else if let Some(&last) = tags.last() {
+                    let _ = ch
+                        .basic_ack(last, BasicAckOptions { multiple: true })
+                        .await;
                 }
                 if tx.send(burst).is_err() || ended {
                     break 'outer;
