@@ -21,7 +21,8 @@ pub enum QueueType {
 pub struct AmqpOptions {
     /// `amqp://user:password@host:port/vhost` (the vhost `/` is `%2f`).
     pub url: String,
-    /// Durable topic exchange every publish goes through (default `workflows`).
+    /// Durable topic exchange publishes go through, except [`Outgoing::direct`](crate::Outgoing::direct)
+    /// ones (default `workflows`).
     pub exchange: String,
     /// Queue of hop messages (default `workflow.execution`).
     pub execution_queue: String,

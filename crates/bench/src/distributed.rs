@@ -411,9 +411,7 @@ async fn drain(
                         .map(|&tag| ch.basic_ack(tag, BasicAckOptions::default()));
                     futures_util::future::join_all(acks).await;
                 } else if let Some(&last) = tags.last() {
-                    let _ = ch
-                        .basic_ack(last, BasicAckOptions { multiple: true })
-                        .await;
+                    let _ = ch.basic_ack(last, BasicAckOptions { multiple: true }).await;
                 }
                 if tx.send(burst).is_err() || ended {
                     break 'outer;
