@@ -233,7 +233,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_hop_message_carries_its_trace_context_in_the_header_only() {
+    fn a_hop_message_goes_straight_to_its_queue_with_its_trace_context_in_the_header_only() {
         let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
         let msg: HopMessage = serde_json::from_value(serde_json::json!({
             "execution_id": "e", "workflow_id": "w", "workflow_ref": "r", "node_id": "n",
@@ -241,6 +241,7 @@ mod tests {
         }))
         .expect("hop message");
         let out = hop_outgoing("workflow.execution", msg).expect("encodable");
+        assert!(out.direct, "hop messages go straight to the queue");
         let header = out.headers.get("traceparent").expect("traceparent header");
         assert_eq!(
             trace::trace_id(Some(header)),
