@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::service::{Worker, WorkerError};
@@ -26,6 +26,12 @@ pub fn install_metrics() -> Result<PrometheusHandle, WorkerError> {
     ];
     let handle = PrometheusBuilder::new()
         .set_buckets(&buckets)
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(crate::metrics_names::HOP_MESSAGE_BYTES.to_owned()),
+                &crate::metrics_names::HOP_MESSAGE_BUCKETS,
+            )
+        })
         .and_then(|b| b.install_recorder())
         .map_err(|e| WorkerError::Http(format!("metrics recorder: {e}")))?;
     crate::metrics_names::describe();

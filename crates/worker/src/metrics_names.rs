@@ -9,6 +9,20 @@ pub const EVENTS_PUBLISHED: &str = "baton_events_published_total";
 pub const TIMERS_FIRED: &str = "baton_timer_batches_total";
 pub const EXECUTIONS_STARTED: &str = "baton_executions_started_total";
 pub const TRANSIENT_ERRORS: &str = "baton_transient_errors_total";
+pub const HOP_MESSAGE_BYTES: &str = "baton_hop_message_bytes";
+/// Bucket bounds of [`HOP_MESSAGE_BYTES`]: hop messages stay far below 4 KB (RFC 0004); the
+/// larger buckets show it if they ever do not.
+pub const HOP_MESSAGE_BUCKETS: [f64; 9] = [
+    256.0,
+    512.0,
+    1024.0,
+    2048.0,
+    4096.0,
+    16_384.0,
+    65_536.0,
+    262_144.0,
+    1_048_576.0,
+];
 
 pub fn describe() {
     metrics::describe_counter!(HOPS, "Hop messages processed, by node type and outcome");
@@ -24,6 +38,11 @@ pub fn describe() {
     metrics::describe_counter!(
         TIMERS_FIRED,
         "Batches of due timers moved to the execution queue"
+    );
+    metrics::describe_histogram!(
+        HOP_MESSAGE_BYTES,
+        metrics::Unit::Bytes,
+        "Body size of the hop messages published (they go straight to the execution queue, so this is where to watch them)"
     );
     metrics::describe_counter!(EXECUTIONS_STARTED, "Executions started from start messages");
     metrics::describe_counter!(

@@ -35,10 +35,12 @@ pub struct Routes {
 pub fn hop_outgoing(routing_key: &str, mut msg: HopMessage) -> Result<Outgoing, PortError> {
     let traceparent = trace::child_of(msg.traceparent.take().as_deref());
     let headers = BTreeMap::from([("traceparent".to_string(), traceparent)]);
+    let body = serde_json::to_vec(&msg).map_err(port)?;
+    metrics::histogram!(m::HOP_MESSAGE_BYTES).record(body.len() as f64);
     // Hop messages are only for the workers consuming that queue: straight to it.
     Ok(Outgoing {
         headers,
-        ..Outgoing::to_queue(routing_key, serde_json::to_vec(&msg).map_err(port)?)
+        ..Outgoing::to_queue(routing_key, body)
     })
 }
 

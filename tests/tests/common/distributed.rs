@@ -203,6 +203,23 @@ impl Cluster {
         false
     }
 
+    /// The sum over the running workers of the Prometheus sample `name` (exact series text,
+    /// e.g. `baton_hop_message_bytes_bucket{le="4096"}`), read from their `/metrics`.
+    pub async fn metric_sum(&self, name: &str) -> f64 {
+        let mut sum = 0.0;
+        for w in &self.workers {
+            let Some(page) = http_get(w.port, "/metrics").await else {
+                continue;
+            };
+            sum += page
+                .lines()
+                .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+                .filter_map(|value| value.trim().parse::<f64>().ok())
+                .sum::<f64>();
+        }
+        sum
+    }
+
     /// The HTTP status of the worker's `/readyz`, `None` when it does not answer.
     pub async fn readyz(&self, i: usize) -> Option<u16> {
         http_get_status(self.workers[i].port, "/readyz").await
@@ -441,6 +458,13 @@ pub async fn delete_keys(url: &str, prefix: &str) -> redis::RedisResult<usize> {
 
 /// `GET path` on 127.0.0.1:port; the status code, `None` if nothing answers within 5 s.
 pub async fn http_get_status(port: u16, path: &str) -> Option<u16> {
+    let response = http_get(port, path).await?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `GET path` on 127.0.0.1:port; the whole response (status line, headers, body), `None` if
+/// nothing answers within 5 s.
+pub async fn http_get(port: u16, path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -450,8 +474,7 @@ pub async fn http_get_status(port: u16, path: &str) -> Option<u16> {
         s.write_all(req.as_bytes()).await.ok()?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.ok()?;
-        let text = String::from_utf8_lossy(&buf);
-        text.split_whitespace().nth(1)?.parse().ok()
+        Some(String::from_utf8_lossy(&buf).into_owned())
     };
     tokio::time::timeout(Duration::from_secs(5), exchange)
         .await
