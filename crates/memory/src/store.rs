@@ -374,13 +374,12 @@ impl ExecutionStore for MemoryStore {
     }
 
     async fn mark_completion_sent(&self, execution_id: &str) -> Result<bool, PortError> {
-        let mut map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
-        let e = map
-            .get_mut(execution_id)
-            .ok_or_else(|| PortError(format!("unknown execution `{execution_id}`")))?;
-        let first = !std::mem::replace(&mut e.completion_sent, true);
-        if e.forget_when_marked {
-            map.remove(execution_id);
+        let (first, forget) = self.with(execution_id, |e| {
+            let first = !std::mem::replace(&mut e.completion_sent, true);
+            (first, e.forget_when_marked)
+        })?;
+        if forget {
+            self.forget(execution_id);
         }
         Ok(first)
     }
