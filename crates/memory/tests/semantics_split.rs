@@ -535,3 +535,48 @@ async fn split_failing_onto_an_error_branch_skips_its_scope() {
         assert!(!h.ran("x", n), "`{n}` is inside or after the failed split");
     }
 }
+
+/// A split on the branch a conditional does not take is skipped as a whole. Its error edge
+/// leads out of the split's scope (to a node that never reaches the split's aggregator): that
+/// edge must carry the skip too, or every join after it waits forever for an arrival that never
+/// comes, and the merge where the taken branch rejoins never runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_skipped_split_skips_its_edges_that_leave_the_scope_so_later_joins_release() {
+    let doc = workflow(
+        vec![
+            conditional("Check", "$input.go"),
+            split("Items", "$input.items"),
+            log("Work", "item $item"),
+            aggregator("Collect"),
+            log("Handle", "split failed"),
+            log("After", "after the split"),
+            log("Other", "not taken: the split"),
+            merge("Done", "wait_for_all"),
+        ],
+        vec![
+            edge_on("Check", "Items", "true"),
+            edge_on("Check", "Other", "false"),
+            edge("Items", "Work"),
+            edge("Work", "Collect"),
+            edge_on("Items", "Handle", "error"),
+            edge("Collect", "After"),
+            edge("Handle", "After"),
+            edge("After", "Done"),
+            edge("Other", "Done"),
+        ],
+    );
+    let h = Harness::new();
+    let c = h
+        .run(&doc, "x", json!({"go": false, "items": [1, 2]}))
+        .await;
+    assert_completed(&c);
+    for skipped in ["Items", "Work", "Collect", "Handle", "After"] {
+        assert!(!h.ran("x", skipped), "`{skipped}` is on the untaken branch");
+    }
+    assert!(
+        h.ran("x", "Done"),
+        "the merge after the skipped split must release with the taken branch's arrival"
+    );
+    assert_eq!(out(&c, "Done")["arrived"], json!(["Other"]));
+    assert_eq!(out(&c, "Done")["skipped"], json!(["After"]));
+}

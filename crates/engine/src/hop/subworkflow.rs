@@ -27,9 +27,10 @@ use baton_core::graph::{CompiledNode, RouteOutcome};
 use baton_core::message::{ExecutionStatus, HopKind, HopMessage, NodeStatus, StatusEvent};
 use serde_json::{Map, Value, json};
 
-use super::{Engine, HopOutcome, StartRequest};
+use super::current::Hop;
+use super::engine::{Engine, HopOutcome, StartRequest};
 use crate::node::NodeError;
-use crate::ports::{CommitOutcome, HopCommit, Lifecycle, PortError, WorkflowCatalog};
+use crate::ports::{CommitOutcome, HopCommit, Lifecycle, PortError};
 
 use std::sync::Arc;
 
@@ -47,24 +48,6 @@ pub const CHILD_KEY_PREFIX: &str = "$child:";
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 impl Engine {
-    /// Lets `workflow` nodes start workflows from `catalog` (without one they fail with a clear
-    /// error).
-    pub fn with_catalog(mut self, catalog: Arc<dyn WorkflowCatalog>) -> Self {
-        self.catalog = Some(catalog);
-        self
-    }
-
-    /// Sets how deep sub-workflows may nest (default [`DEFAULT_MAX_WORKFLOW_DEPTH`]).
-    pub fn with_max_workflow_depth(mut self, depth: u32) -> Self {
-        self.max_workflow_depth = depth;
-        self
-    }
-
-    /// The workflow catalog, if one is configured.
-    pub fn catalog(&self) -> Option<&Arc<dyn WorkflowCatalog>> {
-        self.catalog.as_ref()
-    }
-
     pub(super) fn is_subworkflow(&self, node: &CompiledNode) -> bool {
         self.nodes
             .get(&node.node_type)
@@ -77,11 +60,12 @@ impl Engine {
         &self,
         wf: &CompiledWorkflow,
         node: &CompiledNode,
-        msg: &HopMessage,
+        hop: &Hop<'_>,
         params: &Value,
         mut ev: StatusEvent,
         started: Instant,
     ) -> Result<HopOutcome, PortError> {
+        let msg = hop.msg;
         let workflow_id = params
             .get("workflow_id")
             .and_then(Value::as_str)
@@ -97,7 +81,7 @@ impl Engine {
                 code: "NO_WORKFLOW_CATALOG".into(),
                 retryable: false,
             };
-            return self.fail(wf, node, msg, err, started).await;
+            return self.fail(wf, node, hop, err, started).await;
         };
         let version = params
             .get("version")
@@ -114,7 +98,7 @@ impl Engine {
                 code: "WORKFLOW_NOT_FOUND".into(),
                 retryable: false,
             };
-            return self.fail(wf, node, msg, err, started).await;
+            return self.fail(wf, node, hop, err, started).await;
         };
         let child_wf = match CompiledWorkflow::compile(&doc, self.nodes.as_ref()) {
             Ok(child) => Arc::new(child),
@@ -127,7 +111,7 @@ impl Engine {
                     code: "INVALID_WORKFLOW".into(),
                     retryable: false,
                 };
-                return self.fail(wf, node, msg, err, started).await;
+                return self.fail(wf, node, hop, err, started).await;
             }
         };
         self.definitions.keep(child_wf.clone());
@@ -143,11 +127,11 @@ impl Engine {
                 code: "WORKFLOW_DEPTH_EXCEEDED".into(),
                 retryable: false,
             };
-            return self.fail(wf, node, msg, err, started).await;
+            return self.fail(wf, node, hop, err, started).await;
         }
 
         let wait = params.get("wait").and_then(Value::as_bool).unwrap_or(true);
-        let child_id = child_execution_id(&msg.execution_id, &msg.hop_id());
+        let child_id = child_execution_id(&msg.execution_id, &hop.id);
         let signal = format!("{CHILD_KEY_PREFIX}{child_id}");
         let input = params.get("input").cloned().unwrap_or_else(|| json!({}));
         let mut seed = Map::new();
@@ -177,7 +161,7 @@ impl Engine {
             "workflow_id": workflow_id,
             "version": stored.version,
         });
-        let scope = msg.scope();
+        let scope = hop.scope.clone();
 
         if !wait {
             let children = self.successors(
@@ -189,7 +173,7 @@ impl Engine {
             );
             ev.output = Some(started_child.clone());
             let outputs = vec![(scope, node.key.clone(), started_child)];
-            return self.hand_on(wf, msg, outputs, children, Some(ev)).await;
+            return self.hand_on(wf, hop, outputs, children, Some(ev)).await;
         }
 
         // Park like a `wait` in signal mode. The resume message keeps the attempt, so a failed
@@ -199,12 +183,12 @@ impl Engine {
         let payload = serde_json::to_string(&resume).map_err(|e| PortError(e.to_string()))?;
         if let Some(data) = self
             .store
-            .await_signal(&msg.execution_id, &signal, &msg.hop_id(), payload)
+            .await_signal(&msg.execution_id, &signal, &hop.id, payload)
             .await?
         {
             // The child finished before the branch parked (its result was kept for us).
             return self
-                .conclude_subworkflow(wf, node, msg, &data, ev, started)
+                .conclude_subworkflow(wf, node, hop, &data, ev, started)
                 .await;
         }
         let mut waiting = started_child.clone();
@@ -219,7 +203,7 @@ impl Engine {
             "node_id": node.id,
         });
         let commit = HopCommit {
-            hop_id: msg.hop_id(),
+            hop_id: hop.id.clone(),
             outputs: vec![
                 (scope, node.key.clone(), waiting),
                 (String::new(), signal, record),
@@ -240,15 +224,16 @@ impl Engine {
         &self,
         wf: &CompiledWorkflow,
         node: &CompiledNode,
-        msg: &HopMessage,
+        hop: &Hop<'_>,
     ) -> Result<HopOutcome, PortError> {
+        let msg = hop.msg;
         let data = self
-            .own_output(node, msg)
+            .own_output(node, hop)
             .await?
             .and_then(|v| v.get("data").cloned())
             .unwrap_or(Value::Null);
-        let ev = self.status(wf, node, msg, NodeStatus::Success);
-        self.conclude_subworkflow(wf, node, msg, &data, ev, Instant::now())
+        let ev = self.status(node, msg, NodeStatus::Success);
+        self.conclude_subworkflow(wf, node, hop, &data, ev, Instant::now())
             .await
     }
 
@@ -257,11 +242,12 @@ impl Engine {
         &self,
         wf: &CompiledWorkflow,
         node: &CompiledNode,
-        msg: &HopMessage,
+        hop: &Hop<'_>,
         result: &Value,
         mut ev: StatusEvent,
         started: Instant,
     ) -> Result<HopOutcome, PortError> {
+        let msg = hop.msg;
         let child = result
             .get("execution_id")
             .and_then(Value::as_str)
@@ -284,7 +270,7 @@ impl Engine {
                 code: "SUBWORKFLOW_FAILED".into(),
                 retryable: true,
             };
-            return self.fail(wf, node, msg, err, started).await;
+            return self.fail(wf, node, hop, err, started).await;
         }
         let mut output = result
             .get("final_context")
@@ -293,7 +279,7 @@ impl Engine {
         if let Some(obj) = output.as_object_mut() {
             obj.shift_remove(PARENT_KEY);
         }
-        let scope = msg.scope();
+        let scope = hop.scope.clone();
         let outputs = vec![
             (scope.clone(), node.key.clone(), output.clone()),
             (scope, "$json".into(), output.clone()),
@@ -302,7 +288,7 @@ impl Engine {
         ev.status = NodeStatus::Success;
         ev.duration_ms = started.elapsed().as_millis() as u64;
         ev.output = Some(output);
-        self.hand_on(wf, msg, outputs, children, Some(ev)).await
+        self.hand_on(wf, hop, outputs, children, Some(ev)).await
     }
 
     /// The sub-workflow depth of an execution (0 for a top-level one).
@@ -431,7 +417,7 @@ impl Engine {
                         .await?
                     {
                         self.cancel_local(&child);
-                        self.emit_completion_inner(&workflow_id, &child).await?;
+                        self.emit_completion(&workflow_id, &child).await?;
                     }
                 }
             }

@@ -1,0 +1,151 @@
+//! Store contract: Committing hops: once per hop id, token counts, replays, concurrency.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::ports::{CommitOutcome, ExecutionStore, Lifecycle};
+
+use super::support::*;
+
+/// A hop that committed is recognised by `begin_hop` (a redelivery), with the messages it
+/// handed on when the store records them, so the node is not run again.
+pub async fn committed_hop_replays(store: Arc<dyn ExecutionStore>) {
+    let id = started(&store, json!({}), 1).await;
+    let chain = strings(&[""]);
+    let before = store.begin_hop(&id, "h1", &chain, &[]).await.unwrap();
+    assert_eq!(before.committed, None, "not committed yet");
+    let mut first = commit("h1", &[("", "a", json!(1))], 2);
+    first.handed_on = r#"[{"to":"b"},{"to":"c"}]"#.into();
+    store.commit(&id, first).await.unwrap();
+    let again = store
+        .begin_hop(&id, "h1", &chain, &strings(&["a"]))
+        .await
+        .unwrap();
+    assert_eq!(again.lifecycle, Lifecycle::Running);
+    if store.replays_hops() {
+        assert_eq!(
+            again.committed,
+            Some((r#"[{"to":"b"},{"to":"c"}]"#.to_string(), 2)),
+            "a committed hop is recognised with what it handed on"
+        );
+    } else {
+        assert_eq!(
+            again.committed, None,
+            "a store that never replays says nothing"
+        );
+    }
+    let other = store
+        .begin_hop(&id, "h2", &chain, &strings(&["a"]))
+        .await
+        .unwrap();
+    assert_eq!(other.committed, None, "another hop is not committed");
+    assert_eq!(Value::Object(other.context), json!({"a": 1}));
+}
+/// `commit` applies once per hop id (a replay is `Duplicate` and changes nothing) and keeps the
+/// token count: `pending += tokens_out − 1`.
+pub async fn commit_once_and_tokens(store: Arc<dyn ExecutionStore>) {
+    let id = started(&store, json!({}), 1).await;
+    let top = strings(&[""]);
+    let first = commit("trigger", &[("", "trigger", json!({"ok": 1}))], 3);
+    assert_eq!(
+        store.commit(&id, first.clone()).await.unwrap(),
+        CommitOutcome::Applied { pending: 3 }
+    );
+
+    let mut replay = first.clone();
+    replay.outputs = vec![(String::new(), "trigger".into(), json!("overwritten?"))];
+    replay.tokens_out = 10;
+    assert!(
+        matches!(
+            store.commit(&id, replay).await.unwrap(),
+            CommitOutcome::Duplicate { .. }
+        ),
+        "replay"
+    );
+    assert!(
+        matches!(
+            store.commit(&id, first).await.unwrap(),
+            CommitOutcome::Duplicate { .. }
+        ),
+        "identical replay"
+    );
+    let got = store.read(&id, &top, &strings(&["trigger"])).await.unwrap();
+    assert_eq!(got["trigger"], json!({"ok": 1}), "a replay writes nothing");
+
+    // A later hop overwrites a key (last writer wins within a scope).
+    assert_eq!(
+        store
+            .commit(&id, commit("b1", &[("", "trigger", json!(2))], 1))
+            .await
+            .unwrap(),
+        CommitOutcome::Applied { pending: 3 }
+    );
+    assert_eq!(
+        store.read(&id, &top, &strings(&["trigger"])).await.unwrap()["trigger"],
+        json!(2)
+    );
+    assert_eq!(
+        store.commit(&id, commit("b2", &[], 0)).await.unwrap(),
+        CommitOutcome::Applied { pending: 2 }
+    );
+    assert_eq!(
+        store.commit(&id, commit("b3", &[], 0)).await.unwrap(),
+        CommitOutcome::Applied { pending: 1 }
+    );
+    assert!(matches!(
+        store.commit(&id, commit("b2", &[], 0)).await.unwrap(),
+        CommitOutcome::Duplicate { .. }
+    ));
+    assert_eq!(
+        store.commit(&id, commit("b4", &[], 0)).await.unwrap(),
+        CommitOutcome::Applied { pending: 0 }
+    );
+    assert_eq!(
+        store.commit(&id, commit("b4", &[], 0)).await.unwrap(),
+        CommitOutcome::Duplicate { pending: 0 },
+        "a replay reports the pending count so a redelivery can finish the execution"
+    );
+}
+/// Many hops committing at once (each also redelivered): every hop applies once, and exactly
+/// one sees `pending: 0`.
+pub async fn concurrent_commits(store: Arc<dyn ExecutionStore>) {
+    let id = started(&store, json!({}), RACERS as i64).await;
+    let mut tasks = Vec::new();
+    for i in 0..RACERS * 2 {
+        let (store, id) = (store.clone(), id.clone());
+        let hop = i % RACERS;
+        tasks.push(tokio::spawn(async move {
+            store
+                .commit(
+                    &id,
+                    commit(
+                        &format!("hop-{hop}"),
+                        &[("", &format!("k{hop}"), json!(hop))],
+                        0,
+                    ),
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    let mut applied = 0;
+    let mut zero = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            CommitOutcome::Applied { pending } => {
+                applied += 1;
+                assert!((0..RACERS as i64).contains(&pending), "pending {pending}");
+                zero += usize::from(pending == 0);
+            }
+            CommitOutcome::Duplicate { .. } => {}
+        }
+    }
+    assert_eq!(
+        (applied, zero),
+        (RACERS, 1),
+        "each hop applies once; one commit reaches zero"
+    );
+    let (ctx, _) = store.final_context(&id).await.unwrap();
+    assert_eq!(ctx.len(), RACERS, "every hop's output is stored");
+}

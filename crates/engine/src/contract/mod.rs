@@ -1,0 +1,56 @@
+//! The `ExecutionStore` contract: one suite of behavioural checks that every store
+//! implementation must pass (the in-memory store in `baton-memory`, the Redis store in
+//! `baton-redis`). Feature `contract`; use it from tests:
+//!
+//! ```ignore
+//! #[tokio::test(flavor = "multi_thread")]
+//! async fn contract() {
+//!     let store: Arc<dyn ExecutionStore> = Arc::new(MemoryStore::new());
+//!     baton_engine::contract::execution_store_contract(|| store.clone()).await;
+//! }
+//! ```
+//!
+//! Every check uses fresh execution ids, so the suite can run against a shared store (and a
+//! shared Redis) alongside other tests. A violation panics with the check's name.
+
+use std::sync::Arc;
+
+use crate::ports::ExecutionStore;
+
+mod commits;
+mod finish;
+mod joins;
+mod lifecycle;
+mod reads;
+mod support;
+
+pub use commits::*;
+pub use finish::*;
+pub use joins::*;
+pub use lifecycle::*;
+pub use reads::*;
+pub use support::{start_of, unique_id};
+
+/// Runs every check of the contract. `make` returns the store under test (the same store or a
+/// fresh one each time: every check uses its own execution ids).
+pub async fn execution_store_contract(make: impl Fn() -> Arc<dyn ExecutionStore>) {
+    start_and_lifecycle(make()).await;
+    unknown_execution(make()).await;
+    read_scope_chain(make()).await;
+    values_round_trip(make()).await;
+    begin_hop_reads(make()).await;
+    committed_hop_replays(make()).await;
+    start_published_flag(make()).await;
+    cancel_before_start(make()).await;
+    commit_once_and_tokens(make()).await;
+    concurrent_commits(make()).await;
+    join_wait_for_all(make()).await;
+    join_release_on_first_real(make()).await;
+    concurrent_joins(make()).await;
+    finish_first_writer_wins(make()).await;
+    completion_sent_once(make()).await;
+    completion_claim_lease(make()).await;
+    finish_remembers_the_finishing_hop(make()).await;
+    final_context_top_level(make()).await;
+    identity_and_signals(make()).await;
+}

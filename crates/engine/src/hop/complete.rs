@@ -1,0 +1,89 @@
+//! Completing an execution: the final status, then exactly one completion (claimed, sent,
+//! marked sent), and the parent's notification if it is a sub-workflow.
+
+use baton_core::message::{Completion, ExecutionStatus};
+
+use super::engine::Engine;
+use super::subworkflow::{PARENT_KEY, without_child_records};
+use super::time::{now_ms, rfc3339_now};
+use crate::ports::{CompletionClaim, Lifecycle, PortError};
+
+impl Engine {
+    /// Finishes the execution with `status` (first caller wins) and sends its completion.
+    pub(super) async fn complete(
+        &self,
+        workflow_id: &str,
+        execution_id: &str,
+        status: ExecutionStatus,
+        reason: Option<String>,
+    ) -> Result<(), PortError> {
+        if self.store.finish(execution_id, status, reason).await? {
+            Box::pin(self.emit_completion(workflow_id, execution_id)).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the completion of a finished execution, once: claimed (a claim another worker
+    /// holds is an error to retry), sent, then marked sent; the parent of a sub-workflow is told
+    /// first.
+    pub(super) async fn emit_completion(
+        &self,
+        workflow_id: &str,
+        execution_id: &str,
+    ) -> Result<(), PortError> {
+        let Lifecycle::Finished {
+            status,
+            reason,
+            completion_sent,
+        } = self.store.lifecycle(execution_id).await?
+        else {
+            return Ok(());
+        };
+        if completion_sent {
+            return Ok(());
+        }
+        match self
+            .store
+            .claim_completion(execution_id, now_ms(), self.completion_lease_ms)
+            .await?
+        {
+            CompletionClaim::Claimed => {}
+            CompletionClaim::Sent | CompletionClaim::Unknown => return Ok(()),
+            CompletionClaim::Held => {
+                return Err(PortError(format!(
+                    "the completion of `{execution_id}` is being sent elsewhere (claimed less \
+                     than {} ms ago): retry once it is sent or its claim expires",
+                    self.completion_lease_ms
+                )));
+            }
+        }
+        let (mut final_context, started) = self.store.final_context(execution_id).await?;
+        without_child_records(&mut final_context);
+        // Before the completion is sent, so a crash here tells the parent again (its signal is
+        // delivered once per waiter; a repeat with no waiter is kept and unused).
+        if final_context.contains_key(PARENT_KEY) {
+            self.notify_parent(
+                workflow_id,
+                execution_id,
+                status,
+                reason.as_deref(),
+                &final_context,
+            )
+            .await?;
+        }
+        let completion = Completion {
+            workflow_id: workflow_id.to_string(),
+            execution_id: execution_id.to_string(),
+            status,
+            final_context,
+            completed_at: rfc3339_now(),
+            total_duration_ms: now_ms().saturating_sub(started),
+            failure_reason: reason,
+        };
+        // Sent (confirmed), then marked: a crash in between repeats it, never loses it.
+        self.events.completion(completion).await?;
+        self.store.mark_completion_sent(execution_id).await?;
+        self.forget_execution(execution_id);
+        Ok(())
+    }
+}

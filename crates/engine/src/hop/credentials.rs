@@ -1,0 +1,74 @@
+//! Credentials: a node's `{"$credential": id}` reference is revealed from the vault right
+//! before it runs, and only there.
+
+use baton_core::graph::CompiledNode;
+use serde_json::{Map, Value};
+
+use super::engine::Engine;
+use crate::node::NodeError;
+use crate::ports::RevealError;
+
+impl Engine {
+    /// The decrypted fields of the vault credential `node` references, if it references one.
+    pub(super) async fn reveal_credentials(
+        &self,
+        node: &CompiledNode,
+    ) -> Result<Option<Map<String, Value>>, NodeError> {
+        let Some(reference) = node.credentials.as_ref().and_then(credential_reference) else {
+            return Ok(None);
+        };
+        let fail = |code: &str, message: String, retryable: bool| NodeError {
+            message,
+            code: code.into(),
+            retryable,
+        };
+        let Some(vault) = &self.vault else {
+            return Err(fail(
+                "CREDENTIAL_VAULT_MISSING",
+                format!(
+                    "node `{}` ({}) uses credential `{reference}`, but this runtime has no \
+                     credential vault (the workers, the master and `baton dev` get one from \
+                     BATON_CREDENTIALS_KEY)",
+                    node.name, node.id
+                ),
+                false,
+            ));
+        };
+        match vault.reveal(reference).await {
+            Ok(Some(fields)) => Ok(Some(fields)),
+            Ok(None) => Err(fail(
+                "CREDENTIAL_NOT_FOUND",
+                format!(
+                    "node `{}` ({}) uses credential `{reference}`, which is not in the vault",
+                    node.name, node.id
+                ),
+                false,
+            )),
+            Err(RevealError::Unreadable(e)) => Err(fail(
+                "CREDENTIAL_UNREADABLE",
+                format!(
+                    "node `{}` ({}): credential `{reference}` cannot be used: {e}",
+                    node.name, node.id
+                ),
+                false,
+            )),
+            // A vault outage may pass: retryable, like any node failure.
+            Err(RevealError::Unavailable(e)) => Err(fail(
+                "CREDENTIAL_UNAVAILABLE",
+                format!(
+                    "node `{}` ({}): credential `{reference}` could not be read: {e}",
+                    node.name, node.id
+                ),
+                true,
+            )),
+        }
+    }
+}
+
+/// The vault id in a node's `"credentials": {"$credential": "<id>"}`, if it is a reference.
+pub fn credential_reference(credentials: &Map<String, Value>) -> Option<&str> {
+    credentials.get(CREDENTIAL_REF_KEY).and_then(Value::as_str)
+}
+
+/// The key that makes a node's `credentials` a reference to a vault credential.
+pub const CREDENTIAL_REF_KEY: &str = "$credential";

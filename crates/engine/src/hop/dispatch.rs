@@ -1,0 +1,113 @@
+//! The front door of the hop: `handle` checks one message against its workflow and its
+//! execution's lifecycle, then sends it to the room that deals with its kind.
+
+use baton_core::message::{ExecutionStatus, HopKind, HopMessage, scope_chain};
+use baton_core::spec::NodeClass;
+
+use super::current::Hop;
+use super::engine::{Engine, HopOutcome};
+use crate::ports::{Lifecycle, PortError};
+
+impl Engine {
+    /// Processes one message.
+    pub async fn handle(&self, msg: HopMessage) -> Result<HopOutcome, PortError> {
+        let Some(wf) = self.definitions.get(&msg.workflow_ref) else {
+            return Ok(HopOutcome::Poison(format!(
+                "unknown workflow_ref `{}`",
+                msg.workflow_ref
+            )));
+        };
+        let Some(node) = wf.node(&msg.node_id) else {
+            return Ok(HopOutcome::Poison(format!(
+                "node `{}` is not in workflow `{}`",
+                msg.node_id, msg.workflow_ref
+            )));
+        };
+        let hop = Hop::new(&msg);
+        // The common case (an ordinary node run) reads lifecycle and context in one round trip.
+        // (Not `OnFailure`: it runs after the execution finished, when `begin_hop` reads nothing.)
+        let plain_run =
+            msg.kind == HopKind::Run && !node.is_join && node.class != NodeClass::Aggregator;
+        let (lifecycle, preloaded) = if plain_run {
+            let begun = self
+                .store
+                .begin_hop(
+                    &msg.execution_id,
+                    &hop.id,
+                    &scope_chain(&msg.lineage),
+                    &node.reads,
+                )
+                .await?;
+            if let Some((handed_on, pending)) = begun.committed
+                && !handed_on.is_empty()
+            {
+                return Box::pin(self.replay(&wf, &msg, &handed_on, pending)).await;
+            }
+            (begun.lifecycle, Some(begun.context))
+        } else {
+            (self.store.lifecycle(&msg.execution_id).await?, None)
+        };
+        match lifecycle {
+            Lifecycle::Unknown => {
+                return Ok(HopOutcome::Poison(format!(
+                    "unknown execution `{}`",
+                    msg.execution_id
+                )));
+            }
+            Lifecycle::Finished {
+                status,
+                completion_sent,
+                ..
+            } if msg.kind != HopKind::OnFailure => {
+                // The hop that finished the execution may have died before its completion went
+                // out: a redelivery that finds it unsent sends it (claimed: once), unless the
+                // `on_failure` node will (it runs after a failure and sends it itself): then,
+                // if this hop is the one that halted the execution, it re-publishes the
+                // `on_failure` message its first delivery may have lost. Only where messages
+                // are redelivered (the embedded runtime never loses a hop).
+                let on_failure_sends =
+                    wf.on_failure.is_some() && status != ExecutionStatus::Completed;
+                if !completion_sent && self.store.replays_hops() {
+                    if on_failure_sends {
+                        Box::pin(self.recover_on_failure(&wf, &hop)).await?;
+                    } else {
+                        self.emit_completion(&msg.workflow_id, &msg.execution_id)
+                            .await?;
+                    }
+                }
+                return Ok(HopOutcome::Dropped);
+            }
+            _ => {}
+        }
+        match msg.kind {
+            HopKind::Skip => Box::pin(self.on_skip(&wf, node, &hop)).await,
+            HopKind::EmptySplit => {
+                Box::pin(self.release_aggregator(&wf, node, &hop, &msg.lineage, 0, Vec::new()))
+                    .await
+            }
+            HopKind::Resume => Box::pin(self.on_resume(&wf, node, &hop)).await,
+            HopKind::SignalTimeout => Box::pin(self.on_signal_timeout(&wf, node, &hop)).await,
+            HopKind::OnFailure => {
+                // A redelivered (or re-published) `on_failure` message whose node already ran
+                // does not run it again: it only makes sure the completion went out.
+                if self.store.replays_hops()
+                    && self
+                        .store
+                        .committed_hop(&msg.execution_id, &hop.id)
+                        .await?
+                        .is_some()
+                {
+                    self.emit_completion(&msg.workflow_id, &msg.execution_id)
+                        .await?;
+                    return Ok(HopOutcome::Dropped);
+                }
+                self.execute(&wf, node, &hop, preloaded).await
+            }
+            HopKind::Run if node.class == NodeClass::Aggregator => {
+                Box::pin(self.arrive_aggregator(&wf, node, &hop, true)).await
+            }
+            HopKind::Run if node.is_join => Box::pin(self.arrive_join(&wf, node, &hop, true)).await,
+            HopKind::Run => self.execute(&wf, node, &hop, preloaded).await,
+        }
+    }
+}

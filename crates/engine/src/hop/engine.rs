@@ -1,0 +1,148 @@
+//! The `Engine` (ports, node registry, cancellation tokens) with its constructor and builders,
+//! and what the transport sees of a hop: `StartRequest` and `HopOutcome`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::subworkflow::DEFAULT_MAX_WORKFLOW_DEPTH;
+use crate::node::NodeRegistry;
+use crate::ports::{
+    CredentialVault, DefinitionCache, EventSink, ExecutionStore, HopQueue, WorkflowCatalog,
+};
+
+/// How long a claim to send a completion holds before another worker may take it over (its
+/// holder died between claiming and marking it sent).
+pub const COMPLETION_LEASE_MS: u64 = 15_000;
+
+/// What starts an execution.
+#[derive(Debug, Clone, Default)]
+pub struct StartRequest {
+    pub workflow_id: String,
+    pub execution_id: String,
+    /// Initial context (`$input`, `$trigger`, keys a Rune master seeds).
+    pub seed: Map<String, Value>,
+    /// Start at this node instead of the workflow's start nodes (Rune's `current_node`).
+    pub start_at: Option<String>,
+    pub traceparent: Option<String>,
+}
+
+/// What became of a message, for the transport to ack, drop or dead-letter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HopOutcome {
+    /// Processed (or a harmless duplicate); ack.
+    Done,
+    /// The execution already finished (halted, cancelled, completed); ack and forget.
+    Dropped,
+    /// The message can never be processed; dead-letter it with this reason.
+    Poison(String),
+}
+
+/// The engine: ports plus the node registry. Cheap to share (`Arc`). Its rooms (the sibling
+/// modules of `hop`) each add one focused `impl Engine`.
+pub struct Engine {
+    pub(super) store: Arc<dyn ExecutionStore>,
+    pub(super) queue: Arc<dyn HopQueue>,
+    pub(super) events: Arc<dyn EventSink>,
+    pub(super) definitions: Arc<dyn DefinitionCache>,
+    pub(super) nodes: Arc<NodeRegistry>,
+    pub(super) cancels: Mutex<HashMap<String, CancellationToken>>,
+    /// Where `workflow` nodes find the workflows they start; `None`: such nodes fail.
+    pub(super) catalog: Option<Arc<dyn WorkflowCatalog>>,
+    /// How deep sub-workflows may nest.
+    pub(super) max_workflow_depth: u32,
+    /// Where `{"$credential": id}` references are revealed; `None`: nodes using one fail.
+    pub(super) vault: Option<Arc<dyn CredentialVault>>,
+    pub(super) completion_lease_ms: u64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("nodes", &self.nodes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn ExecutionStore>,
+        queue: Arc<dyn HopQueue>,
+        events: Arc<dyn EventSink>,
+        definitions: Arc<dyn DefinitionCache>,
+        nodes: Arc<NodeRegistry>,
+    ) -> Self {
+        Self {
+            store,
+            queue,
+            events,
+            definitions,
+            nodes,
+            cancels: Mutex::new(HashMap::new()),
+            catalog: None,
+            max_workflow_depth: DEFAULT_MAX_WORKFLOW_DEPTH,
+            vault: None,
+            completion_lease_ms: COMPLETION_LEASE_MS,
+        }
+    }
+
+    /// How long a claim to send a completion holds (default [`COMPLETION_LEASE_MS`]).
+    pub fn with_completion_lease_ms(mut self, lease_ms: u64) -> Self {
+        self.completion_lease_ms = lease_ms;
+        self
+    }
+
+    /// Reveals nodes' `{"$credential": "<id>"}` references from `vault` right before they run.
+    pub fn with_vault(mut self, vault: Arc<dyn CredentialVault>) -> Self {
+        self.vault = Some(vault);
+        self
+    }
+
+    /// Lets `workflow` nodes start workflows from `catalog` (without one they fail with a clear
+    /// error).
+    pub fn with_catalog(mut self, catalog: Arc<dyn WorkflowCatalog>) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    /// Sets how deep sub-workflows may nest (default [`DEFAULT_MAX_WORKFLOW_DEPTH`]).
+    pub fn with_max_workflow_depth(mut self, depth: u32) -> Self {
+        self.max_workflow_depth = depth;
+        self
+    }
+
+    /// The workflow catalog, if one is configured.
+    pub fn catalog(&self) -> Option<&Arc<dyn WorkflowCatalog>> {
+        self.catalog.as_ref()
+    }
+
+    pub fn registry(&self) -> &NodeRegistry {
+        &self.nodes
+    }
+
+    pub(super) fn cancel_token(&self, execution_id: &str) -> CancellationToken {
+        let mut map = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(execution_id.to_string()).or_default().clone()
+    }
+
+    pub(super) fn forget_execution(&self, execution_id: &str) {
+        let mut map = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = map.remove(execution_id) {
+            t.cancel();
+        }
+    }
+
+    /// Aborts nodes of `execution_id` running in this process (a cancellation seen elsewhere).
+    pub fn cancel_local(&self, execution_id: &str) {
+        if let Some(t) = self
+            .cancels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(execution_id)
+        {
+            t.cancel();
+        }
+    }
+}

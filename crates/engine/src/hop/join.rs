@@ -1,0 +1,127 @@
+//! Joins: arrivals at a node with several incoming edges (or a merge), its release, and the
+//! merge node's output.
+
+use std::time::Instant;
+
+use baton_core::graph::{CompiledNode, CompiledWorkflow};
+use baton_core::message::{NodeStatus, scope_chain};
+use baton_core::spec::NodeClass;
+use serde_json::{Value, json};
+
+use super::current::Hop;
+use super::engine::{Engine, HopOutcome};
+use crate::ports::{JoinOutcome, PortError};
+
+impl Engine {
+    pub(super) async fn arrive_join(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        hop: &Hop<'_>,
+        real: bool,
+    ) -> Result<HopOutcome, PortError> {
+        let msg = hop.msg;
+        let scope = hop.scope.clone();
+        let join_key = format!("join|{}|{}", node.id, scope);
+        let arrival_key = msg
+            .from_edge
+            .clone()
+            .unwrap_or_else(|| format!("start|{}", hop.id.clone()));
+        let from_name = msg
+            .from_node
+            .as_deref()
+            .and_then(|id| wf.node(id))
+            .map(|n| n.name.clone())
+            .unwrap_or_default();
+        let arrival = json!({"from": from_name, "real": real});
+        let expected = node.in_edges.len().max(1);
+        // `waiting` is reported before the arrival is recorded: once recorded, another arrival
+        // may release the join and run it, and a `waiting` sent after that would read as the
+        // node's latest status. A wait_for_any join releases on its first real arrival (later
+        // ones are ignored), so it never reports `waiting`.
+        if real && !node.wait_for_any {
+            let mut ev = self.status(node, msg, NodeStatus::Waiting);
+            ev.output = Some(json!({"_merge_waiting": true, "_merge_expected": expected}));
+            self.emit(ev).await;
+        }
+        match self
+            .store
+            .join(
+                &msg.execution_id,
+                &join_key,
+                &arrival_key,
+                arrival,
+                expected,
+                node.wait_for_any,
+            )
+            .await?
+        {
+            JoinOutcome::Waiting { .. } => {
+                self.hand_on(wf, hop, Vec::new(), Vec::new(), None).await
+            }
+            JoinOutcome::AlreadyReleased => {
+                self.hand_on(wf, hop, Vec::new(), Vec::new(), None).await
+            }
+            JoinOutcome::Released { mut arrivals } => {
+                // wait_for_all: report arrivals in the order of the incoming edges, not of
+                // message timing, so the output (and what templates make of it) is the same on
+                // every run. wait_for_any keeps arrival order: its first run is the winner.
+                if !node.wait_for_any {
+                    let rank = |key: &str| {
+                        node.in_edges
+                            .iter()
+                            .position(|e| wf.edges[*e].id == key)
+                            .unwrap_or(usize::MAX)
+                    };
+                    arrivals.sort_by_key(|(key, _)| rank(key));
+                }
+                let reals: Vec<String> = arrivals
+                    .iter()
+                    .filter(|(_, v)| v.get("real").and_then(Value::as_bool).unwrap_or(false))
+                    .map(|(_, v)| {
+                        v.get("from")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string()
+                    })
+                    .collect();
+                if reals.is_empty() {
+                    return self.propagate_skip(wf, node, hop).await;
+                }
+                if node.class != NodeClass::Merge {
+                    return self.execute(wf, node, hop, None).await;
+                }
+                let skipped: Vec<String> = arrivals
+                    .iter()
+                    .filter(|(_, v)| !v.get("real").and_then(Value::as_bool).unwrap_or(false))
+                    .map(|(_, v)| {
+                        v.get("from")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string()
+                    })
+                    .collect();
+                let keys: Vec<String> = reals.iter().map(|n| format!("${n}")).collect();
+                let merged = self
+                    .store
+                    .read(&msg.execution_id, &scope_chain(&msg.lineage), &keys)
+                    .await?;
+                let mut output = json!({
+                    "merged_context": merged,
+                    "arrived": reals,
+                    "skipped": skipped,
+                    "wait_mode": if node.wait_for_any { "wait_for_any" } else { "wait_for_all" },
+                    "_merge_expected": expected,
+                });
+                if node.wait_for_any
+                    && let Some(obj) = output.as_object_mut()
+                {
+                    obj.insert("_merge_winner".into(), json!(reals[0]));
+                }
+                let started = Instant::now();
+                self.emit(self.status(node, msg, NodeStatus::Running)).await;
+                self.finish_success(wf, node, hop, output, started).await
+            }
+        }
+    }
+}

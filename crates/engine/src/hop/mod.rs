@@ -1,0 +1,36 @@
+//! The hop: take one message, run (or skip, or join at) its node, store the output, and hand
+//! the baton on — successor messages, status events and, at the end, exactly one completion.
+//!
+//! Order of effects, so a crash at any point is recoverable by redelivery: read context → run
+//! the node → commit output and token count atomically (deduplicated by hop id) → status →
+//! successor messages → completion. A redelivered message whose hop was committed re-publishes
+//! the same successors without re-running the node.
+//!
+//! One room per job, each a focused `impl Engine`: `dispatch` (the front door) sends a message
+//! to `start`, `run` → `succeed` / `fail`, `skip`, `join`, `aggregate`, `signal` or
+//! `subworkflow`; `route` commits and hands on; `complete` sends the one completion.
+
+mod aggregate;
+mod complete;
+mod credentials;
+mod current;
+mod dispatch;
+mod engine;
+mod fail;
+mod join;
+mod route;
+mod run;
+mod signal;
+mod skip;
+mod start;
+mod status;
+mod subworkflow;
+mod succeed;
+mod time;
+
+pub use credentials::{CREDENTIAL_REF_KEY, credential_reference};
+pub use engine::{COMPLETION_LEASE_MS, Engine, HopOutcome, StartRequest};
+pub use subworkflow::{
+    CHILD_KEY_PREFIX, DEFAULT_MAX_WORKFLOW_DEPTH, PARENT_KEY, SUBWORKFLOW_TYPE, child_execution_id,
+};
+pub use time::{now_ms, rfc3339_now};

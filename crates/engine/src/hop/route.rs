@@ -1,0 +1,173 @@
+//! Handing the baton on: successor messages, the commit that records them (for a redelivery
+//! to replay), and the replay of a hop that already committed.
+
+use baton_core::graph::{CompiledNode, CompiledWorkflow, RouteOutcome};
+use baton_core::message::{ExecutionStatus, Frame, HopKind, HopMessage, StatusEvent};
+use serde_json::Value;
+
+use super::current::Hop;
+use super::engine::{Engine, HopOutcome};
+use crate::ports::{CommitOutcome, HopCommit, PortError};
+
+/// The messages a committed hop handed on, as recorded for a redelivery to replay: published
+/// at once (`now`) and after a delay (`later`: timers, retry backoff).
+#[derive(serde::Deserialize)]
+struct Handoff {
+    #[serde(default)]
+    now: Vec<HopMessage>,
+    #[serde(default)]
+    later: Vec<(u64, HopMessage)>,
+}
+
+#[derive(serde::Serialize)]
+struct HandoffRef<'a> {
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    now: &'a [HopMessage],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    later: &'a [(u64, &'a HopMessage)],
+}
+
+impl Engine {
+    pub(super) fn child(
+        &self,
+        msg: &HopMessage,
+        from: &CompiledNode,
+        wf: &CompiledWorkflow,
+        edge: usize,
+        kind: HopKind,
+        lineage: Vec<Frame>,
+    ) -> HopMessage {
+        let e = &wf.edges[edge];
+        HopMessage {
+            execution_id: msg.execution_id.clone(),
+            workflow_id: msg.workflow_id.clone(),
+            workflow_ref: msg.workflow_ref.clone(),
+            node_id: wf.nodes[e.dst].id.clone(),
+            kind,
+            from_node: Some(from.id.clone()),
+            from_edge: Some(e.id.clone()),
+            lineage,
+            attempt: 1,
+            traceparent: msg.traceparent.clone(),
+        }
+    }
+
+    /// Successor messages for a routing decision: runs on taken edges, skips on the others.
+    pub(super) fn successors(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        msg: &HopMessage,
+        lineage: &[Frame],
+        outcome: RouteOutcome<'_>,
+    ) -> Vec<HopMessage> {
+        let (taken, untaken) = wf.route(node.idx, outcome);
+        let mut out = Vec::with_capacity(taken.len() + untaken.len());
+        for e in taken {
+            out.push(self.child(msg, node, wf, e, HopKind::Run, lineage.to_vec()));
+        }
+        for e in untaken {
+            out.push(self.child(msg, node, wf, e, HopKind::Skip, lineage.to_vec()));
+        }
+        out
+    }
+
+    /// A redelivered hop that already committed: the node does not run again; the messages
+    /// it handed on are published again (their own hops deduplicate them) and, if nothing is
+    /// pending, the completion its first delivery may not have sent goes out.
+    pub(super) async fn replay(
+        &self,
+        _wf: &CompiledWorkflow,
+        msg: &HopMessage,
+        handed_on: &str,
+        pending: i64,
+    ) -> Result<HopOutcome, PortError> {
+        let handoff: Handoff = serde_json::from_str(handed_on)
+            .map_err(|e| PortError(format!("recorded successors are not readable: {e}")))?;
+        tracing::debug!(execution_id = %msg.execution_id, node_id = %msg.node_id, now = handoff.now.len(), later = handoff.later.len(), "hop already committed: replaying its successors");
+        if !handoff.now.is_empty() {
+            self.queue.publish(handoff.now).await?;
+        }
+        // Timers have deterministic ids: one still pending is not scheduled twice.
+        for (delay_ms, message) in handoff.later {
+            self.queue.publish_delayed(message, delay_ms).await?;
+        }
+        if pending == 0 {
+            self.complete(
+                &msg.workflow_id,
+                &msg.execution_id,
+                ExecutionStatus::Completed,
+                None,
+            )
+            .await?;
+        }
+        Ok(HopOutcome::Done)
+    }
+
+    /// The output this node stored in this message's scope (a parked node reads what its
+    /// first hop, or the delivery that resumed it, left there).
+    pub(super) async fn own_output(
+        &self,
+        node: &CompiledNode,
+        hop: &Hop<'_>,
+    ) -> Result<Option<Value>, PortError> {
+        let msg = hop.msg;
+        let stored = self
+            .store
+            .read_exact(&msg.execution_id, &[(hop.scope.clone(), node.key.clone())])
+            .await?;
+        Ok(stored.into_iter().next().flatten())
+    }
+
+    /// What a hop hands on, recorded with its commit for a redelivery to replay (empty when
+    /// the store never redelivers).
+    pub(super) fn handoff(
+        &self,
+        now: &[HopMessage],
+        later: &[(u64, &HopMessage)],
+    ) -> Result<String, PortError> {
+        if !self.store.replays_hops() {
+            return Ok(String::new());
+        }
+        serde_json::to_string(&HandoffRef { now, later })
+            .map_err(|e| PortError(format!("cannot encode successors: {e}")))
+    }
+
+    /// Commits, then publishes successors; completes the execution when no token remains.
+    pub(super) async fn hand_on(
+        &self,
+        _wf: &CompiledWorkflow,
+        hop: &Hop<'_>,
+        outputs: Vec<(String, String, Value)>,
+        children: Vec<HopMessage>,
+        status: Option<StatusEvent>,
+    ) -> Result<HopOutcome, PortError> {
+        let msg = hop.msg;
+        let handed_on = self.handoff(&children, &[])?;
+        let commit = HopCommit {
+            hop_id: hop.id.clone(),
+            outputs,
+            tokens_out: children.len() as i64,
+            handed_on,
+        };
+        let outcome = self.store.commit(&msg.execution_id, commit).await?;
+        if let (Some(ev), CommitOutcome::Applied { .. }) = (status, &outcome) {
+            self.emit(ev).await;
+        }
+        if !children.is_empty() {
+            self.queue.publish(children).await?;
+        }
+        if let CommitOutcome::Applied { pending: 0 } | CommitOutcome::Duplicate { pending: 0 } =
+            outcome
+        {
+            self.complete(
+                &msg.workflow_id,
+                &msg.execution_id,
+                ExecutionStatus::Completed,
+                None,
+            )
+            .await?;
+        }
+        Ok(HopOutcome::Done)
+    }
+}

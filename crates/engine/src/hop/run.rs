@@ -1,0 +1,192 @@
+//! Running a node: read its context, resolve its parameters, run it with its timeout and the
+//! execution's cancellation, then hand the result to success or failure.
+
+use std::time::{Duration, Instant};
+
+use baton_core::graph::{CompiledNode, CompiledWorkflow};
+use baton_core::message::{ErrorInfo, HopKind, NodeStatus, scope_chain};
+use baton_core::spec::NodeClass;
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::current::Hop;
+use super::engine::{Engine, HopOutcome};
+use crate::node::{NodeError, NodeInput};
+use crate::ports::{HopCommit, PortError};
+
+/// A node run's result before routing.
+enum RunResult {
+    Ok(Value),
+    Failed(NodeError),
+}
+
+impl Engine {
+    /// Runs the node itself: resolve parameters, run with timeout and cancellation, route.
+    pub(super) async fn execute(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        hop: &Hop<'_>,
+        preloaded: Option<Map<String, Value>>,
+    ) -> Result<HopOutcome, PortError> {
+        let msg = hop.msg;
+        let started = Instant::now();
+        let ctx = match preloaded {
+            Some(ctx) => ctx,
+            None => {
+                self.store
+                    .read(&msg.execution_id, &scope_chain(&msg.lineage), &node.reads)
+                    .await?
+            }
+        };
+        let mut running = self.status(node, msg, NodeStatus::Running);
+        let params = match node.params.resolve(&wf.templates, &ctx, "") {
+            Ok(mut p) => {
+                // Raw parameters reach the node as written; it evaluates them itself.
+                if !node.raw_params.is_empty()
+                    && let Some(obj) = p.as_object_mut()
+                {
+                    obj.extend(node.raw_params.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                p
+            }
+            Err(e) => {
+                self.emit(running).await;
+                let err = NodeError {
+                    message: e.to_string(),
+                    code: "TEMPLATE_ERROR".into(),
+                    retryable: false,
+                };
+                return Box::pin(self.fail(wf, node, hop, err, started)).await;
+            }
+        };
+        if self.events.wants_status() {
+            running.parameters = Some(params.clone());
+        }
+        self.emit(running).await;
+        let result = self.run_node(node, hop, &params, &ctx).await;
+        if msg.kind == HopKind::OnFailure {
+            let outputs = match &result {
+                RunResult::Ok(v) => vec![(String::new(), node.key.clone(), v.clone())],
+                RunResult::Failed(_) => Vec::new(),
+            };
+            let mut ev = self.status(
+                node,
+                msg,
+                if matches!(result, RunResult::Ok(_)) {
+                    NodeStatus::Success
+                } else {
+                    NodeStatus::Failed
+                },
+            );
+            ev.duration_ms = started.elapsed().as_millis() as u64;
+            match result {
+                RunResult::Ok(v) => ev.output = Some(v),
+                RunResult::Failed(e) => {
+                    ev.error = Some(ErrorInfo {
+                        message: e.message,
+                        code: e.code,
+                        details: None,
+                    })
+                }
+            }
+            self.store
+                .commit(
+                    &msg.execution_id,
+                    HopCommit {
+                        hop_id: hop.id.clone(),
+                        outputs,
+                        tokens_out: 0,
+                        handed_on: String::new(),
+                    },
+                )
+                .await?;
+            self.emit(ev).await;
+            self.emit_completion(&msg.workflow_id, &msg.execution_id)
+                .await?;
+            return Ok(HopOutcome::Done);
+        }
+        match result {
+            RunResult::Ok(output) => self.finish_success(wf, node, hop, output, started).await,
+            RunResult::Failed(err) => Box::pin(self.fail(wf, node, hop, err, started)).await,
+        }
+    }
+
+    async fn run_node(
+        &self,
+        node: &CompiledNode,
+        hop: &Hop<'_>,
+        params: &Value,
+        ctx: &Map<String, Value>,
+    ) -> RunResult {
+        let msg = hop.msg;
+        if node.class == NodeClass::Conditional {
+            let Some(expr) = &node.condition else {
+                return RunResult::Failed(NodeError::invalid(
+                    "parameter `expression` is required: expected a condition",
+                ));
+            };
+            return match expr.eval_bool(ctx) {
+                Ok(result) => RunResult::Ok(json!({"result": result, "expression": expr.source()})),
+                Err(e) => RunResult::Failed(NodeError {
+                    message: e.to_string(),
+                    code: "EXPRESSION_ERROR".into(),
+                    retryable: false,
+                }),
+            };
+        }
+        let Some(imp) = self.nodes.get(&node.node_type) else {
+            return RunResult::Failed(NodeError {
+                message: format!("node type `{}` is not registered", node.node_type),
+                code: "NODE_CREATION_FAILED".into(),
+                retryable: false,
+            });
+        };
+        // The `on_failure` node runs after the halt that cancelled the execution's token: it gets
+        // its own, or it would be aborted before it starts.
+        let cancel = if msg.kind == HopKind::OnFailure {
+            CancellationToken::new()
+        } else {
+            self.cancel_token(&msg.execution_id)
+        };
+        let idempotency_key = format!("{}:{}:{}", msg.execution_id, node.id, hop.scope.clone());
+        // Revealed here and only here: the secret lives for this run, in this frame, and is
+        // never part of a message, a status, the context or an error.
+        let revealed = match self.reveal_credentials(node).await {
+            Ok(revealed) => revealed,
+            Err(e) => return RunResult::Failed(e),
+        };
+        let input = NodeInput {
+            params,
+            context: ctx,
+            credentials: revealed.as_ref().or(node.credentials.as_ref()),
+            execution_id: &msg.execution_id,
+            node_id: &node.id,
+            node_name: &node.name,
+            attempt: msg.attempt,
+            idempotency_key: &idempotency_key,
+            cancel: &cancel,
+        };
+        let run = imp.run(input);
+        let guarded = async {
+            tokio::select! {
+                r = run => r,
+                () = cancel.cancelled() => Err(NodeError { message: "cancelled: the execution stopped".into(), code: "CANCELLED".into(), retryable: false }),
+            }
+        };
+        let result = match node.timeout_ms {
+            Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), guarded).await {
+                Ok(r) => r,
+                Err(_) => Err(NodeError::new(
+                    "NODE_TIMEOUT",
+                    format!("node `{}` timed out after {ms} ms", node.name),
+                )),
+            },
+            None => guarded.await,
+        };
+        match result {
+            Ok(v) => RunResult::Ok(v),
+            Err(e) => RunResult::Failed(e),
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Starting an execution (and recovering a duplicate start whose first publisher died),
+//! cancelling one, and failing one the engine cannot run.
+
+use std::time::Duration;
+
+use baton_core::graph::{CompiledNode, CompiledWorkflow};
+use baton_core::message::{ExecutionStatus, HopKind, HopMessage};
+
+use super::engine::{Engine, StartRequest};
+use super::time::now_ms;
+use crate::ports::{ExecutionStart, Lifecycle, PortError};
+
+/// How long a duplicate start waits for the first one to publish the execution's first
+/// messages before it presumes that one dead and publishes them itself.
+const START_GRACE_MS: u64 = 3_000;
+
+impl Engine {
+    /// Starts an execution of `workflow` (already in the definition cache under its
+    /// reference).
+    pub async fn start(
+        &self,
+        workflow: &CompiledWorkflow,
+        request: StartRequest,
+    ) -> Result<(), PortError> {
+        let StartRequest {
+            workflow_id,
+            execution_id,
+            seed,
+            start_at,
+            traceparent,
+        } = request;
+        let (workflow_id, execution_id) = (workflow_id.as_str(), execution_id.as_str());
+        let workflow_ref = workflow.reference.as_str();
+        let starts: Vec<&CompiledNode> = match start_at.as_deref() {
+            Some(id) => workflow.node(id).into_iter().collect(),
+            None => workflow.start.iter().map(|i| &workflow.nodes[*i]).collect(),
+        };
+        let start = ExecutionStart {
+            execution_id: execution_id.to_string(),
+            workflow_id: workflow_id.to_string(),
+            workflow_ref: workflow_ref.to_string(),
+            seed,
+            initial_tokens: starts.len() as i64,
+            started_at_ms: now_ms(),
+        };
+        if !self.store.start(&start).await? {
+            // A duplicate start. The first one may still be publishing (give it a moment) or
+            // may have died between creating the execution and publishing its first messages:
+            // then publish them now (a start node whose hop already committed is not run twice,
+            // `begin_hop` sees the commit).
+            loop {
+                let Some((started_at, published)) = self.store.start_state(execution_id).await?
+                else {
+                    return Ok(());
+                };
+                if published {
+                    return Ok(());
+                }
+                match self.store.lifecycle(execution_id).await? {
+                    Lifecycle::Running => {}
+                    // Never published, yet finished: cancelled before it started. No hop ever
+                    // ran (no `on_failure` either), so its completion is due now.
+                    Lifecycle::Finished {
+                        completion_sent: false,
+                        ..
+                    } => return self.emit_completion(workflow_id, execution_id).await,
+                    _ => return Ok(()),
+                }
+                if now_ms() >= started_at + START_GRACE_MS {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if !matches!(
+                self.store.lifecycle(execution_id).await?,
+                Lifecycle::Running
+            ) {
+                return Ok(());
+            }
+            tracing::warn!(
+                execution_id,
+                "execution created but never started: publishing its first messages"
+            );
+        } else if starts.is_empty() {
+            return self
+                .complete(workflow_id, execution_id, ExecutionStatus::Completed, None)
+                .await;
+        }
+        let messages = starts
+            .iter()
+            .map(|n| HopMessage {
+                execution_id: execution_id.to_string(),
+                workflow_id: workflow_id.to_string(),
+                workflow_ref: workflow_ref.to_string(),
+                node_id: n.id.clone(),
+                kind: HopKind::Run,
+                from_node: None,
+                from_edge: None,
+                lineage: Vec::new(),
+                attempt: 1,
+                traceparent: traceparent.clone(),
+            })
+            .collect();
+        self.queue.publish(messages).await?;
+        self.store.mark_started(execution_id).await
+    }
+
+    /// Cancels a running execution: it halts with reason "cancelled", running nodes are aborted
+    /// and queued messages are dropped when they arrive. False if it was not running (or its
+    /// definition is not loaded in this process).
+    pub async fn cancel(&self, execution_id: &str) -> Result<bool, PortError> {
+        let Some((workflow_id, workflow_ref)) = self.store.identity(execution_id).await? else {
+            // Its start may still be on its way (on another worker): it will start halted.
+            self.store.cancel_unstarted(execution_id).await?;
+            return Ok(false);
+        };
+        let Some(wf) = self.definitions.load(&workflow_ref).await? else {
+            return Ok(false);
+        };
+        self.halt(
+            &wf,
+            &workflow_id,
+            execution_id,
+            ExecutionStatus::Halted,
+            "execution cancelled by request".into(),
+            "",
+        )
+        .await
+    }
+
+    /// Fails an execution the engine cannot run (poison input): final status `failed`.
+    pub async fn fail_execution(
+        &self,
+        workflow_id: &str,
+        execution_id: &str,
+        reason: String,
+    ) -> Result<bool, PortError> {
+        if !matches!(
+            self.store.lifecycle(execution_id).await?,
+            Lifecycle::Running
+        ) {
+            return Ok(false);
+        }
+        if !self
+            .store
+            .finish(execution_id, ExecutionStatus::Failed, Some(reason))
+            .await?
+        {
+            return Ok(false);
+        }
+        self.forget_execution(execution_id);
+        self.emit_completion(workflow_id, execution_id).await?;
+        Ok(true)
+    }
+}
