@@ -10,4 +10,4 @@ pub mod node;
 pub mod ports;
 
 pub use hop::{Engine, HopOutcome, StartRequest};
-pub use node::{Node, NodeError, NodeInput, NodeRegistry};
+pub use node::{ChildStart, Node, NodeError, NodeInput, NodeOutput, NodeRegistry};

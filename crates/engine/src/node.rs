@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use baton_core::spec::{NodeCatalog, NodeSpec};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 /// What a node gets for one run. Its `Debug` shows which credential fields exist, never
@@ -76,11 +76,83 @@ impl NodeError {
     }
 }
 
+/// What a node run produced, and what it asks the engine to do with its branch. The engine
+/// routes on the variant; a node never signals through keys of its output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeOutput {
+    /// An output to store under the node's key, show in its `success` status and route on.
+    Value(Value),
+    /// A data-shaping node's result (edit, filter, sort, limit): `output` is stored and shown
+    /// like [`NodeOutput::Value`]; `json` is also handed on to later nodes as the context key
+    /// `$json`.
+    Shaped { output: Value, json: Value },
+    /// A split's items: each runs the split's successors in its own scope, where it is
+    /// `$item`. The items are stored per item, never in the split's own output.
+    Split { items: Vec<Value> },
+    /// A timer: the branch parks and resumes after `delay_ms`.
+    Wait { delay_ms: u64 },
+    /// The branch parks until the signal `name` is delivered, or fails with `SIGNAL_TIMEOUT`
+    /// after `timeout_ms`.
+    AwaitSignal {
+        name: String,
+        timeout_ms: Option<u64>,
+    },
+    /// Start a child execution of a catalog workflow (the `workflow` node).
+    StartChild(ChildStart),
+}
+
+impl NodeOutput {
+    /// The output as the node's context key would show it, for callers that only want a value
+    /// (an `on_failure` node's run, tests): the split's item count instead of its items, the
+    /// timer's delay, the signal awaited, the child to start.
+    pub fn into_value(self) -> Value {
+        match self {
+            Self::Value(output) | Self::Shaped { output, .. } => output,
+            Self::Split { items } => json!({"_split_items_count": items.len()}),
+            Self::Wait { delay_ms } => json!({"delay_ms": delay_ms}),
+            Self::AwaitSignal { name, timeout_ms } => {
+                json!({"signal": name, "timeout_ms": timeout_ms})
+            }
+            Self::StartChild(child) => child.to_value(),
+        }
+    }
+}
+
+impl From<Value> for NodeOutput {
+    fn from(output: Value) -> Self {
+        Self::Value(output)
+    }
+}
+
+/// What a `workflow` node asks for: a child execution of `workflow_id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildStart {
+    pub workflow_id: String,
+    /// The catalog version; `None`: the latest.
+    pub version: Option<u32>,
+    /// The child's `$input` (and `$trigger`).
+    pub input: Value,
+    /// Park the branch until the child completes (true), or go on at once with its id.
+    pub wait: bool,
+}
+
+impl ChildStart {
+    /// `{workflow_id, version, input, wait}`.
+    pub fn to_value(&self) -> Value {
+        json!({
+            "workflow_id": self.workflow_id,
+            "version": self.version,
+            "input": self.input,
+            "wait": self.wait,
+        })
+    }
+}
+
 /// A node type.
 #[async_trait]
 pub trait Node: Send + Sync {
     fn spec(&self) -> &NodeSpec;
-    async fn run(&self, input: NodeInput<'_>) -> Result<Value, NodeError>;
+    async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError>;
 }
 
 /// Node types by name and alias.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use baton_core::spec::{NodeClass, NodeSpec, ParamKind, ParamSpec};
-use baton_engine::{Node, NodeError, NodeInput};
+use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
 use rhai::{Dynamic, Engine, EvalAltResult, ParseError, ParseErrorType, Position, Scope};
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
@@ -372,7 +372,7 @@ impl Node for CodeNode {
         &self.spec
     }
 
-    async fn run(&self, input: NodeInput<'_>) -> Result<Value, NodeError> {
+    async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
         let params = input.params;
         let script = match params.get("script") {
             Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
@@ -454,6 +454,6 @@ impl Node for CodeNode {
         let result = joined.map_err(|e| {
             NodeError::new(codes::CODE_ERROR, format!("script thread failed: {e}"))
         })??;
-        Ok(json!({ "result": result }))
+        Ok(NodeOutput::Value(json!({ "result": result })))
     }
 }

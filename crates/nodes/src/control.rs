@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use baton_core::spec::{NodeClass, NodeSpec, ParamKind, ParamSpec};
-use baton_engine::{Node, NodeError, NodeInput};
+use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
 use serde_json::{Value, json};
 
 use crate::compare::{Op, compare, literal};
@@ -20,7 +20,7 @@ impl Node for EngineHandled {
     fn spec(&self) -> &NodeSpec {
         &self.spec
     }
-    async fn run(&self, _input: NodeInput<'_>) -> Result<Value, NodeError> {
+    async fn run(&self, _input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
         Err(NodeError::invalid(format!(
             "`{}` is evaluated by the engine, not run directly",
             self.spec.type_name
@@ -149,7 +149,7 @@ impl Node for SwitchNode {
         &self.spec
     }
 
-    async fn run(&self, input: NodeInput<'_>) -> Result<Value, NodeError> {
+    async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
         let rules = input
             .params
             .get("rules")
@@ -168,13 +168,15 @@ impl Node for SwitchNode {
             let against = literal(rule.get("compare").unwrap_or(&Value::Null));
             // Rune skips a rule whose ordering comparison is not numeric.
             if compare(&value, op, &against).unwrap_or(false) {
-                return Ok(json!({
+                return Ok(NodeOutput::Value(json!({
                     "output_index": i,
                     "matched_rule": {"value": rule.get("value"), "operator": op_text, "compare": rule.get("compare")},
-                }));
+                })));
             }
         }
-        Ok(json!({"output_index": rules.len(), "fallback": true}))
+        Ok(NodeOutput::Value(
+            json!({"output_index": rules.len(), "fallback": true}),
+        ))
     }
 }
 
@@ -197,7 +199,7 @@ impl Default for SplitNode {
                     ParamKind::Array,
                     "The items: a JSON array or a reference such as `$Fetch.body.users` / `{{ $input.items }}`.",
                 )],
-                output: r#"{"_split_items": [...]} (stored once; branches read `$item`)"#,
+                output: r#"{"_split_items_count": n} (each item runs in its own branch, where it is `$item`)"#,
                 raw_params: vec![],
                 example: r#"{"input_array": "{{ $input.teams }}"}"#,
             },
@@ -211,7 +213,7 @@ impl Node for SplitNode {
         &self.spec
     }
 
-    async fn run(&self, input: NodeInput<'_>) -> Result<Value, NodeError> {
+    async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
         let items = match input.params.get("input_array") {
             Some(Value::Array(a)) => a.clone(),
             Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
@@ -233,7 +235,7 @@ impl Node for SplitNode {
                 ));
             }
         };
-        Ok(json!({"_split_items": items}))
+        Ok(NodeOutput::Split { items })
     }
 }
 
@@ -289,7 +291,7 @@ impl Node for WaitNode {
         &self.spec
     }
 
-    async fn run(&self, input: NodeInput<'_>) -> Result<Value, NodeError> {
+    async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
         let signal_mode = match input.params.get("mode").and_then(Value::as_str) {
             None | Some("timer") => false,
             Some("signal") => true,
@@ -314,9 +316,14 @@ impl Node for WaitNode {
                 None | Some(Value::Null) => None,
                 Some(_) => Some(delay_ms(input.params)?),
             };
-            return Ok(json!({"signal": name, "timeout_ms": timeout}));
+            return Ok(NodeOutput::AwaitSignal {
+                name: name.to_string(),
+                timeout_ms: timeout,
+            });
         }
-        Ok(json!({"delay_ms": delay_ms(input.params)?}))
+        Ok(NodeOutput::Wait {
+            delay_ms: delay_ms(input.params)?,
+        })
     }
 }
 

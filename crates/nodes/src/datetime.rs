@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 
 use async_trait::async_trait;
 use baton_core::spec::{NodeClass, NodeSpec, ParamKind, ParamSpec};
-use baton_engine::{Node, NodeError, NodeInput};
+use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
 use chrono::format::{Item, StrftimeItems};
 use chrono::{
     DateTime, Datelike, Days, FixedOffset, LocalResult, Months, NaiveDate, NaiveDateTime, Offset,
@@ -228,8 +228,9 @@ impl Node for DateTimeNode {
         &self.spec
     }
 
-    async fn run(&self, input: NodeInput<'_>) -> Result<Value, NodeError> {
+    async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
         self.evaluate(input.params, Utc::now())
+            .map(NodeOutput::Value)
     }
 }
 

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use baton_core::spec::{NodeClass, NodeSpec, ParamKind, ParamSpec};
 use baton_core::value::to_text;
-use baton_engine::{Node, NodeError, NodeInput};
+use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
 use serde_json::{Map, Number, Value, json};
 
 use crate::listops::{ExprCache, eval_raw, resolve_path_text};
@@ -238,7 +238,7 @@ impl Node for EditNode {
         &self.spec
     }
 
-    async fn run(&self, input: NodeInput<'_>) -> Result<Value, NodeError> {
+    async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
         let keep_only = match input.params.get("mode") {
             None | Some(Value::Null) => false,
             Some(Value::String(m)) if m == "assignments" || m.is_empty() => false,
@@ -298,7 +298,10 @@ impl Node for EditNode {
                 )));
             }
         };
-        Ok(json!({"$json": edited}))
+        Ok(NodeOutput::Shaped {
+            output: json!({"$json": edited.clone()}),
+            json: edited,
+        })
     }
 }
 

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use baton_core::spec::{NodeClass, NodeSpec, ParamKind, ParamSpec};
-use baton_engine::{Node, NodeError, NodeInput};
+use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Map, Value, json};
@@ -914,7 +914,7 @@ impl Node for HttpNode {
         &self.spec
     }
 
-    async fn run(&self, input: NodeInput<'_>) -> Result<Value, NodeError> {
+    async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
         let request = parse_request(
             input.params,
             input.credentials,
@@ -1026,13 +1026,13 @@ impl Node for HttpNode {
             });
         }
 
-        Ok(json!({
+        Ok(NodeOutput::Value(json!({
             "status": code,
             "status_text": status_text(status),
             "body": body_json(&bytes),
             "headers": headers_json(&raw_headers),
             "duration_ms": duration_ms,
-        }))
+        })))
     }
 }
 

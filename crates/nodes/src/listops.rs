@@ -15,7 +15,7 @@ use baton_core::expr::Expr;
 use baton_core::path::{Reference, parse_bare_at, parse_bare_whole};
 use baton_core::spec::{NodeClass, NodeSpec, ParamKind, ParamSpec};
 use baton_core::value::to_text;
-use baton_engine::{Node, NodeError, NodeInput};
+use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
 use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value, json};
 
@@ -312,7 +312,7 @@ impl Node for FilterNode {
         &self.spec
     }
 
-    async fn run(&self, input: NodeInput<'_>) -> Result<Value, NodeError> {
+    async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
         let (items, prefix) = input_array(&input, &self.cache)?;
         let any = match input.params.get("match_mode") {
             None | Some(Value::Null) => false,
@@ -367,7 +367,12 @@ impl Node for FilterNode {
                 }
             })
             .collect();
-        Ok(json!({"$json": kept, "count": kept.len(), "original_count": original_count}))
+        let count = kept.len();
+        let kept = Value::Array(kept);
+        Ok(NodeOutput::Shaped {
+            output: json!({"$json": kept.clone(), "count": count, "original_count": original_count}),
+            json: kept,
+        })
     }
 }
 
@@ -485,7 +490,7 @@ impl Node for SortNode {
         &self.spec
     }
 
-    async fn run(&self, input: NodeInput<'_>) -> Result<Value, NodeError> {
+    async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
         let (items, prefix) = input_array(&input, &self.cache)?;
         let mut columns: Vec<(Vec<Option<Key>>, bool)> = Vec::new();
         for (i, rule) in rules(&input)?.iter().enumerate() {
@@ -552,7 +557,12 @@ impl Node for SortNode {
         });
         let mut slots: Vec<Option<Value>> = items.into_iter().map(Some).collect();
         let sorted: Vec<Value> = order.into_iter().filter_map(|i| slots[i].take()).collect();
-        Ok(json!({"count": sorted.len(), "$json": sorted}))
+        let count = sorted.len();
+        let sorted = Value::Array(sorted);
+        Ok(NodeOutput::Shaped {
+            output: json!({"count": count, "$json": sorted.clone()}),
+            json: sorted,
+        })
     }
 }
 
@@ -629,12 +639,17 @@ impl Node for LimitNode {
         &self.spec
     }
 
-    async fn run(&self, input: NodeInput<'_>) -> Result<Value, NodeError> {
+    async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
         let count = count_param(input.params.get("count"))?;
         let (mut items, _) = input_array(&input, &self.cache)?;
         let original_count = items.len();
         items.truncate(count);
-        Ok(json!({"count": items.len(), "original_count": original_count, "$json": items}))
+        let count = items.len();
+        let items = Value::Array(items);
+        Ok(NodeOutput::Shaped {
+            output: json!({"count": count, "original_count": original_count, "$json": items.clone()}),
+            json: items,
+        })
     }
 }
 

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use baton_core::spec::{NodeClass, NodeSpec, ParamKind, ParamSpec};
-use baton_engine::{Node, NodeError, NodeInput};
+use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
@@ -98,7 +98,7 @@ impl Node for LogNode {
         &self.spec
     }
 
-    async fn run(&self, input: NodeInput<'_>) -> Result<Value, NodeError> {
+    async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
         let message = message_text(input.params.get("message"))?;
         let level = Level::parse(input.params.get("level"));
 
@@ -111,11 +111,11 @@ impl Node for LogNode {
             Level::Error => tracing::error!(execution_id, node_id, node_name, "{message}"),
         }
 
-        Ok(json!({
+        Ok(NodeOutput::Value(json!({
             "message": message,
             "level": level.as_str(),
             "logged_at": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-        }))
+        })))
     }
 }
 

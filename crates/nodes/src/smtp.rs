@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use baton_core::spec::{NodeClass, NodeSpec, ParamKind, ParamSpec};
-use baton_engine::{Node, NodeError, NodeInput};
+use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Mailboxes};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
@@ -567,7 +567,7 @@ impl Node for SmtpNode {
         &self.spec
     }
 
-    async fn run(&self, input: NodeInput<'_>) -> Result<Value, NodeError> {
+    async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
         let email = parse_email(input.params)?;
         let server = parse_server(input.credentials)?;
         let security = email
@@ -612,7 +612,7 @@ impl Node for SmtpNode {
         }
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
 
-        Ok(json!({
+        Ok(NodeOutput::Value(json!({
             "success": true,
             "message": "Email sent successfully",
             "from": email.from.to_string(),
@@ -623,7 +623,7 @@ impl Node for SmtpNode {
             "duration_ms": duration_ms,
             "recipients": email.to.len() + email.cc.len() + email.bcc.len(),
             "message_id": id,
-        }))
+        })))
     }
 }
 

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use baton_core::spec::{NodeClass, NodeSpec, ParamKind, ParamSpec};
-use baton_engine::{Node, NodeError, NodeInput};
+use baton_engine::{ChildStart, Node, NodeError, NodeInput, NodeOutput};
 use serde_json::{Value, json};
 
 /// The type name the engine recognises (`baton_engine::hop::SUBWORKFLOW_TYPE`).
@@ -61,14 +61,20 @@ impl Node for SubWorkflowNode {
         &self.spec
     }
 
-    /// Checks the parameters and hands the engine `{workflow_id, version, input, wait}`.
-    async fn run(&self, input: NodeInput<'_>) -> Result<Value, NodeError> {
-        normalise(input.params)
+    /// Checks the parameters and asks the engine for the child execution.
+    async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
+        child_start(input.params).map(NodeOutput::StartChild)
     }
 }
 
-/// The parameters the engine acts on, with defaults applied.
+/// The parameters the engine acts on, with defaults applied, as JSON:
+/// `{workflow_id, version, input, wait}`.
 pub fn normalise(params: &Value) -> Result<Value, NodeError> {
+    child_start(params).map(|child| child.to_value())
+}
+
+/// The child execution the parameters ask for, with defaults applied.
+pub fn child_start(params: &Value) -> Result<ChildStart, NodeError> {
     let workflow_id = params
         .get("workflow_id")
         .and_then(Value::as_str)
@@ -78,9 +84,13 @@ pub fn normalise(params: &Value) -> Result<Value, NodeError> {
             NodeError::invalid("parameter `workflow_id` is required: expected a workflow id")
         })?;
     let version = match params.get("version") {
-        None | Some(Value::Null) => Value::Null,
-        Some(v) => match v.as_u64().filter(|n| (1..=u64::from(u32::MAX)).contains(n)) {
-            Some(n) => json!(n),
+        None | Some(Value::Null) => None,
+        Some(v) => match v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n >= 1)
+        {
+            Some(n) => Some(n),
             None => {
                 return Err(NodeError::invalid(format!(
                     "parameter `version`: expected an integer >= 1, found {v}"
@@ -101,10 +111,10 @@ pub fn normalise(params: &Value) -> Result<Value, NodeError> {
         None | Some(Value::Null) => json!({}),
         Some(v) => v.clone(),
     };
-    Ok(json!({
-        "workflow_id": workflow_id,
-        "version": version,
-        "input": child_input,
-        "wait": wait,
-    }))
+    Ok(ChildStart {
+        workflow_id: workflow_id.to_string(),
+        version,
+        input: child_input,
+        wait,
+    })
 }

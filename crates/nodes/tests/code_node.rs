@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use baton_core::spec::NodeClass;
-use baton_engine::{Node, NodeError, NodeInput};
+use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
 use baton_nodes::code::{CodeNode, codes};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -26,6 +26,7 @@ async fn run_with(
         cancel,
     })
     .await
+    .map(NodeOutput::into_value)
 }
 
 async fn run(params: Value) -> Result<Value, NodeError> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use baton_core::CompiledWorkflow;
 use baton_core::message::ExecutionStatus;
-use baton_engine::{Node, NodeError, NodeInput};
+use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
 use baton_memory::EmbeddedRuntime;
 use baton_nodes::edit::EditNode;
 use baton_nodes::listops::{FilterNode, LimitNode, SortNode};
@@ -28,6 +28,7 @@ async fn run(node: &dyn Node, params: Value, context: Value) -> Result<Value, No
         cancel: &cancel,
     })
     .await
+    .map(NodeOutput::into_value)
 }
 
 async fn run_err(node: &dyn Node, params: Value, context: Value) -> String {

@@ -1,7 +1,7 @@
 //! Black-box tests of the date/time nodes (`datetime.*`, Rune's `dateTime*`).
 
 use baton_core::spec::NodeClass;
-use baton_engine::{Node, NodeError, NodeInput};
+use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
 use baton_nodes::datetime::{DateTimeNode, GoMode, go_to_strftime};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -40,6 +40,7 @@ async fn run(node: &DateTimeNode, params: Value) -> Result<Value, NodeError> {
         cancel: &cancel,
     })
     .await
+    .map(NodeOutput::into_value)
 }
 
 #[test]

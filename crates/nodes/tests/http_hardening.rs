@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use baton_core::CompiledWorkflow;
 use baton_core::message::ExecutionStatus;
-use baton_engine::{Node, NodeError, NodeInput};
+use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
 use baton_memory::EmbeddedRuntime;
 use baton_nodes::http::{HttpNode, HttpPolicy};
 use serde_json::{Map, Value, json};
@@ -178,6 +178,7 @@ async fn call(node: &HttpNode, params: Value) -> Result<Value, NodeError> {
         cancel: &CancellationToken::new(),
     })
     .await
+    .map(NodeOutput::into_value)
 }
 
 fn embedded() -> HttpNode {

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Json};
 use axum::routing::{any, get};
 use baton_core::spec::NodeClass;
-use baton_engine::{Node, NodeError, NodeInput};
+use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
 use baton_nodes::http::HttpNode;
 use baton_nodes::log::LogNode;
 use serde_json::{Map, Value, json};
@@ -142,6 +142,7 @@ async fn run_with(
         cancel,
     })
     .await
+    .map(NodeOutput::into_value)
 }
 
 async fn run(params: Value) -> Result<Value, NodeError> {

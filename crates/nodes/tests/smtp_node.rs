@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use baton_core::spec::NodeClass;
-use baton_engine::{Node, NodeError, NodeInput};
+use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
 use baton_nodes::smtp::{SmtpNode, codes};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -270,6 +270,7 @@ async fn run_with(
             cancel,
         })
         .await
+        .map(NodeOutput::into_value)
 }
 
 async fn run(params: Value, creds: Option<Map<String, Value>>) -> Result<Value, NodeError> {

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
 use crate::node::NodeError;
+use crate::node::NodeOutput;
 use crate::ports::{JoinOutcome, PortError};
 
 impl Engine {
@@ -162,7 +163,13 @@ impl Engine {
         released.lineage = parent.to_vec();
         self.emit(self.status(node, &released, NodeStatus::Running))
             .await;
-        self.finish_success(wf, node, &Hop::new(&released), output, started)
-            .await
+        self.finish_success(
+            wf,
+            node,
+            &Hop::new(&released),
+            NodeOutput::Value(output),
+            started,
+        )
+        .await
     }
 }

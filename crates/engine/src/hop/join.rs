@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
+use crate::node::NodeOutput;
 use crate::ports::{JoinOutcome, PortError};
 
 impl Engine {
@@ -120,7 +121,8 @@ impl Engine {
                 }
                 let started = Instant::now();
                 self.emit(self.status(node, msg, NodeStatus::Running)).await;
-                self.finish_success(wf, node, hop, output, started).await
+                self.finish_success(wf, node, hop, NodeOutput::Value(output), started)
+                    .await
             }
         }
     }

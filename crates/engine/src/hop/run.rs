@@ -11,14 +11,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
-use crate::node::{NodeError, NodeInput};
+use crate::node::{NodeError, NodeInput, NodeOutput};
 use crate::ports::{HopCommit, PortError};
 
 /// A node run's result before routing.
-enum RunResult {
-    Ok(Value),
-    Failed(NodeError),
-}
+type RunResult = Result<NodeOutput, NodeError>;
 
 impl Engine {
     /// Runs the node itself: resolve parameters, run with timeout and cancellation, route.
@@ -66,14 +63,16 @@ impl Engine {
         self.emit(running).await;
         let result = self.run_node(node, hop, &params, &ctx).await;
         if msg.kind == HopKind::OnFailure {
+            // It runs after the execution ended: its output is stored, never routed.
+            let result = result.map(NodeOutput::into_value);
             let outputs = match &result {
-                RunResult::Ok(v) => vec![(String::new(), node.key.clone(), v.clone())],
-                RunResult::Failed(_) => Vec::new(),
+                Ok(v) => vec![(String::new(), node.key.clone(), v.clone())],
+                Err(_) => Vec::new(),
             };
             let mut ev = self.status(
                 node,
                 msg,
-                if matches!(result, RunResult::Ok(_)) {
+                if result.is_ok() {
                     NodeStatus::Success
                 } else {
                     NodeStatus::Failed
@@ -81,8 +80,8 @@ impl Engine {
             );
             ev.duration_ms = started.elapsed().as_millis() as u64;
             match result {
-                RunResult::Ok(v) => ev.output = Some(v),
-                RunResult::Failed(e) => {
+                Ok(v) => ev.output = Some(v),
+                Err(e) => {
                     ev.error = Some(ErrorInfo {
                         message: e.message,
                         code: e.code,
@@ -107,8 +106,8 @@ impl Engine {
             return Ok(HopOutcome::Done);
         }
         match result {
-            RunResult::Ok(output) => self.finish_success(wf, node, hop, output, started).await,
-            RunResult::Failed(err) => Box::pin(self.fail(wf, node, hop, err, started)).await,
+            Ok(output) => self.finish_success(wf, node, hop, output, started).await,
+            Err(err) => Box::pin(self.fail(wf, node, hop, err, started)).await,
         }
     }
 
@@ -122,13 +121,15 @@ impl Engine {
         let msg = hop.msg;
         if node.class == NodeClass::Conditional {
             let Some(expr) = &node.condition else {
-                return RunResult::Failed(NodeError::invalid(
+                return Err(NodeError::invalid(
                     "parameter `expression` is required: expected a condition",
                 ));
             };
             return match expr.eval_bool(ctx) {
-                Ok(result) => RunResult::Ok(json!({"result": result, "expression": expr.source()})),
-                Err(e) => RunResult::Failed(NodeError {
+                Ok(result) => Ok(NodeOutput::Value(
+                    json!({"result": result, "expression": expr.source()}),
+                )),
+                Err(e) => Err(NodeError {
                     message: e.to_string(),
                     code: "EXPRESSION_ERROR".into(),
                     retryable: false,
@@ -136,7 +137,7 @@ impl Engine {
             };
         }
         let Some(imp) = self.nodes.get(&node.node_type) else {
-            return RunResult::Failed(NodeError {
+            return Err(NodeError {
                 message: format!("node type `{}` is not registered", node.node_type),
                 code: "NODE_CREATION_FAILED".into(),
                 retryable: false,
@@ -154,7 +155,7 @@ impl Engine {
         // never part of a message, a status, the context or an error.
         let revealed = match self.reveal_credentials(node).await {
             Ok(revealed) => revealed,
-            Err(e) => return RunResult::Failed(e),
+            Err(e) => return Err(e),
         };
         let input = NodeInput {
             params,
@@ -174,7 +175,7 @@ impl Engine {
                 () = cancel.cancelled() => Err(NodeError { message: "cancelled: the execution stopped".into(), code: "CANCELLED".into(), retryable: false }),
             }
         };
-        let result = match node.timeout_ms {
+        match node.timeout_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), guarded).await {
                 Ok(r) => r,
                 Err(_) => Err(NodeError::new(
@@ -183,10 +184,6 @@ impl Engine {
                 )),
             },
             None => guarded.await,
-        };
-        match result {
-            Ok(v) => RunResult::Ok(v),
-            Err(e) => RunResult::Failed(e),
         }
     }
 }

@@ -20,16 +20,11 @@ impl Engine {
         wf: &CompiledWorkflow,
         node: &CompiledNode,
         hop: &Hop<'_>,
-        output: &Value,
+        name: String,
+        timeout: Option<u64>,
         mut ev: StatusEvent,
     ) -> Result<HopOutcome, PortError> {
         let msg = hop.msg;
-        let name = output
-            .get("signal")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let timeout = output.get("timeout_ms").and_then(Value::as_u64);
         let mut resume = msg.clone();
         resume.kind = HopKind::Resume;
         resume.attempt = 1;

@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome, StartRequest};
-use crate::node::NodeError;
+use crate::node::{ChildStart, NodeError};
 use crate::ports::{CommitOutcome, HopCommit, Lifecycle, PortError};
 
 use std::sync::Arc;
@@ -54,22 +54,19 @@ impl Engine {
             .is_some_and(|n| n.spec().type_name == SUBWORKFLOW_TYPE)
     }
 
-    /// The `workflow` node ran (its output is the normalised parameters): start the child, then
+    /// The `workflow` node asked for a child execution: start it, then
     /// park the branch until it completes (or continue at once with `wait: false`).
     pub(super) async fn start_subworkflow(
         &self,
         wf: &CompiledWorkflow,
         node: &CompiledNode,
         hop: &Hop<'_>,
-        params: &Value,
+        child: &ChildStart,
         mut ev: StatusEvent,
         started: Instant,
     ) -> Result<HopOutcome, PortError> {
         let msg = hop.msg;
-        let workflow_id = params
-            .get("workflow_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let workflow_id = child.workflow_id.as_str();
         let Some(catalog) = &self.catalog else {
             let err = NodeError {
                 message: format!(
@@ -83,10 +80,7 @@ impl Engine {
             };
             return self.fail(wf, node, hop, err, started).await;
         };
-        let version = params
-            .get("version")
-            .and_then(Value::as_u64)
-            .and_then(|v| u32::try_from(v).ok());
+        let version = child.version;
         let found = match version {
             Some(v) => catalog.get(workflow_id, v).await?,
             None => catalog.latest(workflow_id).await?,
@@ -130,10 +124,10 @@ impl Engine {
             return self.fail(wf, node, hop, err, started).await;
         }
 
-        let wait = params.get("wait").and_then(Value::as_bool).unwrap_or(true);
+        let wait = child.wait;
         let child_id = child_execution_id(&msg.execution_id, &hop.id);
         let signal = format!("{CHILD_KEY_PREFIX}{child_id}");
-        let input = params.get("input").cloned().unwrap_or_else(|| json!({}));
+        let input = child.input.clone();
         let mut seed = Map::new();
         seed.insert("$input".into(), input.clone());
         seed.insert("$trigger".into(), input);

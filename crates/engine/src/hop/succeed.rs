@@ -4,112 +4,132 @@
 use std::time::Instant;
 
 use baton_core::graph::{CompiledNode, CompiledWorkflow, RouteOutcome};
-use baton_core::message::{Frame, HopKind, HopMessage, NodeStatus, scope_of};
-use baton_core::spec::NodeClass;
+use baton_core::message::{Frame, HopKind, HopMessage, NodeStatus, StatusEvent, scope_of};
 use serde_json::{Value, json};
 
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
 use super::time::now_ms;
+use crate::node::NodeOutput;
 use crate::ports::{CommitOutcome, HopCommit, PortError};
 
 impl Engine {
+    /// Routes a successful run on what the node produced.
     pub(super) async fn finish_success(
         &self,
         wf: &CompiledWorkflow,
         node: &CompiledNode,
         hop: &Hop<'_>,
-        output: Value,
+        output: NodeOutput,
         started: Instant,
     ) -> Result<HopOutcome, PortError> {
-        let msg = hop.msg;
-        let scope = hop.scope.clone();
-        let mut outputs = vec![(scope.clone(), node.key.clone(), output.clone())];
-        // Data-shaping nodes (edit, filter, sort, limit) hand their result on as `$json`.
-        if node.class == NodeClass::Action
-            && let Some(json_out) = output.get("$json")
-        {
-            outputs.push((scope.clone(), "$json".into(), json_out.clone()));
-        }
-        let mut ev = self.status(node, msg, NodeStatus::Success);
+        let mut ev = self.status(node, hop.msg, NodeStatus::Success);
         ev.duration_ms = started.elapsed().as_millis() as u64;
-        if node.class == NodeClass::Action && self.is_subworkflow(node) {
-            return Box::pin(self.start_subworkflow(wf, node, hop, &output, ev, started)).await;
+        match output {
+            NodeOutput::Value(output) => self.succeed_with(wf, node, hop, output, None, ev).await,
+            NodeOutput::Shaped { output, json } => {
+                self.succeed_with(wf, node, hop, output, Some(json), ev)
+                    .await
+            }
+            NodeOutput::Split { items } => self.fan_out(wf, node, hop, items, ev).await,
+            NodeOutput::Wait { delay_ms } => self.park_until(node, hop, delay_ms, ev).await,
+            NodeOutput::AwaitSignal { name, timeout_ms } => {
+                Box::pin(self.await_signal(wf, node, hop, name, timeout_ms, ev)).await
+            }
+            NodeOutput::StartChild(child) => {
+                Box::pin(self.start_subworkflow(wf, node, hop, &child, ev, started)).await
+            }
         }
-        let children = match node.class {
-            NodeClass::Wait if output.get("signal").is_some() => {
-                return Box::pin(self.await_signal(wf, node, hop, &output, ev)).await;
-            }
-            NodeClass::Wait => {
-                let delay = output.get("delay_ms").and_then(Value::as_u64).unwrap_or(0);
-                let resume_at = now_ms() + delay;
-                let out = json!({"resume_at": resume_at, "delay_ms": delay});
-                outputs = vec![(scope, node.key.clone(), out.clone())];
-                ev.status = NodeStatus::Waiting;
-                ev.output = Some(out);
-                let mut resume = msg.clone();
-                resume.kind = HopKind::Resume;
-                resume.attempt = 1;
-                let commit = HopCommit {
-                    hop_id: hop.id.clone(),
-                    outputs,
-                    tokens_out: 1,
-                    handed_on: self.handoff(&[], &[(delay, &resume)])?,
-                };
-                if let CommitOutcome::Applied { .. } =
-                    self.store.commit(&msg.execution_id, commit).await?
-                {
-                    self.emit(ev).await;
-                }
-                self.queue.publish_delayed(resume, delay).await?;
-                return Ok(HopOutcome::Done);
-            }
-            NodeClass::Split => {
-                let items = output
-                    .get("_split_items")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                let total = items.len();
-                let (taken, untaken) = wf.route(node.idx, RouteOutcome::Success(&output));
-                let mut children = Vec::new();
-                if total == 0 {
-                    children.extend(self.empty_split(wf, node, msg));
-                } else {
-                    for (i, item) in items.into_iter().enumerate() {
-                        let mut lineage = msg.lineage.clone();
-                        lineage.push(Frame {
-                            split_node_id: node.id.clone(),
-                            branch_id: format!("{}_{}_{}", msg.execution_id, node.id, i),
-                            item_index: i,
-                            total_items: total,
-                        });
-                        outputs.push((scope_of(&lineage), "$item".into(), item));
-                        for e in &taken {
-                            children.push(self.child(
-                                msg,
-                                node,
-                                wf,
-                                *e,
-                                HopKind::Run,
-                                lineage.clone(),
-                            ));
-                        }
-                    }
-                }
-                for e in untaken {
-                    children.push(self.child(msg, node, wf, e, HopKind::Skip, msg.lineage.clone()));
-                }
-                ev.output = Some(json!({"_split_items_count": total}));
-                children
-            }
-            _ => {
-                let children =
-                    self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Success(&output));
-                ev.output = Some(output);
-                children
-            }
+    }
+
+    /// Stores `output` under the node's key (and `json` as `$json`, if given) and routes on it.
+    async fn succeed_with(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        hop: &Hop<'_>,
+        output: Value,
+        json: Option<Value>,
+        mut ev: StatusEvent,
+    ) -> Result<HopOutcome, PortError> {
+        let msg = hop.msg;
+        let mut outputs = vec![(hop.scope.clone(), node.key.clone(), output.clone())];
+        if let Some(json) = json {
+            outputs.push((hop.scope.clone(), "$json".into(), json));
+        }
+        let children = self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Success(&output));
+        ev.output = Some(output);
+        self.hand_on(wf, hop, outputs, children, Some(ev)).await
+    }
+
+    /// A timer: the branch parks (holding its token) and resumes after `delay_ms`.
+    async fn park_until(
+        &self,
+        node: &CompiledNode,
+        hop: &Hop<'_>,
+        delay_ms: u64,
+        mut ev: StatusEvent,
+    ) -> Result<HopOutcome, PortError> {
+        let msg = hop.msg;
+        let resume_at = now_ms() + delay_ms;
+        let out = json!({"resume_at": resume_at, "delay_ms": delay_ms});
+        let outputs = vec![(hop.scope.clone(), node.key.clone(), out.clone())];
+        ev.status = NodeStatus::Waiting;
+        ev.output = Some(out);
+        let mut resume = msg.clone();
+        resume.kind = HopKind::Resume;
+        resume.attempt = 1;
+        let commit = HopCommit {
+            hop_id: hop.id.clone(),
+            outputs,
+            tokens_out: 1,
+            handed_on: self.handoff(&[], &[(delay_ms, &resume)])?,
         };
+        if let CommitOutcome::Applied { .. } = self.store.commit(&msg.execution_id, commit).await? {
+            self.emit(ev).await;
+        }
+        self.queue.publish_delayed(resume, delay_ms).await?;
+        Ok(HopOutcome::Done)
+    }
+
+    /// A split: one scope per item (its `$item` stored there), the split's successors run in
+    /// each; no items release the closing aggregator at once. The split's own output holds only
+    /// the item count: the items are never part of the user's context.
+    async fn fan_out(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        hop: &Hop<'_>,
+        items: Vec<Value>,
+        mut ev: StatusEvent,
+    ) -> Result<HopOutcome, PortError> {
+        let msg = hop.msg;
+        let total = items.len();
+        let output = json!({"_split_items_count": total});
+        let (taken, untaken) = wf.route(node.idx, RouteOutcome::Success(&output));
+        let mut outputs = vec![(hop.scope.clone(), node.key.clone(), output.clone())];
+        let mut children = Vec::new();
+        if total == 0 {
+            children.extend(self.empty_split(wf, node, msg));
+        } else {
+            for (i, item) in items.into_iter().enumerate() {
+                let mut lineage = msg.lineage.clone();
+                lineage.push(Frame {
+                    split_node_id: node.id.clone(),
+                    branch_id: format!("{}_{}_{}", msg.execution_id, node.id, i),
+                    item_index: i,
+                    total_items: total,
+                });
+                outputs.push((scope_of(&lineage), "$item".into(), item));
+                for e in &taken {
+                    children.push(self.child(msg, node, wf, *e, HopKind::Run, lineage.clone()));
+                }
+            }
+        }
+        for e in untaken {
+            children.push(self.child(msg, node, wf, e, HopKind::Skip, msg.lineage.clone()));
+        }
+        ev.output = Some(output);
         self.hand_on(wf, hop, outputs, children, Some(ev)).await
     }
 
