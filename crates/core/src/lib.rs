@@ -5,6 +5,7 @@
 //! here is testable as a plain function and shared unchanged by the embedded and the
 //! distributed runtimes.
 
+pub mod error_code;
 pub mod expr;
 pub mod graph;
 pub mod message;
@@ -15,6 +16,7 @@ pub mod template;
 pub mod validate;
 pub mod value;
 
+pub use error_code::ErrorCode;
 pub use graph::{CompiledWorkflow, NodeIdx};
 pub use model::{Edge, ErrorKind, Node, RetryPolicy, Workflow};
 pub use spec::{NodeCatalog, NodeClass, NodeSpec, ParamKind, ParamSpec};

@@ -1,6 +1,7 @@
 //! Structural validation of a workflow document and the `Problem` type every check reports.
 //! All problems are collected (never stop at the first), each with a JSON path.
 
+use crate::value::kind_name;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -33,17 +34,6 @@ impl std::fmt::Display for Problem {
         .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
 pub struct Invalid(pub Vec<Problem>);
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn expect(
     problems: &mut Vec<Problem>,
     obj: &serde_json::Map<String, Value>,
@@ -60,7 +50,7 @@ fn expect(
         )),
         Some(v) if !ok(v) && (required || !v.is_null()) => problems.push(Problem::new(
             format!("{base}.{key}"),
-            format!("expected {want}, found {}", type_name(v)),
+            format!("expected {want}, found {}", kind_name(v)),
         )),
         _ => {}
     }
@@ -72,7 +62,7 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
     let Some(root) = doc.as_object() else {
         p.push(Problem::new(
             "$",
-            format!("expected a workflow object, found {}", type_name(doc)),
+            format!("expected a workflow object, found {}", kind_name(doc)),
         ));
         return p;
     };
@@ -92,7 +82,7 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
                 let Some(o) = n.as_object() else {
                     p.push(Problem::new(
                         base,
-                        format!("expected a node object, found {}", type_name(n)),
+                        format!("expected a node object, found {}", kind_name(n)),
                     ));
                     continue;
                 };
@@ -154,7 +144,7 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
                     match c.as_object() {
                         None => p.push(Problem::new(
                             format!("{base}.credentials"),
-                            format!("expected an object, found {}", type_name(c)),
+                            format!("expected an object, found {}", kind_name(c)),
                         )),
                         Some(co) => {
                             let cb = format!("{base}.credentials");
@@ -166,7 +156,7 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
                                         format!(
                                             "expected a credential id (a non-empty string), \
                                              found {}",
-                                            type_name(reference)
+                                            kind_name(reference)
                                         ),
                                     ));
                                 }
@@ -195,7 +185,7 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
                     match e.as_object() {
                         None => p.push(Problem::new(
                             format!("{base}.error"),
-                            format!("expected an object, found {}", type_name(e)),
+                            format!("expected an object, found {}", kind_name(e)),
                         )),
                         Some(eo) => {
                             let eb = format!("{base}.error");
@@ -228,7 +218,7 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
                     match r.as_object() {
                         None => p.push(Problem::new(
                             format!("{base}.retry"),
-                            format!("expected an object, found {}", type_name(r)),
+                            format!("expected an object, found {}", kind_name(r)),
                         )),
                         Some(ro) => {
                             let rb = format!("{base}.retry");
@@ -284,7 +274,7 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
         }
         Some(other) => p.push(Problem::new(
             "$.nodes",
-            format!("expected an array of nodes, found {}", type_name(other)),
+            format!("expected an array of nodes, found {}", kind_name(other)),
         )),
     }
     match root.get("edges") {
@@ -295,7 +285,7 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
                 let Some(o) = e.as_object() else {
                     p.push(Problem::new(
                         base,
-                        format!("expected an edge object, found {}", type_name(e)),
+                        format!("expected an edge object, found {}", kind_name(e)),
                     ));
                     continue;
                 };
@@ -339,7 +329,7 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
         }
         Some(other) => p.push(Problem::new(
             "$.edges",
-            format!("expected an array of edges, found {}", type_name(other)),
+            format!("expected an array of edges, found {}", kind_name(other)),
         )),
     }
     expect(

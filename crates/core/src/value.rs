@@ -36,6 +36,18 @@ pub fn truthy(v: &Value) -> bool {
     }
 }
 
+/// A value's JSON kind with its article, for messages: "a boolean", "an array", "null".
+pub fn kind_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use baton_core::ErrorCode;
 use baton_core::spec::{NodeCatalog, NodeSpec};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -53,16 +54,16 @@ impl std::fmt::Debug for NodeInput<'_> {
 #[error("{message}")]
 pub struct NodeError {
     pub message: String,
-    pub code: String,
+    pub code: ErrorCode,
     /// False when retrying cannot help (bad parameters); retries are then skipped.
     pub retryable: bool,
 }
 
 impl NodeError {
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
-            code: code.into(),
+            code,
             retryable: true,
         }
     }
@@ -70,7 +71,7 @@ impl NodeError {
     pub fn invalid(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
-            code: "INVALID_PARAMETER".into(),
+            code: ErrorCode::InvalidParameter,
             retryable: false,
         }
     }

@@ -10,6 +10,7 @@
 //! never starve the async runtime. Cancelling the execution stops the script at its next
 //! progress check.
 
+use baton_core::ErrorCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,18 +21,6 @@ use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
 use rhai::{Dynamic, Engine, EvalAltResult, ParseError, ParseErrorType, Position, Scope};
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
-
-/// Error codes this node produces (besides `INVALID_PARAMETER` for syntax errors).
-pub mod codes {
-    /// The script raised an error (`throw`, a type error, a missing variable, …).
-    pub const CODE_ERROR: &str = "CODE_ERROR";
-    /// The script hit a sandbox limit (operations, call depth, sizes, variables, …).
-    pub const CODE_LIMIT_EXCEEDED: &str = "CODE_LIMIT_EXCEEDED";
-    /// The script ran past `timeout_ms`.
-    pub const CODE_TIMEOUT: &str = "CODE_TIMEOUT";
-    /// The execution was cancelled while the script ran or waited for a slot.
-    pub const CANCELLED: &str = "CANCELLED";
-}
 
 /// Default and maximum `timeout_ms`.
 pub const DEFAULT_TIMEOUT_MS: u64 = 1_000;
@@ -148,7 +137,7 @@ impl ScriptEngine for RhaiEngine {
             .map_err(|e| parse_error(&e, &self.limits))?;
         let inputs = rhai::serde::to_dynamic(&inputs).map_err(|e| NodeError {
             message: format!("parameter `inputs` cannot be given to the script: {e}"),
-            code: "INVALID_PARAMETER".into(),
+            code: ErrorCode::InvalidParameter,
             retryable: false,
         })?;
         let mut scope = Scope::new();
@@ -161,7 +150,7 @@ impl ScriptEngine for RhaiEngine {
                 "the script returned a `{}` that cannot be turned into JSON: {e}",
                 result.type_name()
             ),
-            code: codes::CODE_ERROR.into(),
+            code: ErrorCode::CodeError,
             retryable: false,
         })
     }
@@ -178,7 +167,7 @@ fn at(pos: Position) -> String {
 fn limit(message: String) -> NodeError {
     NodeError {
         message,
-        code: codes::CODE_LIMIT_EXCEEDED.into(),
+        code: ErrorCode::CodeLimitExceeded,
         retryable: false,
     }
 }
@@ -218,7 +207,7 @@ fn eval_error(e: EvalAltResult, budget: Budget, limits: &Limits) -> NodeError {
             {
                 NodeError {
                     message: "script cancelled".into(),
-                    code: codes::CANCELLED.into(),
+                    code: ErrorCode::Cancelled,
                     retryable: false,
                 }
             } else {
@@ -258,7 +247,7 @@ fn eval_error(e: EvalAltResult, budget: Budget, limits: &Limits) -> NodeError {
         )),
         other => NodeError {
             message: format!("script error: {other}"),
-            code: codes::CODE_ERROR.into(),
+            code: ErrorCode::CodeError,
             retryable: false,
         },
     }
@@ -270,7 +259,7 @@ fn timeout_error(budget: Budget) -> NodeError {
             "script timed out after {} ms (timeout_ms)",
             budget.timeout.as_millis()
         ),
-        code: codes::CODE_TIMEOUT.into(),
+        code: ErrorCode::CodeTimeout,
         retryable: true,
     }
 }
@@ -418,7 +407,7 @@ impl Node for CodeNode {
         };
         let cancelled = || NodeError {
             message: "script cancelled".into(),
-            code: codes::CANCELLED.into(),
+            code: ErrorCode::Cancelled,
             retryable: false,
         };
 
@@ -452,7 +441,7 @@ impl Node for CodeNode {
             }
         };
         let result = joined.map_err(|e| {
-            NodeError::new(codes::CODE_ERROR, format!("script thread failed: {e}"))
+            NodeError::new(ErrorCode::CodeError, format!("script thread failed: {e}"))
         })??;
         Ok(NodeOutput::Value(json!({ "result": result })))
     }

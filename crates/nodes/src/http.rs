@@ -9,6 +9,9 @@
 pub mod guard;
 mod hardening;
 
+use crate::params::{param, timeout_secs};
+use baton_core::ErrorCode;
+use baton_core::value::kind_name;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -47,29 +50,6 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 const ALLOWED_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
-/// Error codes this node produces (besides `INVALID_PARAMETER`).
-pub mod codes {
-    /// `raise_on_status` matched the response status.
-    pub const HTTP_STATUS: &str = "HTTP_STATUS";
-    /// Connection, TLS, redirect or protocol failure.
-    pub const HTTP_REQUEST_FAILED: &str = "HTTP_REQUEST_FAILED";
-    /// The `timeout` elapsed before the response body was read.
-    pub const HTTP_TIMEOUT: &str = "HTTP_TIMEOUT";
-    /// The response body exceeded `max_response_bytes`.
-    pub const HTTP_BODY_TOO_LARGE: &str = "HTTP_BODY_TOO_LARGE";
-    /// The URL, a redirect target or every address of the host is denied by the SSRF guard
-    /// (`allowed_hosts`, `denied_hosts`, private networks).
-    pub const HTTP_HOST_DENIED: &str = "HTTP_HOST_DENIED";
-    /// More redirects than `max_redirects`.
-    pub const HTTP_TOO_MANY_REDIRECTS: &str = "HTTP_TOO_MANY_REDIRECTS";
-    /// The node's credentials lack a field their type needs, or produce an invalid header.
-    pub const INVALID_CREDENTIALS: &str = "INVALID_CREDENTIALS";
-    /// The execution was cancelled while the request was in flight.
-    pub const CANCELLED: &str = "CANCELLED";
-    /// The HTTP client could not be built (TLS backend initialisation).
-    pub const HTTP_CLIENT: &str = "HTTP_CLIENT";
-}
 
 /// Sends one HTTP request. Keeps one pooled client per distinct combination of host lists,
 /// redirect settings and `ignore_ssl` (in practice: one per workflow node), each with the
@@ -183,7 +163,7 @@ impl HttpNode {
         }
         let client = build_client(key).map_err(|e| NodeError {
             message: format!("cannot build the HTTP client: {e}"),
-            code: codes::HTTP_CLIENT.into(),
+            code: ErrorCode::HttpClient,
             retryable: false,
         })?;
         let mut clients = self.lock_clients();
@@ -328,22 +308,6 @@ impl StatusPattern {
     }
 }
 
-/// A present, non-null parameter.
-fn param<'a>(params: &'a Value, name: &str) -> Option<&'a Value> {
-    params.get(name).filter(|v| !v.is_null())
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// Strings as is, numbers and booleans as their JSON text.
 fn scalar_text(v: &Value) -> Option<String> {
     match v {
@@ -363,7 +327,7 @@ fn parse_request(
     if !(params.is_object() || params.is_null()) {
         return Err(NodeError::invalid(format!(
             "the http node's parameters must be an object, got {}",
-            kind_of(params)
+            kind_name(params)
         )));
     }
     let method = parse_method(param(params, "method"))?;
@@ -408,7 +372,7 @@ fn parse_method(v: Option<&Value>) -> Result<Method, NodeError> {
         Some(other) => {
             return Err(NodeError::invalid(format!(
                 "parameter `method` must be a string, got {}",
-                kind_of(other)
+                kind_name(other)
             )));
         }
     };
@@ -437,7 +401,7 @@ fn parse_url(v: Option<&Value>) -> Result<Url, NodeError> {
         Some(other) => {
             return Err(NodeError::invalid(format!(
                 "parameter `url` must be a string with an absolute http(s) URL, got {}",
-                kind_of(other)
+                kind_name(other)
             )));
         }
     };
@@ -465,7 +429,7 @@ fn apply_query(url: &mut Url, v: Option<&Value>) -> Result<(), NodeError> {
     let Value::Object(map) = v else {
         return Err(NodeError::invalid(format!(
             "parameter `query` must be an object, got {}",
-            kind_of(v)
+            kind_name(v)
         )));
     };
     let mut pairs = Vec::with_capacity(map.len());
@@ -473,7 +437,7 @@ fn apply_query(url: &mut Url, v: Option<&Value>) -> Result<(), NodeError> {
         let text = scalar_text(value).ok_or_else(|| {
             NodeError::invalid(format!(
                 "parameter `query.{key}` must be a string, number or boolean, got {}",
-                kind_of(value)
+                kind_name(value)
             ))
         })?;
         pairs.push((key, text));
@@ -493,14 +457,14 @@ fn parse_headers(v: Option<&Value>) -> Result<HeaderMap, NodeError> {
     let Value::Object(map) = v else {
         return Err(NodeError::invalid(format!(
             "parameter `headers` must be an object, got {}",
-            kind_of(v)
+            kind_name(v)
         )));
     };
     for (key, value) in map {
         let text = scalar_text(value).ok_or_else(|| {
             NodeError::invalid(format!(
                 "parameter `headers.{key}` must be a string, number or boolean, got {}",
-                kind_of(value)
+                kind_name(value)
             ))
         })?;
         let name = HeaderName::from_bytes(key.trim().as_bytes()).map_err(|_| {
@@ -532,30 +496,7 @@ fn parse_body(v: Option<&Value>) -> Result<Option<Vec<u8>>, NodeError> {
 }
 
 fn parse_timeout(v: Option<&Value>) -> Result<Duration, NodeError> {
-    let secs = match v {
-        None => DEFAULT_TIMEOUT_SECS,
-        Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
-        // Templates resolve to strings; accept a numeric one.
-        Some(Value::String(s)) => s.trim().parse::<f64>().map_err(|_| {
-            NodeError::invalid(format!(
-                "parameter `timeout` must be a number of seconds, got {s:?}"
-            ))
-        })?,
-        Some(other) => {
-            return Err(NodeError::invalid(format!(
-                "parameter `timeout` must be a number of seconds, got {}",
-                kind_of(other)
-            )));
-        }
-    };
-    if !(secs > 0.0 && secs <= MAX_TIMEOUT_SECS) {
-        return Err(NodeError::invalid(format!(
-            "parameter `timeout` must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECS}, got {secs}"
-        )));
-    }
-    Duration::try_from_secs_f64(secs).map_err(|e| {
-        NodeError::invalid(format!("parameter `timeout` is not a valid duration: {e}"))
-    })
+    timeout_secs(v, DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS)
 }
 
 fn parse_raise_on_status(v: Option<&Value>) -> Result<Vec<StatusPattern>, NodeError> {
@@ -566,7 +507,7 @@ fn parse_raise_on_status(v: Option<&Value>) -> Result<Vec<StatusPattern>, NodeEr
         Some(other) => {
             return Err(NodeError::invalid(format!(
                 "parameter `raise_on_status` must be a string like \"4xx,5xx\" or \"404 or 500\", got {}",
-                kind_of(other)
+                kind_name(other)
             )));
         }
     };
@@ -609,7 +550,7 @@ fn parse_ignore_ssl(v: Option<&Value>) -> Result<bool, NodeError> {
         }
         Some(other) => Err(NodeError::invalid(format!(
             "parameter `ignore_ssl` must be a boolean, got {}",
-            kind_of(other)
+            kind_name(other)
         ))),
     }
 }
@@ -621,7 +562,7 @@ fn parse_ignore_ssl(v: Option<&Value>) -> Result<bool, NodeError> {
 fn credential_error(message: String) -> NodeError {
     NodeError {
         message,
-        code: codes::INVALID_CREDENTIALS.into(),
+        code: ErrorCode::InvalidCredentials,
         retryable: false,
     }
 }
@@ -791,7 +732,7 @@ fn find_cause<E: std::error::Error + 'static>(e: &reqwest::Error) -> Option<&E> 
 fn host_denied(denied: &HostDenied, target: &Target<'_>) -> NodeError {
     NodeError {
         message: format!("HTTP request refused: {target}: {denied}"),
-        code: codes::HTTP_HOST_DENIED.into(),
+        code: ErrorCode::HttpHostDenied,
         retryable: false,
     }
 }
@@ -807,13 +748,13 @@ fn transport_error(e: reqwest::Error, target: &Target<'_>, timeout: Duration) ->
     if let Some(too_many) = find_cause::<TooManyRedirects>(&e) {
         return NodeError {
             message: format!("HTTP request failed: {target}: {too_many}"),
-            code: codes::HTTP_TOO_MANY_REDIRECTS.into(),
+            code: ErrorCode::HttpTooManyRedirects,
             retryable: false,
         };
     }
     if e.is_timeout() {
         return NodeError::new(
-            codes::HTTP_TIMEOUT,
+            ErrorCode::HttpTimeout,
             format!(
                 "HTTP request timed out after {}s: {target}",
                 timeout.as_secs_f64()
@@ -823,7 +764,7 @@ fn transport_error(e: reqwest::Error, target: &Target<'_>, timeout: Duration) ->
     let retryable = !(e.is_builder() || e.is_redirect());
     NodeError {
         message: format!("HTTP request failed: {target}: {}", error_chain(e)),
-        code: codes::HTTP_REQUEST_FAILED.into(),
+        code: ErrorCode::HttpRequestFailed,
         retryable,
     }
 }
@@ -833,7 +774,7 @@ fn too_large(target: &Target<'_>, limit: usize) -> NodeError {
         message: format!(
             "response body from {target} exceeds the limit of {limit} bytes (`max_response_bytes`)"
         ),
-        code: codes::HTTP_BODY_TOO_LARGE.into(),
+        code: ErrorCode::HttpBodyTooLarge,
         retryable: false,
     }
 }
@@ -975,7 +916,7 @@ impl Node for HttpNode {
         };
         let cancelled = || NodeError {
             message: format!("HTTP request cancelled: {target}"),
-            code: codes::CANCELLED.into(),
+            code: ErrorCode::Cancelled,
             retryable: false,
         };
         let (status, raw_headers, bytes) = tokio::select! {
@@ -1011,7 +952,7 @@ impl Node for HttpNode {
             }
             return Err(NodeError {
                 message,
-                code: codes::HTTP_STATUS.into(),
+                code: ErrorCode::HttpStatus,
                 retryable: true,
             });
         }
@@ -1021,7 +962,7 @@ impl Node for HttpNode {
                 && (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS);
             return Err(NodeError {
                 message: format!("HTTP {} from {target}", status_text(status)),
-                code: codes::HTTP_STATUS.into(),
+                code: ErrorCode::HttpStatus,
                 retryable,
             });
         }
@@ -1064,9 +1005,9 @@ mod tests {
         for bad in ["6xx", "99", "600", "4xx 5xx", "xx", "abc"] {
             let err = parse_raise_on_status(Some(&json!(bad))).err();
             assert!(
-                err.as_ref().is_some_and(
-                    |e| e.code == "INVALID_PARAMETER" && e.message.contains("raise_on_status")
-                ),
+                err.as_ref()
+                    .is_some_and(|e| e.code == ErrorCode::InvalidParameter
+                        && e.message.contains("raise_on_status")),
                 "{bad}: {err:?}"
             );
         }

@@ -12,6 +12,7 @@ pub mod edit;
 pub mod http;
 pub mod listops;
 pub mod log;
+mod params;
 pub mod smtp;
 pub mod subworkflow;
 

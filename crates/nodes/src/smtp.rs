@@ -8,6 +8,9 @@
 //! The `Message-ID` is derived from the run's idempotency key, so a redelivered or retried run
 //! sends the same `Message-ID` and receivers that deduplicate on it see one message.
 
+use crate::params::{param, timeout_secs};
+use baton_core::ErrorCode;
+use baton_core::value::kind_name;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -26,18 +29,6 @@ const DEFAULT_TIMEOUT_SECS: f64 = 30.0;
 const MAX_TIMEOUT_SECS: f64 = 3_600.0;
 const DEFAULT_PORT: u16 = 587;
 const IMPLICIT_TLS_PORT: u16 = 465;
-
-/// Error codes this node produces (besides `INVALID_PARAMETER`).
-pub mod codes {
-    /// Connection, TLS, authentication or SMTP failure (the server rejected a command).
-    pub const SMTP_FAILED: &str = "SMTP_FAILED";
-    /// The `timeout` elapsed before the server accepted the message.
-    pub const SMTP_TIMEOUT: &str = "SMTP_TIMEOUT";
-    /// The node has no credentials, or they lack `host` or have an invalid `port`.
-    pub const INVALID_CREDENTIALS: &str = "INVALID_CREDENTIALS";
-    /// The execution was cancelled while the message was being sent.
-    pub const CANCELLED: &str = "CANCELLED";
-}
 
 /// Sends one email per run. Each run opens its own connection (credentials differ per node).
 #[derive(Debug)]
@@ -146,22 +137,6 @@ struct Server {
     login: Option<(String, String)>,
 }
 
-/// A present, non-null parameter.
-fn param<'a>(params: &'a Value, name: &str) -> Option<&'a Value> {
-    params.get(name).filter(|v| !v.is_null())
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// Strings as is, anything else as its JSON text (`null` as empty).
 fn text_of(v: &Value) -> String {
     match v {
@@ -207,7 +182,7 @@ fn parse_recipients(params: &Value, name: &str, required: bool) -> Result<Vec<Ma
                     other => {
                         return Err(NodeError::invalid(format!(
                             "{label}: expected an email address string, got {}",
-                            kind_of(other)
+                            kind_name(other)
                         )));
                     }
                 }
@@ -217,7 +192,7 @@ fn parse_recipients(params: &Value, name: &str, required: bool) -> Result<Vec<Ma
         Some(other) => {
             return Err(NodeError::invalid(format!(
                 "parameter `{name}` must be a string or an array of strings, got {}",
-                kind_of(other)
+                kind_name(other)
             )));
         }
     };
@@ -243,7 +218,7 @@ fn parse_bool(params: &Value, name: &str) -> Result<bool, NodeError> {
         },
         Some(other) => Err(NodeError::invalid(format!(
             "parameter `{name}` must be a boolean, got {}",
-            kind_of(other)
+            kind_name(other)
         ))),
     }
 }
@@ -262,42 +237,20 @@ fn parse_security(params: &Value) -> Result<Option<Security>, NodeError> {
         },
         Some(other) => Err(NodeError::invalid(format!(
             "parameter `security` must be one of starttls, tls, none, got {}",
-            kind_of(other)
+            kind_name(other)
         ))),
     }
 }
 
 fn parse_timeout(v: Option<&Value>) -> Result<Duration, NodeError> {
-    let secs = match v {
-        None => DEFAULT_TIMEOUT_SECS,
-        Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
-        Some(Value::String(s)) => s.trim().parse::<f64>().map_err(|_| {
-            NodeError::invalid(format!(
-                "parameter `timeout` must be a number of seconds, got {s:?}"
-            ))
-        })?,
-        Some(other) => {
-            return Err(NodeError::invalid(format!(
-                "parameter `timeout` must be a number of seconds, got {}",
-                kind_of(other)
-            )));
-        }
-    };
-    if !(secs > 0.0 && secs <= MAX_TIMEOUT_SECS) {
-        return Err(NodeError::invalid(format!(
-            "parameter `timeout` must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECS}, got {secs}"
-        )));
-    }
-    Duration::try_from_secs_f64(secs).map_err(|e| {
-        NodeError::invalid(format!("parameter `timeout` is not a valid duration: {e}"))
-    })
+    timeout_secs(v, DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS)
 }
 
 fn parse_email(params: &Value) -> Result<Email, NodeError> {
     if !params.is_object() {
         return Err(NodeError::invalid(format!(
             "the smtp node's parameters must be an object, got {}",
-            kind_of(params)
+            kind_name(params)
         )));
     }
     let from = match param(params, "from") {
@@ -314,7 +267,7 @@ fn parse_email(params: &Value) -> Result<Email, NodeError> {
         Some(other) => {
             return Err(NodeError::invalid(format!(
                 "parameter `from` must be an email address string, got {}",
-                kind_of(other)
+                kind_name(other)
             )));
         }
     };
@@ -345,7 +298,7 @@ fn parse_email(params: &Value) -> Result<Email, NodeError> {
 fn invalid_credentials(message: impl Into<String>) -> NodeError {
     NodeError {
         message: message.into(),
-        code: codes::INVALID_CREDENTIALS.into(),
+        code: ErrorCode::InvalidCredentials,
         retryable: false,
     }
 }
@@ -362,7 +315,7 @@ fn credential_text(
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
         Some(other) => Err(invalid_credentials(format!(
             "`smtp` credentials: `{field}` must be a string, got {}",
-            kind_of(other)
+            kind_name(other)
         ))),
     }
 }
@@ -403,7 +356,7 @@ fn parse_server(credentials: Option<&Map<String, Value>>) -> Result<Server, Node
         Some(other) => {
             return Err(invalid_credentials(format!(
                 "`smtp` credentials: `port` must be a port number, got {}",
-                kind_of(other)
+                kind_name(other)
             )));
         }
     };
@@ -480,7 +433,7 @@ fn build_transport(
         Security::StartTls | Security::Tls => {
             let params = TlsParameters::new(server.host.clone()).map_err(|e| NodeError {
                 message: format!("cannot set up TLS for {}: {e}", server.host),
-                code: codes::SMTP_FAILED.into(),
+                code: ErrorCode::SmtpFailed,
                 retryable: false,
             })?;
             if security == Security::Tls {
@@ -512,7 +465,7 @@ fn security_name(s: Security) -> &'static str {
 
 fn timeout_error(server: &Server, timeout: Duration) -> NodeError {
     NodeError::new(
-        codes::SMTP_TIMEOUT,
+        ErrorCode::SmtpTimeout,
         format!(
             "SMTP exchange with {}:{} timed out after {}s",
             server.host,
@@ -552,7 +505,7 @@ fn send_error(e: &lettre::transport::smtp::Error, server: &Server, timeout: Dura
     };
     NodeError {
         message: format!("{what} ({target}): {detail}"),
-        code: codes::SMTP_FAILED.into(),
+        code: ErrorCode::SmtpFailed,
         retryable,
     }
 }
@@ -599,7 +552,7 @@ impl Node for SmtpNode {
                         "sending email cancelled ({}:{})",
                         server.host, server.port
                     ),
-                    code: codes::CANCELLED.into(),
+                    code: ErrorCode::Cancelled,
                     retryable: false,
                 });
             }
@@ -654,7 +607,7 @@ mod tests {
     fn credentials_are_validated_without_echoing_secrets() {
         let creds = |v: Value| v.as_object().cloned().unwrap();
         let err = parse_server(None).unwrap_err();
-        assert_eq!(err.code, codes::INVALID_CREDENTIALS);
+        assert_eq!(err.code, ErrorCode::InvalidCredentials);
         let err = parse_server(Some(&creds(json!({"port": 25})))).unwrap_err();
         assert!(err.message.contains("`host`"), "{}", err.message);
         let err =

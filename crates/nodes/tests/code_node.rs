@@ -1,10 +1,11 @@
 //! Black-box tests of the sandboxed `code` node.
 
+use baton_core::ErrorCode;
 use std::time::{Duration, Instant};
 
 use baton_core::spec::NodeClass;
 use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
-use baton_nodes::code::{CodeNode, codes};
+use baton_nodes::code::CodeNode;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +34,7 @@ async fn run(params: Value) -> Result<Value, NodeError> {
     run_with(&CodeNode::new(), params, &CancellationToken::new()).await
 }
 
-async fn fails(params: Value, code: &str) -> NodeError {
+async fn fails(params: Value, code: ErrorCode) -> NodeError {
     let e = run(params.clone()).await.expect_err(&params.to_string());
     assert_eq!(e.code, code, "{params}: {e:?}");
     e
@@ -83,7 +84,7 @@ async fn computes_with_inputs_and_returns_json() {
 
 #[tokio::test]
 async fn infinite_loop_hits_the_operation_budget() {
-    let e = fails(json!({"script": "loop { }"}), codes::CODE_LIMIT_EXCEEDED).await;
+    let e = fails(json!({"script": "loop { }"}), ErrorCode::CodeLimitExceeded).await;
     assert!(
         e.message.contains("1000000 operations (max_operations)"),
         "{}",
@@ -92,7 +93,7 @@ async fn infinite_loop_hits_the_operation_budget() {
     assert!(!e.retryable);
     let e = fails(
         json!({"script": "let x = 0; while true { x += 1; }", "max_operations": 500}),
-        codes::CODE_LIMIT_EXCEEDED,
+        ErrorCode::CodeLimitExceeded,
     )
     .await;
     assert!(e.message.contains("500 operations"), "{}", e.message);
@@ -103,7 +104,7 @@ async fn infinite_loop_with_a_large_budget_times_out() {
     let started = Instant::now();
     let e = fails(
         json!({"script": "let x = 0; loop { x += 1; }", "timeout_ms": 150, "max_operations": 1_000_000_000}),
-        codes::CODE_TIMEOUT,
+        ErrorCode::CodeTimeout,
     )
     .await;
     assert!(
@@ -118,15 +119,15 @@ async fn infinite_loop_with_a_large_budget_times_out() {
 async fn huge_strings_and_arrays_hit_size_limits() {
     let e = fails(
         json!({"script": "let s = \"x\"; loop { s += s; }"}),
-        codes::CODE_LIMIT_EXCEEDED,
+        ErrorCode::CodeLimitExceeded,
     )
     .await;
     assert!(e.message.contains("max string size"), "{}", e.message);
-    let e = fails(json!({"script": "let a = []; loop { a.push(1); }", "max_operations": 100_000_000, "timeout_ms": 10_000}), codes::CODE_LIMIT_EXCEEDED).await;
+    let e = fails(json!({"script": "let a = []; loop { a.push(1); }", "max_operations": 100_000_000, "timeout_ms": 10_000}), ErrorCode::CodeLimitExceeded).await;
     assert!(e.message.contains("max array size"), "{}", e.message);
     let e = fails(
         json!({"script": "fn f(n) { f(n + 1) } f(0)"}),
-        codes::CODE_LIMIT_EXCEEDED,
+        ErrorCode::CodeLimitExceeded,
     )
     .await;
     assert!(e.message.contains("max call levels"), "{}", e.message);
@@ -136,7 +137,7 @@ async fn huge_strings_and_arrays_hit_size_limits() {
 async fn syntax_errors_are_invalid_parameters_with_a_position() {
     let e = fails(
         json!({"script": "let x = 1;\nlet y = ;"}),
-        "INVALID_PARAMETER",
+        ErrorCode::InvalidParameter,
     )
     .await;
     assert!(!e.retryable);
@@ -147,20 +148,20 @@ async fn syntax_errors_are_invalid_parameters_with_a_position() {
         e.message
     );
     let deep = format!("{}1{}", "(".repeat(200), ")".repeat(200));
-    fails(json!({"script": deep}), codes::CODE_LIMIT_EXCEEDED).await;
+    fails(json!({"script": deep}), ErrorCode::CodeLimitExceeded).await;
 }
 
 #[tokio::test]
 async fn runtime_errors_are_code_errors() {
     let e = fails(
         json!({"script": "throw \"no customer\""}),
-        codes::CODE_ERROR,
+        ErrorCode::CodeError,
     )
     .await;
     assert!(e.message.contains("no customer"), "{}", e.message);
     let e = fails(
         json!({"script": "let a = 1;\nundefined_var + a"}),
-        codes::CODE_ERROR,
+        ErrorCode::CodeError,
     )
     .await;
     assert!(
@@ -169,12 +170,16 @@ async fn runtime_errors_are_code_errors() {
         e.message
     );
     // A value JSON cannot hold.
-    fails(json!({"script": "Fn(\"abs\")"}), codes::CODE_ERROR).await;
+    fails(json!({"script": "Fn(\"abs\")"}), ErrorCode::CodeError).await;
 }
 
 #[tokio::test]
 async fn the_sandbox_has_no_eval_import_or_io() {
-    let e = fails(json!({"script": "eval(\"1 + 1\")"}), "INVALID_PARAMETER").await;
+    let e = fails(
+        json!({"script": "eval(\"1 + 1\")"}),
+        ErrorCode::InvalidParameter,
+    )
+    .await;
     assert!(
         e.message.contains("`eval` is disabled") || e.message.contains("'eval' is disabled"),
         "{}",
@@ -182,18 +187,18 @@ async fn the_sandbox_has_no_eval_import_or_io() {
     );
     fails(
         json!({"script": "import \"os\" as os; 1"}),
-        "INVALID_PARAMETER",
+        ErrorCode::InvalidParameter,
     )
     .await;
     fails(
         json!({"script": "open_file(\"/etc/passwd\")"}),
-        codes::CODE_ERROR,
+        ErrorCode::CodeError,
     )
     .await;
     // Inputs are read-only.
     let e = fails(
         json!({"script": "inputs = 1;", "inputs": {}}),
-        codes::CODE_ERROR,
+        ErrorCode::CodeError,
     )
     .await;
     assert!(e.message.contains("constant"), "{}", e.message);
@@ -201,15 +206,19 @@ async fn the_sandbox_has_no_eval_import_or_io() {
 
 #[tokio::test]
 async fn parameters_are_checked() {
-    let e = fails(json!({}), "INVALID_PARAMETER").await;
+    let e = fails(json!({}), ErrorCode::InvalidParameter).await;
     assert!(e.message.contains("`script` is required"), "{}", e.message);
-    let e = fails(json!({"script": 5}), "INVALID_PARAMETER").await;
+    let e = fails(json!({"script": 5}), ErrorCode::InvalidParameter).await;
     assert!(
         e.message.contains("`script`: expected a string"),
         "{}",
         e.message
     );
-    let e = fails(json!({"script": "1", "inputs": [1]}), "INVALID_PARAMETER").await;
+    let e = fails(
+        json!({"script": "1", "inputs": [1]}),
+        ErrorCode::InvalidParameter,
+    )
+    .await;
     assert!(
         e.message.contains("`inputs`: expected an object"),
         "{}",
@@ -217,7 +226,7 @@ async fn parameters_are_checked() {
     );
     let e = fails(
         json!({"script": "1", "timeout_ms": 60_000}),
-        "INVALID_PARAMETER",
+        ErrorCode::InvalidParameter,
     )
     .await;
     assert!(
@@ -228,7 +237,7 @@ async fn parameters_are_checked() {
     );
     let e = fails(
         json!({"script": "1", "max_operations": 0}),
-        "INVALID_PARAMETER",
+        ErrorCode::InvalidParameter,
     )
     .await;
     assert!(e.message.contains("`max_operations`"), "{}", e.message);
@@ -251,7 +260,7 @@ async fn cancellation_stops_a_running_script() {
     )
     .await
     .unwrap_err();
-    assert_eq!(e.code, codes::CANCELLED, "{e:?}");
+    assert_eq!(e.code, ErrorCode::Cancelled, "{e:?}");
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -280,8 +289,8 @@ async fn scripts_wait_for_a_slot_and_a_waiting_script_can_be_cancelled() {
         busy.cancel();
         cancelled
     });
-    assert_eq!(first.unwrap_err().code, codes::CANCELLED);
-    assert_eq!(second.unwrap_err().code, codes::CANCELLED);
+    assert_eq!(first.unwrap_err().code, ErrorCode::Cancelled);
+    assert_eq!(second.unwrap_err().code, ErrorCode::Cancelled);
     // The slot is free again.
     let out = run_with(
         &node,

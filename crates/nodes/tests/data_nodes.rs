@@ -1,6 +1,7 @@
 //! The data-shaping nodes: `edit`, `filter`, `sort` and `limit`, run directly (happy paths and
 //! every error case) and end to end through the embedded runtime, chained via `$json`.
 
+use baton_core::ErrorCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ async fn run_err(node: &dyn Node, params: Value, context: Value) -> String {
     match run(node, params, context).await {
         Ok(v) => panic!("expected an error, got {v}"),
         Err(e) => {
-            assert_eq!(e.code, "INVALID_PARAMETER");
+            assert_eq!(e.code, ErrorCode::InvalidParameter);
             assert!(!e.retryable);
             e.message
         }

@@ -1,5 +1,6 @@
 //! Black-box tests of the date/time nodes (`datetime.*`, Rune's `dateTime*`).
 
+use baton_core::ErrorCode;
 use baton_core::spec::NodeClass;
 use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
 use baton_nodes::datetime::{DateTimeNode, GoMode, go_to_strftime};
@@ -20,7 +21,7 @@ fn err(node: &DateTimeNode, params: Value) -> NodeError {
     let e = node
         .evaluate(&params, at("2024-01-15T10:30:00Z"))
         .expect_err(&params.to_string());
-    assert_eq!(e.code, "INVALID_PARAMETER", "{e:?}");
+    assert_eq!(e.code, ErrorCode::InvalidParameter, "{e:?}");
     assert!(!e.retryable);
     e
 }

@@ -2,6 +2,7 @@
 //! size cap, redirect policy, SSRF guard (process policy, allow and deny lists, resolved
 //! addresses) and `retry_on` through the engine's retry policy.
 
+use baton_core::ErrorCode;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -198,7 +199,7 @@ fn expect_ok(result: Result<Value, NodeError>) -> Value {
 }
 
 #[track_caller]
-fn expect_err(result: Result<Value, NodeError>, code: &str) -> NodeError {
+fn expect_err(result: Result<Value, NodeError>, code: ErrorCode) -> NodeError {
     match result {
         Ok(v) => panic!("expected {code}, got success {v}"),
         Err(e) => {
@@ -223,7 +224,7 @@ async fn an_endless_body_fails_as_soon_as_it_passes_max_response_bytes() {
             json!({"url": format!("http://127.0.0.1:{port}/endless"), "max_response_bytes": 4096, "timeout": 20}),
         )
         .await,
-        "HTTP_BODY_TOO_LARGE",
+        ErrorCode::HttpBodyTooLarge,
     );
     assert!(e.message.contains("4096 bytes"), "{e:?}");
 }
@@ -234,7 +235,7 @@ async fn an_announced_length_over_the_limit_fails_and_one_under_it_succeeds() {
     let url = format!("http://127.0.0.1:{port}/sized");
     expect_err(
         call(&embedded(), json!({"url": url, "max_response_bytes": 1999})).await,
-        "HTTP_BODY_TOO_LARGE",
+        ErrorCode::HttpBodyTooLarge,
     );
     let out = expect_ok(call(&embedded(), json!({"url": url, "max_response_bytes": 2000})).await);
     assert_eq!(out["body"].as_str().map(str::len), Some(2000));
@@ -253,7 +254,7 @@ async fn max_response_bytes_cannot_exceed_the_process_ceiling() {
             json!({"url": format!("http://127.0.0.1:{port}/sized"), "max_response_bytes": 1_000_000}),
         )
         .await,
-        "HTTP_BODY_TOO_LARGE",
+        ErrorCode::HttpBodyTooLarge,
     );
     assert!(e.message.contains("1000 bytes"), "{e:?}");
 }
@@ -308,7 +309,7 @@ async fn more_redirects_than_max_redirects_fail_with_too_many_redirects() {
             json!({"url": format!("{base}/hop/3"), "max_redirects": 2}),
         )
         .await,
-        "HTTP_TOO_MANY_REDIRECTS",
+        ErrorCode::HttpTooManyRedirects,
     );
     assert!(e.message.contains("more than 2 redirects"), "{e:?}");
     assert_eq!(hits.count("/hop/0"), 0);
@@ -331,7 +332,7 @@ async fn a_redirect_to_a_denied_host_is_refused() {
             json!({"url": format!("http://127.0.0.1:{port}/to-localhost"), "denied_hosts": ["localhost"]}),
         )
         .await,
-        "HTTP_HOST_DENIED",
+        ErrorCode::HttpHostDenied,
     );
     assert!(
         e.message.contains("redirect refused") && e.message.contains("`localhost`"),
@@ -349,7 +350,7 @@ async fn a_redirect_outside_the_allow_list_is_refused() {
             json!({"url": format!("http://localhost:{port}/to-ip"), "allowed_hosts": "localhost"}),
         )
         .await,
-        "HTTP_HOST_DENIED",
+        ErrorCode::HttpHostDenied,
     );
     assert_eq!(hits.count("/ok"), 0);
 }
@@ -368,7 +369,7 @@ async fn the_production_policy_denies_loopback_by_address_and_by_resolved_name()
                 json!({"url": format!("http://{host}:{port}/ok")}),
             )
             .await,
-            "HTTP_HOST_DENIED",
+            ErrorCode::HttpHostDenied,
         );
         assert!(
             e.message.contains("private networks are not allowed"),
@@ -386,7 +387,7 @@ async fn the_production_policy_denies_the_cloud_metadata_address_before_connecti
             json!({"url": "http://169.254.169.254/latest/meta-data/", "timeout": 5}),
         )
         .await,
-        "HTTP_HOST_DENIED",
+        ErrorCode::HttpHostDenied,
     );
     assert!(e.message.contains("cloud metadata"), "{e:?}");
 }
@@ -400,7 +401,7 @@ async fn an_allow_list_cannot_lift_the_process_policy() {
             json!({"url": format!("http://127.0.0.1:{port}/ok"), "allowed_hosts": ["127.0.0.1", "localhost"]}),
         )
         .await,
-        "HTTP_HOST_DENIED",
+        ErrorCode::HttpHostDenied,
     );
     assert_eq!(hits.count("/ok"), 0);
 }
@@ -447,12 +448,12 @@ async fn an_allow_list_permits_listed_names_and_ranges_and_refuses_the_rest() {
             json!({"url": format!("http://127.0.0.1:{port}/ok"), "allowed_hosts": ["localhost"]}),
         )
         .await,
-        "HTTP_HOST_DENIED",
+        ErrorCode::HttpHostDenied,
     );
     assert!(e.message.contains("not in `allowed_hosts`"), "{e:?}");
     expect_err(
         call(&node, json!({"url": format!("http://localhost:{port}/ok"), "allowed_hosts": ["*.example.com"]})).await,
-        "HTTP_HOST_DENIED",
+        ErrorCode::HttpHostDenied,
     );
     assert_eq!(hits.count("/ok"), 3);
 }
@@ -466,7 +467,7 @@ async fn a_deny_list_range_applies_to_the_addresses_a_name_resolves_to() {
             json!({"url": format!("http://localhost:{port}/ok"), "denied_hosts": ["127.0.0.0/8", "::1"]}),
         )
         .await,
-        "HTTP_HOST_DENIED",
+        ErrorCode::HttpHostDenied,
     );
     assert!(e.message.contains("matches `denied_hosts`"), "{e:?}");
     assert_eq!(hits.count("/ok"), 0);
@@ -480,8 +481,9 @@ async fn malformed_host_lists_are_invalid_parameters() {
     )
     .await;
     assert!(
-        e.as_ref()
-            .is_err_and(|e| e.code == "INVALID_PARAMETER" && e.message.contains("allowed_hosts")),
+        e.as_ref().is_err_and(
+            |e| e.code == ErrorCode::InvalidParameter && e.message.contains("allowed_hosts")
+        ),
         "{e:?}"
     );
 }

@@ -1,6 +1,7 @@
 //! Black-box tests of the `http` and `log` nodes. Every HTTP test talks to its own axum server
 //! on 127.0.0.1; nothing leaves the machine.
 
+use baton_core::ErrorCode;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
@@ -223,7 +224,7 @@ async fn method_is_case_insensitive() {
 #[tokio::test]
 async fn unsupported_method_is_an_invalid_parameter() {
     let e = err(run(json!({"method": "FETCH", "url": "http://127.0.0.1:9/"})).await);
-    assert_eq!(e.code, "INVALID_PARAMETER");
+    assert_eq!(e.code, ErrorCode::InvalidParameter);
     assert!(e.message.contains("`method`"), "{}", e.message);
     assert!(!e.retryable);
 }
@@ -304,14 +305,14 @@ async fn null_or_empty_object_body_sends_no_body() {
 #[tokio::test]
 async fn non_scalar_query_value_is_rejected_naming_the_key() {
     let e = err(run(json!({"url": "http://127.0.0.1:9/", "query": {"ids": [1, 2]}})).await);
-    assert_eq!(e.code, "INVALID_PARAMETER");
+    assert_eq!(e.code, ErrorCode::InvalidParameter);
     assert!(e.message.contains("`query.ids`"), "{}", e.message);
 }
 
 #[tokio::test]
 async fn non_scalar_header_value_is_rejected_naming_the_key() {
     let e = err(run(json!({"url": "http://127.0.0.1:9/", "headers": {"X-A": {"b": 1}}})).await);
-    assert_eq!(e.code, "INVALID_PARAMETER");
+    assert_eq!(e.code, ErrorCode::InvalidParameter);
     assert!(e.message.contains("`headers.X-A`"), "{}", e.message);
 }
 
@@ -415,7 +416,7 @@ async fn credentials_missing_their_secret_fail_without_retry() {
         json!({"type": "token"}),
     )
     .await);
-    assert_eq!(e.code, "INVALID_CREDENTIALS");
+    assert_eq!(e.code, ErrorCode::InvalidCredentials);
     assert!(!e.retryable);
 }
 
@@ -459,7 +460,7 @@ async fn raise_on_status_5xx_fails_a_503_with_a_retryable_http_status_error() {
     let base = server().await;
     let url = format!("{base}/status/503");
     let e = err(run(json!({"url": url, "raise_on_status": "5xx"})).await);
-    assert_eq!(e.code, "HTTP_STATUS");
+    assert_eq!(e.code, ErrorCode::HttpStatus);
     assert_eq!(
         e.message,
         format!("HTTP 503 Service Unavailable from GET {url}")
@@ -473,7 +474,7 @@ async fn raise_on_status_on_a_404_fails_without_retry() {
     let e = err(
         run(json!({"url": format!("{base}/status/404"), "raise_on_status": "404 or 500"})).await,
     );
-    assert_eq!(e.code, "HTTP_STATUS");
+    assert_eq!(e.code, ErrorCode::HttpStatus);
     assert!(!e.retryable);
 }
 
@@ -482,7 +483,7 @@ async fn raise_on_status_on_a_429_is_retryable() {
     let base = server().await;
     let e =
         err(run(json!({"url": format!("{base}/status/429"), "raise_on_status": "4xx,5xx"})).await);
-    assert_eq!(e.code, "HTTP_STATUS");
+    assert_eq!(e.code, ErrorCode::HttpStatus);
     assert!(e.retryable);
 }
 
@@ -505,7 +506,7 @@ async fn non_2xx_status_without_raise_on_status_is_a_success_with_the_status_in_
 #[tokio::test]
 async fn invalid_raise_on_status_is_an_invalid_parameter() {
     let e = err(run(json!({"url": "http://127.0.0.1:9/", "raise_on_status": "7xx"})).await);
-    assert_eq!(e.code, "INVALID_PARAMETER");
+    assert_eq!(e.code, ErrorCode::InvalidParameter);
     assert!(e.message.contains("`raise_on_status`"), "{}", e.message);
 }
 
@@ -524,7 +525,7 @@ async fn invalid_url_is_an_invalid_parameter_naming_url() {
         json!({}),
     ] {
         let e = err(run(params.clone()).await);
-        assert_eq!(e.code, "INVALID_PARAMETER", "{params}");
+        assert_eq!(e.code, ErrorCode::InvalidParameter, "{params}");
         assert!(e.message.contains("`url`"), "{params}: {}", e.message);
         assert!(!e.retryable);
     }
@@ -541,7 +542,7 @@ async fn connection_refused_is_a_retryable_request_failure_naming_method_and_url
     };
     let url = format!("http://127.0.0.1:{port}/x");
     let e = err(run(json!({"method": "POST", "url": url, "body": {"a": 1}})).await);
-    assert_eq!(e.code, "HTTP_REQUEST_FAILED");
+    assert_eq!(e.code, ErrorCode::HttpRequestFailed);
     assert!(e.retryable);
     assert!(e.message.contains(&format!("POST {url}")), "{}", e.message);
 }
@@ -570,7 +571,7 @@ async fn slow_response_past_the_timeout_fails_with_http_timeout() {
     let base = server().await;
     let started = Instant::now();
     let e = err(run(json!({"url": format!("{base}/slow"), "timeout": 0.2})).await);
-    assert_eq!(e.code, "HTTP_TIMEOUT");
+    assert_eq!(e.code, ErrorCode::HttpTimeout);
     assert!(e.retryable);
     assert!(e.message.contains("GET "), "{}", e.message);
     assert!(
@@ -592,7 +593,7 @@ async fn cancellation_token_cancels_an_in_flight_request() {
     let started = Instant::now();
     let node = HttpNode::new();
     let e = err(run_with(&node, json!({"url": format!("{base}/slow")}), None, &cancel).await);
-    assert_eq!(e.code, "CANCELLED");
+    assert_eq!(e.code, ErrorCode::Cancelled);
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "{:?}",
@@ -626,7 +627,7 @@ async fn response_body_over_ten_mebibytes_fails_with_body_too_large() {
     let base = server().await;
     for path in ["big", "big-chunked"] {
         let e = err(run(json!({"url": format!("{base}/{path}")})).await);
-        assert_eq!(e.code, "HTTP_BODY_TOO_LARGE", "{path}: {e:?}");
+        assert_eq!(e.code, ErrorCode::HttpBodyTooLarge, "{path}: {e:?}");
         assert!(!e.retryable);
     }
 }
@@ -739,7 +740,7 @@ async fn log_node_without_a_message_is_an_invalid_parameter() {
             &CancellationToken::new(),
         )
         .await);
-        assert_eq!(e.code, "INVALID_PARAMETER", "{params}");
+        assert_eq!(e.code, ErrorCode::InvalidParameter, "{params}");
         assert_eq!(
             e.message,
             "parameter `message` is required: expected a non-blank string"

@@ -2,6 +2,7 @@
 //! (EHLO/HELO, AUTH PLAIN/LOGIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT) on 127.0.0.1. Nothing
 //! leaves the machine.
 
+use baton_core::ErrorCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use baton_core::spec::NodeClass;
 use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
-use baton_nodes::smtp::{SmtpNode, codes};
+use baton_nodes::smtp::SmtpNode;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -457,7 +458,7 @@ async fn rejected_recipient_fails_permanently_and_4xx_transiently() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.code, codes::SMTP_FAILED);
+    assert_eq!(err.code, ErrorCode::SmtpFailed);
     assert!(!err.retryable);
     assert!(err.message.contains("550"), "{}", err.message);
     assert!(err.message.contains("No such user"), "{}", err.message);
@@ -469,7 +470,7 @@ async fn rejected_recipient_fails_permanently_and_4xx_transiently() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.code, codes::SMTP_FAILED);
+    assert_eq!(err.code, ErrorCode::SmtpFailed);
     assert!(err.retryable, "a 4xx reply may pass on retry: {err:?}");
     assert!(err.message.contains("450"), "{}", err.message);
 
@@ -487,7 +488,7 @@ async fn wrong_password_fails_without_retry_or_echo() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.code, codes::SMTP_FAILED);
+    assert_eq!(err.code, ErrorCode::SmtpFailed);
     assert!(!err.retryable);
     assert!(err.message.contains("535"), "{}", err.message);
     assert!(!err.message.contains("wrong-horse-battery"));
@@ -514,7 +515,7 @@ async fn silent_server_times_out() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.code, codes::SMTP_TIMEOUT, "{err:?}");
+    assert_eq!(err.code, ErrorCode::SmtpTimeout, "{err:?}");
     assert!(err.retryable);
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(started.elapsed() >= Duration::from_millis(400));
@@ -541,7 +542,7 @@ async fn cancellation_interrupts_a_stalled_send() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.code, codes::CANCELLED);
+    assert_eq!(err.code, ErrorCode::Cancelled);
     assert!(!err.retryable);
     assert!(started.elapsed() < Duration::from_secs(5));
     // The message reached the server before the cancellation.
@@ -556,7 +557,7 @@ async fn cancellation_interrupts_a_stalled_send() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.code, codes::CANCELLED);
+    assert_eq!(err.code, ErrorCode::Cancelled);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(server.sessions().iter().all(|s| s.mail_from.is_none()));
 }
@@ -573,7 +574,7 @@ async fn refused_connection_is_retryable() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.code, codes::SMTP_FAILED, "{err:?}");
+    assert_eq!(err.code, ErrorCode::SmtpFailed, "{err:?}");
     assert!(err.retryable);
     assert!(
         err.message.contains(&format!("127.0.0.1:{port}")),
@@ -592,7 +593,7 @@ async fn default_security_never_downgrades_to_plain_text() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.code, codes::SMTP_FAILED, "{err:?}");
+    assert_eq!(err.code, ErrorCode::SmtpFailed, "{err:?}");
     assert!(!err.retryable);
     assert!(
         server
@@ -611,7 +612,7 @@ async fn invalid_parameters_and_credentials_are_named() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.code, "INVALID_PARAMETER");
+    assert_eq!(err.code, ErrorCode::InvalidParameter);
     assert_eq!(err.message, r#"to[1]: "x" is not an email address"#);
     assert!(!err.retryable);
 
@@ -652,26 +653,26 @@ async fn invalid_parameters_and_credentials_are_named() {
 
     let ok = json!({"from": "ops@example.com", "to": "ada@example.com", "subject": "s"});
     let err = run(ok.clone(), None).await.unwrap_err();
-    assert_eq!(err.code, codes::INVALID_CREDENTIALS);
+    assert_eq!(err.code, ErrorCode::InvalidCredentials);
     assert!(!err.retryable);
 
     let mut no_host = credentials(2525, true);
     no_host.remove("host");
     let err = run(ok.clone(), Some(no_host)).await.unwrap_err();
-    assert_eq!(err.code, codes::INVALID_CREDENTIALS);
+    assert_eq!(err.code, ErrorCode::InvalidCredentials);
     assert!(err.message.contains("`host`"), "{}", err.message);
     assert!(!err.message.contains(PASSWORD));
 
     let mut no_password = credentials(2525, true);
     no_password.remove("password");
     let err = run(ok.clone(), Some(no_password)).await.unwrap_err();
-    assert_eq!(err.code, codes::INVALID_CREDENTIALS);
+    assert_eq!(err.code, ErrorCode::InvalidCredentials);
     assert!(err.message.contains("`password`"), "{}", err.message);
 
     let mut bad_port = credentials(2525, true);
     bad_port.insert("port".into(), json!("smtp"));
     let err = run(ok, Some(bad_port)).await.unwrap_err();
-    assert_eq!(err.code, codes::INVALID_CREDENTIALS);
+    assert_eq!(err.code, ErrorCode::InvalidCredentials);
     assert!(err.message.contains("`port`"), "{}", err.message);
     assert!(!err.message.contains(PASSWORD));
 }

@@ -1,13 +1,14 @@
 //! The `workflow` node's parameter checks (what runs the child is the engine's, tested in
 //! `baton-memory`'s `subworkflows` and the distributed tests).
 
+use baton_core::ErrorCode;
 use baton_engine::NodeError;
 use baton_nodes::subworkflow::normalise;
 use serde_json::json;
 
 fn invalid(params: serde_json::Value) -> NodeError {
     let err = normalise(&params).expect_err("invalid parameters");
-    assert_eq!(err.code, "INVALID_PARAMETER");
+    assert_eq!(err.code, ErrorCode::InvalidParameter);
     assert!(!err.retryable, "bad parameters are not retried");
     err
 }

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use super::engine::Engine;
 use crate::node::NodeError;
 use crate::ports::RevealError;
+use baton_core::ErrorCode;
 
 impl Engine {
     /// The decrypted fields of the vault credential `node` references, if it references one.
@@ -17,14 +18,14 @@ impl Engine {
         let Some(reference) = node.credentials.as_ref().and_then(credential_reference) else {
             return Ok(None);
         };
-        let fail = |code: &str, message: String, retryable: bool| NodeError {
+        let fail = |code: ErrorCode, message: String, retryable: bool| NodeError {
             message,
-            code: code.into(),
+            code,
             retryable,
         };
         let Some(vault) = &self.vault else {
             return Err(fail(
-                "CREDENTIAL_VAULT_MISSING",
+                ErrorCode::CredentialVaultMissing,
                 format!(
                     "node `{}` ({}) uses credential `{reference}`, but this runtime has no \
                      credential vault (the workers, the master and `baton dev` get one from \
@@ -37,7 +38,7 @@ impl Engine {
         match vault.reveal(reference).await {
             Ok(Some(fields)) => Ok(Some(fields)),
             Ok(None) => Err(fail(
-                "CREDENTIAL_NOT_FOUND",
+                ErrorCode::CredentialNotFound,
                 format!(
                     "node `{}` ({}) uses credential `{reference}`, which is not in the vault",
                     node.name, node.id
@@ -45,7 +46,7 @@ impl Engine {
                 false,
             )),
             Err(RevealError::Unreadable(e)) => Err(fail(
-                "CREDENTIAL_UNREADABLE",
+                ErrorCode::CredentialUnreadable,
                 format!(
                     "node `{}` ({}): credential `{reference}` cannot be used: {e}",
                     node.name, node.id
@@ -54,7 +55,7 @@ impl Engine {
             )),
             // A vault outage may pass: retryable, like any node failure.
             Err(RevealError::Unavailable(e)) => Err(fail(
-                "CREDENTIAL_UNAVAILABLE",
+                ErrorCode::CredentialUnavailable,
                 format!(
                     "node `{}` ({}): credential `{reference}` could not be read: {e}",
                     node.name, node.id

@@ -12,6 +12,7 @@ use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
 use crate::node::NodeError;
 use crate::ports::{CommitOutcome, HopCommit, PortError};
+use baton_core::ErrorCode;
 
 impl Engine {
     pub(super) async fn fail(
@@ -25,10 +26,10 @@ impl Engine {
         let msg = hop.msg;
         let info = ErrorInfo {
             message: err.message.clone(),
-            code: err.code.clone(),
+            code: err.code.to_string(),
             details: None,
         };
-        if err.code == "CANCELLED" {
+        if err.code == ErrorCode::Cancelled {
             // The execution was stopped elsewhere; this branch just ends.
             return Ok(HopOutcome::Dropped);
         }

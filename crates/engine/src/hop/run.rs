@@ -13,6 +13,7 @@ use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
 use crate::node::{NodeError, NodeInput, NodeOutput};
 use crate::ports::{HopCommit, PortError};
+use baton_core::ErrorCode;
 
 /// A node run's result before routing.
 type RunResult = Result<NodeOutput, NodeError>;
@@ -51,7 +52,7 @@ impl Engine {
                 self.emit(running).await;
                 let err = NodeError {
                     message: e.to_string(),
-                    code: "TEMPLATE_ERROR".into(),
+                    code: ErrorCode::TemplateError,
                     retryable: false,
                 };
                 return Box::pin(self.fail(wf, node, hop, err, started)).await;
@@ -84,7 +85,7 @@ impl Engine {
                 Err(e) => {
                     ev.error = Some(ErrorInfo {
                         message: e.message,
-                        code: e.code,
+                        code: e.code.to_string(),
                         details: None,
                     })
                 }
@@ -131,7 +132,7 @@ impl Engine {
                 )),
                 Err(e) => Err(NodeError {
                     message: e.to_string(),
-                    code: "EXPRESSION_ERROR".into(),
+                    code: ErrorCode::ExpressionError,
                     retryable: false,
                 }),
             };
@@ -139,7 +140,7 @@ impl Engine {
         let Some(imp) = self.nodes.get(&node.node_type) else {
             return Err(NodeError {
                 message: format!("node type `{}` is not registered", node.node_type),
-                code: "NODE_CREATION_FAILED".into(),
+                code: ErrorCode::NodeCreationFailed,
                 retryable: false,
             });
         };
@@ -172,14 +173,14 @@ impl Engine {
         let guarded = async {
             tokio::select! {
                 r = run => r,
-                () = cancel.cancelled() => Err(NodeError { message: "cancelled: the execution stopped".into(), code: "CANCELLED".into(), retryable: false }),
+                () = cancel.cancelled() => Err(NodeError { message: "cancelled: the execution stopped".into(), code: ErrorCode::Cancelled, retryable: false }),
             }
         };
         match node.timeout_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), guarded).await {
                 Ok(r) => r,
                 Err(_) => Err(NodeError::new(
-                    "NODE_TIMEOUT",
+                    ErrorCode::NodeTimeout,
                     format!("node `{}` timed out after {ms} ms", node.name),
                 )),
             },

@@ -11,6 +11,7 @@ use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
 use crate::node::NodeError;
 use crate::ports::{CommitOutcome, HopCommit, Lifecycle, PortError};
+use baton_core::ErrorCode;
 
 impl Engine {
     /// A wait node in `signal` mode: consume an already delivered signal, or register as a
@@ -154,7 +155,7 @@ impl Engine {
         self.store.commit(&msg.execution_id, expired).await?;
         let err = NodeError {
             message: format!("signal `{name}` did not arrive in time"),
-            code: "SIGNAL_TIMEOUT".into(),
+            code: ErrorCode::SignalTimeout,
             retryable: false,
         };
         self.fail(wf, node, hop, err, Instant::now()).await

@@ -31,6 +31,7 @@ use super::current::Hop;
 use super::engine::{Engine, HopOutcome, StartRequest};
 use crate::node::{ChildStart, NodeError};
 use crate::ports::{CommitOutcome, HopCommit, Lifecycle, PortError};
+use baton_core::ErrorCode;
 
 use std::sync::Arc;
 
@@ -75,7 +76,7 @@ impl Engine {
                      catalog in Redis)",
                     node.name
                 ),
-                code: "NO_WORKFLOW_CATALOG".into(),
+                code: ErrorCode::NoWorkflowCatalog,
                 retryable: false,
             };
             return self.fail(wf, node, hop, err, started).await;
@@ -89,7 +90,7 @@ impl Engine {
             let which = version.map(|v| format!(" version {v}")).unwrap_or_default();
             let err = NodeError {
                 message: format!("workflow `{workflow_id}`{which} is not in the workflow catalog"),
-                code: "WORKFLOW_NOT_FOUND".into(),
+                code: ErrorCode::WorkflowNotFound,
                 retryable: false,
             };
             return self.fail(wf, node, hop, err, started).await;
@@ -102,7 +103,7 @@ impl Engine {
                         "workflow `{workflow_id}` version {} is invalid: {invalid}",
                         stored.version
                     ),
-                    code: "INVALID_WORKFLOW".into(),
+                    code: ErrorCode::InvalidWorkflow,
                     retryable: false,
                 };
                 return self.fail(wf, node, hop, err, started).await;
@@ -118,7 +119,7 @@ impl Engine {
                      `{workflow_id}` at depth {depth} (does a workflow start itself?)",
                     self.max_workflow_depth, node.name
                 ),
-                code: "WORKFLOW_DEPTH_EXCEEDED".into(),
+                code: ErrorCode::WorkflowDepthExceeded,
                 retryable: false,
             };
             return self.fail(wf, node, hop, err, started).await;
@@ -261,7 +262,7 @@ impl Engine {
                 message: format!(
                     "sub-workflow `{child_workflow}` (execution `{child}`) {status}: {reason}"
                 ),
-                code: "SUBWORKFLOW_FAILED".into(),
+                code: ErrorCode::SubworkflowFailed,
                 retryable: true,
             };
             return self.fail(wf, node, hop, err, started).await;

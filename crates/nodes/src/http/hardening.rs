@@ -10,9 +10,11 @@ use serde_json::Value;
 
 use super::guard::{HostRule, HttpPolicy};
 use super::{
-    DEFAULT_MAX_REDIRECTS, MAX_REDIRECTS_LIMIT, MAX_RETRY_AFTER, StatusPattern, kind_of, param,
+    DEFAULT_MAX_REDIRECTS, MAX_REDIRECTS_LIMIT, MAX_RETRY_AFTER, StatusPattern,
     parse_status_pattern,
 };
+use crate::params::param;
+use baton_core::value::kind_name;
 
 /// The validated protective parameters of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +119,7 @@ fn parse_host_rules(v: Option<&Value>, name: &str) -> Result<Vec<HostRule>, Node
                 item.as_str().map(str::to_string).ok_or_else(|| {
                     NodeError::invalid(format!(
                         "parameter `{name}[{i}]` must be a string, got {}",
-                        kind_of(item)
+                        kind_name(item)
                     ))
                 })
             })
@@ -125,7 +127,7 @@ fn parse_host_rules(v: Option<&Value>, name: &str) -> Result<Vec<HostRule>, Node
         Some(other) => {
             return Err(NodeError::invalid(format!(
                 "parameter `{name}` must be a string or an array of strings, got {}",
-                kind_of(other)
+                kind_name(other)
             )));
         }
     };
@@ -155,14 +157,14 @@ fn parse_retry_on(v: Option<&Value>) -> Result<Option<Vec<StatusPattern>>, NodeE
                 Value::Number(n) => Ok(n.to_string()),
                 other => Err(NodeError::invalid(format!(
                     "parameter `retry_on[{i}]` must be a status code or class like \"5xx\", got {}",
-                    kind_of(other)
+                    kind_name(other)
                 ))),
             })
             .collect::<Result<_, _>>()?,
         Some(other) => {
             return Err(NodeError::invalid(format!(
                 "parameter `retry_on` must be an array like [\"5xx\", \"429\"] or a string like \"5xx,429\", got {}",
-                kind_of(other)
+                kind_name(other)
             )));
         }
     };
@@ -186,7 +188,7 @@ fn describe(v: &Value) -> String {
     match v {
         Value::String(s) => format!("{s:?}"),
         Value::Number(n) => n.to_string(),
-        other => kind_of(other).to_string(),
+        other => kind_name(other).to_string(),
     }
 }
 
@@ -273,7 +275,8 @@ mod tests {
             let e = parse(params.clone()).err();
             assert!(
                 e.as_ref()
-                    .is_some_and(|e| e.code == "INVALID_PARAMETER" && e.message.contains(needle)),
+                    .is_some_and(|e| e.code == baton_core::ErrorCode::InvalidParameter
+                        && e.message.contains(needle)),
                 "{params}: {e:?}"
             );
         }
