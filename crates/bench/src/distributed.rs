@@ -550,7 +550,10 @@ async fn phases(
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = worker.exited() {
-            anyhow::bail!("the worker exited ({status}); see {}", worker.log().display());
+            anyhow::bail!(
+                "the worker exited ({status}); see {}",
+                worker.log().display()
+            );
         }
         match driver
             .next((Instant::now() + Duration::from_millis(200)).min(deadline))
