@@ -5,13 +5,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use baton_amqp::{AmqpOptions, Broker, Deliveries, Outgoing, QueueType};
 use baton_core::message::{ExecutionStatus, NodeStatus};
+use baton_testkit::{WorkerProcess, delete_keys, short_unique_id, try_free_port};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -168,44 +169,6 @@ enum Ev {
         reason: Option<String>,
         recv: Instant,
     },
-}
-
-struct WorkerChild {
-    child: Child,
-    log: PathBuf,
-}
-
-impl WorkerChild {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    /// SIGTERM (graceful drain), then SIGKILL if it does not exit within 10 s.
-    async fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.exited().is_some() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 struct Driver {
@@ -458,7 +421,7 @@ pub async fn run(
     opts: &DistributedOptions,
     progress: &dyn Fn(&str),
 ) -> anyhow::Result<DistributedReport> {
-    let run_id = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let run_id = short_unique_id("bench-", 10);
     // Joined with `-`, not `.`: the routing keys keep the production count of words
     // (`workflow.node.status`), and a topic exchange's cost per publish grows with it.
     let queue_prefix = format!("{run_id}-");
@@ -514,27 +477,17 @@ pub async fn run(
     if let Some(c) = &opts.worker_config {
         cmd.arg("--config").arg(c);
     }
-    let log_file = std::fs::File::create(&log)?;
     cmd.env("BATON_AMQP_URL", &opts.amqp_url)
         .env("BATON_REDIS_URL", &opts.redis_url)
         .env("BATON_QUEUE_TYPE", &opts.queue_type)
         .env("BATON_QUEUE_PREFIX", &queue_prefix)
         .env("BATON_KEY_PREFIX", &key_prefix)
-        .env("BATON_HTTP_PORT", free_port()?.to_string())
         .env("BATON_COMPLETED_TTL_SECS", "300")
         .env("BATON_DRAIN_TIMEOUT_SECS", "5")
         // The benchmark's HTTP target listens on 127.0.0.1.
-        .env("BATON_HTTP_ALLOW_PRIVATE_NETWORKS", "true")
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file);
-    let child = cmd
-        .spawn()
+        .env("BATON_HTTP_ALLOW_PRIVATE_NETWORKS", "true");
+    let mut worker = WorkerProcess::spawn(cmd, try_free_port()?, &log)
         .map_err(|e| anyhow::anyhow!("cannot start {} worker: {e}", opts.baton_exe.display()))?;
-    let mut worker = WorkerChild {
-        child,
-        log: log.clone(),
-    };
     progress(&format!(
         "worker pid {} (log {}), queues {queue_prefix}*, keys {key_prefix}:*",
         worker.pid(),
@@ -551,8 +504,9 @@ pub async fn run(
         publish_errors: Arc::new(AtomicU64::new(0)),
     };
     let result = phases(opts, &mut driver, &mut worker, progress).await;
-    let worker_log = worker.log.display().to_string();
-    worker.stop().await;
+    let worker_log = worker.log().display().to_string();
+    // SIGTERM (graceful drain), then SIGKILL if it does not exit within 10 s.
+    worker.stop(Duration::from_secs(10)).await;
     let _ = stop_pumps.send(true);
     for p in pumps {
         let _ = p.await;
@@ -577,36 +531,10 @@ pub async fn run(
     Ok(report)
 }
 
-async fn delete_keys(url: &str, prefix: &str) -> anyhow::Result<()> {
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            let _: i64 = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
-}
-
 async fn phases(
     opts: &DistributedOptions,
     driver: &mut Driver,
-    worker: &mut WorkerChild,
+    worker: &mut WorkerProcess,
     progress: &dyn Fn(&str),
 ) -> anyhow::Result<DistributedReport> {
     let chain = workflows::chain(opts.chain_len);
@@ -622,7 +550,10 @@ async fn phases(
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = worker.exited() {
-            anyhow::bail!("the worker exited ({status}); see {}", worker.log.display());
+            anyhow::bail!(
+                "the worker exited ({status}); see {}",
+                worker.log().display()
+            );
         }
         match driver
             .next((Instant::now() + Duration::from_millis(200)).min(deadline))
@@ -641,7 +572,7 @@ async fn phases(
             }
             _ if Instant::now() >= deadline => anyhow::bail!(
                 "no completion from the worker within 60 s; see {}",
-                worker.log.display()
+                worker.log().display()
             ),
             _ => {}
         }
@@ -720,7 +651,7 @@ async fn phases(
     if let Some(status) = worker.exited() {
         anyhow::bail!(
             "the worker exited during the run ({status}); see {}",
-            worker.log.display()
+            worker.log().display()
         );
     }
     Ok(report)

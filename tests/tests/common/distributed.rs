@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use axum::extract::{ConnectInfo, Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{any, get, post};
 use baton_amqp::{AmqpOptions, Broker, Deliveries, Headers};
+use baton_testkit::{WorkerProcess, delete_keys, short_unique_id, unique_id, wait_until};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -38,13 +39,9 @@ pub fn redis_url() -> String {
     std::env::var("BATON_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
 }
 
-/// A TCP port nobody listens on right now (bound, read, released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
-}
+// Each test crate uses a different subset.
+#[allow(unused_imports)]
+pub use baton_testkit::{free_port, http_get_status};
 
 // ---------------------------------------------------------------------------------------------
 // The cluster: worker processes and the CLI with the test's environment
@@ -53,15 +50,21 @@ pub fn free_port() -> u16 {
 /// One `baton worker` process.
 pub struct WorkerProc {
     pub name: String,
-    pub port: u16,
-    pub log: PathBuf,
-    child: Child,
-    exit: Option<ExitStatus>,
+    process: WorkerProcess,
 }
 
 impl WorkerProc {
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
+    }
+
+    /// The admin port (`/readyz`, `/metrics`).
+    pub fn port(&self) -> u16 {
+        self.process.port()
+    }
+
+    pub fn log(&self) -> &Path {
+        self.process.log()
     }
 }
 
@@ -87,7 +90,7 @@ impl Cluster {
 
     /// A cluster on the RabbitMQ at `amqp_url` (and the shared Redis).
     pub fn with_amqp_url(amqp_url: String) -> Self {
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = unique_id("");
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("baton-distributed-{id}"));
         std::fs::create_dir_all(&dir).expect("create the test directory");
         // Build (or find) the binary before any worker is started.
@@ -140,24 +143,14 @@ impl Cluster {
             let name = format!("worker-{n}");
             let port = free_port();
             let log = self.dir.join(format!("{name}-{port}.log"));
-            let file = std::fs::File::create(&log).expect("create the worker log");
             let mut cmd = self.command();
-            cmd.arg("worker")
-                .env("BATON_HTTP_PORT", port.to_string())
-                .stdin(Stdio::null())
-                .stdout(file.try_clone().expect("clone the log handle"))
-                .stderr(file);
+            cmd.arg("worker");
             for (k, v) in extra_env {
                 cmd.env(k, v);
             }
-            let child = cmd.spawn().expect("spawn baton worker");
-            self.workers.push(WorkerProc {
-                name,
-                port,
-                log: log.clone(),
-                child,
-                exit: None,
-            });
+            let process = WorkerProcess::spawn(cmd, port, &log)
+                .unwrap_or_else(|e| panic!("spawn baton worker: {e}"));
+            self.workers.push(WorkerProc { name, process });
             if self.wait_ready(n, BOUND).await {
                 return n;
             }
@@ -178,29 +171,17 @@ impl Cluster {
     /// Indexes of the workers still running (not killed or exited).
     pub fn running(&mut self) -> Vec<usize> {
         (0..self.workers.len())
-            .filter(|&i| {
-                let w = &mut self.workers[i];
-                if w.exit.is_none() {
-                    w.exit = w.child.try_wait().ok().flatten();
-                }
-                w.exit.is_none()
-            })
+            .filter(|&i| self.workers[i].process.exited().is_none())
             .collect()
     }
 
     /// Polls `/readyz` until it answers 200 (true), the process exits or `bound` passes (false).
     pub async fn wait_ready(&mut self, i: usize, bound: Duration) -> bool {
-        let deadline = Instant::now() + bound;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.workers[i].child.try_wait() {
-                return false;
-            }
-            if self.readyz(i).await == Some(200) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        false
+        self.workers[i]
+            .process
+            .wait_ready(Instant::now() + bound)
+            .await
+            .is_ok()
     }
 
     /// The sum over the running workers of the Prometheus sample `name` (exact series text,
@@ -208,61 +189,39 @@ impl Cluster {
     pub async fn metric_sum(&self, name: &str) -> f64 {
         let mut sum = 0.0;
         for w in &self.workers {
-            let Some(page) = http_get(w.port, "/metrics").await else {
-                continue;
-            };
-            sum += page
-                .lines()
-                .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-                .filter_map(|value| value.trim().parse::<f64>().ok())
-                .sum::<f64>();
+            sum += w.process.metric(name).await.unwrap_or(0.0);
         }
         sum
     }
 
     /// The HTTP status of the worker's `/readyz`, `None` when it does not answer.
     pub async fn readyz(&self, i: usize) -> Option<u16> {
-        http_get_status(self.workers[i].port, "/readyz").await
+        self.workers[i].process.readyz().await
     }
 
     /// SIGKILL, and reap.
     pub fn kill(&mut self, i: usize) {
-        let w = &mut self.workers[i];
-        if w.exit.is_none() {
-            let _ = w.child.kill();
-            w.exit = w.child.wait().ok();
-        }
+        self.workers[i].process.kill();
     }
 
     /// SIGTERM (graceful drain).
     pub fn terminate(&self, i: usize) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.workers[i].pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
+        if let Err(e) = self.workers[i].process.terminate() {
+            panic!("kill -TERM failed: {e}");
+        }
     }
 
     /// Waits for the worker to exit on its own; `None` after `bound`.
     pub async fn wait_exit(&mut self, i: usize, bound: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + bound;
-        loop {
-            let w = &mut self.workers[i];
-            if w.exit.is_none() {
-                w.exit = w.child.try_wait().ok().flatten();
-            }
-            if w.exit.is_some() || Instant::now() >= deadline {
-                return w.exit;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.workers[i]
+            .process
+            .wait_exit(Instant::now() + bound)
+            .await
     }
 
     /// The last `lines` lines of a worker's log.
     pub fn log_tail(&self, i: usize, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.workers[i].log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        self.workers[i].process.log_tail(lines)
     }
 
     /// The tails of every worker's log, for assertion messages.
@@ -291,9 +250,7 @@ impl Cluster {
     /// `baton submit FILE --input JSON ARGS…` with the test's environment.
     pub async fn submit(&self, workflow: &Path, input: &Value, args: &[&str]) -> Output {
         // Through a file: a large input does not fit in an argument.
-        let input_file = self
-            .dir
-            .join(format!("input-{}.json", uuid::Uuid::new_v4().simple()));
+        let input_file = self.dir.join(format!("{}.json", unique_id("input-")));
         std::fs::write(&input_file, input.to_string()).expect("write the input");
         let mut cmd = self.command();
         cmd.arg("submit")
@@ -360,10 +317,7 @@ impl Default for Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         for w in &mut self.workers {
-            if w.exit.is_none() {
-                let _ = w.child.kill();
-                w.exit = w.child.wait().ok();
-            }
+            w.process.kill();
         }
         if std::thread::panicking() {
             eprintln!(
@@ -427,59 +381,6 @@ pub fn amqp_options(url: &str, prefix: &str, connection_name: &str) -> AmqpOptio
         connect_timeout: Duration::from_secs(30),
         ..AmqpOptions::default()
     }
-}
-
-/// SCAN + DEL of every key under `prefix:`; returns how many were deleted.
-pub async fn delete_keys(url: &str, prefix: &str) -> redis::RedisResult<usize> {
-    let client = redis::Client::open(url)?;
-    let mut con = client.get_multiplexed_async_connection().await?;
-    let pattern = format!("{prefix}:*");
-    let mut cursor: u64 = 0;
-    let mut deleted = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut con)
-            .await?;
-        if !keys.is_empty() {
-            let n: usize = redis::cmd("DEL").arg(&keys).query_async(&mut con).await?;
-            deleted += n;
-        }
-        if next == 0 {
-            return Ok(deleted);
-        }
-        cursor = next;
-    }
-}
-
-/// `GET path` on 127.0.0.1:port; the status code, `None` if nothing answers within 5 s.
-pub async fn http_get_status(port: u16, path: &str) -> Option<u16> {
-    let response = http_get(port, path).await?;
-    response.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// `GET path` on 127.0.0.1:port; the whole response (status line, headers, body), `None` if
-/// nothing answers within 5 s.
-pub async fn http_get(port: u16, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        Some(String::from_utf8_lossy(&buf).into_owned())
-    };
-    tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .ok()
-        .flatten()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -721,18 +622,13 @@ impl TestApi {
         bound: Duration,
         context: &dyn Fn() -> String,
     ) -> Call {
-        let deadline = Instant::now() + bound;
-        loop {
-            if let Some(c) = self.calls().into_iter().find(|c| c.path == path) {
-                return c;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no call to {path} within {bound:?}\n{}",
-                context()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let first = wait_until(
+            Instant::now() + bound,
+            Duration::from_millis(10),
+            async || self.calls().into_iter().find(|c| c.path == path),
+        )
+        .await;
+        first.unwrap_or_else(|| panic!("no call to {path} within {bound:?}\n{}", context()))
     }
 
     /// Calls per path.
@@ -887,7 +783,7 @@ impl RabbitNode {
 
     /// Starts a new node and waits until it boots (panics after two minutes).
     pub fn start() -> Self {
-        let rand = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let rand = short_unique_id("", 12);
         let name = format!("baton-test-{rand}@localhost");
         let dir = std::env::temp_dir().join(format!("baton-rabbit-{rand}"));
         std::fs::create_dir_all(&dir).expect("create the node's directory");

@@ -57,7 +57,7 @@ macro_rules! require_broker {
 
 /// Options with unique names: exchange `baton-test.<id>`, queues `baton-test.<id>.<role>`.
 pub fn unique_options() -> AmqpOptions {
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = baton_testkit::unique_id("");
     AmqpOptions {
         url: url(),
         exchange: format!("baton-test.{id}"),

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use baton_redis::{RedisOptions, RedisStore};
+use baton_testkit::{delete_keys_blocking, unique_prefix};
 
 pub fn redis_url() -> String {
     std::env::var("BATON_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
@@ -17,35 +18,11 @@ pub struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let deleted = delete_prefix(&self.prefix);
+        let deleted = delete_keys_blocking(&redis_url(), &self.prefix);
         if let Err(e) = deleted {
             eprintln!("cleanup of `{}:*` failed: {e}", self.prefix);
         }
     }
-}
-
-/// SCANs and deletes `<prefix>:*` (a blocking connection, so it also works from `Drop`).
-pub fn delete_prefix(prefix: &str) -> redis::RedisResult<usize> {
-    let client = redis::Client::open(redis_url())?;
-    let mut conn = client.get_connection()?;
-    let keys: Vec<String> = redis::cmd("SCAN")
-        .cursor_arg(0)
-        .arg("MATCH")
-        .arg(format!("{prefix}:*"))
-        .arg("COUNT")
-        .arg(1000)
-        .clone()
-        .iter(&mut conn)?
-        .collect::<Result<_, _>>()?;
-    for chunk in keys.chunks(500) {
-        let _: i64 = redis::cmd("DEL").arg(chunk).query(&mut conn)?;
-    }
-    Ok(keys.len())
-}
-
-/// A unique prefix for one test.
-pub fn unique_prefix(test: &str) -> String {
-    format!("baton-test:{test}:{}", uuid::Uuid::new_v4().simple())
 }
 
 /// A store under a fresh prefix, with its cleanup guard.
