@@ -608,7 +608,7 @@ impl Engine {
     ) -> Result<HopOutcome, PortError> {
         let handed_on = self.handoff(&children, &[])?;
         let commit = HopCommit {
-            hop_id: msg.hop_id(),
+            hop_id: msg.hop_id().into(),
             outputs,
             tokens_out: children.len() as i64,
             handed_on,
@@ -1139,7 +1139,7 @@ impl Engine {
             .await;
         let mut ev_msg = msg.clone();
         ev_msg.lineage = parent.to_vec();
-        self.finish_success(wf, node, &ev_msg, output, started, Some(msg.hop_id()))
+        self.finish_success(wf, node, &ev_msg, output, started, Some(msg.hop_id().into()))
             .await
     }
 
@@ -1196,7 +1196,7 @@ impl Engine {
         });
         let later: Vec<(u64, &HopMessage)> = timer.iter().map(|(ms, t)| (*ms, t)).collect();
         let commit = HopCommit {
-            hop_id: msg.hop_id(),
+            hop_id: msg.hop_id().into(),
             outputs: vec![(scope, node.key.clone(), out)],
             tokens_out,
             handed_on: self.handoff(&[], &later)?,
@@ -1382,7 +1382,7 @@ impl Engine {
                 .commit(
                     &msg.execution_id,
                     HopCommit {
-                        hop_id: msg.hop_id(),
+                        hop_id: msg.hop_id().into(),
                         outputs,
                         tokens_out: 0,
                         handed_on: String::new(),
@@ -1574,7 +1574,7 @@ impl Engine {
                 resume.kind = HopKind::Resume;
                 resume.attempt = 1;
                 let commit = HopCommit {
-                    hop_id: msg.hop_id(),
+                    hop_id: msg.hop_id().into(),
                     outputs,
                     tokens_out: 1,
                     handed_on: self.handoff(&[], &[(delay, &resume)])?,
@@ -1685,7 +1685,7 @@ impl Engine {
                 json!({"retry": {"next_attempt": retry.attempt, "max_attempts": node.retry.max_attempts, "delay_ms": delay}}),
             );
             let commit = HopCommit {
-                hop_id: msg.hop_id(),
+                hop_id: msg.hop_id().into(),
                 outputs: Vec::new(),
                 tokens_out: 1,
                 handed_on: self.handoff(&[], &[(delay, &retry)])?,

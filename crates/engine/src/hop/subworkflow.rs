@@ -219,7 +219,7 @@ impl Engine {
             "node_id": node.id,
         });
         let commit = HopCommit {
-            hop_id: msg.hop_id(),
+            hop_id: msg.hop_id().into(),
             outputs: vec![
                 (scope, node.key.clone(), waiting),
                 (String::new(), signal, record),
