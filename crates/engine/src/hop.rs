@@ -1139,8 +1139,15 @@ impl Engine {
             .await;
         let mut ev_msg = msg.clone();
         ev_msg.lineage = parent.to_vec();
-        self.finish_success(wf, node, &ev_msg, output, started, Some(msg.hop_id().into()))
-            .await
+        self.finish_success(
+            wf,
+            node,
+            &ev_msg,
+            output,
+            started,
+            Some(msg.hop_id().into()),
+        )
+        .await
     }
 
     /// A wait node in `signal` mode: consume an already delivered signal, or register as a

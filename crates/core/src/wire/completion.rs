@@ -64,7 +64,10 @@ mod tests {
         });
         let bytes = serde_json::to_vec(&completion).unwrap();
         assert_eq!(bytes, serde_json::to_vec(&want).unwrap());
-        assert_eq!(serde_json::from_slice::<Completion>(&bytes).unwrap(), completion);
+        assert_eq!(
+            serde_json::from_slice::<Completion>(&bytes).unwrap(),
+            completion
+        );
     }
 
     #[test]
@@ -74,7 +77,10 @@ mod tests {
             ExecutionStatus::Failed,
             ExecutionStatus::Halted,
         ] {
-            assert_eq!(serde_json::to_value(status).unwrap(), json!(status.as_str()));
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                json!(status.as_str())
+            );
         }
     }
 }

@@ -142,7 +142,10 @@ mod tests {
             bytes,
             serde_json::to_vec(&json!({"cancel_execution": "e1"})).unwrap()
         );
-        assert_eq!(serde_json::from_slice::<CancelMessage>(&bytes).unwrap(), cancel);
+        assert_eq!(
+            serde_json::from_slice::<CancelMessage>(&bytes).unwrap(),
+            cancel
+        );
     }
 
     #[test]
@@ -152,7 +155,10 @@ mod tests {
         let bytes = serde_json::to_vec(&signal).unwrap();
         let old = json!({"signal": {"execution_id": "e1", "name": "approve", "data": data}});
         assert_eq!(bytes, serde_json::to_vec(&old).unwrap());
-        assert_eq!(serde_json::from_slice::<SignalMessage>(&bytes).unwrap(), signal);
+        assert_eq!(
+            serde_json::from_slice::<SignalMessage>(&bytes).unwrap(),
+            signal
+        );
     }
 
     #[test]

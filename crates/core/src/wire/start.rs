@@ -120,7 +120,10 @@ mod tests {
         seed_input(&mut context, json!("x"));
         let keys: Vec<&str> = context.keys().map(String::as_str).collect();
         assert_eq!(keys, ["$input", "Earlier", "$trigger"]);
-        assert_eq!(Value::Object(context), json!({"$input": "x", "Earlier": 1, "$trigger": "x"}));
+        assert_eq!(
+            Value::Object(context),
+            json!({"$input": "x", "Earlier": 1, "$trigger": "x"})
+        );
     }
 
     #[test]

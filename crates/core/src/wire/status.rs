@@ -104,7 +104,10 @@ mod tests {
         });
         let bytes = serde_json::to_vec(&event).unwrap();
         assert_eq!(bytes, serde_json::to_vec(&want).unwrap());
-        assert_eq!(serde_json::from_slice::<StatusEvent>(&bytes).unwrap(), event);
+        assert_eq!(
+            serde_json::from_slice::<StatusEvent>(&bytes).unwrap(),
+            event
+        );
     }
 
     #[test]
