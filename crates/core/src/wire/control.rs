@@ -42,9 +42,7 @@ impl CancelMessage {
 
     /// Reads the value of a body's `cancel_execution` field: a non-empty execution id.
     pub(crate) fn from_field(id: &Value) -> Option<Self> {
-        id.as_str()
-            .filter(|id| !id.is_empty())
-            .map(|id| Self::new(id))
+        id.as_str().filter(|id| !id.is_empty()).map(Self::new)
     }
 }
 
