@@ -192,17 +192,19 @@ impl Driver {
     }
 
     fn start_message(&self, execution_id: &str, workflow: &Value, input: &Value) -> Outgoing {
-        let name = workflow.get("name").cloned().unwrap_or(Value::Null);
-        let body = json!({
-            "workflow_id": name,
-            "execution_id": execution_id,
-            "current_node": "$start",
-            "workflow_definition": workflow,
-            "accumulated_context": {"$input": input, "$trigger": input},
-        });
+        let name = workflow.get("name").and_then(Value::as_str).unwrap_or("");
+        let mut context = serde_json::Map::new();
+        baton_core::wire::seed_input(&mut context, input.clone());
+        let start = baton_core::wire::RuneStart::new(
+            name,
+            execution_id,
+            "$start",
+            workflow.clone(),
+            context,
+        );
         Outgoing::new(
             self.execution_queue.clone(),
-            serde_json::to_vec(&body).unwrap_or_default(),
+            serde_json::to_vec(&start).unwrap_or_default(),
         )
     }
 

@@ -8,13 +8,17 @@
 pub mod error_code;
 pub mod expr;
 pub mod graph;
-pub mod message;
+/// The wire messages under their former name; new code uses [`wire`].
+pub mod message {
+    pub use crate::wire::*;
+}
 pub mod model;
 pub mod path;
 pub mod spec;
 pub mod template;
 pub mod validate;
 pub mod value;
+pub mod wire;
 
 pub use error_code::ErrorCode;
 pub use graph::{CompiledWorkflow, NodeIdx};

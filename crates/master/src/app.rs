@@ -69,8 +69,7 @@ impl Master {
             .execution_id
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let mut context = spec.seed.unwrap_or_default();
-        context.insert("$input".into(), spec.input.clone());
-        context.insert("$trigger".into(), spec.input.clone());
+        baton_core::wire::seed_input(&mut context, spec.input.clone());
         self.history
             .create(&NewExecution {
                 summary: Summary {

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock, RwLock, Weak};
 use async_trait::async_trait;
 
 use baton_core::CompiledWorkflow;
-use baton_core::message::{Completion, ExecutionStatus, HopMessage};
+use baton_core::wire::{Completion, ExecutionStatus, HopMessage, seed_input};
 use baton_engine::ports::{CredentialVault, DefinitionCache, HopQueue, PortError};
 use baton_engine::{Engine, HopOutcome, NodeRegistry, StartRequest};
 use serde_json::{Map, Value};
@@ -244,8 +244,7 @@ impl EmbeddedRuntime {
     ) -> Result<tokio::sync::oneshot::Receiver<Completion>, PortError> {
         self.register(workflow.clone());
         let mut seed = Map::new();
-        seed.insert("$input".into(), input.clone());
-        seed.insert("$trigger".into(), input);
+        seed_input(&mut seed, input);
         let done = self.events.completion_of(execution_id);
         let workflow_id = workflow
             .definition

@@ -4,7 +4,6 @@
 
 pub mod definitions;
 pub mod health;
-pub mod intake;
 pub mod metrics_names;
 pub mod service;
 pub mod settings;

@@ -7,19 +7,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton_amqp::{AmqpOptions, Broker, Delivery, QueueType};
-use baton_core::message::{ErrorInfo, NodeStatus, StatusEvent};
+use baton_core::wire::{
+    CancelMessage, ErrorInfo, Intake, NodeStatus, RuneStart, SignalMessage, StatusEvent, classify,
+};
 use baton_engine::ports::{EventSink, ExecutionStart, ExecutionStore};
 use baton_engine::{Engine, HopOutcome, NodeRegistry, StartRequest};
 use baton_redis::{RedisOptions, RedisStore};
 use baton_vault::RedisVault;
 use futures_util::StreamExt;
-use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::definitions::{DefinitionError, Definitions};
-use crate::intake::{Intake, RuneStart, classify};
 use crate::metrics_names as m;
 use crate::settings::Settings;
 use crate::trace;
@@ -233,20 +233,21 @@ impl Worker {
         let traceparent = delivery.headers.get("traceparent").cloned();
         match classify(&delivery.body, self.settings.max_message_bytes) {
             Intake::Poison { reason, execution } => {
-                self.poison(delivery, &reason, execution, None).await
+                self.poison(delivery, &reason.to_string(), execution, None)
+                    .await
             }
-            Intake::Cancel(id) => match self.cancel(&id).await {
+            Intake::Cancel(CancelMessage { execution_id: id }) => match self.cancel(&id).await {
                 Ok(cancelled) => {
                     tracing::info!(execution_id = %id, cancelled, "cancel request");
                     let _ = delivery.ack().await;
                 }
                 Err(e) => self.transient(delivery, &format!("cancel:{id}"), &e).await,
             },
-            Intake::Signal {
+            Intake::Signal(SignalMessage {
                 execution_id,
                 name,
                 data,
-            } => {
+            }) => {
                 let result = async {
                     if let Some((_, reference)) =
                         self.store.identity(&execution_id).await.map_err(|e| e.0)?
@@ -386,14 +387,7 @@ impl Worker {
             };
             (!node.trigger).then_some(start.current_node.as_str())
         };
-        let mut seed = start.accumulated_context.clone().unwrap_or_default();
-        if !seed.contains_key("$input") {
-            let input = seed
-                .get("$trigger")
-                .cloned()
-                .unwrap_or_else(|| Value::Object(Default::default()));
-            seed.insert("$input".into(), input);
-        }
+        let seed = start.seed();
         let traceparent = Some(traceparent.unwrap_or_else(trace::new_root));
         self.engine
             .start(

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use baton_amqp::{Broker, Outgoing};
+use baton_core::wire::CancelMessage;
 use baton_worker::Settings;
 use clap::Args;
-use serde_json::json;
 
 #[derive(Args, Debug)]
 pub struct CancelArgs {
@@ -27,7 +27,7 @@ pub fn run(args: CancelArgs) -> anyhow::Result<u8> {
             "baton-cancel",
         ))
         .await?;
-        let body = serde_json::to_vec(&json!({"cancel_execution": args.execution_id}))?;
+        let body = serde_json::to_vec(&CancelMessage::new(args.execution_id.clone()))?;
         broker
             .publish(vec![Outgoing::new(
                 settings.queue("workflow.execution"),

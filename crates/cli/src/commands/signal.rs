@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use baton_amqp::{Broker, Outgoing};
+use baton_core::wire::SignalMessage;
 use baton_worker::Settings;
 use clap::Args;
 use serde_json::json;
@@ -59,8 +60,7 @@ pub fn run(args: SignalArgs) -> anyhow::Result<u8> {
             "baton-signal",
         ))
         .await?;
-        let body =
-            json!({"signal": {"execution_id": args.execution_id, "name": args.name, "data": data}});
+        let body = SignalMessage::new(args.execution_id.clone(), args.name.clone(), data);
         broker
             .publish(vec![Outgoing::new(
                 settings.queue("workflow.execution"),

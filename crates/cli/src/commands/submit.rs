@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use baton_amqp::{AmqpOptions, Broker, Outgoing};
-use baton_core::message::{Completion, ExecutionStatus, StatusEvent};
+use baton_core::wire::{Completion, ExecutionStatus, RuneStart, StatusEvent, seed_input};
 use baton_worker::Settings;
 use clap::Args;
 use futures_util::StreamExt;
@@ -108,15 +108,14 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<u8> {
             _ => "$start".to_string(),
         });
     let mut context = Map::new();
-    context.insert("$input".into(), input.clone());
-    context.insert("$trigger".into(), input);
-    let message = json!({
-        "workflow_id": workflow_id,
-        "execution_id": execution_id,
-        "current_node": current_node,
-        "workflow_definition": definition,
-        "accumulated_context": context,
-    });
+    seed_input(&mut context, input);
+    let message = RuneStart::new(
+        workflow_id,
+        execution_id.clone(),
+        current_node,
+        definition,
+        context,
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

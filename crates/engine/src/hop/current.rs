@@ -16,7 +16,7 @@ impl<'a> Hop<'a> {
     pub(super) fn new(msg: &'a HopMessage) -> Self {
         Self {
             msg,
-            id: msg.hop_id(),
+            id: msg.hop_id().into(),
             scope: msg.scope(),
         }
     }

@@ -128,10 +128,8 @@ impl Engine {
         let wait = child.wait;
         let child_id = child_execution_id(&msg.execution_id, &hop.id);
         let signal = format!("{CHILD_KEY_PREFIX}{child_id}");
-        let input = child.input.clone();
         let mut seed = Map::new();
-        seed.insert("$input".into(), input.clone());
-        seed.insert("$trigger".into(), input);
+        baton_core::wire::seed_input(&mut seed, child.input.clone());
         seed.insert(
             PARENT_KEY.into(),
             json!({

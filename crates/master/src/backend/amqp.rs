@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use baton_amqp::{AmqpOptions, Broker, Delivery, Outgoing, QueueType};
-use baton_core::message::{Completion, StatusEvent};
+use baton_core::wire::{CancelMessage, Completion, SignalMessage, StatusEvent};
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{Backend, BackendError, EventHandler, LiveEvent, StartOrder};
@@ -62,8 +63,8 @@ impl AmqpBackend {
         &self.broker
     }
 
-    async fn publish(&self, body: Value) -> Result<(), BackendError> {
-        let bytes = serde_json::to_vec(&body).map_err(|e| BackendError(e.to_string()))?;
+    async fn publish(&self, body: &impl Serialize) -> Result<(), BackendError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| BackendError(e.to_string()))?;
         self.broker
             .publish(vec![Outgoing::new(self.execution_queue.clone(), bytes)])
             .await
@@ -134,12 +135,11 @@ async fn settle(delivery: Delivery, completion: bool, handler: Arc<dyn EventHand
 #[async_trait]
 impl Backend for AmqpBackend {
     async fn start(&self, order: &StartOrder) -> Result<(), BackendError> {
-        self.publish(order.rune_message()).await
+        self.publish(&order.rune_message()).await
     }
 
     async fn cancel(&self, execution_id: &str) -> Result<(), BackendError> {
-        self.publish(json!({"cancel_execution": execution_id}))
-            .await
+        self.publish(&CancelMessage::new(execution_id)).await
     }
 
     async fn signal(
@@ -148,7 +148,7 @@ impl Backend for AmqpBackend {
         name: &str,
         data: Value,
     ) -> Result<(), BackendError> {
-        self.publish(json!({"signal": {"execution_id": execution_id, "name": name, "data": data}}))
+        self.publish(&SignalMessage::new(execution_id, name, data))
             .await
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use baton_core::CompiledWorkflow;
-use baton_core::message::ExecutionStatus;
+use baton_core::wire::{ExecutionStatus, default_input_to_trigger};
 use baton_engine::ports::CredentialVault;
 use baton_engine::{NodeRegistry, StartRequest};
 use baton_memory::{EmbeddedRuntime, Event};
@@ -82,13 +82,7 @@ impl Backend for EmbeddedBackend {
             }
         };
         let mut seed = order.context.clone();
-        if !seed.contains_key("$input") {
-            let input = seed
-                .get("$trigger")
-                .cloned()
-                .unwrap_or_else(|| Value::Object(Default::default()));
-            seed.insert("$input".into(), input);
-        }
+        default_input_to_trigger(&mut seed);
         let wf = Arc::new(wf);
         self.runtime.register(wf.clone());
         // The runtime keeps a completion for a waiter; take the slot now so none piles up.

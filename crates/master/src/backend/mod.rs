@@ -7,7 +7,7 @@ pub mod embedded;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use baton_core::message::{Completion, StatusEvent};
+use baton_core::wire::{Completion, RuneStart, StatusEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
@@ -31,14 +31,14 @@ pub struct StartOrder {
 
 impl StartOrder {
     /// The Rune `NodeExecutionMessage` a worker accepts (RFC 0004).
-    pub fn rune_message(&self) -> Value {
-        serde_json::json!({
-            "workflow_id": self.workflow_id,
-            "execution_id": self.execution_id,
-            "current_node": self.current_node,
-            "workflow_definition": self.definition,
-            "accumulated_context": self.context,
-        })
+    pub fn rune_message(&self) -> RuneStart {
+        RuneStart::new(
+            self.workflow_id.clone(),
+            self.execution_id.clone(),
+            self.current_node.clone(),
+            self.definition.clone(),
+            self.context.clone(),
+        )
     }
 }
 

@@ -1,0 +1,224 @@
+//! Classifying an inbound delivery on `workflow.execution`: a Baton hop message, a Rune start
+//! message (a master that speaks Rune's protocol), a cancel or signal request, or poison with
+//! the reason it is dead-lettered for. Pure: the worker does the I/O.
+
+use serde_json::Value;
+
+use super::control::{CancelMessage, SignalMessage};
+use super::hop::HopMessage;
+use super::start::RuneStart;
+
+/// What a delivery turned out to be.
+#[derive(Debug)]
+pub enum Intake {
+    Hop(Box<HopMessage>),
+    RuneStart(Box<RuneStart>),
+    Cancel(CancelMessage),
+    Signal(SignalMessage),
+    /// Never processable. `execution` names the execution (`(workflow_id, execution_id)`) when
+    /// it could be read, so that it can be failed.
+    Poison {
+        reason: PoisonReason,
+        execution: Option<(String, String)>,
+    },
+}
+
+/// Why a delivery cannot be processed; its text is the dead-letter reason (header
+/// `x-baton-reason`, RFC 0004).
+#[derive(Debug, thiserror::Error)]
+pub enum PoisonReason {
+    #[error("message is {bytes} bytes, over the {limit}-byte limit")]
+    TooLarge { bytes: usize, limit: usize },
+    #[error("body is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("`cancel_execution` must be a non-empty execution id")]
+    BadCancel,
+    #[error("`signal` needs non-empty `execution_id` and `name`")]
+    BadSignal,
+    #[error("Rune message: `execution_id` must be a non-empty string")]
+    RuneWithoutExecutionId,
+    #[error("Rune message: `current_node` must be a non-empty string")]
+    RuneWithoutCurrentNode,
+    #[error("Rune message does not match NodeExecutionMessage: {0}")]
+    RuneMalformed(#[source] serde_json::Error),
+    #[error("hop message is malformed: {0}")]
+    HopMalformed(#[source] serde_json::Error),
+    #[error(
+        "neither a Baton hop message (`workflow_ref`) nor a Rune NodeExecutionMessage (`workflow_definition`)"
+    )]
+    Unrecognised,
+}
+
+pub fn classify(body: &[u8], max_bytes: usize) -> Intake {
+    let poison = |reason, execution| Intake::Poison { reason, execution };
+    if body.len() > max_bytes {
+        let reason = PoisonReason::TooLarge {
+            bytes: body.len(),
+            limit: max_bytes,
+        };
+        return poison(reason, None);
+    }
+    // The common case, a Baton hop message, parses straight into its type (no intermediate
+    // JSON tree). Anything else — including a malformed hop — goes the slow, explanatory way.
+    if let Ok(msg) = serde_json::from_slice::<HopMessage>(body) {
+        return Intake::Hop(Box::new(msg));
+    }
+    // Then a well-formed Rune start message, also straight into its type: its definition is
+    // the bulk of the bytes, and a JSON tree of it would be built and copied for nothing.
+    if let Ok(start) = serde_json::from_slice::<RuneStart>(body)
+        && !start.execution_id.is_empty()
+        && !start.current_node.is_empty()
+        && start.workflow_definition.is_object()
+    {
+        return Intake::RuneStart(Box::new(start));
+    }
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return poison(PoisonReason::NotJson(e), None),
+    };
+    let execution = || -> Option<(String, String)> {
+        let exec = value.get("execution_id")?.as_str()?.to_string();
+        let wf = match value.get("workflow_id") {
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => String::new(),
+        };
+        (!exec.is_empty()).then_some((wf, exec))
+    };
+    if let Some(id) = value.get("cancel_execution") {
+        return match CancelMessage::from_field(id) {
+            Some(cancel) => Intake::Cancel(cancel),
+            None => poison(PoisonReason::BadCancel, None),
+        };
+    }
+    if let Some(sig) = value
+        .get("signal")
+        .filter(|_| value.get("workflow_ref").is_none())
+    {
+        return match SignalMessage::from_field(sig) {
+            Some(signal) => Intake::Signal(signal),
+            None => poison(PoisonReason::BadSignal, None),
+        };
+    }
+    if value.get("workflow_definition").is_some() {
+        return match serde_json::from_value::<RuneStart>(value.clone()) {
+            Ok(s) if s.execution_id.is_empty() => {
+                poison(PoisonReason::RuneWithoutExecutionId, None)
+            }
+            Ok(s) if s.current_node.is_empty() => {
+                poison(PoisonReason::RuneWithoutCurrentNode, execution())
+            }
+            Ok(s) => Intake::RuneStart(Box::new(s)),
+            Err(e) => poison(PoisonReason::RuneMalformed(e), execution()),
+        };
+    }
+    if value.get("workflow_ref").is_some() {
+        return match serde_json::from_value::<HopMessage>(value.clone()) {
+            Ok(m) => Intake::Hop(Box::new(m)),
+            Err(e) => poison(PoisonReason::HopMalformed(e), execution()),
+        };
+    }
+    poison(PoisonReason::Unrecognised, execution())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::start::seed_input;
+    use serde_json::{Map, json};
+
+    fn reason_of(intake: Intake) -> String {
+        match intake {
+            Intake::Poison { reason, .. } => reason.to_string(),
+            other => panic!("not poison: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_is_poison_with_a_reason() {
+        assert!(
+            matches!(classify(b"not json", 100), Intake::Poison { reason, .. } if reason.to_string().starts_with("body is not JSON"))
+        );
+        assert!(
+            matches!(classify(&[b' '; 200], 100), Intake::Poison { reason, .. } if reason.to_string().contains("limit"))
+        );
+        assert!(
+            matches!(classify(br#"{"execution_id":"e1","workflow_id":7}"#, 100), Intake::Poison { execution: Some((w, e)), .. } if w == "7" && e == "e1")
+        );
+    }
+
+    #[test]
+    fn rune_start_messages_are_recognised() {
+        let body = br#"{"workflow_id":"42","execution_id":"x","current_node":"n1","workflow_definition":{"nodes":[]},"accumulated_context":{"$trigger":{}}}"#;
+        assert!(matches!(classify(body, 10_000), Intake::RuneStart(_)));
+    }
+
+    #[test]
+    fn what_baton_publishes_is_classified_as_what_it_is() {
+        let mut context = Map::new();
+        seed_input(&mut context, json!({}));
+        let start = RuneStart::new("wf", "e1", "$start", json!({"nodes": []}), context);
+        let body = serde_json::to_vec(&start).unwrap();
+        assert!(matches!(classify(&body, 10_000), Intake::RuneStart(s) if *s == start));
+
+        let cancel = CancelMessage::new("e1");
+        let body = serde_json::to_vec(&cancel).unwrap();
+        assert!(matches!(classify(&body, 10_000), Intake::Cancel(c) if c == cancel));
+
+        let signal = SignalMessage::new("e1", "go", json!({"ok": true}));
+        let body = serde_json::to_vec(&signal).unwrap();
+        assert!(matches!(classify(&body, 10_000), Intake::Signal(s) if s == signal));
+    }
+
+    /// The reasons are what operators read in `x-baton-reason`: their text is pinned.
+    #[test]
+    fn poison_reasons_keep_their_text() {
+        assert_eq!(
+            reason_of(classify(&[b' '; 200], 100)),
+            "message is 200 bytes, over the 100-byte limit"
+        );
+        assert_eq!(
+            reason_of(classify(br#"{"cancel_execution":""}"#, 1000)),
+            "`cancel_execution` must be a non-empty execution id"
+        );
+        assert_eq!(
+            reason_of(classify(br#"{"signal":{"execution_id":"e1"}}"#, 1000)),
+            "`signal` needs non-empty `execution_id` and `name`"
+        );
+        assert_eq!(
+            reason_of(classify(
+                br#"{"workflow_id":"w","execution_id":"","current_node":"n","workflow_definition":{}}"#,
+                1000
+            )),
+            "Rune message: `execution_id` must be a non-empty string"
+        );
+        assert!(matches!(
+            classify(br#"{"workflow_id":"w","execution_id":"e1","current_node":"","workflow_definition":{}}"#, 1000),
+            Intake::Poison { reason: PoisonReason::RuneWithoutCurrentNode, execution: Some((w, e)) } if w == "w" && e == "e1"
+        ));
+        assert!(
+            reason_of(classify(
+                br#"{"execution_id":"e1","workflow_definition":{}}"#,
+                1000
+            ))
+            .starts_with("Rune message does not match NodeExecutionMessage: ")
+        );
+        assert!(
+            reason_of(classify(
+                br#"{"execution_id":"e1","workflow_ref":"r"}"#,
+                1000
+            ))
+            .starts_with("hop message is malformed: ")
+        );
+        assert_eq!(
+            reason_of(classify(br#"{"hello":1}"#, 1000)),
+            "neither a Baton hop message (`workflow_ref`) nor a Rune NodeExecutionMessage (`workflow_definition`)"
+        );
+    }
+
+    #[test]
+    fn a_hop_message_naming_a_signal_is_a_hop_not_a_signal() {
+        let body = br#"{"execution_id":"e1","workflow_id":"wf","workflow_ref":"r","node_id":"n","kind":"run","signal":{"name":"x"}}"#;
+        assert!(matches!(classify(body, 1000), Intake::Hop(_)));
+    }
+}
