@@ -9,10 +9,9 @@ use baton_core::CompiledWorkflow;
 use baton_core::message::{Completion, ExecutionStatus, HopMessage, StatusEvent};
 use serde_json::{Map, Value};
 
-/// A failure of the store or the queue (I/O). The message that hit it is retried later.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct PortError(pub String);
+mod error;
+
+pub use error::{PortError, PortErrorKind};
 
 /// Everything an execution starts with.
 #[derive(Debug, Clone)]

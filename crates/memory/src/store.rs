@@ -62,7 +62,7 @@ impl MemoryStore {
         let mut map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
         let exec = map
             .get_mut(id)
-            .ok_or_else(|| PortError(format!("unknown execution `{id}`")))?;
+            .ok_or_else(|| PortError::permanent_msg(format!("unknown execution `{id}`")))?;
         Ok(f(exec))
     }
 

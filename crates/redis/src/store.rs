@@ -634,11 +634,13 @@ impl ExecutionStore for RedisStore {
             ("buffered", [data]) => {
                 let text = reply::text(data)?;
                 Ok(Some(serde_json::from_str(&text).map_err(|e| {
-                    PortError(format!("buffered signal is not JSON: {e}"))
+                    PortError::permanent(format!("buffered signal is not JSON: {e}"), e)
                 })?))
             }
             ("registered", _) => Ok(None),
-            _ => Err(PortError(format!("await_signal answered `{tag}`"))),
+            _ => Err(PortError::permanent_msg(format!(
+                "await_signal answered `{tag}`"
+            ))),
         }
     }
 
@@ -656,11 +658,15 @@ impl ExecutionStore for RedisStore {
                 .chunks(2)
                 .map(|pair| match pair {
                     [id, payload] => Ok((reply::text(id)?, reply::text(payload)?)),
-                    _ => Err(PortError("deliver_signal answered an odd list".into())),
+                    _ => Err(PortError::permanent_msg(
+                        "deliver_signal answered an odd list",
+                    )),
                 })
                 .collect(),
             "stored" => Ok(Vec::new()),
-            _ => Err(PortError(format!("deliver_signal answered `{tag}`"))),
+            _ => Err(PortError::permanent_msg(format!(
+                "deliver_signal answered `{tag}`"
+            ))),
         }
     }
 
@@ -675,7 +681,9 @@ impl ExecutionStore for RedisStore {
             .await?;
         match (tag.as_str(), rest.as_slice()) {
             ("removed", [n]) => Ok(reply::int(n)? == 1),
-            _ => Err(PortError(format!("remove_signal_waiter answered `{tag}`"))),
+            _ => Err(PortError::permanent_msg(format!(
+                "remove_signal_waiter answered `{tag}`"
+            ))),
         }
     }
 

@@ -568,7 +568,11 @@ async fn corrupt_values_are_errors() {
         .read(&id, &strings(&[""]), &strings(&["bad"]))
         .await
         .unwrap_err();
-    assert!(err.0.contains("bad"), "{err}");
+    assert!(err.to_string().contains("bad"), "{err}");
+    assert!(
+        !err.is_transient(),
+        "corrupt data does not heal on retry: {err}"
+    );
     assert!(matches!(
         store
             .join(&id, "j", "a", json!({"real": true}), 1, false)

@@ -50,7 +50,7 @@ impl Engine {
             CompletionClaim::Claimed => {}
             CompletionClaim::Sent | CompletionClaim::Unknown => return Ok(()),
             CompletionClaim::Held => {
-                return Err(PortError(format!(
+                return Err(PortError::transient_msg(format!(
                     "the completion of `{execution_id}` is being sent elsewhere (claimed less \
                      than {} ms ago): retry once it is sent or its claim expires",
                     self.completion_lease_ms

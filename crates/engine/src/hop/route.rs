@@ -82,8 +82,9 @@ impl Engine {
         handed_on: &str,
         pending: i64,
     ) -> Result<HopOutcome, PortError> {
-        let handoff: Handoff = serde_json::from_str(handed_on)
-            .map_err(|e| PortError(format!("recorded successors are not readable: {e}")))?;
+        let handoff: Handoff = serde_json::from_str(handed_on).map_err(|e| {
+            PortError::permanent(format!("recorded successors are not readable: {e}"), e)
+        })?;
         tracing::debug!(execution_id = %msg.execution_id, node_id = %msg.node_id, now = handoff.now.len(), later = handoff.later.len(), "hop already committed: replaying its successors");
         if !handoff.now.is_empty() {
             self.queue.publish(handoff.now).await?;
@@ -130,7 +131,7 @@ impl Engine {
             return Ok(String::new());
         }
         serde_json::to_string(&HandoffRef { now, later })
-            .map_err(|e| PortError(format!("cannot encode successors: {e}")))
+            .map_err(|e| PortError::permanent(format!("cannot encode successors: {e}"), e))
     }
 
     /// Commits, then publishes successors; completes the execution when no token remains.

@@ -33,7 +33,7 @@ impl Engine {
         let mut resume = msg.clone();
         resume.kind = HopKind::Resume;
         resume.attempt = 1;
-        let payload = serde_json::to_string(&resume).map_err(|e| PortError(e.to_string()))?;
+        let payload = serde_json::to_string(&resume)?;
         let scope = hop.scope.clone();
         if let Some(data) = self
             .store

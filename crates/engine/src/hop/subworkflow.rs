@@ -180,7 +180,7 @@ impl Engine {
         // child counts against the node's retries.
         let mut resume = msg.clone();
         resume.kind = HopKind::Resume;
-        let payload = serde_json::to_string(&resume).map_err(|e| PortError(e.to_string()))?;
+        let payload = serde_json::to_string(&resume)?;
         if let Some(data) = self
             .store
             .await_signal(&msg.execution_id, &signal, &hop.id, payload)
