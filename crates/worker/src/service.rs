@@ -244,8 +244,8 @@ impl Worker {
                 data,
             } => {
                 let result = async {
-                    if let Some((_, reference)) = self.store.identity(&execution_id).await? {
-                        match self.definitions.ensure(&reference).await {
+                    if let Some(identity) = self.store.identity(&execution_id).await? {
+                        match self.definitions.ensure(&identity.workflow_ref).await {
                             Err(DefinitionError::Store(e)) => return Err(e.into()),
                             Err(_) => return Ok(0),
                             Ok(_) => {}
@@ -333,11 +333,11 @@ impl Worker {
     }
 
     async fn cancel(&self, execution_id: &str) -> Result<bool, PortError> {
-        let Some((_, reference)) = self.store.identity(execution_id).await? else {
+        let Some(identity) = self.store.identity(execution_id).await? else {
             // Not started (yet): the engine remembers the cancel for its start.
             return self.engine.cancel(execution_id).await;
         };
-        if let Err(e) = self.definitions.ensure(&reference).await {
+        if let Err(e) = self.definitions.ensure(&identity.workflow_ref).await {
             return match e {
                 DefinitionError::Store(e) => Err(e.into()),
                 _ => Ok(false),

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
 use crate::node::{NodeError, NodeInput};
-use crate::ports::{HopCommit, PortError};
+use crate::ports::{ContextWrite, HopCommit, PortError};
 
 /// A node run's result before routing.
 enum RunResult {
@@ -67,7 +67,11 @@ impl Engine {
         let result = self.run_node(node, hop, &params, &ctx).await;
         if msg.kind == HopKind::OnFailure {
             let outputs = match &result {
-                RunResult::Ok(v) => vec![(String::new(), node.key.clone(), v.clone())],
+                RunResult::Ok(v) => vec![ContextWrite::new(
+                    String::new(),
+                    node.key.clone(),
+                    v.clone(),
+                )],
                 RunResult::Failed(_) => Vec::new(),
             };
             let mut ev = self.status(
@@ -97,7 +101,7 @@ impl Engine {
                         hop_id: hop.id.clone(),
                         outputs,
                         tokens_out: 0,
-                        handed_on: String::new(),
+                        handoff: None,
                     },
                 )
                 .await?;

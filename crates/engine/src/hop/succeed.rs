@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
 use super::time::now_ms;
-use crate::ports::{CommitOutcome, HopCommit, PortError};
+use crate::ports::{CommitOutcome, ContextWrite, HopCommit, PortError};
 
 impl Engine {
     pub(super) async fn finish_success(
@@ -24,12 +24,16 @@ impl Engine {
     ) -> Result<HopOutcome, PortError> {
         let msg = hop.msg;
         let scope = hop.scope.clone();
-        let mut outputs = vec![(scope.clone(), node.key.clone(), output.clone())];
+        let mut outputs = vec![ContextWrite::new(
+            scope.clone(),
+            node.key.clone(),
+            output.clone(),
+        )];
         // Data-shaping nodes (edit, filter, sort, limit) hand their result on as `$json`.
         if node.class == NodeClass::Action
             && let Some(json_out) = output.get("$json")
         {
-            outputs.push((scope.clone(), "$json".into(), json_out.clone()));
+            outputs.push(ContextWrite::new(scope.clone(), "$json", json_out.clone()));
         }
         let mut ev = self.status(node, msg, NodeStatus::Success);
         ev.duration_ms = started.elapsed().as_millis() as u64;
@@ -44,7 +48,7 @@ impl Engine {
                 let delay = output.get("delay_ms").and_then(Value::as_u64).unwrap_or(0);
                 let resume_at = now_ms() + delay;
                 let out = json!({"resume_at": resume_at, "delay_ms": delay});
-                outputs = vec![(scope, node.key.clone(), out.clone())];
+                outputs = vec![ContextWrite::new(scope, node.key.clone(), out.clone())];
                 ev.status = NodeStatus::Waiting;
                 ev.output = Some(out);
                 let mut resume = msg.clone();
@@ -54,7 +58,7 @@ impl Engine {
                     hop_id: hop.id.clone(),
                     outputs,
                     tokens_out: 1,
-                    handed_on: self.handoff(&[], &[(delay, &resume)])?,
+                    handoff: self.handoff(&[], &[(delay, &resume)]),
                 };
                 if let CommitOutcome::Applied { .. } =
                     self.store.commit(&msg.execution_id, commit).await?
@@ -84,7 +88,7 @@ impl Engine {
                             item_index: i,
                             total_items: total,
                         });
-                        outputs.push((scope_of(&lineage), "$item".into(), item));
+                        outputs.push(ContextWrite::new(scope_of(&lineage), "$item", item));
                         for e in &taken {
                             children.push(self.child(
                                 msg,
