@@ -361,3 +361,46 @@ pub trait CompletionLedger: Send + Sync {
 pub trait StatePorts: ExecutionStore + SignalStore + CompletionLedger {}
 
 impl<T: ExecutionStore + SignalStore + CompletionLedger + ?Sized> StatePorts for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn message(node: &str) -> HopMessage {
+        serde_json::from_value(json!({
+            "execution_id": "e", "workflow_id": "w", "workflow_ref": "r",
+            "node_id": node, "kind": "run"
+        }))
+        .expect("hop message")
+    }
+
+    /// Redis keeps handoffs across a rolling upgrade: the stored shape must not change.
+    #[test]
+    fn a_handoff_is_stored_in_the_shape_earlier_versions_wrote_and_read() {
+        assert_eq!(Handoff::default().encode().expect("encodes"), "{}");
+        let now_only = Handoff {
+            now: vec![message("b")],
+            later: Vec::new(),
+        };
+        let stored: Value = serde_json::from_str(&now_only.encode().expect("encodes")).unwrap();
+        assert_eq!(
+            stored,
+            json!({"now": [serde_json::to_value(message("b")).unwrap()]})
+        );
+        let later_only = Handoff {
+            now: Vec::new(),
+            later: vec![(500, message("c"))],
+        };
+        let stored: Value = serde_json::from_str(&later_only.encode().expect("encodes")).unwrap();
+        assert_eq!(
+            stored,
+            json!({"later": [[500, serde_json::to_value(message("c")).unwrap()]]})
+        );
+        let old = format!(
+            r#"{{"later":[[500,{}]]}}"#,
+            serde_json::to_string(&message("c")).unwrap()
+        );
+        assert_eq!(Handoff::decode(&old).expect("decodes"), later_only);
+    }
+}
