@@ -168,12 +168,11 @@ impl Master {
 
 #[async_trait]
 impl EventHandler for Master {
-    async fn handle(&self, event: LiveEvent) -> Result<(), String> {
+    async fn handle(&self, event: LiveEvent) -> Result<(), crate::history::HistoryError> {
         match &event {
             LiveEvent::Status(s) => self.history.apply_status(s).await,
             LiveEvent::Completion(c) => self.history.apply_completion(c).await,
-        }
-        .map_err(|e| e.to_string())?;
+        }?;
         let kind = match &event {
             LiveEvent::Status(_) => "status",
             LiveEvent::Completion(_) => "completion",

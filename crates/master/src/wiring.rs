@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Master;
+use crate::backend::BackendError;
 use crate::backend::amqp::AmqpBackend;
 use crate::backend::embedded::EmbeddedBackend;
 use crate::fanout::{LocalFanout, RedisFanout};
@@ -22,13 +23,13 @@ use crate::settings::MasterSettings;
 #[derive(Debug, thiserror::Error)]
 pub enum MasterError {
     #[error("RabbitMQ: {0}")]
-    Broker(String),
+    Broker(#[source] BackendError),
     #[error("Redis: {0}")]
-    Redis(String),
+    Redis(#[from] redis::RedisError),
     #[error("{0}")]
     Config(String),
     #[error("state file: {0}")]
-    State(String),
+    State(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("HTTP listener: {0}")]
     Http(String),
 }
@@ -49,9 +50,8 @@ pub async fn distributed(
     settings: &MasterSettings,
     shutdown: CancellationToken,
 ) -> Result<Arc<Master>, MasterError> {
-    let redis_err = |e: redis::RedisError| MasterError::Redis(e.to_string());
-    let client = redis::Client::open(settings.redis_url.as_str()).map_err(redis_err)?;
-    let conn = client.get_connection_manager().await.map_err(redis_err)?;
+    let client = redis::Client::open(settings.redis_url.as_str())?;
+    let conn = client.get_connection_manager().await?;
     let history = RedisHistory::new(
         conn.clone(),
         &settings.master_key_prefix,
@@ -77,7 +77,7 @@ pub async fn distributed(
     );
     let backend = AmqpBackend::connect(&settings.worker_settings())
         .await
-        .map_err(|e| MasterError::Broker(e.0))?;
+        .map_err(MasterError::Broker)?;
     let tokens = (!settings.master_insecure_no_auth).then(|| settings.tokens());
     Ok(Arc::new(Master {
         catalog,
@@ -112,7 +112,7 @@ pub async fn embedded(
             defaults.master_max_executions,
             defaults.master_retention_secs,
         )
-        .map_err(|e| MasterError::State(e.0))?,
+        .map_err(|e| MasterError::State(Box::new(e)))?,
         None => MemoryHistory::new(
             defaults.master_max_executions,
             defaults.master_retention_secs,
@@ -125,7 +125,7 @@ pub async fn embedded(
             catalog
                 .put(&id, &definition)
                 .await
-                .map_err(|e| MasterError::State(e.0))?;
+                .map_err(|e| MasterError::State(Box::new(e)))?;
         }
     }
     let key = match credentials_key.filter(|k| !k.trim().is_empty()) {
@@ -160,7 +160,7 @@ impl Embedded {
     /// Saves the state file (if any) now.
     pub async fn save(&self) -> Result<(), MasterError> {
         let mut snapshot = BTreeMap::new();
-        let err = |e: baton_engine::ports::PortError| MasterError::State(e.0);
+        let err = |e: baton_engine::ports::PortError| MasterError::State(Box::new(e));
         for latest in self.catalog.list().await.map_err(err)? {
             let mut versions = Vec::new();
             for v in self
@@ -181,7 +181,9 @@ impl Embedded {
             snapshot.insert(latest.workflow_id, versions);
         }
         self.history.set_catalog(snapshot);
-        self.history.save().map_err(|e| MasterError::State(e.0))
+        self.history
+            .save()
+            .map_err(|e| MasterError::State(Box::new(e)))
     }
 
     /// Saves the state once a second until `shutdown`, then once more.

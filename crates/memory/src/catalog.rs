@@ -40,7 +40,7 @@ impl WorkflowCatalog for MemoryCatalog {
         definition: &Value,
     ) -> Result<(WorkflowVersion, bool), PortError> {
         if workflow_id.is_empty() {
-            return Err(PortError("workflow id must not be empty".into()));
+            return Err(PortError::permanent_msg("workflow id must not be empty"));
         }
         let hash = content_hash(definition);
         let mut workflows = self.locked();
@@ -53,7 +53,7 @@ impl WorkflowCatalog for MemoryCatalog {
         let version = WorkflowVersion {
             workflow_id: workflow_id.to_string(),
             version: u32::try_from(versions.len() + 1).map_err(|_| {
-                PortError(format!("workflow `{workflow_id}` has too many versions"))
+                PortError::permanent_msg(format!("workflow `{workflow_id}` has too many versions"))
             })?,
             hash,
             created_at: now_rfc3339(),

@@ -24,7 +24,7 @@ impl HopQueue for MemoryQueue {
         for m in messages {
             self.tx
                 .send(m)
-                .map_err(|_| PortError("in-memory queue closed".into()))?;
+                .map_err(|_| PortError::transient_msg("in-memory queue closed"))?;
         }
         Ok(())
     }

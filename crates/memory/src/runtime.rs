@@ -272,7 +272,7 @@ impl EmbeddedRuntime {
         let done = self.submit(workflow, execution_id, input).await?;
         let completion = done
             .await
-            .map_err(|_| PortError("runtime stopped before completion".into()))?;
+            .map_err(|_| PortError::transient_msg("runtime stopped before completion"))?;
         // A completed execution has no message left (its token count reached zero): forget
         // it now. After a halt, messages still in flight (cancelled branches, timers) must find
         // the execution finished, not unknown: forget it a little later.

@@ -7,14 +7,15 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use baton_core::message::ExecutionStatus;
 use baton_engine::ports::{
-    CommitOutcome, CompletionClaim, ExecutionStart, ExecutionStore, HopCommit, JoinOutcome,
-    Lifecycle, PortError,
+    CommitOutcome, CommittedHop, CompletionClaim, CompletionLedger, ExecutionIdentity,
+    ExecutionStart, ExecutionStore, FinalContext, Handoff, HopCommit, JoinArrival, JoinOutcome,
+    Lifecycle, PortError, ScopedKey, SignalStore, SignalWaiter, StartState,
 };
 use serde_json::{Map, Value};
 
 #[derive(Debug, Default)]
 struct JoinState {
-    arrivals: Vec<(String, Value)>,
+    arrivals: Vec<JoinArrival>,
     keys: HashSet<String>,
     releaser: Option<String>,
 }
@@ -24,8 +25,8 @@ struct Execution {
     /// scope → (context key → value)
     scopes: HashMap<String, Map<String, Value>>,
     pending: i64,
-    /// committed hop id → the messages it handed on (JSON, when recorded)
-    committed: HashMap<String, String>,
+    /// committed hop id → the messages it handed on (when recorded)
+    committed: HashMap<String, Option<Handoff>>,
     joins: HashMap<String, JoinState>,
     finished: Option<(ExecutionStatus, Option<String>)>,
     completion_sent: bool,
@@ -62,7 +63,7 @@ impl MemoryStore {
         let mut map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
         let exec = map
             .get_mut(id)
-            .ok_or_else(|| PortError(format!("unknown execution `{id}`")))?;
+            .ok_or_else(|| PortError::permanent_msg(format!("unknown execution `{id}`")))?;
         Ok(f(exec))
     }
 
@@ -158,11 +159,12 @@ impl ExecutionStore for MemoryStore {
         })
     }
 
-    async fn identity(&self, execution_id: &str) -> Result<Option<(String, String)>, PortError> {
+    async fn identity(&self, execution_id: &str) -> Result<Option<ExecutionIdentity>, PortError> {
         let map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(map
-            .get(execution_id)
-            .map(|e| (e.workflow_id.clone(), e.workflow_ref.clone())))
+        Ok(map.get(execution_id).map(|e| ExecutionIdentity {
+            workflow_id: e.workflow_id.clone(),
+            workflow_ref: e.workflow_ref.clone(),
+        }))
     }
 
     async fn read(
@@ -188,12 +190,17 @@ impl ExecutionStore for MemoryStore {
     async fn read_exact(
         &self,
         execution_id: &str,
-        entries: &[(String, String)],
+        entries: &[ScopedKey],
     ) -> Result<Vec<Option<Value>>, PortError> {
         self.with(execution_id, |e| {
             entries
                 .iter()
-                .map(|(s, k)| e.scopes.get(s).and_then(|m| m.get(k)).cloned())
+                .map(|at| {
+                    e.scopes
+                        .get(&at.scope)
+                        .and_then(|m| m.get(&at.key))
+                        .cloned()
+                })
                 .collect()
         })
     }
@@ -204,9 +211,12 @@ impl ExecutionStore for MemoryStore {
         Ok(())
     }
 
-    async fn start_state(&self, execution_id: &str) -> Result<Option<(u64, bool)>, PortError> {
+    async fn start_state(&self, execution_id: &str) -> Result<Option<StartState>, PortError> {
         let map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(map.get(execution_id).map(|e| (e.started_at_ms, e.started)))
+        Ok(map.get(execution_id).map(|e| StartState {
+            started_at_ms: e.started_at_ms,
+            first_messages_published: e.started,
+        }))
     }
 
     fn replays_hops(&self) -> bool {
@@ -217,9 +227,12 @@ impl ExecutionStore for MemoryStore {
         &self,
         execution_id: &str,
         hop_id: &str,
-    ) -> Result<Option<(String, i64)>, PortError> {
+    ) -> Result<Option<CommittedHop>, PortError> {
         self.with(execution_id, |e| {
-            e.committed.get(hop_id).map(|h| (h.clone(), e.pending))
+            e.committed.get(hop_id).map(|handoff| CommittedHop {
+                handoff: handoff.clone(),
+                pending: e.pending,
+            })
         })
     }
 
@@ -232,9 +245,12 @@ impl ExecutionStore for MemoryStore {
             if e.committed.contains_key(&commit.hop_id) {
                 return CommitOutcome::Duplicate { pending: e.pending };
             }
-            e.committed.insert(commit.hop_id, commit.handed_on);
-            for (scope, key, value) in commit.outputs {
-                e.scopes.entry(scope).or_default().insert(key, value);
+            e.committed.insert(commit.hop_id, commit.handoff);
+            for write in commit.outputs {
+                e.scopes
+                    .entry(write.scope)
+                    .or_default()
+                    .insert(write.key, write.value);
             }
             e.pending += commit.tokens_out - 1;
             CommitOutcome::Applied { pending: e.pending }
@@ -259,7 +275,10 @@ impl ExecutionStore for MemoryStore {
                 };
             }
             if j.keys.insert(arrival_key.to_string()) {
-                j.arrivals.push((arrival_key.to_string(), arrival.clone()));
+                j.arrivals.push(JoinArrival {
+                    key: arrival_key.to_string(),
+                    value: arrival.clone(),
+                });
             }
             if j.releaser.is_some() {
                 return JoinOutcome::AlreadyReleased;
@@ -281,6 +300,16 @@ impl ExecutionStore for MemoryStore {
         })
     }
 
+    async fn final_context(&self, execution_id: &str) -> Result<FinalContext, PortError> {
+        self.with(execution_id, |e| FinalContext {
+            context: e.scopes.get("").cloned().unwrap_or_default(),
+            started_at_ms: e.started_at_ms,
+        })
+    }
+}
+
+#[async_trait]
+impl SignalStore for MemoryStore {
     async fn await_signal(
         &self,
         execution_id: &str,
@@ -305,13 +334,16 @@ impl ExecutionStore for MemoryStore {
         execution_id: &str,
         name: &str,
         data: Value,
-    ) -> Result<Vec<(String, String)>, PortError> {
+    ) -> Result<Vec<SignalWaiter>, PortError> {
         self.with(execution_id, |e| {
             let taken = e.waiters.remove(name).unwrap_or_default();
             if taken.is_empty() {
                 e.buffered_signals.insert(name.to_string(), data);
             }
             taken
+                .into_iter()
+                .map(|(waiter_id, resume)| SignalWaiter { waiter_id, resume })
+                .collect()
         })
     }
 
@@ -330,7 +362,10 @@ impl ExecutionStore for MemoryStore {
             before != list.len()
         })
     }
+}
 
+#[async_trait]
+impl CompletionLedger for MemoryStore {
     async fn finish_by(
         &self,
         execution_id: &str,
@@ -382,17 +417,5 @@ impl ExecutionStore for MemoryStore {
             self.forget(execution_id);
         }
         Ok(first)
-    }
-
-    async fn final_context(
-        &self,
-        execution_id: &str,
-    ) -> Result<(Map<String, Value>, u64), PortError> {
-        self.with(execution_id, |e| {
-            (
-                e.scopes.get("").cloned().unwrap_or_default(),
-                e.started_at_ms,
-            )
-        })
     }
 }

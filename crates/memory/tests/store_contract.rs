@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use baton_engine::ports::{ExecutionStore, WorkflowCatalog};
+use baton_engine::ports::{CompletionLedger, ExecutionStore, StatePorts, WorkflowCatalog};
 use baton_memory::{MemoryCatalog, MemoryStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_meets_the_execution_store_contract() {
-    let store: Arc<dyn ExecutionStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn StatePorts> = Arc::new(MemoryStore::new());
     baton_engine::contract::execution_store_contract(|| store.clone()).await;
 }
 

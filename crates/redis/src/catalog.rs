@@ -132,7 +132,7 @@ impl WorkflowCatalog for RedisCatalog {
         definition: &Value,
     ) -> Result<(WorkflowVersion, bool), PortError> {
         if workflow_id.is_empty() {
-            return Err(PortError("workflow id must not be empty".into()));
+            return Err(PortError::permanent_msg("workflow id must not be empty"));
         }
         let hash = content_hash(definition);
         self.definitions.put(&hash, &definition.to_string()).await?;

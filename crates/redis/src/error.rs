@@ -1,6 +1,6 @@
 //! The crate's error type and its mapping to the engine's `PortError`.
 
-use baton_engine::ports::PortError;
+use baton_engine::ports::{PortError, PortErrorKind};
 
 /// A failure of a Redis adapter.
 #[derive(Debug, thiserror::Error)]
@@ -26,8 +26,51 @@ pub enum Error {
     Protocol(String),
 }
 
+impl Error {
+    /// Whether the same operation may succeed later: connection trouble, timeouts and a server
+    /// that is loading or failing over pass; a script error, bad data or an odd reply do not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Redis(e) => redis_transient(e),
+            Error::InvalidPrefix(_)
+            | Error::UnknownExecution(_)
+            | Error::Json { .. }
+            | Error::Protocol(_) => false,
+        }
+    }
+}
+
+/// Whether a Redis client error is about reaching the server rather than about what was asked.
+pub fn redis_transient(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || !matches!(e.retry_method(), redis::RetryMethod::NoRetry)
+}
+
 impl From<Error> for PortError {
     fn from(e: Error) -> Self {
-        PortError(e.to_string())
+        let kind = if e.is_transient() {
+            PortErrorKind::Transient
+        } else {
+            PortErrorKind::Permanent
+        };
+        PortError::new(kind, e.to_string(), Some(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_trouble_is_transient_and_bad_data_is_permanent() {
+        let io = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(PortError::from(Error::Redis(io)).is_transient());
+        let script = redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "odd"));
+        assert!(!PortError::from(Error::Redis(script)).is_transient());
+        assert!(!PortError::from(Error::Protocol("odd".into())).is_transient());
+        assert!(!PortError::from(Error::UnknownExecution("e".into())).is_transient());
     }
 }

@@ -23,8 +23,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use baton_core::message::ExecutionStatus;
 use baton_engine::ports::{
-    CommitOutcome, CompletionClaim, ExecutionStart, ExecutionStore, HopCommit, HopStart,
-    JoinOutcome, Lifecycle, PortError,
+    CommitOutcome, CommittedHop, CompletionClaim, CompletionLedger, ExecutionIdentity,
+    ExecutionStart, ExecutionStore, FinalContext, Handoff, HopCommit, HopStart, JoinArrival,
+    JoinOutcome, Lifecycle, PortError, ScopedKey, SignalStore, SignalWaiter, StartState,
 };
 use futures_util::{Stream, StreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -418,7 +419,7 @@ impl ExecutionStore for RedisStore {
         Ok(())
     }
 
-    async fn start_state(&self, execution_id: &str) -> Result<Option<(u64, bool)>, PortError> {
+    async fn start_state(&self, execution_id: &str) -> Result<Option<StartState>, PortError> {
         let mut conn = self.conn.clone();
         let (started, published): (Option<u64>, Option<String>) = redis::cmd("HMGET")
             .arg(self.exec_key(execution_id, "meta"))
@@ -426,7 +427,10 @@ impl ExecutionStore for RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(Error::from)?;
-        Ok(started.map(|at| (at, published.is_some())))
+        Ok(started.map(|at| StartState {
+            started_at_ms: at,
+            first_messages_published: published.is_some(),
+        }))
     }
 
     async fn lifecycle(&self, execution_id: &str) -> Result<Lifecycle, PortError> {
@@ -438,7 +442,7 @@ impl ExecutionStore for RedisStore {
         Ok(lifecycle_of(&fields)?)
     }
 
-    async fn identity(&self, execution_id: &str) -> Result<Option<(String, String)>, PortError> {
+    async fn identity(&self, execution_id: &str) -> Result<Option<ExecutionIdentity>, PortError> {
         let mut conn = self.conn.clone();
         let cmd = redis::cmd("HMGET")
             .arg(self.exec_key(execution_id, "meta"))
@@ -446,7 +450,10 @@ impl ExecutionStore for RedisStore {
             .to_owned();
         let fields: Vec<Option<String>> = cmd.query_async(&mut conn).await.map_err(Error::from)?;
         Ok(match fields.as_slice() {
-            [Some(id), Some(r)] => Some((id.clone(), r.clone())),
+            [Some(id), Some(r)] => Some(ExecutionIdentity {
+                workflow_id: id.clone(),
+                workflow_ref: r.clone(),
+            }),
             _ => None,
         })
     }
@@ -520,7 +527,10 @@ impl ExecutionStore for RedisStore {
             return Ok(start(
                 Lifecycle::Running,
                 Map::new(),
-                Some((handed, pending)),
+                Some(CommittedHop {
+                    handoff: handoff_of(&handed)?,
+                    pending,
+                }),
             ));
         }
         let mut context = Map::new();
@@ -538,7 +548,7 @@ impl ExecutionStore for RedisStore {
         &self,
         execution_id: &str,
         hop_id: &str,
-    ) -> Result<Option<(String, i64)>, PortError> {
+    ) -> Result<Option<CommittedHop>, PortError> {
         // Whatever the lifecycle: a finished execution's hops stay recorded until its TTL.
         let k = self.keys(execution_id);
         let pipe = redis::pipe()
@@ -553,19 +563,22 @@ impl ExecutionStore for RedisStore {
         let Some(handed) = handed else {
             return Ok(None);
         };
-        Ok(Some((handed, pending_of(pending.as_deref())?)))
+        Ok(Some(CommittedHop {
+            handoff: handoff_of(&handed)?,
+            pending: pending_of(pending.as_deref())?,
+        }))
     }
 
     async fn read_exact(
         &self,
         execution_id: &str,
-        entries: &[(String, String)],
+        entries: &[ScopedKey],
     ) -> Result<Vec<Option<Value>>, PortError> {
         let k = self.keys(execution_id);
         let mut inv = SCRIPTS.read_exact.prepare_invoke();
         inv.key(&k.meta).key(&k.ctx);
-        for (scope, key) in entries {
-            inv.arg(field(scope, key));
+        for at in entries {
+            inv.arg(field(&at.scope, &at.key));
         }
         let (tag, rest) = reply::tagged(self.invoke(&inv, true).await?)?;
         if tag == "unknown" {
@@ -582,9 +595,9 @@ impl ExecutionStore for RedisStore {
         let values = entries
             .iter()
             .zip(&rest)
-            .map(|((_, key), v)| match v {
+            .map(|(at, v)| match v {
                 R::Nil => Ok(None),
-                v => reply::json(key, v).map(Some),
+                v => reply::json(&at.key, v).map(Some),
             })
             .collect::<Result<_, Error>>()?;
         Ok(values)
@@ -595,6 +608,11 @@ impl ExecutionStore for RedisStore {
         execution_id: &str,
         commit: HopCommit,
     ) -> Result<CommitOutcome, PortError> {
+        // Not recorded: stored empty, as before the handoff had a type.
+        let handed_on = match &commit.handoff {
+            Some(handoff) => handoff.encode()?,
+            None => String::new(),
+        };
         let k = self.keys(execution_id);
         let mut inv = SCRIPTS.commit.prepare_invoke();
         inv.key(&k.meta)
@@ -603,9 +621,10 @@ impl ExecutionStore for RedisStore {
             .key(&k.top)
             .arg(&commit.hop_id)
             .arg(commit.tokens_out - 1)
-            .arg(&commit.handed_on);
-        for (scope, key, value) in &commit.outputs {
-            inv.arg(field(scope, key)).arg(value.to_string());
+            .arg(handed_on);
+        for write in &commit.outputs {
+            inv.arg(field(&write.scope, &write.key))
+                .arg(write.value.to_string());
         }
         let (tag, rest) = reply::tagged(self.invoke(&inv, false).await?)?;
         Ok(match (tag.as_str(), rest.as_slice()) {
@@ -618,65 +637,6 @@ impl ExecutionStore for RedisStore {
             ("unknown", _) => return Err(Error::UnknownExecution(execution_id.into()).into()),
             _ => return Err(Error::Protocol(format!("commit answered `{tag}` {rest:?}")).into()),
         })
-    }
-
-    async fn await_signal(
-        &self,
-        execution_id: &str,
-        name: &str,
-        waiter_id: &str,
-        payload: String,
-    ) -> Result<Option<Value>, PortError> {
-        let (tag, rest) = self
-            .signal_op(execution_id, &["await", name, waiter_id, &payload])
-            .await?;
-        match (tag.as_str(), rest.as_slice()) {
-            ("buffered", [data]) => {
-                let text = reply::text(data)?;
-                Ok(Some(serde_json::from_str(&text).map_err(|e| {
-                    PortError(format!("buffered signal is not JSON: {e}"))
-                })?))
-            }
-            ("registered", _) => Ok(None),
-            _ => Err(PortError(format!("await_signal answered `{tag}`"))),
-        }
-    }
-
-    async fn deliver_signal(
-        &self,
-        execution_id: &str,
-        name: &str,
-        data: Value,
-    ) -> Result<Vec<(String, String)>, PortError> {
-        let (tag, rest) = self
-            .signal_op(execution_id, &["deliver", name, &data.to_string()])
-            .await?;
-        match tag.as_str() {
-            "delivered" => rest
-                .chunks(2)
-                .map(|pair| match pair {
-                    [id, payload] => Ok((reply::text(id)?, reply::text(payload)?)),
-                    _ => Err(PortError("deliver_signal answered an odd list".into())),
-                })
-                .collect(),
-            "stored" => Ok(Vec::new()),
-            _ => Err(PortError(format!("deliver_signal answered `{tag}`"))),
-        }
-    }
-
-    async fn remove_signal_waiter(
-        &self,
-        execution_id: &str,
-        name: &str,
-        waiter_id: &str,
-    ) -> Result<bool, PortError> {
-        let (tag, rest) = self
-            .signal_op(execution_id, &["remove", name, waiter_id])
-            .await?;
-        match (tag.as_str(), rest.as_slice()) {
-            ("removed", [n]) => Ok(reply::int(n)? == 1),
-            _ => Err(PortError(format!("remove_signal_waiter answered `{tag}`"))),
-        }
     }
 
     async fn join(
@@ -712,7 +672,10 @@ impl ExecutionStore for RedisStore {
                 expected,
             },
             ("released", arrivals) => JoinOutcome::Released {
-                arrivals: reply::pairs(arrivals)?,
+                arrivals: reply::pairs(arrivals)?
+                    .into_iter()
+                    .map(|(key, value)| JoinArrival { key, value })
+                    .collect(),
             },
             ("already", _) => JoinOutcome::AlreadyReleased,
             ("unknown", _) => return Err(Error::UnknownExecution(execution_id.into()).into()),
@@ -720,6 +683,98 @@ impl ExecutionStore for RedisStore {
         })
     }
 
+    async fn final_context(&self, execution_id: &str) -> Result<FinalContext, PortError> {
+        let k = self.keys(execution_id);
+        let mut inv = SCRIPTS.final_context.prepare_invoke();
+        inv.key(&k.meta).key(&k.ctx).key(&k.top);
+        let items = reply::array(self.invoke(&inv, true).await?)?;
+        let Some((started, rest)) = items.split_first() else {
+            return Err(Error::UnknownExecution(execution_id.into()).into());
+        };
+        let started = u64::try_from(reply::int(started)?)
+            .map_err(|_| Error::Protocol("negative started_at".into()))?;
+        Ok(FinalContext {
+            context: reply::map(rest)?,
+            started_at_ms: started,
+        })
+    }
+}
+
+#[async_trait]
+impl SignalStore for RedisStore {
+    async fn await_signal(
+        &self,
+        execution_id: &str,
+        name: &str,
+        waiter_id: &str,
+        payload: String,
+    ) -> Result<Option<Value>, PortError> {
+        let (tag, rest) = self
+            .signal_op(execution_id, &["await", name, waiter_id, &payload])
+            .await?;
+        match (tag.as_str(), rest.as_slice()) {
+            ("buffered", [data]) => {
+                let text = reply::text(data)?;
+                Ok(Some(serde_json::from_str(&text).map_err(|e| {
+                    PortError::permanent(format!("buffered signal is not JSON: {e}"), e)
+                })?))
+            }
+            ("registered", _) => Ok(None),
+            _ => Err(PortError::permanent_msg(format!(
+                "await_signal answered `{tag}`"
+            ))),
+        }
+    }
+
+    async fn deliver_signal(
+        &self,
+        execution_id: &str,
+        name: &str,
+        data: Value,
+    ) -> Result<Vec<SignalWaiter>, PortError> {
+        let (tag, rest) = self
+            .signal_op(execution_id, &["deliver", name, &data.to_string()])
+            .await?;
+        match tag.as_str() {
+            "delivered" => rest
+                .chunks(2)
+                .map(|pair| match pair {
+                    [id, payload] => Ok(SignalWaiter {
+                        waiter_id: reply::text(id)?,
+                        resume: reply::text(payload)?,
+                    }),
+                    _ => Err(PortError::permanent_msg(
+                        "deliver_signal answered an odd list",
+                    )),
+                })
+                .collect(),
+            "stored" => Ok(Vec::new()),
+            _ => Err(PortError::permanent_msg(format!(
+                "deliver_signal answered `{tag}`"
+            ))),
+        }
+    }
+
+    async fn remove_signal_waiter(
+        &self,
+        execution_id: &str,
+        name: &str,
+        waiter_id: &str,
+    ) -> Result<bool, PortError> {
+        let (tag, rest) = self
+            .signal_op(execution_id, &["remove", name, waiter_id])
+            .await?;
+        match (tag.as_str(), rest.as_slice()) {
+            ("removed", [n]) => Ok(reply::int(n)? == 1),
+            _ => Err(PortError::permanent_msg(format!(
+                "remove_signal_waiter answered `{tag}`"
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl CompletionLedger for RedisStore {
     async fn finished_by(&self, execution_id: &str) -> Result<Option<String>, PortError> {
         let pipe = redis::pipe()
             .cmd("HGET")
@@ -808,20 +863,12 @@ impl ExecutionStore for RedisStore {
             n => Ok(n == 1),
         }
     }
+}
 
-    async fn final_context(
-        &self,
-        execution_id: &str,
-    ) -> Result<(Map<String, Value>, u64), PortError> {
-        let k = self.keys(execution_id);
-        let mut inv = SCRIPTS.final_context.prepare_invoke();
-        inv.key(&k.meta).key(&k.ctx).key(&k.top);
-        let items = reply::array(self.invoke(&inv, true).await?)?;
-        let Some((started, rest)) = items.split_first() else {
-            return Err(Error::UnknownExecution(execution_id.into()).into());
-        };
-        let started = u64::try_from(reply::int(started)?)
-            .map_err(|_| Error::Protocol("negative started_at".into()))?;
-        Ok((reply::map(rest)?, started))
+/// A recorded handoff: empty when the commit recorded none.
+fn handoff_of(stored: &str) -> Result<Option<Handoff>, PortError> {
+    if stored.is_empty() {
+        return Ok(None);
     }
+    Handoff::decode(stored).map(Some)
 }

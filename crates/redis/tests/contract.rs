@@ -12,7 +12,8 @@ use baton_core::message::ExecutionStatus;
 use baton_engine::catalog_contract::workflow_catalog_contract;
 use baton_engine::contract::{execution_store_contract, start_of, unique_id};
 use baton_engine::ports::{
-    CommitOutcome, ExecutionStore, HopCommit, HopStart, JoinOutcome, Lifecycle, WorkflowCatalog,
+    CommitOutcome, CompletionLedger, ContextWrite, ExecutionStore, HopCommit, HopStart,
+    JoinOutcome, Lifecycle, StatePorts, WorkflowCatalog,
 };
 use baton_redis::{Error, RedisOptions, RedisStore};
 use futures_util::StreamExt;
@@ -28,7 +29,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_store_meets_the_execution_store_contract() {
     let (redis, _cleanup) = store("contract", RedisOptions::default()).await;
-    let store: Arc<dyn ExecutionStore> = Arc::new(redis);
+    let store: Arc<dyn StatePorts> = Arc::new(redis);
     execution_store_contract(|| store.clone()).await;
 }
 
@@ -76,8 +77,8 @@ async fn finish_puts_the_ttl_on_every_execution_key() {
     let id = start.execution_id.clone();
     assert!(store.start(&start).await.unwrap());
     let outputs = vec![
-        (String::new(), "n1".to_string(), json!(1)),
-        ("split#0".to_string(), "n2".to_string(), json!(2)),
+        ContextWrite::new("", "n1", json!(1)),
+        ContextWrite::new("split#0", "n2", json!(2)),
     ];
     store
         .commit(
@@ -86,7 +87,7 @@ async fn finish_puts_the_ttl_on_every_execution_key() {
                 hop_id: "h1".into(),
                 outputs,
                 tokens_out: 2,
-                handed_on: String::new(),
+                handoff: None,
             },
         )
         .await
@@ -136,7 +137,7 @@ async fn finish_puts_the_ttl_on_every_execution_key() {
             .unwrap()
     );
     // Written after the finish: an on_failure node's output, a brand-new join.
-    let late = vec![(String::new(), "on_failure".to_string(), json!("ran"))];
+    let late = vec![ContextWrite::new("", "on_failure", json!("ran"))];
     store
         .commit(
             &id,
@@ -144,7 +145,7 @@ async fn finish_puts_the_ttl_on_every_execution_key() {
                 hop_id: "h2".into(),
                 outputs: late,
                 tokens_out: 0,
-                handed_on: String::new(),
+                handoff: None,
             },
         )
         .await
@@ -213,7 +214,7 @@ async fn begin_hop_does_not_read_unreferenced_values() {
     let start = start_of(json!({"small": 1}), 1);
     let id = start.execution_id.clone();
     store.start(&start).await.unwrap();
-    let outputs = vec![(String::new(), "big".to_string(), big.clone())];
+    let outputs = vec![ContextWrite::new("", "big", big.clone())];
     store
         .commit(
             &id,
@@ -221,7 +222,7 @@ async fn begin_hop_does_not_read_unreferenced_values() {
                 hop_id: "h".into(),
                 outputs,
                 tokens_out: 1,
-                handed_on: String::new(),
+                handoff: None,
             },
         )
         .await
@@ -309,7 +310,7 @@ async fn a_hop_costs_two_round_trips() {
         .await
         .unwrap();
     assert_eq!(life, Lifecycle::Running);
-    let outputs = vec![(String::new(), "n".to_string(), json!({"ok": true}))];
+    let outputs = vec![ContextWrite::new("", "n", json!({"ok": true}))];
     let out = store
         .commit(
             &id,
@@ -317,7 +318,7 @@ async fn a_hop_costs_two_round_trips() {
                 hop_id: "h".into(),
                 outputs,
                 tokens_out: 2,
-                handed_on: String::new(),
+                handoff: None,
             },
         )
         .await
@@ -568,7 +569,11 @@ async fn corrupt_values_are_errors() {
         .read(&id, &strings(&[""]), &strings(&["bad"]))
         .await
         .unwrap_err();
-    assert!(err.0.contains("bad"), "{err}");
+    assert!(err.to_string().contains("bad"), "{err}");
+    assert!(
+        !err.is_transient(),
+        "corrupt data does not heal on retry: {err}"
+    );
     assert!(matches!(
         store
             .join(&id, "j", "a", json!({"real": true}), 1, false)

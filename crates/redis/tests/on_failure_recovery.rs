@@ -32,7 +32,7 @@ impl HopQueue for RefusesFirstOnFailure {
         if messages.iter().any(|m| m.kind == HopKind::OnFailure)
             && !self.refused.swap(true, Ordering::SeqCst)
         {
-            return Err(PortError("broker connection lost".into()));
+            return Err(PortError::transient_msg("broker connection lost"));
         }
         self.inner.publish(messages).await
     }

@@ -1,6 +1,6 @@
 //! What can go wrong in the vault. No variant ever carries a secret.
 
-use baton_engine::ports::{PortError, RevealError};
+use baton_engine::ports::{PortError, PortErrorKind, RevealError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -26,8 +26,22 @@ pub enum VaultError {
 }
 
 impl From<VaultError> for PortError {
+    /// Only an unreachable Redis may pass; a credential that does not open or parse, or an
+    /// empty name, fails the same way next time.
     fn from(e: VaultError) -> Self {
-        PortError(e.to_string())
+        let kind = match &e {
+            VaultError::Redis(r)
+                if r.is_io_error()
+                    || r.is_connection_dropped()
+                    || r.is_connection_refusal()
+                    || r.is_timeout()
+                    || !matches!(r.retry_method(), redis::RetryMethod::NoRetry) =>
+            {
+                PortErrorKind::Transient
+            }
+            _ => PortErrorKind::Permanent,
+        };
+        PortError::new(kind, e.to_string(), Some(Box::new(e)))
     }
 }
 

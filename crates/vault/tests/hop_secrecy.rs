@@ -72,7 +72,12 @@ async fn run(
             Event::Completion(c) => seen.push(serde_json::to_string(&c).unwrap()),
         }
     }
-    let (context, _) = runtime.store().final_context(execution_id).await.unwrap();
+    let context = runtime
+        .store()
+        .final_context(execution_id)
+        .await
+        .unwrap()
+        .context;
     (completion, seen, serde_json::to_string(&context).unwrap())
 }
 

@@ -28,7 +28,7 @@ pub enum DefinitionError {
     #[error("stored definition `{reference}` is not JSON: {message}")]
     Corrupt { reference: String, message: String },
     #[error("definition store: {0}")]
-    Store(String),
+    Store(#[source] baton_redis::Error),
 }
 
 impl Definitions {
@@ -52,7 +52,7 @@ impl Definitions {
             self.store
                 .put(&wf.reference, &doc.to_string())
                 .await
-                .map_err(|e| DefinitionError::Store(e.to_string()))?;
+                .map_err(DefinitionError::Store)?;
             self.local
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
@@ -70,7 +70,7 @@ impl Definitions {
             .store
             .get(reference)
             .await
-            .map_err(|e| DefinitionError::Store(e.to_string()))?
+            .map_err(DefinitionError::Store)?
             .ok_or_else(|| DefinitionError::Unknown(reference.to_string()))?;
         let doc: Value = serde_json::from_str(&text).map_err(|e| DefinitionError::Corrupt {
             reference: reference.to_string(),
@@ -100,7 +100,7 @@ impl DefinitionCache for Definitions {
     async fn load(&self, workflow_ref: &str) -> Result<Option<Arc<CompiledWorkflow>>, PortError> {
         match self.ensure(workflow_ref).await {
             Ok(wf) => Ok(Some(wf)),
-            Err(DefinitionError::Store(e)) => Err(PortError(e)),
+            Err(DefinitionError::Store(e)) => Err(e.into()),
             Err(_) => Ok(None),
         }
     }

@@ -3,6 +3,7 @@
 //! publisher confirms, dead-letters poison, serves health and metrics, drains on SIGTERM.
 
 pub mod definitions;
+pub mod failure;
 pub mod health;
 pub mod metrics_names;
 pub mod service;

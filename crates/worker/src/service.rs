@@ -10,7 +10,7 @@ use baton_amqp::{AmqpOptions, Broker, Delivery, QueueType};
 use baton_core::wire::{
     CancelMessage, ErrorInfo, Intake, NodeStatus, RuneStart, SignalMessage, StatusEvent, classify,
 };
-use baton_engine::ports::{EventSink, ExecutionStart, ExecutionStore};
+use baton_engine::ports::{EventSink, ExecutionStart, ExecutionStore, PortError};
 use baton_engine::{Engine, HopOutcome, NodeRegistry, StartRequest};
 use baton_redis::{RedisOptions, RedisStore};
 use baton_vault::RedisVault;
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::definitions::{DefinitionError, Definitions};
+use crate::failure::{Disposition, disposition};
 use crate::metrics_names as m;
 use crate::settings::Settings;
 use crate::trace;
@@ -29,13 +30,13 @@ use crate::transport::{AmqpEvents, AmqpHopQueue, Routes, run_timer_pump};
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error("RabbitMQ: {0}")]
-    Broker(String),
+    Broker(#[source] baton_amqp::Error),
     #[error("Redis: {0}")]
-    Redis(String),
+    Redis(#[source] baton_redis::Error),
     #[error("HTTP listener: {0}")]
     Http(String),
     #[error("credential vault: {0}")]
-    Vault(String),
+    Vault(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Shared state of a running worker.
@@ -49,9 +50,6 @@ pub struct Worker {
     pub draining: AtomicBool,
     transient_failures: Mutex<HashMap<String, u32>>,
 }
-
-/// Transient failures of one hop before it is treated as poison.
-const MAX_TRANSIENT_FAILURES: u32 = 20;
 
 impl Worker {
     /// Connects to RabbitMQ and Redis and wires the engine.
@@ -76,9 +74,7 @@ impl Worker {
             connection_name: Some(format!("baton-worker-{}", std::process::id())),
             ..AmqpOptions::default()
         };
-        let broker = Broker::connect(opts)
-            .await
-            .map_err(|e| WorkerError::Broker(e.to_string()))?;
+        let broker = Broker::connect(opts).await.map_err(WorkerError::Broker)?;
         let redis_opts = RedisOptions {
             key_prefix: settings.key_prefix.clone(),
             completed_ttl_secs: settings.completed_ttl_secs,
@@ -87,7 +83,7 @@ impl Worker {
         let store = Arc::new(
             RedisStore::connect(&settings.redis_url, redis_opts)
                 .await
-                .map_err(|e| WorkerError::Redis(e.to_string()))?,
+                .map_err(WorkerError::Redis)?,
         );
         let timers = store.timers();
         let def_store = store.definitions();
@@ -117,11 +113,11 @@ impl Worker {
         // writes credentials there, and only a worker holding the key can reveal them.
         if let Some(key) = settings
             .vault_key()
-            .map_err(|e| WorkerError::Vault(e.to_string()))?
+            .map_err(|e| WorkerError::Vault(Box::new(e)))?
         {
             let vault = RedisVault::connect(&settings.redis_url, &settings.key_prefix, key)
                 .await
-                .map_err(|e| WorkerError::Vault(e.to_string()))?;
+                .map_err(|e| WorkerError::Vault(Box::new(e)))?;
             engine = engine.with_vault(Arc::new(vault));
         }
         let engine = Arc::new(engine);
@@ -186,7 +182,7 @@ impl Worker {
             .broker
             .consume(&self.settings.queue("workflow.execution"), &tag)
             .await
-            .map_err(|e| WorkerError::Broker(e.to_string()))?;
+            .map_err(WorkerError::Broker)?;
         let permits = Arc::new(Semaphore::new(self.settings.concurrency));
         let tracker = TaskTracker::new();
         tracing::info!(queue = %self.settings.queue("workflow.execution"), concurrency = self.settings.concurrency, "worker consuming");
@@ -241,7 +237,7 @@ impl Worker {
                     tracing::info!(execution_id = %id, cancelled, "cancel request");
                     let _ = delivery.ack().await;
                 }
-                Err(e) => self.transient(delivery, &format!("cancel:{id}"), &e).await,
+                Err(e) => self.failed(delivery, &format!("cancel:{id}"), &e).await,
             },
             Intake::Signal(SignalMessage {
                 execution_id,
@@ -249,19 +245,14 @@ impl Worker {
                 data,
             }) => {
                 let result = async {
-                    if let Some((_, reference)) =
-                        self.store.identity(&execution_id).await.map_err(|e| e.0)?
-                    {
-                        match self.definitions.ensure(&reference).await {
-                            Err(DefinitionError::Store(e)) => return Err(e),
+                    if let Some(identity) = self.store.identity(&execution_id).await? {
+                        match self.definitions.ensure(&identity.workflow_ref).await {
+                            Err(DefinitionError::Store(e)) => return Err(e.into()),
                             Err(_) => return Ok(0),
                             Ok(_) => {}
                         }
                     }
-                    self.engine
-                        .signal(&execution_id, &name, data)
-                        .await
-                        .map_err(|e| e.0)
+                    self.engine.signal(&execution_id, &name, data).await
                 }
                 .await;
                 match result {
@@ -270,7 +261,7 @@ impl Worker {
                         let _ = delivery.ack().await;
                     }
                     Err(e) => {
-                        self.transient(delivery, &format!("signal:{execution_id}:{name}"), &e)
+                        self.failed(delivery, &format!("signal:{execution_id}:{name}"), &e)
                             .await
                     }
                 }
@@ -287,8 +278,8 @@ impl Worker {
                         self.poison(delivery, &reason, exec, Some(&start.current_node))
                             .await;
                     }
-                    Err(StartError::Transient(e)) => {
-                        self.transient(delivery, &format!("start:{}", start.execution_id), &e)
+                    Err(StartError::Port(e)) => {
+                        self.failed(delivery, &format!("start:{}", start.execution_id), &e)
                             .await
                     }
                 }
@@ -302,7 +293,7 @@ impl Worker {
                 let wf = match self.definitions.ensure(&msg.workflow_ref).await {
                     Ok(wf) => wf,
                     Err(DefinitionError::Store(e)) => {
-                        return self.transient(delivery, &hop_id, &e).await;
+                        return self.failed(delivery, &hop_id, &e.into()).await;
                     }
                     Err(e) => {
                         return self
@@ -336,28 +327,25 @@ impl Worker {
                             }
                         }
                     }
-                    Err(e) => self.transient(delivery, &hop_id, &e.0).await,
+                    Err(e) => self.failed(delivery, &hop_id, &e).await,
                 }
             }
         }
     }
 
-    async fn cancel(&self, execution_id: &str) -> Result<bool, String> {
-        let Some((_, reference)) = self.store.identity(execution_id).await.map_err(|e| e.0)? else {
+    async fn cancel(&self, execution_id: &str) -> Result<bool, PortError> {
+        let Some(identity) = self.store.identity(execution_id).await? else {
             // Not started (yet): the engine remembers the cancel for its start.
-            return self.engine.cancel(execution_id).await.map_err(|e| e.0);
+            return self.engine.cancel(execution_id).await;
         };
-        if let Err(e) = self.definitions.ensure(&reference).await {
+        if let Err(e) = self.definitions.ensure(&identity.workflow_ref).await {
             return match e {
-                DefinitionError::Store(e) => Err(e),
+                DefinitionError::Store(e) => Err(e.into()),
                 _ => Ok(false),
             };
         }
-        let cancelled = self.engine.cancel(execution_id).await.map_err(|e| e.0)?;
-        self.store
-            .publish_cancel(execution_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let cancelled = self.engine.cancel(execution_id).await?;
+        self.store.publish_cancel(execution_id).await?;
         Ok(cancelled)
     }
 
@@ -368,7 +356,7 @@ impl Worker {
     ) -> Result<(), StartError> {
         let wf = match self.definitions.register(&start.workflow_definition).await {
             Ok(wf) => wf,
-            Err(DefinitionError::Store(e)) => return Err(StartError::Transient(e)),
+            Err(DefinitionError::Store(e)) => return Err(StartError::Port(e.into())),
             Err(e) => {
                 return Err(StartError::Invalid(format!(
                     "invalid workflow_definition: {e}"
@@ -401,7 +389,7 @@ impl Worker {
                 },
             )
             .await
-            .map_err(|e| StartError::Transient(e.0))
+            .map_err(StartError::Port)
     }
 
     /// Dead-letters a message with its reason; fails its execution if known.
@@ -467,14 +455,19 @@ impl Worker {
                 .fail_execution(&workflow_id, &execution_id, reason.to_string())
                 .await
             {
-                tracing::warn!(error = %e.0, execution_id, "could not mark the execution failed");
+                tracing::warn!(error = %e, execution_id, "could not mark the execution failed");
             }
         }
         let _ = delivery.ack().await;
     }
 
-    /// The broker or Redis failed under this hop: hand it back after a pause (no hot loop).
-    async fn transient(&self, delivery: Delivery, hop_id: &str, error: &str) {
+    /// A port failed under this message: a permanent failure dead-letters it at once with its
+    /// reason; a transient one hands it back after a pause (no hot loop), within a budget.
+    async fn failed(&self, delivery: Delivery, hop_id: &str, error: &PortError) {
+        if disposition(error.kind(), 0) == Disposition::DeadLetter {
+            let reason = format!("failed with a permanent error: {error}");
+            return self.poison(delivery, &reason, None, None).await;
+        }
         metrics::counter!(m::TRANSIENT_ERRORS).increment(1);
         let count = {
             let mut map = self
@@ -490,12 +483,14 @@ impl Worker {
         };
         // Infrastructure that is down for everyone is not the message's fault; a message that
         // keeps failing while Redis answers is.
-        if count >= MAX_TRANSIENT_FAILURES && self.store.ping().await.is_ok() {
+        if disposition(error.kind(), count) == Disposition::DeadLetterIfStoreAnswers
+            && self.store.ping().await.is_ok()
+        {
             let reason = format!("failed {count} times with transient errors, last: {error}");
             return self.poison(delivery, &reason, None, None).await;
         }
         tracing::warn!(
-            error,
+            error = %error,
             attempt = count,
             "hop failed on infrastructure; handing it back"
         );
@@ -507,5 +502,6 @@ impl Worker {
 
 enum StartError {
     Invalid(String),
-    Transient(String),
+    /// A port failed: retried or dead-lettered on its kind.
+    Port(PortError),
 }

@@ -10,15 +10,29 @@ use std::time::Duration;
 use async_trait::async_trait;
 use baton_amqp::{Broker, Outgoing};
 use baton_core::message::{Completion, HopMessage, StatusEvent};
-use baton_engine::ports::{EventSink, HopQueue, PortError};
+use baton_engine::ports::{EventSink, HopQueue, PortError, PortErrorKind};
 use baton_redis::TimerStore;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics_names as m;
 use crate::trace;
 
-fn port<E: std::fmt::Display>(e: E) -> PortError {
-    PortError(e.to_string())
+/// A broker failure as a port error of the same kind (an unroutable message is permanent).
+pub(crate) fn broker_error(e: baton_amqp::Error) -> PortError {
+    let kind = broker_kind(&e);
+    PortError::new(kind, e.to_string(), Some(Box::new(e)))
+}
+
+fn broker_kind(e: &baton_amqp::Error) -> PortErrorKind {
+    if e.is_transient() {
+        PortErrorKind::Transient
+    } else {
+        PortErrorKind::Permanent
+    }
+}
+
+fn publisher_stopped() -> PortError {
+    PortError::transient_msg("event publisher stopped")
 }
 
 /// Routing keys (= queue names) the worker publishes to.
@@ -35,7 +49,7 @@ pub struct Routes {
 pub fn hop_outgoing(routing_key: &str, mut msg: HopMessage) -> Result<Outgoing, PortError> {
     let traceparent = trace::child_of(msg.traceparent.take().as_deref());
     let headers = BTreeMap::from([("traceparent".to_string(), traceparent)]);
-    let body = serde_json::to_vec(&msg).map_err(port)?;
+    let body = serde_json::to_vec(&msg)?;
     metrics::histogram!(m::HOP_MESSAGE_BYTES).record(body.len() as f64);
     // Hop messages are only for the workers consuming that queue: straight to it.
     Ok(Outgoing {
@@ -69,7 +83,7 @@ impl HopQueue for AmqpHopQueue {
             .into_iter()
             .map(|m| hop_outgoing(&self.routes.execution, m))
             .collect::<Result<Vec<_>, _>>()?;
-        self.broker.publish(batch).await.map_err(port)
+        self.broker.publish(batch).await.map_err(broker_error)
     }
 
     async fn publish_delayed(&self, message: HopMessage, delay_ms: u64) -> Result<(), PortError> {
@@ -78,13 +92,13 @@ impl HopQueue for AmqpHopQueue {
         }
         // Deterministic id: a redelivered hop schedules the same timer once.
         let id = format!("{}|{}", message.execution_id, message.hop_id());
-        let payload = serde_json::to_vec(&message).map_err(port)?;
+        let payload = serde_json::to_vec(&message)?;
         let due = baton_engine::hop::now_ms() + delay_ms;
         self.timers
             .schedule(&id, &payload, due)
             .await
             .map(|_| ())
-            .map_err(port)
+            .map_err(PortError::from)
     }
 }
 
@@ -134,7 +148,12 @@ impl AmqpEvents {
                     Err(e) => tracing::warn!(error = %e, count = n, "status events not delivered"),
                 }
                 for w in waiters {
-                    let _ = w.send(result.as_ref().map(|_| ()).map_err(port));
+                    let _ = w.send(
+                        result
+                            .as_ref()
+                            .map(|_| ())
+                            .map_err(|e| PortError::new(broker_kind(e), e.to_string(), None)),
+                    );
                 }
             }
         });
@@ -155,16 +174,15 @@ impl EventSink for AmqpEvents {
         }
         self.tx
             .send(Outbound::Status(Box::new(event)))
-            .map_err(|_| PortError("event publisher stopped".into()))
+            .map_err(|_| publisher_stopped())
     }
 
     async fn completion(&self, completion: Completion) -> Result<(), PortError> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Outbound::Completion(completion, tx))
-            .map_err(|_| PortError("event publisher stopped".into()))?;
-        rx.await
-            .map_err(|_| PortError("event publisher stopped".into()))?
+            .map_err(|_| publisher_stopped())?;
+        rx.await.map_err(|_| publisher_stopped())?
     }
 }
 

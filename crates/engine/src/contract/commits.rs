@@ -4,19 +4,22 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::ports::{CommitOutcome, ExecutionStore, Lifecycle};
+use baton_core::message::HopMessage;
+
+use crate::ports::{CommitOutcome, CommittedHop, ContextWrite, Handoff, Lifecycle, StatePorts};
 
 use super::support::*;
 
 /// A hop that committed is recognised by `begin_hop` (a redelivery), with the messages it
 /// handed on when the store records them, so the node is not run again.
-pub async fn committed_hop_replays(store: Arc<dyn ExecutionStore>) {
+pub async fn committed_hop_replays(store: Arc<dyn StatePorts>) {
     let id = started(&store, json!({}), 1).await;
     let chain = strings(&[""]);
     let before = store.begin_hop(&id, "h1", &chain, &[]).await.unwrap();
     assert_eq!(before.committed, None, "not committed yet");
     let mut first = commit("h1", &[("", "a", json!(1))], 2);
-    first.handed_on = r#"[{"to":"b"},{"to":"c"}]"#.into();
+    let handoff = handoff_to(&id, &["b", "c"]);
+    first.handoff = Some(handoff.clone());
     store.commit(&id, first).await.unwrap();
     let again = store
         .begin_hop(&id, "h1", &chain, &strings(&["a"]))
@@ -26,7 +29,10 @@ pub async fn committed_hop_replays(store: Arc<dyn ExecutionStore>) {
     if store.replays_hops() {
         assert_eq!(
             again.committed,
-            Some((r#"[{"to":"b"},{"to":"c"}]"#.to_string(), 2)),
+            Some(CommittedHop {
+                handoff: Some(handoff),
+                pending: 2
+            }),
             "a committed hop is recognised with what it handed on"
         );
     } else {
@@ -44,7 +50,7 @@ pub async fn committed_hop_replays(store: Arc<dyn ExecutionStore>) {
 }
 /// `commit` applies once per hop id (a replay is `Duplicate` and changes nothing) and keeps the
 /// token count: `pending += tokens_out − 1`.
-pub async fn commit_once_and_tokens(store: Arc<dyn ExecutionStore>) {
+pub async fn commit_once_and_tokens(store: Arc<dyn StatePorts>) {
     let id = started(&store, json!({}), 1).await;
     let top = strings(&[""]);
     let first = commit("trigger", &[("", "trigger", json!({"ok": 1}))], 3);
@@ -54,7 +60,7 @@ pub async fn commit_once_and_tokens(store: Arc<dyn ExecutionStore>) {
     );
 
     let mut replay = first.clone();
-    replay.outputs = vec![(String::new(), "trigger".into(), json!("overwritten?"))];
+    replay.outputs = vec![ContextWrite::new("", "trigger", json!("overwritten?"))];
     replay.tokens_out = 10;
     assert!(
         matches!(
@@ -109,7 +115,7 @@ pub async fn commit_once_and_tokens(store: Arc<dyn ExecutionStore>) {
 }
 /// Many hops committing at once (each also redelivered): every hop applies once, and exactly
 /// one sees `pending: 0`.
-pub async fn concurrent_commits(store: Arc<dyn ExecutionStore>) {
+pub async fn concurrent_commits(store: Arc<dyn StatePorts>) {
     let id = started(&store, json!({}), RACERS as i64).await;
     let mut tasks = Vec::new();
     for i in 0..RACERS * 2 {
@@ -146,6 +152,21 @@ pub async fn concurrent_commits(store: Arc<dyn ExecutionStore>) {
         (RACERS, 1),
         "each hop applies once; one commit reaches zero"
     );
-    let (ctx, _) = store.final_context(&id).await.unwrap();
+    let ctx = store.final_context(&id).await.unwrap().context;
     assert_eq!(ctx.len(), RACERS, "every hop's output is stored");
+}
+
+/// A handoff of one message to each of `nodes` now and one to the first of them later.
+fn handoff_to(execution_id: &str, nodes: &[&str]) -> Handoff {
+    let message = |node: &str| -> HopMessage {
+        serde_json::from_value(json!({
+            "execution_id": execution_id, "workflow_id": "w", "workflow_ref": "r",
+            "node_id": node, "kind": "run"
+        }))
+        .expect("hop message")
+    };
+    Handoff {
+        now: nodes.iter().map(|n| message(n)).collect(),
+        later: nodes.iter().take(1).map(|n| (1_000, message(n))).collect(),
+    }
 }

@@ -5,12 +5,14 @@ use std::sync::Arc;
 use baton_core::message::ExecutionStatus;
 use serde_json::{Value, json};
 
-use crate::ports::{CommitOutcome, CompletionClaim, ExecutionStore, JoinOutcome, Lifecycle};
+use crate::ports::{
+    CommitOutcome, CompletionClaim, FinalContext, JoinOutcome, Lifecycle, StatePorts,
+};
 
 use super::support::*;
 
 /// `finish` sets the final status once: the first caller wins, under contention too.
-pub async fn finish_first_writer_wins(store: Arc<dyn ExecutionStore>) {
+pub async fn finish_first_writer_wins(store: Arc<dyn StatePorts>) {
     let id = started(&store, json!({}), 1).await;
     assert!(
         store
@@ -126,7 +128,7 @@ pub async fn finish_first_writer_wins(store: Arc<dyn ExecutionStore>) {
 }
 /// `finish_by` remembers which hop finished the execution (the first finisher only);
 /// `finish` and an unfinished execution name none.
-pub async fn finish_remembers_the_finishing_hop(store: Arc<dyn ExecutionStore>) {
+pub async fn finish_remembers_the_finishing_hop(store: Arc<dyn StatePorts>) {
     let id = started(&store, json!({}), 1).await;
     assert_eq!(store.finished_by(&id).await.unwrap(), None, "running");
     assert!(
@@ -177,7 +179,7 @@ pub async fn finish_remembers_the_finishing_hop(store: Arc<dyn ExecutionStore>) 
 /// `mark_completion_sent`: true once, visible in the lifecycle.
 /// One claimer at a time sends a completion; a claim older than its lease can be taken over
 /// (its holder died); once marked sent, nobody claims it again.
-pub async fn completion_claim_lease(store: Arc<dyn ExecutionStore>) {
+pub async fn completion_claim_lease(store: Arc<dyn StatePorts>) {
     let id = started(&store, json!({}), 1).await;
     store
         .finish(&id, ExecutionStatus::Halted, Some("stop".into()))
@@ -219,7 +221,7 @@ pub async fn completion_claim_lease(store: Arc<dyn ExecutionStore>) {
         CompletionClaim::Unknown
     );
 }
-pub async fn completion_sent_once(store: Arc<dyn ExecutionStore>) {
+pub async fn completion_sent_once(store: Arc<dyn StatePorts>) {
     let id = started(&store, json!({}), 1).await;
     store
         .finish(&id, ExecutionStatus::Completed, None)
@@ -249,7 +251,7 @@ pub async fn completion_sent_once(store: Arc<dyn ExecutionStore>) {
 }
 /// `final_context`: the top-level scope only (seed, then outputs in first-write order; a
 /// rewrite keeps its place) and the start time.
-pub async fn final_context_top_level(store: Arc<dyn ExecutionStore>) {
+pub async fn final_context_top_level(store: Arc<dyn StatePorts>) {
     let start = start_of(json!({"$input": {"x": 1}, "$trigger": "t"}), 1);
     let id = start.execution_id.clone();
     assert!(store.start(&start).await.unwrap());
@@ -287,7 +289,10 @@ pub async fn final_context_top_level(store: Arc<dyn ExecutionStore>) {
         .await
         .unwrap();
 
-    let (ctx, started_at) = store.final_context(&id).await.unwrap();
+    let FinalContext {
+        context: ctx,
+        started_at_ms: started_at,
+    } = store.final_context(&id).await.unwrap();
     assert_eq!(started_at, start.started_at_ms);
     let want = json!({"$input": {"x": 2}, "$trigger": "t", "node_b": {"b": 1}, "node_a": "a"});
     assert_eq!(Value::Object(ctx.clone()), want, "top-level keys only");

@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::ports::{ExecutionStore, JoinOutcome};
+use crate::ports::{JoinOutcome, StatePorts};
 
 use super::support::*;
 
 /// A `wait_for_all` join waits for `expected` distinct arrivals, releases exactly once (arrivals
 /// in arrival order), re-releases only to a redelivery of the releasing arrival.
-pub async fn join_wait_for_all(store: Arc<dyn ExecutionStore>) {
+pub async fn join_wait_for_all(store: Arc<dyn StatePorts>) {
     let id = started(&store, json!({}), 1).await;
     let j = "join|merge|";
     let a = json!({"real": true, "from": "a", "z": 1, "y": 2});
@@ -60,11 +60,7 @@ pub async fn join_wait_for_all(store: Arc<dyn ExecutionStore>) {
     );
 
     let released = JoinOutcome::Released {
-        arrivals: vec![
-            ("e-a".into(), a.clone()),
-            ("e-b".into(), b.clone()),
-            ("e-c".into(), c.clone()),
-        ],
+        arrivals: vec![arrival("e-a", &a), arrival("e-b", &b), arrival("e-c", &c)],
     };
     let got = store
         .join(&id, j, "e-c", c.clone(), 3, false)
@@ -73,7 +69,7 @@ pub async fn join_wait_for_all(store: Arc<dyn ExecutionStore>) {
     assert_eq!(got, released, "the last expected arrival releases");
     if let JoinOutcome::Released { arrivals } = &got {
         assert_eq!(
-            arrivals[0].1.to_string(),
+            arrivals[0].value.to_string(),
             a.to_string(),
             "arrival JSON keeps its key order"
         );
@@ -111,7 +107,7 @@ pub async fn join_wait_for_all(store: Arc<dyn ExecutionStore>) {
 }
 /// `release_on_first_real` (`wait_for_any`): the first real arrival releases; skips wait; a
 /// join of only skips releases when all `expected` arrived.
-pub async fn join_release_on_first_real(store: Arc<dyn ExecutionStore>) {
+pub async fn join_release_on_first_real(store: Arc<dyn StatePorts>) {
     let id = started(&store, json!({}), 1).await;
     let j = "join|race|";
     let skip = json!({"real": false});
@@ -127,7 +123,7 @@ pub async fn join_release_on_first_real(store: Arc<dyn ExecutionStore>) {
         }
     );
     let released = JoinOutcome::Released {
-        arrivals: vec![("e-a".into(), skip.clone()), ("e-b".into(), run.clone())],
+        arrivals: vec![arrival("e-a", &skip), arrival("e-b", &run)],
     };
     assert_eq!(
         store
@@ -161,7 +157,7 @@ pub async fn join_release_on_first_real(store: Arc<dyn ExecutionStore>) {
             .await
             .unwrap(),
         JoinOutcome::Released {
-            arrivals: vec![("e-a".into(), skip.clone()), ("e-b".into(), skip.clone())]
+            arrivals: vec![arrival("e-a", &skip), arrival("e-b", &skip)]
         },
         "only skips: released when all arrived"
     );
@@ -197,7 +193,7 @@ pub(super) fn assert_released_with_prefix(got: &JoinOutcome, original: &JoinOutc
 }
 /// Many tasks arriving at one join at once (each arrival also redelivered): exactly one
 /// distinct arrival releases it, and it sees every arrival.
-pub async fn concurrent_joins(store: Arc<dyn ExecutionStore>) {
+pub async fn concurrent_joins(store: Arc<dyn StatePorts>) {
     let id = started(&store, json!({}), 1).await;
     for (j, any) in [("join|all|", false), ("join|any|", true)] {
         let mut tasks = Vec::new();
@@ -232,7 +228,7 @@ pub async fn concurrent_joins(store: Arc<dyn ExecutionStore>) {
                             "{j}: the releaser sees every arrival"
                         );
                     }
-                    let mut keys: Vec<_> = arrivals.iter().map(|(k, _)| k.clone()).collect();
+                    let mut keys: Vec<_> = arrivals.iter().map(|a| a.key.clone()).collect();
                     keys.sort();
                     keys.dedup();
                     assert_eq!(keys.len(), arrivals.len(), "{j}: arrivals are distinct");

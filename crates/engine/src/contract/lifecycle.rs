@@ -5,13 +5,13 @@ use std::sync::Arc;
 use baton_core::message::ExecutionStatus;
 use serde_json::{Value, json};
 
-use crate::ports::{CommitOutcome, ExecutionStore, HopStart, Lifecycle};
+use crate::ports::{CommitOutcome, ExecutionIdentity, HopStart, Lifecycle, StartState, StatePorts};
 
 use super::support::*;
 
 /// `identity` names the workflow; signals reach waiters exactly once, are buffered when nobody
 /// waits, and a removed (timed-out) waiter is not resumed.
-pub async fn identity_and_signals(store: Arc<dyn ExecutionStore>) {
+pub async fn identity_and_signals(store: Arc<dyn StatePorts>) {
     let start = start_of(json!({}), 1);
     let id = start.execution_id.clone();
     assert_eq!(
@@ -22,7 +22,10 @@ pub async fn identity_and_signals(store: Arc<dyn ExecutionStore>) {
     store.start(&start).await.unwrap();
     assert_eq!(
         store.identity(&id).await.unwrap(),
-        Some((start.workflow_id.clone(), start.workflow_ref.clone()))
+        Some(ExecutionIdentity {
+            workflow_id: start.workflow_id.clone(),
+            workflow_ref: start.workflow_ref.clone(),
+        })
     );
 
     assert_eq!(
@@ -52,7 +55,7 @@ pub async fn identity_and_signals(store: Arc<dyn ExecutionStore>) {
         .unwrap();
     got.sort();
     assert_eq!(
-        got.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>(),
+        got.iter().map(|w| w.waiter_id.as_str()).collect::<Vec<_>>(),
         ["w1", "w2"],
         "both waiters, once"
     );
@@ -103,7 +106,7 @@ pub async fn identity_and_signals(store: Arc<dyn ExecutionStore>) {
     );
 }
 /// `start` creates once; a duplicate start returns false and changes nothing.
-pub async fn start_and_lifecycle(store: Arc<dyn ExecutionStore>) {
+pub async fn start_and_lifecycle(store: Arc<dyn StatePorts>) {
     let start = start_of(json!({"$input": {"n": 1}}), 1);
     let id = start.execution_id.clone();
     assert_eq!(
@@ -140,7 +143,7 @@ pub async fn start_and_lifecycle(store: Arc<dyn ExecutionStore>) {
     );
 }
 /// Unknown executions: lifecycle/begin_hop say Unknown; state operations fail.
-pub async fn unknown_execution(store: Arc<dyn ExecutionStore>) {
+pub async fn unknown_execution(store: Arc<dyn StatePorts>) {
     let id = unique_id();
     assert_eq!(store.lifecycle(&id).await.unwrap(), Lifecycle::Unknown);
     let HopStart {
@@ -164,10 +167,7 @@ pub async fn unknown_execution(store: Arc<dyn ExecutionStore>) {
         "read"
     );
     assert!(
-        store
-            .read_exact(&id, &[(String::new(), "a".into())])
-            .await
-            .is_err(),
+        store.read_exact(&id, &[at("", "a")]).await.is_err(),
         "read_exact"
     );
     assert!(
@@ -204,7 +204,7 @@ pub async fn unknown_execution(store: Arc<dyn ExecutionStore>) {
 }
 /// A cancel recorded before the start makes the start create the execution already halted
 /// (and report it as not created: its completion is all that is left to do).
-pub async fn cancel_before_start(store: Arc<dyn ExecutionStore>) {
+pub async fn cancel_before_start(store: Arc<dyn StatePorts>) {
     let start = start_of(json!({"x": 1}), 1);
     let id = start.execution_id.clone();
     store.cancel_unstarted(&id).await.unwrap();
@@ -222,13 +222,17 @@ pub async fn cancel_before_start(store: Arc<dyn ExecutionStore>) {
         }
     );
     assert_eq!(
-        store.start_state(&id).await.unwrap().map(|s| s.1),
+        store
+            .start_state(&id)
+            .await
+            .unwrap()
+            .map(|s| s.first_messages_published),
         Some(false)
     );
     assert!(store.mark_completion_sent(&id).await.unwrap());
 }
 /// `start_state` tells a duplicate start whether the first one published its messages.
-pub async fn start_published_flag(store: Arc<dyn ExecutionStore>) {
+pub async fn start_published_flag(store: Arc<dyn StatePorts>) {
     let missing = unique_id();
     assert_eq!(store.start_state(&missing).await.unwrap(), None);
     store.mark_started(&missing).await.unwrap();
@@ -238,9 +242,15 @@ pub async fn start_published_flag(store: Arc<dyn ExecutionStore>) {
         "marking an unknown execution creates nothing"
     );
     let id = started(&store, json!({}), 1).await;
-    let (at, published) = store.start_state(&id).await.unwrap().expect("exists");
-    assert!(at > 0);
-    assert!(!published, "not published yet");
+    let state = store.start_state(&id).await.unwrap().expect("exists");
+    assert!(state.started_at_ms > 0);
+    assert!(!state.first_messages_published, "not published yet");
     store.mark_started(&id).await.unwrap();
-    assert_eq!(store.start_state(&id).await.unwrap(), Some((at, true)));
+    assert_eq!(
+        store.start_state(&id).await.unwrap(),
+        Some(StartState {
+            started_at_ms: state.started_at_ms,
+            first_messages_published: true
+        })
+    );
 }

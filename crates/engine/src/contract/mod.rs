@@ -5,7 +5,7 @@
 //! ```ignore
 //! #[tokio::test(flavor = "multi_thread")]
 //! async fn contract() {
-//!     let store: Arc<dyn ExecutionStore> = Arc::new(MemoryStore::new());
+//!     let store: Arc<dyn StatePorts> = Arc::new(MemoryStore::new());
 //!     baton_engine::contract::execution_store_contract(|| store.clone()).await;
 //! }
 //! ```
@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use crate::ports::ExecutionStore;
+use crate::ports::StatePorts;
 
 mod commits;
 mod finish;
@@ -33,7 +33,7 @@ pub use support::{start_of, unique_id};
 
 /// Runs every check of the contract. `make` returns the store under test (the same store or a
 /// fresh one each time: every check uses its own execution ids).
-pub async fn execution_store_contract(make: impl Fn() -> Arc<dyn ExecutionStore>) {
+pub async fn execution_store_contract(make: impl Fn() -> Arc<dyn StatePorts>) {
     start_and_lifecycle(make()).await;
     unknown_execution(make()).await;
     read_scope_chain(make()).await;

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use baton_core::message::ExecutionStatus;
 use serde_json::{Map, Value, json};
 
-use crate::ports::{ExecutionStore, HopStart, Lifecycle};
+use crate::ports::{HopStart, Lifecycle, StatePorts};
 
 use super::support::*;
 
 /// `read` takes each key from the innermost scope of the chain that has it; `read_exact`
 /// reads exact `(scope, key)` entries.
-pub async fn read_scope_chain(store: Arc<dyn ExecutionStore>) {
+pub async fn read_scope_chain(store: Arc<dyn StatePorts>) {
     let id = started(
         &store,
         json!({"$input": {"items": [1, 2]}, "shared": "top"}),
@@ -81,10 +81,10 @@ pub async fn read_scope_chain(store: Arc<dyn ExecutionStore>) {
         .read_exact(
             &id,
             &[
-                (outer.into(), "$item".into()),
-                (inner.into(), "shared".into()),
-                (String::new(), "shared".into()),
-                ("split-a#0".into(), "$item".into()),
+                at(outer, "$item"),
+                at(inner, "shared"),
+                at("", "shared"),
+                at("split-a#0", "$item"),
             ],
         )
         .await
@@ -101,7 +101,7 @@ pub async fn read_scope_chain(store: Arc<dyn ExecutionStore>) {
     assert!(store.read_exact(&id, &[]).await.unwrap().is_empty());
 }
 /// JSON values come back as they went in: every type, object key order, unicode, odd keys.
-pub async fn values_round_trip(store: Arc<dyn ExecutionStore>) {
+pub async fn values_round_trip(store: Arc<dyn StatePorts>) {
     let odd_keys = ["a:b", "{tag}", "sp ace", "ünï", "$", "x\u{1f}y", ""];
     let values = vec![
         json!(null),
@@ -152,7 +152,7 @@ pub async fn values_round_trip(store: Arc<dyn ExecutionStore>) {
     }
 }
 /// `begin_hop`: the lifecycle and only the requested keys (nothing once finished).
-pub async fn begin_hop_reads(store: Arc<dyn ExecutionStore>) {
+pub async fn begin_hop_reads(store: Arc<dyn StatePorts>) {
     let id = started(&store, json!({"a": 1, "b": "x".repeat(10_000)}), 1).await;
     store
         .commit(

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::ports::{ExecutionStart, ExecutionStore, HopCommit};
+use crate::ports::{ContextWrite, ExecutionStart, HopCommit, JoinArrival, ScopedKey, StatePorts};
 
 /// Tasks racing in the concurrency checks.
 pub(super) const RACERS: usize = 32;
@@ -45,13 +45,25 @@ pub(super) fn commit(hop_id: &str, outputs: &[(&str, &str, Value)], tokens_out: 
         hop_id: hop_id.into(),
         outputs: outputs
             .iter()
-            .map(|(s, k, v)| (s.to_string(), k.to_string(), v.clone()))
+            .map(|(s, k, v)| ContextWrite::new(*s, *k, v.clone()))
             .collect(),
         tokens_out,
-        handed_on: String::new(),
+        handoff: None,
     }
 }
-pub(super) async fn started(store: &Arc<dyn ExecutionStore>, seed: Value, tokens: i64) -> String {
+pub(super) fn arrival(key: &str, value: &Value) -> JoinArrival {
+    JoinArrival {
+        key: key.into(),
+        value: value.clone(),
+    }
+}
+pub(super) fn at(scope: &str, key: &str) -> ScopedKey {
+    ScopedKey {
+        scope: scope.into(),
+        key: key.into(),
+    }
+}
+pub(super) async fn started(store: &Arc<dyn StatePorts>, seed: Value, tokens: i64) -> String {
     let start = start_of(seed, tokens);
     assert!(
         store.start(&start).await.expect("start"),

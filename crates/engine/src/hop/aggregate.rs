@@ -12,7 +12,7 @@ use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
 use crate::node::NodeError;
 use crate::node::NodeOutput;
-use crate::ports::{JoinOutcome, PortError};
+use crate::ports::{JoinArrival, JoinOutcome, PortError, ScopedKey};
 
 impl Engine {
     pub(super) async fn arrive_aggregator(
@@ -96,7 +96,7 @@ impl Engine {
                 let total = frame.total_items;
                 let split_id = frame.split_node_id.clone();
                 let mut item_sources: Vec<Option<String>> = vec![None; total];
-                for (_, v) in &arrivals {
+                for JoinArrival { value: v, .. } in &arrivals {
                     let item = v.get("item").and_then(Value::as_u64).unwrap_or(0) as usize;
                     if v.get("real").and_then(Value::as_bool).unwrap_or(false) && item < total {
                         item_sources[item] =
@@ -114,7 +114,10 @@ impl Engine {
                             item_index: i,
                             total_items: total,
                         });
-                        entries.push((scope_of(&lineage), key.clone()));
+                        entries.push(ScopedKey {
+                            scope: scope_of(&lineage),
+                            key: key.clone(),
+                        });
                         positions.push(i);
                     }
                 }

@@ -6,7 +6,7 @@ use baton_core::message::{Completion, ExecutionStatus};
 use super::engine::Engine;
 use super::subworkflow::{PARENT_KEY, without_child_records};
 use super::time::{now_ms, rfc3339_now};
-use crate::ports::{CompletionClaim, Lifecycle, PortError};
+use crate::ports::{CompletionClaim, FinalContext, Lifecycle, PortError};
 
 impl Engine {
     /// Finishes the execution with `status` (first caller wins) and sends its completion.
@@ -50,14 +50,17 @@ impl Engine {
             CompletionClaim::Claimed => {}
             CompletionClaim::Sent | CompletionClaim::Unknown => return Ok(()),
             CompletionClaim::Held => {
-                return Err(PortError(format!(
+                return Err(PortError::transient_msg(format!(
                     "the completion of `{execution_id}` is being sent elsewhere (claimed less \
                      than {} ms ago): retry once it is sent or its claim expires",
                     self.completion_lease_ms
                 )));
             }
         }
-        let (mut final_context, started) = self.store.final_context(execution_id).await?;
+        let FinalContext {
+            context: mut final_context,
+            started_at_ms: started,
+        } = self.store.final_context(execution_id).await?;
         without_child_records(&mut final_context);
         // Before the completion is sent, so a crash here tells the parent again (its signal is
         // delivered once per waiter; a repeat with no waiter is kept and unused).

@@ -6,7 +6,7 @@ use baton_core::spec::NodeClass;
 
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
-use crate::ports::{Lifecycle, PortError};
+use crate::ports::{CommittedHop, Lifecycle, PortError};
 
 impl Engine {
     /// Processes one message.
@@ -38,10 +38,12 @@ impl Engine {
                     &node.reads,
                 )
                 .await?;
-            if let Some((handed_on, pending)) = begun.committed
-                && !handed_on.is_empty()
+            if let Some(CommittedHop {
+                handoff: Some(handoff),
+                pending,
+            }) = begun.committed
             {
-                return Box::pin(self.replay(&wf, &msg, &handed_on, pending)).await;
+                return Box::pin(self.replay(&wf, &msg, handoff, pending)).await;
             }
             (begun.lifecycle, Some(begun.context))
         } else {

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::subworkflow::DEFAULT_MAX_WORKFLOW_DEPTH;
 use crate::node::NodeRegistry;
 use crate::ports::{
-    CredentialVault, DefinitionCache, EventSink, ExecutionStore, HopQueue, WorkflowCatalog,
+    CredentialVault, DefinitionCache, EventSink, HopQueue, StatePorts, WorkflowCatalog,
 };
 
 /// How long a claim to send a completion holds before another worker may take it over (its
@@ -43,7 +43,7 @@ pub enum HopOutcome {
 /// The engine: ports plus the node registry. Cheap to share (`Arc`). Its rooms (the sibling
 /// modules of `hop`) each add one focused `impl Engine`.
 pub struct Engine {
-    pub(super) store: Arc<dyn ExecutionStore>,
+    pub(super) store: Arc<dyn StatePorts>,
     pub(super) queue: Arc<dyn HopQueue>,
     pub(super) events: Arc<dyn EventSink>,
     pub(super) definitions: Arc<dyn DefinitionCache>,
@@ -68,7 +68,7 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     pub fn new(
-        store: Arc<dyn ExecutionStore>,
+        store: Arc<dyn StatePorts>,
         queue: Arc<dyn HopQueue>,
         events: Arc<dyn EventSink>,
         definitions: Arc<dyn DefinitionCache>,

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
 use crate::node::NodeError;
-use crate::ports::{CommitOutcome, HopCommit, PortError};
+use crate::ports::{CommitOutcome, ContextWrite, HopCommit, PortError};
 use baton_core::ErrorCode;
 
 impl Engine {
@@ -51,7 +51,7 @@ impl Engine {
                 hop_id: hop.id.clone(),
                 outputs: Vec::new(),
                 tokens_out: 1,
-                handed_on: self.handoff(&[], &[(delay, &retry)])?,
+                handoff: self.handoff(&[], &[(delay, &retry)]),
             };
             if let CommitOutcome::Applied { .. } =
                 self.store.commit(&msg.execution_id, commit).await?
@@ -101,7 +101,7 @@ impl Engine {
                 self.hand_on(
                     wf,
                     hop,
-                    vec![(hop.scope.clone(), "$error".into(), error_value)],
+                    vec![ContextWrite::new(hop.scope.clone(), "$error", error_value)],
                     children,
                     Some(ev),
                 )
@@ -113,7 +113,7 @@ impl Engine {
                 self.hand_on(
                     wf,
                     hop,
-                    vec![(hop.scope.clone(), "$error".into(), error_value)],
+                    vec![ContextWrite::new(hop.scope.clone(), "$error", error_value)],
                     children,
                     Some(ev),
                 )

@@ -74,13 +74,19 @@ impl Engine {
                             .position(|e| wf.edges[*e].id == key)
                             .unwrap_or(usize::MAX)
                     };
-                    arrivals.sort_by_key(|(key, _)| rank(key));
+                    arrivals.sort_by_key(|a| rank(&a.key));
                 }
                 let reals: Vec<String> = arrivals
                     .iter()
-                    .filter(|(_, v)| v.get("real").and_then(Value::as_bool).unwrap_or(false))
-                    .map(|(_, v)| {
-                        v.get("from")
+                    .filter(|a| {
+                        a.value
+                            .get("real")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false)
+                    })
+                    .map(|a| {
+                        a.value
+                            .get("from")
                             .and_then(Value::as_str)
                             .unwrap_or_default()
                             .to_string()
@@ -94,9 +100,15 @@ impl Engine {
                 }
                 let skipped: Vec<String> = arrivals
                     .iter()
-                    .filter(|(_, v)| !v.get("real").and_then(Value::as_bool).unwrap_or(false))
-                    .map(|(_, v)| {
-                        v.get("from")
+                    .filter(|a| {
+                        !a.value
+                            .get("real")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false)
+                    })
+                    .map(|a| {
+                        a.value
+                            .get("from")
                             .and_then(Value::as_str)
                             .unwrap_or_default()
                             .to_string()

@@ -7,25 +7,7 @@ use serde_json::Value;
 
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
-use crate::ports::{CommitOutcome, HopCommit, PortError};
-
-/// The messages a committed hop handed on, as recorded for a redelivery to replay: published
-/// at once (`now`) and after a delay (`later`: timers, retry backoff).
-#[derive(serde::Deserialize)]
-struct Handoff {
-    #[serde(default)]
-    now: Vec<HopMessage>,
-    #[serde(default)]
-    later: Vec<(u64, HopMessage)>,
-}
-
-#[derive(serde::Serialize)]
-struct HandoffRef<'a> {
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    now: &'a [HopMessage],
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    later: &'a [(u64, &'a HopMessage)],
-}
+use crate::ports::{CommitOutcome, ContextWrite, Handoff, HopCommit, PortError, ScopedKey};
 
 impl Engine {
     pub(super) fn child(
@@ -79,11 +61,9 @@ impl Engine {
         &self,
         _wf: &CompiledWorkflow,
         msg: &HopMessage,
-        handed_on: &str,
+        handoff: Handoff,
         pending: i64,
     ) -> Result<HopOutcome, PortError> {
-        let handoff: Handoff = serde_json::from_str(handed_on)
-            .map_err(|e| PortError(format!("recorded successors are not readable: {e}")))?;
         tracing::debug!(execution_id = %msg.execution_id, node_id = %msg.node_id, now = handoff.now.len(), later = handoff.later.len(), "hop already committed: replaying its successors");
         if !handoff.now.is_empty() {
             self.queue.publish(handoff.now).await?;
@@ -114,7 +94,13 @@ impl Engine {
         let msg = hop.msg;
         let stored = self
             .store
-            .read_exact(&msg.execution_id, &[(hop.scope.clone(), node.key.clone())])
+            .read_exact(
+                &msg.execution_id,
+                &[ScopedKey {
+                    scope: hop.scope.clone(),
+                    key: node.key.clone(),
+                }],
+            )
             .await?;
         Ok(stored.into_iter().next().flatten())
     }
@@ -125,12 +111,11 @@ impl Engine {
         &self,
         now: &[HopMessage],
         later: &[(u64, &HopMessage)],
-    ) -> Result<String, PortError> {
-        if !self.store.replays_hops() {
-            return Ok(String::new());
-        }
-        serde_json::to_string(&HandoffRef { now, later })
-            .map_err(|e| PortError(format!("cannot encode successors: {e}")))
+    ) -> Option<Handoff> {
+        self.store.replays_hops().then(|| Handoff {
+            now: now.to_vec(),
+            later: later.iter().map(|(ms, m)| (*ms, (*m).clone())).collect(),
+        })
     }
 
     /// Commits, then publishes successors; completes the execution when no token remains.
@@ -138,17 +123,16 @@ impl Engine {
         &self,
         _wf: &CompiledWorkflow,
         hop: &Hop<'_>,
-        outputs: Vec<(String, String, Value)>,
+        outputs: Vec<ContextWrite>,
         children: Vec<HopMessage>,
         status: Option<StatusEvent>,
     ) -> Result<HopOutcome, PortError> {
         let msg = hop.msg;
-        let handed_on = self.handoff(&children, &[])?;
         let commit = HopCommit {
             hop_id: hop.id.clone(),
             outputs,
             tokens_out: children.len() as i64,
-            handed_on,
+            handoff: self.handoff(&children, &[]),
         };
         let outcome = self.store.commit(&msg.execution_id, commit).await?;
         if let (Some(ev), CommitOutcome::Applied { .. }) = (status, &outcome) {

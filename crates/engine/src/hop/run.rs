@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
 use crate::node::{NodeError, NodeInput, NodeOutput};
-use crate::ports::{HopCommit, PortError};
+use crate::ports::{ContextWrite, HopCommit, PortError};
 use baton_core::ErrorCode;
 
 /// A node run's result before routing.
@@ -67,7 +67,11 @@ impl Engine {
             // It runs after the execution ended: its output is stored, never routed.
             let result = result.map(NodeOutput::into_value);
             let outputs = match &result {
-                Ok(v) => vec![(String::new(), node.key.clone(), v.clone())],
+                Ok(v) => vec![ContextWrite::new(
+                    String::new(),
+                    node.key.clone(),
+                    v.clone(),
+                )],
                 Err(_) => Vec::new(),
             };
             let mut ev = self.status(
@@ -97,7 +101,7 @@ impl Engine {
                         hop_id: hop.id.clone(),
                         outputs,
                         tokens_out: 0,
-                        handed_on: String::new(),
+                        handoff: None,
                     },
                 )
                 .await?;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
 use crate::node::NodeError;
-use crate::ports::{CommitOutcome, HopCommit, Lifecycle, PortError};
+use crate::ports::{CommitOutcome, ContextWrite, HopCommit, Lifecycle, PortError, SignalWaiter};
 use baton_core::ErrorCode;
 
 impl Engine {
@@ -29,7 +29,7 @@ impl Engine {
         let mut resume = msg.clone();
         resume.kind = HopKind::Resume;
         resume.attempt = 1;
-        let payload = serde_json::to_string(&resume).map_err(|e| PortError(e.to_string()))?;
+        let payload = serde_json::to_string(&resume)?;
         let scope = hop.scope.clone();
         if let Some(data) = self
             .store
@@ -44,7 +44,7 @@ impl Engine {
                 .hand_on(
                     wf,
                     hop,
-                    vec![(scope, node.key.clone(), out)],
+                    vec![ContextWrite::new(scope, node.key.clone(), out)],
                     children,
                     Some(ev),
                 )
@@ -64,9 +64,9 @@ impl Engine {
         let later: Vec<(u64, &HopMessage)> = timer.iter().map(|(ms, t)| (*ms, t)).collect();
         let commit = HopCommit {
             hop_id: hop.id.clone(),
-            outputs: vec![(scope, node.key.clone(), out)],
+            outputs: vec![ContextWrite::new(scope, node.key.clone(), out)],
             tokens_out,
-            handed_on: self.handoff(&[], &later)?,
+            handoff: self.handoff(&[], &later),
         };
         if let CommitOutcome::Applied { .. } = self.store.commit(&msg.execution_id, commit).await? {
             self.emit(ev).await;
@@ -97,7 +97,11 @@ impl Engine {
             .deliver_signal(execution_id, name, data.clone())
             .await?;
         let mut resumed = 0;
-        for (waiter_id, payload) in waiters {
+        for SignalWaiter {
+            waiter_id,
+            resume: payload,
+        } in waiters
+        {
             let Ok(msg) = serde_json::from_str::<HopMessage>(&payload) else {
                 tracing::error!(waiter_id, "signal waiter payload is not a hop message");
                 continue;
@@ -111,9 +115,9 @@ impl Engine {
             let out = json!({"signal": name, "data": data});
             let commit = HopCommit {
                 hop_id: format!("signal|{waiter_id}"),
-                outputs: vec![(msg.scope(), node.key.clone(), out)],
+                outputs: vec![ContextWrite::new(msg.scope(), node.key.clone(), out)],
                 tokens_out: 1,
-                handed_on: String::new(),
+                handoff: None,
             };
             self.store.commit(execution_id, commit).await?;
             self.queue.publish(vec![msg]).await?;
@@ -150,7 +154,7 @@ impl Engine {
             hop_id: format!("expired|{waiter_id}"),
             outputs: Vec::new(),
             tokens_out: 0,
-            handed_on: String::new(),
+            handoff: None,
         };
         self.store.commit(&msg.execution_id, expired).await?;
         let err = NodeError {

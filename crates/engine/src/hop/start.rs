@@ -8,7 +8,7 @@ use baton_core::message::{ExecutionStatus, HopKind, HopMessage};
 
 use super::engine::{Engine, StartRequest};
 use super::time::now_ms;
-use crate::ports::{ExecutionStart, Lifecycle, PortError};
+use crate::ports::{ExecutionIdentity, ExecutionStart, Lifecycle, PortError, StartState};
 
 /// How long a duplicate start waits for the first one to publish the execution's first
 /// messages before it presumes that one dead and publishes them itself.
@@ -49,11 +49,14 @@ impl Engine {
             // then publish them now (a start node whose hop already committed is not run twice,
             // `begin_hop` sees the commit).
             loop {
-                let Some((started_at, published)) = self.store.start_state(execution_id).await?
+                let Some(StartState {
+                    started_at_ms: started_at,
+                    first_messages_published,
+                }) = self.store.start_state(execution_id).await?
                 else {
                     return Ok(());
                 };
-                if published {
+                if first_messages_published {
                     return Ok(());
                 }
                 match self.store.lifecycle(execution_id).await? {
@@ -109,7 +112,11 @@ impl Engine {
     /// and queued messages are dropped when they arrive. False if it was not running (or its
     /// definition is not loaded in this process).
     pub async fn cancel(&self, execution_id: &str) -> Result<bool, PortError> {
-        let Some((workflow_id, workflow_ref)) = self.store.identity(execution_id).await? else {
+        let Some(ExecutionIdentity {
+            workflow_id,
+            workflow_ref,
+        }) = self.store.identity(execution_id).await?
+        else {
             // Its start may still be on its way (on another worker): it will start halted.
             self.store.cancel_unstarted(execution_id).await?;
             return Ok(false);

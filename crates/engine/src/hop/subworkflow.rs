@@ -30,7 +30,10 @@ use serde_json::{Map, Value, json};
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome, StartRequest};
 use crate::node::{ChildStart, NodeError};
-use crate::ports::{CommitOutcome, HopCommit, Lifecycle, PortError};
+use crate::ports::{
+    CommitOutcome, ContextWrite, ExecutionIdentity, FinalContext, HopCommit, Lifecycle, PortError,
+    SignalWaiter,
+};
 use baton_core::ErrorCode;
 
 use std::sync::Arc;
@@ -165,7 +168,7 @@ impl Engine {
                 RouteOutcome::Success(&started_child),
             );
             ev.output = Some(started_child.clone());
-            let outputs = vec![(scope, node.key.clone(), started_child)];
+            let outputs = vec![ContextWrite::new(scope, node.key.clone(), started_child)];
             return self.hand_on(wf, hop, outputs, children, Some(ev)).await;
         }
 
@@ -173,7 +176,7 @@ impl Engine {
         // child counts against the node's retries.
         let mut resume = msg.clone();
         resume.kind = HopKind::Resume;
-        let payload = serde_json::to_string(&resume).map_err(|e| PortError(e.to_string()))?;
+        let payload = serde_json::to_string(&resume)?;
         if let Some(data) = self
             .store
             .await_signal(&msg.execution_id, &signal, &hop.id, payload)
@@ -198,13 +201,13 @@ impl Engine {
         let commit = HopCommit {
             hop_id: hop.id.clone(),
             outputs: vec![
-                (scope, node.key.clone(), waiting),
-                (String::new(), signal, record),
+                ContextWrite::new(scope, node.key.clone(), waiting),
+                ContextWrite::new(String::new(), signal, record),
             ],
             // The parked branch's token, until the child's result resumes it.
             tokens_out: 1,
             // A redelivery finds the child started and the branch parked: nothing to redo.
-            handed_on: self.handoff(&[], &[])?,
+            handoff: self.handoff(&[], &[]),
         };
         if let CommitOutcome::Applied { .. } = self.store.commit(&msg.execution_id, commit).await? {
             self.emit(ev).await;
@@ -274,8 +277,8 @@ impl Engine {
         }
         let scope = hop.scope.clone();
         let outputs = vec![
-            (scope.clone(), node.key.clone(), output.clone()),
-            (scope, "$json".into(), output.clone()),
+            ContextWrite::new(scope.clone(), node.key.clone(), output.clone()),
+            ContextWrite::new(scope, "$json", output.clone()),
         ];
         let children = self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Success(&output));
         ev.status = NodeStatus::Success;
@@ -333,7 +336,11 @@ impl Engine {
             .store
             .deliver_signal(parent, signal, data.clone())
             .await?;
-        for (waiter_id, payload) in waiters {
+        for SignalWaiter {
+            waiter_id,
+            resume: payload,
+        } in waiters
+        {
             let Ok(resume) = serde_json::from_str::<HopMessage>(&payload) else {
                 tracing::error!(
                     waiter_id,
@@ -343,13 +350,13 @@ impl Engine {
             };
             let commit = HopCommit {
                 hop_id: format!("signal|{waiter_id}"),
-                outputs: vec![(
+                outputs: vec![ContextWrite::new(
                     resume.scope(),
-                    node_key.to_string(),
+                    node_key,
                     json!({"signal": signal, "data": data}),
                 )],
                 tokens_out: 1,
-                handed_on: String::new(),
+                handoff: None,
             };
             self.store.commit(parent, commit).await?;
             self.queue.publish(vec![resume]).await?;
@@ -364,7 +371,7 @@ impl Engine {
             return;
         }
         let context = match self.store.final_context(execution_id).await {
-            Ok((context, _)) => context,
+            Ok(FinalContext { context, .. }) => context,
             Err(e) => {
                 tracing::warn!(execution_id, error = %e, "children of a halted execution not found");
                 return;
@@ -387,7 +394,11 @@ impl Engine {
             if !matches!(self.store.lifecycle(&child).await?, Lifecycle::Running) {
                 return Ok(());
             }
-            let Some((workflow_id, workflow_ref)) = self.store.identity(&child).await? else {
+            let Some(ExecutionIdentity {
+                workflow_id,
+                workflow_ref,
+            }) = self.store.identity(&child).await?
+            else {
                 return Ok(());
             };
             match self.definitions.load(&workflow_ref).await? {

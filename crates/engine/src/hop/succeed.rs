@@ -11,7 +11,7 @@ use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
 use super::time::now_ms;
 use crate::node::NodeOutput;
-use crate::ports::{CommitOutcome, HopCommit, PortError};
+use crate::ports::{CommitOutcome, ContextWrite, HopCommit, PortError};
 
 impl Engine {
     /// Routes a successful run on what the node produced.
@@ -53,9 +53,13 @@ impl Engine {
         mut ev: StatusEvent,
     ) -> Result<HopOutcome, PortError> {
         let msg = hop.msg;
-        let mut outputs = vec![(hop.scope.clone(), node.key.clone(), output.clone())];
+        let mut outputs = vec![ContextWrite::new(
+            hop.scope.clone(),
+            node.key.clone(),
+            output.clone(),
+        )];
         if let Some(json) = json {
-            outputs.push((hop.scope.clone(), "$json".into(), json));
+            outputs.push(ContextWrite::new(hop.scope.clone(), "$json", json));
         }
         let children = self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Success(&output));
         ev.output = Some(output);
@@ -73,7 +77,11 @@ impl Engine {
         let msg = hop.msg;
         let resume_at = now_ms() + delay_ms;
         let out = json!({"resume_at": resume_at, "delay_ms": delay_ms});
-        let outputs = vec![(hop.scope.clone(), node.key.clone(), out.clone())];
+        let outputs = vec![ContextWrite::new(
+            hop.scope.clone(),
+            node.key.clone(),
+            out.clone(),
+        )];
         ev.status = NodeStatus::Waiting;
         ev.output = Some(out);
         let mut resume = msg.clone();
@@ -83,7 +91,7 @@ impl Engine {
             hop_id: hop.id.clone(),
             outputs,
             tokens_out: 1,
-            handed_on: self.handoff(&[], &[(delay_ms, &resume)])?,
+            handoff: self.handoff(&[], &[(delay_ms, &resume)]),
         };
         if let CommitOutcome::Applied { .. } = self.store.commit(&msg.execution_id, commit).await? {
             self.emit(ev).await;
@@ -107,7 +115,11 @@ impl Engine {
         let total = items.len();
         let output = json!({"_split_items_count": total});
         let (taken, untaken) = wf.route(node.idx, RouteOutcome::Success(&output));
-        let mut outputs = vec![(hop.scope.clone(), node.key.clone(), output.clone())];
+        let mut outputs = vec![ContextWrite::new(
+            hop.scope.clone(),
+            node.key.clone(),
+            output.clone(),
+        )];
         let mut children = Vec::new();
         if total == 0 {
             children.extend(self.empty_split(wf, node, msg));
@@ -120,7 +132,7 @@ impl Engine {
                     item_index: i,
                     total_items: total,
                 });
-                outputs.push((scope_of(&lineage), "$item".into(), item));
+                outputs.push(ContextWrite::new(scope_of(&lineage), "$item", item));
                 for e in &taken {
                     children.push(self.child(msg, node, wf, *e, HopKind::Run, lineage.clone()));
                 }

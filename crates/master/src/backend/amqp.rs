@@ -48,9 +48,7 @@ impl AmqpBackend {
             connect_timeout: Duration::from_secs(10),
             ..AmqpOptions::default()
         };
-        let broker = Broker::connect(opts)
-            .await
-            .map_err(|e| BackendError(e.to_string()))?;
+        let broker = Broker::connect(opts).await?;
         Ok(Self {
             broker,
             execution_queue: settings.queue("workflow.execution"),
@@ -64,11 +62,11 @@ impl AmqpBackend {
     }
 
     async fn publish(&self, body: &impl Serialize) -> Result<(), BackendError> {
-        let bytes = serde_json::to_vec(body).map_err(|e| BackendError(e.to_string()))?;
+        let bytes = serde_json::to_vec(body)?;
         self.broker
             .publish(vec![Outgoing::new(self.execution_queue.clone(), bytes)])
             .await
-            .map_err(|e| BackendError(e.to_string()))
+            .map_err(BackendError::from)
     }
 
     async fn consume(

@@ -66,7 +66,7 @@ impl EmbeddedBackend {
 impl Backend for EmbeddedBackend {
     async fn start(&self, order: &StartOrder) -> Result<(), BackendError> {
         let wf = CompiledWorkflow::compile(&order.definition, &self.registry)
-            .map_err(|e| BackendError(format!("invalid definition: {e:?}")))?;
+            .map_err(|e| BackendError::Invalid(format!("invalid definition: {e:?}")))?;
         let start_at = if order.current_node == "$start" {
             None
         } else {
@@ -74,7 +74,7 @@ impl Backend for EmbeddedBackend {
                 Some(n) if n.trigger => None,
                 Some(_) => Some(order.current_node.clone()),
                 None => {
-                    return Err(BackendError(format!(
+                    return Err(BackendError::Invalid(format!(
                         "`{}` is not a node of the workflow",
                         order.current_node
                     )));
@@ -101,7 +101,7 @@ impl Backend for EmbeddedBackend {
             )
             .await
             .map(|_| ())
-            .map_err(|e| BackendError(e.0))
+            .map_err(BackendError::from)
     }
 
     async fn cancel(&self, execution_id: &str) -> Result<(), BackendError> {
@@ -110,7 +110,7 @@ impl Backend for EmbeddedBackend {
             .cancel(execution_id)
             .await
             .map(|_| ())
-            .map_err(|e| BackendError(e.0))
+            .map_err(BackendError::from)
     }
 
     async fn signal(
@@ -123,7 +123,7 @@ impl Backend for EmbeddedBackend {
             .signal(execution_id, name, data)
             .await
             .map(|_| ())
-            .map_err(|e| BackendError(e.0))
+            .map_err(BackendError::from)
     }
 
     async fn ready(&self) -> bool {

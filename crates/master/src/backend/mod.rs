@@ -12,10 +12,22 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-/// A failure to reach the runtime.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("runtime: {0}")]
-pub struct BackendError(pub String);
+/// A failure to reach the runtime, with the error that caused it.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The broker (distributed runtime) failed.
+    #[error("runtime: {0}")]
+    Broker(#[from] baton_amqp::Error),
+    /// A port of the embedded runtime failed.
+    #[error("runtime: {0}")]
+    Port(#[from] baton_engine::ports::PortError),
+    /// A message could not be encoded.
+    #[error("runtime: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The start order cannot be run (an invalid definition, an unknown node).
+    #[error("runtime: {0}")]
+    Invalid(String),
+}
 
 /// Everything needed to start an execution: a Rune start message's fields.
 #[derive(Debug, Clone)]
@@ -63,7 +75,7 @@ impl LiveEvent {
 /// Receives every event once (in one replica); it must be stored before the call returns.
 #[async_trait]
 pub trait EventHandler: Send + Sync {
-    async fn handle(&self, event: LiveEvent) -> Result<(), String>;
+    async fn handle(&self, event: LiveEvent) -> Result<(), crate::history::HistoryError>;
 }
 
 #[async_trait]

@@ -1,0 +1,406 @@
+//! The state ports: per-execution state (`ExecutionStore`), signal waiters (`SignalStore`), the
+//! final status and the sending of completions (`CompletionLedger`), and the named values they
+//! take and return. `StatePorts` is one object implementing all three, as both adapters do.
+
+use async_trait::async_trait;
+use baton_core::message::{ExecutionStatus, HopMessage};
+use serde_json::{Map, Value};
+
+use super::PortError;
+
+/// Everything an execution starts with.
+#[derive(Debug, Clone)]
+pub struct ExecutionStart {
+    pub execution_id: String,
+    pub workflow_id: String,
+    pub workflow_ref: String,
+    /// Initial context (`$input`, `$trigger`, keys seeded by a master).
+    pub seed: Map<String, Value>,
+    /// Number of messages the execution starts with.
+    pub initial_tokens: i64,
+    pub started_at_ms: u64,
+}
+
+/// Where an existing execution's start stands (see [`ExecutionStore::start_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartState {
+    pub started_at_ms: u64,
+    /// Its first messages are published (a duplicate start has nothing left to do).
+    pub first_messages_published: bool,
+}
+
+/// Which workflow an execution runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionIdentity {
+    pub workflow_id: String,
+    /// The content hash of the definition it is pinned to.
+    pub workflow_ref: String,
+}
+
+/// Where an execution stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lifecycle {
+    /// Unknown execution (never started, or expired).
+    Unknown,
+    Running,
+    /// Reached a final status; `completion_sent` is false while an `on_failure` node runs.
+    Finished {
+        status: ExecutionStatus,
+        reason: Option<String>,
+        completion_sent: bool,
+    },
+}
+
+/// One context entry's address: a key in a scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopedKey {
+    pub scope: String,
+    pub key: String,
+}
+
+/// A context value a hop writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextWrite {
+    pub scope: String,
+    pub key: String,
+    pub value: Value,
+}
+
+impl ContextWrite {
+    pub fn new(scope: impl Into<String>, key: impl Into<String>, value: Value) -> Self {
+        Self {
+            scope: scope.into(),
+            key: key.into(),
+            value,
+        }
+    }
+}
+
+/// The messages a hop hands on, kept with its commit so that a redelivery of the hop
+/// re-publishes exactly them instead of running the node again. Stored as JSON
+/// (`{"now": [...], "later": [[delay_ms, message], ...]}`, empty lists left out): that shape is
+/// durable, a rolling upgrade reads what the previous version wrote.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Handoff {
+    /// Published at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub now: Vec<HopMessage>,
+    /// Published after a delay (timers, retry backoff): `(delay_ms, message)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub later: Vec<(u64, HopMessage)>,
+}
+
+impl Handoff {
+    /// The stored form.
+    pub fn encode(&self) -> Result<String, PortError> {
+        serde_json::to_string(self)
+            .map_err(|e| PortError::permanent(format!("cannot encode successors: {e}"), e))
+    }
+
+    /// Reads the stored form.
+    pub fn decode(stored: &str) -> Result<Self, PortError> {
+        serde_json::from_str(stored).map_err(|e| {
+            PortError::permanent(format!("recorded successors are not readable: {e}"), e)
+        })
+    }
+}
+
+/// One hop's durable effects, applied atomically and at most once per `hop_id`.
+#[derive(Debug, Clone, Default)]
+pub struct HopCommit {
+    pub hop_id: String,
+    /// The context values this hop writes.
+    pub outputs: Vec<ContextWrite>,
+    /// Messages this hop hands on (each one is a token of the execution).
+    pub tokens_out: i64,
+    /// Those messages, recorded for a redelivery to replay (`None`: not recorded, for a store
+    /// that never redelivers).
+    pub handoff: Option<Handoff>,
+}
+
+/// A hop found already committed (a redelivery).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommittedHop {
+    /// What it handed on (`None` when not recorded).
+    pub handoff: Option<Handoff>,
+    /// The execution's pending tokens.
+    pub pending: i64,
+}
+
+/// What a hop finds when it begins (see [`ExecutionStore::begin_hop`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HopStart {
+    pub lifecycle: Lifecycle,
+    /// The requested context keys (empty unless running and not yet committed).
+    pub context: Map<String, Value>,
+    /// Set when this very hop already committed (a redelivery).
+    pub committed: Option<CommittedHop>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommitOutcome {
+    /// Applied; `pending` tokens remain in the execution (0 = it is complete).
+    Applied { pending: i64 },
+    /// This hop was committed before (a redelivery): re-publish its messages, change nothing.
+    /// `pending` lets a redelivery finish an execution whose first attempt died before it could.
+    Duplicate { pending: i64 },
+}
+
+/// The answer to [`CompletionLedger::claim_completion`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionClaim {
+    /// Yours to send: publish it, then mark it sent.
+    Claimed,
+    /// Another sender claimed it less than a lease ago.
+    Held,
+    /// Already sent.
+    Sent,
+    /// No such execution.
+    Unknown,
+}
+
+/// One arrival at a join.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinArrival {
+    /// The arrival key (which branch arrived).
+    pub key: String,
+    pub value: Value,
+}
+
+/// A join arrival result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JoinOutcome {
+    /// Still waiting; `arrived` of `expected` so far.
+    Waiting { arrived: usize, expected: usize },
+    /// This arrival released the join (exactly one arrival gets this). Arrivals in arrival order.
+    Released { arrivals: Vec<JoinArrival> },
+    /// The join had already released (a late `wait_for_any` arrival or a duplicate).
+    AlreadyReleased,
+}
+
+/// A node waiting for a signal, taken by [`SignalStore::deliver_signal`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SignalWaiter {
+    pub waiter_id: String,
+    /// What the engine registered to resume it with.
+    pub resume: String,
+}
+
+/// What a finished execution's completion carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinalContext {
+    /// The union of every top-level node output.
+    pub context: Map<String, Value>,
+    pub started_at_ms: u64,
+}
+
+/// Per-execution state: lifecycle, context, hop commits, joins.
+#[async_trait]
+pub trait ExecutionStore: Send + Sync {
+    /// Creates the execution. Returns false if it already exists (a duplicate start) or was
+    /// cancelled before it started (then it exists, halted, and its completion is due).
+    async fn start(&self, start: &ExecutionStart) -> Result<bool, PortError>;
+    /// Remembers a cancel that arrived before the execution's start (messages on different
+    /// workers race): that start then creates the execution already halted.
+    async fn cancel_unstarted(&self, execution_id: &str) -> Result<(), PortError>;
+    /// Records that the execution's first messages are published: a duplicate start then has
+    /// nothing left to do.
+    async fn mark_started(&self, execution_id: &str) -> Result<(), PortError>;
+    /// Where an existing execution's start stands.
+    async fn start_state(&self, execution_id: &str) -> Result<Option<StartState>, PortError>;
+    async fn lifecycle(&self, execution_id: &str) -> Result<Lifecycle, PortError>;
+    /// Which workflow an execution runs, if it exists.
+    async fn identity(&self, execution_id: &str) -> Result<Option<ExecutionIdentity>, PortError>;
+    /// Reads `keys`, each from the innermost scope of `scope_chain` that has it.
+    async fn read(
+        &self,
+        execution_id: &str,
+        scope_chain: &[String],
+        keys: &[String],
+    ) -> Result<Map<String, Value>, PortError>;
+    /// The execution's lifecycle, whether hop `hop_id` already committed, and the context keys
+    /// the hop needs, in one round trip where the store can (the Redis store overrides this).
+    async fn begin_hop(
+        &self,
+        execution_id: &str,
+        hop_id: &str,
+        scope_chain: &[String],
+        keys: &[String],
+    ) -> Result<HopStart, PortError> {
+        let lifecycle = self.lifecycle(execution_id).await?;
+        if lifecycle != Lifecycle::Running {
+            return Ok(HopStart {
+                lifecycle,
+                context: Map::new(),
+                committed: None,
+            });
+        }
+        if !self.replays_hops() {
+            // Nothing recorded to replay: skip the lookup.
+        } else if let Some(committed) = self.committed_hop(execution_id, hop_id).await? {
+            return Ok(HopStart {
+                lifecycle,
+                context: Map::new(),
+                committed: Some(committed),
+            });
+        }
+        let context = self.read(execution_id, scope_chain, keys).await?;
+        Ok(HopStart {
+            lifecycle,
+            context,
+            committed: None,
+        })
+    }
+    /// Whether commits should carry a `handoff` (a store whose messages are never redelivered,
+    /// like the embedded one, saves the encoding).
+    fn replays_hops(&self) -> bool {
+        true
+    }
+    /// What hop `hop_id` handed on and the pending tokens, if it committed.
+    async fn committed_hop(
+        &self,
+        execution_id: &str,
+        hop_id: &str,
+    ) -> Result<Option<CommittedHop>, PortError>;
+    /// Reads exact entries.
+    async fn read_exact(
+        &self,
+        execution_id: &str,
+        entries: &[ScopedKey],
+    ) -> Result<Vec<Option<Value>>, PortError>;
+    async fn commit(
+        &self,
+        execution_id: &str,
+        commit: HopCommit,
+    ) -> Result<CommitOutcome, PortError>;
+    /// Records an arrival at a join. Duplicate `arrival_key`s are ignored.
+    async fn join(
+        &self,
+        execution_id: &str,
+        join_key: &str,
+        arrival_key: &str,
+        arrival: Value,
+        expected: usize,
+        release_on_first_real: bool,
+    ) -> Result<JoinOutcome, PortError>;
+    /// Top-level context (the union of every top-level node output) and the start time.
+    async fn final_context(&self, execution_id: &str) -> Result<FinalContext, PortError>;
+}
+
+/// Nodes waiting for signals, and signals waiting for nodes.
+#[async_trait]
+pub trait SignalStore: Send + Sync {
+    /// A wait node starts waiting for signal `name`. If that signal already arrived (buffered),
+    /// it is consumed and returned instead of registering the waiter.
+    async fn await_signal(
+        &self,
+        execution_id: &str,
+        name: &str,
+        waiter_id: &str,
+        payload: String,
+    ) -> Result<Option<Value>, PortError>;
+    /// Delivers signal `name`: takes and returns every waiter; with no waiter the signal is
+    /// buffered for the next one.
+    async fn deliver_signal(
+        &self,
+        execution_id: &str,
+        name: &str,
+        data: Value,
+    ) -> Result<Vec<SignalWaiter>, PortError>;
+    /// Removes a waiter (its timeout fired); true if it was still waiting.
+    async fn remove_signal_waiter(
+        &self,
+        execution_id: &str,
+        name: &str,
+        waiter_id: &str,
+    ) -> Result<bool, PortError>;
+}
+
+/// The final status of an execution and the sending of its completion, exactly once.
+#[async_trait]
+pub trait CompletionLedger: Send + Sync {
+    /// Sets the final status; only the first caller gets `true`.
+    async fn finish(
+        &self,
+        execution_id: &str,
+        status: ExecutionStatus,
+        reason: Option<String>,
+    ) -> Result<bool, PortError> {
+        self.finish_by(execution_id, status, reason, "").await
+    }
+    /// `finish` by hop `hop_id` (empty: not by a hop), which the store remembers (see
+    /// `finished_by`): a redelivery of the hop that halted an execution can then tell that it
+    /// did, and re-publish what its first delivery may have lost (the `on_failure` message).
+    async fn finish_by(
+        &self,
+        execution_id: &str,
+        status: ExecutionStatus,
+        reason: Option<String>,
+        hop_id: &str,
+    ) -> Result<bool, PortError>;
+    /// The hop id given to the `finish_by` call that finished the execution (none if it was
+    /// finished by no hop).
+    async fn finished_by(&self, execution_id: &str) -> Result<Option<String>, PortError>;
+    /// Claims the sending of a finished execution's completion for `lease_ms`: the claimer
+    /// publishes it, then marks it sent. A claim older than the lease (its holder died between
+    /// the two) can be taken over, so a completion is never lost; it is repeated only if a
+    /// holder dies after the broker confirmed it and before it marked it sent.
+    async fn claim_completion(
+        &self,
+        execution_id: &str,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> Result<CompletionClaim, PortError>;
+    /// Marks the completion as sent (after its publish is confirmed); only the first caller
+    /// gets `true`.
+    async fn mark_completion_sent(&self, execution_id: &str) -> Result<bool, PortError>;
+}
+
+/// All the state ports in one object (what the engine takes); every type implementing the
+/// three is one.
+pub trait StatePorts: ExecutionStore + SignalStore + CompletionLedger {}
+
+impl<T: ExecutionStore + SignalStore + CompletionLedger + ?Sized> StatePorts for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn message(node: &str) -> HopMessage {
+        serde_json::from_value(json!({
+            "execution_id": "e", "workflow_id": "w", "workflow_ref": "r",
+            "node_id": node, "kind": "run"
+        }))
+        .expect("hop message")
+    }
+
+    /// Redis keeps handoffs across a rolling upgrade: the stored shape must not change.
+    #[test]
+    fn a_handoff_is_stored_in_the_shape_earlier_versions_wrote_and_read() {
+        assert_eq!(Handoff::default().encode().expect("encodes"), "{}");
+        let now_only = Handoff {
+            now: vec![message("b")],
+            later: Vec::new(),
+        };
+        let stored: Value = serde_json::from_str(&now_only.encode().expect("encodes")).unwrap();
+        assert_eq!(
+            stored,
+            json!({"now": [serde_json::to_value(message("b")).unwrap()]})
+        );
+        let later_only = Handoff {
+            now: Vec::new(),
+            later: vec![(500, message("c"))],
+        };
+        let stored: Value = serde_json::from_str(&later_only.encode().expect("encodes")).unwrap();
+        assert_eq!(
+            stored,
+            json!({"later": [[500, serde_json::to_value(message("c")).unwrap()]]})
+        );
+        let old = format!(
+            r#"{{"later":[[500,{}]]}}"#,
+            serde_json::to_string(&message("c")).unwrap()
+        );
+        assert_eq!(Handoff::decode(&old).expect("decodes"), later_only);
+    }
+}
