@@ -30,6 +30,7 @@ pub(crate) const HEALTH_TICK: Duration = Duration::from_millis(200);
 /// Bound on closing a connection.
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The delay after `delay`: doubled, capped at [`BACKOFF_MAX`].
 pub(crate) fn next_backoff(delay: Duration) -> Duration {
     (delay * 2).min(BACKOFF_MAX)
 }

@@ -13,8 +13,9 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep, timeout};
 
 /// How long lapin may stay "reconnecting" before the supervisor gives up on it and rebuilds
-/// the connection itself. A working recovery retries at least every [`BACKOFF_MAX`](crate::session::BACKOFF_MAX), so it
-/// succeeds within that time once the broker is back; but lapin 4.12's recovery was seen
+/// the connection itself. A working recovery retries at least every
+/// [`BACKOFF_MAX`](crate::session::BACKOFF_MAX), so it succeeds within that time once the
+/// broker is back; but lapin 4.12's recovery was seen
 /// stalling in its handshake (until the broker's 10 s handshake timeout, then again) after
 /// attempts whose TCP connection was accepted and closed at once (a proxy without backend).
 const RECOVERY_GRACE: Duration = Duration::from_secs(10);

@@ -191,7 +191,13 @@ mod tests {
         );
         let typo = dir.join("typo.toml");
         std::fs::write(&typo, "prefech = 7\n").unwrap();
-        assert!(Settings::load(Some(&typo)).is_err());
+        let err = Settings::load(Some(&typo)).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown field `prefech`, expected one of")
+                && err.contains("`prefetch`")
+                && err.contains("`queue_prefix`"),
+            "{err}"
+        );
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, "queue_type = \"lazy\"\n").unwrap();
         let err = Settings::load(Some(&bad)).unwrap_err().to_string();
