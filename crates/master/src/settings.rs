@@ -23,6 +23,7 @@
 use std::net::SocketAddr;
 
 use baton_settings::ConnectionSettings;
+pub use baton_settings::SettingsError;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -57,18 +58,6 @@ impl Default for MasterSettings {
     }
 }
 
-/// A configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    #[error("configuration: {0}")]
-    Load(#[from] config::ConfigError),
-    #[error("configuration: `{field}` {problem}")]
-    Invalid {
-        field: &'static str,
-        problem: String,
-    },
-}
-
 impl MasterSettings {
     /// Loads defaults, then `file` (if given), then `BATON_*` variables, then validates.
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, SettingsError> {
@@ -79,10 +68,7 @@ impl MasterSettings {
 
     /// Loads like [`Self::load`] without validating (command-line flags may complete it).
     pub fn load_unchecked(file: Option<&std::path::Path>) -> Result<Self, SettingsError> {
-        Ok(baton_settings::load_layered(
-            &MasterSettings::default(),
-            file,
-        )?)
+        baton_settings::load_layered(&MasterSettings::default(), file)
     }
 
     pub fn validate(&self) -> Result<(), SettingsError> {

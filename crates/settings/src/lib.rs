@@ -68,10 +68,23 @@ impl From<&ConnectionSettings> for AmqpOptions {
     }
 }
 
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: `{field}` {problem}")]
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
+}
+
 /// Loads `defaults`, then `file` (if given, and then required), then the `BATON_*` variables
-/// (`BATON_QUEUE_TYPE` sets `queue_type`; numbers and booleans are parsed). Checking the values
-/// is the caller's job.
-pub fn load_layered<T>(defaults: &T, file: Option<&Path>) -> Result<T, config::ConfigError>
+/// (`BATON_QUEUE_TYPE` sets `queue_type`; numbers and booleans are parsed). A bad
+/// `queue_type` is [`SettingsError::Invalid`], as when it was checked after loading; checking
+/// the other values is the caller's job.
+pub fn load_layered<T>(defaults: &T, file: Option<&Path>) -> Result<T, SettingsError>
 where
     T: Serialize + DeserializeOwned,
 {
@@ -87,7 +100,13 @@ where
     builder
         .build()?
         .try_deserialize()
-        .map_err(|e| name_expected_fields(e, defaults))
+        .map_err(|e| match queue_type_name::problem(&e) {
+            Some(problem) => SettingsError::Invalid {
+                field: "queue_type",
+                problem,
+            },
+            None => SettingsError::Load(name_expected_fields(e, defaults)),
+        })
 }
 
 /// serde names the expected fields in an unknown-field error, except when some are flattened:
@@ -125,10 +144,23 @@ mod queue_type_name {
         s.serialize_str(queue_type.as_str())
     }
 
+    /// Starts the message of a refused name, so that [`problem`] finds it again.
+    const REFUSED: &str = "`queue_type` ";
+
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<QueueType, D::Error> {
         let name = super::text::deserialize(d)?;
         name.parse()
-            .map_err(|e| serde::de::Error::custom(format_args!("`queue_type` {e} (not `{name}`)")))
+            .map_err(|e| serde::de::Error::custom(format_args!("{REFUSED}{e} (not `{name}`)")))
+    }
+
+    /// What is wrong with the queue type, if that is what `error` reports.
+    pub fn problem(error: &config::ConfigError) -> Option<String> {
+        match error {
+            config::ConfigError::Message(message) => {
+                message.strip_prefix(REFUSED).map(str::to_owned)
+            }
+            _ => None,
+        }
     }
 }
 

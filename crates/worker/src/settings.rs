@@ -30,6 +30,7 @@
 //! | `http_allow_private_networks` | `BATON_HTTP_ALLOW_PRIVATE_NETWORKS` | `false` | let `http` nodes reach loopback, private, link-local and metadata addresses |
 
 use baton_settings::ConnectionSettings;
+pub use baton_settings::SettingsError;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -98,18 +99,6 @@ impl std::fmt::Debug for SecretText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")
     }
-}
-
-/// A configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    #[error("configuration: {0}")]
-    Load(#[from] config::ConfigError),
-    #[error("configuration: `{field}` {problem}")]
-    Invalid {
-        field: &'static str,
-        problem: String,
-    },
 }
 
 impl Settings {
