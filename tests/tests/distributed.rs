@@ -215,12 +215,16 @@ async fn a_start_message_delivered_twice_runs_one_execution_with_one_completion(
     cluster.spawn_worker(&[]).await;
     cluster.spawn_worker(&[]).await;
     let broker = cluster.broker().await;
-    let mut completions = cluster.consume(&broker, "workflow.completion").await;
-    let mut statuses = cluster.consume(&broker, "workflow.node.status").await;
+    let mut completions = cluster
+        .consume(&broker, &cluster.topology.completion_queue)
+        .await;
+    let mut statuses = cluster
+        .consume(&broker, &cluster.topology.status_queue)
+        .await;
     let execution_id = new_execution_id();
     let body =
         serde_json::to_vec(&rune_start(&three_logs(), &execution_id, &json!({"n": 7}))).unwrap();
-    let queue = cluster.queue("workflow.execution");
+    let queue = cluster.topology.execution_queue.clone();
     // Two copies at once: with two workers they are usually handled concurrently.
     broker
         .publish(vec![
@@ -273,8 +277,12 @@ async fn a_hop_redelivered_after_its_commit_does_not_run_its_node_again() {
     cluster.spawn_worker(&[]).await;
     cluster.spawn_worker(&[]).await;
     let broker = cluster.broker().await;
-    let mut completions = cluster.consume(&broker, "workflow.completion").await;
-    let mut statuses = cluster.consume(&broker, "workflow.node.status").await;
+    let mut completions = cluster
+        .consume(&broker, &cluster.topology.completion_queue)
+        .await;
+    let mut statuses = cluster
+        .consume(&broker, &cluster.topology.status_queue)
+        .await;
     let workflow = json!({"name": "redelivered-hop", "version": 1,
         "nodes": [
             {"id": "a", "name": "A", "type": "log", "parameters": {"message": "a {{$input.n}}"}},
@@ -285,7 +293,7 @@ async fn a_hop_redelivered_after_its_commit_does_not_run_its_node_again() {
         "edges": [{"id": "ab", "src": "a", "dst": "b"}, {"id": "bw", "src": "b", "dst": "w"},
                   {"id": "wc", "src": "w", "dst": "c"}]});
     let execution_id = new_execution_id();
-    let queue = cluster.queue("workflow.execution");
+    let queue = cluster.topology.execution_queue.clone();
     let start =
         serde_json::to_vec(&rune_start(&workflow, &execution_id, &json!({"n": 3}))).unwrap();
     broker
@@ -358,9 +366,15 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_wo
         .spawn_worker(&[("BATON_MAX_MESSAGE_BYTES", "1000")])
         .await;
     let broker = cluster.broker().await;
-    let mut dead = cluster.consume(&broker, "workflow.dead-letter").await;
-    let mut completions = cluster.consume(&broker, "workflow.completion").await;
-    let mut statuses = cluster.consume(&broker, "workflow.node.status").await;
+    let mut dead = cluster
+        .consume(&broker, &cluster.topology.dead_letter_queue)
+        .await;
+    let mut completions = cluster
+        .consume(&broker, &cluster.topology.completion_queue)
+        .await;
+    let mut statuses = cluster
+        .consume(&broker, &cluster.topology.status_queue)
+        .await;
 
     let not_json = b"{this is not json".to_vec();
     let oversize = serde_json::to_vec(&json!({"padding": "x".repeat(2000)})).unwrap();
@@ -381,7 +395,7 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_wo
         "only the oversize message is over the limit"
     );
 
-    let queue = cluster.queue("workflow.execution");
+    let queue = cluster.topology.execution_queue.clone();
     let cases: Vec<(&str, Vec<u8>, Vec<&str>)> = vec![
         ("not JSON", not_json, vec!["not JSON"]),
         ("oversize", oversize, vec!["1000-byte limit"]),
@@ -488,7 +502,9 @@ async fn a_fan_out_of_2500_items_and_a_join_over_two_workers_completes_once_in_o
     cluster.spawn_worker(&[]).await;
     cluster.spawn_worker(&[]).await;
     let broker = cluster.broker().await;
-    let mut completions = cluster.consume(&broker, "workflow.completion").await;
+    let mut completions = cluster
+        .consume(&broker, &cluster.topology.completion_queue)
+        .await;
     // split (1 hop) → 2,500 log hops → 2,500 aggregator arrivals → done (1 hop): 5,002 hops.
     let workflow = json!({"name": "fan-out", "version": 1,
     "nodes": [
@@ -565,8 +581,12 @@ async fn hop_messages_stay_under_4_kb_while_the_context_holds_a_megabyte() {
     let broker = cluster.broker().await;
     // Copies of what is published to the execution queue through the exchange: the start
     // message. Hop messages go straight to the queue (RFC 0004); the workers' metrics size them.
-    let mut copies = cluster.subscribe(&broker, &["workflow.execution"]).await;
-    let mut completions = cluster.consume(&broker, "workflow.completion").await;
+    let mut copies = cluster
+        .subscribe(&broker, &[&cluster.topology.execution_queue])
+        .await;
+    let mut completions = cluster
+        .consume(&broker, &cluster.topology.completion_queue)
+        .await;
     let workflow = json!({"name": "big-context", "version": 1,
     "nodes": [
         {"id": "split", "name": "Split", "type": "split", "parameters": {"input_array": "$input.items"}},
@@ -659,8 +679,12 @@ async fn baton_cancel_halts_an_execution_waiting_on_a_long_timer() {
     cluster.spawn_worker(&[]).await;
     cluster.spawn_worker(&[]).await;
     let broker = cluster.broker().await;
-    let mut completions = cluster.consume(&broker, "workflow.completion").await;
-    let mut statuses = cluster.consume(&broker, "workflow.node.status").await;
+    let mut completions = cluster
+        .consume(&broker, &cluster.topology.completion_queue)
+        .await;
+    let mut statuses = cluster
+        .consume(&broker, &cluster.topology.status_queue)
+        .await;
     let workflow = json!({"name": "long-wait", "version": 1,
         "nodes": [
             {"id": "begin", "name": "Begin", "type": "log", "parameters": {"message": "begin"}},

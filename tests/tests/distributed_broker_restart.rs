@@ -38,8 +38,12 @@ async fn broker_restart_during_a_wait_still_completes_the_execution_once() {
     let a = cluster.spawn_worker(&[]).await;
     let b = cluster.spawn_worker(&[]).await;
     let broker = cluster.broker().await;
-    let mut completions = cluster.consume(&broker, "workflow.completion").await;
-    let mut statuses = cluster.consume(&broker, "workflow.node.status").await;
+    let mut completions = cluster
+        .consume(&broker, &cluster.topology.completion_queue)
+        .await;
+    let mut statuses = cluster
+        .consume(&broker, &cluster.topology.status_queue)
+        .await;
     let workflow = json!({"name": "wait-over-restart", "version": 1,
         "nodes": [
             {"id": "begin", "name": "Begin", "type": "log", "parameters": {"message": "begin"}},

@@ -52,7 +52,9 @@ async fn sigkill_of_the_worker_running_an_http_hop_repeats_only_that_call_and_co
     cluster.spawn_worker(&[]).await;
     cluster.spawn_worker(&[]).await;
     let broker = cluster.broker().await;
-    let mut completions = cluster.consume(&broker, "workflow.completion").await;
+    let mut completions = cluster
+        .consume(&broker, &cluster.topology.completion_queue)
+        .await;
     let file = cluster.workflow_file("steps.json", &sequential_http_workflow("steps", STEPS));
     let execution_id = new_execution_id();
     let out = cluster
@@ -150,7 +152,9 @@ async fn sigterm_lets_the_in_flight_http_hop_finish_and_the_worker_exits_0() {
     cluster.spawn_worker(&[]).await;
     cluster.spawn_worker(&[]).await;
     let broker = cluster.broker().await;
-    let mut completions = cluster.consume(&broker, "workflow.completion").await;
+    let mut completions = cluster
+        .consume(&broker, &cluster.topology.completion_queue)
+        .await;
     let file = cluster.workflow_file("steps.json", &sequential_http_workflow("steps", STEPS));
     let execution_id = new_execution_id();
     let out = cluster

@@ -186,8 +186,12 @@ async fn cancelling_the_parent_cancels_the_child_on_the_pool() {
         "edges": [{"id": "e1", "src": "sub", "dst": "after"}]
     });
     let broker = cluster.broker().await;
-    let mut statuses = cluster.consume(&broker, "workflow.node.status").await;
-    let mut completions = cluster.consume(&broker, "workflow.completion").await;
+    let mut statuses = cluster
+        .consume(&broker, &cluster.topology.status_queue)
+        .await;
+    let mut completions = cluster
+        .consume(&broker, &cluster.topology.completion_queue)
+        .await;
     let parent_id = new_execution_id();
     let file = cluster.workflow_file("parent.json", &parent);
     let out = cluster
@@ -249,8 +253,12 @@ async fn a_child_started_on_one_worker_completes_its_parent_on_another() {
         "edges": [{"id": "e1", "src": "sub", "dst": "after"}]
     });
     let broker = cluster.broker().await;
-    let mut statuses = cluster.consume(&broker, "workflow.node.status").await;
-    let mut completions = cluster.consume(&broker, "workflow.completion").await;
+    let mut statuses = cluster
+        .consume(&broker, &cluster.topology.status_queue)
+        .await;
+    let mut completions = cluster
+        .consume(&broker, &cluster.topology.completion_queue)
+        .await;
     let parent_id = new_execution_id();
     let file = cluster.workflow_file("parent.json", &parent);
     let out = cluster

@@ -1,8 +1,10 @@
 //! Consumers that survive reconnects.
 
-use crate::broker::{BACKOFF_MIN, Session, Shared, channel_dead, is_not_found, next_backoff};
 use crate::error::Error;
 use crate::message::{Delivery, short_string};
+use crate::session::{
+    BACKOFF_MIN, Session, Shared, State, channel_dead, is_not_found, next_backoff,
+};
 use futures_util::{Stream, StreamExt};
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
@@ -414,7 +416,7 @@ async fn await_recovery(
     shared: &Shared,
     ctl: &Control,
     channel: &Channel,
-    state: &mut watch::Receiver<crate::broker::State>,
+    state: &mut watch::Receiver<State>,
     generation: u64,
 ) -> Recovery {
     loop {
@@ -440,7 +442,7 @@ async fn await_recovery(
 
 /// Whether the supervisor replaced the session `generation` (or has none right now because it
 /// is rebuilding).
-fn replaced(state: &mut watch::Receiver<crate::broker::State>, generation: u64) -> bool {
+fn replaced(state: &mut watch::Receiver<State>, generation: u64) -> bool {
     let state = state.borrow_and_update();
     match &state.session {
         Some(session) => session.generation != generation,

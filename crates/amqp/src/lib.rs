@@ -5,21 +5,24 @@
 //! scratch when lapin's recovery fails), and separate channels for topology, publishing (a small
 //! pool of confirm-mode channels) and each consumer.
 //!
-//! Topology (Rune-compatible, see `rune-wire.md` §1): a durable topic exchange (`workflows`) and
-//! four durable queues — execution, node status, completion, dead letter — each bound with its
-//! own name as routing key; classic (no arguments, as Rune declares them) or quorum.
+//! Topology (Rune-compatible, see `rune-wire.md` §1, names from a prefix in [`Topology`]): a
+//! durable topic exchange and four durable queues — execution, node status, completion, dead
+//! letter — each bound with its own name as routing key; classic (no arguments, as Rune declares
+//! them) or quorum.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), baton_amqp::Error> {
 //! use baton_amqp::{AmqpOptions, Broker, Outgoing};
 //! use futures_util::StreamExt;
 //!
-//! let broker = Broker::connect(AmqpOptions::default()).await?;
+//! let options = AmqpOptions::default();
+//! let queue = options.topology.execution_queue.clone();
+//! let broker = Broker::connect(options).await?;
 //! broker
-//!     .publish(vec![Outgoing::new("workflow.execution", br#"{"node_id":"a"}"#.to_vec())
+//!     .publish(vec![Outgoing::new(queue.clone(), br#"{"node_id":"a"}"#.to_vec())
 //!         .with_header("traceparent", "00-…")])
 //!     .await?;
-//! let mut deliveries = broker.consume("workflow.execution", "worker-1").await?;
+//! let mut deliveries = broker.consume(&queue, "worker-1").await?;
 //! while let Some(delivery) = deliveries.next().await {
 //!     // … run the hop, publish its successors …
 //!     delivery.ack().await?;
@@ -32,7 +35,11 @@ mod consume;
 mod error;
 mod message;
 mod options;
+mod publish;
+mod session;
 mod subscribe;
+mod supervisor;
+mod topology;
 
 pub use broker::Broker;
 pub use consume::Deliveries;
@@ -40,7 +47,8 @@ pub use error::Error;
 pub use message::{
     DEAD_LETTERED_AT_HEADER, DELIVERY_COUNT_HEADER, Delivery, Headers, Outgoing, REASON_HEADER,
 };
-pub use options::{AmqpOptions, QueueType};
+pub use options::AmqpOptions;
+pub use topology::{QueueType, Topology, UnknownQueueType};
 
 #[cfg(test)]
 mod send_sync {

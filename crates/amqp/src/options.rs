@@ -1,37 +1,20 @@
-//! Connection and topology settings.
+//! The settings of a broker: where it connects, its topology, its limits and timeouts.
 
 use std::fmt;
 use std::time::Duration;
 
-/// The type of the four queues Baton declares.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum QueueType {
-    /// Classic queues, declared without arguments (what the Go Rune worker declares).
-    #[default]
-    Classic,
-    /// Quorum queues (`x-queue-type: quorum`): replicated, durable, with delivery counting.
-    Quorum,
-}
+use crate::topology::{QueueType, Topology};
 
 /// Settings of a [`Broker`](crate::Broker).
 ///
 /// Build it with struct-update syntax so that fields added later keep compiling:
-/// `AmqpOptions { url, ..AmqpOptions::default() }`.
+/// `AmqpOptions { url, topology: Topology::new(prefix), ..AmqpOptions::default() }`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AmqpOptions {
     /// `amqp://user:password@host:port/vhost` (the vhost `/` is `%2f`).
     pub url: String,
-    /// Durable topic exchange publishes go through, except [`Outgoing::direct`](crate::Outgoing::direct)
-    /// ones (default `workflows`).
-    pub exchange: String,
-    /// Queue of hop messages (default `workflow.execution`).
-    pub execution_queue: String,
-    /// Queue of node status events (default `workflow.node.status`).
-    pub status_queue: String,
-    /// Queue of execution completions (default `workflow.completion`).
-    pub completion_queue: String,
-    /// Queue of messages that cannot be processed (default `workflow.dead-letter`).
-    pub dead_letter_queue: String,
+    /// The exchange and the four queues (default: the production names, no prefix).
+    pub topology: Topology,
     /// Type of the four queues (default classic).
     pub queue_type: QueueType,
     /// Per-consumer prefetch: how many unacknowledged deliveries a consumer may hold (default 256).
@@ -53,11 +36,7 @@ impl Default for AmqpOptions {
     fn default() -> Self {
         Self {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
-            exchange: "workflows".to_owned(),
-            execution_queue: "workflow.execution".to_owned(),
-            status_queue: "workflow.node.status".to_owned(),
-            completion_queue: "workflow.completion".to_owned(),
-            dead_letter_queue: "workflow.dead-letter".to_owned(),
+            topology: Topology::default(),
             queue_type: QueueType::Classic,
             prefetch: 256,
             connection_name: None,
@@ -69,16 +48,6 @@ impl Default for AmqpOptions {
 }
 
 impl AmqpOptions {
-    /// The four queues, in declaration order: execution, status, completion, dead letter.
-    pub fn queues(&self) -> [&str; 4] {
-        [
-            &self.execution_queue,
-            &self.status_queue,
-            &self.completion_queue,
-            &self.dead_letter_queue,
-        ]
-    }
-
     /// The URL with its password replaced by `***`, for logs and errors.
     pub fn redacted_url(&self) -> String {
         redact_url(&self.url)
@@ -93,11 +62,7 @@ impl fmt::Debug for AmqpOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AmqpOptions")
             .field("url", &self.redacted_url())
-            .field("exchange", &self.exchange)
-            .field("execution_queue", &self.execution_queue)
-            .field("status_queue", &self.status_queue)
-            .field("completion_queue", &self.completion_queue)
-            .field("dead_letter_queue", &self.dead_letter_queue)
+            .field("topology", &self.topology)
             .field("queue_type", &self.queue_type)
             .field("prefetch", &self.prefetch)
             .field("connection_name", &self.connection_name)
@@ -138,9 +103,9 @@ mod tests {
     #[test]
     fn defaults_match_rune_topology() {
         let o = AmqpOptions::default();
-        assert_eq!(o.exchange, "workflows");
+        assert_eq!(o.topology.exchange, "workflows");
         assert_eq!(
-            o.queues(),
+            o.topology.queues(),
             [
                 "workflow.execution",
                 "workflow.node.status",

@@ -27,7 +27,7 @@ impl Broker {
             "x-expires".into(),
             AMQPValue::LongInt(SUBSCRIPTION_EXPIRES_MS),
         );
-        let exchange = ShortString::from(shared.opts.exchange.as_str());
+        let exchange = ShortString::from(shared.opts.topology.exchange.as_str());
         let mut bindings = Vec::with_capacity(routing_keys.len());
         for key in routing_keys {
             bindings.push((exchange.clone(), short_string("routing key", key)?));

@@ -23,7 +23,7 @@ async fn topology_declared_twice_is_fine() {
     // Both publish into the same queues.
     second
         .publish(vec![Outgoing::new(
-            opts.status_queue.clone(),
+            opts.topology.status_queue.clone(),
             b"{}".to_vec(),
         )])
         .await
@@ -40,14 +40,14 @@ async fn publish_consume_ack_round_trip_with_headers() {
     let opts = unique_options();
     let broker = connect(&opts).await;
     let mut deliveries = broker
-        .consume(&opts.execution_queue, "round-trip")
+        .consume(&opts.topology.execution_queue, "round-trip")
         .await
         .unwrap();
-    assert_eq!(deliveries.queue(), opts.execution_queue);
+    assert_eq!(deliveries.queue(), opts.topology.execution_queue);
     let body = br#"{"execution_id":"e1","node_id":"n1"}"#.to_vec();
     broker
         .publish(vec![
-            Outgoing::new(opts.execution_queue.clone(), body.clone())
+            Outgoing::new(opts.topology.execution_queue.clone(), body.clone())
                 .with_header(
                     "traceparent",
                     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
@@ -64,8 +64,8 @@ async fn publish_consume_ack_round_trip_with_headers() {
     );
     assert_eq!(delivery.header("x-empty"), Some(""));
     assert!(!delivery.redelivered);
-    assert_eq!(delivery.routing_key, opts.execution_queue);
-    assert_eq!(delivery.exchange, opts.exchange);
+    assert_eq!(delivery.routing_key, opts.topology.execution_queue);
+    assert_eq!(delivery.exchange, opts.topology.exchange);
     assert_eq!(delivery.delivery_count, None);
     delivery.ack().await.unwrap();
 
@@ -77,7 +77,10 @@ async fn publish_consume_ack_round_trip_with_headers() {
             .is_none(),
         "the stream ends after cancel"
     );
-    let mut again = broker.consume(&opts.execution_queue, "").await.unwrap();
+    let mut again = broker
+        .consume(&opts.topology.execution_queue, "")
+        .await
+        .unwrap();
     assert!(
         next_within(&mut again, Duration::from_millis(300))
             .await
@@ -92,14 +95,23 @@ async fn batch_goes_to_each_routing_key() {
     require_broker!();
     let opts = unique_options();
     let broker = connect(&opts).await;
-    let mut execution = broker.consume(&opts.execution_queue, "e").await.unwrap();
-    let mut status = broker.consume(&opts.status_queue, "s").await.unwrap();
-    let mut completion = broker.consume(&opts.completion_queue, "c").await.unwrap();
+    let mut execution = broker
+        .consume(&opts.topology.execution_queue, "e")
+        .await
+        .unwrap();
+    let mut status = broker
+        .consume(&opts.topology.status_queue, "s")
+        .await
+        .unwrap();
+    let mut completion = broker
+        .consume(&opts.topology.completion_queue, "c")
+        .await
+        .unwrap();
     broker
         .publish(vec![
-            Outgoing::new(opts.status_queue.clone(), b"1".to_vec()),
-            Outgoing::new(opts.execution_queue.clone(), b"2".to_vec()),
-            Outgoing::new(opts.completion_queue.clone(), b"3".to_vec()),
+            Outgoing::new(opts.topology.status_queue.clone(), b"1".to_vec()),
+            Outgoing::new(opts.topology.execution_queue.clone(), b"2".to_vec()),
+            Outgoing::new(opts.topology.completion_queue.clone(), b"3".to_vec()),
         ])
         .await
         .unwrap();
@@ -115,7 +127,7 @@ async fn unroutable_publish_is_an_error() {
     require_broker!();
     let opts = unique_options();
     let broker = connect(&opts).await;
-    let nowhere = format!("{}.nowhere", opts.execution_queue);
+    let nowhere = format!("{}.nowhere", opts.topology.execution_queue);
     let err = broker
         .publish(vec![Outgoing::new(nowhere.clone(), b"{}".to_vec())])
         .await
@@ -134,10 +146,13 @@ async fn unroutable_publish_is_an_error() {
     assert!(!err.is_transient());
 
     // In a batch, the routable messages are still published and the batch fails.
-    let mut deliveries = broker.consume(&opts.execution_queue, "").await.unwrap();
+    let mut deliveries = broker
+        .consume(&opts.topology.execution_queue, "")
+        .await
+        .unwrap();
     let err = broker
         .publish(vec![
-            Outgoing::new(opts.execution_queue.clone(), b"ok".to_vec()),
+            Outgoing::new(opts.topology.execution_queue.clone(), b"ok".to_vec()),
             Outgoing::new(nowhere.clone(), b"lost".to_vec()),
         ])
         .await
@@ -148,7 +163,7 @@ async fn unroutable_publish_is_an_error() {
     // The publishing channels are still usable.
     broker
         .publish(vec![Outgoing::new(
-            opts.execution_queue.clone(),
+            opts.topology.execution_queue.clone(),
             b"after".to_vec(),
         )])
         .await
@@ -163,7 +178,7 @@ async fn dead_letter_carries_the_reason() {
     let opts = unique_options();
     let broker = connect(&opts).await;
     let mut dead = broker
-        .consume(&opts.dead_letter_queue, "dlq")
+        .consume(&opts.topology.dead_letter_queue, "dlq")
         .await
         .unwrap();
     let mut original = Headers::new();
@@ -201,10 +216,18 @@ async fn prefetch_limits_unacked_deliveries() {
     };
     let broker = connect(&opts).await;
     let batch = (0..10)
-        .map(|i| Outgoing::new(opts.execution_queue.clone(), format!("{i}").into_bytes()))
+        .map(|i| {
+            Outgoing::new(
+                opts.topology.execution_queue.clone(),
+                format!("{i}").into_bytes(),
+            )
+        })
         .collect();
     broker.publish(batch).await.unwrap();
-    let mut deliveries = broker.consume(&opts.execution_queue, "").await.unwrap();
+    let mut deliveries = broker
+        .consume(&opts.topology.execution_queue, "")
+        .await
+        .unwrap();
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(expect_delivery(&mut deliveries).await);
@@ -241,10 +264,13 @@ async fn nack_requeue_redelivers_with_redelivered_flag() {
     require_broker!();
     let opts = unique_options();
     let broker = connect(&opts).await;
-    let mut deliveries = broker.consume(&opts.execution_queue, "").await.unwrap();
+    let mut deliveries = broker
+        .consume(&opts.topology.execution_queue, "")
+        .await
+        .unwrap();
     broker
         .publish(vec![Outgoing::new(
-            opts.execution_queue.clone(),
+            opts.topology.execution_queue.clone(),
             b"again".to_vec(),
         )])
         .await
@@ -277,10 +303,14 @@ async fn quorum_queues_declare_and_count_deliveries() {
     // Declared twice with the same arguments: fine.
     let second = connect(&opts).await;
     second.close().await;
-    let mut deliveries = broker.consume(&opts.execution_queue, "").await.unwrap();
+    let mut deliveries = broker
+        .consume(&opts.topology.execution_queue, "")
+        .await
+        .unwrap();
     broker
         .publish(vec![
-            Outgoing::new(opts.execution_queue.clone(), b"q".to_vec()).with_header("k", "v"),
+            Outgoing::new(opts.topology.execution_queue.clone(), b"q".to_vec())
+                .with_header("k", "v"),
         ])
         .await
         .unwrap();
@@ -320,7 +350,7 @@ async fn redeclaring_with_another_queue_type_is_a_permanent_error() {
     // The first broker is unaffected.
     broker
         .publish(vec![Outgoing::new(
-            opts.execution_queue.clone(),
+            opts.topology.execution_queue.clone(),
             b"{}".to_vec(),
         )])
         .await
@@ -334,7 +364,7 @@ async fn consuming_a_missing_queue_is_an_error() {
     let opts = unique_options();
     let broker = connect(&opts).await;
     let err = broker
-        .consume(&format!("{}.missing", opts.execution_queue), "")
+        .consume(&format!("{}.missing", opts.topology.execution_queue), "")
         .await
         .unwrap_err();
     assert!(!err.is_transient(), "{err}");
@@ -342,7 +372,7 @@ async fn consuming_a_missing_queue_is_an_error() {
     assert!(broker.is_ready());
     broker
         .publish(vec![Outgoing::new(
-            opts.execution_queue.clone(),
+            opts.topology.execution_queue.clone(),
             b"{}".to_vec(),
         )])
         .await
@@ -359,12 +389,12 @@ async fn cancel_stops_new_deliveries_and_keeps_received_ones_settleable() {
     };
     let broker = connect(&opts).await;
     let mut deliveries = broker
-        .consume(&opts.execution_queue, "drain")
+        .consume(&opts.topology.execution_queue, "drain")
         .await
         .unwrap();
     broker
         .publish(vec![Outgoing::new(
-            opts.execution_queue.clone(),
+            opts.topology.execution_queue.clone(),
             b"1".to_vec(),
         )])
         .await
@@ -373,7 +403,7 @@ async fn cancel_stops_new_deliveries_and_keeps_received_ones_settleable() {
     deliveries.cancel().await;
     broker
         .publish(vec![Outgoing::new(
-            opts.execution_queue.clone(),
+            opts.topology.execution_queue.clone(),
             b"2".to_vec(),
         )])
         .await
@@ -386,7 +416,10 @@ async fn cancel_stops_new_deliveries_and_keeps_received_ones_settleable() {
     );
     // The delivery received before the cancel can still be acked (its channel stays open).
     held.ack().await.unwrap();
-    let mut other = broker.consume(&opts.execution_queue, "").await.unwrap();
+    let mut other = broker
+        .consume(&opts.topology.execution_queue, "")
+        .await
+        .unwrap();
     assert_eq!(expect_delivery(&mut other).await.body, b"2");
     assert!(
         next_within(&mut other, Duration::from_millis(300))
@@ -402,10 +435,13 @@ async fn close_ends_streams_and_later_calls_fail() {
     require_broker!();
     let opts = unique_options();
     let broker = connect(&opts).await;
-    let mut deliveries = broker.consume(&opts.execution_queue, "").await.unwrap();
+    let mut deliveries = broker
+        .consume(&opts.topology.execution_queue, "")
+        .await
+        .unwrap();
     broker
         .publish(vec![Outgoing::new(
-            opts.execution_queue.clone(),
+            opts.topology.execution_queue.clone(),
             b"x".to_vec(),
         )])
         .await
@@ -423,7 +459,7 @@ async fn close_ends_streams_and_later_calls_fail() {
     held.ack().await.unwrap();
     let err = broker
         .publish(vec![Outgoing::new(
-            opts.execution_queue.clone(),
+            opts.topology.execution_queue.clone(),
             b"y".to_vec(),
         )])
         .await
@@ -438,12 +474,15 @@ async fn concurrent_publishers_lose_nothing() {
     require_broker!();
     let opts = unique_options();
     let broker = connect(&opts).await;
-    let mut deliveries = broker.consume(&opts.execution_queue, "").await.unwrap();
+    let mut deliveries = broker
+        .consume(&opts.topology.execution_queue, "")
+        .await
+        .unwrap();
     let tasks: Vec<_> = (0..8)
         .map(|t| {
             let broker = broker.clone();
-            let queue = opts.execution_queue.clone();
-            let status = opts.status_queue.clone();
+            let queue = opts.topology.execution_queue.clone();
+            let status = opts.topology.status_queue.clone();
             tokio::spawn(async move {
                 for i in 0..50 {
                     broker
@@ -481,15 +520,24 @@ async fn subscription_gets_copies_without_taking_from_the_shared_queues() {
     let opts = unique_options();
     let broker = connect(&opts).await;
     let mut subscription = broker
-        .subscribe(&[opts.status_queue.clone(), opts.completion_queue.clone()])
+        .subscribe(&[
+            opts.topology.status_queue.clone(),
+            opts.topology.completion_queue.clone(),
+        ])
         .await
         .unwrap();
     assert!(subscription.queue().starts_with("baton.subscription."));
     broker
         .publish(vec![
-            Outgoing::new(opts.status_queue.clone(), b"status".to_vec()),
-            Outgoing::new(opts.execution_queue.clone(), b"not subscribed".to_vec()),
-            Outgoing::new(opts.completion_queue.clone(), b"completion".to_vec()),
+            Outgoing::new(opts.topology.status_queue.clone(), b"status".to_vec()),
+            Outgoing::new(
+                opts.topology.execution_queue.clone(),
+                b"not subscribed".to_vec(),
+            ),
+            Outgoing::new(
+                opts.topology.completion_queue.clone(),
+                b"completion".to_vec(),
+            ),
         ])
         .await
         .unwrap();
@@ -509,7 +557,10 @@ async fn subscription_gets_copies_without_taking_from_the_shared_queues() {
             .is_none()
     );
     // The shared queue still has its copy.
-    let mut status = broker.consume(&opts.status_queue, "").await.unwrap();
+    let mut status = broker
+        .consume(&opts.topology.status_queue, "")
+        .await
+        .unwrap();
     assert_eq!(expect_delivery(&mut status).await.body, b"status");
     subscription.cancel().await;
     cleanup(broker).await;
@@ -521,15 +572,18 @@ async fn a_message_to_a_queue_skips_the_exchange_and_its_bindings() {
     let opts = unique_options();
     let broker = connect(&opts).await;
     let mut watcher = broker
-        .subscribe(std::slice::from_ref(&opts.execution_queue))
+        .subscribe(std::slice::from_ref(&opts.topology.execution_queue))
         .await
         .unwrap();
-    let mut deliveries = broker.consume(&opts.execution_queue, "").await.unwrap();
+    let mut deliveries = broker
+        .consume(&opts.topology.execution_queue, "")
+        .await
+        .unwrap();
     broker
         .publish(vec![
-            Outgoing::to_queue(opts.execution_queue.clone(), b"direct".to_vec())
+            Outgoing::to_queue(opts.topology.execution_queue.clone(), b"direct".to_vec())
                 .with_header("traceparent", "00-x"),
-            Outgoing::new(opts.execution_queue.clone(), b"routed".to_vec()),
+            Outgoing::new(opts.topology.execution_queue.clone(), b"routed".to_vec()),
         ])
         .await
         .unwrap();
@@ -554,7 +608,7 @@ async fn a_message_to_a_queue_skips_the_exchange_and_its_bindings() {
             .is_none()
     );
     // A queue that does not exist: returned, an error like any unroutable message.
-    let nowhere = format!("{}.nowhere", opts.execution_queue);
+    let nowhere = format!("{}.nowhere", opts.topology.execution_queue);
     let err = broker
         .publish(vec![Outgoing::to_queue(nowhere.clone(), b"{}".to_vec())])
         .await
@@ -576,10 +630,13 @@ async fn hop_latency() {
     require_broker!();
     let opts = unique_options();
     let broker = connect(&opts).await;
-    let mut deliveries = broker.consume(&opts.execution_queue, "").await.unwrap();
+    let mut deliveries = broker
+        .consume(&opts.topology.execution_queue, "")
+        .await
+        .unwrap();
     // Status and completion consumers, as RTES and the archivist would be.
     let mut drains = Vec::new();
-    for queue in [&opts.status_queue, &opts.completion_queue] {
+    for queue in [&opts.topology.status_queue, &opts.topology.completion_queue] {
         let mut stream = broker.consume(queue, "").await.unwrap();
         drains.push(tokio::spawn(async move {
             use futures_util::StreamExt;
@@ -591,7 +648,7 @@ async fn hop_latency() {
     let hops = 2000;
     broker
         .publish(vec![Outgoing::new(
-            opts.execution_queue.clone(),
+            opts.topology.execution_queue.clone(),
             b"0".to_vec(),
         )])
         .await
@@ -610,13 +667,13 @@ async fn hop_latency() {
         broker
             .publish(vec![
                 Outgoing::new(
-                    opts.status_queue.clone(),
+                    opts.topology.status_queue.clone(),
                     b"{\"status\":\"success\"}".to_vec(),
                 )
                 .with_header("traceparent", "00-abc-def-01"),
-                Outgoing::new(opts.execution_queue.clone(), next)
+                Outgoing::new(opts.topology.execution_queue.clone(), next)
                     .with_header("traceparent", "00-abc-def-01"),
-                Outgoing::new(opts.completion_queue.clone(), b"{}".to_vec()),
+                Outgoing::new(opts.topology.completion_queue.clone(), b"{}".to_vec()),
             ])
             .await
             .unwrap();

@@ -26,14 +26,14 @@ async fn reconnect_after_the_broker_closes_the_connection() {
     let broker = connect(&opts).await;
     let name = broker.connection_name().to_owned();
     let mut deliveries = broker
-        .consume(&opts.execution_queue, "survivor")
+        .consume(&opts.topology.execution_queue, "survivor")
         .await
         .unwrap();
-    publish_one(&broker, &opts.execution_queue, b"before").await;
+    publish_one(&broker, &opts.topology.execution_queue, b"before").await;
     expect_delivery(&mut deliveries).await.ack().await.unwrap();
 
     // Held unacked across the drop: the broker redelivers it.
-    publish_one(&broker, &opts.execution_queue, b"held").await;
+    publish_one(&broker, &opts.topology.execution_queue, b"held").await;
     let held = expect_delivery(&mut deliveries).await;
     assert!(!held.redelivered);
 
@@ -48,7 +48,7 @@ async fn reconnect_after_the_broker_closes_the_connection() {
 
     // Publishing waits for the recovery and succeeds.
     let started = Instant::now();
-    publish_one(&broker, &opts.execution_queue, b"after").await;
+    publish_one(&broker, &opts.topology.execution_queue, b"after").await;
     eprintln!("publish after the close took {:?}", started.elapsed());
 
     // The same stream continues: the held message (redelivered) and the new one.
@@ -64,7 +64,7 @@ async fn reconnect_after_the_broker_closes_the_connection() {
 
     // And again: a second close is survived as well.
     assert_eq!(close_connections_named(&name), Some(1));
-    publish_one(&broker, &opts.execution_queue, b"after-2").await;
+    publish_one(&broker, &opts.topology.execution_queue, b"after-2").await;
     let d = expect_delivery(&mut deliveries).await;
     assert_eq!(d.body, b"after-2");
     d.ack().await.unwrap();
@@ -95,8 +95,11 @@ async fn survive_outage(outage: Outage) {
         ..base
     };
     let broker = connect(&opts).await;
-    let mut deliveries = broker.consume(&opts.execution_queue, "").await.unwrap();
-    publish_one(&broker, &opts.execution_queue, b"1").await;
+    let mut deliveries = broker
+        .consume(&opts.topology.execution_queue, "")
+        .await
+        .unwrap();
+    publish_one(&broker, &opts.topology.execution_queue, b"1").await;
     let held = expect_delivery(&mut deliveries).await;
 
     // Outage of 3 s.
@@ -114,7 +117,7 @@ async fn survive_outage(outage: Outage) {
     held.ack().await.unwrap();
     let publisher = {
         let broker = broker.clone();
-        let queue = opts.execution_queue.clone();
+        let queue = opts.topology.execution_queue.clone();
         tokio::spawn(async move {
             let started = Instant::now();
             publish_one(&broker, &queue, b"2").await;
@@ -160,10 +163,10 @@ async fn reconnect_subscription_declares_its_queue_again() {
     let opts = unique_options();
     let broker = connect(&opts).await;
     let mut subscription = broker
-        .subscribe(std::slice::from_ref(&opts.status_queue))
+        .subscribe(std::slice::from_ref(&opts.topology.status_queue))
         .await
         .unwrap();
-    publish_one(&broker, &opts.status_queue, b"1").await;
+    publish_one(&broker, &opts.topology.status_queue, b"1").await;
     expect_delivery(&mut subscription)
         .await
         .ack()
@@ -187,7 +190,7 @@ async fn reconnect_subscription_declares_its_queue_again() {
 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        publish_one(&broker, &opts.status_queue, b"2").await;
+        publish_one(&broker, &opts.topology.status_queue, b"2").await;
         if let Some(d) = next_within(&mut subscription, Duration::from_millis(300)).await {
             assert_eq!(d.body, b"2");
             d.ack().await.unwrap();
@@ -207,8 +210,11 @@ async fn reconnect_redeclares_the_topology_when_the_queue_disappears() {
         ..unique_options()
     };
     let broker = connect(&opts).await;
-    let mut deliveries = broker.consume(&opts.execution_queue, "").await.unwrap();
-    publish_one(&broker, &opts.execution_queue, b"1").await;
+    let mut deliveries = broker
+        .consume(&opts.topology.execution_queue, "")
+        .await
+        .unwrap();
+    publish_one(&broker, &opts.topology.execution_queue, b"1").await;
     expect_delivery(&mut deliveries).await.ack().await.unwrap();
 
     // Someone deletes the queues and the exchange: the broker cancels our consumer; re-creating
@@ -221,7 +227,7 @@ async fn reconnect_redeclares_the_topology_when_the_queue_disappears() {
     loop {
         match broker
             .publish(vec![Outgoing::new(
-                opts.execution_queue.clone(),
+                opts.topology.execution_queue.clone(),
                 b"2".to_vec(),
             )])
             .await

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use baton_amqp::{AmqpOptions, Broker, Deliveries, Outgoing, QueueType};
+use baton_amqp::{AmqpOptions, Broker, Deliveries, Outgoing};
 use baton_core::message::{ExecutionStatus, NodeStatus};
+use baton_settings::ConnectionSettings;
 use baton_testkit::{WorkerProcess, delete_keys, short_unique_id, try_free_port};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -31,9 +32,9 @@ pub struct DistributedOptions {
     pub baton_exe: PathBuf,
     /// Passed to the worker as `--config`.
     pub worker_config: Option<PathBuf>,
-    pub amqp_url: String,
-    pub redis_url: String,
-    pub queue_type: String,
+    /// RabbitMQ, Redis and the queue type; each run uses queue and key prefixes of its own
+    /// instead of the ones given here.
+    pub connection: ConnectionSettings,
     pub secs: f64,
     pub warmup_secs: f64,
     pub chains: usize,
@@ -426,45 +427,38 @@ pub async fn run(
     let run_id = short_unique_id("bench-", 10);
     // Joined with `-`, not `.`: the routing keys keep the production count of words
     // (`workflow.node.status`), and a topic exchange's cost per publish grows with it.
-    let queue_prefix = format!("{run_id}-");
-    let key_prefix = run_id.clone();
-    let q = |name: &str| format!("{queue_prefix}{name}");
+    let connection = ConnectionSettings {
+        queue_prefix: format!("{run_id}-"),
+        key_prefix: run_id.clone(),
+        ..opts.connection.clone()
+    };
+    let (queue_prefix, key_prefix) = (&connection.queue_prefix, &connection.key_prefix);
+    let topology = connection.topology();
     let log = std::env::temp_dir().join(format!("{run_id}-worker.log"));
 
     // The driver connects first: it declares the run's topology (idempotently, as the worker
     // will) so no start message is unroutable.
     let amqp = AmqpOptions {
-        url: opts.amqp_url.clone(),
-        exchange: q("workflows"),
-        execution_queue: q("workflow.execution"),
-        status_queue: q("workflow.node.status"),
-        completion_queue: q("workflow.completion"),
-        dead_letter_queue: q("workflow.dead-letter"),
-        queue_type: if opts.queue_type == "quorum" {
-            QueueType::Quorum
-        } else {
-            QueueType::Classic
-        },
         prefetch: 1000,
         connection_name: Some(format!("baton-bench-driver-{run_id}")),
         connect_timeout: Duration::from_secs(10),
-        ..AmqpOptions::default()
+        ..AmqpOptions::from(&connection)
     };
     let broker = Broker::connect(amqp)
         .await
-        .map_err(|e| anyhow::anyhow!("RabbitMQ at {}: {e}", opts.amqp_url))?;
+        .map_err(|e| anyhow::anyhow!("RabbitMQ at {}: {e}", connection.amqp_url))?;
     let (tx, rx) = mpsc::unbounded_channel();
     let (stop_pumps, stop) = watch::channel(false);
-    let completion_key = q("workflow.completion");
+    let completion_key = topology.completion_queue.clone();
     let (drain_conn, pumps) = if opts.subscription {
         let sub = broker
-            .subscribe(&[q("workflow.node.status"), completion_key.clone()])
+            .subscribe(&[topology.status_queue.clone(), completion_key.clone()])
             .await?;
         (None, vec![pump(sub, completion_key.clone(), tx, stop)])
     } else {
         let (conn, tasks) = drain(
-            &opts.amqp_url,
-            q("workflow.node.status"),
+            &connection.amqp_url,
+            topology.status_queue.clone(),
             completion_key.clone(),
             opts.ack_each,
             tx,
@@ -479,9 +473,9 @@ pub async fn run(
     if let Some(c) = &opts.worker_config {
         cmd.arg("--config").arg(c);
     }
-    cmd.env("BATON_AMQP_URL", &opts.amqp_url)
-        .env("BATON_REDIS_URL", &opts.redis_url)
-        .env("BATON_QUEUE_TYPE", &opts.queue_type)
+    cmd.env("BATON_AMQP_URL", &connection.amqp_url)
+        .env("BATON_REDIS_URL", &connection.redis_url)
+        .env("BATON_QUEUE_TYPE", connection.queue_type.as_str())
         .env("BATON_QUEUE_PREFIX", &queue_prefix)
         .env("BATON_KEY_PREFIX", &key_prefix)
         .env("BATON_COMPLETED_TTL_SECS", "300")
@@ -498,7 +492,7 @@ pub async fn run(
 
     let mut driver = Driver {
         broker: broker.clone(),
-        execution_queue: q("workflow.execution"),
+        execution_queue: topology.execution_queue.clone(),
         rx,
         ready: Default::default(),
         seq: AtomicU64::new(0),
@@ -521,14 +515,14 @@ pub async fn run(
         progress(&format!("warning: could not delete the run's queues: {e}"));
     }
     broker.close().await;
-    if let Err(e) = delete_keys(&opts.redis_url, &key_prefix).await {
+    if let Err(e) = delete_keys(&connection.redis_url, key_prefix).await {
         progress(&format!(
             "warning: could not delete the run's Redis keys: {e}"
         ));
     }
     let mut report = result?;
-    report.queue_prefix = queue_prefix;
-    report.key_prefix = key_prefix;
+    report.queue_prefix = queue_prefix.clone();
+    report.key_prefix = key_prefix.clone();
     report.worker_log = worker_log;
     Ok(report)
 }

@@ -16,10 +16,14 @@
 //! | `log_format` | `BATON_LOG_FORMAT` | `json` | `json` or `human` |
 //! | `credentials_key` | `BATON_CREDENTIALS_KEY` | none | base64 of 32 bytes; without it `/credentials` answers 503 |
 //!
-//! Unknown `BATON_*` variables (the worker's) are ignored so one environment serves both.
+//! Unknown `BATON_*` variables (the worker's) are ignored so one environment serves both. The
+//! fields the workers share (`amqp_url`, `redis_url`, `queue_type`, `queue_prefix`,
+//! `key_prefix`) are [`ConnectionSettings`], flattened in.
 
 use std::net::SocketAddr;
 
+use baton_settings::ConnectionSettings;
+pub use baton_settings::SettingsError;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -31,11 +35,9 @@ pub struct MasterSettings {
     pub master_key_prefix: String,
     pub master_max_executions: u64,
     pub master_retention_secs: u64,
-    pub amqp_url: String,
-    pub redis_url: String,
-    pub queue_type: String,
-    pub queue_prefix: String,
-    pub key_prefix: String,
+    /// RabbitMQ, Redis, queue type, queue and key prefixes: the workers' values.
+    #[serde(flatten)]
+    pub connection: ConnectionSettings,
     pub log_format: String,
     pub credentials_key: Option<String>,
 }
@@ -49,27 +51,11 @@ impl Default for MasterSettings {
             master_key_prefix: "baton:master:".into(),
             master_max_executions: 10_000,
             master_retention_secs: 7 * 86_400,
-            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-            redis_url: "redis://127.0.0.1:6379/".into(),
-            queue_type: "classic".into(),
-            queue_prefix: String::new(),
-            key_prefix: "baton".into(),
+            connection: ConnectionSettings::default(),
             log_format: "json".into(),
             credentials_key: None,
         }
     }
-}
-
-/// A configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    #[error("configuration: {0}")]
-    Load(#[from] config::ConfigError),
-    #[error("configuration: `{field}` {problem}")]
-    Invalid {
-        field: &'static str,
-        problem: String,
-    },
 }
 
 impl MasterSettings {
@@ -82,17 +68,7 @@ impl MasterSettings {
 
     /// Loads like [`Self::load`] without validating (command-line flags may complete it).
     pub fn load_unchecked(file: Option<&std::path::Path>) -> Result<Self, SettingsError> {
-        let mut builder = config::Config::builder()
-            .add_source(config::Config::try_from(&MasterSettings::default())?);
-        if let Some(f) = file {
-            builder = builder.add_source(config::File::from(f).required(true));
-        }
-        builder = builder.add_source(
-            config::Environment::with_prefix("BATON")
-                .prefix_separator("_")
-                .try_parsing(true),
-        );
-        Ok(builder.build()?.try_deserialize()?)
+        baton_settings::load_layered(&MasterSettings::default(), file)
     }
 
     pub fn validate(&self) -> Result<(), SettingsError> {
@@ -104,9 +80,6 @@ impl MasterSettings {
         };
         if self.master_listen.parse::<SocketAddr>().is_err() {
             return bad("master_listen", "must be an address like 127.0.0.1:8080");
-        }
-        if !matches!(self.queue_type.as_str(), "classic" | "quorum") {
-            return bad("queue_type", "must be `classic` or `quorum`");
         }
         if !matches!(self.log_format.as_str(), "json" | "human") {
             return bad("log_format", "must be `json` or `human`");
@@ -134,19 +107,6 @@ impl MasterSettings {
             .filter(|t| !t.is_empty())
             .map(str::to_string)
             .collect()
-    }
-
-    /// The worker settings with the same services and names (for queue names and the stores).
-    pub fn worker_settings(&self) -> baton_worker::Settings {
-        baton_worker::Settings {
-            amqp_url: self.amqp_url.clone(),
-            redis_url: self.redis_url.clone(),
-            queue_type: self.queue_type.clone(),
-            queue_prefix: self.queue_prefix.clone(),
-            key_prefix: self.key_prefix.clone(),
-            log_format: self.log_format.clone(),
-            ..baton_worker::Settings::default()
-        }
     }
 }
 

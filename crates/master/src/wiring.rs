@@ -50,7 +50,7 @@ pub async fn distributed(
     settings: &MasterSettings,
     shutdown: CancellationToken,
 ) -> Result<Arc<Master>, MasterError> {
-    let client = redis::Client::open(settings.redis_url.as_str())?;
+    let client = redis::Client::open(settings.connection.redis_url.as_str())?;
     let conn = client.get_connection_manager().await?;
     let history = RedisHistory::new(
         conn.clone(),
@@ -60,12 +60,12 @@ pub async fn distributed(
     );
     let catalog: Arc<dyn WorkflowCatalog> = Arc::new(baton_redis::RedisCatalog::new(
         conn.clone(),
-        &settings.key_prefix,
+        &settings.connection.key_prefix,
     ));
     let vault: Option<Arc<dyn CredentialVault>> = vault_key(settings)?.map(|key| {
         Arc::new(baton_vault::RedisVault::new(
             conn.clone(),
-            &settings.key_prefix,
+            &settings.connection.key_prefix,
             key,
         )) as Arc<dyn CredentialVault>
     });
@@ -75,7 +75,7 @@ pub async fn distributed(
         format!("{}events", settings.master_key_prefix),
         shutdown,
     );
-    let backend = AmqpBackend::connect(&settings.worker_settings())
+    let backend = AmqpBackend::connect(&settings.connection)
         .await
         .map_err(MasterError::Broker)?;
     let tokens = (!settings.master_insecure_no_auth).then(|| settings.tokens());

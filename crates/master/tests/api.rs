@@ -780,24 +780,15 @@ async fn credentials_are_stored_without_ever_returning_their_data() {
 async fn executions_started_outside_the_master_are_recorded_from_their_events() {
     let env = Env::start().await;
     // A start message published directly (as `baton submit` does).
-    let settings = env.settings.worker_settings();
-    let broker = baton_amqp::Broker::connect(baton_amqp::AmqpOptions {
-        url: settings.amqp_url.clone(),
-        exchange: settings.queue("workflows"),
-        execution_queue: settings.queue("workflow.execution"),
-        status_queue: settings.queue("workflow.node.status"),
-        completion_queue: settings.queue("workflow.completion"),
-        dead_letter_queue: settings.queue("workflow.dead-letter"),
-        ..baton_amqp::AmqpOptions::default()
-    })
-    .await
-    .unwrap();
+    let options = baton_amqp::AmqpOptions::from(&env.settings.connection);
+    let execution_queue = options.topology.execution_queue.clone();
+    let broker = baton_amqp::Broker::connect(options).await.unwrap();
     let id = uuid::Uuid::now_v7().to_string();
     let message = json!({"workflow_id": "cli-flow", "execution_id": id, "current_node": "$start",
         "workflow_definition": hello("cli-flow"), "accumulated_context": {"$input": {"name": "Cli"}}});
     broker
         .publish(vec![baton_amqp::Outgoing::new(
-            settings.queue("workflow.execution"),
+            execution_queue,
             serde_json::to_vec(&message).unwrap(),
         )])
         .await

@@ -1,4 +1,4 @@
-//! The stateless worker service (`baton worker`): consumes `workflow.execution`, runs each hop
+//! The stateless worker service (`baton worker`): consumes the execution queue, runs each hop
 //! with the engine against Redis state, publishes successors, statuses and completions with
 //! publisher confirms, dead-letters poison, serves health and metrics, drains on SIGTERM.
 

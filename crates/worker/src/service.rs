@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use baton_amqp::{AmqpOptions, Broker, Delivery, QueueType};
+use baton_amqp::{AmqpOptions, Broker, Delivery};
 use baton_core::wire::{
     CancelMessage, ErrorInfo, Intake, NodeStatus, RuneStart, SignalMessage, StatusEvent, classify,
 };
@@ -24,7 +24,7 @@ use crate::failure::{Disposition, disposition};
 use crate::metrics_names as m;
 use crate::settings::Settings;
 use crate::trace;
-use crate::transport::{AmqpEvents, AmqpHopQueue, Routes, run_timer_pump};
+use crate::transport::{AmqpEvents, AmqpHopQueue, run_timer_pump};
 
 /// A worker that cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -58,44 +58,29 @@ impl Worker {
         registry: NodeRegistry,
     ) -> Result<Arc<Self>, WorkerError> {
         let opts = AmqpOptions {
-            url: settings.amqp_url.clone(),
-            exchange: settings.queue("workflows"),
-            execution_queue: settings.queue("workflow.execution"),
-            status_queue: settings.queue("workflow.node.status"),
-            completion_queue: settings.queue("workflow.completion"),
-            dead_letter_queue: settings.queue("workflow.dead-letter"),
-            queue_type: if settings.queue_type == "quorum" {
-                QueueType::Quorum
-            } else {
-                QueueType::Classic
-            },
             prefetch: settings.prefetch,
             publisher_channels: settings.publisher_channels,
             connection_name: Some(format!("baton-worker-{}", std::process::id())),
-            ..AmqpOptions::default()
+            ..AmqpOptions::from(&settings.connection)
         };
         let broker = Broker::connect(opts).await.map_err(WorkerError::Broker)?;
         let redis_opts = RedisOptions {
-            key_prefix: settings.key_prefix.clone(),
+            key_prefix: settings.connection.key_prefix.clone(),
             completed_ttl_secs: settings.completed_ttl_secs,
             ..RedisOptions::default()
         };
         let store = Arc::new(
-            RedisStore::connect(&settings.redis_url, redis_opts)
+            RedisStore::connect(&settings.connection.redis_url, redis_opts)
                 .await
                 .map_err(WorkerError::Redis)?,
         );
         let timers = store.timers();
         let def_store = store.definitions();
-        let routes = Arc::new(Routes {
-            execution: settings.queue("workflow.execution"),
-            status: settings.queue("workflow.node.status"),
-            completion: settings.queue("workflow.completion"),
-        });
+        let topology = Arc::new(broker.options().topology.clone());
         let registry = Arc::new(registry);
         let definitions = Arc::new(Definitions::new(def_store, registry.clone()));
-        let (events, _task) = AmqpEvents::start(broker.clone(), routes.clone());
-        let queue = AmqpHopQueue::new(broker.clone(), timers.clone(), routes.clone());
+        let (events, _task) = AmqpEvents::start(broker.clone(), topology.clone());
+        let queue = AmqpHopQueue::new(broker.clone(), timers.clone(), topology);
         let mut engine = Engine::new(
             store.clone(),
             Arc::new(queue),
@@ -115,9 +100,13 @@ impl Worker {
             .vault_key()
             .map_err(|e| WorkerError::Vault(Box::new(e)))?
         {
-            let vault = RedisVault::connect(&settings.redis_url, &settings.key_prefix, key)
-                .await
-                .map_err(|e| WorkerError::Vault(Box::new(e)))?;
+            let vault = RedisVault::connect(
+                &settings.connection.redis_url,
+                &settings.connection.key_prefix,
+                key,
+            )
+            .await
+            .map_err(|e| WorkerError::Vault(Box::new(e)))?;
             engine = engine.with_vault(Arc::new(vault));
         }
         let engine = Arc::new(engine);
@@ -144,16 +133,12 @@ impl Worker {
     /// Runs until `shutdown` fires, then drains in-flight hops (bounded by the drain timeout).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), WorkerError> {
         let timers = self.store.timers();
-        let routes = Arc::new(Routes {
-            execution: self.settings.queue("workflow.execution"),
-            status: self.settings.queue("workflow.node.status"),
-            completion: self.settings.queue("workflow.completion"),
-        });
+        let topology = Arc::new(self.broker.options().topology.clone());
         let background = CancellationToken::new();
         let pump = tokio::spawn(run_timer_pump(
             timers,
             self.broker.clone(),
-            routes,
+            topology.clone(),
             Duration::from_millis(self.settings.timer_poll_ms),
             background.clone(),
         ));
@@ -180,12 +165,12 @@ impl Worker {
         let tag = format!("baton-worker-{}", uuid::Uuid::new_v4());
         let mut deliveries = self
             .broker
-            .consume(&self.settings.queue("workflow.execution"), &tag)
+            .consume(&topology.execution_queue, &tag)
             .await
             .map_err(WorkerError::Broker)?;
         let permits = Arc::new(Semaphore::new(self.settings.concurrency));
         let tracker = TaskTracker::new();
-        tracing::info!(queue = %self.settings.queue("workflow.execution"), concurrency = self.settings.concurrency, "worker consuming");
+        tracing::info!(queue = %topology.execution_queue, concurrency = self.settings.concurrency, "worker consuming");
         loop {
             let permit = tokio::select! {
                 () = shutdown.cancelled() => break,

@@ -1,4 +1,6 @@
-//! The worker's configuration: defaults → TOML file → `BATON_*` environment variables.
+//! The worker's configuration: defaults → TOML file → `BATON_*` environment variables. The
+//! fields every process shares (`amqp_url`, `redis_url`, `queue_type`, `key_prefix`,
+//! `queue_prefix`) are [`ConnectionSettings`], flattened in: the file and variables stay flat.
 //!
 //! | field | env | default | meaning |
 //! |---|---|---|---|
@@ -27,19 +29,19 @@
 //! reference fails with a clear error. The key never appears in logs or `Debug` output.
 //! | `http_allow_private_networks` | `BATON_HTTP_ALLOW_PRIVATE_NETWORKS` | `false` | let `http` nodes reach loopback, private, link-local and metadata addresses |
 
+use baton_settings::ConnectionSettings;
+pub use baton_settings::SettingsError;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    pub amqp_url: String,
-    pub redis_url: String,
+    /// RabbitMQ, Redis, queue type, queue and key prefixes (as the master's).
+    #[serde(flatten)]
+    pub connection: ConnectionSettings,
     pub http_port: u16,
     pub prefetch: u16,
     pub concurrency: usize,
-    pub queue_type: String,
-    pub key_prefix: String,
-    pub queue_prefix: String,
     pub drain_timeout_secs: u64,
     pub completed_ttl_secs: u64,
     pub max_message_bytes: usize,
@@ -60,14 +62,10 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-            redis_url: "redis://127.0.0.1:6379/".into(),
+            connection: ConnectionSettings::default(),
             http_port: 9090,
             prefetch: 256,
             concurrency: 256,
-            queue_type: "classic".into(),
-            key_prefix: "baton".into(),
-            queue_prefix: String::new(),
             drain_timeout_secs: 30,
             completed_ttl_secs: 86_400,
             max_message_bytes: 10 * 1024 * 1024,
@@ -103,32 +101,10 @@ impl std::fmt::Debug for SecretText {
     }
 }
 
-/// A configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    #[error("configuration: {0}")]
-    Load(#[from] config::ConfigError),
-    #[error("configuration: `{field}` {problem}")]
-    Invalid {
-        field: &'static str,
-        problem: String,
-    },
-}
-
 impl Settings {
     /// Loads defaults, then `file` (if given), then `BATON_*` variables, then validates.
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, SettingsError> {
-        let mut builder =
-            config::Config::builder().add_source(config::Config::try_from(&Settings::default())?);
-        if let Some(f) = file {
-            builder = builder.add_source(config::File::from(f).required(true));
-        }
-        builder = builder.add_source(
-            config::Environment::with_prefix("BATON")
-                .prefix_separator("_")
-                .try_parsing(true),
-        );
-        let s: Settings = builder.build()?.try_deserialize()?;
+        let s = baton_settings::load_layered(&Settings::default(), file)?;
         s.validate()?;
         Ok(s)
     }
@@ -140,9 +116,6 @@ impl Settings {
                 problem: problem.to_string(),
             })
         };
-        if !matches!(self.queue_type.as_str(), "classic" | "quorum") {
-            return bad("queue_type", "must be `classic` or `quorum`");
-        }
         if !matches!(self.log_format.as_str(), "json" | "human") {
             return bad("log_format", "must be `json` or `human`");
         }
@@ -155,10 +128,15 @@ impl Settings {
         if self.concurrency == 0 {
             return bad("concurrency", "must be at least 1");
         }
-        if !self.amqp_url.starts_with("amqp://") && !self.amqp_url.starts_with("amqps://") {
+        let connection = &self.connection;
+        if !connection.amqp_url.starts_with("amqp://")
+            && !connection.amqp_url.starts_with("amqps://")
+        {
             return bad("amqp_url", "must start with amqp:// or amqps://");
         }
-        if !self.redis_url.starts_with("redis://") && !self.redis_url.starts_with("rediss://") {
+        if !connection.redis_url.starts_with("redis://")
+            && !connection.redis_url.starts_with("rediss://")
+        {
             return bad("redis_url", "must start with redis:// or rediss://");
         }
         if let Err(e) = self.vault_key() {
@@ -178,10 +156,6 @@ impl Settings {
             .map(|k| baton_vault::VaultKey::from_base64(k.expose()))
             .transpose()
     }
-
-    pub fn queue(&self, name: &str) -> String {
-        format!("{}{name}", self.queue_prefix)
-    }
 }
 
 #[cfg(test)]
@@ -200,10 +174,19 @@ mod tests {
         let good = dir.join("good.toml");
         std::fs::write(&good, "prefetch = 7\nqueue_type = \"quorum\"\n").unwrap();
         let s = Settings::load(Some(&good)).unwrap();
-        assert_eq!((s.prefetch, s.queue_type.as_str()), (7, "quorum"));
+        assert_eq!(
+            (s.prefetch, s.connection.queue_type.as_str()),
+            (7, "quorum")
+        );
         let typo = dir.join("typo.toml");
         std::fs::write(&typo, "prefech = 7\n").unwrap();
-        assert!(Settings::load(Some(&typo)).is_err());
+        let err = Settings::load(Some(&typo)).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown field `prefech`, expected one of")
+                && err.contains("`prefetch`")
+                && err.contains("`queue_prefix`"),
+            "{err}"
+        );
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, "queue_type = \"lazy\"\n").unwrap();
         let err = Settings::load(Some(&bad)).unwrap_err().to_string();

@@ -1,4 +1,4 @@
-//! The engine's ports on RabbitMQ: hop messages to `workflow.execution` (publisher confirms),
+//! The engine's ports on RabbitMQ: hop messages to the execution queue (publisher confirms),
 //! delayed messages as durable Redis timers, and status/completion events through one ordered
 //! background publisher that batches them (status messages dominate the broker's cost per hop,
 //! so they share confirms instead of each waiting for its own).
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use baton_amqp::{Broker, Outgoing};
+use baton_amqp::{Broker, Outgoing, Topology};
 use baton_core::message::{Completion, HopMessage, StatusEvent};
 use baton_engine::ports::{EventSink, HopQueue, PortError, PortErrorKind};
 use baton_redis::TimerStore;
@@ -35,14 +35,6 @@ fn publisher_stopped() -> PortError {
     PortError::transient_msg("event publisher stopped")
 }
 
-/// Routing keys (= queue names) the worker publishes to.
-#[derive(Debug, Clone)]
-pub struct Routes {
-    pub execution: String,
-    pub status: String,
-    pub completion: String,
-}
-
 /// Encodes a hop message as an AMQP message. Its trace context travels in the `traceparent`
 /// header only (the consumer puts it back into the message): every byte of a hop message costs
 /// the broker, which stores it.
@@ -63,15 +55,15 @@ pub fn hop_outgoing(routing_key: &str, mut msg: HopMessage) -> Result<Outgoing, 
 pub struct AmqpHopQueue {
     broker: Broker,
     timers: TimerStore,
-    routes: Arc<Routes>,
+    topology: Arc<Topology>,
 }
 
 impl AmqpHopQueue {
-    pub fn new(broker: Broker, timers: TimerStore, routes: Arc<Routes>) -> Self {
+    pub fn new(broker: Broker, timers: TimerStore, topology: Arc<Topology>) -> Self {
         Self {
             broker,
             timers,
-            routes,
+            topology,
         }
     }
 }
@@ -81,7 +73,7 @@ impl HopQueue for AmqpHopQueue {
     async fn publish(&self, messages: Vec<HopMessage>) -> Result<(), PortError> {
         let batch = messages
             .into_iter()
-            .map(|m| hop_outgoing(&self.routes.execution, m))
+            .map(|m| hop_outgoing(&self.topology.execution_queue, m))
             .collect::<Result<Vec<_>, _>>()?;
         self.broker.publish(batch).await.map_err(broker_error)
     }
@@ -114,7 +106,7 @@ pub struct AmqpEvents {
 }
 
 impl AmqpEvents {
-    pub fn start(broker: Broker, routes: Arc<Routes>) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(broker: Broker, topology: Arc<Topology>) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
         let task = tokio::spawn(async move {
             let mut buf: Vec<Outbound> = Vec::with_capacity(256);
@@ -123,8 +115,10 @@ impl AmqpEvents {
                 let mut waiters = Vec::new();
                 for item in buf.drain(..) {
                     let (key, body) = match &item {
-                        Outbound::Status(s) => (&routes.status, serde_json::to_vec(s)),
-                        Outbound::Completion(c, _) => (&routes.completion, serde_json::to_vec(c)),
+                        Outbound::Status(s) => (&topology.status_queue, serde_json::to_vec(s)),
+                        Outbound::Completion(c, _) => {
+                            (&topology.completion_queue, serde_json::to_vec(c))
+                        }
                     };
                     let Ok(body) = body else { continue };
                     batch.push(Outgoing::new(key.clone(), body));
@@ -191,7 +185,7 @@ impl EventSink for AmqpEvents {
 pub async fn run_timer_pump(
     timers: TimerStore,
     broker: Broker,
-    routes: Arc<Routes>,
+    topology: Arc<Topology>,
     poll: Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
@@ -217,7 +211,7 @@ pub async fn run_timer_pump(
         let mut ids = Vec::with_capacity(due.len());
         for (id, payload) in due {
             match serde_json::from_slice::<HopMessage>(&payload) {
-                Ok(msg) => match hop_outgoing(&routes.execution, msg) {
+                Ok(msg) => match hop_outgoing(&topology.execution_queue, msg) {
                     Ok(o) => {
                         batch.push(o);
                         ids.push(id);
@@ -260,7 +254,7 @@ mod tests {
             "kind": "run", "traceparent": parent
         }))
         .expect("hop message");
-        let out = hop_outgoing("workflow.execution", msg).expect("encodable");
+        let out = hop_outgoing(&Topology::default().execution_queue, msg).expect("encodable");
         assert!(out.direct, "hop messages go straight to the queue");
         let header = out.headers.get("traceparent").expect("traceparent header");
         assert_eq!(

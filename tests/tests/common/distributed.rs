@@ -21,7 +21,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{any, get, post};
-use baton_amqp::{AmqpOptions, Broker, Deliveries, Headers};
+use baton_amqp::{AmqpOptions, Broker, Deliveries, Headers, Topology};
 use baton_testkit::{WorkerProcess, delete_keys, short_unique_id, unique_id, wait_until};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -75,6 +75,8 @@ pub struct Cluster {
     pub queue_prefix: String,
     /// `BATON_KEY_PREFIX`: `t-<uuid>`
     pub key_prefix: String,
+    /// The exchange and queue names under `queue_prefix`.
+    pub topology: Topology,
     pub amqp_url: String,
     pub redis_url: String,
     /// Worker logs and workflow files.
@@ -95,8 +97,10 @@ impl Cluster {
         std::fs::create_dir_all(&dir).expect("create the test directory");
         // Build (or find) the binary before any worker is started.
         let _ = super::baton_bin();
+        let queue_prefix = format!("t-{id}.");
         Self {
-            queue_prefix: format!("t-{id}."),
+            topology: Topology::new(&queue_prefix),
+            queue_prefix,
             key_prefix: format!("t-{id}"),
             id,
             amqp_url,
@@ -104,11 +108,6 @@ impl Cluster {
             dir,
             workers: Vec::new(),
         }
-    }
-
-    /// A queue (or exchange) name with the test's prefix.
-    pub fn queue(&self, name: &str) -> String {
-        format!("{}{name}", self.queue_prefix)
     }
 
     /// `baton` with the test's environment: every inherited `BATON_*` variable removed, then the
@@ -289,20 +288,17 @@ impl Cluster {
         .expect("connect to RabbitMQ")
     }
 
-    /// Consumes one of the test's durable queues (e.g. `workflow.completion`): nobody else reads
-    /// them, so every message of the test is seen.
+    /// Consumes one of the test's durable queues (e.g. `self.topology.completion_queue`): nobody
+    /// else reads them, so every message of the test is seen.
     pub async fn consume(&self, broker: &Broker, queue: &str) -> Observer {
-        let deliveries = broker
-            .consume(&self.queue(queue), "")
-            .await
-            .expect("consume");
+        let deliveries = broker.consume(queue, "").await.expect("consume");
         Observer { deliveries }
     }
 
     /// A private subscription: copies of every message published with these routing keys
-    /// (queue names without the prefix), without taking them from their queues.
+    /// (queue names of `self.topology`), without taking them from their queues.
     pub async fn subscribe(&self, broker: &Broker, queues: &[&str]) -> Observer {
-        let keys: Vec<String> = queues.iter().map(|q| self.queue(q)).collect();
+        let keys: Vec<String> = queues.iter().map(|q| q.to_string()).collect();
         let deliveries = broker.subscribe(&keys).await.expect("subscribe");
         Observer { deliveries }
     }
@@ -372,11 +368,7 @@ impl Drop for Cluster {
 pub fn amqp_options(url: &str, prefix: &str, connection_name: &str) -> AmqpOptions {
     AmqpOptions {
         url: url.to_string(),
-        exchange: format!("{prefix}workflows"),
-        execution_queue: format!("{prefix}workflow.execution"),
-        status_queue: format!("{prefix}workflow.node.status"),
-        completion_queue: format!("{prefix}workflow.completion"),
-        dead_letter_queue: format!("{prefix}workflow.dead-letter"),
+        topology: Topology::new(prefix),
         connection_name: Some(connection_name.to_string()),
         connect_timeout: Duration::from_secs(30),
         ..AmqpOptions::default()

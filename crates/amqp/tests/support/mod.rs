@@ -4,7 +4,7 @@
 //! the tests are skipped with a message — except under `CI=true`, where that is a failure.
 #![allow(dead_code)]
 
-use baton_amqp::{AmqpOptions, Broker, Deliveries, Delivery};
+use baton_amqp::{AmqpOptions, Broker, Deliveries, Delivery, Topology};
 use futures_util::StreamExt;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -55,16 +55,12 @@ macro_rules! require_broker {
     };
 }
 
-/// Options with unique names: exchange `baton-test.<id>`, queues `baton-test.<id>.<role>`.
+/// Options with unique names: the topology behind the prefix `baton-test.<id>.`.
 pub fn unique_options() -> AmqpOptions {
     let id = baton_testkit::unique_id("");
     AmqpOptions {
         url: url(),
-        exchange: format!("baton-test.{id}"),
-        execution_queue: format!("baton-test.{id}.execution"),
-        status_queue: format!("baton-test.{id}.status"),
-        completion_queue: format!("baton-test.{id}.completion"),
-        dead_letter_queue: format!("baton-test.{id}.dead-letter"),
+        topology: Topology::new(&format!("baton-test.{id}.")),
         connection_name: Some(format!("baton-test-{id}")),
         connect_timeout: Duration::from_secs(10),
         ..AmqpOptions::default()

@@ -30,7 +30,7 @@ pub fn run(args: CancelArgs) -> anyhow::Result<u8> {
         let body = serde_json::to_vec(&CancelMessage::new(args.execution_id.clone()))?;
         broker
             .publish(vec![Outgoing::new(
-                settings.queue("workflow.execution"),
+                broker.options().topology.execution_queue.clone(),
                 body,
             )])
             .await?;

@@ -63,7 +63,7 @@ pub fn run(args: SignalArgs) -> anyhow::Result<u8> {
         let body = SignalMessage::new(args.execution_id.clone(), args.name.clone(), data);
         broker
             .publish(vec![Outgoing::new(
-                settings.queue("workflow.execution"),
+                broker.options().topology.execution_queue.clone(),
                 serde_json::to_vec(&body)?,
             )])
             .await?;

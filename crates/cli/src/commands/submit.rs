@@ -1,6 +1,6 @@
 //! `baton submit FILE [--input JSON|@file] [--wait]`: a tiny master for scripts. Publishes a
-//! Rune-style start message (full definition, `$input`/`$trigger` seeded) to
-//! `workflow.execution`; with `--wait`, follows the execution's status messages on stderr and
+//! Rune-style start message (full definition, `$input`/`$trigger` seeded) to the execution
+//! queue; with `--wait`, follows the execution's status messages on stderr and
 //! prints its completion on stdout (exit 0 completed, 1 failed/halted, 2 invalid). With
 //! `--master URL` (or `BATON_MASTER_URL`) it goes through the master's API instead: `POST
 //! /workflows`, `POST /workflows/{id}/executions`, and the execution's event stream.
@@ -46,20 +46,9 @@ pub struct SubmitArgs {
 /// Broker options for a short-lived CLI connection, with the worker's queue names.
 pub fn amqp_options(settings: &Settings, name: &str) -> AmqpOptions {
     AmqpOptions {
-        url: settings.amqp_url.clone(),
-        exchange: settings.queue("workflows"),
-        execution_queue: settings.queue("workflow.execution"),
-        status_queue: settings.queue("workflow.node.status"),
-        completion_queue: settings.queue("workflow.completion"),
-        dead_letter_queue: settings.queue("workflow.dead-letter"),
-        queue_type: if settings.queue_type == "quorum" {
-            baton_amqp::QueueType::Quorum
-        } else {
-            baton_amqp::QueueType::Classic
-        },
         connection_name: Some(name.to_string()),
         connect_timeout: Duration::from_secs(10),
-        ..AmqpOptions::default()
+        ..AmqpOptions::from(&settings.connection)
     }
 }
 
@@ -121,12 +110,13 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<u8> {
         .build()?;
     rt.block_on(async move {
         let broker = Broker::connect(amqp_options(&settings, "baton-submit")).await?;
+        let topology = broker.options().topology.clone();
         let mut events = if args.wait {
             Some(
                 broker
                     .subscribe(&[
-                        settings.queue("workflow.node.status"),
-                        settings.queue("workflow.completion"),
+                        topology.status_queue.clone(),
+                        topology.completion_queue.clone(),
                     ])
                     .await?,
             )
@@ -135,7 +125,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<u8> {
         };
         broker
             .publish(vec![Outgoing::new(
-                settings.queue("workflow.execution"),
+                topology.execution_queue.clone(),
                 serde_json::to_vec(&message)?,
             )])
             .await?;
@@ -147,7 +137,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<u8> {
         };
         let deadline = tokio::time::sleep(Duration::from_secs(args.timeout_secs));
         tokio::pin!(deadline);
-        let completion_key = settings.queue("workflow.completion");
+        let completion_key = topology.completion_queue;
         let code = loop {
             let delivery = tokio::select! {
                 () = &mut deadline => {

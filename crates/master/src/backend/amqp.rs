@@ -1,5 +1,5 @@
-//! The distributed backend: start, cancel and signal messages go to `workflow.execution`; the
-//! durable `workflow.node.status` and `workflow.completion` queues are consumed by every
+//! The distributed backend: start, cancel and signal messages go to the execution queue; the
+//! durable status and completion queues are consumed by every
 //! master replica (competing consumers: each event reaches one replica), acked only after the
 //! handler stored the event.
 
@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use baton_amqp::{AmqpOptions, Broker, Delivery, Outgoing, QueueType};
+use baton_amqp::{AmqpOptions, Broker, Delivery, Outgoing};
 use baton_core::wire::{CancelMessage, Completion, SignalMessage, StatusEvent};
+use baton_settings::ConnectionSettings;
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
@@ -29,31 +30,21 @@ pub struct AmqpBackend {
 }
 
 impl AmqpBackend {
-    /// Connects with the workers' queue names (`settings.queue(..)`).
-    pub async fn connect(settings: &baton_worker::Settings) -> Result<Self, BackendError> {
+    /// Connects with the workers' topology (same queue prefix).
+    pub async fn connect(settings: &ConnectionSettings) -> Result<Self, BackendError> {
         let opts = AmqpOptions {
-            url: settings.amqp_url.clone(),
-            exchange: settings.queue("workflows"),
-            execution_queue: settings.queue("workflow.execution"),
-            status_queue: settings.queue("workflow.node.status"),
-            completion_queue: settings.queue("workflow.completion"),
-            dead_letter_queue: settings.queue("workflow.dead-letter"),
-            queue_type: if settings.queue_type == "quorum" {
-                QueueType::Quorum
-            } else {
-                QueueType::Classic
-            },
             prefetch: 64,
             connection_name: Some(format!("baton-master-{}", std::process::id())),
             connect_timeout: Duration::from_secs(10),
-            ..AmqpOptions::default()
+            ..AmqpOptions::from(settings)
         };
+        let topology = opts.topology.clone();
         let broker = Broker::connect(opts).await?;
         Ok(Self {
             broker,
-            execution_queue: settings.queue("workflow.execution"),
-            status_queue: settings.queue("workflow.node.status"),
-            completion_queue: settings.queue("workflow.completion"),
+            execution_queue: topology.execution_queue,
+            status_queue: topology.status_queue,
+            completion_queue: topology.completion_queue,
         })
     }
 

@@ -28,6 +28,16 @@ pub fn redis_url() -> String {
     std::env::var("BATON_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
 }
 
+/// The settings of a worker serving the master configured by `settings` (same services and
+/// names).
+pub fn worker_settings(settings: &MasterSettings) -> baton_worker::Settings {
+    baton_worker::Settings {
+        connection: settings.connection.clone(),
+        log_format: settings.log_format.clone(),
+        ..baton_worker::Settings::default()
+    }
+}
+
 /// One test's services: a worker and any number of masters sharing its prefixes.
 pub struct Env {
     pub id: String,
@@ -51,10 +61,13 @@ impl Env {
             master_listen: "127.0.0.1:0".into(),
             api_tokens: format!("{TOKEN},second-token"),
             master_key_prefix: format!("t-{id}:master:"),
-            amqp_url: amqp_url(),
-            redis_url: redis_url(),
-            queue_prefix: format!("t-{id}."),
-            key_prefix: format!("t-{id}"),
+            connection: baton_settings::ConnectionSettings {
+                amqp_url: amqp_url(),
+                redis_url: redis_url(),
+                queue_prefix: format!("t-{id}."),
+                key_prefix: format!("t-{id}"),
+                ..baton_settings::ConnectionSettings::default()
+            },
             log_format: "human".into(),
             credentials_key: Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into()),
             ..MasterSettings::default()
@@ -63,7 +76,7 @@ impl Env {
         adjust(&mut settings);
         let shutdown = CancellationToken::new();
         let worker =
-            baton_worker::Worker::connect(settings.worker_settings(), baton_nodes::registry())
+            baton_worker::Worker::connect(worker_settings(&settings), baton_nodes::registry())
                 .await
                 .expect("worker connects to RabbitMQ and Redis");
         let broker = worker.broker.clone();
@@ -177,17 +190,10 @@ impl Drop for Env {
         // The test's broker connection lives on the test's runtime, which is shutting down:
         // the cleanup connects on its own.
         drop(self.broker.take());
-        let w = self.settings.worker_settings();
         let opts = baton_amqp::AmqpOptions {
-            url: w.amqp_url.clone(),
-            exchange: w.queue("workflows"),
-            execution_queue: w.queue("workflow.execution"),
-            status_queue: w.queue("workflow.node.status"),
-            completion_queue: w.queue("workflow.completion"),
-            dead_letter_queue: w.queue("workflow.dead-letter"),
             connection_name: Some("baton-master-test-cleanup".into()),
             connect_timeout: Duration::from_secs(5),
-            ..baton_amqp::AmqpOptions::default()
+            ..baton_amqp::AmqpOptions::from(&self.settings.connection)
         };
         // Clean up on a fresh thread: the test's runtime is shutting down.
         let _ = std::thread::spawn(move || {

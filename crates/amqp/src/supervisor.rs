@@ -1,0 +1,186 @@
+//! The supervisor task: keeps a session alive, follows lapin's recovery, and rebuilds the
+//! connection from scratch when that recovery fails.
+
+use crate::error::Error;
+use crate::session::{
+    ATTEMPT_TIMEOUT, BACKOFF_MIN, HEALTH_TICK, Session, Shared, close_quietly, next_backoff,
+    open_session,
+};
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::time::{Instant, sleep, timeout};
+
+/// How long lapin may stay "reconnecting" before the supervisor gives up on it and rebuilds
+/// the connection itself. A working recovery retries at least every
+/// [`BACKOFF_MAX`](crate::session::BACKOFF_MAX), so it succeeds within that time once the
+/// broker is back; but lapin 4.12's recovery was seen
+/// stalling in its handshake (until the broker's 10 s handshake timeout, then again) after
+/// attempts whose TCP connection was accepted and closed at once (a proxy without backend).
+const RECOVERY_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the supervisor stops watching a session.
+enum Verdict {
+    Closed,
+    Rebuild(&'static str),
+}
+
+/// Keeps a session alive: follows lapin's recovery (re-declaring the topology once it is back)
+/// and rebuilds connection, channels and topology from scratch when recovery fails, takes too
+/// long, or a component asks for it. Consumers re-create themselves on the new session.
+pub(crate) async fn supervise(shared: Arc<Shared>, mut session: Arc<Session>) {
+    loop {
+        let verdict = watch_session(&shared, &session).await;
+        shared.set_state(None, false);
+        let old = session;
+        if let Verdict::Rebuild(reason) = &verdict {
+            tracing::warn!(
+                generation = old.generation,
+                reason,
+                "rebuilding the RabbitMQ connection"
+            );
+        }
+        retire(old).await;
+        if let Verdict::Closed = verdict {
+            tracing::info!("RabbitMQ connection closed");
+            return;
+        }
+        let mut delay = BACKOFF_MIN;
+        session = loop {
+            if shared.closed.is_cancelled() {
+                return;
+            }
+            let generation = shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
+            let attempt = tokio::select! {
+                attempt = timeout(ATTEMPT_TIMEOUT, open_session(&shared, generation)) => attempt,
+                () = shared.closed.cancelled() => return,
+            };
+            match attempt {
+                Ok(Ok(session)) => break Arc::new(session),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, retry_in = ?delay, "reconnecting to RabbitMQ failed")
+                }
+                Err(_) => {
+                    tracing::warn!(retry_in = ?delay, "reconnecting to RabbitMQ timed out")
+                }
+            }
+            tokio::select! {
+                () = sleep(delay) => {}
+                () = shared.closed.cancelled() => return,
+            }
+            delay = next_backoff(delay);
+        };
+        tracing::info!(
+            generation = session.generation,
+            "reconnected to RabbitMQ, topology declared"
+        );
+        shared.set_state(Some(session.clone()), true);
+    }
+}
+
+async fn watch_session(shared: &Shared, session: &Session) -> Verdict {
+    let mut events = Box::pin(session.connection.events_listener());
+    let mut tick = tokio::time::interval(HEALTH_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut events_ended = false;
+    let mut down_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            () = shared.closed.cancelled() => return Verdict::Closed,
+            () = shared.rebuild.notified() => {
+                if shared.rebuild_requested.load(Ordering::SeqCst) >= session.generation {
+                    return Verdict::Rebuild("requested after a failed recovery");
+                }
+                if shared.redeclare_requested.swap(false, Ordering::SeqCst)
+                    && session.connection.status().connected()
+                {
+                    match timeout(ATTEMPT_TIMEOUT, session.redeclare(&shared.opts)).await {
+                        Ok(Ok(_)) => tracing::info!("topology re-declared (something was missing)"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "re-declaring the topology failed"),
+                        Err(_) => tracing::warn!("re-declaring the topology timed out"),
+                    }
+                }
+            }
+            event = events.next(), if !events_ended => match event {
+                Some(lapin::Event::Error(e)) => tracing::debug!(error = %e, "AMQP error event"),
+                Some(_) => {}
+                // The listener ended with the connection; the status tells the rest.
+                None => events_ended = true,
+            },
+            _ = tick.tick() => {}
+        }
+        let status = session.connection.status();
+        if status.connected() {
+            if let Some(since) = down_since {
+                let redeclared = timeout(ATTEMPT_TIMEOUT, session.redeclare(&shared.opts))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::Timeout {
+                            waited: ATTEMPT_TIMEOUT,
+                            last_error: None,
+                        })
+                    });
+                match redeclared {
+                    Ok(true) => {
+                        tracing::info!(down_for = ?since.elapsed(), "RabbitMQ connection recovered, topology re-declared");
+                        down_since = None;
+                        shared.set_ready(true);
+                    }
+                    Ok(false) => {}
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(error = %e, "re-declaring the topology failed; retrying")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "re-declaring the topology failed");
+                        if since.elapsed() > RECOVERY_GRACE {
+                            return Verdict::Rebuild("topology cannot be re-declared");
+                        }
+                    }
+                }
+            }
+        } else if status.reconnecting() || status.connecting() {
+            match down_since {
+                None => {
+                    tracing::warn!("RabbitMQ connection lost; lapin is recovering it");
+                    down_since = Some(Instant::now());
+                    shared.set_ready(false);
+                }
+                Some(since) if since.elapsed() > RECOVERY_GRACE => {
+                    return Verdict::Rebuild("recovery takes too long");
+                }
+                Some(_) => {}
+            }
+        } else {
+            return Verdict::Rebuild(if status.errored() {
+                "connection errored (recovery failed)"
+            } else {
+                "connection closed"
+            });
+        }
+    }
+}
+
+/// Closes a replaced connection. If lapin is still trying to recover it, closes it once it
+/// comes back, so that it never replays its consumers next to the new connection's.
+async fn retire(session: Arc<Session>) {
+    let status = session.connection.status();
+    if status.connected() {
+        close_quietly(&session.connection).await;
+    } else if status.reconnecting() || status.connecting() {
+        tokio::spawn(async move {
+            let until = Instant::now() + Duration::from_secs(120);
+            while Instant::now() < until {
+                sleep(Duration::from_millis(500)).await;
+                let status = session.connection.status();
+                if status.connected() {
+                    close_quietly(&session.connection).await;
+                    return;
+                }
+                if status.errored() || status.closed() {
+                    return;
+                }
+            }
+        });
+    }
+}
