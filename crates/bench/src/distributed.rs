@@ -476,8 +476,8 @@ pub async fn run(
     cmd.env("BATON_AMQP_URL", &connection.amqp_url)
         .env("BATON_REDIS_URL", &connection.redis_url)
         .env("BATON_QUEUE_TYPE", connection.queue_type.as_str())
-        .env("BATON_QUEUE_PREFIX", &queue_prefix)
-        .env("BATON_KEY_PREFIX", &key_prefix)
+        .env("BATON_QUEUE_PREFIX", queue_prefix)
+        .env("BATON_KEY_PREFIX", key_prefix)
         .env("BATON_COMPLETED_TTL_SECS", "300")
         .env("BATON_DRAIN_TIMEOUT_SECS", "5")
         // The benchmark's HTTP target listens on 127.0.0.1.
