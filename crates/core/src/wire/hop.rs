@@ -86,7 +86,7 @@ impl HopMessage {
         HopId::new(
             &self.node_id,
             &self.scope(),
-            self.kind,
+            self.kind.hop_id_tag(),
             self.from_edge.as_deref(),
             self.attempt,
         )

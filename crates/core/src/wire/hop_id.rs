@@ -4,8 +4,6 @@
 use std::fmt;
 use std::ops::Deref;
 
-use super::hop::HopKind;
-
 /// The deduplication id of a hop: identical for every redelivery of the same hop message, and
 /// different for any two hops of one execution.
 ///
@@ -16,7 +14,7 @@ use super::hop::HopKind;
 /// ```
 ///
 /// - `scope`: the split scope ([`scope_of`](super::scope_of)), `""` at top level;
-/// - `kind`: [`HopKind::hop_id_tag`]: `Run`, `Skip`, `Resume`, `EmptySplit`, `OnFailure`,
+/// - `kind`: [`HopKind::hop_id_tag`](super::HopKind::hop_id_tag): `Run`, `Skip`, `Resume`, `EmptySplit`, `OnFailure`,
 ///   `SignalTimeout`;
 /// - `from_edge`: the edge the hop arrived by, `""` if none;
 /// - `attempt`: the attempt number in decimal (1 for the first).
@@ -28,17 +26,18 @@ use super::hop::HopKind;
 pub struct HopId(String);
 
 impl HopId {
-    /// Builds a version 1 id from its parts.
+    /// Builds a version 1 id from its parts; `kind_tag` is the hop kind's
+    /// [`hop_id_tag`](super::HopKind::hop_id_tag) (a tag, not the kind, so this file needs
+    /// nothing from the message types that build ids).
     pub fn new(
         node_id: &str,
         scope: &str,
-        kind: HopKind,
+        kind_tag: &str,
         from_edge: Option<&str>,
         attempt: u32,
     ) -> Self {
         Self(format!(
-            "{node_id}|{scope}|{}|{}|{attempt}",
-            kind.hop_id_tag(),
+            "{node_id}|{scope}|{kind_tag}|{}|{attempt}",
             from_edge.unwrap_or("")
         ))
     }
@@ -92,7 +91,7 @@ impl PartialEq<&str> for HopId {
 
 #[cfg(test)]
 mod tests {
-    use super::super::hop::{Frame, HopMessage};
+    use super::super::hop::{Frame, HopKind, HopMessage};
     use super::*;
 
     fn message(kind: HopKind) -> HopMessage {

@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::subworkflow::DEFAULT_MAX_WORKFLOW_DEPTH;
 use crate::node::NodeRegistry;
 use crate::ports::{
     CredentialVault, DefinitionCache, EventSink, HopQueue, StatePorts, WorkflowCatalog,
 };
+
+/// How deep sub-workflows nest unless configured otherwise (a top-level execution is depth 0).
+pub const DEFAULT_MAX_WORKFLOW_DEPTH: u32 = 8;
 
 /// How long a claim to send a completion holds before another worker may take it over (its
 /// holder died between claiming and marking it sent).

@@ -40,8 +40,6 @@ use std::sync::Arc;
 
 /// The node type the engine runs as a sub-workflow.
 pub const SUBWORKFLOW_TYPE: &str = "workflow";
-/// How deep sub-workflows nest unless configured otherwise (a top-level execution is depth 0).
-pub const DEFAULT_MAX_WORKFLOW_DEPTH: u32 = 8;
 /// Seed key of a child execution: its link to the parent.
 pub const PARENT_KEY: &str = "$parent";
 /// Prefix of the parent's top-level context keys that record its children, and of the signal
