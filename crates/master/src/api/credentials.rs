@@ -9,7 +9,8 @@ use baton_engine::ports::CredentialVault;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::{AppState, kind, object_body, problem};
+use super::{AppState, object_body, problem};
+use baton_core::value::kind_name;
 
 fn vault(master: &crate::app::Master) -> Result<&dyn CredentialVault, ApiError> {
     master.vault.as_deref().ok_or_else(|| {
@@ -31,7 +32,7 @@ pub async fn create(State(master): AppState, body: Bytes) -> Result<Response, Ap
                 &format!("$.{field}"),
                 format!(
                     "required: a non-empty string, found {}",
-                    other.map(kind).unwrap_or("nothing")
+                    other.map(kind_name).unwrap_or("nothing")
                 ),
             ));
             String::new()
@@ -46,7 +47,7 @@ pub async fn create(State(master): AppState, body: Bytes) -> Result<Response, Ap
                 "$.data",
                 format!(
                     "required: an object of secret fields, found {}",
-                    other.map(kind).unwrap_or("nothing")
+                    other.map(kind_name).unwrap_or("nothing")
                 ),
             ));
             Default::default()

@@ -12,10 +12,11 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use super::{AppState, kind, object_body, problem};
+use super::{AppState, object_body, problem};
 use crate::app::StartSpec;
 use crate::history::model::node_views;
 use crate::history::{IdempotentStart, ListQuery};
+use baton_core::value::kind_name;
 
 const STATUSES: [&str; 4] = ["running", "completed", "failed", "halted"];
 
@@ -36,7 +37,7 @@ pub async fn start(
                 .ok_or_else(|| {
                     ApiError::bad_request(format!(
                         "`version` must be a positive integer, not {}",
-                        kind(v)
+                        kind_name(v)
                     ))
                 })?,
         ),

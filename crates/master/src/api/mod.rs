@@ -8,6 +8,7 @@ pub mod ops;
 pub mod triggers;
 pub mod workflows;
 
+use baton_core::value::kind_name;
 use std::sync::Arc;
 
 use axum::Router;
@@ -159,19 +160,8 @@ pub fn object_body(
         Value::Object(m) => Ok(m),
         other => Err(ApiError::bad_request(format!(
             "the request body must be a JSON object, not {}",
-            kind(&other)
+            kind_name(&other)
         ))),
-    }
-}
-
-pub fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

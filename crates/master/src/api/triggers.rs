@@ -10,10 +10,11 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::error::ApiError;
-use super::{AppState, json_body, kind, object_body, problem};
+use super::{AppState, json_body, object_body, problem};
 use crate::history::Schedule;
 use crate::history::model::now_rfc3339;
 use crate::scheduler;
+use baton_core::value::kind_name;
 
 /// `X-Baton-Signature: sha256=<hex>` matches the HMAC-SHA256 of `body` (constant time).
 pub fn signature_ok(secret: &str, body: &[u8], header: Option<&str>) -> bool {
@@ -83,7 +84,7 @@ pub async fn set_webhook(
                 "the webhook secret must be a non-empty string",
                 vec![problem(
                     "$.secret",
-                    format!("expected a non-empty string, found {}", kind(other)),
+                    format!("expected a non-empty string, found {}", kind_name(other)),
                 )],
             ));
         }
@@ -148,7 +149,7 @@ pub async fn add_schedule(
                 "$.cron",
                 format!(
                     "required: a cron expression such as \"0 */5 * * * *\", found {}",
-                    other.map(kind).unwrap_or("nothing")
+                    other.map(kind_name).unwrap_or("nothing")
                 ),
             ));
             String::new()
@@ -168,7 +169,7 @@ pub async fn add_schedule(
         Some(other) => {
             problems.push(problem(
                 "$.timezone",
-                format!("expected an IANA time zone name, found {}", kind(other)),
+                format!("expected an IANA time zone name, found {}", kind_name(other)),
             ));
             String::new()
         }

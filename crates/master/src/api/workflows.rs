@@ -1,5 +1,6 @@
 //! `/workflows`: store (validated, versioned by content), list, show, delete.
 
+use baton_core::value::kind_name;
 use std::collections::HashMap;
 
 use axum::Json;
@@ -10,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::{AppState, json_body, kind, problem};
+use super::{AppState, json_body, problem};
 
 /// The id a definition is stored under: its `"id"` (a string), else its `"name"` slugified.
 pub fn workflow_id_of(definition: &Value) -> Result<String, ApiError> {
@@ -64,7 +65,7 @@ pub async fn create(State(master): AppState, body: Bytes) -> Result<Response, Ap
             "a workflow definition is a JSON object",
             vec![problem(
                 "$",
-                format!("expected an object, found {}", kind(&definition)),
+                format!("expected an object, found {}", kind_name(&definition)),
             )],
         ));
     }
