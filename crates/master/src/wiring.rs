@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use baton_engine::SystemClock;
 use baton_engine::ports::{CredentialVault, WorkflowCatalog};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -88,6 +89,7 @@ pub async fn distributed(
         tokens,
         registry: baton_nodes::registry(),
         metrics: crate::metrics_names::handle(),
+        clock: Arc::new(SystemClock),
     }))
 }
 
@@ -148,6 +150,7 @@ pub async fn embedded(
         tokens: None,
         registry: baton_nodes::registry(),
         metrics: crate::metrics_names::handle(),
+        clock: Arc::new(SystemClock),
     });
     Ok(Embedded {
         master,
