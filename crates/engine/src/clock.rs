@@ -87,6 +87,14 @@ impl ManualClock {
     }
 }
 
+impl ManualClock {
+    /// How many sleepers are waiting: a test moves time only once the timer it means to fire
+    /// is registered.
+    pub fn sleepers(&self) -> usize {
+        self.now.receiver_count()
+    }
+}
+
 #[async_trait]
 impl Clock for ManualClock {
     fn now_utc(&self) -> DateTime<Utc> {
@@ -130,7 +138,9 @@ mod tests {
             let deadline = clock.now_ms() + 3_600_000;
             tokio::spawn(async move { clock.sleep_until(deadline).await })
         };
-        tokio::task::yield_now().await;
+        while clock.sleepers() == 0 {
+            tokio::task::yield_now().await;
+        }
         clock.advance(Duration::from_secs(3599));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!sleeper.is_finished());
