@@ -3,11 +3,13 @@
 
 #[cfg(feature = "contract")]
 pub mod catalog_contract;
+pub mod clock;
 #[cfg(feature = "contract")]
 pub mod contract;
 pub mod hop;
 pub mod node;
 pub mod ports;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use hop::{Engine, HopOutcome, StartRequest};
 pub use node::{ChildStart, Node, NodeError, NodeInput, NodeOutput, NodeRegistry};

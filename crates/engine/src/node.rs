@@ -10,6 +10,8 @@ use baton_core::spec::{NodeCatalog, NodeSpec};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
+
 /// What a node gets for one run. Its `Debug` shows which credential fields exist, never
 /// their values.
 pub struct NodeInput<'a> {
@@ -31,6 +33,8 @@ pub struct NodeInput<'a> {
     pub idempotency_key: &'a str,
     /// Cancelled when the execution halts or is cancelled; long-running nodes should watch it.
     pub cancel: &'a CancellationToken,
+    /// Where the node reads the time (`datetime`'s `now`, timestamps): the engine's clock.
+    pub clock: &'a dyn Clock,
 }
 
 impl std::fmt::Debug for NodeInput<'_> {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use baton_core::CompiledWorkflow;
 use baton_core::message::{Completion, ExecutionStatus};
-use baton_engine::NodeRegistry;
 use baton_engine::ports::{CredentialVault, WorkflowCatalog};
+use baton_engine::{Clock, NodeRegistry};
 use serde_json::{Map, Value, json};
 
 use crate::api::error::ApiError;
@@ -28,6 +28,8 @@ pub struct Master {
     pub tokens: Option<Vec<String>>,
     pub registry: NodeRegistry,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Where the scheduler and the history read the time (`SystemClock` in production).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// What starts an execution.
@@ -78,7 +80,7 @@ impl Master {
                     version: spec.version,
                     status: "running".into(),
                     trigger: spec.trigger.to_string(),
-                    started_at: crate::history::model::now_rfc3339(),
+                    started_at: crate::history::model::rfc3339_millis(self.clock.now_utc()),
                     completed_at: None,
                     duration_ms: None,
                     failure_reason: None,
@@ -106,7 +108,7 @@ impl Master {
                 execution_id: execution_id.clone(),
                 status: ExecutionStatus::Failed,
                 final_context: Map::new(),
-                completed_at: crate::history::model::now_rfc3339(),
+                completed_at: crate::history::model::rfc3339_millis(self.clock.now_utc()),
                 total_duration_ms: 0,
                 failure_reason: Some(format!("could not be started: {e}")),
             };

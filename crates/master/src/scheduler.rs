@@ -34,7 +34,28 @@ pub fn next_tick(schedule: &Schedule, after: DateTime<Utc>) -> Option<DateTime<U
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// Runs until `shutdown`.
+/// The ticks a pass at `now` fires for a schedule last looked at `since`: those after `since`
+/// up to `now`, except ticks more than [`CATCH_UP`] late.
+pub fn due_ticks(
+    schedule: &Schedule,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Vec<DateTime<Utc>> {
+    let mut due = Vec::new();
+    let mut cursor = since;
+    while let Some(tick) = next_tick(schedule, cursor) {
+        if tick > now {
+            break;
+        }
+        cursor = tick;
+        if now - tick <= CATCH_UP {
+            due.push(tick);
+        }
+    }
+    due
+}
+
+/// Runs until `shutdown`, reading the time from the master's clock.
 pub async fn run(master: Arc<Master>, shutdown: CancellationToken) {
     let mut last_pass: HashMap<String, DateTime<Utc>> = HashMap::new();
     let mut interval = tokio::time::interval(PASS);
@@ -44,7 +65,7 @@ pub async fn run(master: Arc<Master>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             _ = interval.tick() => {}
         }
-        let now = Utc::now();
+        let now = master.clock.now_utc();
         let schedules = match master.history.schedules().await {
             Ok(s) => s,
             Err(e) => {
@@ -64,15 +85,7 @@ pub async fn run(master: Arc<Master>, shutdown: CancellationToken) {
                         .unwrap_or(now);
                     created.max(now - CATCH_UP)
                 });
-            let mut cursor = since;
-            while let Some(tick) = next_tick(&schedule, cursor) {
-                if tick > now {
-                    break;
-                }
-                cursor = tick;
-                if now - tick > CATCH_UP {
-                    continue;
-                }
+            for tick in due_ticks(&schedule, since, now) {
                 fire(&master, &schedule, tick).await;
             }
             last_pass.insert(schedule.schedule_id.clone(), now);
@@ -133,5 +146,29 @@ mod tests {
         let five = next_tick(&schedule("*/5 * * * *", "UTC"), after).unwrap();
         assert_eq!(five.to_rfc3339(), "2026-06-01T10:05:00+00:00");
         assert!(parse_cron("not cron").is_err());
+    }
+
+    #[test]
+    fn a_pass_fires_the_ticks_the_clock_has_passed_and_skips_stale_ones() {
+        use baton_engine::{Clock, ManualClock};
+        let start = DateTime::parse_from_rfc3339("2026-06-01T10:00:30Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let clock = ManualClock::new(start);
+        let every_minute = schedule("0 * * * * *", "UTC");
+        assert!(due_ticks(&every_minute, start, clock.now_utc()).is_empty());
+        clock.advance(Duration::from_secs(60));
+        let due = due_ticks(&every_minute, start, clock.now_utc());
+        assert_eq!(
+            due.iter().map(|t| t.to_rfc3339()).collect::<Vec<_>>(),
+            ["2026-06-01T10:01:00+00:00"]
+        );
+        // The master was down for ten minutes: only the ticks at most a minute late fire.
+        clock.advance(Duration::from_secs(600));
+        let due = due_ticks(&every_minute, start, clock.now_utc());
+        assert_eq!(
+            due.iter().map(|t| t.to_rfc3339()).collect::<Vec<_>>(),
+            ["2026-06-01T10:11:00+00:00"]
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_engine::ports::{CredentialVault, WorkflowCatalog};
+use baton_engine::{Clock, SystemClock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -52,12 +53,14 @@ pub async fn distributed(
 ) -> Result<Arc<Master>, MasterError> {
     let client = redis::Client::open(settings.connection.redis_url.as_str())?;
     let conn = client.get_connection_manager().await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let history = RedisHistory::new(
         conn.clone(),
         &settings.master_key_prefix,
         settings.master_max_executions,
         settings.master_retention_secs,
-    );
+    )
+    .with_clock(clock.clone());
     let catalog: Arc<dyn WorkflowCatalog> = Arc::new(baton_redis::RedisCatalog::new(
         conn.clone(),
         &settings.connection.key_prefix,
@@ -88,6 +91,7 @@ pub async fn distributed(
         tokens,
         registry: baton_nodes::registry(),
         metrics: crate::metrics_names::handle(),
+        clock,
     }))
 }
 
@@ -118,7 +122,8 @@ pub async fn embedded(
             defaults.master_retention_secs,
         ),
     };
-    let history = Arc::new(history);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let history = Arc::new(history.with_clock(clock.clone()));
     let catalog = Arc::new(baton_memory::MemoryCatalog::new());
     for (id, versions) in history.saved_catalog() {
         for definition in versions {
@@ -148,6 +153,7 @@ pub async fn embedded(
         tokens: None,
         registry: baton_nodes::registry(),
         metrics: crate::metrics_names::handle(),
+        clock,
     });
     Ok(Embedded {
         master,

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use baton_core::CompiledWorkflow;
 use baton_core::wire::{Completion, ExecutionStatus, HopMessage, seed_input};
 use baton_engine::ports::{CredentialVault, DefinitionCache, HopQueue, PortError};
-use baton_engine::{Engine, HopOutcome, NodeRegistry, StartRequest};
+use baton_engine::{Clock, Engine, HopOutcome, NodeRegistry, StartRequest, SystemClock};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
@@ -128,23 +128,30 @@ impl Dispatch {
     }
 }
 
-/// The embedded runtime's `HopQueue`: hops run as tasks; delayed messages wait on a tokio
-/// timer task, never on a hop slot.
-struct SpawnQueue(Arc<Dispatch>);
+/// The embedded runtime's `HopQueue`: hops run as tasks; delayed messages wait on the clock in
+/// a task of their own, never on a hop slot.
+struct SpawnQueue {
+    dispatch: Arc<Dispatch>,
+    clock: Arc<dyn Clock>,
+}
 
 #[async_trait]
 impl HopQueue for SpawnQueue {
     async fn publish(&self, messages: Vec<HopMessage>) -> Result<(), PortError> {
         for m in messages {
-            self.0.run_next(m);
+            self.dispatch.run_next(m);
         }
         Ok(())
     }
 
     async fn publish_delayed(&self, message: HopMessage, delay_ms: u64) -> Result<(), PortError> {
-        let dispatch = self.0.clone();
+        let dispatch = self.dispatch.clone();
+        let clock = self.clock.clone();
+        // The due time is taken now, not when the task first runs: time the clock moves in
+        // between counts towards the delay.
+        let due = clock.now_ms().saturating_add(delay_ms);
         tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+            clock.sleep_until(due).await;
             dispatch.spawn(message);
         });
         Ok(())
@@ -185,6 +192,18 @@ impl EmbeddedRuntime {
         vault: Option<Arc<dyn CredentialVault>>,
         catalog: Arc<MemoryCatalog>,
     ) -> Self {
+        Self::start_with_clock(registry, concurrency, vault, catalog, Arc::new(SystemClock))
+    }
+
+    /// Like `start_with_catalog`, reading the time from `clock`: a test's `ManualClock`
+    /// moves timers, signal timeouts and the nodes' `now` without sleeping.
+    pub fn start_with_clock(
+        registry: NodeRegistry,
+        concurrency: usize,
+        vault: Option<Arc<dyn CredentialVault>>,
+        catalog: Arc<MemoryCatalog>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let store = Arc::new(MemoryStore::new());
         let events = Arc::new(MemoryEvents::new());
         let definitions = Arc::new(MemoryDefinitions::default());
@@ -194,11 +213,15 @@ impl EmbeddedRuntime {
         });
         let mut engine = Engine::new(
             store.clone(),
-            Arc::new(SpawnQueue(dispatch.clone())),
+            Arc::new(SpawnQueue {
+                dispatch: dispatch.clone(),
+                clock: clock.clone(),
+            }),
             events.clone(),
             definitions.clone(),
             Arc::new(registry),
-        );
+        )
+        .with_clock(clock);
         if let Some(vault) = vault {
             engine = engine.with_vault(vault);
         }

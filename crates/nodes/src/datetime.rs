@@ -229,7 +229,7 @@ impl Node for DateTimeNode {
     }
 
     async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
-        self.evaluate(input.params, Utc::now())
+        self.evaluate(input.params, input.clock.now_utc())
             .map(NodeOutput::Value)
     }
 }

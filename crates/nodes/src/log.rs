@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use baton_core::spec::{NodeClass, NodeSpec, ParamKind, ParamSpec};
 use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
-use chrono::{SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use serde_json::{Value, json};
 
 /// Emits a `tracing` event with the execution, node id and node name as fields.
@@ -114,7 +114,7 @@ impl Node for LogNode {
         Ok(NodeOutput::Value(json!({
             "message": message,
             "level": level.as_str(),
-            "logged_at": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            "logged_at": input.clock.now_utc().to_rfc3339_opts(SecondsFormat::Millis, true),
         })))
     }
 }

@@ -25,6 +25,7 @@ async fn run_with(
         attempt: 1,
         idempotency_key: "exec-1:node-1:1",
         cancel,
+        clock: &baton_engine::SystemClock,
     })
     .await
     .map(NodeOutput::into_value)

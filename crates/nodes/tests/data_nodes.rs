@@ -27,6 +27,7 @@ async fn run(node: &dyn Node, params: Value, context: Value) -> Result<Value, No
         attempt: 1,
         idempotency_key: "k",
         cancel: &cancel,
+        clock: &baton_engine::SystemClock,
     })
     .await
     .map(NodeOutput::into_value)

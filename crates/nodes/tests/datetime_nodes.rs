@@ -2,7 +2,7 @@
 
 use baton_core::ErrorCode;
 use baton_core::spec::NodeClass;
-use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
+use baton_engine::{Clock, ManualClock, Node, NodeError, NodeInput, NodeOutput, SystemClock};
 use baton_nodes::datetime::{DateTimeNode, GoMode, go_to_strftime};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -27,6 +27,10 @@ fn err(node: &DateTimeNode, params: Value) -> NodeError {
 }
 
 async fn run(node: &DateTimeNode, params: Value) -> Result<Value, NodeError> {
+    run_on(node, params, &SystemClock).await
+}
+
+async fn run_on(node: &DateTimeNode, params: Value, clock: &dyn Clock) -> Result<Value, NodeError> {
     let context = Map::new();
     let cancel = CancellationToken::new();
     node.run(NodeInput {
@@ -39,6 +43,7 @@ async fn run(node: &DateTimeNode, params: Value) -> Result<Value, NodeError> {
         attempt: 1,
         idempotency_key: "exec-1:node-1:1",
         cancel: &cancel,
+        clock,
     })
     .await
     .map(NodeOutput::into_value)
@@ -71,6 +76,21 @@ async fn now_defaults_to_utc_rfc3339() {
     let result = out["result"].as_str().unwrap();
     assert!(result.ends_with('Z') && result.len() == 20, "{result}");
     assert_eq!(out["iso"], out["result"]);
+}
+
+#[tokio::test]
+async fn now_reads_the_engine_clock_not_the_system_time() {
+    let clock = ManualClock::new(at("2030-06-01T08:00:00Z"));
+    let out = run_on(&DateTimeNode::now(), json!({}), &clock)
+        .await
+        .unwrap();
+    assert_eq!(out["result"], "2030-06-01T08:00:00Z");
+    assert_eq!(out["unix"], at("2030-06-01T08:00:00Z").timestamp());
+    clock.advance(std::time::Duration::from_secs(90));
+    let out = run_on(&DateTimeNode::now(), json!({}), &clock)
+        .await
+        .unwrap();
+    assert_eq!(out["result"], "2030-06-01T08:01:30Z");
 }
 
 #[test]

@@ -177,6 +177,7 @@ async fn call(node: &HttpNode, params: Value) -> Result<Value, NodeError> {
         attempt: 1,
         idempotency_key: "exec-h:node-h:1",
         cancel: &CancellationToken::new(),
+        clock: &baton_engine::SystemClock,
     })
     .await
     .map(NodeOutput::into_value)

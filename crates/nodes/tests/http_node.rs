@@ -141,6 +141,7 @@ async fn run_with(
         attempt: 1,
         idempotency_key: IDEMPOTENCY_KEY,
         cancel,
+        clock: &baton_engine::SystemClock,
     })
     .await
     .map(NodeOutput::into_value)

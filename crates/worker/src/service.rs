@@ -11,7 +11,7 @@ use baton_core::wire::{
     CancelMessage, ErrorInfo, Intake, NodeStatus, RuneStart, SignalMessage, StatusEvent, classify,
 };
 use baton_engine::ports::{EventSink, ExecutionStart, ExecutionStore, PortError};
-use baton_engine::{Engine, HopOutcome, NodeRegistry, StartRequest};
+use baton_engine::{Clock, Engine, HopOutcome, NodeRegistry, StartRequest, SystemClock};
 use baton_redis::{RedisOptions, RedisStore};
 use baton_vault::RedisVault;
 use futures_util::StreamExt;
@@ -80,14 +80,16 @@ impl Worker {
         let registry = Arc::new(registry);
         let definitions = Arc::new(Definitions::new(def_store, registry.clone()));
         let (events, _task) = AmqpEvents::start(broker.clone(), topology.clone());
-        let queue = AmqpHopQueue::new(broker.clone(), timers.clone(), topology);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let queue = AmqpHopQueue::new(broker.clone(), timers.clone(), topology, clock.clone());
         let mut engine = Engine::new(
             store.clone(),
             Arc::new(queue),
             Arc::new(events.clone()),
             definitions.clone(),
             registry,
-        );
+        )
+        .with_clock(clock);
         // `workflow` nodes start workflows from the catalog the master's `POST /workflows` writes
         // (same Redis, same prefix); the catalog stores each definition by reference, where
         // every worker's `Definitions` loads it from.
@@ -140,6 +142,7 @@ impl Worker {
             self.broker.clone(),
             topology.clone(),
             Duration::from_millis(self.settings.timer_poll_ms),
+            self.engine.clock().clone(),
             background.clone(),
         ));
         let cancels = tokio::spawn({
@@ -414,7 +417,7 @@ impl Worker {
                         code: "NODE_CREATION_FAILED".into(),
                         details: None,
                     }),
-                    executed_at: baton_engine::hop::rfc3339_now(),
+                    executed_at: self.engine.clock().rfc3339_now(),
                     duration_ms: 0,
                     branch_id: None,
                     split_node_id: None,
@@ -431,7 +434,7 @@ impl Worker {
                     workflow_ref: String::new(),
                     seed: Default::default(),
                     initial_tokens: 1,
-                    started_at_ms: baton_engine::hop::now_ms(),
+                    started_at_ms: self.engine.clock().now_ms(),
                 };
                 let _ = self.store.start(&start).await;
             }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use baton_amqp::{Broker, Outgoing, Topology};
 use baton_core::message::{Completion, HopMessage, StatusEvent};
+use baton_engine::Clock;
 use baton_engine::ports::{EventSink, HopQueue, PortError, PortErrorKind};
 use baton_redis::TimerStore;
 use tokio::sync::{mpsc, oneshot};
@@ -56,14 +57,22 @@ pub struct AmqpHopQueue {
     broker: Broker,
     timers: TimerStore,
     topology: Arc<Topology>,
+    /// What a delay is counted from (the engine's clock: `SystemClock` in production).
+    clock: Arc<dyn Clock>,
 }
 
 impl AmqpHopQueue {
-    pub fn new(broker: Broker, timers: TimerStore, topology: Arc<Topology>) -> Self {
+    pub fn new(
+        broker: Broker,
+        timers: TimerStore,
+        topology: Arc<Topology>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             broker,
             timers,
             topology,
+            clock,
         }
     }
 }
@@ -85,7 +94,7 @@ impl HopQueue for AmqpHopQueue {
         // Deterministic id: a redelivered hop schedules the same timer once.
         let id = format!("{}|{}", message.execution_id, message.hop_id());
         let payload = serde_json::to_vec(&message)?;
-        let due = baton_engine::hop::now_ms() + delay_ms;
+        let due = self.clock.now_ms() + delay_ms;
         self.timers
             .schedule(&id, &payload, due)
             .await
@@ -181,12 +190,14 @@ impl EventSink for AmqpEvents {
 }
 
 /// Moves due timers from Redis to the execution queue. A timer is claimed with a lease and
-/// removed only after its message is confirmed, so a crash in between re-delivers it.
+/// removed only after its message is confirmed, so a crash in between re-delivers it. Due
+/// means due by `clock` (the engine's); `poll` is how often to look, in real time.
 pub async fn run_timer_pump(
     timers: TimerStore,
     broker: Broker,
     topology: Arc<Topology>,
     poll: Duration,
+    clock: Arc<dyn Clock>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     loop {
@@ -194,10 +205,7 @@ pub async fn run_timer_pump(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(poll) => {}
         }
-        let due = match timers
-            .claim_due(baton_engine::hop::now_ms(), 200, 30_000)
-            .await
-        {
+        let due = match timers.claim_due(clock.now_ms(), 200, 30_000).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "timer poll failed");

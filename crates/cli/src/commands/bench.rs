@@ -179,5 +179,5 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
 }
 
 fn chrono_now() -> String {
-    baton_engine::hop::rfc3339_now()
+    baton_engine::Clock::rfc3339_now(&baton_engine::SystemClock)
 }

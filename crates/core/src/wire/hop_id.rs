@@ -92,7 +92,6 @@ impl PartialEq<&str> for HopId {
 #[cfg(test)]
 mod tests {
     use super::super::hop::{Frame, HopKind, HopMessage};
-    use super::*;
 
     fn message(kind: HopKind) -> HopMessage {
         HopMessage {

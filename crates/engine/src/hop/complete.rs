@@ -5,7 +5,6 @@ use baton_core::message::{Completion, ExecutionStatus};
 
 use super::engine::Engine;
 use super::subworkflow::{PARENT_KEY, without_child_records};
-use super::time::{now_ms, rfc3339_now};
 use crate::ports::{CompletionClaim, FinalContext, Lifecycle, PortError};
 
 impl Engine {
@@ -44,7 +43,7 @@ impl Engine {
         }
         match self
             .store
-            .claim_completion(execution_id, now_ms(), self.completion_lease_ms)
+            .claim_completion(execution_id, self.clock.now_ms(), self.completion_lease_ms)
             .await?
         {
             CompletionClaim::Claimed => {}
@@ -79,8 +78,8 @@ impl Engine {
             execution_id: execution_id.to_string(),
             status,
             final_context,
-            completed_at: rfc3339_now(),
-            total_duration_ms: now_ms().saturating_sub(started),
+            completed_at: self.clock.rfc3339_now(),
+            total_duration_ms: self.clock.now_ms().saturating_sub(started),
             failure_reason: reason,
         };
         // Sent (confirmed), then marked: a crash in between repeats it, never loses it.

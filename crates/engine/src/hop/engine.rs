@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{Clock, SystemClock};
 use crate::node::NodeRegistry;
 use crate::ports::{
     CredentialVault, DefinitionCache, EventSink, HopQueue, StatePorts, WorkflowCatalog,
@@ -58,6 +59,8 @@ pub struct Engine {
     /// Where `{"$credential": id}` references are revealed; `None`: nodes using one fail.
     pub(super) vault: Option<Arc<dyn CredentialVault>>,
     pub(super) completion_lease_ms: u64,
+    /// Where every hop reads the time and waits for it.
+    pub(super) clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -87,6 +90,7 @@ impl Engine {
             max_workflow_depth: DEFAULT_MAX_WORKFLOW_DEPTH,
             vault: None,
             completion_lease_ms: COMPLETION_LEASE_MS,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -94,6 +98,18 @@ impl Engine {
     pub fn with_completion_lease_ms(mut self, lease_ms: u64) -> Self {
         self.completion_lease_ms = lease_ms;
         self
+    }
+
+    /// Reads the time from `clock` (default [`SystemClock`]): timers, leases, timestamps and
+    /// the nodes' `now`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock this engine reads.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Reveals nodes' `{"$credential": "<id>"}` references from `vault` right before they run.

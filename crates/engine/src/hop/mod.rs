@@ -26,11 +26,9 @@ mod start;
 mod status;
 mod subworkflow;
 mod succeed;
-mod time;
 
 pub use credentials::{CREDENTIAL_REF_KEY, credential_reference};
 pub use engine::{
     COMPLETION_LEASE_MS, DEFAULT_MAX_WORKFLOW_DEPTH, Engine, HopOutcome, StartRequest,
 };
 pub use subworkflow::{CHILD_KEY_PREFIX, PARENT_KEY, SUBWORKFLOW_TYPE, child_execution_id};
-pub use time::{now_ms, rfc3339_now};

@@ -172,6 +172,7 @@ impl Engine {
             attempt: msg.attempt,
             idempotency_key: &idempotency_key,
             cancel: &cancel,
+            clock: self.clock.as_ref(),
         };
         let run = imp.run(input);
         let guarded = async {

@@ -7,7 +7,6 @@ use baton_core::graph::{CompiledNode, CompiledWorkflow};
 use baton_core::message::{ExecutionStatus, HopKind, HopMessage};
 
 use super::engine::{Engine, StartRequest};
-use super::time::now_ms;
 use crate::ports::{ExecutionIdentity, ExecutionStart, Lifecycle, PortError, StartState};
 
 /// How long a duplicate start waits for the first one to publish the execution's first
@@ -41,7 +40,7 @@ impl Engine {
             workflow_ref: workflow_ref.to_string(),
             seed,
             initial_tokens: starts.len() as i64,
-            started_at_ms: now_ms(),
+            started_at_ms: self.clock.now_ms(),
         };
         if !self.store.start(&start).await? {
             // A duplicate start. The first one may still be publishing (give it a moment) or
@@ -69,10 +68,10 @@ impl Engine {
                     } => return self.emit_completion(workflow_id, execution_id).await,
                     _ => return Ok(()),
                 }
-                if now_ms() >= started_at + START_GRACE_MS {
+                if self.clock.now_ms() >= started_at + START_GRACE_MS {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                self.clock.sleep(Duration::from_millis(100)).await;
             }
             if !matches!(
                 self.store.lifecycle(execution_id).await?,

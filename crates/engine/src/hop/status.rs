@@ -5,7 +5,6 @@ use baton_core::graph::CompiledNode;
 use baton_core::message::{HopMessage, NodeStatus, StatusEvent};
 
 use super::engine::Engine;
-use super::time::rfc3339_now;
 
 impl Engine {
     pub(super) fn status(
@@ -47,7 +46,7 @@ impl Engine {
             parameters: None,
             output: None,
             error: None,
-            executed_at: rfc3339_now(),
+            executed_at: self.clock.rfc3339_now(),
             duration_ms: 0,
             branch_id: top.map(|f| f.branch_id.clone()),
             split_node_id: top.map(|f| f.split_node_id.clone()),

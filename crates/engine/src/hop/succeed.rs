@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
-use super::time::now_ms;
 use crate::node::NodeOutput;
 use crate::ports::{CommitOutcome, ContextWrite, HopCommit, PortError};
 
@@ -75,7 +74,7 @@ impl Engine {
         mut ev: StatusEvent,
     ) -> Result<HopOutcome, PortError> {
         let msg = hop.msg;
-        let resume_at = now_ms() + delay_ms;
+        let resume_at = self.clock.now_ms() + delay_ms;
         let out = json!({"resume_at": resume_at, "delay_ms": delay_ms});
         let outputs = vec![ContextWrite::new(
             hop.scope.clone(),

@@ -12,7 +12,7 @@ use sha2::Sha256;
 use super::error::ApiError;
 use super::{AppState, json_body, object_body, problem};
 use crate::history::Schedule;
-use crate::history::model::now_rfc3339;
+use crate::history::model::rfc3339_millis;
 use crate::scheduler;
 use baton_core::value::kind_name;
 
@@ -116,9 +116,10 @@ pub async fn clear_webhook(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn schedule_view(s: &Schedule) -> Value {
-    let next = scheduler::next_tick(s, chrono::Utc::now())
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+/// A schedule as the API shows it, with its next tick after `now`.
+fn schedule_view(s: &Schedule, now: chrono::DateTime<chrono::Utc>) -> Value {
+    let next =
+        scheduler::next_tick(s, now).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     json!({
         "schedule_id": s.schedule_id,
         "workflow_id": s.workflow_id,
@@ -169,7 +170,10 @@ pub async fn add_schedule(
         Some(other) => {
             problems.push(problem(
                 "$.timezone",
-                format!("expected an IANA time zone name, found {}", kind_name(other)),
+                format!(
+                    "expected an IANA time zone name, found {}",
+                    kind_name(other)
+                ),
             ));
             String::new()
         }
@@ -197,10 +201,14 @@ pub async fn add_schedule(
         cron,
         timezone,
         input: request.get("input").cloned().unwrap_or_else(|| json!({})),
-        created_at: now_rfc3339(),
+        created_at: rfc3339_millis(master.clock.now_utc()),
     };
     master.history.put_schedule(&schedule).await?;
-    Ok((StatusCode::CREATED, Json(schedule_view(&schedule))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(schedule_view(&schedule, master.clock.now_utc())),
+    )
+        .into_response())
 }
 
 pub async fn list_schedules(
@@ -208,13 +216,14 @@ pub async fn list_schedules(
     Path(workflow_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     ensure_workflow(&master, &workflow_id).await?;
+    let now = master.clock.now_utc();
     let list: Vec<Value> = master
         .history
         .schedules()
         .await?
         .iter()
         .filter(|s| s.workflow_id == workflow_id)
-        .map(schedule_view)
+        .map(|s| schedule_view(s, now))
         .collect();
     Ok(Json(json!({ "schedules": list })))
 }

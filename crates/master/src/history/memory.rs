@@ -3,17 +3,18 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use baton_core::message::{Completion, StatusEvent};
+use baton_engine::{Clock, SystemClock};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::model::{
     ExecutionRecord, NewExecution, RunEvent, Schedule, Summary, index_member, member_millis,
-    now_millis, now_rfc3339_at,
+    now_rfc3339_at,
 };
 use super::{History, HistoryError, IdempotentStart, ListQuery, Page};
 
@@ -53,6 +54,8 @@ pub struct MemoryHistory {
     dirty: AtomicBool,
     max_executions: u64,
     retention_secs: u64,
+    /// What the retention counts from.
+    clock: Arc<dyn Clock>,
 }
 
 impl MemoryHistory {
@@ -64,6 +67,7 @@ impl MemoryHistory {
             dirty: AtomicBool::new(false),
             max_executions,
             retention_secs,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -87,7 +91,14 @@ impl MemoryHistory {
             dirty: AtomicBool::new(false),
             max_executions,
             retention_secs,
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Reads the time from `clock` (default [`SystemClock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -130,7 +141,8 @@ impl MemoryHistory {
     }
 
     fn trim(&self, s: &mut State) {
-        let cutoff = now_millis() - i64::try_from(self.retention_secs * 1000).unwrap_or(i64::MAX);
+        let cutoff = self.clock.now_utc().timestamp_millis()
+            - i64::try_from(self.retention_secs * 1000).unwrap_or(i64::MAX);
         let max = usize::try_from(self.max_executions).unwrap_or(usize::MAX);
         let mut drop = Vec::new();
         for m in &s.index {
@@ -258,7 +270,7 @@ impl History for MemoryHistory {
     async fn apply_completion(&self, c: &Completion) -> Result<(), HistoryError> {
         let completed_ms = chrono::DateTime::parse_from_rfc3339(&c.completed_at)
             .map(|d| d.timestamp_millis())
-            .unwrap_or_else(|_| now_millis());
+            .unwrap_or_else(|_| self.clock.now_utc().timestamp_millis());
         let started =
             now_rfc3339_at(completed_ms - i64::try_from(c.total_duration_ms).unwrap_or(0));
         let mut s = self.lock();

@@ -231,7 +231,12 @@ pub fn index_member(started_at: &str, execution_id: &str) -> String {
 }
 
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    rfc3339_millis(chrono::Utc::now())
+}
+
+/// A history timestamp: RFC 3339 with milliseconds.
+pub fn rfc3339_millis(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 pub fn now_millis() -> i64 {

@@ -2,14 +2,16 @@
 //! single Lua scripts, so replicas writing events of the same execution never race.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use baton_core::message::{Completion, StatusEvent};
+use baton_engine::{Clock, SystemClock};
 use redis::aio::ConnectionManager;
 use serde_json::Value;
 
+use super::model::index_member;
 use super::model::{ExecutionRecord, NewExecution, RunEvent, Schedule, Summary};
-use super::model::{index_member, now_millis};
 use super::{History, HistoryError, IdempotentStart, ListQuery, Page};
 
 /// Creates the record of an execution first seen through its events, records a run's event if
@@ -60,6 +62,8 @@ pub struct RedisHistory {
     retention_secs: u64,
     apply_status: redis::Script,
     apply_completion: redis::Script,
+    /// What the retention counts from.
+    clock: Arc<dyn Clock>,
 }
 
 fn err(e: redis::RedisError) -> HistoryError {
@@ -83,7 +87,14 @@ impl RedisHistory {
             retention_secs,
             apply_status: redis::Script::new(APPLY_STATUS),
             apply_completion: redis::Script::new(APPLY_COMPLETION),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads the time from `clock` (default [`SystemClock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn key(&self, rest: &str) -> String {
@@ -109,7 +120,8 @@ impl RedisHistory {
     async fn trim(&self) -> Result<(), HistoryError> {
         let mut conn = self.conn.clone();
         let idx = self.index(None);
-        let cutoff = now_millis() - i64::try_from(self.retention_secs * 1000).unwrap_or(i64::MAX);
+        let cutoff = self.clock.now_utc().timestamp_millis()
+            - i64::try_from(self.retention_secs * 1000).unwrap_or(i64::MAX);
         let _: i64 = redis::cmd("ZREMRANGEBYLEX")
             .arg(&idx)
             .arg("-")
@@ -250,7 +262,7 @@ impl History for RedisHistory {
         let keys = self.rec(&c.execution_id);
         let completed_ms = chrono::DateTime::parse_from_rfc3339(&c.completed_at)
             .map(|d| d.timestamp_millis())
-            .unwrap_or_else(|_| now_millis());
+            .unwrap_or_else(|_| self.clock.now_utc().timestamp_millis());
         let started = super::model::now_rfc3339_at(
             completed_ms - i64::try_from(c.total_duration_ms).unwrap_or(0),
         );

@@ -108,7 +108,11 @@ pub struct Harness {
 impl Harness {
     /// Must be called inside a tokio runtime.
     pub fn new() -> Self {
-        let runtime = EmbeddedRuntime::start(baton_nodes::registry(), 64);
+        Self::with_runtime(EmbeddedRuntime::start(baton_nodes::registry(), 64))
+    }
+
+    /// Records the events of `runtime` (e.g. one started with a test's clock).
+    pub fn with_runtime(runtime: EmbeddedRuntime) -> Self {
         let mut rx = runtime.events().subscribe();
         let events = Arc::new(Mutex::new(Vec::new()));
         let lagged = Arc::new(Mutex::new(0));

@@ -1,0 +1,130 @@
+//! Time-based behaviour driven by a `ManualClock` instead of sleeping: timers and signal
+//! timeouts of the embedded runtime fire when the test moves time past them, never before.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_core::message::{Completion, NodeStatus};
+use baton_engine::{Clock, ManualClock};
+use baton_memory::{EmbeddedRuntime, MemoryCatalog};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use support::*;
+use tokio::sync::oneshot;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn start_time() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+        .expect("a valid timestamp")
+        .with_timezone(&Utc)
+}
+
+fn harness_on(clock: &Arc<ManualClock>) -> Harness {
+    Harness::with_runtime(EmbeddedRuntime::start_with_clock(
+        baton_nodes::registry(),
+        16,
+        None,
+        Arc::new(MemoryCatalog::new()),
+        clock.clone(),
+    ))
+}
+
+/// Submits `doc` and waits until node `parked` is waiting with its timer registered on the
+/// clock, so that moving time from here on is what fires it.
+async fn submit_until_parked(
+    h: &Harness,
+    clock: &ManualClock,
+    doc: &Value,
+    execution_id: &str,
+    parked: &str,
+) -> oneshot::Receiver<Completion> {
+    let done = h
+        .runtime
+        .submit(compile(doc), execution_id, json!({}))
+        .await
+        .expect("submitted");
+    h.until_status(execution_id, parked, NodeStatus::Waiting)
+        .await;
+    tokio::time::timeout(BOUND, async {
+        while clock.sleepers() == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the timer was registered on the clock");
+    done
+}
+
+/// Asserts the execution has not completed after the runtime had time to act on the clock.
+async fn assert_still_running(done: &mut oneshot::Receiver<Completion>) {
+    tokio::time::sleep(GRACE).await;
+    assert!(
+        matches!(done.try_recv(), Err(oneshot::error::TryRecvError::Empty)),
+        "the execution completed before its time"
+    );
+}
+
+async fn completion(done: oneshot::Receiver<Completion>) -> Completion {
+    tokio::time::timeout(BOUND, done)
+        .await
+        .expect("completed once time passed")
+        .expect("runtime running")
+}
+
+#[tokio::test]
+async fn a_one_hour_wait_completes_once_the_clock_passes_the_hour_and_not_before() {
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let h = harness_on(&clock);
+    let doc = workflow(
+        vec![
+            json!({"id": "w", "name": "Pause", "type": "wait", "parameters": {"amount": 1, "unit": "hours"}}),
+            log("after", "resumed"),
+        ],
+        vec![edge("w", "after")],
+    );
+    let mut done = submit_until_parked(&h, &clock, &doc, "clock-wait", "w").await;
+    assert_still_running(&mut done).await;
+    clock.advance(HOUR - Duration::from_secs(1));
+    assert_still_running(&mut done).await;
+    assert!(!h.ran("clock-wait", "after"));
+
+    clock.advance(Duration::from_secs(1));
+    let c = completion(done).await;
+    assert_completed(&c);
+    assert_eq!(out(&c, "after")["message"], json!("resumed"));
+    let resume_at = clock.now_ms() as i64;
+    assert_eq!(out(&c, "Pause")["resume_at"], json!(resume_at));
+}
+
+#[tokio::test]
+async fn a_signal_wait_with_a_one_hour_timeout_halts_with_signal_timeout_once_the_hour_passes() {
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let h = harness_on(&clock);
+    let doc = workflow(
+        vec![
+            json!({"id": "w", "name": "Approval", "type": "wait",
+                   "parameters": {"mode": "signal", "signal": "approve", "amount": 1, "unit": "hours"}}),
+            log("ok", "approved"),
+        ],
+        vec![edge("w", "ok")],
+    );
+    let mut done = submit_until_parked(&h, &clock, &doc, "clock-signal", "w").await;
+    clock.advance(HOUR - Duration::from_secs(1));
+    assert_still_running(&mut done).await;
+
+    clock.advance(Duration::from_secs(2));
+    let c = completion(done).await;
+    let reason = assert_halted(&c);
+    assert!(reason.contains("SIGNAL_TIMEOUT"), "{reason}");
+    assert!(!h.ran("clock-signal", "ok"));
+    assert_eq!(
+        h.runtime
+            .signal("clock-signal", "approve", json!({}))
+            .await
+            .unwrap(),
+        0
+    );
+}
