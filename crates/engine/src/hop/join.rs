@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
 use crate::node::NodeOutput;
-use crate::ports::{JoinOutcome, PortError};
+use crate::ports::{JoinArrival, JoinOutcome, PortError};
 
 impl Engine {
     pub(super) async fn arrive_join(
@@ -76,44 +76,25 @@ impl Engine {
                     };
                     arrivals.sort_by_key(|a| rank(&a.key));
                 }
-                let reals: Vec<String> = arrivals
+                // Which incoming branches ran (`real`) and which were skipped, by node name.
+                let (ran, not_ran): (Vec<_>, Vec<_>) = arrivals
                     .iter()
-                    .filter(|a| {
-                        a.value
-                            .get("real")
-                            .and_then(Value::as_bool)
-                            .unwrap_or(false)
-                    })
-                    .map(|a| {
-                        a.value
-                            .get("from")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string()
-                    })
-                    .collect();
+                    .partition(|a| a.value.get("real").and_then(Value::as_bool) == Some(true));
+                let from = |a: &&JoinArrival| {
+                    a.value
+                        .get("from")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let reals: Vec<String> = ran.iter().map(from).collect();
                 if reals.is_empty() {
                     return self.propagate_skip(wf, node, hop).await;
                 }
                 if node.class != NodeClass::Merge {
                     return self.execute(wf, node, hop, None).await;
                 }
-                let skipped: Vec<String> = arrivals
-                    .iter()
-                    .filter(|a| {
-                        !a.value
-                            .get("real")
-                            .and_then(Value::as_bool)
-                            .unwrap_or(false)
-                    })
-                    .map(|a| {
-                        a.value
-                            .get("from")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string()
-                    })
-                    .collect();
+                let skipped: Vec<String> = not_ran.iter().map(from).collect();
                 let keys: Vec<String> = reals.iter().map(|n| format!("${n}")).collect();
                 let merged = self
                     .store
