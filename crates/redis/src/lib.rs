@@ -15,7 +15,9 @@
 mod catalog;
 mod definitions;
 mod error;
+mod ledger;
 mod reply;
+mod signals;
 mod store;
 mod timers;
 

@@ -23,9 +23,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use baton_core::message::ExecutionStatus;
 use baton_engine::ports::{
-    CommitOutcome, CommittedHop, CompletionClaim, CompletionLedger, ExecutionIdentity,
-    ExecutionStart, ExecutionStore, FinalContext, Handoff, HopCommit, HopStart, JoinArrival,
-    JoinOutcome, Lifecycle, PortError, ScopedKey, SignalStore, SignalWaiter, StartState,
+    CommitOutcome, CommittedHop, ExecutionIdentity, ExecutionStart, ExecutionStore, FinalContext,
+    Handoff, HopCommit, HopStart, JoinArrival, JoinOutcome, Lifecycle, PortError, ScopedKey,
+    StartState,
 };
 use futures_util::{Stream, StreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -38,7 +38,7 @@ use crate::{DefinitionStore, Error, RedisCatalog, TimerStore};
 /// Separates the scope from the context key in a `ctx` field.
 const SEP: char = '\u{1f}';
 /// How often `finish` re-reads the dynamic keys when joins keep arriving while it runs.
-const FINISH_ATTEMPTS: usize = 16;
+pub(crate) const FINISH_ATTEMPTS: usize = 16;
 
 /// Connection and key options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,21 +65,21 @@ impl Default for RedisOptions {
     }
 }
 
-struct Scripts {
-    start: Script,
-    read: Script,
-    read_exact: Script,
-    commit: Script,
-    join: Script,
-    signal: Script,
-    finish: Script,
-    mark_completion_sent: Script,
-    claim_completion: Script,
-    final_context: Script,
-    mark_started: Script,
+pub(crate) struct Scripts {
+    pub(crate) start: Script,
+    pub(crate) read: Script,
+    pub(crate) read_exact: Script,
+    pub(crate) commit: Script,
+    pub(crate) join: Script,
+    pub(crate) signal: Script,
+    pub(crate) finish: Script,
+    pub(crate) mark_completion_sent: Script,
+    pub(crate) claim_completion: Script,
+    pub(crate) final_context: Script,
+    pub(crate) mark_started: Script,
 }
 
-static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     start: Script::new(include_str!("lua/start.lua")),
     read: Script::new(include_str!("lua/read.lua")),
     read_exact: Script::new(include_str!("lua/read_exact.lua")),
@@ -97,21 +97,21 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 });
 
 /// The fixed keys of one execution.
-struct ExecKeys {
-    meta: String,
-    ctx: String,
-    top: String,
-    hops: String,
-    keys: String,
+pub(crate) struct ExecKeys {
+    pub(crate) meta: String,
+    pub(crate) ctx: String,
+    pub(crate) top: String,
+    pub(crate) hops: String,
+    pub(crate) keys: String,
 }
 
 /// The Redis execution store; cheap to clone (one shared, self-reconnecting connection).
 #[derive(Clone)]
 pub struct RedisStore {
     client: redis::Client,
-    conn: ConnectionManager,
+    pub(crate) conn: ConnectionManager,
     prefix: Arc<str>,
-    ttl_secs: u64,
+    pub(crate) ttl_secs: u64,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -157,7 +157,7 @@ impl RedisStore {
     }
 
     /// The key prefix.
-    async fn signal_op(
+    pub(crate) async fn signal_op(
         &self,
         execution_id: &str,
         args: &[&str],
@@ -262,11 +262,11 @@ impl RedisStore {
         ))
     }
 
-    fn exec_key(&self, execution_id: &str, part: &str) -> String {
+    pub(crate) fn exec_key(&self, execution_id: &str, part: &str) -> String {
         format!("{}:{{{execution_id}}}:{part}", self.prefix)
     }
 
-    fn keys(&self, execution_id: &str) -> ExecKeys {
+    pub(crate) fn keys(&self, execution_id: &str) -> ExecKeys {
         ExecKeys {
             meta: self.exec_key(execution_id, "meta"),
             ctx: self.exec_key(execution_id, "ctx"),
@@ -278,7 +278,11 @@ impl RedisStore {
 
     /// Runs a script. `idempotent` scripts (reads) are retried once if the connection dropped
     /// under them (the manager has reconnected by then).
-    async fn invoke(&self, inv: &ScriptInvocation<'_>, idempotent: bool) -> Result<R, Error> {
+    pub(crate) async fn invoke(
+        &self,
+        inv: &ScriptInvocation<'_>,
+        idempotent: bool,
+    ) -> Result<R, Error> {
         let mut conn = self.conn.clone();
         match inv.invoke_async(&mut conn).await {
             Err(e) if idempotent && (e.is_connection_dropped() || e.is_io_error()) => {
@@ -290,7 +294,7 @@ impl RedisStore {
 
     /// Runs a read-only pipeline, once more if the connection dropped under it (the manager
     /// has reconnected by then).
-    async fn read_pipe<T: redis::FromRedisValue>(
+    pub(crate) async fn read_pipe<T: redis::FromRedisValue>(
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, Error> {
@@ -337,7 +341,7 @@ fn field(scope: &str, key: &str) -> String {
     f
 }
 
-fn status_name(status: ExecutionStatus) -> &'static str {
+pub(crate) fn status_name(status: ExecutionStatus) -> &'static str {
     status.as_str()
 }
 
@@ -697,171 +701,6 @@ impl ExecutionStore for RedisStore {
             context: reply::map(rest)?,
             started_at_ms: started,
         })
-    }
-}
-
-#[async_trait]
-impl SignalStore for RedisStore {
-    async fn await_signal(
-        &self,
-        execution_id: &str,
-        name: &str,
-        waiter_id: &str,
-        payload: String,
-    ) -> Result<Option<Value>, PortError> {
-        let (tag, rest) = self
-            .signal_op(execution_id, &["await", name, waiter_id, &payload])
-            .await?;
-        match (tag.as_str(), rest.as_slice()) {
-            ("buffered", [data]) => {
-                let text = reply::text(data)?;
-                Ok(Some(serde_json::from_str(&text).map_err(|e| {
-                    PortError::permanent(format!("buffered signal is not JSON: {e}"), e)
-                })?))
-            }
-            ("registered", _) => Ok(None),
-            _ => Err(PortError::permanent_msg(format!(
-                "await_signal answered `{tag}`"
-            ))),
-        }
-    }
-
-    async fn deliver_signal(
-        &self,
-        execution_id: &str,
-        name: &str,
-        data: Value,
-    ) -> Result<Vec<SignalWaiter>, PortError> {
-        let (tag, rest) = self
-            .signal_op(execution_id, &["deliver", name, &data.to_string()])
-            .await?;
-        match tag.as_str() {
-            "delivered" => rest
-                .chunks(2)
-                .map(|pair| match pair {
-                    [id, payload] => Ok(SignalWaiter {
-                        waiter_id: reply::text(id)?,
-                        resume: reply::text(payload)?,
-                    }),
-                    _ => Err(PortError::permanent_msg(
-                        "deliver_signal answered an odd list",
-                    )),
-                })
-                .collect(),
-            "stored" => Ok(Vec::new()),
-            _ => Err(PortError::permanent_msg(format!(
-                "deliver_signal answered `{tag}`"
-            ))),
-        }
-    }
-
-    async fn remove_signal_waiter(
-        &self,
-        execution_id: &str,
-        name: &str,
-        waiter_id: &str,
-    ) -> Result<bool, PortError> {
-        let (tag, rest) = self
-            .signal_op(execution_id, &["remove", name, waiter_id])
-            .await?;
-        match (tag.as_str(), rest.as_slice()) {
-            ("removed", [n]) => Ok(reply::int(n)? == 1),
-            _ => Err(PortError::permanent_msg(format!(
-                "remove_signal_waiter answered `{tag}`"
-            ))),
-        }
-    }
-}
-
-#[async_trait]
-impl CompletionLedger for RedisStore {
-    async fn finished_by(&self, execution_id: &str) -> Result<Option<String>, PortError> {
-        let pipe = redis::pipe()
-            .cmd("HGET")
-            .arg(self.exec_key(execution_id, "meta"))
-            .arg("finished_by")
-            .to_owned();
-        let (by,): (Option<String>,) = self.read_pipe(&pipe).await?;
-        Ok(by.filter(|b| !b.is_empty()))
-    }
-
-    async fn finish_by(
-        &self,
-        execution_id: &str,
-        status: ExecutionStatus,
-        reason: Option<String>,
-        hop_id: &str,
-    ) -> Result<bool, PortError> {
-        let k = self.keys(execution_id);
-        let mut conn = self.conn.clone();
-        for _ in 0..FINISH_ATTEMPTS {
-            // Every key the script expires must be in KEYS[]: read the dynamic ones first; the
-            // script refuses (-2) if a join added one in between.
-            let dynamic: Vec<String> = redis::cmd("SMEMBERS")
-                .arg(&k.keys)
-                .query_async(&mut conn)
-                .await
-                .map_err(Error::from)?;
-            let mut inv = SCRIPTS.finish.prepare_invoke();
-            inv.key(&k.meta)
-                .key(&k.ctx)
-                .key(&k.hops)
-                .key(&k.top)
-                .key(&k.keys);
-            for key in &dynamic {
-                inv.key(key);
-            }
-            inv.arg(status_name(status))
-                .arg(if reason.is_some() { "1" } else { "0" })
-                .arg(reason.as_deref().unwrap_or(""))
-                .arg(self.ttl_secs)
-                .arg(hop_id);
-            match reply::int(&self.invoke(&inv, false).await?)? {
-                1 => return Ok(true),
-                0 => return Ok(false),
-                -1 => return Err(Error::UnknownExecution(execution_id.into()).into()),
-                -2 => continue,
-                other => return Err(Error::Protocol(format!("finish answered {other}")).into()),
-            }
-        }
-        Err(Error::Protocol(format!(
-            "finish of `{execution_id}` kept racing with new joins"
-        ))
-        .into())
-    }
-
-    async fn claim_completion(
-        &self,
-        execution_id: &str,
-        now_ms: u64,
-        lease_ms: u64,
-    ) -> Result<CompletionClaim, PortError> {
-        let mut inv = SCRIPTS.claim_completion.prepare_invoke();
-        inv.key(self.exec_key(execution_id, "meta"))
-            .arg(now_ms)
-            .arg(lease_ms);
-        Ok(
-            match reply::text(&self.invoke(&inv, false).await?)?.as_str() {
-                "claimed" => CompletionClaim::Claimed,
-                "held" => CompletionClaim::Held,
-                "sent" => CompletionClaim::Sent,
-                "unknown" => CompletionClaim::Unknown,
-                other => {
-                    return Err(
-                        Error::Protocol(format!("claim_completion answered `{other}`")).into(),
-                    );
-                }
-            },
-        )
-    }
-
-    async fn mark_completion_sent(&self, execution_id: &str) -> Result<bool, PortError> {
-        let mut inv = SCRIPTS.mark_completion_sent.prepare_invoke();
-        inv.key(self.exec_key(execution_id, "meta"));
-        match reply::int(&self.invoke(&inv, false).await?)? {
-            -1 => Err(Error::UnknownExecution(execution_id.into()).into()),
-            n => Ok(n == 1),
-        }
     }
 }
 

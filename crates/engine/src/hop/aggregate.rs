@@ -86,10 +86,8 @@ impl Engine {
             )
             .await?
         {
-            JoinOutcome::Waiting { .. } => {
-                self.hand_on(wf, hop, Vec::new(), Vec::new(), None).await
-            }
-            JoinOutcome::AlreadyReleased => {
+            // Not (or no longer) this arrival's to release: its token just ends.
+            JoinOutcome::Waiting { .. } | JoinOutcome::AlreadyReleased => {
                 self.hand_on(wf, hop, Vec::new(), Vec::new(), None).await
             }
             JoinOutcome::Released { arrivals } => {

@@ -1,0 +1,102 @@
+//! The completion ledger on Redis: the final status (first caller wins, `finished_by`), and
+//! the claim / mark that lets exactly one sender publish the completion.
+
+use async_trait::async_trait;
+use baton_engine::ports::{CompletionClaim, CompletionLedger, PortError};
+
+use crate::Error;
+use crate::reply;
+use crate::store::{FINISH_ATTEMPTS, RedisStore, SCRIPTS, status_name};
+use baton_core::message::ExecutionStatus;
+
+#[async_trait]
+impl CompletionLedger for RedisStore {
+    async fn finished_by(&self, execution_id: &str) -> Result<Option<String>, PortError> {
+        let pipe = redis::pipe()
+            .cmd("HGET")
+            .arg(self.exec_key(execution_id, "meta"))
+            .arg("finished_by")
+            .to_owned();
+        let (by,): (Option<String>,) = self.read_pipe(&pipe).await?;
+        Ok(by.filter(|b| !b.is_empty()))
+    }
+
+    async fn finish_by(
+        &self,
+        execution_id: &str,
+        status: ExecutionStatus,
+        reason: Option<String>,
+        hop_id: &str,
+    ) -> Result<bool, PortError> {
+        let k = self.keys(execution_id);
+        let mut conn = self.conn.clone();
+        for _ in 0..FINISH_ATTEMPTS {
+            // Every key the script expires must be in KEYS[]: read the dynamic ones first; the
+            // script refuses (-2) if a join added one in between.
+            let dynamic: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(&k.keys)
+                .query_async(&mut conn)
+                .await
+                .map_err(Error::from)?;
+            let mut inv = SCRIPTS.finish.prepare_invoke();
+            inv.key(&k.meta)
+                .key(&k.ctx)
+                .key(&k.hops)
+                .key(&k.top)
+                .key(&k.keys);
+            for key in &dynamic {
+                inv.key(key);
+            }
+            inv.arg(status_name(status))
+                .arg(if reason.is_some() { "1" } else { "0" })
+                .arg(reason.as_deref().unwrap_or(""))
+                .arg(self.ttl_secs)
+                .arg(hop_id);
+            match reply::int(&self.invoke(&inv, false).await?)? {
+                1 => return Ok(true),
+                0 => return Ok(false),
+                -1 => return Err(Error::UnknownExecution(execution_id.into()).into()),
+                -2 => continue,
+                other => return Err(Error::Protocol(format!("finish answered {other}")).into()),
+            }
+        }
+        Err(Error::Protocol(format!(
+            "finish of `{execution_id}` kept racing with new joins"
+        ))
+        .into())
+    }
+
+    async fn claim_completion(
+        &self,
+        execution_id: &str,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> Result<CompletionClaim, PortError> {
+        let mut inv = SCRIPTS.claim_completion.prepare_invoke();
+        inv.key(self.exec_key(execution_id, "meta"))
+            .arg(now_ms)
+            .arg(lease_ms);
+        Ok(
+            match reply::text(&self.invoke(&inv, false).await?)?.as_str() {
+                "claimed" => CompletionClaim::Claimed,
+                "held" => CompletionClaim::Held,
+                "sent" => CompletionClaim::Sent,
+                "unknown" => CompletionClaim::Unknown,
+                other => {
+                    return Err(
+                        Error::Protocol(format!("claim_completion answered `{other}`")).into(),
+                    );
+                }
+            },
+        )
+    }
+
+    async fn mark_completion_sent(&self, execution_id: &str) -> Result<bool, PortError> {
+        let mut inv = SCRIPTS.mark_completion_sent.prepare_invoke();
+        inv.key(self.exec_key(execution_id, "meta"));
+        match reply::int(&self.invoke(&inv, false).await?)? {
+            -1 => Err(Error::UnknownExecution(execution_id.into()).into()),
+            n => Ok(n == 1),
+        }
+    }
+}
