@@ -4,7 +4,8 @@
 use crate::consume::{self, Deliveries};
 use crate::error::Error;
 use crate::message::{
-    DEAD_LETTERED_AT_HEADER, Headers, Outgoing, REASON_HEADER, publish_properties, short_string,
+    DEAD_LETTERED_AT_HEADER, Headers, MAX_HEADER_BYTES, Outgoing, REASON_HEADER, bounded,
+    bounded_headers, publish_properties, short_string,
 };
 use crate::options::AmqpOptions;
 use crate::session::{
@@ -135,15 +136,18 @@ impl Broker {
     }
 
     /// Publishes `body` to the dead-letter queue with the original headers plus
-    /// `x-baton-reason` (the reason) and `x-baton-dead-lettered-at` (RFC 3339 UTC).
+    /// `x-baton-reason` (the reason) and `x-baton-dead-lettered-at` (RFC 3339 UTC). Every
+    /// header value, the reason included, is cut to [`MAX_HEADER_BYTES`]: a reason quoting a
+    /// 200 KB field would exceed the broker's frame limit, the broker would close the
+    /// connection, and the message would come back to be refused again.
     pub async fn dead_letter(
         &self,
         body: Vec<u8>,
         reason: &str,
         original_headers: Headers,
     ) -> Result<(), Error> {
-        let mut headers = original_headers;
-        headers.insert(REASON_HEADER.to_owned(), reason.to_owned());
+        let mut headers = bounded_headers(original_headers);
+        headers.insert(REASON_HEADER.to_owned(), bounded(reason, MAX_HEADER_BYTES));
         headers.insert(
             DEAD_LETTERED_AT_HEADER.to_owned(),
             chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

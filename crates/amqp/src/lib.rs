@@ -45,7 +45,8 @@ pub use broker::Broker;
 pub use consume::Deliveries;
 pub use error::Error;
 pub use message::{
-    DEAD_LETTERED_AT_HEADER, DELIVERY_COUNT_HEADER, Delivery, Headers, Outgoing, REASON_HEADER,
+    DEAD_LETTERED_AT_HEADER, DELIVERY_COUNT_HEADER, Delivery, Headers, MAX_HEADER_BYTES, Outgoing,
+    REASON_HEADER, bounded,
 };
 pub use options::AmqpOptions;
 pub use topology::{QueueType, Topology, UnknownQueueType};

@@ -212,6 +212,34 @@ pub(crate) fn headers_to_table(headers: &Headers) -> Result<FieldTable, Error> {
 }
 
 /// Properties of every publish: persistent, JSON, string headers.
+/// The most bytes a dead-lettered message's header value (the reason included) keeps.
+pub const MAX_HEADER_BYTES: usize = 1024;
+/// The most headers a dead-lettered message keeps (besides the reason and the time).
+pub const MAX_HEADERS: usize = 32;
+
+/// `text` cut to at most `max` bytes on a char boundary, ending with a marker that says how
+/// long it was.
+pub fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let marker = format!("… [{} bytes cut]", text.len());
+    let mut end = max.saturating_sub(marker.len());
+    while end > 0 && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{marker}", &text[..end])
+}
+
+/// At most [`MAX_HEADERS`] headers, names and values cut to [`MAX_HEADER_BYTES`].
+pub(crate) fn bounded_headers(headers: Headers) -> Headers {
+    headers
+        .into_iter()
+        .take(MAX_HEADERS)
+        .map(|(k, v)| (bounded(&k, 255), bounded(&v, MAX_HEADER_BYTES)))
+        .collect()
+}
+
 pub(crate) fn publish_properties(headers: &Headers) -> Result<BasicProperties, Error> {
     let properties = BasicProperties::default()
         .with_delivery_mode(2)
@@ -298,6 +326,27 @@ mod tests {
         let err = headers_to_table(&headers).unwrap_err();
         assert!(matches!(err, Error::Config(_)));
         assert!(!err.is_transient());
+    }
+
+    #[test]
+    fn a_200_kb_reason_or_header_is_cut_to_a_kilobyte_on_a_char_boundary() {
+        let field = "ü".repeat(100_000);
+        let reason = bounded(
+            &format!("invalid value: string \"{field}\""),
+            MAX_HEADER_BYTES,
+        );
+        assert!(reason.len() <= MAX_HEADER_BYTES, "{}", reason.len());
+        assert!(reason.ends_with("bytes cut]"), "{reason}");
+        let mut headers = Headers::new();
+        headers.insert("big".into(), field.clone());
+        for i in 0..100 {
+            headers.insert(format!("h{i}"), "v".into());
+        }
+        let kept = bounded_headers(headers);
+        assert!(kept.len() <= MAX_HEADERS);
+        assert!(kept.values().all(|v| v.len() <= MAX_HEADER_BYTES));
+        assert!(publish_properties(&kept).is_ok());
+        assert_eq!(bounded("short", MAX_HEADER_BYTES), "short");
     }
 
     #[test]

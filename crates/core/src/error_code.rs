@@ -23,6 +23,8 @@ pub enum ErrorCode {
     InvalidParameter,
     /// The node's type is not registered in this runtime.
     NodeCreationFailed,
+    /// The node asked for more than a limit allows (a split over its item cap).
+    LimitExceeded,
     /// A wait in signal mode: the signal did not arrive within its timeout.
     SignalTimeout,
     /// The node references a vault credential, but the runtime has no vault.
@@ -87,6 +89,7 @@ impl ErrorCode {
             Self::ExpressionError => "EXPRESSION_ERROR",
             Self::InvalidParameter => "INVALID_PARAMETER",
             Self::NodeCreationFailed => "NODE_CREATION_FAILED",
+            Self::LimitExceeded => "LIMIT_EXCEEDED",
             Self::SignalTimeout => "SIGNAL_TIMEOUT",
             Self::CredentialVaultMissing => "CREDENTIAL_VAULT_MISSING",
             Self::CredentialNotFound => "CREDENTIAL_NOT_FOUND",
@@ -114,13 +117,14 @@ impl ErrorCode {
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 30] = [
         Self::Cancelled,
         Self::NodeTimeout,
         Self::TemplateError,
         Self::ExpressionError,
         Self::InvalidParameter,
         Self::NodeCreationFailed,
+        Self::LimitExceeded,
         Self::SignalTimeout,
         Self::CredentialVaultMissing,
         Self::CredentialNotFound,

@@ -8,6 +8,7 @@
 pub mod error_code;
 pub mod expr;
 pub mod graph;
+pub mod limits;
 /// The wire messages under their former name; new code uses [`wire`].
 pub mod message {
     pub use crate::wire::*;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use baton_core::CompiledWorkflow;
+use baton_core::limits::DefinitionLimits;
 use baton_core::message::{Completion, ExecutionStatus};
 use baton_engine::ports::{CredentialVault, WorkflowCatalog};
 use baton_engine::{Clock, NodeRegistry};
@@ -30,6 +31,8 @@ pub struct Master {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Where the scheduler and the history read the time (`SystemClock` in production).
     pub clock: Arc<dyn Clock>,
+    /// Checked before compiling: an oversized definition answers 422 without a compile.
+    pub limits: DefinitionLimits,
 }
 
 /// What starts an execution.
@@ -51,18 +54,20 @@ pub struct StartSpec {
 impl Master {
     /// Compiles a definition with the core validator: every problem with its JSON path.
     pub fn validate(&self, definition: &Value) -> Result<CompiledWorkflow, ApiError> {
-        CompiledWorkflow::compile(definition, &self.registry).map_err(|invalid| {
-            let problems = invalid
-                .0
-                .iter()
-                .map(|p| json!({"path": p.path, "message": p.message}))
-                .collect();
-            ApiError::invalid(
-                "invalid_workflow",
-                format!("the workflow has {} problem(s)", invalid.0.len()),
-                problems,
-            )
-        })
+        CompiledWorkflow::compile_within(definition, &self.registry, &self.limits).map_err(
+            |invalid| {
+                let problems = invalid
+                    .0
+                    .iter()
+                    .map(|p| json!({"path": p.path, "message": p.message}))
+                    .collect();
+                ApiError::invalid(
+                    "invalid_workflow",
+                    format!("the workflow has {} problem(s)", invalid.0.len()),
+                    problems,
+                )
+            },
+        )
     }
 
     /// Records then starts an execution; returns its id (UUID v7).

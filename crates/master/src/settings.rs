@@ -13,6 +13,9 @@
 //! | `queue_type` | `BATON_QUEUE_TYPE` | `classic` | `classic` or `quorum` (as the workers) |
 //! | `queue_prefix` | `BATON_QUEUE_PREFIX` | `` | prefix of every queue/exchange name (tests) |
 //! | `key_prefix` | `BATON_KEY_PREFIX` | `baton` | the workers' Redis key prefix (catalog, vault) |
+//! | `max_definition_bytes` | `BATON_MAX_DEFINITION_BYTES` | `2097152` | larger definitions answer 422, before compiling |
+//! | `max_nodes` | `BATON_MAX_NODES` | `10000` | more nodes answer 422, before compiling |
+//! | `max_edges` | `BATON_MAX_EDGES` | `50000` | more edges answer 422, before compiling |
 //! | `log_format` | `BATON_LOG_FORMAT` | `json` | `json` or `human` |
 //! | `credentials_key` | `BATON_CREDENTIALS_KEY` | none | base64 of 32 bytes; without it `/credentials` answers 503 |
 //!
@@ -40,6 +43,11 @@ pub struct MasterSettings {
     pub connection: ConnectionSettings,
     pub log_format: String,
     pub credentials_key: Option<String>,
+    /// Definition limits, checked before compiling (`baton_core::limits`); the workers'
+    /// variables, so one environment sets both.
+    pub max_definition_bytes: usize,
+    pub max_nodes: usize,
+    pub max_edges: usize,
 }
 
 impl Default for MasterSettings {
@@ -54,6 +62,9 @@ impl Default for MasterSettings {
             connection: ConnectionSettings::default(),
             log_format: "json".into(),
             credentials_key: None,
+            max_definition_bytes: baton_core::limits::DEFAULT_MAX_DEFINITION_BYTES,
+            max_nodes: baton_core::limits::DEFAULT_MAX_NODES,
+            max_edges: baton_core::limits::DEFAULT_MAX_EDGES,
         }
     }
 }
@@ -69,6 +80,15 @@ impl MasterSettings {
     /// Loads like [`Self::load`] without validating (command-line flags may complete it).
     pub fn load_unchecked(file: Option<&std::path::Path>) -> Result<Self, SettingsError> {
         baton_settings::load_layered(&MasterSettings::default(), file)
+    }
+
+    /// The definition limits the API validates within.
+    pub fn definition_limits(&self) -> baton_core::limits::DefinitionLimits {
+        baton_core::limits::DefinitionLimits {
+            max_bytes: self.max_definition_bytes,
+            max_nodes: self.max_nodes,
+            max_edges: self.max_edges,
+        }
     }
 
     pub fn validate(&self) -> Result<(), SettingsError> {

@@ -92,6 +92,7 @@ pub async fn distributed(
         registry: baton_nodes::registry(),
         metrics: crate::metrics_names::handle(),
         clock,
+        limits: settings.definition_limits(),
     }))
 }
 
@@ -154,6 +155,7 @@ pub async fn embedded(
         registry: baton_nodes::registry(),
         metrics: crate::metrics_names::handle(),
         clock,
+        limits: baton_core::limits::DefinitionLimits::default(),
     });
     Ok(Embedded {
         master,

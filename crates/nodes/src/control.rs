@@ -3,6 +3,7 @@
 //! parameters and compute what is computable from resolved parameters alone.
 
 use async_trait::async_trait;
+use baton_core::ErrorCode;
 use baton_core::spec::{NodeClass, NodeSpec, ParamKind, ParamSpec};
 use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
 use serde_json::{Value, json};
@@ -194,11 +195,18 @@ impl Default for SplitNode {
                 aliases: vec![],
                 class: NodeClass::Split,
                 summary: "Runs its successors once per item of an array; each branch sees `$item`.",
-                params: vec![ParamSpec::required(
-                    "input_array",
-                    ParamKind::Array,
-                    "The items: a JSON array or a reference such as `$Fetch.body.users` / `{{ $input.items }}`.",
-                )],
+                params: vec![
+                    ParamSpec::required(
+                        "input_array",
+                        ParamKind::Array,
+                        "The items: a JSON array or a reference such as `$Fetch.body.users` / `{{ $input.items }}`.",
+                    ),
+                    ParamSpec::optional(
+                        "max_items",
+                        ParamKind::Integer,
+                        "The most items this split fans out to; more fail the node with LIMIT_EXCEEDED. The worker's BATON_MAX_SPLIT_ITEMS (default 10,000) applies too: the smaller wins.",
+                    ),
+                ],
                 output: r#"{"_split_items_count": n} (each item runs in its own branch, where it is `$item`)"#,
                 raw_params: vec![],
                 example: r#"{"input_array": "{{ $input.teams }}"}"#,
@@ -235,6 +243,20 @@ impl Node for SplitNode {
                 ));
             }
         };
+        if let Some(max) = input.params.get("max_items").and_then(Value::as_u64)
+            && items.len() as u64 > max
+        {
+            return Err(NodeError {
+                retryable: false,
+                ..NodeError::new(
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "split over {} items, over its `max_items` of {max}",
+                        items.len()
+                    ),
+                )
+            });
+        }
         Ok(NodeOutput::Split { items })
     }
 }

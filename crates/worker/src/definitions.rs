@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use baton_core::CompiledWorkflow;
+use baton_core::limits::DefinitionLimits;
 use baton_core::validate::Invalid;
 use baton_engine::NodeRegistry;
 use baton_engine::ports::{DefinitionCache, PortError};
@@ -16,6 +17,8 @@ pub struct Definitions {
     local: RwLock<HashMap<String, Arc<CompiledWorkflow>>>,
     store: DefinitionStore,
     registry: Arc<NodeRegistry>,
+    /// Checked before compiling: an oversized definition is refused, not compiled.
+    limits: DefinitionLimits,
 }
 
 /// Why a definition is not available.
@@ -37,7 +40,14 @@ impl Definitions {
             local: RwLock::new(HashMap::new()),
             store,
             registry,
+            limits: DefinitionLimits::default(),
         }
+    }
+
+    /// Compiles within `limits` (default: `DefinitionLimits::default()`).
+    pub fn with_limits(mut self, limits: DefinitionLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Compiles a definition, stores it under its hash (once) and caches it.
@@ -47,7 +57,11 @@ impl Definitions {
         if let Some(wf) = self.get(&baton_core::graph::content_hash(doc)) {
             return Ok(wf);
         }
-        let wf = Arc::new(CompiledWorkflow::compile(doc, self.registry.as_ref())?);
+        let wf = Arc::new(CompiledWorkflow::compile_within(
+            doc,
+            self.registry.as_ref(),
+            &self.limits,
+        )?);
         if self.get(&wf.reference).is_none() {
             self.store
                 .put(&wf.reference, &doc.to_string())
@@ -76,7 +90,11 @@ impl Definitions {
             reference: reference.to_string(),
             message: e.to_string(),
         })?;
-        let wf = Arc::new(CompiledWorkflow::compile(&doc, self.registry.as_ref())?);
+        let wf = Arc::new(CompiledWorkflow::compile_within(
+            &doc,
+            self.registry.as_ref(),
+            &self.limits,
+        )?);
         self.local
             .write()
             .unwrap_or_else(|p| p.into_inner())

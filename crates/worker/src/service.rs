@@ -78,7 +78,9 @@ impl Worker {
         let def_store = store.definitions();
         let topology = Arc::new(broker.options().topology.clone());
         let registry = Arc::new(registry);
-        let definitions = Arc::new(Definitions::new(def_store, registry.clone()));
+        let definitions = Arc::new(
+            Definitions::new(def_store, registry.clone()).with_limits(settings.definition_limits()),
+        );
         let (events, _task) = AmqpEvents::start(broker.clone(), topology.clone());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let queue = AmqpHopQueue::new(broker.clone(), timers.clone(), topology, clock.clone());
@@ -95,7 +97,8 @@ impl Worker {
         // every worker's `Definitions` loads it from.
         engine = engine
             .with_catalog(Arc::new(store.catalog()))
-            .with_max_workflow_depth(settings.max_workflow_depth);
+            .with_max_workflow_depth(settings.max_workflow_depth)
+            .with_max_split_items(settings.max_split_items);
         // The vault lives next to the execution state (same Redis, same prefix): the master
         // writes credentials there, and only a worker holding the key can reveal them.
         if let Some(key) = settings
@@ -388,6 +391,8 @@ impl Worker {
         execution: Option<(String, String)>,
         node_id: Option<&str>,
     ) {
+        // Reasons quote what they refuse: cut to 1 KB for the log, the header and the failure.
+        let reason = &baton_core::limits::bounded_reason(reason);
         tracing::error!(reason, "dead-lettering message");
         metrics::counter!(m::DEAD_LETTERS).increment(1);
         if let Err(e) = self

@@ -17,6 +17,10 @@
 //! | `max_message_bytes` | `BATON_MAX_MESSAGE_BYTES` | `10485760` | larger deliveries are dead-lettered |
 //! | `timer_poll_ms` | `BATON_TIMER_POLL_MS` | `50` | how often due timers are claimed |
 //! | `max_workflow_depth` | `BATON_MAX_WORKFLOW_DEPTH` | `8` | how deep `workflow` (sub-workflow) nodes may nest child executions |
+//! | `max_definition_bytes` | `BATON_MAX_DEFINITION_BYTES` | `2097152` | larger definitions are refused before compiling (a start is dead-lettered, its execution failed) |
+//! | `max_nodes` | `BATON_MAX_NODES` | `10000` | nodes per definition, checked before compiling |
+//! | `max_edges` | `BATON_MAX_EDGES` | `50000` | edges per definition, checked before compiling |
+//! | `max_split_items` | `BATON_MAX_SPLIT_ITEMS` | `10000` | items per split (a node's `max_items` may lower it); more fail the node with `LIMIT_EXCEEDED` |
 //! | `log_format` | `BATON_LOG_FORMAT` | `json` | `json` or `human` |
 //! | `worker_threads` | `BATON_WORKER_THREADS` | `0` | runtime threads; 0 = one per core |
 //! | `publisher_channels` | `BATON_PUBLISHER_CHANNELS` | `4` | confirm-mode channels publishes are spread over |
@@ -48,6 +52,12 @@ pub struct Settings {
     pub timer_poll_ms: u64,
     /// How deep sub-workflows nest (a top-level execution is depth 0).
     pub max_workflow_depth: u32,
+    /// Definition limits, checked before compiling (`baton_core::limits`).
+    pub max_definition_bytes: usize,
+    pub max_nodes: usize,
+    pub max_edges: usize,
+    /// Items per split; a larger split fails its node.
+    pub max_split_items: usize,
     pub log_format: String,
     /// `BATON_CREDENTIALS_KEY`; never printed.
     pub credentials_key: Option<SecretText>,
@@ -71,6 +81,10 @@ impl Default for Settings {
             max_message_bytes: 10 * 1024 * 1024,
             timer_poll_ms: 50,
             max_workflow_depth: baton_engine::hop::DEFAULT_MAX_WORKFLOW_DEPTH,
+            max_definition_bytes: baton_core::limits::DEFAULT_MAX_DEFINITION_BYTES,
+            max_nodes: baton_core::limits::DEFAULT_MAX_NODES,
+            max_edges: baton_core::limits::DEFAULT_MAX_EDGES,
+            max_split_items: baton_core::limits::DEFAULT_MAX_SPLIT_ITEMS,
             log_format: "json".into(),
             credentials_key: None,
             http_allow_private_networks: false,
@@ -125,6 +139,12 @@ impl Settings {
         if self.publisher_channels == 0 {
             return bad("publisher_channels", "must be at least 1");
         }
+        if self.max_split_items == 0 || self.max_nodes == 0 {
+            return bad(
+                "max_split_items",
+                "max_split_items and max_nodes must be at least 1",
+            );
+        }
         if self.concurrency == 0 {
             return bad("concurrency", "must be at least 1");
         }
@@ -146,6 +166,15 @@ impl Settings {
             });
         }
         Ok(())
+    }
+
+    /// The definition limits this worker compiles within.
+    pub fn definition_limits(&self) -> baton_core::limits::DefinitionLimits {
+        baton_core::limits::DefinitionLimits {
+            max_bytes: self.max_definition_bytes,
+            max_nodes: self.max_nodes,
+            max_edges: self.max_edges,
+        }
     }
 
     /// The credential vault's key, if one is configured.

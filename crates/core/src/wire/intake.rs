@@ -83,7 +83,8 @@ pub fn classify(body: &[u8], max_bytes: usize) -> Intake {
             Some(v) => v.to_string(),
             None => String::new(),
         };
-        (!exec.is_empty()).then_some((wf, exec))
+        // An id longer than any real one is not one: nothing to fail under it.
+        (!exec.is_empty() && exec.len() <= 256 && wf.len() <= 256).then_some((wf, exec))
     };
     if let Some(id) = value.get("cancel_execution") {
         return match CancelMessage::from_field(id) {
@@ -214,6 +215,18 @@ mod tests {
             reason_of(classify(br#"{"hello":1}"#, 1000)),
             "neither a Baton hop message (`workflow_ref`) nor a Rune NodeExecutionMessage (`workflow_definition`)"
         );
+    }
+
+    #[test]
+    fn a_200_kb_field_gives_a_reason_that_bounds_to_a_kilobyte() {
+        let body = format!(
+            r#"{{"execution_id":"e1","workflow_ref":"r","workflow_id":"w","node_id":"n","kind":"run","attempt":"{}"}}"#,
+            "x".repeat(200_000)
+        );
+        let reason = reason_of(classify(body.as_bytes(), 1_000_000));
+        let bounded = crate::limits::bounded_reason(&reason);
+        assert!(bounded.len() <= crate::limits::MAX_REASON_BYTES);
+        assert!(bounded.starts_with("hop message is malformed"), "{bounded}");
     }
 
     #[test]

@@ -67,7 +67,15 @@ impl Engine {
             .map(|n| n.key.clone())
             .unwrap_or_default();
         let arrival = json!({"item": frame.item_index, "from": from, "real": real});
-        let expected = frame.total_items * node.in_edges.len().max(1);
+        // `total_items` is bounded by the split cap at the door (`bounds.rs`); checked anyway,
+        // since an overflow here would size the release below.
+        let Some(expected) = frame.total_items.checked_mul(node.in_edges.len().max(1)) else {
+            return Ok(HopOutcome::Poison(format!(
+                "total_items {} times {} inputs overflows",
+                frame.total_items,
+                node.in_edges.len()
+            )));
+        };
         // Reported before the arrival is recorded, for the same reason as in `arrive_join`.
         if real {
             let mut ev = self.status(node, msg, NodeStatus::Waiting);

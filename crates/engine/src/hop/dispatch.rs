@@ -23,6 +23,9 @@ impl Engine {
                 msg.node_id, msg.workflow_ref
             )));
         };
+        if let Some(reason) = super::bounds::out_of_bounds(&msg, node, self.max_split_items) {
+            return Ok(HopOutcome::Poison(reason));
+        }
         let hop = Hop::new(&msg);
         // The common case (an ordinary node run) reads lifecycle and context in one round trip.
         // (Not `OnFailure`: it runs after the execution finished, when `begin_hop` reads nothing.)

@@ -61,6 +61,8 @@ pub struct Engine {
     pub(super) completion_lease_ms: u64,
     /// Where every hop reads the time and waits for it.
     pub(super) clock: Arc<dyn Clock>,
+    /// The most items a split fans out to (a node's `max_items` may lower it).
+    pub(super) max_split_items: usize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -91,6 +93,7 @@ impl Engine {
             vault: None,
             completion_lease_ms: COMPLETION_LEASE_MS,
             clock: Arc::new(SystemClock),
+            max_split_items: baton_core::limits::DEFAULT_MAX_SPLIT_ITEMS,
         }
     }
 
@@ -128,6 +131,13 @@ impl Engine {
     /// Sets how deep sub-workflows may nest (default [`DEFAULT_MAX_WORKFLOW_DEPTH`]).
     pub fn with_max_workflow_depth(mut self, depth: u32) -> Self {
         self.max_workflow_depth = depth;
+        self
+    }
+
+    /// Caps every split at `items` (default [`baton_core::limits::DEFAULT_MAX_SPLIT_ITEMS`]);
+    /// a message claiming a larger split is poison.
+    pub fn with_max_split_items(mut self, items: usize) -> Self {
+        self.max_split_items = items;
         self
     }
 

@@ -11,6 +11,7 @@
 //! `subworkflow`; `route` commits and hands on; `complete` sends the one completion.
 
 mod aggregate;
+mod bounds;
 mod complete;
 mod credentials;
 mod current;

@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
-use crate::node::NodeOutput;
+use crate::node::{NodeError, NodeOutput};
 use crate::ports::{CommitOutcome, ContextWrite, HopCommit, PortError};
+use baton_core::ErrorCode;
 
 impl Engine {
     /// Routes a successful run on what the node produced.
@@ -30,7 +31,25 @@ impl Engine {
                 self.succeed_with(wf, node, hop, output, Some(json), ev)
                     .await
             }
-            NodeOutput::Split { items } => self.fan_out(wf, node, hop, items, ev).await,
+            NodeOutput::Split { items } => {
+                // The worker's cap; the node's own `max_items` (checked by the node) may be lower.
+                let cap = self.max_split_items;
+                if items.len() > cap {
+                    let err = NodeError {
+                        retryable: false,
+                        ..NodeError::new(
+                            ErrorCode::LimitExceeded,
+                            format!(
+                                "split over {} items, over this worker's cap of {cap} (setting BATON_MAX_SPLIT_ITEMS)",
+                                items.len()
+                            ),
+                        )
+                    };
+                    drop(items);
+                    return self.fail(wf, node, hop, err, started).await;
+                }
+                self.fan_out(wf, node, hop, items, ev).await
+            }
             NodeOutput::Wait { delay_ms } => self.park_until(node, hop, delay_ms, ev).await,
             NodeOutput::AwaitSignal { name, timeout_ms } => {
                 Box::pin(self.await_signal(wf, node, hop, name, timeout_ms, ev)).await
@@ -74,7 +93,7 @@ impl Engine {
         mut ev: StatusEvent,
     ) -> Result<HopOutcome, PortError> {
         let msg = hop.msg;
-        let resume_at = self.clock.now_ms() + delay_ms;
+        let resume_at = self.clock.now_ms().saturating_add(delay_ms);
         let out = json!({"resume_at": resume_at, "delay_ms": delay_ms});
         let outputs = vec![ContextWrite::new(
             hop.scope.clone(),

@@ -1,127 +1,22 @@
-//! The compiled workflow: indexed nodes and edges, typed routes, compiled templates and
-//! expressions, joins and split scopes. Compiling is also semantic validation: every problem
-//! (duplicates, dangling edges, cycles, unknown types, bad parameters, references to
-//! non-ancestors, unreachable nodes, missing conditional/switch edges) is reported at once.
+//! The build: indexes nodes and edges, types routes, compiles templates and expressions, and
+//! reports every problem found on the way.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde_json::{Map, Value};
 
+use super::ancestry::Ancestry;
+use super::checks::{check_params, raw_roots, topo_order};
+use super::route::case_index;
+use super::{CompiledEdge, CompiledNode, CompiledWorkflow, EdgeIdx, NodeIdx, Route};
 use crate::expr::Expr;
-use crate::model::{ErrorKind, RetryPolicy, Workflow};
+use crate::model::{ErrorKind, Workflow};
 use crate::spec::{NodeCatalog, NodeClass, is_trigger_type};
-use crate::template::{CompiledTemplate, TemplateSet};
-use crate::validate::{Invalid, Problem, check_shape};
-
-pub type NodeIdx = usize;
-pub type EdgeIdx = usize;
-
-/// When an edge is followed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    Success,
-    Error,
-    True,
-    False,
-    /// A switch route: the rule index, or `rules.len()` for the fallback.
-    Case(usize),
-}
-
-#[derive(Debug, Clone)]
-pub struct CompiledEdge {
-    pub id: String,
-    pub src: NodeIdx,
-    pub dst: NodeIdx,
-    pub route: Route,
-}
-
-/// A node ready to run.
-#[derive(Debug)]
-pub struct CompiledNode {
-    pub idx: NodeIdx,
-    pub id: String,
-    pub name: String,
-    /// Context key of the node's output: `$` + name.
-    pub key: String,
-    pub node_type: String,
-    pub class: NodeClass,
-    pub trigger: bool,
-    pub error_policy: ErrorKind,
-    pub retry: RetryPolicy,
-    pub timeout_ms: Option<u64>,
-    pub params: CompiledTemplate,
-    /// The conditional's expression, compiled.
-    pub condition: Option<Expr>,
-    /// Credential values plus Rune's `"type"` key.
-    pub credentials: Option<Map<String, Value>>,
-    pub out_edges: Vec<EdgeIdx>,
-    /// Incoming edges that can deliver arrivals (edges from triggers excluded).
-    pub in_edges: Vec<EdgeIdx>,
-    /// Waits for its incoming branches (a merge, or any node with several incoming edges).
-    pub is_join: bool,
-    pub wait_for_any: bool,
-    /// For a split: the aggregator that closes its scope, if any.
-    pub split_closer: Option<NodeIdx>,
-    /// Context keys this node's parameters and expression read.
-    pub reads: Vec<String>,
-    /// Parameters the node type declares raw (`NodeSpec::raw_params`), exactly as written: the
-    /// engine re-inserts them into the resolved parameters, untouched.
-    pub raw_params: Map<String, Value>,
-}
-
-/// A validated, compiled workflow. Immutable; shared between hops.
-#[derive(Debug)]
-pub struct CompiledWorkflow {
-    pub definition: Workflow,
-    pub nodes: Vec<CompiledNode>,
-    pub edges: Vec<CompiledEdge>,
-    pub by_id: HashMap<String, NodeIdx>,
-    pub start: Vec<NodeIdx>,
-    pub on_failure: Option<NodeIdx>,
-    pub templates: TemplateSet,
-    /// Content hash of the definition: executions are pinned to it.
-    pub reference: String,
-}
-
-/// How a node ended, for routing.
-#[derive(Debug, Clone, Copy)]
-pub enum RouteOutcome<'a> {
-    Success(&'a Value),
-    /// Failed under `ignore`: continue as if it succeeded with no output.
-    Ignored,
-    /// Failed under `branch`: only error edges.
-    ErrorBranch,
-}
+use crate::template::TemplateSet;
+use crate::validate::Problem;
 
 impl CompiledWorkflow {
-    /// Validates and compiles a workflow document.
-    pub fn compile(doc: &Value, catalog: &dyn NodeCatalog) -> Result<Self, Invalid> {
-        let mut problems = check_shape(doc);
-        if !problems.is_empty() {
-            return Err(Invalid(problems));
-        }
-        let definition: Workflow = serde_json::from_value(doc.clone()).map_err(|e| {
-            Invalid(vec![Problem::new(
-                "$",
-                format!("does not match the workflow format: {e}"),
-            )])
-        })?;
-        let compiled = Self::build(definition, catalog, &mut problems).map(|mut wf| {
-            wf.reference = content_hash(doc);
-            wf
-        });
-        if problems.is_empty() {
-            compiled.ok_or_else(|| Invalid(vec![Problem::new("$", "could not compile")]))
-        } else {
-            Err(Invalid(problems))
-        }
-    }
-
-    pub fn node(&self, id: &str) -> Option<&CompiledNode> {
-        self.by_id.get(id).map(|i| &self.nodes[*i])
-    }
-
-    fn build(
+    pub(super) fn build(
         def: Workflow,
         catalog: &dyn NodeCatalog,
         problems: &mut Vec<Problem>,
@@ -286,18 +181,8 @@ impl CompiledWorkflow {
                 ));
             }
         }
-        // Ancestors (by topological order).
-        let mut ancestors: Vec<HashSet<NodeIdx>> = vec![HashSet::new(); n];
-        for &i in &order {
-            let mut acc = HashSet::new();
-            for e in &in_adj[i] {
-                if let Some((s, _)) = raw_edges[*e] {
-                    acc.insert(s);
-                    acc.extend(ancestors[s].iter().copied());
-                }
-            }
-            ancestors[i] = acc;
-        }
+        // Which outputs each node may read: its ancestors', asked per node below.
+        let mut ancestry = Ancestry::new(n, &raw_edges, &order);
         let name_to_idx: HashMap<String, NodeIdx> = def
             .nodes
             .iter()
@@ -496,23 +381,25 @@ impl CompiledWorkflow {
                     }
                 }
             }
-            for root in &reads {
-                if let Some(&j) = name_to_idx.get(root)
-                    && !ancestors[i].contains(&j)
-                {
-                    let why = if j == i {
-                        "its own output".to_string()
-                    } else {
-                        format!(
-                            "node `{}`, which is not an ancestor of `{}`",
-                            def.nodes[j].name, node.name
-                        )
-                    };
-                    problems.push(Problem::new(
-                        format!("{base}.parameters"),
-                        format!("references `{root}`: {why}, so its output cannot exist yet"),
-                    ));
-                }
+            let read_nodes: Vec<(&String, NodeIdx)> = reads
+                .iter()
+                .filter_map(|root| name_to_idx.get(root).map(|&j| (root, j)))
+                .collect();
+            let targets: Vec<NodeIdx> = read_nodes.iter().map(|(_, j)| *j).collect();
+            let outside = ancestry.not_ancestors(i, &targets);
+            for (root, j) in read_nodes.into_iter().filter(|(_, j)| outside.contains(j)) {
+                let why = if j == i {
+                    "its own output".to_string()
+                } else {
+                    format!(
+                        "node `{}`, which is not an ancestor of `{}`",
+                        def.nodes[j].name, node.name
+                    )
+                };
+                problems.push(Problem::new(
+                    format!("{base}.parameters"),
+                    format!("references `{root}`: {why}, so its output cannot exist yet"),
+                ));
             }
             let credentials = node.credentials.as_ref().map(|c| {
                 // A vault reference (`{"$credential": "<id>"}`) stays a reference: the hop
@@ -601,233 +488,4 @@ impl CompiledWorkflow {
         }
         if problems.is_empty() { Some(wf) } else { None }
     }
-
-    /// The aggregator closing the scope a split opens: the first aggregator reached at nesting
-    /// depth zero.
-    fn find_closer(&self, split: NodeIdx) -> Option<NodeIdx> {
-        let mut seen = HashSet::new();
-        let mut queue: VecDeque<(NodeIdx, i32)> = VecDeque::new();
-        for e in &self.nodes[split].out_edges {
-            queue.push_back((self.edges_by_def(*e)?.dst, 0));
-        }
-        while let Some((i, depth)) = queue.pop_front() {
-            if !seen.insert((i, depth)) {
-                continue;
-            }
-            let node = &self.nodes[i];
-            let next_depth = match node.class {
-                NodeClass::Aggregator if depth == 0 => return Some(i),
-                NodeClass::Aggregator => depth - 1,
-                NodeClass::Split => depth + 1,
-                _ => depth,
-            };
-            for e in &node.out_edges {
-                if let Some(edge) = self.edges_by_def(*e) {
-                    queue.push_back((edge.dst, next_depth));
-                }
-            }
-        }
-        None
-    }
-
-    /// Edge by its index in the definition (compiled edges keep definition order when valid).
-    pub fn edges_by_def(&self, e: EdgeIdx) -> Option<&CompiledEdge> {
-        self.edges.get(e)
-    }
-
-    /// Which outgoing edges a node's outcome follows; the rest are "not taken" and carry skips.
-    pub fn route(&self, node: NodeIdx, outcome: RouteOutcome<'_>) -> (Vec<EdgeIdx>, Vec<EdgeIdx>) {
-        let n = &self.nodes[node];
-        let mut taken = Vec::new();
-        let mut untaken = Vec::new();
-        let selected_case = |output: Option<&Value>| -> Option<usize> {
-            output
-                .and_then(|o| o.get("output_index"))
-                .and_then(Value::as_u64)
-                .map(|x| x as usize)
-        };
-        for &e in &n.out_edges {
-            let route = &self.edges[e].route;
-            let follow = match outcome {
-                RouteOutcome::ErrorBranch => *route == Route::Error,
-                RouteOutcome::Success(output) => {
-                    self.follows(n, route, Some(output), selected_case(Some(output)))
-                }
-                RouteOutcome::Ignored => self.follows(n, route, None, None),
-            };
-            if follow {
-                taken.push(e)
-            } else {
-                untaken.push(e)
-            }
-        }
-        (taken, untaken)
-    }
-
-    fn follows(
-        &self,
-        n: &CompiledNode,
-        route: &Route,
-        output: Option<&Value>,
-        case: Option<usize>,
-    ) -> bool {
-        match route {
-            Route::Error => false,
-            Route::Success => true,
-            Route::True | Route::False => {
-                let result = output
-                    .and_then(|o| o.get("result"))
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                (*route == Route::True) == result
-            }
-            Route::Case(k) => {
-                let fallback = self.switch_fallback_index(n);
-                *k == case.unwrap_or(fallback)
-            }
-        }
-    }
-
-    fn switch_fallback_index(&self, n: &CompiledNode) -> usize {
-        self.definition.nodes[n.idx]
-            .parameters
-            .get("rules")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len)
-    }
-}
-
-/// Which switch case an edge's `on` names: a rule `name`/`case`, a rule index, or the fallback.
-fn case_index(on: &str, rules: &[Value]) -> Option<usize> {
-    if matches!(on, "fallback" | "default") {
-        return Some(rules.len());
-    }
-    if let Some(k) = rules.iter().position(|r| {
-        ["name", "case", "label"]
-            .iter()
-            .any(|f| r.get(*f).and_then(Value::as_str) == Some(on))
-    }) {
-        return Some(k);
-    }
-    on.parse::<usize>().ok().filter(|k| *k <= rules.len())
-}
-
-fn check_params(
-    problems: &mut Vec<Problem>,
-    i: usize,
-    params: &Value,
-    spec: &crate::spec::NodeSpec,
-) {
-    let obj = params.as_object();
-    for p in &spec.params {
-        let path = format!("$.nodes[{i}].parameters.{}", p.name);
-        match obj.and_then(|o| o.get(p.name)) {
-            None | Some(Value::Null) if p.required => problems.push(Problem::new(
-                path,
-                format!(
-                    "is required by `{}`: expected {}",
-                    spec.type_name,
-                    p.kind.describe()
-                ),
-            )),
-            Some(v) if !v.is_null() && !is_templated(v) && !p.kind.accepts(v) => problems.push(
-                Problem::new(path, format!("expected {}, found `{v}`", p.kind.describe())),
-            ),
-            _ => {}
-        }
-    }
-}
-
-/// The context roots raw parameters mention: every `$root` in their strings, plus the first
-/// segment of a top-level bare path such as `Fetch.body.users` (Rune adds the missing `$`).
-fn raw_roots(raw: &Map<String, Value>) -> Vec<String> {
-    fn walk(v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::String(s) => {
-                for r in crate::path::referenced_roots(s) {
-                    if !out.contains(&r) {
-                        out.push(r);
-                    }
-                }
-            }
-            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
-            Value::Object(m) => m.values().for_each(|x| walk(x, out)),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    for v in raw.values() {
-        walk(v, &mut out);
-        if let Value::String(s) = v {
-            let t = s.trim();
-            let head: String = t
-                .chars()
-                .take_while(|c| crate::path::is_root_char(*c))
-                .collect();
-            if !head.is_empty() && !t.starts_with('$') {
-                let root = format!("${head}");
-                if !out.contains(&root) {
-                    out.push(root);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// A string that will be resolved at run time, so its type is checked then.
-fn is_templated(v: &Value) -> bool {
-    v.as_str()
-        .is_some_and(|s| s.contains("{{") || s.contains('$'))
-}
-
-/// Kahn's algorithm; on failure returns one cycle (node indexes in order).
-fn topo_order(
-    n: usize,
-    edges: &[Option<(NodeIdx, NodeIdx)>],
-) -> Result<Vec<NodeIdx>, Vec<NodeIdx>> {
-    let mut indeg = vec![0usize; n];
-    let mut adj = vec![Vec::new(); n];
-    for (s, d) in edges.iter().flatten() {
-        indeg[*d] += 1;
-        adj[*s].push(*d);
-    }
-    let mut q: VecDeque<NodeIdx> = (0..n).filter(|i| indeg[*i] == 0).collect();
-    let mut order = Vec::with_capacity(n);
-    while let Some(i) = q.pop_front() {
-        order.push(i);
-        for &d in &adj[i] {
-            indeg[d] -= 1;
-            if indeg[d] == 0 {
-                q.push_back(d);
-            }
-        }
-    }
-    if order.len() == n {
-        return Ok(order);
-    }
-    // Walk predecessors-with-remaining-indegree until a node repeats: that is a cycle.
-    let remaining: HashSet<NodeIdx> = (0..n).filter(|i| indeg[*i] > 0).collect();
-    let start = *remaining.iter().min().unwrap_or(&0);
-    let mut path = vec![start];
-    let mut pos: HashMap<NodeIdx, usize> = HashMap::from([(start, 0)]);
-    let mut cur = start;
-    loop {
-        let Some(&next) = adj[cur].iter().filter(|d| remaining.contains(d)).min() else {
-            return Err(path);
-        };
-        if let Some(&p) = pos.get(&next) {
-            return Err(path[p..].to_vec());
-        }
-        pos.insert(next, path.len());
-        path.push(next);
-        cur = next;
-    }
-}
-
-/// SHA-256 of the definition's JSON text (first 128 bits, hex).
-pub fn content_hash(doc: &Value) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(doc.to_string().as_bytes());
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
