@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use baton_core::CompiledWorkflow;
+use baton_core::limits::DefinitionLimits;
 use baton_core::validate::Invalid;
 use baton_engine::NodeRegistry;
 use serde_json::Value;
@@ -30,7 +31,26 @@ pub fn read_document(path: &Path) -> Result<Value, LoadError> {
 
 pub fn compile(path: &Path, registry: &NodeRegistry) -> Result<CompiledWorkflow, LoadError> {
     let doc = read_document(path)?;
-    CompiledWorkflow::compile(&doc, registry).map_err(LoadError::Invalid)
+    CompiledWorkflow::compile_within(&doc, registry, &definition_limits())
+        .map_err(LoadError::Invalid)
+}
+
+/// The definition limits, from `BATON_MAX_DEFINITION_BYTES`, `BATON_MAX_NODES` and
+/// `BATON_MAX_EDGES` when set (as the worker and master read them), else the defaults: a file
+/// that validates here is accepted there.
+pub fn definition_limits() -> DefinitionLimits {
+    let read = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(default)
+    };
+    let d = DefinitionLimits::default();
+    DefinitionLimits {
+        max_bytes: read("BATON_MAX_DEFINITION_BYTES", d.max_bytes),
+        max_nodes: read("BATON_MAX_NODES", d.max_nodes),
+        max_edges: read("BATON_MAX_EDGES", d.max_edges),
+    }
 }
 
 /// `--input` value: inline JSON, or `@file.json`.
