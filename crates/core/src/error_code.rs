@@ -71,10 +71,15 @@ pub enum ErrorCode {
     // The `code` node.
     /// The script raised an error (`throw`, a type error, a missing variable, …).
     CodeError,
-    /// The script hit a sandbox limit (operations, call depth, sizes, variables, …).
+    /// The script hit a sandbox limit (operations, call depth, sizes, variables, …, or the
+    /// sandbox process's memory or CPU cap).
     CodeLimitExceeded,
     /// The script ran past `timeout_ms`.
     CodeTimeout,
+    // The runtime itself.
+    /// Something in the runtime failed, not the node's work (e.g. the `code` node's sandbox
+    /// process could not be started); the message names what.
+    Internal,
 }
 
 impl ErrorCode {
@@ -110,11 +115,12 @@ impl ErrorCode {
             Self::CodeError => "CODE_ERROR",
             Self::CodeLimitExceeded => "CODE_LIMIT_EXCEEDED",
             Self::CodeTimeout => "CODE_TIMEOUT",
+            Self::Internal => "INTERNAL",
         }
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 30] = [
         Self::Cancelled,
         Self::NodeTimeout,
         Self::TemplateError,
@@ -144,6 +150,7 @@ impl ErrorCode {
         Self::CodeError,
         Self::CodeLimitExceeded,
         Self::CodeTimeout,
+        Self::Internal,
     ];
 }
 
