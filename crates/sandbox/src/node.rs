@@ -42,6 +42,9 @@ pub struct CodeSettings {
     pub in_process: bool,
     /// The sandbox executable and its arguments; `None`: this executable with `sandbox`.
     pub program: Option<(PathBuf, Vec<String>)>,
+    /// Start the children at once (when a tokio runtime is running) rather than at the first
+    /// script: a worker does, so no hop pays a process start.
+    pub warm: bool,
 }
 
 impl Default for CodeSettings {
@@ -52,6 +55,7 @@ impl Default for CodeSettings {
             sandboxes: DEFAULT_SANDBOXES,
             in_process: false,
             program: None,
+            warm: false,
         }
     }
 }
@@ -74,12 +78,16 @@ impl CodeSettings {
                 }
             },
         };
-        Arc::new(SandboxPool::new(SandboxConfig {
+        let pool = SandboxPool::new(SandboxConfig {
             program,
             args,
             memory_mb: self.memory_mb,
             sandboxes: self.sandboxes,
-        }))
+        });
+        if self.warm {
+            pool.warm();
+        }
+        Arc::new(pool)
     }
 }
 
