@@ -46,7 +46,14 @@ enum Command {
     Bench(commands::bench::BenchArgs),
 }
 
+const SANDBOX_SUBCOMMAND: &str = "sandbox";
+
 fn main() -> ExitCode {
+    // `baton sandbox` (hidden): a `code` node's child process. Dispatched before anything
+    // else so the child starts no runtime, logger or thread before capping itself.
+    if std::env::args().nth(1).as_deref() == Some(SANDBOX_SUBCOMMAND) {
+        return baton_sandbox::child::main(std::env::args().skip(2));
+    }
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Worker(_) | Command::Master(_)) {
         logging::init_cli();

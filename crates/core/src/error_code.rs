@@ -73,10 +73,15 @@ pub enum ErrorCode {
     // The `code` node.
     /// The script raised an error (`throw`, a type error, a missing variable, …).
     CodeError,
-    /// The script hit a sandbox limit (operations, call depth, sizes, variables, …).
+    /// The script hit a sandbox limit (operations, call depth, sizes, variables, …, or the
+    /// sandbox process's memory or CPU cap).
     CodeLimitExceeded,
     /// The script ran past `timeout_ms`.
     CodeTimeout,
+    // The runtime itself.
+    /// Something in the runtime failed, not the node's work (e.g. the `code` node's sandbox
+    /// process could not be started); the message names what.
+    Internal,
 }
 
 impl ErrorCode {
@@ -113,6 +118,7 @@ impl ErrorCode {
             Self::CodeError => "CODE_ERROR",
             Self::CodeLimitExceeded => "CODE_LIMIT_EXCEEDED",
             Self::CodeTimeout => "CODE_TIMEOUT",
+            Self::Internal => "INTERNAL",
         }
     }
 
@@ -148,6 +154,7 @@ impl ErrorCode {
         Self::CodeError,
         Self::CodeLimitExceeded,
         Self::CodeTimeout,
+        Self::Internal,
     ];
 }
 

@@ -25,6 +25,15 @@ pub fn registry() -> NodeRegistry {
 /// Every built-in node type, with the `http` node obeying `http_policy` (the worker pool
 /// passes [`http::HttpPolicy::production`], adjusted by its settings).
 pub fn registry_with(http_policy: http::HttpPolicy) -> NodeRegistry {
+    registry_for(http_policy, &code::CodeSettings::default())
+}
+
+/// Every built-in node type, with the `http` node obeying `http_policy` and the `code` node
+/// running its scripts as `code_settings` say (the worker passes its `BATON_CODE_*` settings).
+pub fn registry_for(
+    http_policy: http::HttpPolicy,
+    code_settings: &code::CodeSettings,
+) -> NodeRegistry {
     let mut r = NodeRegistry::new();
     r.register(Arc::new(log::LogNode::new()));
     r.register(Arc::new(http::HttpNode::with_policy(http_policy)));
@@ -44,7 +53,7 @@ pub fn registry_with(http_policy: http::HttpPolicy) -> NodeRegistry {
     r.register(Arc::new(datetime::DateTimeNode::subtract()));
     r.register(Arc::new(datetime::DateTimeNode::format()));
     r.register(Arc::new(datetime::DateTimeNode::parse()));
-    r.register(Arc::new(code::CodeNode::new()));
+    r.register(Arc::new(code::CodeNode::with_settings(code_settings)));
     r.register(Arc::new(subworkflow::SubWorkflowNode::default()));
     r
 }

@@ -24,6 +24,10 @@
 //! | `log_format` | `BATON_LOG_FORMAT` | `json` | `json` or `human` |
 //! | `worker_threads` | `BATON_WORKER_THREADS` | `0` | runtime threads; 0 = one per core |
 //! | `publisher_channels` | `BATON_PUBLISHER_CHANNELS` | `4` | confirm-mode channels publishes are spread over |
+//! | `code_memory_mb` | `BATON_CODE_MEMORY_MB` | `64` | memory cap (`RLIMIT_DATA`) of each `code` node sandbox process |
+//! | `code_timeout_ms` | `BATON_CODE_TIMEOUT_MS` | `30000` | largest `timeout_ms` (wall clock and CPU) a `code` node may ask for; nodes default to 1000 |
+//! | `code_sandboxes` | `BATON_CODE_SANDBOXES` | `2` | sandbox processes kept warm, i.e. `code` scripts running at once |
+//! | `code_in_process` | `BATON_CODE_IN_PROCESS` | `false` | run `code` scripts in the worker without memory/CPU caps (only where no child process can be started) |
 //! | `credentials_key` | `BATON_CREDENTIALS_KEY` | none | base64 of 32 random bytes (`openssl rand -base64 32`): enables the credential vault (see below) |
 //!
 //! With `credentials_key` set, nodes' `"credentials": {"$credential": "<id>"}` references are
@@ -67,6 +71,11 @@ pub struct Settings {
     pub worker_threads: usize,
     /// Confirm-mode publishing channels. Fewer channels let the broker coalesce confirms.
     pub publisher_channels: usize,
+    /// `code` node sandboxes (see `rfcs/0007-code-node.md`).
+    pub code_memory_mb: u64,
+    pub code_timeout_ms: u64,
+    pub code_sandboxes: usize,
+    pub code_in_process: bool,
 }
 
 impl Default for Settings {
@@ -90,6 +99,10 @@ impl Default for Settings {
             http_allow_private_networks: false,
             worker_threads: 0,
             publisher_channels: 4,
+            code_memory_mb: baton_nodes::code::DEFAULT_MEMORY_MB,
+            code_timeout_ms: baton_nodes::code::MAX_TIMEOUT_MS,
+            code_sandboxes: baton_nodes::code::DEFAULT_SANDBOXES,
+            code_in_process: false,
         }
     }
 }
@@ -148,6 +161,15 @@ impl Settings {
         if self.concurrency == 0 {
             return bad("concurrency", "must be at least 1");
         }
+        if self.code_memory_mb < 8 {
+            return bad("code_memory_mb", "must be at least 8 (MiB)");
+        }
+        if self.code_timeout_ms == 0 {
+            return bad("code_timeout_ms", "must be at least 1");
+        }
+        if self.code_sandboxes == 0 {
+            return bad("code_sandboxes", "must be at least 1");
+        }
         let connection = &self.connection;
         if !connection.amqp_url.starts_with("amqp://")
             && !connection.amqp_url.starts_with("amqps://")
@@ -174,6 +196,18 @@ impl Settings {
             max_bytes: self.max_definition_bytes,
             max_nodes: self.max_nodes,
             max_edges: self.max_edges,
+        }
+    }
+
+    /// How this worker runs `code` nodes: in warm sandbox children of this executable.
+    pub fn code_settings(&self) -> baton_nodes::code::CodeSettings {
+        baton_nodes::code::CodeSettings {
+            memory_mb: self.code_memory_mb,
+            max_timeout_ms: self.code_timeout_ms,
+            sandboxes: self.code_sandboxes,
+            in_process: self.code_in_process,
+            program: None,
+            warm: true,
         }
     }
 

@@ -32,7 +32,8 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<u8> {
             allow_private_networks: settings.http_allow_private_networks,
             ..baton_nodes::http::HttpPolicy::production()
         };
-        let worker = Worker::connect(settings, baton_nodes::registry_with(http_policy)).await?;
+        let registry = baton_nodes::registry_for(http_policy, &settings.code_settings());
+        let worker = Worker::connect(settings, registry).await?;
         let admin_stop = CancellationToken::new();
         let admin = tokio::spawn(health::serve(
             worker.clone(),
