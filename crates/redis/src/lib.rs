@@ -7,6 +7,7 @@
 //! - [`DefinitionStore`]: workflow definitions by reference.
 //! - [`RedisCatalog`]: named, versioned workflow definitions (the `WorkflowCatalog` port).
 //! - [`TimerStore`]: durable timers with leased claims.
+//! - [`DeliveryCounts`]: durable redelivery counts, the worker's crash budget.
 //! - cancellation broadcast: [`RedisStore::publish_cancel`] / [`RedisStore::subscribe_cancels`].
 //!
 //! Every multi-key operation is one Lua script (`src/lua/`), run with `EVALSHA` (loaded on
@@ -14,6 +15,7 @@
 
 mod catalog;
 mod definitions;
+mod deliveries;
 mod error;
 mod ledger;
 mod reply;
@@ -23,6 +25,7 @@ mod timers;
 
 pub use catalog::RedisCatalog;
 pub use definitions::DefinitionStore;
+pub use deliveries::{DeliveryCounts, DeliveryTally};
 pub use error::Error;
 pub use store::{RedisOptions, RedisStore};
 pub use timers::TimerStore;

@@ -196,6 +196,11 @@ impl RedisStore {
         TimerStore::new(self.conn.clone(), &self.prefix)
     }
 
+    /// Durable delivery counts (the crash budget), on the same connection and key prefix.
+    pub fn deliveries(&self) -> crate::DeliveryCounts {
+        crate::DeliveryCounts::new(self.conn.clone(), &self.prefix)
+    }
+
     /// Readiness: one `PING`.
     pub async fn ping(&self) -> Result<(), Error> {
         let mut conn = self.conn.clone();

@@ -2,12 +2,14 @@
 //! with the engine against Redis state, publishes successors, statuses and completions with
 //! publisher confirms, dead-letters poison, serves health and metrics, drains on SIGTERM.
 
+pub mod budget;
 pub mod definitions;
 pub mod failure;
 pub mod health;
 pub mod metrics_names;
 pub mod service;
 pub mod settings;
+mod settle;
 pub mod trace;
 pub mod transport;
 

@@ -9,6 +9,8 @@ pub const EVENTS_PUBLISHED: &str = "baton_events_published_total";
 pub const TIMERS_FIRED: &str = "baton_timer_batches_total";
 pub const EXECUTIONS_STARTED: &str = "baton_executions_started_total";
 pub const TRANSIENT_ERRORS: &str = "baton_transient_errors_total";
+pub const PANICS: &str = "baton_panics_total";
+pub const CRASH_BUDGET_SPENT: &str = "baton_crash_budget_spent_total";
 pub const HOP_MESSAGE_BYTES: &str = "baton_hop_message_bytes";
 /// Bucket bounds of [`HOP_MESSAGE_BYTES`]: hop messages stay far below 4 KB (RFC 0004); the
 /// larger buckets show it if they ever do not.
@@ -45,6 +47,14 @@ pub fn describe() {
         "Body size of the hop messages published (they go straight to the execution queue, so this is where to watch them)"
     );
     metrics::describe_counter!(EXECUTIONS_STARTED, "Executions started from start messages");
+    metrics::describe_counter!(
+        PANICS,
+        "Messages whose processing panicked (dead-lettered with the panic's message)"
+    );
+    metrics::describe_counter!(
+        CRASH_BUDGET_SPENT,
+        "Messages dead-lettered because they crashed or stalled BATON_MAX_DELIVERIES workers"
+    );
     metrics::describe_counter!(
         TRANSIENT_ERRORS,
         "Hops handed back because the broker or Redis failed"

@@ -2,27 +2,28 @@
 //! effects are stored and its successors confirmed, dead-letter poison, drain on shutdown.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton_amqp::{AmqpOptions, Broker, Delivery};
-use baton_core::wire::{
-    CancelMessage, ErrorInfo, Intake, NodeStatus, RuneStart, SignalMessage, StatusEvent, classify,
-};
-use baton_engine::ports::{EventSink, ExecutionStart, ExecutionStore, PortError};
+use baton_core::wire::{CancelMessage, Intake, RuneStart, SignalMessage, classify};
+use baton_engine::ports::{ExecutionStore, PortError};
 use baton_engine::{Clock, Engine, HopOutcome, NodeRegistry, StartRequest, SystemClock};
-use baton_redis::{RedisOptions, RedisStore};
+use baton_redis::{DeliveryCounts, RedisOptions, RedisStore};
 use baton_vault::RedisVault;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::budget::{self, Verdict};
 use crate::definitions::{DefinitionError, Definitions};
-use crate::failure::{Disposition, disposition};
+use crate::failure::{DeadLetterReason, bounded, panic_message};
 use crate::metrics_names as m;
 use crate::settings::Settings;
+use crate::settle::{Settle, Subject};
 use crate::trace;
 use crate::transport::{AmqpEvents, AmqpHopQueue, run_timer_pump};
 
@@ -48,7 +49,8 @@ pub struct Worker {
     pub definitions: Arc<Definitions>,
     pub events: AmqpEvents,
     pub draining: AtomicBool,
-    transient_failures: Mutex<HashMap<String, u32>>,
+    pub(crate) transient_failures: Mutex<HashMap<String, u64>>,
+    pub(crate) deliveries: DeliveryCounts,
 }
 
 impl Worker {
@@ -115,6 +117,7 @@ impl Worker {
             engine = engine.with_vault(Arc::new(vault));
         }
         let engine = Arc::new(engine);
+        let deliveries = store.deliveries();
         let worker = Arc::new(Self {
             settings,
             broker,
@@ -124,6 +127,7 @@ impl Worker {
             events,
             draining: AtomicBool::new(false),
             transient_failures: Mutex::new(HashMap::new()),
+            deliveries,
         });
         Ok(worker)
     }
@@ -190,8 +194,12 @@ impl Worker {
             tracker.spawn(async move {
                 metrics::gauge!(m::IN_FLIGHT).increment(1.0);
                 // Boxed: a hop's future is several KB, and a task copies its future when it
-                // is spawned and when it completes.
-                Box::pin(worker.process(delivery)).await;
+                // is spawned and when it completes. `process` contains panics in the hop and
+                // settles the delivery; this catch only keeps the gauge and permit true.
+                let processing = AssertUnwindSafe(Box::pin(worker.process(delivery)));
+                if processing.catch_unwind().await.is_err() {
+                    tracing::error!("settling a delivery panicked; the broker redelivers it when the channel closes");
+                }
                 metrics::gauge!(m::IN_FLIGHT).decrement(1.0);
                 drop(permit);
             });
@@ -215,20 +223,97 @@ impl Worker {
         Ok(())
     }
 
+    /// Judges, handles and settles one delivery, exactly once: acked, handed back or
+    /// dead-lettered, whatever happens inside (a panic included).
     async fn process(&self, delivery: Delivery) {
+        // Before anything else reads the body: the crash being counted may be in reading it.
+        if let Verdict::Spent { crashes } =
+            budget::judge(&self.deliveries, &delivery, self.settings.max_deliveries).await
+        {
+            metrics::counter!(m::CRASH_BUDGET_SPENT).increment(1);
+            let subject = self.subject_of(&delivery.body);
+            let reason = DeadLetterReason::Crashed { workers: crashes };
+            return self.poison(delivery, reason, subject).await;
+        }
+        let settle = match AssertUnwindSafe(self.handle(&delivery))
+            .catch_unwind()
+            .await
+        {
+            Ok(settle) => settle,
+            Err(payload) => {
+                let message = panic_message(payload.as_ref());
+                tracing::error!(panic = %bounded(&message), "processing a message panicked");
+                metrics::counter!(m::PANICS).increment(1);
+                Settle::DeadLetter(
+                    DeadLetterReason::Panicked(message),
+                    self.subject_of(&delivery.body),
+                )
+            }
+        };
+        match settle {
+            Settle::Ack => {
+                if let Err(e) = delivery.ack().await {
+                    tracing::warn!(error = %e, "ack failed; the broker will redeliver (deduplicated)");
+                }
+            }
+            Settle::DeadLetter(reason, subject) => self.poison(delivery, reason, subject).await,
+            Settle::Failed {
+                key,
+                error,
+                subject,
+            } => self.failed(delivery, &key, &error, subject).await,
+        }
+    }
+
+    /// The execution (and node) a message names, read again on the rare paths that need it
+    /// after the fact (a spent budget, a panic). A panic while reading it names nothing.
+    fn subject_of(&self, body: &[u8]) -> Option<Subject> {
+        let max = self.settings.max_message_bytes;
+        let intake = std::panic::catch_unwind(|| classify(body, max)).ok()?;
+        match intake {
+            Intake::Hop(msg) => Some(Subject::hop(
+                &msg.workflow_id,
+                &msg.execution_id,
+                &msg.node_id,
+            )),
+            Intake::RuneStart(start) => Some(Subject::start(&start)),
+            Intake::Poison {
+                execution: Some((workflow_id, execution_id)),
+                ..
+            } => Some(Subject {
+                workflow_id,
+                execution_id,
+                node_id: None,
+                start: false,
+            }),
+            _ => None,
+        }
+    }
+
+    /// What to do with a delivery; settled by [`process`](Self::process) only.
+    async fn handle(&self, delivery: &Delivery) -> Settle {
         let started = Instant::now();
         let traceparent = delivery.headers.get("traceparent").cloned();
         match classify(&delivery.body, self.settings.max_message_bytes) {
             Intake::Poison { reason, execution } => {
-                self.poison(delivery, &reason.to_string(), execution, None)
-                    .await
+                let subject = execution.map(|(workflow_id, execution_id)| Subject {
+                    workflow_id,
+                    execution_id,
+                    node_id: None,
+                    start: false,
+                });
+                Settle::DeadLetter(DeadLetterReason::Unreadable(reason.to_string()), subject)
             }
             Intake::Cancel(CancelMessage { execution_id: id }) => match self.cancel(&id).await {
                 Ok(cancelled) => {
                     tracing::info!(execution_id = %id, cancelled, "cancel request");
-                    let _ = delivery.ack().await;
+                    Settle::Ack
                 }
-                Err(e) => self.failed(delivery, &format!("cancel:{id}"), &e).await,
+                Err(error) => Settle::Failed {
+                    key: format!("cancel:{id}"),
+                    error,
+                    subject: None,
+                },
             },
             Intake::Signal(SignalMessage {
                 execution_id,
@@ -249,47 +334,52 @@ impl Worker {
                 match result {
                     Ok(resumed) => {
                         tracing::info!(execution_id = %execution_id, signal = %name, resumed, "signal delivered");
-                        let _ = delivery.ack().await;
+                        Settle::Ack
                     }
-                    Err(e) => {
-                        self.failed(delivery, &format!("signal:{execution_id}:{name}"), &e)
-                            .await
-                    }
+                    Err(error) => Settle::Failed {
+                        key: format!("signal:{execution_id}:{name}"),
+                        error,
+                        subject: None,
+                    },
                 }
             }
             Intake::RuneStart(start) => {
-                let outcome = self.start_rune(&start, traceparent).await;
-                match outcome {
+                let subject = Some(Subject::start(&start));
+                match self.start_rune(&start, traceparent).await {
                     Ok(()) => {
                         metrics::counter!(m::EXECUTIONS_STARTED).increment(1);
-                        let _ = delivery.ack().await;
+                        Settle::Ack
                     }
                     Err(StartError::Invalid(reason)) => {
-                        let exec = Some((start.workflow_id(), start.execution_id.clone()));
-                        self.poison(delivery, &reason, exec, Some(&start.current_node))
-                            .await;
+                        Settle::DeadLetter(DeadLetterReason::InvalidStart(reason), subject)
                     }
-                    Err(StartError::Port(e)) => {
-                        self.failed(delivery, &format!("start:{}", start.execution_id), &e)
-                            .await
-                    }
+                    Err(StartError::Port(error)) => Settle::Failed {
+                        key: format!("start:{}", start.execution_id),
+                        error,
+                        subject,
+                    },
                 }
             }
             Intake::Hop(mut msg) => {
                 if traceparent.is_some() {
                     msg.traceparent = traceparent;
                 }
-                let exec = (msg.workflow_id.clone(), msg.execution_id.clone());
-                let hop_id = format!("{}|{}", msg.execution_id, msg.hop_id());
+                let subject = Subject::hop(&msg.workflow_id, &msg.execution_id, &msg.node_id);
+                let key = format!("{}|{}", msg.execution_id, msg.hop_id());
                 let wf = match self.definitions.ensure(&msg.workflow_ref).await {
                     Ok(wf) => wf,
                     Err(DefinitionError::Store(e)) => {
-                        return self.failed(delivery, &hop_id, &e.into()).await;
+                        return Settle::Failed {
+                            key,
+                            error: e.into(),
+                            subject: Some(subject),
+                        };
                     }
                     Err(e) => {
-                        return self
-                            .poison(delivery, &e.to_string(), Some(exec), None)
-                            .await;
+                        return Settle::DeadLetter(
+                            DeadLetterReason::InvalidDefinition(e.to_string()),
+                            Some(subject),
+                        );
                     }
                 };
                 let node_type = wf
@@ -308,17 +398,22 @@ impl Worker {
                         metrics::histogram!(m::HOP_SECONDS, "node_type" => node_type)
                             .record(started.elapsed().as_secs_f64());
                         match outcome {
-                            HopOutcome::Poison(reason) => {
-                                self.poison(delivery, &reason, Some(exec), None).await
-                            }
-                            _ => {
-                                if let Err(e) = delivery.ack().await {
-                                    tracing::warn!(error = %e, "ack failed; the broker will redeliver (deduplicated)");
-                                }
-                            }
+                            // The engine's reason names the node already.
+                            HopOutcome::Poison(reason) => Settle::DeadLetter(
+                                DeadLetterReason::Refused(reason),
+                                Some(Subject {
+                                    node_id: None,
+                                    ..subject
+                                }),
+                            ),
+                            _ => Settle::Ack,
                         }
                     }
-                    Err(e) => self.failed(delivery, &hop_id, &e).await,
+                    Err(error) => Settle::Failed {
+                        key,
+                        error,
+                        subject: Some(subject),
+                    },
                 }
             }
         }
@@ -381,115 +476,6 @@ impl Worker {
             )
             .await
             .map_err(StartError::Port)
-    }
-
-    /// Dead-letters a message with its reason; fails its execution if known.
-    async fn poison(
-        &self,
-        delivery: Delivery,
-        reason: &str,
-        execution: Option<(String, String)>,
-        node_id: Option<&str>,
-    ) {
-        // Reasons quote what they refuse: cut to 1 KB for the log, the header and the failure.
-        let reason = &baton_core::limits::bounded_reason(reason);
-        tracing::error!(reason, "dead-lettering message");
-        metrics::counter!(m::DEAD_LETTERS).increment(1);
-        if let Err(e) = self
-            .broker
-            .dead_letter(delivery.body.clone(), reason, delivery.headers.clone())
-            .await
-        {
-            // Not dead-lettered: hand it back rather than lose it.
-            tracing::error!(error = %e, "dead-letter publish failed; requeueing");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let _ = delivery.nack_requeue().await;
-            return;
-        }
-        if let Some((workflow_id, execution_id)) = execution {
-            if let Some(node_id) = node_id {
-                let ev = StatusEvent {
-                    workflow_id: workflow_id.clone(),
-                    execution_id: execution_id.clone(),
-                    node_id: node_id.to_string(),
-                    node_name: node_id.to_string(),
-                    node_type: String::new(),
-                    status: NodeStatus::Failed,
-                    parameters: None,
-                    output: None,
-                    error: Some(ErrorInfo {
-                        message: reason.to_string(),
-                        code: "NODE_CREATION_FAILED".into(),
-                        details: None,
-                    }),
-                    executed_at: self.engine.clock().rfc3339_now(),
-                    duration_ms: 0,
-                    branch_id: None,
-                    split_node_id: None,
-                    item_index: None,
-                    total_items: None,
-                    lineage_stack: Vec::new(),
-                    attempt: None,
-                };
-                let _ = self.events.status(ev).await;
-                // The execution may never have started: create it so it can end `failed`.
-                let start = ExecutionStart {
-                    execution_id: execution_id.clone(),
-                    workflow_id: workflow_id.clone(),
-                    workflow_ref: String::new(),
-                    seed: Default::default(),
-                    initial_tokens: 1,
-                    started_at_ms: self.engine.clock().now_ms(),
-                };
-                let _ = self.store.start(&start).await;
-            }
-            if let Err(e) = self
-                .engine
-                .fail_execution(&workflow_id, &execution_id, reason.to_string())
-                .await
-            {
-                tracing::warn!(error = %e, execution_id, "could not mark the execution failed");
-            }
-        }
-        let _ = delivery.ack().await;
-    }
-
-    /// A port failed under this message: a permanent failure dead-letters it at once with its
-    /// reason; a transient one hands it back after a pause (no hot loop), within a budget.
-    async fn failed(&self, delivery: Delivery, hop_id: &str, error: &PortError) {
-        if disposition(error.kind(), 0) == Disposition::DeadLetter {
-            let reason = format!("failed with a permanent error: {error}");
-            return self.poison(delivery, &reason, None, None).await;
-        }
-        metrics::counter!(m::TRANSIENT_ERRORS).increment(1);
-        let count = {
-            let mut map = self
-                .transient_failures
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if map.len() > 100_000 {
-                map.clear();
-            }
-            let c = map.entry(hop_id.to_string()).or_insert(0);
-            *c += 1;
-            *c
-        };
-        // Infrastructure that is down for everyone is not the message's fault; a message that
-        // keeps failing while Redis answers is.
-        if disposition(error.kind(), count) == Disposition::DeadLetterIfStoreAnswers
-            && self.store.ping().await.is_ok()
-        {
-            let reason = format!("failed {count} times with transient errors, last: {error}");
-            return self.poison(delivery, &reason, None, None).await;
-        }
-        tracing::warn!(
-            error = %error,
-            attempt = count,
-            "hop failed on infrastructure; handing it back"
-        );
-        let pause = Duration::from_millis((100u64 << count.min(6)).min(5_000));
-        tokio::time::sleep(pause).await;
-        let _ = delivery.nack_requeue().await;
     }
 }
 

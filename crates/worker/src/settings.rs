@@ -14,6 +14,7 @@
 //! | `queue_prefix` | `BATON_QUEUE_PREFIX` | `` | prefix of every queue/exchange name (tests) |
 //! | `drain_timeout_secs` | `BATON_DRAIN_TIMEOUT_SECS` | `30` | SIGTERM grace for in-flight hops |
 //! | `completed_ttl_secs` | `BATON_COMPLETED_TTL_SECS` | `86400` | state kept after completion |
+//! | `max_deliveries` | `BATON_MAX_DELIVERIES` | `3` | workers a message may crash or stall (die or lose it unsettled) before its next delivery is dead-lettered and its execution failed |
 //! | `max_message_bytes` | `BATON_MAX_MESSAGE_BYTES` | `10485760` | larger deliveries are dead-lettered |
 //! | `timer_poll_ms` | `BATON_TIMER_POLL_MS` | `50` | how often due timers are claimed |
 //! | `max_workflow_depth` | `BATON_MAX_WORKFLOW_DEPTH` | `8` | how deep `workflow` (sub-workflow) nodes may nest child executions |
@@ -53,6 +54,9 @@ pub struct Settings {
     pub drain_timeout_secs: u64,
     pub completed_ttl_secs: u64,
     pub max_message_bytes: usize,
+    /// Deliveries a message may take down (crash or stall its worker) before it is
+    /// dead-lettered; counted durably (`crate::budget`).
+    pub max_deliveries: u64,
     pub timer_poll_ms: u64,
     /// How deep sub-workflows nest (a top-level execution is depth 0).
     pub max_workflow_depth: u32,
@@ -88,6 +92,7 @@ impl Default for Settings {
             drain_timeout_secs: 30,
             completed_ttl_secs: 86_400,
             max_message_bytes: 10 * 1024 * 1024,
+            max_deliveries: 3,
             timer_poll_ms: 50,
             max_workflow_depth: baton_engine::hop::DEFAULT_MAX_WORKFLOW_DEPTH,
             max_definition_bytes: baton_core::limits::DEFAULT_MAX_DEFINITION_BYTES,
@@ -157,6 +162,9 @@ impl Settings {
                 "max_split_items",
                 "max_split_items and max_nodes must be at least 1",
             );
+        }
+        if self.max_deliveries == 0 {
+            return bad("max_deliveries", "must be at least 1");
         }
         if self.concurrency == 0 {
             return bad("concurrency", "must be at least 1");

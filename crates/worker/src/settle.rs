@@ -1,0 +1,212 @@
+//! Settling a delivery the worker cannot simply ack: dead-letter it with its reason (failing
+//! the execution it names, with one completion naming the node) or hand it back alive.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use baton_amqp::Delivery;
+use baton_core::wire::{ErrorInfo, NodeStatus, RuneStart, StatusEvent};
+use baton_engine::ports::{EventSink, ExecutionStart, ExecutionStore, PortError};
+use futures_util::FutureExt;
+
+use crate::failure::{DeadLetterReason, Disposition, disposition};
+use crate::metrics_names as m;
+use crate::service::Worker;
+
+impl Worker {
+    /// Dead-letters a message with its reason, then fails the execution it names (one
+    /// completion, whose reason names the node), then acks it.
+    pub(crate) async fn poison(
+        &self,
+        delivery: Delivery,
+        reason: DeadLetterReason,
+        subject: Option<Subject>,
+    ) {
+        let reason = reason.to_string();
+        tracing::error!(reason, "dead-lettering message");
+        metrics::counter!(m::DEAD_LETTERS).increment(1);
+        if let Err(e) = self
+            .broker
+            .dead_letter(delivery.body.clone(), &reason, delivery.headers.clone())
+            .await
+        {
+            // Not dead-lettered: hand it back rather than lose it.
+            tracing::error!(error = %e, "dead-letter publish failed; requeueing");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            self.hand_back(delivery).await;
+            return;
+        }
+        if let Some(subject) = subject {
+            // Failing the execution runs engine code: contained like a hop, so the delivery
+            // is still acked below.
+            let failing = AssertUnwindSafe(self.fail_subject(&subject, &reason)).catch_unwind();
+            if failing.await.is_err() {
+                tracing::error!(execution_id = %subject.execution_id, "failing the execution panicked");
+            }
+        }
+        let _ = delivery.ack().await;
+    }
+
+    /// Fails the execution a dead-lettered message names. A start's execution may never have
+    /// started: it is created first, so it can end `failed`.
+    async fn fail_subject(&self, subject: &Subject, reason: &str) {
+        let Subject {
+            workflow_id,
+            execution_id,
+            node_id,
+            start,
+        } = subject;
+        if *start {
+            let node_id = node_id.as_deref().unwrap_or_default();
+            let ev = StatusEvent {
+                workflow_id: workflow_id.clone(),
+                execution_id: execution_id.clone(),
+                node_id: node_id.to_string(),
+                node_name: node_id.to_string(),
+                node_type: String::new(),
+                status: NodeStatus::Failed,
+                parameters: None,
+                output: None,
+                error: Some(ErrorInfo {
+                    message: reason.to_string(),
+                    code: "NODE_CREATION_FAILED".into(),
+                    details: None,
+                }),
+                executed_at: self.engine.clock().rfc3339_now(),
+                duration_ms: 0,
+                branch_id: None,
+                split_node_id: None,
+                item_index: None,
+                total_items: None,
+                lineage_stack: Vec::new(),
+                attempt: None,
+            };
+            let _ = self.events.status(ev).await;
+            let start = ExecutionStart {
+                execution_id: execution_id.clone(),
+                workflow_id: workflow_id.clone(),
+                workflow_ref: String::new(),
+                seed: Default::default(),
+                initial_tokens: 1,
+                started_at_ms: self.engine.clock().now_ms(),
+            };
+            let _ = self.store.start(&start).await;
+        }
+        let reason = match node_id {
+            Some(node) => format!("node `{node}`: {reason}"),
+            None => reason.to_string(),
+        };
+        if let Err(e) = self
+            .engine
+            .fail_execution(workflow_id, execution_id, reason)
+            .await
+        {
+            tracing::warn!(error = %e, execution_id, "could not mark the execution failed");
+        }
+    }
+
+    /// A port failed under this message: a permanent failure dead-letters it at once with its
+    /// reason; a transient one hands it back after a pause (no hot loop), within a budget
+    /// counted durably where Redis answers (in this process otherwise).
+    pub(crate) async fn failed(
+        &self,
+        delivery: Delivery,
+        key: &str,
+        error: &PortError,
+        subject: Option<Subject>,
+    ) {
+        if disposition(error.kind(), 0) == Disposition::DeadLetter {
+            let reason = DeadLetterReason::Permanent(error.to_string());
+            return self.poison(delivery, reason, subject).await;
+        }
+        metrics::counter!(m::TRANSIENT_ERRORS).increment(1);
+        let local = {
+            let mut map = self
+                .transient_failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if map.len() > 100_000 {
+                map.clear();
+            }
+            let c = map.entry(key.to_string()).or_insert(0);
+            *c += 1;
+            *c
+        };
+        // Recorded before the hand-back, so the next holder does not count it as a crash.
+        let count = match self.deliveries.handed_back(&delivery.body).await {
+            Ok(durable) => durable.max(local),
+            Err(_) => local,
+        };
+        // Infrastructure that is down for everyone is not the message's fault; a message that
+        // keeps failing while Redis answers is.
+        if disposition(error.kind(), count) == Disposition::DeadLetterIfStoreAnswers
+            && self.store.ping().await.is_ok()
+        {
+            let reason = DeadLetterReason::TransientBudget {
+                failures: count,
+                last: error.to_string(),
+            };
+            return self.poison(delivery, reason, subject).await;
+        }
+        tracing::warn!(
+            error = %error,
+            attempt = count,
+            "hop failed on infrastructure; handing it back"
+        );
+        let pause = Duration::from_millis((100u64 << count.min(6)).min(5_000));
+        tokio::time::sleep(pause).await;
+        let _ = delivery.nack_requeue().await;
+    }
+
+    /// Hands a delivery back alive (it comes back `redelivered`): recorded first, so the
+    /// delivery budget does not count it as a crash.
+    async fn hand_back(&self, delivery: Delivery) {
+        if let Err(e) = self.deliveries.handed_back(&delivery.body).await {
+            tracing::debug!(error = %e, "cannot record a hand-back (Redis)");
+        }
+        let _ = delivery.nack_requeue().await;
+    }
+}
+
+/// What [`Worker::process`] does with a delivery once it is handled.
+pub(crate) enum Settle {
+    Ack,
+    DeadLetter(DeadLetterReason, Option<Subject>),
+    /// A port failed: handed back or dead-lettered on its kind and budget.
+    Failed {
+        key: String,
+        error: PortError,
+        subject: Option<Subject>,
+    },
+}
+
+/// The execution a message belongs to: what a dead-letter fails.
+#[derive(Debug, Clone)]
+pub(crate) struct Subject {
+    pub(crate) workflow_id: String,
+    pub(crate) execution_id: String,
+    /// Named in the completion's reason.
+    pub(crate) node_id: Option<String>,
+    /// A start: its execution may not exist yet.
+    pub(crate) start: bool,
+}
+
+impl Subject {
+    pub(crate) fn hop(workflow_id: &str, execution_id: &str, node_id: &str) -> Self {
+        Self {
+            workflow_id: workflow_id.to_owned(),
+            execution_id: execution_id.to_owned(),
+            node_id: Some(node_id.to_owned()),
+            start: false,
+        }
+    }
+
+    pub(crate) fn start(start: &RuneStart) -> Self {
+        Self {
+            workflow_id: start.workflow_id(),
+            execution_id: start.execution_id.clone(),
+            node_id: Some(start.current_node.clone()),
+            start: true,
+        }
+    }
+}
