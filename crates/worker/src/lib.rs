@@ -3,6 +3,7 @@
 //! publisher confirms, dead-letters poison, serves health and metrics, drains on SIGTERM.
 
 pub mod definitions;
+pub mod events_guard;
 pub mod failure;
 pub mod health;
 pub mod metrics_names;
@@ -10,6 +11,7 @@ pub mod service;
 pub mod settings;
 pub mod trace;
 pub mod transport;
+pub mod watchdog;
 
 pub use service::{Worker, WorkerError};
 pub use settings::Settings;

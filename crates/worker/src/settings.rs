@@ -20,6 +20,8 @@
 //! | `log_format` | `BATON_LOG_FORMAT` | `json` | `json` or `human` |
 //! | `worker_threads` | `BATON_WORKER_THREADS` | `0` | runtime threads; 0 = one per core |
 //! | `publisher_channels` | `BATON_PUBLISHER_CHANNELS` | `4` | confirm-mode channels publishes are spread over |
+//! | `watchdog_secs` | `BATON_WATCHDOG_SECS` | `60` | `/readyz` turns false when deliveries are in flight and none settled nor arrived for this long; the process exits (code 70) when the broker connection's supervisor has not turned for this long (the runtime or lapin is wedged). Must exceed the longest node timeout (RFC 0005) |
+//! | `broker_down_exit_secs` | `BATON_BROKER_DOWN_EXIT_SECS` | `300` | the process exits (code 70) when the broker connection stays unusable this long, so the orchestrator restarts it; 0 = never |
 //! | `credentials_key` | `BATON_CREDENTIALS_KEY` | none | base64 of 32 random bytes (`openssl rand -base64 32`): enables the credential vault (see below) |
 //!
 //! With `credentials_key` set, nodes' `"credentials": {"$credential": "<id>"}` references are
@@ -57,6 +59,11 @@ pub struct Settings {
     pub worker_threads: usize,
     /// Confirm-mode publishing channels. Fewer channels let the broker coalesce confirms.
     pub publisher_channels: usize,
+    /// Seconds without progress (deliveries in flight, none settled or received) after which
+    /// the worker reports not ready, and of supervisor silence after which it exits.
+    pub watchdog_secs: u64,
+    /// Seconds the broker connection may stay unusable before the process exits (0: never).
+    pub broker_down_exit_secs: u64,
 }
 
 impl Default for Settings {
@@ -76,6 +83,8 @@ impl Default for Settings {
             http_allow_private_networks: false,
             worker_threads: 0,
             publisher_channels: 4,
+            watchdog_secs: 60,
+            broker_down_exit_secs: 300,
         }
     }
 }
@@ -121,6 +130,9 @@ impl Settings {
         }
         if self.prefetch == 0 {
             return bad("prefetch", "must be at least 1");
+        }
+        if self.watchdog_secs < 10 {
+            return bad("watchdog_secs", "must be at least 10");
         }
         if self.publisher_channels == 0 {
             return bad("publisher_channels", "must be at least 1");
