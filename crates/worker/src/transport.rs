@@ -109,6 +109,9 @@ enum Outbound {
     Completion(Completion, oneshot::Sender<Result<(), PortError>>),
 }
 
+/// How long a batch of statuses (without a completion) is retried before it is given up.
+const STATUS_RETRY_FOR: Duration = Duration::from_secs(120);
+
 /// `EventSink` over RabbitMQ: one background task publishes events in order, in batches. The
 /// task is supervised (`events_guard`): restarted if it stops, panics or gets stuck.
 #[derive(Clone)]
@@ -170,20 +173,25 @@ async fn publish_events(
             }
         }
         let n = batch.len();
-        // Only a batch with a completion is retried: keep a copy just for those.
-        let retry = (!waiters.is_empty()).then(|| batch.clone());
+        let first_attempt = tokio::time::Instant::now();
+        let keep = batch.clone();
         let mut result = publisher.publish(batch).await;
         vitals.attempt_returned();
-        // A completion must not be lost: retry the batch while the broker recovers. Each
-        // attempt is bounded; every failure is logged (a silent loop hid issue 13, item 10).
+        // A completion must not be lost: retry its batch while the broker recovers. Statuses
+        // are retried too, for [`STATUS_RETRY_FOR`] (an outage of a minute loses none); later
+        // events wait behind them, which keeps their order. Each attempt is bounded; every
+        // failure is logged (a silent loop hid issue 13, item 10).
         let mut delay = Duration::from_millis(50);
         let mut attempt = 1u32;
-        while let (Err(e), Some(batch)) = (&result, &retry) {
-            tracing::warn!(error = %e, attempt, count = n, broker_usable = publisher.usable(), "completion batch not published yet; retrying");
+        while let Err(e) = &result {
+            if waiters.is_empty() && first_attempt.elapsed() >= STATUS_RETRY_FOR {
+                break;
+            }
+            tracing::warn!(error = %e, attempt, count = n, broker_usable = publisher.usable(), "event batch not published yet; retrying");
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
             attempt += 1;
-            result = publisher.publish(batch.clone()).await;
+            result = publisher.publish(keep.clone()).await;
             vitals.attempt_returned();
         }
         match &result {
