@@ -165,7 +165,10 @@ impl Broker {
     /// its supervisor still turns, publishes and probes that got stuck). Reads atomics only:
     /// answers at once even when lapin is wedged, so a health probe may call it.
     pub fn health(&self) -> crate::BrokerHealth {
-        self.shared().vitals.snapshot()
+        crate::BrokerHealth {
+            closed: self.shared().closed.is_cancelled(),
+            ..self.shared().vitals.snapshot()
+        }
     }
 
     /// Closes the connection and stops the supervisor; consumer streams end, pending publishes

@@ -90,6 +90,7 @@ impl Vitals {
                 .unwrap_or_default(),
             wedged_publishes: self.wedged_publishes.load(Ordering::SeqCst),
             failed_probes: self.failed_probes.load(Ordering::SeqCst),
+            closed: false,
         }
     }
 }
@@ -113,6 +114,9 @@ pub struct BrokerHealth {
     pub wedged_publishes: u64,
     /// Liveness probes that lapin did not answer in time (each asked for a rebuild).
     pub failed_probes: u64,
+    /// [`Broker::close`](crate::Broker::close) was called (or the last handle dropped): the
+    /// supervisor stopped on purpose.
+    pub closed: bool,
 }
 
 impl BrokerHealth {

@@ -179,36 +179,48 @@ impl Watch {
 
     /// Starts the watchdog thread: it logs readiness changes and ends the process with
     /// [`WATCHDOG_EXIT_CODE`] on a [`fatal`] condition.
+    /// The thread holds the `Watch` weakly: it ends with the worker that owns it (tests run
+    /// workers in-process and drop them), when stopped, or when the broker is closed.
     pub fn spawn(self: &Arc<Self>) -> std::io::Result<()> {
-        let watch = self.clone();
+        let watch = Arc::downgrade(self);
         std::thread::Builder::new()
             .name("baton-watchdog".into())
-            .spawn(move || watch.watch())
+            .spawn(move || {
+                let mut last = Ok(());
+                loop {
+                    std::thread::sleep(WATCH_TICK);
+                    let Some(watch) = watch.upgrade() else { return };
+                    if !watch.turn(&mut last) {
+                        return;
+                    }
+                }
+            })
             .map(|_| ())
     }
 
-    fn watch(&self) {
-        let mut last: Result<(), NotReady> = Ok(());
-        while !self.stopped.load(Ordering::SeqCst) {
-            std::thread::sleep(WATCH_TICK);
-            if self.stopped.load(Ordering::SeqCst) {
-                return;
-            }
-            let health = self.broker.health();
-            if let Some(why) = fatal(&health, self.silent_exit_after, self.down_exit_after) {
-                tracing::error!(reason = %why, ?health, "watchdog: exiting so that the orchestrator restarts the worker (unacknowledged deliveries return to the queue)");
-                // Logs are written synchronously; nothing else is worth waiting for.
-                std::process::exit(WATCHDOG_EXIT_CODE);
-            }
-            let now = self.readiness();
-            if now != last {
-                match &now {
-                    Ok(()) => tracing::info!("ready again"),
-                    Err(why) => tracing::warn!(reason = %why, "not ready"),
-                }
-                last = now;
-            }
+    /// One look; `false` when the watchdog stands down.
+    fn turn(&self, last: &mut Result<(), NotReady>) -> bool {
+        if self.stopped.load(Ordering::SeqCst) {
+            return false;
         }
+        let health = self.broker.health();
+        if health.closed {
+            return false;
+        }
+        if let Some(why) = fatal(&health, self.silent_exit_after, self.down_exit_after) {
+            tracing::error!(reason = %why, ?health, "watchdog: exiting so that the orchestrator restarts the worker (unacknowledged deliveries return to the queue)");
+            // Logs are written synchronously; nothing else is worth waiting for.
+            std::process::exit(WATCHDOG_EXIT_CODE);
+        }
+        let now = self.readiness();
+        if now != *last {
+            match &now {
+                Ok(()) => tracing::info!("ready again"),
+                Err(why) => tracing::warn!(reason = %why, "not ready"),
+            }
+            *last = now;
+        }
+        true
     }
 }
 
