@@ -15,12 +15,24 @@ use std::time::{Duration, Instant};
 use baton_amqp::Outgoing;
 use baton_testkit::eventually;
 use common::distributed::{
-    BOUND, Cluster, RabbitNode, http_get_status, new_execution_id, rune_start,
+    Cluster, RabbitNode, TestApi, http_get_status, new_execution_id, rune_start,
 };
 use serde_json::json;
 
 const EXECUTIONS: usize = 8;
-const NODES: [&str; 5] = ["begin", "pause", "a", "b", "c"];
+const NODES: [&str; 5] = ["begin", "call", "a", "b", "c"];
+
+type Succeeded = BTreeMap<String, BTreeSet<String>>;
+
+/// Records a `success` status.
+fn record(succeeded: &mut Succeeded, s: &serde_json::Value) {
+    if s["status"] == "success" {
+        succeeded
+            .entry(s["execution_id"].as_str().unwrap_or_default().to_string())
+            .or_default()
+            .insert(s["node_id"].as_str().unwrap_or_default().to_string());
+    }
+}
 
 async fn outage_loses_nothing(outage: Duration) {
     if !RabbitNode::available() {
@@ -50,18 +62,22 @@ async fn outage_loses_nothing(outage: Duration) {
     let mut statuses = cluster
         .consume(&broker, &cluster.topology.status_queue)
         .await;
-    // A timer in the middle: it falls due while the broker is down.
+    // An HTTP call held until the broker is down: the hops finish during the outage, and their
+    // statuses, successors and completions must all get through after it (issue 13, item 10).
+    let api = TestApi::start(Duration::ZERO);
+    api.hold("/step/1");
     let workflow = json!({"name": "outage", "version": 1,
     "nodes": [
         {"id": "begin", "name": "Begin", "type": "log", "parameters": {"message": "begin"}},
-        {"id": "pause", "name": "Pause", "type": "wait", "parameters": {"amount": 2, "unit": "seconds"}},
+        {"id": "call", "name": "Call", "type": "http", "parameters": {"method": "POST",
+            "url": "{{$input.base_url}}/step/1", "body": {"step": 1}, "timeout": 300}},
         {"id": "a", "name": "A", "type": "log", "parameters": {"message": "a"}},
         {"id": "b", "name": "B", "type": "log", "parameters": {"message": "b"}},
         {"id": "c", "name": "C", "type": "log", "parameters": {"message": "c"}}
     ],
     "edges": [
-        {"id": "e1", "src": "begin", "dst": "pause"},
-        {"id": "e2", "src": "pause", "dst": "a"},
+        {"id": "e1", "src": "begin", "dst": "call"},
+        {"id": "e2", "src": "call", "dst": "a"},
         {"id": "e3", "src": "a", "dst": "b"},
         {"id": "e4", "src": "b", "dst": "c"}
     ]});
@@ -69,20 +85,27 @@ async fn outage_loses_nothing(outage: Duration) {
     let starts = ids
         .iter()
         .map(|id| {
-            let body = serde_json::to_vec(&rune_start(&workflow, id, &json!({}))).unwrap();
+            let input = json!({"base_url": api.url});
+            let body = serde_json::to_vec(&rune_start(&workflow, id, &input)).unwrap();
             Outgoing::to_queue(cluster.topology.execution_queue.clone(), body)
         })
         .collect();
     broker.publish(starts).await.expect("publish the starts");
-    let logs = || cluster.logs();
-    statuses
-        .wait_for(
-            &ids[0],
-            BOUND,
-            |v| v["node_id"] == "pause" && v["status"] == "waiting",
-            &logs,
+    assert!(
+        eventually(
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            async || { api.calls().len() >= EXECUTIONS }
         )
-        .await;
+        .await,
+        "the HTTP calls did not all start\n{}",
+        cluster.logs()
+    );
+    // Statuses seen before the outage count too.
+    let mut succeeded = Succeeded::new();
+    while let Some(seen) = statuses.next(Duration::from_millis(500)).await {
+        record(&mut succeeded, &seen.json());
+    }
     eprintln!(
         "[{:?}] executions in flight; stopping RabbitMQ",
         t0.elapsed()
@@ -112,6 +135,8 @@ async fn outage_loses_nothing(outage: Duration) {
         );
     }
     eprintln!("[{:?}] both workers report not ready", t0.elapsed());
+    // The calls return while the broker is down.
+    api.release();
     tokio::time::sleep(outage.saturating_sub(stopped_at.elapsed())).await;
     let booting = node.clone();
     tokio::task::spawn_blocking(move || booting.boot())
@@ -149,8 +174,7 @@ async fn outage_loses_nothing(outage: Duration) {
         completed.insert(c["execution_id"].as_str().unwrap_or_default().to_string());
     }
     // Every node's success status of every execution.
-    let mut succeeded: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let complete = |s: &BTreeMap<String, BTreeSet<String>>| {
+    let complete = |s: &Succeeded| {
         ids.iter()
             .all(|id| s.get(id).is_some_and(|nodes| nodes.len() == NODES.len()))
     };
@@ -160,13 +184,7 @@ async fn outage_loses_nothing(outage: Duration) {
         let Some(seen) = statuses.next(left).await else {
             panic!("statuses missing: {succeeded:#?}\n{}", cluster.logs());
         };
-        let s = seen.json();
-        if s["status"] == "success" {
-            succeeded
-                .entry(s["execution_id"].as_str().unwrap_or_default().to_string())
-                .or_default()
-                .insert(s["node_id"].as_str().unwrap_or_default().to_string());
-        }
+        record(&mut succeeded, &seen.json());
     }
     assert_eq!(
         cluster.running().len(),
