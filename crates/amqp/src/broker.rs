@@ -159,14 +159,20 @@ impl Broker {
         self.publish(vec![message]).await
     }
 
-    /// Connected, and the topology declared on this connection.
+    /// Connected, and the topology declared on this connection (as the supervisor last saw
+    /// it, within a fraction of a second). Takes no lapin lock.
     pub fn is_ready(&self) -> bool {
-        let state = self.shared().state.borrow();
-        state.ready
-            && state
-                .session
-                .as_ref()
-                .is_some_and(|s| s.connection.status().connected())
+        self.shared().vitals.snapshot().ready
+    }
+
+    /// The connection's vital signs (ready, blocked by an alarm, down for how long, whether
+    /// its supervisor still turns, publishes and probes that got stuck). Reads atomics only:
+    /// answers at once even when lapin is wedged, so a health probe may call it.
+    pub fn health(&self) -> crate::BrokerHealth {
+        crate::BrokerHealth {
+            closed: self.shared().closed.is_cancelled(),
+            ..self.shared().vitals.snapshot()
+        }
     }
 
     /// Closes the connection and stops the supervisor; consumer streams end, pending publishes

@@ -1,6 +1,7 @@
 //! Consumers that survive reconnects.
 
 use crate::error::Error;
+use crate::health::{ConsumerHealth, ConsumerVitals, SettleGauge};
 use crate::message::{Delivery, short_string};
 use crate::session::{
     BACKOFF_MIN, Session, Shared, State, channel_dead, is_not_found, next_backoff,
@@ -42,6 +43,7 @@ struct Control {
     cancel: CancellationToken,
     /// Set once `basic.cancel` was answered (or cannot be sent any more).
     cancel_done: watch::Sender<bool>,
+    vitals: Arc<ConsumerVitals>,
 }
 
 impl Deliveries {
@@ -62,6 +64,38 @@ impl Deliveries {
     /// The consumer tag asked for.
     pub fn consumer_tag(&self) -> &str {
         &self.ctl.tag
+    }
+
+    /// The consumer's state as its task last saw it: whether it is consuming on a live
+    /// channel, whether it ended, deliveries unsettled or dropped unsettled, and how long
+    /// since it last received or settled one. Takes no lock: safe in a health probe.
+    pub fn health(&self) -> ConsumerHealth {
+        self.ctl.vitals.snapshot()
+    }
+
+    /// A handle that reads [`Deliveries::health`] without the stream (for a health probe
+    /// that runs next to the loop consuming it).
+    pub fn health_probe(&self) -> ConsumerProbe {
+        ConsumerProbe(self.ctl.vitals.clone())
+    }
+}
+
+/// Reads a consumer's [`ConsumerHealth`] from anywhere (see [`Deliveries::health_probe`]).
+#[derive(Clone)]
+pub struct ConsumerProbe(Arc<ConsumerVitals>);
+
+impl ConsumerProbe {
+    /// See [`Deliveries::health`].
+    pub fn health(&self) -> ConsumerHealth {
+        self.0.snapshot()
+    }
+}
+
+impl std::fmt::Debug for ConsumerProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ConsumerProbe")
+            .field(&self.health())
+            .finish()
     }
 }
 
@@ -130,7 +164,9 @@ pub(crate) async fn start(
         tag: consumer_tag.to_owned(),
         cancel: CancellationToken::new(),
         cancel_done: watch::Sender::new(false),
+        vitals: Arc::new(ConsumerVitals::new(shared.opts.prefetch)),
     });
+    ctl.vitals.on_new_channel();
     let first = Active {
         session,
         channel,
@@ -247,6 +283,7 @@ async fn run(
                 .await;
                 match opened {
                     Ok((channel, consumer)) => {
+                        ctl.vitals.on_new_channel();
                         tracing::info!(queue = %spec.queue, consumer_tag = %consumer.tag(), generation = session.generation, "consumer re-created");
                         failures = 0;
                         delay = BACKOFF_MIN;
@@ -283,9 +320,10 @@ async fn run(
         };
         match consume(&shared, &ctl, &tx, active).await {
             End::Exit => break,
-            End::Again => {}
+            End::Again => ctl.vitals.set_active(false),
         }
     }
+    ctl.vitals.set_ended();
     ctl.cancel_done.send_replace(true);
     tracing::debug!(queue = %spec.queue, "consumer task ended");
 }
@@ -316,6 +354,10 @@ async fn consume(
     let generation = session.generation;
     let mut state = shared.state.subscribe();
     let mut cancel_issued = false;
+    let epoch = ctl
+        .vitals
+        .channel_epoch
+        .load(std::sync::atomic::Ordering::SeqCst);
     loop {
         let item = tokio::select! {
             biased;
@@ -341,7 +383,12 @@ async fn consume(
         };
         match item {
             Some(Ok(delivery)) => {
-                let delivery = Delivery::from_lapin(delivery, channel.clone());
+                ctl.vitals.received();
+                let gauge = SettleGauge {
+                    vitals: ctl.vitals.clone(),
+                    epoch,
+                };
+                let delivery = Delivery::from_lapin(delivery, channel.clone(), Some(gauge));
                 let send = tx.send(delivery);
                 tokio::pin!(send);
                 loop {
@@ -369,8 +416,10 @@ async fn consume(
                     return End::Exit;
                 }
                 tracing::warn!(queue = %ctl.queue, error = %error, "consumer interrupted; waiting for the connection to recover");
+                ctl.vitals.set_active(false);
                 match await_recovery(shared, ctl, &channel, &mut state, generation).await {
                     Recovery::Recovered => {
+                        ctl.vitals.set_active(true);
                         tracing::info!(queue = %ctl.queue, "consumer recovered")
                     }
                     Recovery::Lost => {

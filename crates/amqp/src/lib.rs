@@ -33,6 +33,7 @@
 mod broker;
 mod consume;
 mod error;
+mod health;
 mod message;
 mod options;
 mod publish;
@@ -42,8 +43,9 @@ mod supervisor;
 mod topology;
 
 pub use broker::Broker;
-pub use consume::Deliveries;
+pub use consume::{ConsumerProbe, Deliveries};
 pub use error::Error;
+pub use health::{BrokerHealth, ConsumerHealth};
 pub use message::{
     DEAD_LETTERED_AT_HEADER, DELIVERY_COUNT_HEADER, Delivery, Headers, MAX_HEADER_BYTES, Outgoing,
     REASON_HEADER, bounded,

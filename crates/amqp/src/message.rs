@@ -1,12 +1,17 @@
 //! Outgoing messages, deliveries and header conversion.
 
 use crate::error::{Error, lapin_transient};
+use crate::health::SettleGauge;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Acker, BasicProperties, Channel};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Bound on settling a delivery: an ack waits for lapin's I/O loop, which may be wedged.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// String message headers (e.g. `traceparent`). Sent as AMQP long strings; on receipt every
 /// scalar header is rendered as a string (numbers in decimal, booleans as `true`/`false`);
@@ -84,13 +89,18 @@ pub struct Delivery {
     /// Quorum queues: how many times it was delivered before (`x-delivery-count`).
     pub delivery_count: Option<u64>,
     acker: Acker,
+    gauge: GaugeGuard,
     // Keeps the consumer's channel open while this delivery is unsettled, even after the
     // consumer was cancelled: closing the channel would requeue it and make the ack fail.
     _channel: Arc<Channel>,
 }
 
 impl Delivery {
-    pub(crate) fn from_lapin(delivery: lapin::message::Delivery, channel: Arc<Channel>) -> Self {
+    pub(crate) fn from_lapin(
+        delivery: lapin::message::Delivery,
+        channel: Arc<Channel>,
+        gauge: Option<SettleGauge>,
+    ) -> Self {
         let lapin::message::Delivery {
             delivery_tag,
             exchange,
@@ -119,6 +129,7 @@ impl Delivery {
             exchange: exchange.to_string(),
             delivery_count,
             acker,
+            gauge: GaugeGuard(gauge),
             _channel: channel,
         }
     }
@@ -130,34 +141,46 @@ impl Delivery {
 
     /// Acknowledges the message: the broker forgets it. A delivery whose channel or connection
     /// died meanwhile is acknowledged as a no-op: the broker redelivers it.
-    pub async fn ack(self) -> Result<(), Error> {
-        let result = self.acker.ack(BasicAckOptions::default()).await;
+    pub async fn ack(mut self) -> Result<(), Error> {
+        self.gauge.settle();
+        let result = bounded(self.acker.ack(BasicAckOptions::default())).await;
         self.settled("basic.ack", result)
     }
 
     /// Negatively acknowledges the message and requeues it; it is redelivered with
     /// `redelivered = true`. A no-op when the channel died (the broker redelivers it anyway).
-    pub async fn nack_requeue(self) -> Result<(), Error> {
+    pub async fn nack_requeue(mut self) -> Result<(), Error> {
+        self.gauge.settle();
         let options = BasicNackOptions {
             multiple: false,
             requeue: true,
         };
-        let result = self.acker.nack(options).await;
+        let result = bounded(self.acker.nack(options)).await;
         self.settled("basic.nack", result)
     }
 
     /// Rejects the message without requeueing it: the broker drops it (or dead-letters it if
     /// the queue has a dead-letter exchange). Use [`Broker::dead_letter`](crate::Broker::dead_letter)
     /// first to keep it. A no-op when the channel died (the broker then redelivers it).
-    pub async fn reject(self) -> Result<(), Error> {
-        let result = self
-            .acker
-            .reject(BasicRejectOptions { requeue: false })
-            .await;
+    pub async fn reject(mut self) -> Result<(), Error> {
+        self.gauge.settle();
+        let result = bounded(self.acker.reject(BasicRejectOptions { requeue: false })).await;
         self.settled("basic.reject", result)
     }
 
-    fn settled(&self, op: &'static str, result: lapin::Result<bool>) -> Result<(), Error> {
+    fn settled(
+        &self,
+        op: &'static str,
+        result: Result<lapin::Result<bool>, tokio::time::error::Elapsed>,
+    ) -> Result<(), Error> {
+        let Ok(result) = result else {
+            // lapin did not send it in time: the broker redelivers the message if it never
+            // arrives, and the watchdog sees the connection make no progress.
+            return Err(Error::Timeout {
+                waited: SETTLE_TIMEOUT,
+                last_error: None,
+            });
+        };
         match result {
             Ok(true) => Ok(()),
             Ok(false) => {
@@ -178,6 +201,32 @@ impl Delivery {
                 Ok(())
             }
             Err(e) => Err(Error::amqp(op, e)),
+        }
+    }
+}
+
+async fn bounded<F: std::future::Future>(
+    settle: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    tokio::time::timeout(SETTLE_TIMEOUT, settle).await
+}
+
+/// Tells the consumer's vitals when its delivery is settled, or dropped unsettled (then it
+/// holds a prefetch slot until its channel closes).
+struct GaugeGuard(Option<SettleGauge>);
+
+impl GaugeGuard {
+    fn settle(&mut self) {
+        if let Some(gauge) = self.0.take() {
+            gauge.vitals.settled(false, gauge.epoch);
+        }
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        if let Some(gauge) = self.0.take() {
+            gauge.vitals.settled(true, gauge.epoch);
         }
     }
 }

@@ -119,7 +119,12 @@ impl Shared {
         error: Option<lapin::Error>,
         deadline: Instant,
     ) -> Result<(), Error> {
-        let channel = session.publishers[slot].lock().await.clone();
+        // The lock is held by a sender, itself bounded by its deadline.
+        let Ok(channel) = tokio::time::timeout_at(deadline, session.publishers[slot].lock()).await
+        else {
+            return Ok(());
+        };
+        let channel = channel.clone();
         let recovered = async {
             match error {
                 Some(error) => {
@@ -173,9 +178,19 @@ impl Shared {
                 }
                 Err(e) => return Err(e),
             };
-            let (slot, confirms, mut retry, mut recover_from) = session
-                .send(&self.exchange, batch, prepared, &pending)
-                .await;
+            // Sending waits for the channel's lock and for lapin: bounded like the confirms.
+            let sent = tokio::time::timeout_at(
+                deadline,
+                session.send(&self.exchange, batch, prepared, &pending),
+            )
+            .await;
+            let Ok((slot, confirms, mut retry, mut recover_from)) = sent else {
+                self.publish_stuck(session.generation, started.elapsed());
+                return Err(failure.unwrap_or(Error::Timeout {
+                    waited: started.elapsed(),
+                    last_error,
+                }));
+            };
             let confirmed = join_all(
                 confirms
                     .into_iter()
@@ -183,6 +198,7 @@ impl Shared {
             );
             // A silently dead connection is only detected by missed heartbeats: bound the wait.
             let Ok(outcomes) = tokio::time::timeout_at(deadline, confirmed).await else {
+                self.publish_stuck(session.generation, started.elapsed());
                 return Err(failure.unwrap_or(Error::Timeout {
                     waited: started.elapsed(),
                     last_error: recover_from,

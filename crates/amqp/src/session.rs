@@ -3,6 +3,7 @@
 //! consumers all use.
 
 use crate::error::Error;
+use crate::health::Vitals;
 use crate::options::AmqpOptions;
 use crate::topology;
 use lapin::options::ConfirmSelectOptions;
@@ -63,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) rebuild: Notify,
     pub(crate) generation: AtomicU64,
     pub(crate) supervisor: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// What health probes read (no lapin lock).
+    pub(crate) vitals: Vitals,
 }
 
 fn connection_properties(opts: &AmqpOptions) -> ConnectionProperties {
@@ -173,14 +176,20 @@ impl Shared {
             rebuild: Notify::new(),
             generation: AtomicU64::new(0),
             supervisor: std::sync::Mutex::new(None),
+            vitals: Vitals::new(),
         }
     }
 
     pub(crate) fn set_state(&self, session: Option<Arc<Session>>, ready: bool) {
+        self.vitals.set_ready(ready);
+        if session.is_none() {
+            self.vitals.set_blocked(false);
+        }
         self.state.send_replace(State { session, ready });
     }
 
     pub(crate) fn set_ready(&self, ready: bool) {
+        self.vitals.set_ready(ready);
         self.state.send_if_modified(|state| {
             let changed = state.ready != ready;
             state.ready = ready;
@@ -194,6 +203,23 @@ impl Shared {
         self.rebuild_requested
             .fetch_max(generation, Ordering::SeqCst);
         self.rebuild.notify_one();
+    }
+
+    /// A publish or confirm on session `generation` ran past its deadline. If the connection
+    /// looked usable (ready, not blocked by an alarm) lapin is not delivering what it was given:
+    /// rebuild the session rather than wait on it forever.
+    pub(crate) fn publish_stuck(&self, generation: u64, waited: Duration) {
+        let health = self.vitals.snapshot();
+        let current = self.generation.load(Ordering::SeqCst);
+        if health.usable() && generation == current {
+            self.vitals.publish_wedged();
+            tracing::error!(
+                generation,
+                waited = ?waited,
+                "a publish got no confirm in time on a connection that looks healthy; rebuilding it"
+            );
+            self.request_rebuild(generation);
+        }
     }
 
     /// Asks the supervisor to declare the topology again on the current connection (something

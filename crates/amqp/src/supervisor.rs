@@ -20,6 +20,15 @@ use tokio::time::{Instant, sleep, timeout};
 /// attempts whose TCP connection was accepted and closed at once (a proxy without backend).
 const RECOVERY_GRACE: Duration = Duration::from_secs(10);
 
+/// How often the supervisor sends a liveness probe through lapin's I/O loop while the
+/// connection looks usable.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// How long a liveness probe may take. A `basic.qos` round trip takes milliseconds; one that
+/// does not come back while the connection looks connected and unblocked means lapin's I/O
+/// loop is stuck (as in the lapin 4.12.3 lock-order deadlock, RFC 0005) or the TCP connection
+/// is dead without lapin noticing yet: either way, rebuild.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Why the supervisor stops watching a session.
 enum Verdict {
     Closed,
@@ -31,6 +40,7 @@ enum Verdict {
 /// long, or a component asks for it. Consumers re-create themselves on the new session.
 pub(crate) async fn supervise(shared: Arc<Shared>, mut session: Arc<Session>) {
     loop {
+        shared.vitals.beat();
         let verdict = watch_session(&shared, &session).await;
         shared.set_state(None, false);
         let old = session;
@@ -48,6 +58,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, mut session: Arc<Session>) {
         }
         let mut delay = BACKOFF_MIN;
         session = loop {
+            shared.vitals.beat();
             if shared.closed.is_cancelled() {
                 return;
             }
@@ -85,7 +96,9 @@ async fn watch_session(shared: &Shared, session: &Session) -> Verdict {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut events_ended = false;
     let mut down_since: Option<Instant> = None;
+    let mut next_probe = Instant::now() + PROBE_EVERY;
     loop {
+        shared.vitals.beat();
         tokio::select! {
             () = shared.closed.cancelled() => return Verdict::Closed,
             () = shared.rebuild.notified() => {
@@ -104,6 +117,14 @@ async fn watch_session(shared: &Shared, session: &Session) -> Verdict {
             }
             event = events.next(), if !events_ended => match event {
                 Some(lapin::Event::Error(e)) => tracing::debug!(error = %e, "AMQP error event"),
+                Some(lapin::Event::ConnectionBlocked(reason)) => {
+                    tracing::warn!(reason, "RabbitMQ blocked the connection (resource alarm): publishing waits");
+                    shared.vitals.set_blocked(true);
+                }
+                Some(lapin::Event::ConnectionUnblocked) => {
+                    tracing::info!("RabbitMQ unblocked the connection");
+                    shared.vitals.set_blocked(false);
+                }
                 Some(_) => {}
                 // The listener ended with the connection; the status tells the rest.
                 None => events_ended = true,
@@ -111,7 +132,15 @@ async fn watch_session(shared: &Shared, session: &Session) -> Verdict {
             _ = tick.tick() => {}
         }
         let status = session.connection.status();
+        shared.vitals.set_blocked(status.blocked());
         if status.connected() {
+            if down_since.is_none() && !status.blocked() && Instant::now() >= next_probe {
+                next_probe = Instant::now() + PROBE_EVERY;
+                if !probe(session).await && session.connection.status().connected() {
+                    shared.vitals.probe_failed();
+                    return Verdict::Rebuild("lapin did not answer a liveness probe in time");
+                }
+            }
             if let Some(since) = down_since {
                 let redeclared = timeout(ATTEMPT_TIMEOUT, session.redeclare(&shared.opts))
                     .await
@@ -159,6 +188,19 @@ async fn watch_session(shared: &Shared, session: &Session) -> Verdict {
             });
         }
     }
+}
+
+/// A round trip through lapin's I/O loop on the topology channel (`basic.qos` on a channel
+/// that consumes nothing changes nothing). `false`: no answer within [`PROBE_TIMEOUT`]. An
+/// error answer (the channel is recovering or closed) counts as an answer: the loop turns.
+async fn probe(session: &Session) -> bool {
+    let round_trip = async {
+        let channel = session.topology.lock().await;
+        let _ = channel
+            .basic_qos(0, lapin::options::BasicQosOptions { global: false })
+            .await;
+    };
+    timeout(PROBE_TIMEOUT, round_trip).await.is_ok()
 }
 
 /// Closes a replaced connection. If lapin is still trying to recover it, closes it once it

@@ -1,5 +1,10 @@
-//! The admin HTTP server: `/healthz` (the process answers), `/readyz` (broker and Redis
-//! reachable, not draining), `/metrics` (Prometheus).
+//! The admin HTTP server: `/healthz` (the process answers), `/readyz` (broker usable, the
+//! execution consumer alive with a free slot, hops progressing, the event publisher not stuck,
+//! Redis answering, not draining; the body says why not), `/metrics` (Prometheus).
+//!
+//! It runs on a runtime of its own, on its own thread: a worker runtime whose threads are all
+//! blocked (on a wedged lapin lock, say) must not take the liveness probe down with it, and
+//! `/readyz` reads atomics plus one bounded Redis PING, so it never waits on lapin.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,8 +43,31 @@ pub fn install_metrics() -> Result<PrometheusHandle, WorkerError> {
     Ok(handle)
 }
 
-/// Serves the admin endpoints on `port` until `shutdown`.
+/// Serves the admin endpoints on `port` until `shutdown`, on a dedicated thread and runtime.
 pub async fn serve(
+    worker: Arc<Worker>,
+    metrics: PrometheusHandle,
+    port: u16,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("baton-admin".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| WorkerError::Http(format!("admin runtime: {e}")))
+                .and_then(|rt| rt.block_on(serve_here(worker, metrics, port, shutdown)));
+            let _ = done_tx.send(result);
+        })
+        .map_err(|e| WorkerError::Http(format!("admin thread: {e}")))?;
+    done_rx
+        .await
+        .unwrap_or_else(|_| Err(WorkerError::Http("admin thread ended".into())))
+}
+
+async fn serve_here(
     worker: Arc<Worker>,
     metrics: PrometheusHandle,
     port: u16,
@@ -73,10 +101,9 @@ pub async fn serve(
         .map_err(|e| WorkerError::Http(e.to_string()))
 }
 
-async fn readyz(State(s): State<AdminState>) -> (StatusCode, &'static str) {
-    if s.worker.ready().await {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+async fn readyz(State(s): State<AdminState>) -> (StatusCode, String) {
+    match s.worker.readiness().await {
+        Ok(()) => (StatusCode::OK, "ready".into()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod budget;
 pub mod definitions;
+pub mod events_guard;
 pub mod failure;
 pub mod health;
 pub mod metrics_names;
@@ -12,6 +13,7 @@ pub mod settings;
 mod settle;
 pub mod trace;
 pub mod transport;
+pub mod watchdog;
 
 pub use service::{Worker, WorkerError};
 pub use settings::Settings;

@@ -26,6 +26,10 @@ use crate::settings::Settings;
 use crate::settle::{Settle, Subject};
 use crate::trace;
 use crate::transport::{AmqpEvents, AmqpHopQueue, run_timer_pump};
+use crate::watchdog::{NotReady, Watch};
+
+/// Bound on the Redis PING of a readiness probe.
+const REDIS_PING_BOUND: Duration = Duration::from_secs(2);
 
 /// A worker that cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,8 @@ pub struct Worker {
     pub draining: AtomicBool,
     pub(crate) transient_failures: Mutex<HashMap<String, u64>>,
     pub(crate) deliveries: DeliveryCounts,
+    /// Readiness and the watchdog (atomics only).
+    pub watch: Arc<Watch>,
 }
 
 impl Worker {
@@ -118,6 +124,12 @@ impl Worker {
         }
         let engine = Arc::new(engine);
         let deliveries = store.deliveries();
+        let watch = Arc::new(Watch::new(
+            broker.clone(),
+            events.vitals().clone(),
+            settings.watchdog_secs,
+            settings.broker_down_exit_secs,
+        ));
         let worker = Arc::new(Self {
             settings,
             broker,
@@ -126,17 +138,33 @@ impl Worker {
             definitions,
             events,
             draining: AtomicBool::new(false),
+            watch,
             transient_failures: Mutex::new(HashMap::new()),
             deliveries,
         });
         Ok(worker)
     }
 
-    /// Broker connected, Redis answering, not draining.
+    /// Broker connected and not blocked, the execution consumer alive with a free slot, hops
+    /// progressing, the event publisher not stuck, Redis answering, not draining.
     pub async fn ready(&self) -> bool {
-        !self.draining.load(Ordering::Relaxed)
-            && self.broker.is_ready()
-            && self.store.ping().await.is_ok()
+        self.readiness().await.is_ok()
+    }
+
+    /// [`Worker::ready`] with the reason it is not. Bounded: the broker side reads atomics
+    /// only, the Redis ping waits at most [`REDIS_PING_BOUND`].
+    pub async fn readiness(&self) -> Result<(), String> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Err("draining".into());
+        }
+        self.watch
+            .readiness()
+            .map_err(|e: NotReady| e.to_string())?;
+        match tokio::time::timeout(REDIS_PING_BOUND, self.store.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("Redis: {e}")),
+            Err(_) => Err("Redis did not answer a PING in time".into()),
+        }
     }
 
     /// Runs until `shutdown` fires, then drains in-flight hops (bounded by the drain timeout).
@@ -178,6 +206,10 @@ impl Worker {
             .consume(&topology.execution_queue, &tag)
             .await
             .map_err(WorkerError::Broker)?;
+        self.watch.set_consumer(deliveries.health_probe());
+        if let Err(e) = self.watch.spawn() {
+            tracing::error!(error = %e, "cannot start the watchdog thread");
+        }
         let permits = Arc::new(Semaphore::new(self.settings.concurrency));
         let tracker = TaskTracker::new();
         tracing::info!(queue = %topology.execution_queue, concurrency = self.settings.concurrency, "worker consuming");
@@ -207,6 +239,7 @@ impl Worker {
         // Drain: no new deliveries; in-flight hops finish within the grace period. Hops still
         // running at the deadline are handed back to the broker when the connection closes.
         self.draining.store(true, Ordering::Relaxed);
+        self.watch.stop();
         deliveries.cancel().await;
         tracker.close();
         let drained = tokio::time::timeout(

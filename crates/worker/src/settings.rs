@@ -29,6 +29,8 @@
 //! | `code_timeout_ms` | `BATON_CODE_TIMEOUT_MS` | `30000` | largest `timeout_ms` (wall clock and CPU) a `code` node may ask for; nodes default to 1000 |
 //! | `code_sandboxes` | `BATON_CODE_SANDBOXES` | `2` | sandbox processes kept warm, i.e. `code` scripts running at once |
 //! | `code_in_process` | `BATON_CODE_IN_PROCESS` | `false` | run `code` scripts in the worker without memory/CPU caps (only where no child process can be started) |
+//! | `watchdog_secs` | `BATON_WATCHDOG_SECS` | `60` | `/readyz` turns false when deliveries are in flight and none settled nor arrived for this long; the process exits (code 70) when the broker connection's supervisor has not turned for this long (the runtime or lapin is wedged). Must exceed the longest node timeout (RFC 0005) |
+//! | `broker_down_exit_secs` | `BATON_BROKER_DOWN_EXIT_SECS` | `300` | the process exits (code 70) when the broker connection stays unusable this long, so the orchestrator restarts it; 0 = never |
 //! | `credentials_key` | `BATON_CREDENTIALS_KEY` | none | base64 of 32 random bytes (`openssl rand -base64 32`): enables the credential vault (see below) |
 //!
 //! With `credentials_key` set, nodes' `"credentials": {"$credential": "<id>"}` references are
@@ -80,6 +82,11 @@ pub struct Settings {
     pub code_timeout_ms: u64,
     pub code_sandboxes: usize,
     pub code_in_process: bool,
+    /// Seconds without progress (deliveries in flight, none settled or received) after which
+    /// the worker reports not ready, and of supervisor silence after which it exits.
+    pub watchdog_secs: u64,
+    /// Seconds the broker connection may stay unusable before the process exits (0: never).
+    pub broker_down_exit_secs: u64,
 }
 
 impl Default for Settings {
@@ -108,6 +115,8 @@ impl Default for Settings {
             code_timeout_ms: baton_nodes::code::MAX_TIMEOUT_MS,
             code_sandboxes: baton_nodes::code::DEFAULT_SANDBOXES,
             code_in_process: false,
+            watchdog_secs: 60,
+            broker_down_exit_secs: 300,
         }
     }
 }
@@ -153,6 +162,9 @@ impl Settings {
         }
         if self.prefetch == 0 {
             return bad("prefetch", "must be at least 1");
+        }
+        if self.watchdog_secs < 10 {
+            return bad("watchdog_secs", "must be at least 10");
         }
         if self.publisher_channels == 0 {
             return bad("publisher_channels", "must be at least 1");

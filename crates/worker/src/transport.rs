@@ -15,6 +15,7 @@ use baton_engine::ports::{EventSink, HopQueue, PortError, PortErrorKind};
 use baton_redis::TimerStore;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::events_guard::{self, BatchPublisher, EVENTS_DEADLINE, EventsVitals};
 use crate::metrics_names as m;
 use crate::trace;
 
@@ -108,59 +109,104 @@ enum Outbound {
     Completion(Completion, oneshot::Sender<Result<(), PortError>>),
 }
 
-/// `EventSink` over RabbitMQ: one background task publishes events in order, in batches.
+/// How long a batch of statuses (without a completion) is retried before it is given up.
+const STATUS_RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// `EventSink` over RabbitMQ: one background task publishes events in order, in batches. The
+/// task is supervised (`events_guard`): restarted if it stops, panics or gets stuck.
 #[derive(Clone)]
 pub struct AmqpEvents {
     tx: mpsc::UnboundedSender<Outbound>,
+    vitals: Arc<EventsVitals>,
 }
 
 impl AmqpEvents {
     pub fn start(broker: Broker, topology: Arc<Topology>) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
-        let task = tokio::spawn(async move {
-            let mut buf: Vec<Outbound> = Vec::with_capacity(256);
-            while rx.recv_many(&mut buf, 512).await > 0 {
-                let mut batch = Vec::with_capacity(buf.len());
-                let mut waiters = Vec::new();
-                for item in buf.drain(..) {
-                    let (key, body) = match &item {
-                        Outbound::Status(s) => (&topology.status_queue, serde_json::to_vec(s)),
-                        Outbound::Completion(c, _) => {
-                            (&topology.completion_queue, serde_json::to_vec(c))
-                        }
-                    };
-                    let Ok(body) = body else { continue };
-                    batch.push(Outgoing::new(key.clone(), body));
-                    if let Outbound::Completion(_, w) = item {
-                        waiters.push(w);
-                    }
-                }
-                let n = batch.len();
-                // Only a batch with a completion is retried: keep a copy just for those.
-                let retry = (!waiters.is_empty()).then(|| batch.clone());
-                let mut result = broker.publish(batch).await;
-                // A completion must not be lost: retry the batch while the broker recovers.
-                let mut delay = Duration::from_millis(50);
-                while let (Err(_), Some(batch)) = (&result, &retry) {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                    result = broker.publish(batch.clone()).await;
-                }
-                match &result {
-                    Ok(()) => metrics::counter!(m::EVENTS_PUBLISHED).increment(n as u64),
-                    Err(e) => tracing::warn!(error = %e, count = n, "status events not delivered"),
-                }
-                for w in waiters {
-                    let _ = w.send(
-                        result
-                            .as_ref()
-                            .map(|_| ())
-                            .map_err(|e| PortError::new(broker_kind(e), e.to_string(), None)),
-                    );
-                }
-            }
+        Self::start_with(Arc::new(broker), topology, EVENTS_DEADLINE)
+    }
+
+    /// Over any [`BatchPublisher`], with the deadline of one publish attempt.
+    pub fn start_with(
+        publisher: Arc<dyn BatchPublisher>,
+        topology: Arc<Topology>,
+        deadline: Duration,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel::<Outbound>();
+        let vitals = Arc::new(EventsVitals::new(deadline));
+        let task = events_guard::supervise(rx, vitals.clone(), {
+            let vitals = vitals.clone();
+            move |rx| publish_events(publisher.clone(), topology.clone(), rx, vitals.clone())
         });
-        (Self { tx }, task)
+        (Self { tx, vitals }, task)
+    }
+
+    /// The publisher task's vital signs (for readiness).
+    pub fn vitals(&self) -> &Arc<EventsVitals> {
+        &self.vitals
+    }
+}
+
+/// The publisher task: takes what is queued, publishes it as one batch, retries a batch holding
+/// a completion until it is confirmed, answers the completions' waiters.
+async fn publish_events(
+    publisher: Arc<dyn BatchPublisher>,
+    topology: Arc<Topology>,
+    rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Outbound>>>,
+    vitals: Arc<EventsVitals>,
+) {
+    let mut rx = rx.lock().await;
+    let mut buf: Vec<Outbound> = Vec::with_capacity(256);
+    while rx.recv_many(&mut buf, 512).await > 0 {
+        let taken = buf.len();
+        vitals.attempt(taken);
+        let mut batch = Vec::with_capacity(buf.len());
+        let mut waiters = Vec::new();
+        for item in buf.drain(..) {
+            let (key, body) = match &item {
+                Outbound::Status(s) => (&topology.status_queue, serde_json::to_vec(s)),
+                Outbound::Completion(c, _) => (&topology.completion_queue, serde_json::to_vec(c)),
+            };
+            let Ok(body) = body else { continue };
+            batch.push(Outgoing::new(key.clone(), body));
+            if let Outbound::Completion(_, w) = item {
+                waiters.push(w);
+            }
+        }
+        let n = batch.len();
+        let first_attempt = tokio::time::Instant::now();
+        let keep = batch.clone();
+        let mut result = publisher.publish(batch).await;
+        vitals.attempt_returned();
+        // A completion must not be lost: retry its batch while the broker recovers. Statuses
+        // are retried too, for [`STATUS_RETRY_FOR`] (an outage of a minute loses none); later
+        // events wait behind them, which keeps their order. Each attempt is bounded; every
+        // failure is logged (a silent loop hid issue 13, item 10).
+        let mut delay = Duration::from_millis(50);
+        let mut attempt = 1u32;
+        while let Err(e) = &result {
+            if waiters.is_empty() && first_attempt.elapsed() >= STATUS_RETRY_FOR {
+                break;
+            }
+            tracing::warn!(error = %e, attempt, count = n, broker_usable = publisher.usable(), "event batch not published yet; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+            attempt += 1;
+            result = publisher.publish(keep.clone()).await;
+            vitals.attempt_returned();
+        }
+        match &result {
+            Ok(()) => metrics::counter!(m::EVENTS_PUBLISHED).increment(n as u64),
+            Err(e) => tracing::warn!(error = %e, count = n, "status events not delivered"),
+        }
+        vitals.done(taken);
+        for w in waiters {
+            let _ = w.send(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| PortError::new(broker_kind(e), e.to_string(), None)),
+            );
+        }
     }
 }
 
@@ -175,6 +221,8 @@ impl EventSink for AmqpEvents {
         {
             metrics::counter!(m::RETRIES, "node_type" => event.node_type.clone()).increment(1);
         }
+        // Counted before it is sent: the task may take it at once.
+        self.vitals.queued();
         self.tx
             .send(Outbound::Status(Box::new(event)))
             .map_err(|_| publisher_stopped())
@@ -182,6 +230,7 @@ impl EventSink for AmqpEvents {
 
     async fn completion(&self, completion: Completion) -> Result<(), PortError> {
         let (tx, rx) = oneshot::channel();
+        self.vitals.queued();
         self.tx
             .send(Outbound::Completion(completion, tx))
             .map_err(|_| publisher_stopped())?;

@@ -129,12 +129,15 @@ pub fn url_via_port(url: &str, port: u16) -> String {
 /// A TCP proxy in front of the broker that can simulate outages: `cut` drops every proxied
 /// connection and stops listening (new connections are refused, as by a stopped broker);
 /// `drop_all` drops every connection and then accepts and immediately closes new ones (as a
-/// load balancer without a healthy backend does); `restore` forwards again, on the same port.
+/// load balancer without a healthy backend does); `freeze` stops forwarding bytes but keeps
+/// every connection open, old and new (a peer that hangs without closing: what lapin sees when
+/// its I/O loop is wedged); `restore` forwards again, on the same port.
 pub struct Proxy {
     pub port: u16,
     target: SocketAddr,
     kill: tokio::sync::watch::Sender<u64>,
     dropping: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    frozen: tokio::sync::watch::Sender<bool>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -147,6 +150,7 @@ impl Proxy {
             target,
             kill: tokio::sync::watch::Sender::new(0u64),
             dropping: Default::default(),
+            frozen: tokio::sync::watch::Sender::new(false),
             task: std::sync::Mutex::new(None),
         };
         proxy.serve(listener);
@@ -157,6 +161,7 @@ impl Proxy {
         let kill = self.kill.clone();
         let target = self.target;
         let dropping = self.dropping.clone();
+        let frozen = self.frozen.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
@@ -167,13 +172,24 @@ impl Proxy {
                     continue;
                 }
                 let mut killed = kill.subscribe();
+                let mut freeze = frozen.subscribe();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
                         return;
                     };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = killed.changed() => {}
+                    loop {
+                        // Frozen: hold both sockets, forward nothing, until thawed or killed.
+                        if *freeze.borrow_and_update() {
+                            tokio::select! {
+                                _ = freeze.changed() => continue,
+                                _ = killed.changed() => return,
+                            }
+                        }
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => return,
+                            _ = killed.changed() => return,
+                            _ = freeze.changed() => {}
+                        }
                     }
                 });
             }
@@ -196,8 +212,14 @@ impl Proxy {
         self.kill.send_modify(|g| *g += 1);
     }
 
+    /// Stops forwarding bytes; connections stay open and new ones are accepted (and frozen).
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
     /// Forwards again (listening again on the same port after `cut`).
     pub async fn restore(&self) {
+        self.frozen.send_replace(false);
         self.dropping
             .store(false, std::sync::atomic::Ordering::SeqCst);
         if self.task.lock().unwrap().is_some() {
