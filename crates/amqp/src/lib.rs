@@ -36,6 +36,7 @@ mod error;
 mod message;
 mod options;
 mod publish;
+mod relay;
 mod session;
 mod subscribe;
 mod supervisor;
@@ -48,6 +49,7 @@ pub use message::{
     DEAD_LETTERED_AT_HEADER, DELIVERY_COUNT_HEADER, Delivery, Headers, Outgoing, REASON_HEADER,
 };
 pub use options::AmqpOptions;
+pub use relay::{RelayHandler, RelayRequest, Relayed};
 pub use topology::{QueueType, Topology, UnknownQueueType};
 
 #[cfg(test)]

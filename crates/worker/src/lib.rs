@@ -2,6 +2,7 @@
 //! with the engine against Redis state, publishes successors, statuses and completions with
 //! publisher confirms, dead-letters poison, serves health and metrics, drains on SIGTERM.
 
+pub mod completion_relay;
 pub mod definitions;
 pub mod failure;
 pub mod health;

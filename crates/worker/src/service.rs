@@ -19,12 +19,16 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::completion_relay::CompletionRelay;
 use crate::definitions::{DefinitionError, Definitions};
 use crate::failure::{Disposition, disposition};
 use crate::metrics_names as m;
 use crate::settings::Settings;
 use crate::trace;
 use crate::transport::{AmqpEvents, AmqpHopQueue, run_timer_pump};
+
+/// Completion requests a worker's relay holds unsettled at once (they share one commit).
+const RELAY_PREFETCH: u16 = 64;
 
 /// A worker that cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +149,21 @@ impl Worker {
             self.engine.clock().clone(),
             background.clone(),
         ));
+        // Every worker relays completion requests (see `completion_relay.rs`) until the hops
+        // in flight are drained: they may still request completions.
+        let relay = tokio::spawn({
+            let handler = Arc::new(CompletionRelay::new(self.store.clone(), topology.clone()));
+            let (broker, stop) = (self.broker.clone(), background.clone());
+            let queue = topology.completion_outbox_queue.clone();
+            async move {
+                if let Err(e) = broker
+                    .run_relay(&queue, RELAY_PREFETCH, handler, stop)
+                    .await
+                {
+                    tracing::error!(error = %e, "completion relay stopped");
+                }
+            }
+        });
         let cancels = tokio::spawn({
             let worker = self.clone();
             let stop = background.clone();
@@ -207,6 +226,7 @@ impl Worker {
         tracing::info!(drained, "worker stopping");
         background.cancel();
         let _ = pump.await;
+        let _ = relay.await;
         cancels.abort();
         self.broker.close().await;
         Ok(())

@@ -1,7 +1,9 @@
 //! The engine's ports on RabbitMQ: hop messages to the execution queue (publisher confirms),
-//! delayed messages as durable Redis timers, and status/completion events through one ordered
-//! background publisher that batches them (status messages dominate the broker's cost per hop,
-//! so they share confirms instead of each waiting for its own).
+//! delayed messages as durable Redis timers, and status events and completion requests (to the
+//! completion outbox, which `completion_relay.rs` empties) through one ordered background
+//! publisher that batches them (status messages dominate the broker's cost per hop, so they
+//! share confirms instead of each waiting for its own; a completion request's caller waits
+//! for its batch's confirm).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use baton_engine::ports::{EventSink, HopQueue, PortError, PortErrorKind};
 use baton_redis::TimerStore;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::completion_relay::SENDER_HEADER;
 use crate::metrics_names as m;
 use crate::trace;
 
@@ -123,14 +126,16 @@ impl AmqpEvents {
                 let mut batch = Vec::with_capacity(buf.len());
                 let mut waiters = Vec::new();
                 for item in buf.drain(..) {
-                    let (key, body) = match &item {
-                        Outbound::Status(s) => (&topology.status_queue, serde_json::to_vec(s)),
-                        Outbound::Completion(c, _) => {
-                            (&topology.completion_queue, serde_json::to_vec(c))
-                        }
+                    let message = match &item {
+                        Outbound::Status(s) => serde_json::to_vec(s)
+                            .map(|body| Outgoing::new(topology.status_queue.clone(), body)),
+                        // A request to the completion relays, straight to their queue.
+                        Outbound::Completion(c, _) => serde_json::to_vec(c).map(|body| {
+                            Outgoing::to_queue(topology.completion_outbox_queue.clone(), body)
+                        }),
                     };
-                    let Ok(body) = body else { continue };
-                    batch.push(Outgoing::new(key.clone(), body));
+                    let Ok(message) = message else { continue };
+                    batch.push(message);
                     if let Outbound::Completion(_, w) = item {
                         waiters.push(w);
                     }
@@ -138,13 +143,13 @@ impl AmqpEvents {
                 let n = batch.len();
                 // Only a batch with a completion is retried: keep a copy just for those.
                 let retry = (!waiters.is_empty()).then(|| batch.clone());
-                let mut result = broker.publish(batch).await;
+                let mut result = broker.publish(with_senders(batch, &topology)).await;
                 // A completion must not be lost: retry the batch while the broker recovers.
                 let mut delay = Duration::from_millis(50);
                 while let (Err(_), Some(batch)) = (&result, &retry) {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
-                    result = broker.publish(batch.clone()).await;
+                    result = broker.publish(with_senders(batch.clone(), &topology)).await;
                 }
                 match &result {
                     Ok(()) => metrics::counter!(m::EVENTS_PUBLISHED).increment(n as u64),
@@ -162,6 +167,21 @@ impl AmqpEvents {
         });
         (Self { tx }, task)
     }
+}
+
+/// Names each completion request's sender afresh for this publish attempt: a request the
+/// broker got from an attempt whose confirm was lost is another request than the retry's, so
+/// the relay tells them apart (only the first adopted one is sent).
+fn with_senders(mut batch: Vec<Outgoing>, topology: &Topology) -> Vec<Outgoing> {
+    for message in &mut batch {
+        if message.routing_key == topology.completion_outbox_queue {
+            message.headers.insert(
+                SENDER_HEADER.to_string(),
+                uuid::Uuid::new_v4().simple().to_string(),
+            );
+        }
+    }
+    batch
 }
 
 #[async_trait]
@@ -186,6 +206,11 @@ impl EventSink for AmqpEvents {
             .send(Outbound::Completion(completion, tx))
             .map_err(|_| publisher_stopped())?;
         rx.await.map_err(|_| publisher_stopped())?
+    }
+
+    /// Completions go to the outbox queue, and the workers' completion relays send them.
+    fn relays_completions(&self) -> bool {
+        true
     }
 }
 
