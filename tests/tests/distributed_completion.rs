@@ -25,9 +25,9 @@ fn pick(n: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_sigkilled_in_a_loop_leave_exactly_one_completion_per_execution() {
-    const EXECUTIONS: usize = 240;
+    const EXECUTIONS: usize = 600;
     const WORKERS: usize = 3;
-    let api = TestApi::start(Duration::from_millis(20));
+    let api = TestApi::start(Duration::from_millis(60));
     let mut cluster = Cluster::new();
     for _ in 0..WORKERS {
         cluster.spawn_worker(&[]).await;
@@ -36,7 +36,7 @@ async fn workers_sigkilled_in_a_loop_leave_exactly_one_completion_per_execution(
     let mut completions = cluster
         .consume(&broker, &cluster.topology.completion_queue)
         .await;
-    let workflow = sequential_http_workflow("short", 2);
+    let workflow = sequential_http_workflow("short", 3);
     let ids: Vec<String> = (0..EXECUTIONS).map(|_| new_execution_id()).collect();
     let starts = ids
         .iter()
@@ -63,7 +63,7 @@ async fn workers_sigkilled_in_a_loop_leave_exactly_one_completion_per_execution(
                 kills += 1;
                 cluster.spawn_worker(&[]).await;
             }
-            next_kill = Instant::now() + Duration::from_millis(300 + pick(500));
+            next_kill = Instant::now() + Duration::from_millis(200 + pick(400));
         }
         if let Some(c) = completions.next(Duration::from_millis(100)).await {
             let id = c.json()["execution_id"].as_str().unwrap_or("").to_string();
