@@ -196,7 +196,7 @@ impl Broker {
         self.shared().opts.effective_connection_name()
     }
 
-    /// Deletes the four queues and the exchange (for tests and tooling; messages in the queues
+    /// Deletes the four queues, the completion outbox and the exchange (for tests and tooling; messages in the queues
     /// are lost). Missing ones are ignored.
     pub async fn delete_topology(&self) -> Result<(), Error> {
         let shared = self.shared();
@@ -219,6 +219,13 @@ impl Broker {
             }
         }
         channel
+            .queue_delete(
+                shared.opts.topology.completion_outbox_queue.as_str().into(),
+                QueueDeleteOptions::default(),
+            )
+            .await
+            .map_err(|e| Error::amqp("queue.delete", e))?;
+        channel
             .exchange_delete(shared.exchange.clone(), ExchangeDeleteOptions::default())
             .await
             .map_err(|e| Error::amqp("exchange.delete", e))?;
@@ -238,7 +245,11 @@ fn validate(opts: &AmqpOptions) -> Result<(), Error> {
         ));
     }
     short_string("exchange name", &topology.exchange)?;
-    for queue in topology.queues() {
+    for queue in topology
+        .queues()
+        .into_iter()
+        .chain([topology.completion_outbox_queue.as_str()])
+    {
         if queue.is_empty() {
             return Err(Error::Config("a queue name is empty".into()));
         }

@@ -37,6 +37,7 @@ mod health;
 mod message;
 mod options;
 mod publish;
+mod relay;
 mod session;
 mod subscribe;
 mod supervisor;
@@ -51,6 +52,7 @@ pub use message::{
     REASON_HEADER, bounded,
 };
 pub use options::AmqpOptions;
+pub use relay::{RelayHandler, RelayRequest, Relayed};
 pub use topology::{QueueType, Topology, UnknownQueueType};
 
 #[cfg(test)]

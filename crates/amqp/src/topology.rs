@@ -79,6 +79,10 @@ pub struct Topology {
     pub completion_queue: String,
     /// Queue of messages that cannot be processed.
     pub dead_letter_queue: String,
+    /// Baton's internal queue of completion requests, which the workers' completion relays
+    /// turn into exactly one completion each (not bound to the exchange: nobody else reads or
+    /// writes it; not one of the four Rune queues).
+    pub completion_outbox_queue: String,
 }
 
 impl Topology {
@@ -91,6 +95,7 @@ impl Topology {
             status_queue: format!("{prefix}workflow.node.status"),
             completion_queue: format!("{prefix}workflow.completion"),
             dead_letter_queue: format!("{prefix}workflow.dead-letter"),
+            completion_outbox_queue: format!("{prefix}workflow.completion.outbox"),
         }
     }
 
@@ -112,7 +117,8 @@ impl Default for Topology {
     }
 }
 
-/// Declares the exchange and the queues, and binds each queue with its name. Idempotent; the
+/// Declares the exchange and the queues, binds each of the four with its name, and declares
+/// the completion outbox (unbound). Idempotent; the
 /// same arguments everywhere (a mismatch is `PRECONDITION_FAILED`, which closes the channel).
 pub(crate) async fn declare(
     channel: &Channel,
@@ -175,6 +181,21 @@ pub(crate) async fn declare(
                 source,
             })?;
     }
+    let outbox = topology.completion_outbox_queue.as_str();
+    channel
+        .queue_declare(
+            outbox.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            arguments,
+        )
+        .await
+        .map_err(|source| Error::Topology {
+            what: format!("queue '{outbox}' ({queue_type:?})"),
+            source,
+        })?;
     Ok(())
 }
 
@@ -195,6 +216,7 @@ mod tests {
                 "t-1.workflow.dead-letter"
             ]
         );
+        assert_eq!(t.completion_outbox_queue, "t-1.workflow.completion.outbox");
         assert_eq!(Topology::default(), Topology::new(""));
     }
 

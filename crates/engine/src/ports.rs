@@ -14,10 +14,10 @@ mod store;
 
 pub use error::{PortError, PortErrorKind};
 pub use store::{
-    CommitOutcome, CommittedHop, CompletionClaim, CompletionLedger, ContextWrite,
-    ExecutionIdentity, ExecutionStart, ExecutionStore, FinalContext, Handoff, HopCommit, HopStart,
-    JoinArrival, JoinOutcome, Lifecycle, ScopedKey, SignalStore, SignalWaiter, StartState,
-    StatePorts,
+    CommitOutcome, CommittedHop, CompletionAdoption, CompletionClaim, CompletionLedger,
+    ContextWrite, ExecutionIdentity, ExecutionStart, ExecutionStore, FinalContext, Handoff,
+    HopCommit, HopStart, JoinArrival, JoinOutcome, Lifecycle, ScopedKey, SignalStore, SignalWaiter,
+    StartState, StatePorts,
 };
 
 /// Where hop messages go.
@@ -33,7 +33,17 @@ pub trait HopQueue: Send + Sync {
 #[async_trait]
 pub trait EventSink: Send + Sync {
     async fn status(&self, event: StatusEvent) -> Result<(), PortError>;
+    /// Sends a completion (returns once it is safe). With [`relays_completions`] it is a
+    /// request to a relay, which sends it once and marks it sent.
+    ///
+    /// [`relays_completions`]: EventSink::relays_completions
     async fn completion(&self, completion: Completion) -> Result<(), PortError>;
+    /// Whether `completion` hands completions to a relay that adopts each one in the
+    /// `CompletionLedger`, publishes it once and marks it sent (the worker pool's outbox). When
+    /// false (default) the engine claims, sends and marks each completion itself.
+    fn relays_completions(&self) -> bool {
+        false
+    }
     /// Whether status events are observed at all. When false the engine neither builds nor
     /// sends them (the embedded runtime with no subscriber); completions always go out.
     fn wants_status(&self) -> bool {

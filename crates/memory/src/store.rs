@@ -7,9 +7,10 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use baton_core::message::ExecutionStatus;
 use baton_engine::ports::{
-    CommitOutcome, CommittedHop, CompletionClaim, CompletionLedger, ExecutionIdentity,
-    ExecutionStart, ExecutionStore, FinalContext, Handoff, HopCommit, JoinArrival, JoinOutcome,
-    Lifecycle, PortError, ScopedKey, SignalStore, SignalWaiter, StartState,
+    CommitOutcome, CommittedHop, CompletionAdoption, CompletionClaim, CompletionLedger,
+    ExecutionIdentity, ExecutionStart, ExecutionStore, FinalContext, Handoff, HopCommit,
+    JoinArrival, JoinOutcome, Lifecycle, PortError, ScopedKey, SignalStore, SignalWaiter,
+    StartState,
 };
 use serde_json::{Map, Value};
 
@@ -32,6 +33,8 @@ struct Execution {
     completion_sent: bool,
     /// When the completion's sending was claimed (ms).
     completion_claimed_at: Option<u64>,
+    /// Who adopted the completion's sending (`adopt_completion`).
+    completion_sender: Option<String>,
     /// The hop that finished the execution (`finish_by`).
     finished_by: Option<String>,
     /// `forget` came before `mark_completion_sent`: drop the state at the mark.
@@ -124,6 +127,7 @@ impl ExecutionStore for MemoryStore {
                 }),
                 completion_sent: false,
                 completion_claimed_at: None,
+                completion_sender: None,
                 finished_by: None,
                 forget_when_marked: false,
                 started_at_ms: start.started_at_ms,
@@ -404,6 +408,27 @@ impl CompletionLedger for MemoryStore {
             _ => {
                 e.completion_claimed_at = Some(now_ms);
                 CompletionClaim::Claimed
+            }
+        })
+    }
+
+    async fn adopt_completion(
+        &self,
+        execution_id: &str,
+        sender: &str,
+    ) -> Result<CompletionAdoption, PortError> {
+        let mut map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(e) = map.get_mut(execution_id) else {
+            return Ok(CompletionAdoption::Unknown);
+        };
+        Ok(match &e.completion_sender {
+            _ if e.finished.is_none() => CompletionAdoption::Unknown,
+            _ if e.completion_sent => CompletionAdoption::Sent,
+            Some(s) if s == sender => CompletionAdoption::Again,
+            Some(_) => CompletionAdoption::Another,
+            None => {
+                e.completion_sender = Some(sender.to_string());
+                CompletionAdoption::Adopted
             }
         })
     }

@@ -1,8 +1,9 @@
 //! The completion ledger on Redis: the final status (first caller wins, `finished_by`), and
-//! the claim / mark that lets exactly one sender publish the completion.
+//! the claim (a lease, the direct path) or the adoption (for good, the outbox relay) and the
+//! mark that let exactly one sender publish the completion.
 
 use async_trait::async_trait;
-use baton_engine::ports::{CompletionClaim, CompletionLedger, PortError};
+use baton_engine::ports::{CompletionAdoption, CompletionClaim, CompletionLedger, PortError};
 
 use crate::Error;
 use crate::reply;
@@ -85,6 +86,29 @@ impl CompletionLedger for RedisStore {
                 other => {
                     return Err(
                         Error::Protocol(format!("claim_completion answered `{other}`")).into(),
+                    );
+                }
+            },
+        )
+    }
+
+    async fn adopt_completion(
+        &self,
+        execution_id: &str,
+        sender: &str,
+    ) -> Result<CompletionAdoption, PortError> {
+        let mut inv = SCRIPTS.adopt_completion.prepare_invoke();
+        inv.key(self.exec_key(execution_id, "meta")).arg(sender);
+        Ok(
+            match reply::text(&self.invoke(&inv, false).await?)?.as_str() {
+                "adopted" => CompletionAdoption::Adopted,
+                "again" => CompletionAdoption::Again,
+                "another" => CompletionAdoption::Another,
+                "sent" => CompletionAdoption::Sent,
+                "unknown" => CompletionAdoption::Unknown,
+                other => {
+                    return Err(
+                        Error::Protocol(format!("adopt_completion answered `{other}`")).into(),
                     );
                 }
             },

@@ -75,6 +75,7 @@ pub(crate) struct Scripts {
     pub(crate) finish: Script,
     pub(crate) mark_completion_sent: Script,
     pub(crate) claim_completion: Script,
+    pub(crate) adopt_completion: Script,
     pub(crate) final_context: Script,
     pub(crate) mark_started: Script,
 }
@@ -89,6 +90,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     finish: Script::new(include_str!("lua/finish.lua")),
     mark_completion_sent: Script::new(include_str!("lua/mark_completion_sent.lua")),
     claim_completion: Script::new(include_str!("lua/claim_completion.lua")),
+    adopt_completion: Script::new(include_str!("lua/adopt_completion.lua")),
     final_context: Script::new(include_str!("lua/final_context.lua")),
     // Only on an existing execution: never leave a stray key without TTL.
     mark_started: Script::new(

@@ -3,6 +3,7 @@
 //! publisher confirms, dead-letters poison, serves health and metrics, drains on SIGTERM.
 
 pub mod budget;
+pub mod completion_relay;
 pub mod definitions;
 pub mod events_guard;
 pub mod failure;

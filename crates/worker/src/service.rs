@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::budget::{self, Verdict};
+use crate::completion_relay::CompletionRelay;
 use crate::definitions::{DefinitionError, Definitions};
 use crate::failure::{DeadLetterReason, bounded, panic_message};
 use crate::metrics_names as m;
@@ -30,6 +31,9 @@ use crate::watchdog::{NotReady, Watch};
 
 /// Bound on the Redis PING of a readiness probe.
 const REDIS_PING_BOUND: Duration = Duration::from_secs(2);
+
+/// Completion requests a worker's relay holds unsettled at once (they share one commit).
+const RELAY_PREFETCH: u16 = 64;
 
 /// A worker that cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +184,21 @@ impl Worker {
             self.engine.clock().clone(),
             background.clone(),
         ));
+        // Every worker relays completion requests (see `completion_relay.rs`) until the hops
+        // in flight are drained: they may still request completions.
+        let relay = tokio::spawn({
+            let handler = Arc::new(CompletionRelay::new(self.store.clone(), topology.clone()));
+            let (broker, stop) = (self.broker.clone(), background.clone());
+            let queue = topology.completion_outbox_queue.clone();
+            async move {
+                if let Err(e) = broker
+                    .run_relay(&queue, RELAY_PREFETCH, handler, stop)
+                    .await
+                {
+                    tracing::error!(error = %e, "completion relay stopped");
+                }
+            }
+        });
         let cancels = tokio::spawn({
             let worker = self.clone();
             let stop = background.clone();
@@ -251,6 +270,7 @@ impl Worker {
         tracing::info!(drained, "worker stopping");
         background.cancel();
         let _ = pump.await;
+        let _ = relay.await;
         cancels.abort();
         self.broker.close().await;
         Ok(())

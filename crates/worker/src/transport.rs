@@ -1,7 +1,9 @@
 //! The engine's ports on RabbitMQ: hop messages to the execution queue (publisher confirms),
-//! delayed messages as durable Redis timers, and status/completion events through one ordered
-//! background publisher that batches them (status messages dominate the broker's cost per hop,
-//! so they share confirms instead of each waiting for its own).
+//! delayed messages as durable Redis timers, and status events and completion requests (to the
+//! completion outbox, which `completion_relay.rs` empties) through one ordered background
+//! publisher that batches them (status messages dominate the broker's cost per hop, so they
+//! share confirms instead of each waiting for its own; a completion request's caller waits
+//! for its batch's confirm).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use baton_redis::TimerStore;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::events_guard::{self, BatchPublisher, EVENTS_DEADLINE, EventsVitals};
+use crate::completion_relay::SENDER_HEADER;
 use crate::metrics_names as m;
 use crate::trace;
 
@@ -162,12 +165,16 @@ async fn publish_events(
         let mut batch = Vec::with_capacity(buf.len());
         let mut waiters = Vec::new();
         for item in buf.drain(..) {
-            let (key, body) = match &item {
-                Outbound::Status(s) => (&topology.status_queue, serde_json::to_vec(s)),
-                Outbound::Completion(c, _) => (&topology.completion_queue, serde_json::to_vec(c)),
+            let message = match &item {
+                Outbound::Status(s) => serde_json::to_vec(s)
+                    .map(|body| Outgoing::new(topology.status_queue.clone(), body)),
+                // A request to the completion relays, straight to their queue.
+                Outbound::Completion(c, _) => serde_json::to_vec(c).map(|body| {
+                    Outgoing::to_queue(topology.completion_outbox_queue.clone(), body)
+                }),
             };
-            let Ok(body) = body else { continue };
-            batch.push(Outgoing::new(key.clone(), body));
+            let Ok(message) = message else { continue };
+            batch.push(message);
             if let Outbound::Completion(_, w) = item {
                 waiters.push(w);
             }
@@ -175,7 +182,7 @@ async fn publish_events(
         let n = batch.len();
         let first_attempt = tokio::time::Instant::now();
         let keep = batch.clone();
-        let mut result = publisher.publish(batch).await;
+        let mut result = publisher.publish(with_senders(batch, &topology)).await;
         vitals.attempt_returned();
         // A completion must not be lost: retry its batch while the broker recovers. Statuses
         // are retried too, for [`STATUS_RETRY_FOR`] (an outage of a minute loses none); later
@@ -191,7 +198,7 @@ async fn publish_events(
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
             attempt += 1;
-            result = publisher.publish(keep.clone()).await;
+            result = publisher.publish(with_senders(keep.clone(), &topology)).await;
             vitals.attempt_returned();
         }
         match &result {
@@ -208,6 +215,21 @@ async fn publish_events(
             );
         }
     }
+}
+
+/// Names each completion request's sender afresh for this publish attempt: a request the
+/// broker got from an attempt whose confirm was lost is another request than the retry's, so
+/// the relay tells them apart (only the first adopted one is sent).
+fn with_senders(mut batch: Vec<Outgoing>, topology: &Topology) -> Vec<Outgoing> {
+    for message in &mut batch {
+        if message.routing_key == topology.completion_outbox_queue {
+            message.headers.insert(
+                SENDER_HEADER.to_string(),
+                uuid::Uuid::new_v4().simple().to_string(),
+            );
+        }
+    }
+    batch
 }
 
 #[async_trait]
@@ -235,6 +257,11 @@ impl EventSink for AmqpEvents {
             .send(Outbound::Completion(completion, tx))
             .map_err(|_| publisher_stopped())?;
         rx.await.map_err(|_| publisher_stopped())?
+    }
+
+    /// Completions go to the outbox queue, and the workers' completion relays send them.
+    fn relays_completions(&self) -> bool {
+        true
     }
 }
 

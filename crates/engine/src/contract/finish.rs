@@ -6,7 +6,8 @@ use baton_core::message::ExecutionStatus;
 use serde_json::{Value, json};
 
 use crate::ports::{
-    CommitOutcome, CompletionClaim, FinalContext, JoinOutcome, Lifecycle, StatePorts,
+    CommitOutcome, CompletionAdoption, CompletionClaim, FinalContext, JoinOutcome, Lifecycle,
+    StatePorts,
 };
 
 use super::support::*;
@@ -221,6 +222,62 @@ pub async fn completion_claim_lease(store: Arc<dyn StatePorts>) {
         CompletionClaim::Unknown
     );
 }
+/// The first sender to ask adopts a completion for good (no lease); it may ask again, every
+/// other sender is told another has it; once marked sent, everybody is told so. An unknown or
+/// unfinished execution has nothing to adopt.
+pub async fn completion_adopted_once(store: Arc<dyn StatePorts>) {
+    let id = started(&store, json!({}), 1).await;
+    assert_eq!(
+        store.adopt_completion(&id, "s-early").await.unwrap(),
+        CompletionAdoption::Unknown,
+        "not finished yet"
+    );
+    store
+        .finish(&id, ExecutionStatus::Completed, None)
+        .await
+        .unwrap();
+    let mut racers = Vec::new();
+    for n in 0..RACERS {
+        let (store, id) = (store.clone(), id.clone());
+        racers.push(tokio::spawn(async move {
+            let sender = format!("s-{n}");
+            (
+                sender.clone(),
+                store.adopt_completion(&id, &sender).await.unwrap(),
+            )
+        }));
+    }
+    let mut adopter = None;
+    for r in racers {
+        match r.await.unwrap() {
+            (sender, CompletionAdoption::Adopted) => {
+                assert!(adopter.replace(sender).is_none(), "one adopter");
+            }
+            (_, other) => assert_eq!(other, CompletionAdoption::Another),
+        }
+    }
+    let adopter = adopter.expect("one sender adopted it");
+    assert_eq!(
+        store.adopt_completion(&id, &adopter).await.unwrap(),
+        CompletionAdoption::Again,
+        "the adopter asks again"
+    );
+    assert_eq!(
+        store.adopt_completion(&id, "s-late").await.unwrap(),
+        CompletionAdoption::Another,
+        "no lease: it stays adopted"
+    );
+    assert!(store.mark_completion_sent(&id).await.unwrap());
+    assert_eq!(
+        store.adopt_completion(&id, &adopter).await.unwrap(),
+        CompletionAdoption::Sent
+    );
+    assert_eq!(
+        store.adopt_completion(&unique_id(), "s").await.unwrap(),
+        CompletionAdoption::Unknown
+    );
+}
+
 pub async fn completion_sent_once(store: Arc<dyn StatePorts>) {
     let id = started(&store, json!({}), 1).await;
     store

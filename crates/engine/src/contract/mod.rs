@@ -50,6 +50,7 @@ pub async fn execution_store_contract(make: impl Fn() -> Arc<dyn StatePorts>) {
     finish_first_writer_wins(make()).await;
     completion_sent_once(make()).await;
     completion_claim_lease(make()).await;
+    completion_adopted_once(make()).await;
     finish_remembers_the_finishing_hop(make()).await;
     final_context_top_level(make()).await;
     identity_and_signals(make()).await;

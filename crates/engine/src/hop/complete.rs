@@ -1,5 +1,6 @@
 //! Completing an execution: the final status, then exactly one completion (claimed, sent,
-//! marked sent), and the parent's notification if it is a sub-workflow.
+//! marked sent; or, when the event sink relays completions, requested from the relay, which
+//! sends and marks it), and the parent's notification first if it is a sub-workflow.
 
 use baton_core::message::{Completion, ExecutionStatus};
 
@@ -41,19 +42,24 @@ impl Engine {
         if completion_sent {
             return Ok(());
         }
-        match self
-            .store
-            .claim_completion(execution_id, self.clock.now_ms(), self.completion_lease_ms)
-            .await?
-        {
-            CompletionClaim::Claimed => {}
-            CompletionClaim::Sent | CompletionClaim::Unknown => return Ok(()),
-            CompletionClaim::Held => {
-                return Err(PortError::transient_msg(format!(
-                    "the completion of `{execution_id}` is being sent elsewhere (claimed less \
-                     than {} ms ago): retry once it is sent or its claim expires",
-                    self.completion_lease_ms
-                )));
+        // A relay adopts the completion itself (no lease: nothing to wait for when a sender
+        // dies); only the direct path claims it here.
+        let relayed = self.events.relays_completions();
+        if !relayed {
+            match self
+                .store
+                .claim_completion(execution_id, self.clock.now_ms(), self.completion_lease_ms)
+                .await?
+            {
+                CompletionClaim::Claimed => {}
+                CompletionClaim::Sent | CompletionClaim::Unknown => return Ok(()),
+                CompletionClaim::Held => {
+                    return Err(PortError::transient_msg(format!(
+                        "the completion of `{execution_id}` is being sent elsewhere (claimed less \
+                         than {} ms ago): retry once it is sent or its claim expires",
+                        self.completion_lease_ms
+                    )));
+                }
             }
         }
         let FinalContext {
@@ -82,9 +88,13 @@ impl Engine {
             total_duration_ms: self.clock.now_ms().saturating_sub(started),
             failure_reason: reason,
         };
-        // Sent (confirmed), then marked: a crash in between repeats it, never loses it.
+        // Direct: sent (confirmed), then marked; a crash in between repeats it, never loses it.
+        // Relayed: the request is confirmed, and the relay sends and marks it once (the hop's
+        // redelivery may request it again: the relay drops the copies).
         self.events.completion(completion).await?;
-        self.store.mark_completion_sent(execution_id).await?;
+        if !relayed {
+            self.store.mark_completion_sent(execution_id).await?;
+        }
         self.forget_execution(execution_id);
         Ok(())
     }

@@ -159,6 +159,21 @@ pub enum CompletionClaim {
     Unknown,
 }
 
+/// The answer to [`CompletionLedger::adopt_completion`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionAdoption {
+    /// The first sender to ask: the completion is yours to send (then mark it sent).
+    Adopted,
+    /// This sender adopted it before (it asks again: a redelivery of its request, or a copy).
+    Again,
+    /// Another sender adopted it: it sends it, drop this request.
+    Another,
+    /// Already sent.
+    Sent,
+    /// No such execution, or not finished.
+    Unknown,
+}
+
 /// One arrival at a join.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JoinArrival {
@@ -351,6 +366,16 @@ pub trait CompletionLedger: Send + Sync {
         now_ms: u64,
         lease_ms: u64,
     ) -> Result<CompletionClaim, PortError>;
+    /// Gives the sending of a finished execution's completion to `sender` for good (no lease):
+    /// the first sender to ask adopts it, every other one is told `Another`. For a relay whose
+    /// requests are redelivered until they are settled together with the completion's publish
+    /// (an AMQP transaction): the adopter's request comes back until it is sent, so dropping
+    /// the others loses nothing and never repeats it.
+    async fn adopt_completion(
+        &self,
+        execution_id: &str,
+        sender: &str,
+    ) -> Result<CompletionAdoption, PortError>;
     /// Marks the completion as sent (after its publish is confirmed); only the first caller
     /// gets `true`.
     async fn mark_completion_sent(&self, execution_id: &str) -> Result<bool, PortError>;
