@@ -16,8 +16,8 @@ pub use error::{PortError, PortErrorKind};
 pub use store::{
     CommitOutcome, CommittedHop, CompletionAdoption, CompletionClaim, CompletionLedger,
     ContextWrite, ExecutionIdentity, ExecutionStart, ExecutionStore, FinalContext, Handoff,
-    HopCommit, HopStart, JoinArrival, JoinOutcome, Lifecycle, ScopedKey, SignalStore, SignalWaiter,
-    StartState, StatePorts,
+    HeldClaim, HopClaim, HopClaimOutcome, HopCommit, HopStart, JoinArrival, JoinOutcome,
+    Lifecycle, ScopedKey, SignalStore, SignalWaiter, StartState, StatePorts,
 };
 
 /// Where hop messages go.
@@ -27,6 +27,20 @@ pub trait HopQueue: Send + Sync {
     async fn publish(&self, messages: Vec<HopMessage>) -> Result<(), PortError>;
     /// Publishes after a delay, without holding a worker (timers, retry backoff).
     async fn publish_delayed(&self, message: HopMessage, delay_ms: u64) -> Result<(), PortError>;
+    /// Publishes `message` again after `delay_ms`: a copy of a hop that another worker holds a
+    /// claim on looks again when that claim expires at `claim_expires_at_ms`. Copies meeting
+    /// the same claim should collapse into one re-check (a durable queue keys it by the message
+    /// and the expiry), and a re-check must not collide with the message's own timer. Default:
+    /// `publish_delayed`.
+    async fn publish_recheck(
+        &self,
+        message: HopMessage,
+        delay_ms: u64,
+        claim_expires_at_ms: u64,
+    ) -> Result<(), PortError> {
+        let _ = claim_expires_at_ms;
+        self.publish_delayed(message, delay_ms).await
+    }
 }
 
 /// Where status and completion events go.

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use baton_core::message::ExecutionStatus;
 use baton_engine::ports::{
     CommitOutcome, CommittedHop, CompletionAdoption, CompletionClaim, CompletionLedger,
-    ExecutionIdentity, ExecutionStart, ExecutionStore, FinalContext, Handoff, HopCommit,
-    JoinArrival, JoinOutcome, Lifecycle, PortError, ScopedKey, SignalStore, SignalWaiter,
-    StartState,
+    ExecutionIdentity, ExecutionStart, ExecutionStore, FinalContext, Handoff, HeldClaim,
+    HopClaim, HopClaimOutcome, HopCommit, JoinArrival, JoinOutcome, Lifecycle, PortError,
+    ScopedKey, SignalStore, SignalWaiter, StartState,
 };
 use serde_json::{Map, Value};
 
@@ -28,6 +28,8 @@ struct Execution {
     pending: i64,
     /// committed hop id → the messages it handed on (when recorded)
     committed: HashMap<String, Option<Handoff>>,
+    /// hop id → (owner, expiry ms) of the claim on running it, until it commits
+    claims: HashMap<String, (String, u64)>,
     joins: HashMap<String, JoinState>,
     finished: Option<(ExecutionStatus, Option<String>)>,
     completion_sent: bool,
@@ -117,6 +119,7 @@ impl ExecutionStore for MemoryStore {
                 scopes,
                 pending: if cancelled { 0 } else { start.initial_tokens },
                 committed: HashMap::new(),
+                claims: HashMap::new(),
                 started: false,
                 joins: HashMap::new(),
                 finished: cancelled.then(|| {
@@ -240,6 +243,45 @@ impl ExecutionStore for MemoryStore {
         })
     }
 
+    async fn claim_hop(
+        &self,
+        execution_id: &str,
+        hop_id: &str,
+        claim: HopClaim<'_>,
+    ) -> Result<HopClaimOutcome, PortError> {
+        self.with(execution_id, |e| {
+            // Committed, or the execution finished: nothing left to run.
+            if e.committed.contains_key(hop_id) || e.finished.is_some() {
+                return HopClaimOutcome::Committed;
+            }
+            if let Some((owner, expires_at_ms)) = e.claims.get(hop_id)
+                && owner != claim.owner
+                && *expires_at_ms > claim.now_ms
+            {
+                return HopClaimOutcome::Held(HeldClaim {
+                    owner: owner.clone(),
+                    expires_at_ms: *expires_at_ms,
+                });
+            }
+            let until = claim.now_ms.saturating_add(claim.lease_ms);
+            e.claims
+                .insert(hop_id.to_string(), (claim.owner.to_string(), until));
+            HopClaimOutcome::Claimed
+        })
+    }
+
+    async fn mark_handoff_published(
+        &self,
+        execution_id: &str,
+        hop_id: &str,
+    ) -> Result<(), PortError> {
+        self.with(execution_id, |e| {
+            if let Some(handoff) = e.committed.get_mut(hop_id) {
+                *handoff = Some(Handoff::default());
+            }
+        })
+    }
+
     async fn commit(
         &self,
         execution_id: &str,
@@ -249,6 +291,7 @@ impl ExecutionStore for MemoryStore {
             if e.committed.contains_key(&commit.hop_id) {
                 return CommitOutcome::Duplicate { pending: e.pending };
             }
+            e.claims.remove(&commit.hop_id);
             e.committed.insert(commit.hop_id, commit.handoff);
             for write in commit.outputs {
                 e.scopes

@@ -2,8 +2,9 @@
 //!
 //! - [`RedisStore`]: the production [`ExecutionStore`](baton_engine::ports::ExecutionStore),
 //!   with the same semantics as the in-memory store (checked by the shared contract suite,
-//!   `baton_engine::contract`). A hop costs two round trips: `begin_hop` (lifecycle + the keys
-//!   the node reads) and `commit`.
+//!   `baton_engine::contract`). A hop costs two round trips: `begin_hop` (lifecycle, the claim
+//!   on running the hop, the keys the node reads) and `commit`, plus the mark that its
+//!   successors are published.
 //! - [`DefinitionStore`]: workflow definitions by reference.
 //! - [`RedisCatalog`]: named, versioned workflow definitions (the `WorkflowCatalog` port).
 //! - [`TimerStore`]: durable timers with leased claims.

@@ -10,7 +10,7 @@
 //! | `P:{E}:ctx` | hash | context: field `scope ␟ key` (U+001F) → JSON text |
 //! | `P:{E}:top` | list | top-level context keys in first-write order (the `final_context` order) |
 //! | `P:{E}:cancelled` | string | set when a cancel arrives before the start: the start then creates the execution halted |
-//! | `P:{E}:hops` | hash | committed hop id → the messages it handed on (JSON), replayed on redelivery |
+//! | `P:{E}:hops` | hash | committed hop id → the messages it handed on (JSON; `{}` once published), replayed on redelivery; `␟` hop id → the claim on running it (`owner|expires_at_ms`), until its commit |
 //! | `P:{E}:join:<join key>` | hash | one join's arrivals (in order) and its releaser |
 //! | `P:{E}:keys` | set | every dynamic (`join:`) key, so `finish` can put the TTL on all of them |
 //!
@@ -24,8 +24,8 @@ use async_trait::async_trait;
 use baton_core::message::ExecutionStatus;
 use baton_engine::ports::{
     CommitOutcome, CommittedHop, ExecutionIdentity, ExecutionStart, ExecutionStore, FinalContext,
-    Handoff, HopCommit, HopStart, JoinArrival, JoinOutcome, Lifecycle, PortError, ScopedKey,
-    StartState,
+    Handoff, HeldClaim, HopClaim, HopClaimOutcome, HopCommit, HopStart, JoinArrival, JoinOutcome,
+    Lifecycle, PortError, ScopedKey, StartState,
 };
 use futures_util::{Stream, StreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -68,6 +68,8 @@ impl Default for RedisOptions {
 pub(crate) struct Scripts {
     pub(crate) start: Script,
     pub(crate) read: Script,
+    pub(crate) begin_hop: Script,
+    pub(crate) mark_handoff_published: Script,
     pub(crate) read_exact: Script,
     pub(crate) commit: Script,
     pub(crate) join: Script,
@@ -83,6 +85,8 @@ pub(crate) struct Scripts {
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     start: Script::new(include_str!("lua/start.lua")),
     read: Script::new(include_str!("lua/read.lua")),
+    begin_hop: Script::new(include_str!("lua/begin_hop.lua")),
+    mark_handoff_published: Script::new(include_str!("lua/mark_handoff_published.lua")),
     read_exact: Script::new(include_str!("lua/read_exact.lua")),
     commit: Script::new(include_str!("lua/commit.lua")),
     join: Script::new(include_str!("lua/join.lua")),
@@ -483,76 +487,107 @@ impl ExecutionStore for RedisStore {
         }
     }
 
-    /// One round trip of plain commands (no script: a hop's read needs no atomicity, its commit
-    /// decides): the lifecycle, whether this hop already committed and the requested keys (and
-    /// only those), each from the innermost scope of the chain that has it.
+    /// One script (`begin_hop.lua`): the lifecycle, whether this hop already committed, the
+    /// claim on running it (when asked for) and the requested keys (and only those), each from
+    /// the innermost scope of the chain that has it.
     async fn begin_hop(
         &self,
         execution_id: &str,
         hop_id: &str,
         scope_chain: &[String],
         keys: &[String],
+        claim: Option<HopClaim<'_>>,
     ) -> Result<HopStart, PortError> {
-        let (meta_key, ctx_key, hops_key) = (
-            self.exec_key(execution_id, "meta"),
-            self.exec_key(execution_id, "ctx"),
-            self.exec_key(execution_id, "hops"),
-        );
-        let mut fields = Vec::with_capacity(keys.len() * scope_chain.len());
-        for key in keys {
-            for scope in scope_chain {
-                fields.push(field(scope, key));
+        let k = self.keys(execution_id);
+        let mut inv = SCRIPTS.begin_hop.prepare_invoke();
+        inv.key(&k.meta).key(&k.ctx).key(&k.hops).arg(hop_id);
+        match claim {
+            Some(c) => inv.arg(c.owner).arg(c.now_ms).arg(c.lease_ms),
+            None => inv.arg("").arg(0).arg(0),
+        };
+        inv.arg(scope_chain.len()).arg(scope_chain).arg(keys);
+        // Safe to repeat: the same owner claiming again only renews its claim.
+        let items = reply::array(self.invoke(&inv, true).await?)?;
+        let text = |i: usize| -> Result<Option<String>, Error> {
+            match items.get(i) {
+                None | Some(R::Nil) => Ok(None),
+                Some(v) => reply::text(v).map(Some),
+            }
+        };
+        let meta = (0..4).map(text).collect::<Result<Vec<_>, _>>()?;
+        let mut start = HopStart {
+            lifecycle: lifecycle_of(&meta)?,
+            context: Map::new(),
+            committed: None,
+            held: None,
+        };
+        if start.lifecycle != Lifecycle::Running {
+            return Ok(start);
+        }
+        if let Some(handed) = text(5)? {
+            start.committed = Some(CommittedHop {
+                handoff: handoff_of(&handed)?,
+                pending: pending_of(text(4)?.as_deref())?,
+            });
+            return Ok(start);
+        }
+        if let (Some(owner), Some(until)) = (text(6)?, text(7)?) {
+            let expires_at_ms = until
+                .parse()
+                .map_err(|_| Error::Protocol(format!("hop claim expiry is `{until}`")))?;
+            start.held = Some(HeldClaim {
+                owner,
+                expires_at_ms,
+            });
+            return Ok(start);
+        }
+        let values = items.get(8..).unwrap_or_default();
+        for (key, value) in keys.iter().zip(values) {
+            if *value != R::Nil {
+                start.context.insert(key.clone(), reply::json(key, value)?);
             }
         }
-        let mut pipe = redis::pipe();
-        pipe.cmd("HMGET")
-            .arg(&meta_key)
-            .arg(&LIFECYCLE_FIELDS)
-            .arg("pending");
-        pipe.cmd("HGET").arg(&hops_key).arg(hop_id);
-        if !fields.is_empty() {
-            pipe.cmd("HMGET").arg(&ctx_key).arg(&fields);
-        }
-        let replies: Vec<R> = self.read_pipe(&pipe).await?;
-        let mut replies = replies.into_iter();
-        let decode = |e: redis::ParsingError| Error::Protocol(format!("begin_hop: {e}"));
-        let meta: Vec<Option<String>> =
-            redis::from_redis_value(replies.next().unwrap_or(R::Nil)).map_err(decode)?;
-        let handed: Option<String> =
-            redis::from_redis_value(replies.next().unwrap_or(R::Nil)).map_err(decode)?;
-        let ctx = reply::array(replies.next().unwrap_or(R::Nil))?;
-        let start = |lifecycle, context, committed| HopStart {
-            lifecycle,
-            context,
-            committed,
-        };
-        let (lifecycle, pending) = match meta.split_last() {
-            Some((pending, fields)) => (lifecycle_of(fields)?, pending),
-            None => return Err(Error::Protocol("begin_hop: meta answered nothing".into()).into()),
-        };
-        if lifecycle != Lifecycle::Running {
-            return Ok(start(lifecycle, Map::new(), None));
-        }
-        if let Some(handed) = handed {
-            let pending = pending_of(pending.as_deref())?;
-            return Ok(start(
-                Lifecycle::Running,
-                Map::new(),
-                Some(CommittedHop {
-                    handoff: handoff_of(&handed)?,
-                    pending,
-                }),
-            ));
-        }
-        let mut context = Map::new();
-        if !scope_chain.is_empty() {
-            for (key, candidates) in keys.iter().zip(ctx.chunks(scope_chain.len())) {
-                if let Some(found) = candidates.iter().find(|v| **v != R::Nil) {
-                    context.insert(key.clone(), reply::json(key, found)?);
-                }
+        Ok(start)
+    }
+
+    async fn claim_hop(
+        &self,
+        execution_id: &str,
+        hop_id: &str,
+        claim: HopClaim<'_>,
+    ) -> Result<HopClaimOutcome, PortError> {
+        let start = self
+            .begin_hop(execution_id, hop_id, &[], &[], Some(claim))
+            .await?;
+        Ok(match start {
+            HopStart {
+                lifecycle: Lifecycle::Unknown,
+                ..
+            } => return Err(Error::UnknownExecution(execution_id.into()).into()),
+            HopStart {
+                held: Some(held), ..
+            } => HopClaimOutcome::Held(held),
+            // Committed, or the execution finished: nothing left to run.
+            HopStart {
+                lifecycle: Lifecycle::Finished { .. },
+                ..
             }
-        }
-        Ok(start(Lifecycle::Running, context, None))
+            | HopStart {
+                committed: Some(_), ..
+            } => HopClaimOutcome::Committed,
+            _ => HopClaimOutcome::Claimed,
+        })
+    }
+
+    async fn mark_handoff_published(
+        &self,
+        execution_id: &str,
+        hop_id: &str,
+    ) -> Result<(), PortError> {
+        let mut inv = SCRIPTS.mark_handoff_published.prepare_invoke();
+        inv.key(self.exec_key(execution_id, "hops")).arg(hop_id);
+        self.invoke(&inv, true).await?;
+        Ok(())
     }
 
     async fn committed_hop(

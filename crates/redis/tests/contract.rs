@@ -12,7 +12,7 @@ use baton_core::message::ExecutionStatus;
 use baton_engine::catalog_contract::workflow_catalog_contract;
 use baton_engine::contract::{execution_store_contract, start_of, unique_id};
 use baton_engine::ports::{
-    CommitOutcome, CompletionLedger, ContextWrite, ExecutionStore, HopCommit, HopStart,
+    CommitOutcome, CompletionLedger, ContextWrite, ExecutionStore, HopClaim, HopCommit, HopStart,
     JoinOutcome, Lifecycle, StatePorts, WorkflowCatalog,
 };
 use baton_redis::{Error, RedisOptions, RedisStore};
@@ -233,7 +233,13 @@ async fn begin_hop_does_not_read_unreferenced_values() {
         context: ctx,
         ..
     } = store
-        .begin_hop(&id, "next", &strings(&[""]), &strings(&["small", "absent"]))
+        .begin_hop(
+            &id,
+            "next",
+            &strings(&[""]),
+            &strings(&["small", "absent"]),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(life, Lifecycle::Running);
@@ -245,14 +251,14 @@ async fn begin_hop_does_not_read_unreferenced_values() {
     assert_eq!(Value::Object(ctx), json!({"small": 1}));
 
     let HopStart { context: ctx, .. } = store
-        .begin_hop(&id, "next", &strings(&[""]), &strings(&["big"]))
+        .begin_hop(&id, "next", &strings(&[""]), &strings(&["big"]), None)
         .await
         .unwrap();
     assert_eq!(ctx["big"], big, "the 1 MB value when it is referenced");
 }
 
-/// One hop = `begin_hop` (one pipeline of plain reads) + `commit` (one script) = 2 round trips,
-/// the commands seen on the server with MONITOR.
+/// One hop = `begin_hop` (one script: reads and the claim) + `commit` (one script) = 2 round
+/// trips, the commands seen on the server with MONITOR.
 #[tokio::test]
 async fn a_hop_costs_two_round_trips() {
     let (store, _cleanup) = store("roundtrips", RedisOptions::default()).await;
@@ -265,6 +271,7 @@ async fn a_hop_costs_two_round_trips() {
             "next",
             &strings(&[""]),
             &strings(&["a"]),
+            None,
         )
         .await
         .unwrap();
@@ -306,7 +313,17 @@ async fn a_hop_costs_two_round_trips() {
     let HopStart {
         lifecycle: life, ..
     } = store
-        .begin_hop(&id, "next", &strings(&["s#0", ""]), &strings(&["a"]))
+        .begin_hop(
+            &id,
+            "next",
+            &strings(&["s#0", ""]),
+            &strings(&["a"]),
+            Some(HopClaim {
+                owner: "w1",
+                now_ms: 1_000,
+                lease_ms: 10_000,
+            }),
+        )
         .await
         .unwrap();
     assert_eq!(life, Lifecycle::Running);
@@ -346,15 +363,15 @@ async fn a_hop_costs_two_round_trips() {
     })
     .await
     .unwrap();
-    // begin_hop: one pipeline of plain reads (the lifecycle, this hop's record, the context
-    // fields of every scope); commit: one script.
+    // begin_hop: one script (the lifecycle, this hop's record, its claim, the context fields
+    // of every scope); commit: one script.
     let verbs: Vec<&str> = commands
         .iter()
         .filter_map(|c| c.split('"').nth(1))
         .collect();
     assert_eq!(
         verbs,
-        ["HMGET", "HGET", "HMGET", "EVALSHA"],
+        ["EVALSHA", "EVALSHA"],
         "begin_hop + commit: {commands:#?}"
     );
 }

@@ -81,6 +81,24 @@ impl AmqpHopQueue {
     }
 }
 
+impl AmqpHopQueue {
+    /// A durable timer `id` publishing `message` in `delay_ms` (once per pending id).
+    async fn schedule(
+        &self,
+        id: &str,
+        message: &HopMessage,
+        delay_ms: u64,
+    ) -> Result<(), PortError> {
+        let payload = serde_json::to_vec(message)?;
+        let due = self.clock.now_ms() + delay_ms;
+        self.timers
+            .schedule(id, &payload, due)
+            .await
+            .map(|_| ())
+            .map_err(PortError::from)
+    }
+}
+
 #[async_trait]
 impl HopQueue for AmqpHopQueue {
     async fn publish(&self, messages: Vec<HopMessage>) -> Result<(), PortError> {
@@ -97,13 +115,24 @@ impl HopQueue for AmqpHopQueue {
         }
         // Deterministic id: a redelivered hop schedules the same timer once.
         let id = format!("{}|{}", message.execution_id, message.hop_id());
-        let payload = serde_json::to_vec(&message)?;
-        let due = self.clock.now_ms() + delay_ms;
-        self.timers
-            .schedule(&id, &payload, due)
-            .await
-            .map(|_| ())
-            .map_err(PortError::from)
+        self.schedule(&id, &message, delay_ms).await
+    }
+
+    async fn publish_recheck(
+        &self,
+        message: HopMessage,
+        delay_ms: u64,
+        claim_expires_at_ms: u64,
+    ) -> Result<(), PortError> {
+        // Copies that met the same claim make one timer; a later re-check (the claim was
+        // renewed) gets its own, so none is swallowed by a timer still being completed; and
+        // none collides with the message's own timer (`execution|hop id`).
+        let id = format!(
+            "{}|{}|recheck@{claim_expires_at_ms}",
+            message.execution_id,
+            message.hop_id()
+        );
+        self.schedule(&id, &message, delay_ms).await
     }
 }
 

@@ -15,14 +15,14 @@ use super::support::*;
 pub async fn committed_hop_replays(store: Arc<dyn StatePorts>) {
     let id = started(&store, json!({}), 1).await;
     let chain = strings(&[""]);
-    let before = store.begin_hop(&id, "h1", &chain, &[]).await.unwrap();
+    let before = store.begin_hop(&id, "h1", &chain, &[], None).await.unwrap();
     assert_eq!(before.committed, None, "not committed yet");
     let mut first = commit("h1", &[("", "a", json!(1))], 2);
     let handoff = handoff_to(&id, &["b", "c"]);
     first.handoff = Some(handoff.clone());
     store.commit(&id, first).await.unwrap();
     let again = store
-        .begin_hop(&id, "h1", &chain, &strings(&["a"]))
+        .begin_hop(&id, "h1", &chain, &strings(&["a"]), None)
         .await
         .unwrap();
     assert_eq!(again.lifecycle, Lifecycle::Running);
@@ -42,7 +42,7 @@ pub async fn committed_hop_replays(store: Arc<dyn StatePorts>) {
         );
     }
     let other = store
-        .begin_hop(&id, "h2", &chain, &strings(&["a"]))
+        .begin_hop(&id, "h2", &chain, &strings(&["a"]), None)
         .await
         .unwrap();
     assert_eq!(other.committed, None, "another hop is not committed");
@@ -157,7 +157,7 @@ pub async fn concurrent_commits(store: Arc<dyn StatePorts>) {
 }
 
 /// A handoff of one message to each of `nodes` now and one to the first of them later.
-fn handoff_to(execution_id: &str, nodes: &[&str]) -> Handoff {
+pub(super) fn handoff_to(execution_id: &str, nodes: &[&str]) -> Handoff {
     let message = |node: &str| -> HopMessage {
         serde_json::from_value(json!({
             "execution_id": execution_id, "workflow_id": "w", "workflow_ref": "r",

@@ -151,7 +151,7 @@ pub async fn unknown_execution(store: Arc<dyn StatePorts>) {
         context: ctx,
         ..
     } = store
-        .begin_hop(&id, "next", &strings(&[""]), &strings(&["a"]))
+        .begin_hop(&id, "next", &strings(&[""]), &strings(&["a"]), None)
         .await
         .unwrap();
     assert_eq!(

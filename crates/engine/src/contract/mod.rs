@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::ports::StatePorts;
 
+mod claims;
 mod commits;
 mod finish;
 mod joins;
@@ -24,6 +25,7 @@ mod lifecycle;
 mod reads;
 mod support;
 
+pub use claims::*;
 pub use commits::*;
 pub use finish::*;
 pub use joins::*;
@@ -40,6 +42,9 @@ pub async fn execution_store_contract(make: impl Fn() -> Arc<dyn StatePorts>) {
     values_round_trip(make()).await;
     begin_hop_reads(make()).await;
     committed_hop_replays(make()).await;
+    hop_claims_hold_renew_and_expire(make()).await;
+    begin_hop_takes_the_claim(make()).await;
+    handoff_marked_published(make()).await;
     start_published_flag(make()).await;
     cancel_before_start(make()).await;
     commit_once_and_tokens(make()).await;

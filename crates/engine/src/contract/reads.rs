@@ -167,7 +167,7 @@ pub async fn begin_hop_reads(store: Arc<dyn StatePorts>) {
         context: ctx,
         ..
     } = store
-        .begin_hop(&id, "next", &chain, &strings(&["a", "c", "nope"]))
+        .begin_hop(&id, "next", &chain, &strings(&["a", "c", "nope"]), None)
         .await
         .unwrap();
     assert_eq!(life, Lifecycle::Running);
@@ -177,7 +177,7 @@ pub async fn begin_hop_reads(store: Arc<dyn StatePorts>) {
         "only the requested keys, innermost first"
     );
     let ctx = store
-        .begin_hop(&id, "next", &chain, &[])
+        .begin_hop(&id, "next", &chain, &[], None)
         .await
         .unwrap()
         .context;
@@ -192,7 +192,7 @@ pub async fn begin_hop_reads(store: Arc<dyn StatePorts>) {
         context: ctx,
         ..
     } = store
-        .begin_hop(&id, "next", &chain, &strings(&["a"]))
+        .begin_hop(&id, "next", &chain, &strings(&["a"]), None)
         .await
         .unwrap();
     assert_eq!(

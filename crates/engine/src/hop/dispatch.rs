@@ -1,12 +1,14 @@
 //! The front door of the hop: `handle` checks one message against its workflow and its
 //! execution's lifecycle, then sends it to the room that deals with its kind.
 
+use baton_core::graph::{CompiledNode, CompiledWorkflow};
 use baton_core::message::{ExecutionStatus, HopKind, HopMessage, scope_chain};
 use baton_core::spec::NodeClass;
+use serde_json::{Map, Value};
 
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
-use crate::ports::{CommittedHop, Lifecycle, PortError};
+use crate::ports::{CommittedHop, HeldClaim, Lifecycle, PortError};
 
 impl Engine {
     /// Processes one message.
@@ -27,31 +29,69 @@ impl Engine {
             return Ok(HopOutcome::Poison(reason));
         }
         let hop = Hop::new(&msg);
-        // The common case (an ordinary node run) reads lifecycle and context in one round trip.
-        // (Not `OnFailure`: it runs after the execution finished, when `begin_hop` reads nothing.)
+        // Every kind but `OnFailure` (it runs after the execution finished, when `begin_hop`
+        // reads nothing) begins in one round trip: lifecycle, "did this hop commit", the claim
+        // on running it where messages can be duplicated, and for an ordinary node run the
+        // context keys it references.
+        if msg.kind == HopKind::OnFailure {
+            let lifecycle = self.store.lifecycle(&msg.execution_id).await?;
+            return self.dispatch(&wf, node, &hop, lifecycle, None).await;
+        }
+        let local = if self.claims_hops() {
+            match self.run_locally(&hop) {
+                Some(local) => Some(local),
+                None => {
+                    // This process runs that very hop now: look again when its claim would
+                    // expire (if that run fails, its own delivery comes back anyway).
+                    let held = HeldClaim {
+                        owner: self.worker_id.clone(),
+                        expires_at_ms: self.clock.now_ms() + self.hop_lease_ms,
+                    };
+                    return self.recheck_later(&msg, held).await;
+                }
+            }
+        } else {
+            None
+        };
         let plain_run =
             msg.kind == HopKind::Run && !node.is_join && node.class != NodeClass::Aggregator;
-        let (lifecycle, preloaded) = if plain_run {
-            let begun = self
-                .store
-                .begin_hop(
-                    &msg.execution_id,
-                    &hop.id,
-                    &scope_chain(&msg.lineage),
-                    &node.reads,
-                )
-                .await?;
-            if let Some(CommittedHop {
-                handoff: Some(handoff),
-                pending,
-            }) = begun.committed
-            {
-                return Box::pin(self.replay(&wf, &msg, handoff, pending)).await;
-            }
-            (begun.lifecycle, Some(begun.context))
+        let keys: &[String] = if plain_run { &node.reads } else { &[] };
+        let claim = local.as_ref().map(|_| self.hop_claim());
+        let begun = self
+            .store
+            .begin_hop(
+                &msg.execution_id,
+                &hop.id,
+                &scope_chain(&msg.lineage),
+                keys,
+                claim,
+            )
+            .await?;
+        if let Some(held) = begun.held {
+            return self.recheck_later(&msg, held).await;
+        }
+        if let Some(CommittedHop { handoff, pending }) = begun.committed {
+            return Box::pin(self.replay(&wf, &msg, handoff.unwrap_or_default(), pending)).await;
+        }
+        let preloaded = plain_run.then_some(begun.context);
+        let work = self.dispatch(&wf, node, &hop, begun.lifecycle, preloaded);
+        if local.is_some() {
+            self.renewing(&hop, Box::pin(work)).await
         } else {
-            (self.store.lifecycle(&msg.execution_id).await?, None)
-        };
+            work.await
+        }
+    }
+
+    /// Sends a message to its room once its lifecycle is known.
+    async fn dispatch(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        hop: &Hop<'_>,
+        lifecycle: Lifecycle,
+        preloaded: Option<Map<String, Value>>,
+    ) -> Result<HopOutcome, PortError> {
+        let msg = hop.msg;
         match lifecycle {
             Lifecycle::Unknown => {
                 return Ok(HopOutcome::Poison(format!(
@@ -74,7 +114,7 @@ impl Engine {
                     wf.on_failure.is_some() && status != ExecutionStatus::Completed;
                 if !completion_sent && self.store.replays_hops() {
                     if on_failure_sends {
-                        Box::pin(self.recover_on_failure(&wf, &hop)).await?;
+                        Box::pin(self.recover_on_failure(wf, hop)).await?;
                     } else {
                         self.emit_completion(&msg.workflow_id, &msg.execution_id)
                             .await?;
@@ -85,13 +125,12 @@ impl Engine {
             _ => {}
         }
         match msg.kind {
-            HopKind::Skip => Box::pin(self.on_skip(&wf, node, &hop)).await,
+            HopKind::Skip => Box::pin(self.on_skip(wf, node, hop)).await,
             HopKind::EmptySplit => {
-                Box::pin(self.release_aggregator(&wf, node, &hop, &msg.lineage, 0, Vec::new()))
-                    .await
+                Box::pin(self.release_aggregator(wf, node, hop, &msg.lineage, 0, Vec::new())).await
             }
-            HopKind::Resume => Box::pin(self.on_resume(&wf, node, &hop)).await,
-            HopKind::SignalTimeout => Box::pin(self.on_signal_timeout(&wf, node, &hop)).await,
+            HopKind::Resume => Box::pin(self.on_resume(wf, node, hop)).await,
+            HopKind::SignalTimeout => Box::pin(self.on_signal_timeout(wf, node, hop)).await,
             HopKind::OnFailure => {
                 // A redelivered (or re-published) `on_failure` message whose node already ran
                 // does not run it again: it only makes sure the completion went out.
@@ -106,13 +145,13 @@ impl Engine {
                         .await?;
                     return Ok(HopOutcome::Dropped);
                 }
-                self.execute(&wf, node, &hop, preloaded).await
+                self.execute(wf, node, hop, preloaded).await
             }
             HopKind::Run if node.class == NodeClass::Aggregator => {
-                Box::pin(self.arrive_aggregator(&wf, node, &hop, true)).await
+                Box::pin(self.arrive_aggregator(wf, node, hop, true)).await
             }
-            HopKind::Run if node.is_join => Box::pin(self.arrive_join(&wf, node, &hop, true)).await,
-            HopKind::Run => self.execute(&wf, node, &hop, preloaded).await,
+            HopKind::Run if node.is_join => Box::pin(self.arrive_join(wf, node, hop, true)).await,
+            HopKind::Run => self.execute(wf, node, hop, preloaded).await,
         }
     }
 }

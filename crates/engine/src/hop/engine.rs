@@ -1,7 +1,7 @@
 //! The `Engine` (ports, node registry, cancellation tokens) with its constructor and builders,
 //! and what the transport sees of a hop: `StartRequest` and `HopOutcome`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
@@ -19,6 +19,11 @@ pub const DEFAULT_MAX_WORKFLOW_DEPTH: u32 = 8;
 /// How long a claim to send a completion holds before another worker may take it over (its
 /// holder died between claiming and marking it sent).
 pub const COMPLETION_LEASE_MS: u64 = 15_000;
+
+/// How long a worker's claim on running a hop holds unless renewed (the running hop renews it
+/// every third of this). A copy of the hop that meets the claim looks again when it expires,
+/// so this is also how long a hop whose worker died waits before another runs it.
+pub const HOP_LEASE_MS: u64 = 10_000;
 
 /// What starts an execution.
 #[derive(Debug, Clone, Default)]
@@ -63,6 +68,13 @@ pub struct Engine {
     pub(super) clock: Arc<dyn Clock>,
     /// The most items a split fans out to (a node's `max_items` may lower it).
     pub(super) max_split_items: usize,
+    /// This process's id as the owner of hop claims (see `ExecutionStore::claim_hop`).
+    pub(super) worker_id: String,
+    pub(super) hop_lease_ms: u64,
+    /// The hops (`execution_id` ␟ hop id) this process is running now: a second copy of one
+    /// arriving here is held off like one meeting another worker's claim (the store cannot
+    /// tell two runs of one owner apart).
+    pub(super) running: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -94,7 +106,28 @@ impl Engine {
             completion_lease_ms: COMPLETION_LEASE_MS,
             clock: Arc::new(SystemClock),
             max_split_items: baton_core::limits::DEFAULT_MAX_SPLIT_ITEMS,
+            worker_id: format!("w-{:032x}", rand::random::<u128>()),
+            hop_lease_ms: HOP_LEASE_MS,
+            running: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Names this process as the owner of the hop claims it takes (default: a random id; it
+    /// must differ between processes).
+    pub fn with_worker_id(mut self, worker_id: impl Into<String>) -> Self {
+        self.worker_id = worker_id.into();
+        self
+    }
+
+    /// How long a hop claim holds unless renewed (default [`HOP_LEASE_MS`], at least 300 ms).
+    pub fn with_hop_lease_ms(mut self, lease_ms: u64) -> Self {
+        self.hop_lease_ms = lease_ms.max(300);
+        self
+    }
+
+    /// The id this process claims hops under.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
     }
 
     /// How long a claim to send a completion holds (default [`COMPLETION_LEASE_MS`]).

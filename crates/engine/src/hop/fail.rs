@@ -53,12 +53,14 @@ impl Engine {
                 tokens_out: 1,
                 handoff: self.handoff(&[], &[(delay, &retry)]),
             };
+            // A duplicate publishes nothing: the copy that committed first schedules the retry.
             if let CommitOutcome::Applied { .. } =
                 self.store.commit(&msg.execution_id, commit).await?
             {
                 self.emit(ev).await;
+                self.publish_handoff(msg, &hop.id, Vec::new(), vec![(delay, retry)])
+                    .await?;
             }
-            self.queue.publish_delayed(retry, delay).await?;
             return Ok(HopOutcome::Done);
         }
         let mut ev = self.status(node, msg, NodeStatus::Failed);

@@ -4,7 +4,8 @@
 //! Order of effects, so a crash at any point is recoverable by redelivery: read context → run
 //! the node → commit output and token count atomically (deduplicated by hop id) → status →
 //! successor messages → completion. A redelivered message whose hop was committed re-publishes
-//! the same successors without re-running the node.
+//! what it handed on unless that was marked published, without re-running the node; a copy
+//! that meets another worker's live claim on the hop looks again when the claim expires.
 //!
 //! One room per job, each a focused `impl Engine`: `dispatch` (the front door) sends a message
 //! to `start`, `run` → `succeed` / `fail`, `skip`, `join`, `aggregate`, `signal` or
@@ -12,6 +13,7 @@
 
 mod aggregate;
 mod bounds;
+mod claim;
 mod complete;
 mod credentials;
 mod current;
@@ -30,6 +32,6 @@ mod succeed;
 
 pub use credentials::{CREDENTIAL_REF_KEY, credential_reference};
 pub use engine::{
-    COMPLETION_LEASE_MS, DEFAULT_MAX_WORKFLOW_DEPTH, Engine, HopOutcome, StartRequest,
+    COMPLETION_LEASE_MS, DEFAULT_MAX_WORKFLOW_DEPTH, Engine, HOP_LEASE_MS, HopOutcome, StartRequest,
 };
 pub use subworkflow::{CHILD_KEY_PREFIX, PARENT_KEY, SUBWORKFLOW_TYPE, child_execution_id};

@@ -54,9 +54,10 @@ impl Engine {
         out
     }
 
-    /// A redelivered hop that already committed: the node does not run again; the messages
-    /// it handed on are published again (their own hops deduplicate them) and, if nothing is
-    /// pending, the completion its first delivery may not have sent goes out.
+    /// A copy of a hop that already committed (a redelivery, a duplicate, a re-check): the node
+    /// does not run again; what it handed on is published unless it was marked published
+    /// (then the recorded handoff is empty), and, if nothing is pending, the completion its
+    /// first delivery may not have sent goes out.
     pub(super) async fn replay(
         &self,
         _wf: &CompiledWorkflow,
@@ -64,14 +65,10 @@ impl Engine {
         handoff: Handoff,
         pending: i64,
     ) -> Result<HopOutcome, PortError> {
-        tracing::debug!(execution_id = %msg.execution_id, node_id = %msg.node_id, now = handoff.now.len(), later = handoff.later.len(), "hop already committed: replaying its successors");
-        if !handoff.now.is_empty() {
-            self.queue.publish(handoff.now).await?;
-        }
+        tracing::debug!(execution_id = %msg.execution_id, node_id = %msg.node_id, now = handoff.now.len(), later = handoff.later.len(), "hop already committed: replaying what it handed on, if not yet published");
         // Timers have deterministic ids: one still pending is not scheduled twice.
-        for (delay_ms, message) in handoff.later {
-            self.queue.publish_delayed(message, delay_ms).await?;
-        }
+        self.publish_handoff(msg, &msg.hop_id(), handoff.now, handoff.later)
+            .await?;
         if pending == 0 {
             self.complete(
                 &msg.workflow_id,
@@ -118,7 +115,9 @@ impl Engine {
         })
     }
 
-    /// Commits, then publishes successors; completes the execution when no token remains.
+    /// Commits, then publishes successors; completes the execution when no token remains. A
+    /// commit found `Duplicate` publishes nothing: the copy that committed first publishes (and
+    /// if it died before its publish was confirmed, its redelivery replays the handoff).
     pub(super) async fn hand_on(
         &self,
         _wf: &CompiledWorkflow,
@@ -138,8 +137,9 @@ impl Engine {
         if let (Some(ev), CommitOutcome::Applied { .. }) = (status, &outcome) {
             self.emit(ev).await;
         }
-        if !children.is_empty() {
-            self.queue.publish(children).await?;
+        if let CommitOutcome::Applied { .. } = outcome {
+            self.publish_handoff(msg, &hop.id, children, Vec::new())
+                .await?;
         }
         if let CommitOutcome::Applied { pending: 0 } | CommitOutcome::Duplicate { pending: 0 } =
             outcome

@@ -68,11 +68,11 @@ impl Engine {
             tokens_out,
             handoff: self.handoff(&[], &later),
         };
+        // A duplicate publishes nothing: the copy that committed first schedules the timeout.
         if let CommitOutcome::Applied { .. } = self.store.commit(&msg.execution_id, commit).await? {
             self.emit(ev).await;
-        }
-        if let Some((ms, t)) = timer {
-            self.queue.publish_delayed(t, ms).await?;
+            self.publish_handoff(msg, &hop.id, Vec::new(), timer.into_iter().collect())
+                .await?;
         }
         Ok(HopOutcome::Done)
     }

@@ -111,10 +111,12 @@ impl Engine {
             tokens_out: 1,
             handoff: self.handoff(&[], &[(delay_ms, &resume)]),
         };
+        // A duplicate publishes nothing: the copy that committed first schedules the timer.
         if let CommitOutcome::Applied { .. } = self.store.commit(&msg.execution_id, commit).await? {
             self.emit(ev).await;
+            self.publish_handoff(msg, &hop.id, Vec::new(), vec![(delay_ms, resume)])
+                .await?;
         }
-        self.queue.publish_delayed(resume, delay_ms).await?;
         Ok(HopOutcome::Done)
     }
 

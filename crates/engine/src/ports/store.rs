@@ -127,14 +127,46 @@ pub struct CommittedHop {
     pub pending: i64,
 }
 
+/// A worker's request to run one hop alone for a while (see [`ExecutionStore::claim_hop`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HopClaim<'a> {
+    /// Who runs it: one id per worker process (`Engine::with_worker_id`).
+    pub owner: &'a str,
+    /// The claimer's clock (ms): the claim holds until `now_ms + lease_ms`.
+    pub now_ms: u64,
+    pub lease_ms: u64,
+}
+
+/// Another worker's live claim on a hop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldClaim {
+    pub owner: String,
+    /// When it expires unless renewed (ms, the claimer's clock).
+    pub expires_at_ms: u64,
+}
+
+/// The answer to [`ExecutionStore::claim_hop`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HopClaimOutcome {
+    /// Yours until `now_ms + lease_ms` (taken, renewed, or taken over from an expired claim).
+    Claimed,
+    /// Another owner holds a live claim: do not run the hop.
+    Held(HeldClaim),
+    /// The hop already committed: nothing to run (replay what it handed on).
+    Committed,
+}
+
 /// What a hop finds when it begins (see [`ExecutionStore::begin_hop`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HopStart {
     pub lifecycle: Lifecycle,
-    /// The requested context keys (empty unless running and not yet committed).
+    /// The requested context keys (empty unless running, not yet committed and not held).
     pub context: Map<String, Value>,
-    /// Set when this very hop already committed (a redelivery).
+    /// Set when this very hop already committed (a redelivery, or a duplicate).
     pub committed: Option<CommittedHop>,
+    /// Set when a claim was asked for and another worker holds a live one (then nothing else
+    /// is read).
+    pub held: Option<HeldClaim>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -233,39 +265,67 @@ pub trait ExecutionStore: Send + Sync {
         scope_chain: &[String],
         keys: &[String],
     ) -> Result<Map<String, Value>, PortError>;
-    /// The execution's lifecycle, whether hop `hop_id` already committed, and the context keys
-    /// the hop needs, in one round trip where the store can (the Redis store overrides this).
+    /// The execution's lifecycle, whether hop `hop_id` already committed, with `claim` the
+    /// claim on running it (see [`claim_hop`](Self::claim_hop); only while running and not
+    /// committed), and the context keys the hop needs: in one round trip where the store can
+    /// (the Redis store overrides this).
     async fn begin_hop(
         &self,
         execution_id: &str,
         hop_id: &str,
         scope_chain: &[String],
         keys: &[String],
+        claim: Option<HopClaim<'_>>,
     ) -> Result<HopStart, PortError> {
         let lifecycle = self.lifecycle(execution_id).await?;
-        if lifecycle != Lifecycle::Running {
-            return Ok(HopStart {
-                lifecycle,
-                context: Map::new(),
-                committed: None,
-            });
-        }
-        if !self.replays_hops() {
-            // Nothing recorded to replay: skip the lookup.
-        } else if let Some(committed) = self.committed_hop(execution_id, hop_id).await? {
-            return Ok(HopStart {
-                lifecycle,
-                context: Map::new(),
-                committed: Some(committed),
-            });
-        }
-        let context = self.read(execution_id, scope_chain, keys).await?;
-        Ok(HopStart {
+        let mut start = HopStart {
             lifecycle,
-            context,
+            context: Map::new(),
             committed: None,
-        })
+            held: None,
+        };
+        if start.lifecycle != Lifecycle::Running {
+            return Ok(start);
+        }
+        let committed = match claim {
+            Some(claim) => match self.claim_hop(execution_id, hop_id, claim).await? {
+                HopClaimOutcome::Claimed => None,
+                HopClaimOutcome::Held(held) => {
+                    start.held = Some(held);
+                    return Ok(start);
+                }
+                HopClaimOutcome::Committed => self.committed_hop(execution_id, hop_id).await?,
+            },
+            // Nothing recorded to replay: skip the lookup.
+            None if !self.replays_hops() => None,
+            None => self.committed_hop(execution_id, hop_id).await?,
+        };
+        if committed.is_some() {
+            start.committed = committed;
+            return Ok(start);
+        }
+        start.context = self.read(execution_id, scope_chain, keys).await?;
+        Ok(start)
     }
+    /// Claims the running of hop `hop_id` for `claim.owner` until `now_ms + lease_ms`, unless
+    /// it committed or another owner holds a claim that has not expired. The same owner
+    /// claiming again renews its claim (what a running hop does every third of its lease); a
+    /// commit releases it. So two copies of one message never run its node side by side, and
+    /// a copy whose claimer died runs once the claim expires.
+    async fn claim_hop(
+        &self,
+        execution_id: &str,
+        hop_id: &str,
+        claim: HopClaim<'_>,
+    ) -> Result<HopClaimOutcome, PortError>;
+    /// Records that what hop `hop_id` handed on is published (confirmed): its recorded handoff
+    /// becomes empty, so a later replay of the hop publishes nothing again. Does nothing if the
+    /// hop did not commit.
+    async fn mark_handoff_published(
+        &self,
+        execution_id: &str,
+        hop_id: &str,
+    ) -> Result<(), PortError>;
     /// Whether commits should carry a `handoff` (a store whose messages are never redelivered,
     /// like the embedded one, saves the encoding).
     fn replays_hops(&self) -> bool {
