@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test crate uses a different subset.
 
+pub mod chaos;
 pub mod distributed;
 
 use std::path::{Path, PathBuf};
