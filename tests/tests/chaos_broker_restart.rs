@@ -106,9 +106,11 @@ async fn broker_outage(fault: BrokerFault, down: Duration) {
         api.in_flight()
     );
     let n = node.clone();
+    let went_down = Instant::now();
     tokio::task::spawn_blocking(move || outage(&n, fault, down))
         .await
         .expect("the outage");
+    let came_back = Instant::now();
     eprintln!(
         "[{:?}] RabbitMQ node back ({} calls made meanwhile)",
         t0.elapsed(),
@@ -146,7 +148,7 @@ async fn broker_outage(fault: BrokerFault, down: Duration) {
     tally.wait_all(&mut completions, &probe, BOUND).await;
     tally.drain(&mut completions, Duration::from_secs(10)).await;
 
-    let figures = Figures::measure(&api, &tally, &ids, NODES, 1);
+    let figures = Figures::measure(&api, &tally, &ids, NODES, &[(went_down, came_back)]);
     println!("{} elapsed={:?}", figures.summary(&name), t0.elapsed());
     eprintln!("{}", figures.summary(&name));
     // One node per execution was in flight when the broker went away: it may run again.

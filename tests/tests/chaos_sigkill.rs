@@ -91,7 +91,7 @@ async fn sigkill_loop(shape: Shape) {
 
     // The loop: between kills, read completions; stop killing once all have one.
     let mut tally = Tally::default();
-    let mut kills = 0;
+    let mut kills = Vec::new();
     let mut in_flight_at_kills = 0;
     while !tally.all_done(&ids) && t0.elapsed() < shape.kill_for {
         let pause = Duration::from_millis(rng.between(1000, 2000));
@@ -112,12 +112,15 @@ async fn sigkill_loop(shape: Shape) {
             ids.len()
         );
         cluster.kill(victim);
-        kills += 1;
+        // Once the process is gone: no call of the victim starts after this instant.
+        let now = Instant::now();
+        kills.push((now, now));
         cluster.spawn_worker(&env).await;
     }
     eprintln!(
-        "[{:?}] {kills} kills; waiting for the remaining completions",
-        t0.elapsed()
+        "[{:?}] {} kills; waiting for the remaining completions",
+        t0.elapsed(),
+        kills.len()
     );
     let all = tally.wait_all(&mut completions, &ids, BOUND * 2).await;
     eprintln!(
@@ -147,8 +150,8 @@ async fn sigkill_loop(shape: Shape) {
     tally.wait_all(&mut completions, &probe, BOUND).await;
     tally.drain(&mut completions, shape.quiet).await;
 
-    let figures = Figures::measure(&api, &tally, &ids, shape.nodes, kills);
-    let bound = kills * CONCURRENCY;
+    let figures = Figures::measure(&api, &tally, &ids, shape.nodes, &kills);
+    let bound = kills.len() * CONCURRENCY;
     println!(
         "{} in_flight_at_kills={in_flight_at_kills} repeat_bound={bound} elapsed={:?}",
         figures.summary(shape.name),

@@ -61,8 +61,8 @@ impl Rng {
 // ---------------------------------------------------------------------------------------------
 
 struct FxState {
-    /// Calls per (execution, node).
-    calls: Mutex<HashMap<(String, String), usize>>,
+    /// When each call per (execution, node) arrived.
+    calls: Mutex<HashMap<(String, String), Vec<Instant>>>,
     total: AtomicUsize,
     in_flight: AtomicUsize,
     /// Calls whose `Idempotency-Key` does not start with `<execution>:<node>:`.
@@ -144,8 +144,8 @@ impl FxApi {
         self.state.foreign_keys.load(Ordering::SeqCst)
     }
 
-    /// Calls per (execution, node).
-    pub fn per_node(&self) -> HashMap<(String, String), usize> {
+    /// When each call per (execution, node) arrived, in order.
+    pub fn per_node(&self) -> HashMap<(String, String), Vec<Instant>> {
         self.state.calls.lock().expect("calls lock").clone()
     }
 }
@@ -165,12 +165,13 @@ async fn effect(
     if !key.starts_with(&format!("{execution}:{node}:")) {
         state.foreign_keys.fetch_add(1, Ordering::SeqCst);
     }
-    *state
+    state
         .calls
         .lock()
         .expect("calls lock")
         .entry((execution, node.clone()))
-        .or_default() += 1;
+        .or_default()
+        .push(Instant::now());
     let (lo, hi) = state.delay_ms;
     let n = state.tick.fetch_add(1, Ordering::Relaxed);
     // A fixed spread (multiplicative hash of the call number): reproducible, no shared RNG.
@@ -306,6 +307,9 @@ pub struct Figures {
     pub max_repeats_per_execution: usize,
     /// Executions with at least one repeat.
     pub executions_with_repeats: usize,
+    /// Repeats with no fault between the call and the one before it: a repeat no kill or
+    /// outage can explain (a duplicate running on down the chain).
+    pub unexplained_repeats: usize,
     /// Executions with no completion.
     pub lost: usize,
     /// Completions beyond the first, summed over executions.
@@ -322,30 +326,39 @@ pub struct Figures {
 }
 
 impl Figures {
+    /// `faults`: the windows (first, last instant) in which a fault struck: a kill is one
+    /// instant (taken once the process is gone), an outage from going down to coming back.
     pub fn measure(
         api: &FxApi,
         tally: &Tally,
         ids: &[String],
         nodes: usize,
-        faults: usize,
+        faults: &[(Instant, Instant)],
     ) -> Self {
         let per_node = api.per_node();
         let mut f = Figures {
             executions: ids.len(),
             nodes,
-            faults,
-            calls: per_node.values().sum(),
+            faults: faults.len(),
+            calls: per_node.values().map(Vec::len).sum(),
             foreign_keys: api.foreign_keys(),
             ..Figures::default()
         };
         for id in ids {
             let mut repeats = 0;
             for i in 1..=nodes {
-                let n = per_node
+                let starts = per_node
                     .get(&(id.clone(), format!("s{i}")))
-                    .copied()
-                    .unwrap_or(0);
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let n = starts.len();
                 repeats += n.saturating_sub(1);
+                // A repeat is explained by a fault that struck after the earlier call began and
+                // before the repeat began (the node was in flight at the fault).
+                f.unexplained_repeats += starts
+                    .windows(2)
+                    .filter(|w| !faults.iter().any(|&(from, to)| w[0] <= to && from <= w[1]))
+                    .count();
                 let completed = tally
                     .completions
                     .get(id)
@@ -380,8 +393,8 @@ impl Figures {
     pub fn summary(&self, test: &str) -> String {
         format!(
             "chaos: test={test} executions={} nodes={} kills={} calls={} repeats={} \
-             max_repeats_per_execution={} executions_with_repeats={} lost={} dup_completions={} \
-             not_completed={:?} missing_calls={} foreign_keys={}",
+             max_repeats_per_execution={} executions_with_repeats={} unexplained_repeats={} \
+             lost={} dup_completions={} not_completed={:?} missing_calls={} foreign_keys={}",
             self.executions,
             self.nodes,
             self.faults,
@@ -389,6 +402,7 @@ impl Figures {
             self.repeats,
             self.max_repeats_per_execution,
             self.executions_with_repeats,
+            self.unexplained_repeats,
             self.lost,
             self.dup_completions,
             self.not_completed,
@@ -415,6 +429,12 @@ impl Figures {
             v.push(format!(
                 "{} repeated side effects, more than the bound {max_repeats}",
                 self.repeats
+            ));
+        }
+        if self.unexplained_repeats > 0 {
+            v.push(format!(
+                "{} repeated side effects with no fault while their node was in flight",
+                self.unexplained_repeats
             ));
         }
         if let Some(bound) = max_repeats_per_execution
