@@ -12,7 +12,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::chaos::{Figures, FxApi, Rng, Tally, fx_chain_workflow, start_executions};
+use common::chaos::{
+    Figures, FxApi, Rng, Tally, fx_chain_workflow, replace_exited, start_executions,
+};
 use common::distributed::{BOUND, Cluster, new_execution_id};
 
 /// Hops in flight per worker: small, so that the bound on repeats (kills × this) means
@@ -92,6 +94,8 @@ async fn sigkill_loop(shape: Shape) {
     // The loop: between kills, read completions; stop killing once all have one.
     let mut tally = Tally::default();
     let mut kills = Vec::new();
+    // Workers that exited on their own and were replaced (not killed by the test).
+    let mut restarts = 0;
     let mut in_flight_at_kills = 0;
     while !tally.all_done(&ids) && t0.elapsed() < shape.kill_for {
         let pause = Duration::from_millis(rng.between(1000, 2000));
@@ -99,6 +103,7 @@ async fn sigkill_loop(shape: Shape) {
         if tally.all_done(&ids) {
             break;
         }
+        restarts += replace_exited(&mut cluster, shape.workers, &env).await;
         let running = cluster.running();
         let victim = rng.pick(&running);
         in_flight_at_kills += api.in_flight();
@@ -122,7 +127,17 @@ async fn sigkill_loop(shape: Shape) {
         t0.elapsed(),
         kills.len()
     );
-    let all = tally.wait_all(&mut completions, &ids, BOUND * 2).await;
+    let (all, more) = tally
+        .wait_all_restarting(
+            &mut completions,
+            &ids,
+            BOUND * 2,
+            &mut cluster,
+            shape.workers,
+            &env,
+        )
+        .await;
+    restarts += more;
     eprintln!(
         "[{:?}] completions for {}/{} executions; draining late ones ({:?} quiet)",
         t0.elapsed(),
@@ -153,7 +168,7 @@ async fn sigkill_loop(shape: Shape) {
     let figures = Figures::measure(&api, &tally, &ids, shape.nodes, &kills);
     let bound = kills.len() * CONCURRENCY;
     println!(
-        "{} in_flight_at_kills={in_flight_at_kills} repeat_bound={bound} elapsed={:?}",
+        "{} in_flight_at_kills={in_flight_at_kills} worker_restarts={restarts} repeat_bound={bound} elapsed={:?}",
         figures.summary(shape.name),
         t0.elapsed()
     );

@@ -221,6 +221,22 @@ pub async fn start_executions(
     }
 }
 
+/// Starts workers (with `env`) until `want` run, as an orchestrator restarts the ones that
+/// exited (a worker may exit on purpose when it cannot rebuild its broker session). Returns
+/// how many it started.
+pub async fn replace_exited(cluster: &mut Cluster, want: usize, env: &[(&str, &str)]) -> usize {
+    let mut started = 0;
+    while cluster.running().len() < want {
+        let i = cluster.spawn_worker(env).await;
+        eprintln!(
+            "started {} to replace a worker that exited",
+            cluster.worker(i).name
+        );
+        started += 1;
+    }
+    started
+}
+
 // ---------------------------------------------------------------------------------------------
 // Completions per execution
 // ---------------------------------------------------------------------------------------------
@@ -266,6 +282,29 @@ impl Tally {
             }
         }
         true
+    }
+
+    /// Like [`wait_all`](Tally::wait_all), restarting exited workers (see [`replace_exited`])
+    /// every second meanwhile. Returns whether all completed, and how many workers it started.
+    pub async fn wait_all_restarting(
+        &mut self,
+        observer: &mut Observer,
+        ids: &[String],
+        bound: Duration,
+        cluster: &mut Cluster,
+        workers: usize,
+        env: &[(&str, &str)],
+    ) -> (bool, usize) {
+        let deadline = Instant::now() + bound;
+        let mut restarts = 0;
+        while !self.all_done(ids) {
+            if Instant::now() >= deadline {
+                return (false, restarts);
+            }
+            self.absorb_for(observer, Duration::from_secs(1)).await;
+            restarts += replace_exited(cluster, workers, env).await;
+        }
+        (true, restarts)
     }
 
     /// Reads until the queue has been quiet for `quiet`: late (duplicate) completions.
