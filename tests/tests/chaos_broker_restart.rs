@@ -17,10 +17,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::chaos::{
-    BrokerFault, Figures, FxApi, Tally, fx_chain_workflow, outage, replace_exited, start_executions,
-};
+use common::chaos::{Figures, FxApi, Tally, fx_chain_workflow, replace_exited, start_executions};
 use common::distributed::{BOUND, Cluster, RabbitNode, new_execution_id};
+use common::outage::{BrokerFault, outage};
 
 const EXECUTIONS: usize = 20;
 const NODES: usize = 12;

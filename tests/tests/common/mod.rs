@@ -5,6 +5,7 @@
 
 pub mod chaos;
 pub mod distributed;
+pub mod outage;
 
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
