@@ -828,7 +828,8 @@ impl RabbitNode {
         cmd
     }
 
-    fn ctl(&self, args: &[&str]) -> Output {
+    /// `rabbitmqctl -n <node> ARGS…` with the node's environment.
+    pub fn ctl(&self, args: &[&str]) -> Output {
         self.cmd("rabbitmqctl")
             .arg("-n")
             .arg(&self.name)

@@ -3,7 +3,9 @@
 
 #![allow(dead_code)] // Each test crate uses a different subset.
 
+pub mod chaos;
 pub mod distributed;
+pub mod outage;
 
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
