@@ -143,7 +143,7 @@ impl Delivery {
     /// died meanwhile is acknowledged as a no-op: the broker redelivers it.
     pub async fn ack(mut self) -> Result<(), Error> {
         self.gauge.settle();
-        let result = bounded(self.acker.ack(BasicAckOptions::default())).await;
+        let result = within_settle_deadline(self.acker.ack(BasicAckOptions::default())).await;
         self.settled("basic.ack", result)
     }
 
@@ -155,7 +155,7 @@ impl Delivery {
             multiple: false,
             requeue: true,
         };
-        let result = bounded(self.acker.nack(options)).await;
+        let result = within_settle_deadline(self.acker.nack(options)).await;
         self.settled("basic.nack", result)
     }
 
@@ -164,7 +164,7 @@ impl Delivery {
     /// first to keep it. A no-op when the channel died (the broker then redelivers it).
     pub async fn reject(mut self) -> Result<(), Error> {
         self.gauge.settle();
-        let result = bounded(self.acker.reject(BasicRejectOptions { requeue: false })).await;
+        let result = within_settle_deadline(self.acker.reject(BasicRejectOptions { requeue: false })).await;
         self.settled("basic.reject", result)
     }
 
@@ -205,7 +205,7 @@ impl Delivery {
     }
 }
 
-async fn bounded<F: std::future::Future>(
+async fn within_settle_deadline<F: std::future::Future>(
     settle: F,
 ) -> Result<F::Output, tokio::time::error::Elapsed> {
     tokio::time::timeout(SETTLE_TIMEOUT, settle).await

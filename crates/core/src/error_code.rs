@@ -123,7 +123,7 @@ impl ErrorCode {
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 31] = [
         Self::Cancelled,
         Self::NodeTimeout,
         Self::TemplateError,
