@@ -277,6 +277,23 @@ mod tests {
     }
 
     #[test]
+    fn code_sandbox_settings_reach_the_code_node_and_zero_sandboxes_are_rejected() {
+        let dir = std::env::temp_dir().join(format!("baton-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("code.toml");
+        std::fs::write(&file, "code_memory_mb = 128\ncode_timeout_ms = 5000\n").unwrap();
+        let code = Settings::load(Some(&file)).unwrap().code_settings();
+        assert_eq!(
+            (code.memory_mb, code.max_timeout_ms, code.sandboxes),
+            (128, 5000, 2)
+        );
+        assert!(code.warm && !code.in_process && code.program.is_none());
+        std::fs::write(&file, "code_sandboxes = 0\n").unwrap();
+        let err = Settings::load(Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("code_sandboxes"), "{err}");
+    }
+
+    #[test]
     fn a_credentials_key_is_checked_and_never_printed() {
         let key = baton_vault::VaultKey::generate().to_base64();
         let s = Settings {
