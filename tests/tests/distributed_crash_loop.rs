@@ -1,6 +1,7 @@
 //! A hop that kills every worker that takes it (as an out-of-memory kill or an abort would) is
-//! stopped by the delivery budget (`BATON_MAX_DELIVERIES`, default 3), counted durably on the
-//! classic execution queue the tests declare: after three workers died running it, its next
+//! stopped by the delivery budget (`BATON_MAX_DELIVERIES`, default 3), counted durably: in
+//! Redis on the classic queues the tests declare by default, by the broker's
+//! `x-delivery-count` on quorum queues. After three workers died running it, its next
 //! delivery is dead-lettered with `crashed or stalled 3 workers`, its execution fails with one
 //! completion naming the node, and the pool goes on.
 //!
@@ -12,8 +13,10 @@ mod common;
 
 use std::time::Duration;
 
+use baton_amqp::{Broker, QueueType};
 use common::distributed::{
-    BOUND, Call, Cluster, TestApi, connection_owner, new_execution_id, sequential_http_workflow,
+    BOUND, Call, Cluster, TestApi, amqp_options, connection_owner, new_execution_id,
+    sequential_http_workflow,
 };
 use serde_json::{Value, json};
 
@@ -30,6 +33,24 @@ async fn owner_of(cluster: &mut Cluster, call: &Call, api: &TestApi) -> Option<u
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     None
+}
+
+/// `baton submit` with the workers' queue type (its declaration must match theirs).
+async fn submit(
+    cluster: &Cluster,
+    file: &std::path::Path,
+    api: &TestApi,
+    execution_id: &str,
+    queue_type: QueueType,
+) -> std::process::Output {
+    let mut cmd = cluster.command();
+    cmd.env("BATON_QUEUE_TYPE", queue_type.as_str())
+        .arg("submit")
+        .arg(file)
+        .arg("--input")
+        .arg(json!({"base_url": api.url}).to_string())
+        .args(["--execution-id", execution_id]);
+    cluster.output(cmd).await
 }
 
 /// The `n`-th call (1-based) to `path`; panics after `BOUND`.
@@ -51,12 +72,32 @@ async fn nth_call(api: &TestApi, path: &str, n: usize, cluster: &Cluster) -> Cal
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hop_that_kills_every_worker_is_dead_lettered_after_three_and_its_execution_fails_once() {
+    crash_loop(QueueType::Classic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_quorum_queues_the_brokers_delivery_count_stops_the_crash_loop_after_three() {
+    crash_loop(QueueType::Quorum).await;
+}
+
+async fn crash_loop(queue_type: QueueType) {
     const BUDGET: usize = 3;
+    let env = [("BATON_QUEUE_TYPE", queue_type.as_str())];
     let api = TestApi::start(Duration::ZERO);
     api.hold("/step/1");
     let mut cluster = Cluster::new();
-    cluster.spawn_worker(&[]).await;
-    let broker = cluster.broker().await;
+    cluster.spawn_worker(&env).await;
+    // The observer declares the queues as the workers do (a different type is refused).
+    let broker = Broker::connect(baton_amqp::AmqpOptions {
+        queue_type,
+        ..amqp_options(
+            &cluster.amqp_url,
+            &cluster.queue_prefix,
+            "baton-test-observer",
+        )
+    })
+    .await
+    .expect("connect to RabbitMQ");
     let mut completions = cluster
         .consume(&broker, &cluster.topology.completion_queue)
         .await;
@@ -65,13 +106,7 @@ async fn a_hop_that_kills_every_worker_is_dead_lettered_after_three_and_its_exec
         .await;
     let file = cluster.workflow_file("loop.json", &sequential_http_workflow("loop", 1));
     let execution_id = new_execution_id();
-    let out = cluster
-        .submit(
-            &file,
-            &json!({"base_url": api.url}),
-            &["--execution-id", &execution_id],
-        )
-        .await;
+    let out = submit(&cluster, &file, &api, &execution_id, queue_type).await;
     assert!(
         out.status.success(),
         "{}",
@@ -86,7 +121,7 @@ async fn a_hop_that_kills_every_worker_is_dead_lettered_after_three_and_its_exec
             .unwrap_or_else(|| panic!("the worker holding call {round} (/proc)"));
         eprintln!("round {round}: SIGKILL {}", cluster.worker(victim).name);
         cluster.kill(victim);
-        cluster.spawn_worker(&[]).await;
+        cluster.spawn_worker(&env).await;
     }
 
     let logs = || cluster.logs();
@@ -101,6 +136,11 @@ async fn a_hop_that_kills_every_worker_is_dead_lettered_after_three_and_its_exec
         logs()
     );
     assert_eq!(dead.json()["node_id"], "s1", "the hop message is kept");
+    let counted_by = match queue_type {
+        QueueType::Classic => "counted_by=redis",
+        QueueType::Quorum => "counted_by=x-delivery-count",
+    };
+    assert!(logs().contains(counted_by), "{counted_by}\n{}", logs());
     let completion = completions.next_for(&execution_id, BOUND, &logs).await;
     assert_eq!(completion["status"], "failed", "{completion:#}");
     assert_eq!(
@@ -117,14 +157,12 @@ async fn a_hop_that_kills_every_worker_is_dead_lettered_after_three_and_its_exec
     api.release();
     let fine = new_execution_id();
     let file = cluster.workflow_file("fine.json", &sequential_http_workflow("fine", 2));
-    let out = cluster
-        .submit(
-            &file,
-            &json!({"base_url": api.url}),
-            &["--execution-id", &fine],
-        )
-        .await;
-    assert!(out.status.success());
+    let out = submit(&cluster, &file, &api, &fine, queue_type).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let completion = completions.next_for(&fine, BOUND, &logs).await;
     assert_eq!(completion["status"], "completed", "{completion:#}");
     let later: Vec<Value> = completions
@@ -151,6 +189,10 @@ async fn a_hop_that_kills_every_worker_is_dead_lettered_after_three_and_its_exec
             "{}",
             cluster.worker(i).name
         );
+    }
+    if queue_type == QueueType::Quorum {
+        // The cluster's own cleanup declares classic queues: delete these first.
+        let _ = broker.delete_topology().await;
     }
     broker.close().await;
 }

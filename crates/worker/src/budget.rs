@@ -72,7 +72,12 @@ pub fn verdict(crashes: u64, max_deliveries: u64) -> Verdict {
 /// Counts `delivery` (if it is a redelivery) and judges it. Runs before anything else looks
 /// at the message: the crash being counted may be in parsing it.
 pub async fn judge(counts: &DeliveryCounts, delivery: &Delivery, max_deliveries: u64) -> Verdict {
-    let tally = match source(Seen::from(delivery)) {
+    let source = source(Seen::from(delivery));
+    let counted_by = match source {
+        Source::Broker(_) => "x-delivery-count",
+        _ => "redis",
+    };
+    let tally = match source {
         Source::Free => return Verdict::Run,
         Source::Broker(n) if n < max_deliveries => return Verdict::Run,
         Source::Broker(n) => counts.tally(&delivery.body).await.map(|t| DeliveryTally {
@@ -82,7 +87,13 @@ pub async fn judge(counts: &DeliveryCounts, delivery: &Delivery, max_deliveries:
         Source::Redis => counts.redelivered(&delivery.body).await,
     };
     match tally {
-        Ok(tally) => verdict(tally.crashes(), max_deliveries),
+        Ok(tally) => {
+            let verdict = verdict(tally.crashes(), max_deliveries);
+            if let Verdict::Spent { crashes } = verdict {
+                tracing::error!(crashes, counted_by = %counted_by, "delivery budget spent");
+            }
+            verdict
+        }
         Err(e) => {
             tracing::warn!(error = %e, "cannot count a redelivery (Redis); processing it anyway");
             Verdict::Run
