@@ -339,10 +339,16 @@ impl Inner {
                 self.config.memory_mb
             ));
         }
-        if matches!(signal, Some(SIGXCPU | SIGKILL)) {
-            // Nobody else kills a busy child: SIGKILL is the hard CPU limit.
+        if signal == Some(SIGXCPU) {
             return limit(format!(
                 "code limit exceeded: the script used more than {} s of CPU time",
+                req.cpu_secs
+            ));
+        }
+        if signal == Some(SIGKILL) {
+            // The parent did not send it: a hard CPU limit or the kernel's out-of-memory killer.
+            return limit(format!(
+                "code limit exceeded: the sandbox process was killed (more than {} s of CPU time, or the machine ran out of memory)",
                 req.cpu_secs
             ));
         }
