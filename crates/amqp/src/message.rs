@@ -164,7 +164,8 @@ impl Delivery {
     /// first to keep it. A no-op when the channel died (the broker then redelivers it).
     pub async fn reject(mut self) -> Result<(), Error> {
         self.gauge.settle();
-        let result = within_settle_deadline(self.acker.reject(BasicRejectOptions { requeue: false })).await;
+        let result =
+            within_settle_deadline(self.acker.reject(BasicRejectOptions { requeue: false })).await;
         self.settled("basic.reject", result)
     }
 

@@ -16,8 +16,8 @@ pub use error::{PortError, PortErrorKind};
 pub use store::{
     CommitOutcome, CommittedHop, CompletionAdoption, CompletionClaim, CompletionLedger,
     ContextWrite, ExecutionIdentity, ExecutionStart, ExecutionStore, FinalContext, Handoff,
-    HeldClaim, HopClaim, HopClaimOutcome, HopCommit, HopStart, JoinArrival, JoinOutcome,
-    Lifecycle, ScopedKey, SignalStore, SignalWaiter, StartState, StatePorts,
+    HeldClaim, HopClaim, HopClaimOutcome, HopCommit, HopStart, JoinArrival, JoinOutcome, Lifecycle,
+    ScopedKey, SignalStore, SignalWaiter, StartState, StatePorts,
 };
 
 /// Where hop messages go.

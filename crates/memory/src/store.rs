@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use baton_core::message::ExecutionStatus;
 use baton_engine::ports::{
     CommitOutcome, CommittedHop, CompletionAdoption, CompletionClaim, CompletionLedger,
-    ExecutionIdentity, ExecutionStart, ExecutionStore, FinalContext, Handoff, HeldClaim,
-    HopClaim, HopClaimOutcome, HopCommit, JoinArrival, JoinOutcome, Lifecycle, PortError,
-    ScopedKey, SignalStore, SignalWaiter, StartState,
+    ExecutionIdentity, ExecutionStart, ExecutionStore, FinalContext, Handoff, HeldClaim, HopClaim,
+    HopClaimOutcome, HopCommit, JoinArrival, JoinOutcome, Lifecycle, PortError, ScopedKey,
+    SignalStore, SignalWaiter, StartState,
 };
 use serde_json::{Map, Value};
 

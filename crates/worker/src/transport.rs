@@ -17,8 +17,8 @@ use baton_engine::ports::{EventSink, HopQueue, PortError, PortErrorKind};
 use baton_redis::TimerStore;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::events_guard::{self, BatchPublisher, EVENTS_DEADLINE, EventsVitals};
 use crate::completion_relay::SENDER_HEADER;
+use crate::events_guard::{self, BatchPublisher, EVENTS_DEADLINE, EventsVitals};
 use crate::metrics_names as m;
 use crate::trace;
 
@@ -198,9 +198,8 @@ async fn publish_events(
                 Outbound::Status(s) => serde_json::to_vec(s)
                     .map(|body| Outgoing::new(topology.status_queue.clone(), body)),
                 // A request to the completion relays, straight to their queue.
-                Outbound::Completion(c, _) => serde_json::to_vec(c).map(|body| {
-                    Outgoing::to_queue(topology.completion_outbox_queue.clone(), body)
-                }),
+                Outbound::Completion(c, _) => serde_json::to_vec(c)
+                    .map(|body| Outgoing::to_queue(topology.completion_outbox_queue.clone(), body)),
             };
             let Ok(message) = message else { continue };
             batch.push(message);
@@ -227,7 +226,9 @@ async fn publish_events(
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
             attempt += 1;
-            result = publisher.publish(with_senders(keep.clone(), &topology)).await;
+            result = publisher
+                .publish(with_senders(keep.clone(), &topology))
+                .await;
             vitals.attempt_returned();
         }
         match &result {
