@@ -55,14 +55,7 @@ impl fmt::Display for DeadLetterReason {
 
 /// `text` cut to [`MAX_CAUSE_BYTES`] on a character boundary, marked when cut.
 pub fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.len() <= MAX_CAUSE_BYTES {
-        return text.into();
-    }
-    let mut end = MAX_CAUSE_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} bytes)", &text[..end], text.len()).into()
+    baton_core::limits::bounded(text, MAX_CAUSE_BYTES)
 }
 
 /// The message of a caught panic (`panic!` payloads are a `&str` or a `String`).
@@ -143,7 +136,7 @@ mod tests {
         ] {
             let text = reason.to_string();
             assert!(text.len() < 1024, "{} bytes", text.len());
-            assert!(text.ends_with("(200000 bytes)"), "{text:.80}");
+            assert!(text.ends_with("[200000 bytes cut]"), "{text:.80}");
         }
         assert_eq!(
             DeadLetterReason::Crashed { workers: 3 }.to_string(),
