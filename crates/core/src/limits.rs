@@ -110,11 +110,6 @@ pub fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(format!("{}{marker}", &text[..end]))
 }
 
-/// A reason as it is dead-lettered: at most [`MAX_REASON_BYTES`].
-pub fn bounded_reason(text: &str) -> String {
-    bounded(text, MAX_REASON_BYTES).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -224,7 +224,7 @@ mod tests {
             "x".repeat(200_000)
         );
         let reason = reason_of(classify(body.as_bytes(), 1_000_000));
-        let bounded = crate::limits::bounded_reason(&reason);
+        let bounded = crate::limits::bounded(&reason, crate::limits::MAX_REASON_BYTES);
         assert!(bounded.len() <= crate::limits::MAX_REASON_BYTES);
         assert!(bounded.starts_with("hop message is malformed"), "{bounded}");
     }
