@@ -116,10 +116,11 @@ async fn a_redelivered_halting_hop_republishes_the_on_failure_message_its_first_
     assert!(engine.handle(hop.clone()).await.is_err(), "the hop fails");
     assert!(published.try_recv().is_err());
 
-    // Another hop that finds the execution halted (here: a later attempt of the same node) is
-    // not the one that halted it, and leaves the on_failure message alone.
+    // Another hop that finds the execution halted (here: the same node reached by another
+    // edge) is not the one that halted it, and leaves the on_failure message alone. (Not a
+    // later attempt: `charge` allows one, so an attempt 2 is refused as poison before this.)
     let other = HopMessage {
-        attempt: 2,
+        from_edge: Some("another-edge".into()),
         ..hop.clone()
     };
     assert_eq!(engine.handle(other).await.unwrap(), HopOutcome::Dropped);

@@ -1,9 +1,9 @@
 //! The delivery budget: a message that crashed or stalled `BATON_MAX_DELIVERIES` workers is
 //! dead-lettered on its next delivery instead of killing one more (issue 13: crash loops).
 //!
-//! The count must survive the crash it counts, so it lives outside the process: the broker's
-//! `x-delivery-count` where the queue has one (quorum queues), Redis otherwise (classic
-//! queues, see [`baton_redis::DeliveryCounts`]). A first delivery costs nothing. Deliveries a
+//! The count must survive the crash it counts, so it lives outside the process: in Redis
+//! ([`baton_redis::DeliveryCounts`], keyed by the body), and also the broker's
+//! `x-delivery-count` where the queue has one (quorum queues; the larger count wins). A first delivery costs nothing. Deliveries a
 //! worker handed back alive after a transient failure are recorded as such and never count as
 //! crashes. When Redis cannot be asked, the message is processed anyway: losing a message is
 //! worse than one more delivery.
@@ -42,8 +42,7 @@ impl From<&Delivery> for Seen {
 pub enum Source {
     /// A first delivery: nothing to count.
     Free,
-    /// The broker counted it: ask Redis only how often it was handed back alive, and only
-    /// when the broker's count alone reaches the budget.
+    /// The broker counted it (quorum queues); Redis counts it too (see `judge`).
     Broker(u64),
     /// Count it in Redis (classic queues).
     Redis,
@@ -73,21 +72,32 @@ pub fn verdict(crashes: u64, max_deliveries: u64) -> Verdict {
 /// at the message: the crash being counted may be in parsing it.
 pub async fn judge(counts: &DeliveryCounts, delivery: &Delivery, max_deliveries: u64) -> Verdict {
     let source = source(Seen::from(delivery));
-    let counted_by = match source {
-        Source::Broker(_) => "x-delivery-count",
-        _ => "redis",
-    };
+    // A quorum queue's count starts again for a copy published anew (a hop re-checked after
+    // a dead worker's claim, RFC 0004 "Duplicates"), so its redeliveries are counted in Redis
+    // too, and the larger count wins.
     let tally = match source {
         Source::Free => return Verdict::Run,
-        Source::Broker(n) if n < max_deliveries => return Verdict::Run,
-        Source::Broker(n) => counts.tally(&delivery.body).await.map(|t| DeliveryTally {
-            redeliveries: n,
-            handed_back: t.handed_back,
+        Source::Broker(n) => counts.redelivered(&delivery.body).await.map(|t| {
+            let by_broker = n > t.redeliveries;
+            (
+                DeliveryTally {
+                    redeliveries: n.max(t.redeliveries),
+                    handed_back: t.handed_back,
+                },
+                if by_broker {
+                    "x-delivery-count"
+                } else {
+                    "redis"
+                },
+            )
         }),
-        Source::Redis => counts.redelivered(&delivery.body).await,
+        Source::Redis => counts
+            .redelivered(&delivery.body)
+            .await
+            .map(|t| (t, "redis")),
     };
     match tally {
-        Ok(tally) => {
+        Ok((tally, counted_by)) => {
             let verdict = verdict(tally.crashes(), max_deliveries);
             if let Verdict::Spent { crashes } = verdict {
                 tracing::error!(crashes, counted_by = %counted_by, "delivery budget spent");
