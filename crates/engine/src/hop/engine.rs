@@ -22,8 +22,10 @@ pub const COMPLETION_LEASE_MS: u64 = 15_000;
 
 /// How long a worker's claim on running a hop holds unless renewed (the running hop renews it
 /// every third of this). A copy of the hop that meets the claim looks again when it expires,
-/// so this is also how long a hop whose worker died waits before another runs it.
-pub const HOP_LEASE_MS: u64 = 10_000;
+/// so this is also how long a hop whose worker died waits before another runs it: short, so
+/// that a dead worker's execution goes on within seconds (renewals are one Redis call a second
+/// per hop running that long); a worker stalled for longer than this may see a copy run too.
+pub const HOP_LEASE_MS: u64 = 3_000;
 
 /// What starts an execution.
 #[derive(Debug, Clone, Default)]
