@@ -160,19 +160,7 @@ async fn broker_outage(fault: BrokerFault, down: Duration) {
     eprintln!("{}", figures.summary(&name));
     // One node per execution was in flight when the broker went away: it may run again.
     let mut failed = figures.violations(EXECUTIONS, Some(1));
-    if !all {
-        failed.push("not every execution completed within the bound".into());
-    }
-    if !not_ready.is_empty() {
-        failed.push(format!("workers not ready afterwards: {not_ready:?}"));
-    }
-    let probe_status = tally
-        .completions
-        .get(&probe[0])
-        .map(|c| c[0]["status"].clone());
-    if probe_status.as_ref().is_none_or(|s| s != "completed") {
-        failed.push(format!("the normal execution afterwards: {probe_status:?}"));
-    }
+    failed.extend(tally.aftermath(all, &not_ready, &probe[0]));
     broker.close().await;
     assert!(
         failed.is_empty(),

@@ -11,26 +11,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::distributed::{
-    BOUND, Call, Cluster, TestApi, connection_owner, new_execution_id, sequential_http_workflow,
+    BOUND, Call, Cluster, TestApi, new_execution_id, owner_of, sequential_http_workflow,
 };
 use serde_json::{Value, json};
 
 const QUIET: Duration = Duration::from_secs(3);
-
-/// The index of the running worker that made `call`, if it can be told.
-async fn owner_of(cluster: &mut Cluster, call: &Call, api: &TestApi) -> Option<usize> {
-    for _ in 0..50 {
-        let running = cluster.running();
-        let pids: Vec<u32> = running.iter().map(|&i| cluster.worker(i).pid()).collect();
-        if let Some(pid) = connection_owner(call.peer, api.port, &pids) {
-            return running
-                .into_iter()
-                .find(|&i| cluster.worker(i).pid() == pid);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
-}
 
 /// Idempotency keys per path.
 fn keys_per_path(calls: &[Call]) -> BTreeMap<String, BTreeSet<String>> {

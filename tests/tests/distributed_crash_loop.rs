@@ -15,25 +15,10 @@ use std::time::Duration;
 
 use baton_amqp::{Broker, QueueType};
 use common::distributed::{
-    BOUND, Call, Cluster, TestApi, amqp_options, connection_owner, new_execution_id,
+    BOUND, Call, Cluster, TestApi, amqp_options, new_execution_id, owner_of,
     sequential_http_workflow,
 };
 use serde_json::{Value, json};
-
-/// The index of the running worker that made `call`.
-async fn owner_of(cluster: &mut Cluster, call: &Call, api: &TestApi) -> Option<usize> {
-    for _ in 0..50 {
-        let running = cluster.running();
-        let pids: Vec<u32> = running.iter().map(|&i| cluster.worker(i).pid()).collect();
-        if let Some(pid) = connection_owner(call.peer, api.port, &pids) {
-            return running
-                .into_iter()
-                .find(|&i| cluster.worker(i).pid() == pid);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
-}
 
 /// `baton submit` with the workers' queue type (its declaration must match theirs).
 async fn submit(

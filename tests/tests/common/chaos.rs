@@ -248,6 +248,24 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// What is wrong with the pool after a chaos run: executions left incomplete
+    /// (`all_completed` false), workers not ready, or the normal execution `probe` started
+    /// afterwards not completed.
+    pub fn aftermath(&self, all_completed: bool, not_ready: &[String], probe: &str) -> Vec<String> {
+        let mut failed = Vec::new();
+        if !all_completed {
+            failed.push("not every execution completed within the bound".into());
+        }
+        if !not_ready.is_empty() {
+            failed.push(format!("workers not ready afterwards: {not_ready:?}"));
+        }
+        let probe_status = self.completions.get(probe).map(|c| c[0]["status"].clone());
+        if probe_status.as_ref().is_none_or(|s| s != "completed") {
+            failed.push(format!("the normal execution afterwards: {probe_status:?}"));
+        }
+        failed
+    }
+
     /// Reads completions for `wait` (a quiet queue returns earlier only at the deadline).
     pub async fn absorb_for(&mut self, observer: &mut Observer, wait: Duration) {
         let deadline = Instant::now() + wait;

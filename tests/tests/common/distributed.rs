@@ -702,6 +702,22 @@ pub fn sequential_http_workflow(name: &str, n: usize) -> Value {
 // Which process owns a TCP connection (Linux)
 // ---------------------------------------------------------------------------------------------
 
+/// The index of the running worker that made `call` (its TCP connection to `api`, read from
+/// `/proc`), if it can be told within a few seconds.
+pub async fn owner_of(cluster: &mut Cluster, call: &Call, api: &TestApi) -> Option<usize> {
+    for _ in 0..50 {
+        let running = cluster.running();
+        let pids: Vec<u32> = running.iter().map(|&i| cluster.worker(i).pid()).collect();
+        if let Some(pid) = connection_owner(call.peer, api.port, &pids) {
+            return running
+                .into_iter()
+                .find(|&i| cluster.worker(i).pid() == pid);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
 /// Among `pids`, the process holding the client end of the connection from `peer` to local
 /// `server_port` (read from `/proc/net/tcp*` and `/proc/<pid>/fd`).
 pub fn connection_owner(peer: SocketAddr, server_port: u16, pids: &[u32]) -> Option<u32> {
