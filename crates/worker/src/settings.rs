@@ -29,7 +29,7 @@
 //! | `code_timeout_ms` | `BATON_CODE_TIMEOUT_MS` | `30000` | largest `timeout_ms` (wall clock and CPU) a `code` node may ask for; nodes default to 1000 |
 //! | `code_sandboxes` | `BATON_CODE_SANDBOXES` | `2` | sandbox processes kept warm, i.e. `code` scripts running at once |
 //! | `code_in_process` | `BATON_CODE_IN_PROCESS` | `false` | run `code` scripts in the worker without memory/CPU caps (only where no child process can be started) |
-//! | `watchdog_secs` | `BATON_WATCHDOG_SECS` | `60` | `/readyz` turns false when deliveries are in flight and none settled nor arrived for this long; the process exits (code 70) when the broker connection's supervisor has not turned for this long (the runtime or lapin is wedged). Must exceed the longest node timeout (RFC 0005) |
+//! | `watchdog_secs` | `BATON_WATCHDOG_SECS` | `60` | `/readyz` turns false when deliveries are in flight and none settled nor arrived for this long; the process exits (code 70) when the broker connection's supervisor has not turned for this long (the runtime or lapin is wedged). Must exceed the longest node timeout (RFC 0004) |
 //! | `broker_down_exit_secs` | `BATON_BROKER_DOWN_EXIT_SECS` | `300` | the process exits (code 70) when the broker connection stays unusable this long, so the orchestrator restarts it; 0 = never |
 //! | `credentials_key` | `BATON_CREDENTIALS_KEY` | none | base64 of 32 random bytes (`openssl rand -base64 32`): enables the credential vault (see below) |
 //!
