@@ -5,6 +5,7 @@
 pub mod api;
 pub mod app;
 pub mod backend;
+pub mod cron;
 pub mod fanout;
 pub mod history;
 pub mod metrics_names;

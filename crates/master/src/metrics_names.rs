@@ -8,6 +8,7 @@ pub const EXECUTIONS_STARTED: &str = "baton_master_executions_started_total";
 pub const EVENTS: &str = "baton_master_events_total";
 pub const HTTP_REQUESTS: &str = "baton_master_http_requests_total";
 pub const CRON_FIRED: &str = "baton_master_cron_fired_total";
+pub const CRON_MISSED: &str = "baton_master_cron_missed_total";
 pub const SSE_CLIENTS: &str = "baton_master_sse_clients";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -34,5 +35,9 @@ fn describe() {
     metrics::describe_counter!(EVENTS, "Status and completion events recorded.");
     metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests, by route and status.");
     metrics::describe_counter!(CRON_FIRED, "Cron ticks fired by this replica.");
+    metrics::describe_counter!(
+        CRON_MISSED,
+        "Times a schedule had ticks more than a minute late (handled by its missed policy)."
+    );
     metrics::describe_gauge!(SSE_CLIENTS, "Open event streams.");
 }

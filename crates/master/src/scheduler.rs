@@ -1,109 +1,155 @@
-//! Cron schedules: every second each replica looks for ticks due since its last pass and fires
-//! the ones it claims (`History::claim_tick`, SET NX in Redis), so a tick fires once whatever
-//! the number of masters. Ticks missed by more than [`CATCH_UP`] (the master was down) are
-//! skipped rather than fired late in a burst.
+//! The cron scheduler: every second each replica runs a [`pass`] at its clock's `now`. A pass
+//! reads only the due schedules (the history indexes schedules by their cursor, the first tick
+//! not handled yet), plans each one ([`cron::plan`]: every tick up to `now`, missed ticks by the
+//! schedule's policy), moves its cursor by compare-and-set (the replica that moves it owns the
+//! ticks; the others lost the race and fire nothing) and fires the planned ticks, each also
+//! claimed once (`History::claim_tick`, SET NX in Redis). Ticks are at most once: a replica
+//! that dies between moving a cursor and firing loses those ticks.
 
-use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use croner::Cron;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Master;
-use crate::history::Schedule;
+use crate::cron::{self, Spec};
+use crate::history::{HistoryError, Schedule};
 use crate::metrics_names as m;
 
-/// How late a tick may still fire.
-const CATCH_UP: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
-const PASS: Duration = Duration::from_secs(1);
+const PERIOD: Duration = Duration::from_secs(1);
+/// Due schedules handled per pass at most; the others are still due at the next pass.
+pub const DUE_BATCH: usize = 1_000;
 
-/// Parses a cron expression (6 fields with seconds first, or 5 fields).
-pub fn parse_cron(expression: &str) -> Result<Cron, String> {
-    Cron::from_str(expression).map_err(|e| format!("`{expression}` is not a cron expression: {e}"))
+/// What a pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Due schedules read.
+    pub due: usize,
+    /// Schedules whose cursor another replica moved first.
+    pub lost: usize,
+    /// Executions started.
+    pub fired: usize,
 }
 
-/// The first tick of `schedule` strictly after `after`.
-pub fn next_tick(schedule: &Schedule, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let cron = parse_cron(&schedule.cron).ok()?;
-    let tz: chrono_tz::Tz = schedule.timezone.parse().ok()?;
-    cron.find_next_occurrence(&after.with_timezone(&tz), false)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+/// The next tick of a new schedule created at `now`, checking that it ever fires.
+pub fn first_tick(schedule: &Schedule, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    Spec::new(&schedule.cron, &schedule.timezone)
+        .map_err(|e| e.to_string())?
+        .check_fires(now)
 }
 
-/// The ticks a pass at `now` fires for a schedule last looked at `since`: those after `since`
-/// up to `now`, except ticks more than [`CATCH_UP`] late.
-pub fn due_ticks(
-    schedule: &Schedule,
-    since: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Vec<DateTime<Utc>> {
-    let mut due = Vec::new();
-    let mut cursor = since;
-    while let Some(tick) = next_tick(schedule, cursor) {
-        if tick > now {
-            break;
+/// One pass at `now`.
+pub async fn pass(master: &Master, now: DateTime<Utc>) -> Result<PassReport, HistoryError> {
+    let due = master
+        .history
+        .due_schedules(cron::millis(now), DUE_BATCH)
+        .await?;
+    let mut report = PassReport {
+        due: due.len(),
+        ..PassReport::default()
+    };
+    for entry in due {
+        let schedule = entry.schedule;
+        let Some(cursor_ms) = entry.next_ms else {
+            continue;
+        };
+        let plan = match (
+            Spec::new(&schedule.cron, &schedule.timezone),
+            cron::from_millis(cursor_ms),
+        ) {
+            (Ok(spec), Some(cursor)) => cron::plan(&spec, schedule.missed, cursor, now),
+            (Err(e), _) => {
+                tracing::warn!(schedule = %schedule.schedule_id, error = %e, "unschedulable schedule: no longer scheduled");
+                cron::Plan {
+                    fire: Vec::new(),
+                    next: None,
+                    missed_from: None,
+                }
+            }
+            (_, None) => cron::Plan {
+                fire: Vec::new(),
+                next: None,
+                missed_from: None,
+            },
+        };
+        let moved = master
+            .history
+            .advance_schedule(
+                &schedule.schedule_id,
+                cursor_ms,
+                plan.next.map(cron::millis),
+            )
+            .await?;
+        if !moved {
+            report.lost += 1;
+            continue;
         }
-        cursor = tick;
-        if now - tick <= CATCH_UP {
-            due.push(tick);
+        if let Some(first) = plan.missed_from {
+            tracing::warn!(schedule = %schedule.schedule_id, missed_since = %first, policy = schedule.missed.as_str(), "cron ticks were missed");
+            metrics::counter!(m::CRON_MISSED).increment(1);
+        }
+        if plan.next.is_none() {
+            tracing::warn!(schedule = %schedule.schedule_id, "the schedule has no next tick: it will not fire again");
+        }
+        for tick in plan.fire {
+            if fire(master, &schedule, tick).await {
+                report.fired += 1;
+            }
         }
     }
-    due
+    Ok(report)
 }
 
-/// Runs until `shutdown`, reading the time from the master's clock.
+/// Gives a cursor to schedules stored without one (by an older master, or a state file),
+/// counting from `now`.
+pub async fn index_unindexed(master: &Master, now: DateTime<Utc>) -> Result<(), HistoryError> {
+    for entry in master.history.schedules().await? {
+        if entry.next_ms.is_some() {
+            continue;
+        }
+        if let Ok(spec) = Spec::new(&entry.schedule.cron, &entry.schedule.timezone)
+            && let Some(next) = spec.next_after(now)
+        {
+            master
+                .history
+                .put_schedule(&entry.schedule, Some(cron::millis(next)))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a pass every second until `shutdown`, reading the time from the master's clock.
 pub async fn run(master: Arc<Master>, shutdown: CancellationToken) {
-    let mut last_pass: HashMap<String, DateTime<Utc>> = HashMap::new();
-    let mut interval = tokio::time::interval(PASS);
+    if let Err(e) = index_unindexed(&master, master.clock.now_utc()).await {
+        tracing::warn!(error = %e, "cannot index the stored schedules");
+    }
+    let mut interval = tokio::time::interval(PERIOD);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = interval.tick() => {}
         }
-        let now = master.clock.now_utc();
-        let schedules = match master.history.schedules().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read schedules");
-                continue;
-            }
-        };
-        last_pass.retain(|id, _| schedules.iter().any(|s| &s.schedule_id == id));
-        for schedule in schedules {
-            let since = *last_pass
-                .entry(schedule.schedule_id.clone())
-                .or_insert_with(|| {
-                    // A new schedule (or a new replica) starts looking from its creation or
-                    // from a minute ago, whichever is later; claims prevent double fires.
-                    let created = DateTime::parse_from_rfc3339(&schedule.created_at)
-                        .map(|d| d.with_timezone(&Utc))
-                        .unwrap_or(now);
-                    created.max(now - CATCH_UP)
-                });
-            for tick in due_ticks(&schedule, since, now) {
-                fire(&master, &schedule, tick).await;
-            }
-            last_pass.insert(schedule.schedule_id.clone(), now);
+        if let Err(e) = pass(&master, master.clock.now_utc()).await {
+            tracing::warn!(error = %e, "cron pass failed");
         }
     }
 }
 
-async fn fire(master: &Master, schedule: &Schedule, tick: DateTime<Utc>) {
+/// Claims and fires one tick; `true` when an execution started.
+async fn fire(master: &Master, schedule: &Schedule, tick: DateTime<Utc>) -> bool {
     match master
         .history
         .claim_tick(&schedule.schedule_id, tick.timestamp())
         .await
     {
         Ok(true) => {}
-        Ok(false) => return,
+        Ok(false) => return false,
         Err(e) => {
             tracing::warn!(error = %e, schedule = %schedule.schedule_id, "cannot claim a cron tick");
-            return;
+            return false;
         }
     }
     match master
@@ -113,62 +159,11 @@ async fn fire(master: &Master, schedule: &Schedule, tick: DateTime<Utc>) {
         Ok((execution_id, _)) => {
             metrics::counter!(m::CRON_FIRED).increment(1);
             tracing::info!(schedule = %schedule.schedule_id, workflow_id = %schedule.workflow_id, %execution_id, tick = %tick, "cron tick fired");
+            true
         }
         Err(e) => {
-            tracing::warn!(schedule = %schedule.schedule_id, error = %e.message, "cron tick could not start")
+            tracing::warn!(schedule = %schedule.schedule_id, error = %e.message, "cron tick could not start");
+            false
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn schedule(cron: &str, tz: &str) -> Schedule {
-        Schedule {
-            schedule_id: "s".into(),
-            workflow_id: "w".into(),
-            cron: cron.into(),
-            timezone: tz.into(),
-            input: serde_json::json!({}),
-            created_at: "2026-01-01T00:00:00Z".into(),
-        }
-    }
-
-    #[test]
-    fn ticks_follow_the_schedule_time_zone() {
-        let after = DateTime::parse_from_rfc3339("2026-06-01T10:00:30Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        // 12:00 in Paris (summer time) is 10:00 UTC; the next one is tomorrow.
-        let next = next_tick(&schedule("0 0 12 * * *", "Europe/Paris"), after).unwrap();
-        assert_eq!(next.to_rfc3339(), "2026-06-02T10:00:00+00:00");
-        let five = next_tick(&schedule("*/5 * * * *", "UTC"), after).unwrap();
-        assert_eq!(five.to_rfc3339(), "2026-06-01T10:05:00+00:00");
-        assert!(parse_cron("not cron").is_err());
-    }
-
-    #[test]
-    fn a_pass_fires_the_ticks_the_clock_has_passed_and_skips_stale_ones() {
-        use baton_engine::{Clock, ManualClock};
-        let start = DateTime::parse_from_rfc3339("2026-06-01T10:00:30Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let clock = ManualClock::new(start);
-        let every_minute = schedule("0 * * * * *", "UTC");
-        assert!(due_ticks(&every_minute, start, clock.now_utc()).is_empty());
-        clock.advance(Duration::from_secs(60));
-        let due = due_ticks(&every_minute, start, clock.now_utc());
-        assert_eq!(
-            due.iter().map(|t| t.to_rfc3339()).collect::<Vec<_>>(),
-            ["2026-06-01T10:01:00+00:00"]
-        );
-        // The master was down for ten minutes: only the ticks at most a minute late fire.
-        clock.advance(Duration::from_secs(600));
-        let due = due_ticks(&every_minute, start, clock.now_utc());
-        assert_eq!(
-            due.iter().map(|t| t.to_rfc3339()).collect::<Vec<_>>(),
-            ["2026-06-01T10:11:00+00:00"]
-        );
     }
 }

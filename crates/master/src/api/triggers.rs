@@ -11,9 +11,9 @@ use sha2::Sha256;
 
 use super::error::ApiError;
 use super::{AppState, json_body, object_body, problem};
-use crate::history::Schedule;
 use crate::history::model::rfc3339_millis;
-use crate::scheduler;
+use crate::history::{Missed, Schedule, Scheduled};
+use crate::{cron, scheduler};
 use baton_core::value::kind_name;
 
 /// `X-Baton-Signature: sha256=<hex>` matches the HMAC-SHA256 of `body` (constant time).
@@ -116,15 +116,19 @@ pub async fn clear_webhook(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A schedule as the API shows it, with its next tick after `now`.
-fn schedule_view(s: &Schedule, now: chrono::DateTime<chrono::Utc>) -> Value {
-    let next =
-        scheduler::next_tick(s, now).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+/// A schedule as the API shows it, with the next tick the scheduler will handle.
+fn schedule_view(entry: &Scheduled) -> Value {
+    let s = &entry.schedule;
+    let next = entry
+        .next_ms
+        .and_then(cron::from_millis)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     json!({
         "schedule_id": s.schedule_id,
         "workflow_id": s.workflow_id,
         "cron": s.cron,
         "timezone": s.timezone,
+        "missed": s.missed.as_str(),
         "input": s.input,
         "created_at": s.created_at,
         "next_run_at": next,
@@ -140,7 +144,7 @@ pub async fn add_schedule(
     let mut problems = Vec::new();
     let cron = match request.get("cron") {
         Some(Value::String(c)) => {
-            if let Err(e) = scheduler::parse_cron(c) {
+            if let Err(e) = cron::parse_cron(c) {
                 problems.push(problem("$.cron", e));
             }
             c.clone()
@@ -178,14 +182,52 @@ pub async fn add_schedule(
             String::new()
         }
     };
-    if let Some(k) = request
+    let missed = match request.get("missed") {
+        None | Some(Value::Null) => Missed::default(),
+        Some(Value::String(name)) if Missed::parse(name).is_some() => {
+            Missed::parse(name).unwrap_or_default()
+        }
+        Some(other) => {
+            problems.push(problem(
+                "$.missed",
+                format!(
+                    "expected one of {}, found {}",
+                    Missed::NAMES.join(", "),
+                    match other {
+                        Value::String(s) => format!("`{s}`"),
+                        v => kind_name(v).to_string(),
+                    }
+                ),
+            ));
+            Missed::default()
+        }
+    };
+    for k in request
         .keys()
-        .find(|k| !matches!(k.as_str(), "cron" | "timezone" | "input"))
+        .filter(|k| !matches!(k.as_str(), "cron" | "timezone" | "missed" | "input"))
     {
         problems.push(problem(
             &format!("$.{k}"),
-            "unknown field (expected cron, timezone, input)",
+            "unknown field (expected cron, timezone, missed, input)",
         ));
+    }
+    let now = master.clock.now_utc();
+    let schedule = Schedule {
+        schedule_id: uuid::Uuid::now_v7().to_string(),
+        workflow_id,
+        cron,
+        timezone,
+        input: request.get("input").cloned().unwrap_or_else(|| json!({})),
+        created_at: rfc3339_millis(now),
+        missed,
+    };
+    let mut first = None;
+    if problems.is_empty() {
+        // Only a valid expression in a known zone can be impossible.
+        match scheduler::first_tick(&schedule, now) {
+            Ok(t) => first = Some(cron::millis(t)),
+            Err(e) => problems.push(problem("$.cron", e)),
+        }
     }
     if !problems.is_empty() {
         return Err(ApiError::invalid(
@@ -194,19 +236,14 @@ pub async fn add_schedule(
             problems,
         ));
     }
-    ensure_workflow(&master, &workflow_id).await?;
-    let schedule = Schedule {
-        schedule_id: uuid::Uuid::now_v7().to_string(),
-        workflow_id,
-        cron,
-        timezone,
-        input: request.get("input").cloned().unwrap_or_else(|| json!({})),
-        created_at: rfc3339_millis(master.clock.now_utc()),
-    };
-    master.history.put_schedule(&schedule).await?;
+    ensure_workflow(&master, &schedule.workflow_id).await?;
+    master.history.put_schedule(&schedule, first).await?;
     Ok((
         StatusCode::CREATED,
-        Json(schedule_view(&schedule, master.clock.now_utc())),
+        Json(schedule_view(&Scheduled {
+            schedule,
+            next_ms: first,
+        })),
     )
         .into_response())
 }
@@ -216,14 +253,13 @@ pub async fn list_schedules(
     Path(workflow_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     ensure_workflow(&master, &workflow_id).await?;
-    let now = master.clock.now_utc();
     let list: Vec<Value> = master
         .history
         .schedules()
         .await?
         .iter()
-        .filter(|s| s.workflow_id == workflow_id)
-        .map(|s| schedule_view(s, now))
+        .filter(|s| s.schedule.workflow_id == workflow_id)
+        .map(schedule_view)
         .collect();
     Ok(Json(json!({ "schedules": list })))
 }
@@ -237,7 +273,7 @@ pub async fn remove_schedule(
         .schedules()
         .await?
         .iter()
-        .any(|s| s.schedule_id == schedule_id && s.workflow_id == workflow_id);
+        .any(|s| s.schedule.schedule_id == schedule_id && s.schedule.workflow_id == workflow_id);
     if !belongs || !master.history.delete_schedule(&schedule_id).await? {
         return Err(ApiError::not_found(
             "schedule",

@@ -179,8 +179,8 @@ pub async fn remove(
     }
     // Its triggers go with it: a schedule must not fire a deleted workflow.
     for s in master.history.schedules().await? {
-        if s.workflow_id == workflow_id {
-            master.history.delete_schedule(&s.schedule_id).await?;
+        if s.schedule.workflow_id == workflow_id {
+            master.history.delete_schedule(&s.schedule.schedule_id).await?;
         }
     }
     master

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::model::{
-    ExecutionRecord, NewExecution, RunEvent, Schedule, Summary, index_member, member_millis,
-    now_rfc3339_at,
+    ExecutionRecord, NewExecution, RunEvent, Schedule, Scheduled, Summary, index_member,
+    member_millis, now_rfc3339_at,
 };
 use super::{History, HistoryError, IdempotentStart, ListQuery, Page};
 
@@ -38,6 +38,12 @@ struct State {
     idempotency: HashMap<String, (String, u32, String)>,
     hooks: HashMap<String, String>,
     schedules: BTreeMap<String, Schedule>,
+    /// Schedule id → cursor (unix ms of its first unhandled tick).
+    #[serde(default)]
+    cursors: BTreeMap<String, i64>,
+    /// (cursor, schedule id): the schedules by next tick.
+    #[serde(skip)]
+    due: BTreeSet<(i64, String)>,
     /// Workflow definitions of the catalog, per workflow in version order (see `dev`).
     #[serde(default)]
     catalog: BTreeMap<String, Vec<Value>>,
@@ -52,6 +58,8 @@ pub struct MemoryHistory {
     state: Mutex<State>,
     file: Option<PathBuf>,
     dirty: AtomicBool,
+    /// Schedule records read so far (see [`Self::schedule_reads`]).
+    schedule_reads: AtomicU64,
     max_executions: u64,
     retention_secs: u64,
     /// What the retention counts from.
@@ -65,6 +73,7 @@ impl MemoryHistory {
             state: Mutex::new(State::default()),
             file: None,
             dirty: AtomicBool::new(false),
+            schedule_reads: AtomicU64::new(0),
             max_executions,
             retention_secs,
             clock: Arc::new(SystemClock),
@@ -85,10 +94,16 @@ impl MemoryHistory {
             Err(e) => return Err(HistoryError(format!("cannot read {}: {e}", file.display()))),
         };
         state.index = state.records.values().map(|r| r.member.clone()).collect();
+        state.due = state
+            .cursors
+            .iter()
+            .map(|(id, ms)| (*ms, id.clone()))
+            .collect();
         Ok(Self {
             state: Mutex::new(state),
             file: Some(file.to_path_buf()),
             dirty: AtomicBool::new(false),
+            schedule_reads: AtomicU64::new(0),
             max_executions,
             retention_secs,
             clock: Arc::new(SystemClock),
@@ -99,6 +114,12 @@ impl MemoryHistory {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// How many schedule records the schedule reads returned so far: what a scheduler pass
+    /// costs.
+    pub fn schedule_reads(&self) -> u64 {
+        self.schedule_reads.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -377,22 +398,94 @@ impl History for MemoryHistory {
         Ok(())
     }
 
-    async fn put_schedule(&self, schedule: &Schedule) -> Result<(), HistoryError> {
-        self.lock()
-            .schedules
-            .insert(schedule.schedule_id.clone(), schedule.clone());
+    async fn put_schedule(
+        &self,
+        schedule: &Schedule,
+        next_ms: Option<i64>,
+    ) -> Result<(), HistoryError> {
+        let mut s = self.lock();
+        let id = schedule.schedule_id.clone();
+        if let Some(old) = s.cursors.remove(&id) {
+            s.due.remove(&(old, id.clone()));
+        }
+        if let Some(ms) = next_ms {
+            s.cursors.insert(id.clone(), ms);
+            s.due.insert((ms, id.clone()));
+        }
+        s.schedules.insert(id, schedule.clone());
         self.changed();
         Ok(())
     }
 
-    async fn schedules(&self) -> Result<Vec<Schedule>, HistoryError> {
-        let mut out: Vec<Schedule> = self.lock().schedules.values().cloned().collect();
-        out.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    async fn schedules(&self) -> Result<Vec<Scheduled>, HistoryError> {
+        let s = self.lock();
+        let mut out: Vec<Scheduled> = s
+            .schedules
+            .values()
+            .map(|schedule| Scheduled {
+                schedule: schedule.clone(),
+                next_ms: s.cursors.get(&schedule.schedule_id).copied(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.schedule.created_at.cmp(&b.schedule.created_at));
+        self.schedule_reads
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
         Ok(out)
     }
 
+    async fn due_schedules(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Scheduled>, HistoryError> {
+        let s = self.lock();
+        let out: Vec<Scheduled> = s
+            .due
+            .iter()
+            .take_while(|(ms, _)| *ms <= now_ms)
+            .filter_map(|(ms, id)| {
+                s.schedules.get(id).map(|schedule| Scheduled {
+                    schedule: schedule.clone(),
+                    next_ms: Some(*ms),
+                })
+            })
+            .take(limit)
+            .collect();
+        self.schedule_reads
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    async fn advance_schedule(
+        &self,
+        schedule_id: &str,
+        from_ms: i64,
+        to_ms: Option<i64>,
+    ) -> Result<bool, HistoryError> {
+        let mut s = self.lock();
+        if s.cursors.get(schedule_id) != Some(&from_ms) {
+            return Ok(false);
+        }
+        s.due.remove(&(from_ms, schedule_id.to_string()));
+        match to_ms {
+            Some(ms) => {
+                s.cursors.insert(schedule_id.to_string(), ms);
+                s.due.insert((ms, schedule_id.to_string()));
+            }
+            None => {
+                s.cursors.remove(schedule_id);
+            }
+        }
+        self.changed();
+        Ok(true)
+    }
+
     async fn delete_schedule(&self, schedule_id: &str) -> Result<bool, HistoryError> {
-        let removed = self.lock().schedules.remove(schedule_id).is_some();
+        let mut s = self.lock();
+        let removed = s.schedules.remove(schedule_id).is_some();
+        if let Some(ms) = s.cursors.remove(schedule_id) {
+            s.due.remove(&(ms, schedule_id.to_string()));
+        }
         self.changed();
         Ok(removed)
     }

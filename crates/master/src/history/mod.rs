@@ -6,12 +6,13 @@
 pub mod memory;
 pub mod model;
 pub mod redis;
+mod redis_schedules;
 
 use async_trait::async_trait;
 use baton_core::message::{Completion, StatusEvent};
 use serde_json::Value;
 
-pub use model::{ExecutionRecord, NewExecution, RunEvent, Schedule, Summary};
+pub use model::{ExecutionRecord, Missed, NewExecution, RunEvent, Schedule, Scheduled, Summary};
 
 /// A failure of the history's storage.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -70,8 +71,25 @@ pub trait History: Send + Sync {
         secret: Option<&str>,
     ) -> Result<(), HistoryError>;
 
-    async fn put_schedule(&self, schedule: &Schedule) -> Result<(), HistoryError>;
-    async fn schedules(&self) -> Result<Vec<Schedule>, HistoryError>;
+    /// Stores a schedule with its cursor (its first tick, unix ms; `None`: it never fires),
+    /// indexed by that tick.
+    async fn put_schedule(&self, schedule: &Schedule, next_ms: Option<i64>)
+    -> Result<(), HistoryError>;
+    /// Every schedule with its cursor, oldest first.
+    async fn schedules(&self) -> Result<Vec<Scheduled>, HistoryError>;
+    /// At most `limit` schedules whose cursor is at or before `now_ms`, earliest first: reads
+    /// only those (an index by cursor), not every schedule.
+    async fn due_schedules(&self, now_ms: i64, limit: usize)
+    -> Result<Vec<Scheduled>, HistoryError>;
+    /// Moves a schedule's cursor from `from_ms` to `to_ms` (`None`: unindexed, it never fires
+    /// again) if it is still at `from_ms`; `false` when another pass (of any replica) moved it
+    /// first or the schedule is gone. The pass that moves it owns the ticks in between.
+    async fn advance_schedule(
+        &self,
+        schedule_id: &str,
+        from_ms: i64,
+        to_ms: Option<i64>,
+    ) -> Result<bool, HistoryError>;
     /// `false` when it did not exist.
     async fn delete_schedule(&self, schedule_id: &str) -> Result<bool, HistoryError>;
     /// Claims one tick of a schedule; only the first caller (of any replica) gets `true`.

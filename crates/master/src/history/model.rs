@@ -56,6 +56,53 @@ pub struct Schedule {
     pub timezone: String,
     pub input: Value,
     pub created_at: String,
+    /// What happens to ticks missed while no master ran (absent in schedules stored before
+    /// the field existed: the default).
+    #[serde(default)]
+    pub missed: Missed,
+}
+
+/// The missed-tick policy of a schedule: what a pass does with ticks more than
+/// [`crate::cron::GRACE`] late (the masters were down or stalled).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Missed {
+    /// Drop them; the schedule goes on with its next tick.
+    Skip,
+    /// One execution for all of them (for the first missed tick), then go on.
+    #[default]
+    FireOnce,
+    /// Every one of them, oldest first, at most [`crate::cron::MAX_CATCH_UP`].
+    FireAll,
+}
+
+impl Missed {
+    pub const NAMES: [&'static str; 3] = ["skip", "fire_once", "fire_all"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "skip" => Some(Self::Skip),
+            "fire_once" => Some(Self::FireOnce),
+            "fire_all" => Some(Self::FireAll),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Skip => "skip",
+            Self::FireOnce => "fire_once",
+            Self::FireAll => "fire_all",
+        }
+    }
+}
+
+/// A schedule with its cursor: the first tick the scheduler has not handled yet (unix ms);
+/// `None` when it never fires again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scheduled {
+    pub schedule: Schedule,
+    pub next_ms: Option<i64>,
 }
 
 /// Identity of a run: the node and the split scope it ran in.

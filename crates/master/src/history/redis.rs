@@ -11,7 +11,8 @@ use redis::aio::ConnectionManager;
 use serde_json::Value;
 
 use super::model::index_member;
-use super::model::{ExecutionRecord, NewExecution, RunEvent, Schedule, Summary};
+use super::model::{ExecutionRecord, NewExecution, RunEvent, Schedule, Scheduled, Summary};
+use super::redis_schedules as schedules;
 use super::{History, HistoryError, IdempotentStart, ListQuery, Page};
 
 /// Creates the record of an execution first seen through its events, records a run's event if
@@ -99,6 +100,10 @@ impl RedisHistory {
 
     fn key(&self, rest: &str) -> String {
         format!("{}{rest}", self.prefix)
+    }
+
+    fn schedule_keys(&self) -> schedules::Keys {
+        schedules::Keys::new(&self.prefix)
     }
 
     fn rec(&self, id: &str) -> [String; 3] {
@@ -471,42 +476,38 @@ impl History for RedisHistory {
         .map_err(err)
     }
 
-    async fn put_schedule(&self, schedule: &Schedule) -> Result<(), HistoryError> {
-        let mut conn = self.conn.clone();
-        let json = serde_json::to_string(schedule).map_err(|e| HistoryError(e.to_string()))?;
-        redis::cmd("HSET")
-            .arg(self.key("sched"))
-            .arg(&schedule.schedule_id)
-            .arg(json)
-            .query_async(&mut conn)
-            .await
-            .map_err(err)
+    async fn put_schedule(
+        &self,
+        schedule: &Schedule,
+        next_ms: Option<i64>,
+    ) -> Result<(), HistoryError> {
+        schedules::put(self.conn.clone(), &self.schedule_keys(), schedule, next_ms).await
     }
 
-    async fn schedules(&self) -> Result<Vec<Schedule>, HistoryError> {
-        let mut conn = self.conn.clone();
-        let all: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.key("sched"))
-            .query_async(&mut conn)
-            .await
-            .map_err(err)?;
-        let mut out: Vec<Schedule> = all
-            .values()
-            .filter_map(|v| serde_json::from_str(v).ok())
-            .collect();
-        out.sort_by(|a, b| a.created_at.cmp(&b.created_at));
-        Ok(out)
+    async fn schedules(&self) -> Result<Vec<Scheduled>, HistoryError> {
+        schedules::all(self.conn.clone(), &self.schedule_keys()).await
+    }
+
+    async fn due_schedules(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Scheduled>, HistoryError> {
+        schedules::due(self.conn.clone(), &self.schedule_keys(), now_ms, limit).await
+    }
+
+    async fn advance_schedule(
+        &self,
+        schedule_id: &str,
+        from_ms: i64,
+        to_ms: Option<i64>,
+    ) -> Result<bool, HistoryError> {
+        let keys = self.schedule_keys();
+        schedules::advance(self.conn.clone(), &keys, schedule_id, from_ms, to_ms).await
     }
 
     async fn delete_schedule(&self, schedule_id: &str) -> Result<bool, HistoryError> {
-        let mut conn = self.conn.clone();
-        let n: i64 = redis::cmd("HDEL")
-            .arg(self.key("sched"))
-            .arg(schedule_id)
-            .query_async(&mut conn)
-            .await
-            .map_err(err)?;
-        Ok(n > 0)
+        schedules::delete(self.conn.clone(), &self.schedule_keys(), schedule_id).await
     }
 
     async fn claim_tick(&self, schedule_id: &str, tick_unix: i64) -> Result<bool, HistoryError> {
