@@ -31,7 +31,12 @@ fn chain(spec: &Spec, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Ut
 /// Croner's own definition of the ticks in `(from, to]`: everything its iterator yields from a
 /// few hours before, in real-time order. (Its iterator skips every other tick of a per-second
 /// schedule, so this reference is for schedules with ticks at least 2 s apart.)
-fn croner_ticks(cron: &str, tz: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+fn croner_ticks(
+    cron: &str,
+    tz: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<DateTime<Utc>> {
     let c = parse_cron(cron).expect("cron");
     let tz: chrono_tz::Tz = tz.parse().expect("tz");
     let mut all: Vec<DateTime<Utc>> = c
@@ -52,7 +57,12 @@ fn jitter(i: u64) -> i64 {
 
 /// Drives passes from `start` for `span`, one a second at a sub-second offset that changes
 /// each time (and now and then a pass that comes 1.5 s late); returns the fired ticks.
-fn simulate(spec: &Spec, missed: Missed, start: DateTime<Utc>, span: TimeDelta) -> Vec<DateTime<Utc>> {
+fn simulate(
+    spec: &Spec,
+    missed: Missed,
+    start: DateTime<Utc>,
+    span: TimeDelta,
+) -> Vec<DateTime<Utc>> {
     let mut cursor = spec.next_after(start);
     let mut fired = Vec::new();
     let mut second = 0i64;
@@ -65,7 +75,10 @@ fn simulate(spec: &Spec, missed: Missed, start: DateTime<Utc>, span: TimeDelta) 
             continue;
         };
         let plan = plan(spec, missed, c, now);
-        assert!(plan.missed_from.is_none(), "nothing is late in a normal run");
+        assert!(
+            plan.missed_from.is_none(),
+            "nothing is late in a normal run"
+        );
         fired.extend(plan.fire);
         cursor = plan.next;
     }
@@ -99,7 +112,12 @@ fn every_second_over_a_day_fires_each_tick_exactly_once_whatever_the_pass_offset
 fn a_tick_in_the_same_second_as_the_last_pass_still_fires() {
     // The reported bug: a pass at 54.600 then a tick at 55.000 and a pass at 55.601.
     let s = spec("* * * * * *", "UTC");
-    let first = plan(&s, Missed::Skip, at("2026-06-01T00:00:54Z"), at("2026-06-01T00:00:54.600Z"));
+    let first = plan(
+        &s,
+        Missed::Skip,
+        at("2026-06-01T00:00:54Z"),
+        at("2026-06-01T00:00:54.600Z"),
+    );
     assert_eq!(first.fire, vec![at("2026-06-01T00:00:54Z")]);
     let cursor = first.next.expect("a next tick");
     assert_eq!(cursor, at("2026-06-01T00:00:55Z"));
@@ -111,7 +129,10 @@ fn assert_ticks(cron: &str, tz: &str, from: &str, to: &str, expected: &[&str]) {
     let s = spec(cron, tz);
     let got: Vec<String> = chain(&s, at(from), at(to)).iter().map(rfc).collect();
     assert_eq!(got, expected, "{cron} in {tz}");
-    let croner: Vec<String> = croner_ticks(cron, tz, at(from), at(to)).iter().map(rfc).collect();
+    let croner: Vec<String> = croner_ticks(cron, tz, at(from), at(to))
+        .iter()
+        .map(rfc)
+        .collect();
     assert_eq!(got, croner, "{cron} in {tz}: croner's definition");
 }
 
@@ -123,14 +144,24 @@ fn paris_spring_forward_skips_the_missing_hour_and_moves_fixed_times_after_it() 
         "Europe/Paris",
         "2026-03-28T23:45:00Z",
         "2026-03-29T02:00:00Z",
-        &["2026-03-29T00:00:00Z", "2026-03-29T00:30:00Z", "2026-03-29T01:00:00Z", "2026-03-29T01:30:00Z", "2026-03-29T02:00:00Z"],
+        &[
+            "2026-03-29T00:00:00Z",
+            "2026-03-29T00:30:00Z",
+            "2026-03-29T01:00:00Z",
+            "2026-03-29T01:30:00Z",
+            "2026-03-29T02:00:00Z",
+        ],
     );
     assert_ticks(
         "0 30 2 * * *",
         "Europe/Paris",
         "2026-03-28T00:00:00Z",
         "2026-03-30T12:00:00Z",
-        &["2026-03-28T01:30:00Z", "2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z"],
+        &[
+            "2026-03-28T01:30:00Z",
+            "2026-03-29T01:00:00Z",
+            "2026-03-30T00:30:00Z",
+        ],
     );
 }
 
@@ -142,14 +173,24 @@ fn paris_fall_back_runs_interval_jobs_in_both_hours_and_fixed_times_once() {
         "Europe/Paris",
         "2026-10-24T23:45:00Z",
         "2026-10-25T02:00:00Z",
-        &["2026-10-25T00:00:00Z", "2026-10-25T00:30:00Z", "2026-10-25T01:00:00Z", "2026-10-25T01:30:00Z", "2026-10-25T02:00:00Z"],
+        &[
+            "2026-10-25T00:00:00Z",
+            "2026-10-25T00:30:00Z",
+            "2026-10-25T01:00:00Z",
+            "2026-10-25T01:30:00Z",
+            "2026-10-25T02:00:00Z",
+        ],
     );
     assert_ticks(
         "0 30 2 * * *",
         "Europe/Paris",
         "2026-10-24T00:00:00Z",
         "2026-10-26T12:00:00Z",
-        &["2026-10-24T00:30:00Z", "2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"],
+        &[
+            "2026-10-24T00:30:00Z",
+            "2026-10-25T00:30:00Z",
+            "2026-10-26T01:30:00Z",
+        ],
     );
 }
 
@@ -161,14 +202,23 @@ fn new_york_spring_forward_and_fall_back_follow_croner() {
         "America/New_York",
         "2026-03-08T05:45:00Z",
         "2026-03-08T07:30:00Z",
-        &["2026-03-08T06:00:00Z", "2026-03-08T06:30:00Z", "2026-03-08T07:00:00Z", "2026-03-08T07:30:00Z"],
+        &[
+            "2026-03-08T06:00:00Z",
+            "2026-03-08T06:30:00Z",
+            "2026-03-08T07:00:00Z",
+            "2026-03-08T07:30:00Z",
+        ],
     );
     assert_ticks(
         "0 30 2 * * *",
         "America/New_York",
         "2026-03-07T00:00:00Z",
         "2026-03-09T12:00:00Z",
-        &["2026-03-07T07:30:00Z", "2026-03-08T07:00:00Z", "2026-03-09T06:30:00Z"],
+        &[
+            "2026-03-07T07:30:00Z",
+            "2026-03-08T07:00:00Z",
+            "2026-03-09T06:30:00Z",
+        ],
     );
     // 2026-11-01 02:00 EDT (06:00Z) becomes 01:00 EST: 01:00-01:59 happens twice.
     assert_ticks(
@@ -176,14 +226,24 @@ fn new_york_spring_forward_and_fall_back_follow_croner() {
         "America/New_York",
         "2026-11-01T04:45:00Z",
         "2026-11-01T07:00:00Z",
-        &["2026-11-01T05:00:00Z", "2026-11-01T05:30:00Z", "2026-11-01T06:00:00Z", "2026-11-01T06:30:00Z", "2026-11-01T07:00:00Z"],
+        &[
+            "2026-11-01T05:00:00Z",
+            "2026-11-01T05:30:00Z",
+            "2026-11-01T06:00:00Z",
+            "2026-11-01T06:30:00Z",
+            "2026-11-01T07:00:00Z",
+        ],
     );
     assert_ticks(
         "0 30 1 * * *",
         "America/New_York",
         "2026-10-31T00:00:00Z",
         "2026-11-02T12:00:00Z",
-        &["2026-10-31T05:30:00Z", "2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"],
+        &[
+            "2026-10-31T05:30:00Z",
+            "2026-11-01T05:30:00Z",
+            "2026-11-02T06:30:00Z",
+        ],
     );
 }
 
@@ -195,7 +255,14 @@ fn every_tick_of_the_dst_days_is_croners_in_real_time_order() {
         ("America/New_York", "2026-03-08T04:00:00Z"),
         ("America/New_York", "2026-11-01T03:00:00Z"),
     ];
-    let crons = ["0 */10 * * * *", "15 */7 * * * *", "0 0 * * * *", "0 30 2 * * *", "0 15 1 * * *", "0 0 3 * * *"];
+    let crons = [
+        "0 */10 * * * *",
+        "15 */7 * * * *",
+        "0 0 * * * *",
+        "0 30 2 * * *",
+        "0 15 1 * * *",
+        "0 0 3 * * *",
+    ];
     for (tz, from) in days {
         for cron in crons {
             let from = at(from);
@@ -218,8 +285,17 @@ fn every_tick_of_the_dst_days_is_croners_in_real_time_order() {
 #[test]
 fn after_an_hour_down_skip_fires_none_of_the_missed_ticks() {
     let s = spec("0 * * * * *", "UTC");
-    let p = plan(&s, Missed::Skip, at("2026-06-01T10:00:00Z"), at("2026-06-01T11:00:30Z"));
-    assert_eq!(p.fire, vec![at("2026-06-01T11:00:00Z")], "only the on-time tick");
+    let p = plan(
+        &s,
+        Missed::Skip,
+        at("2026-06-01T10:00:00Z"),
+        at("2026-06-01T11:00:30Z"),
+    );
+    assert_eq!(
+        p.fire,
+        vec![at("2026-06-01T11:00:00Z")],
+        "only the on-time tick"
+    );
     assert_eq!(p.next, Some(at("2026-06-01T11:01:00Z")));
     assert_eq!(p.missed_from, Some(at("2026-06-01T10:00:00Z")));
 }
@@ -227,25 +303,46 @@ fn after_an_hour_down_skip_fires_none_of_the_missed_ticks() {
 #[test]
 fn after_an_hour_down_fire_once_fires_one_execution_for_the_missed_ticks() {
     let s = spec("0 * * * * *", "UTC");
-    let p = plan(&s, Missed::FireOnce, at("2026-06-01T10:00:00Z"), at("2026-06-01T11:00:30Z"));
-    assert_eq!(p.fire, vec![at("2026-06-01T10:00:00Z"), at("2026-06-01T11:00:00Z")]);
+    let p = plan(
+        &s,
+        Missed::FireOnce,
+        at("2026-06-01T10:00:00Z"),
+        at("2026-06-01T11:00:30Z"),
+    );
+    assert_eq!(
+        p.fire,
+        vec![at("2026-06-01T10:00:00Z"), at("2026-06-01T11:00:00Z")]
+    );
     assert_eq!(p.next, Some(at("2026-06-01T11:01:00Z")));
 }
 
 #[test]
 fn after_an_hour_down_fire_all_fires_every_missed_tick_up_to_the_bound() {
     let s = spec("0 * * * * *", "UTC");
-    let p = plan(&s, Missed::FireAll, at("2026-06-01T10:00:00Z"), at("2026-06-01T11:00:30Z"));
+    let p = plan(
+        &s,
+        Missed::FireAll,
+        at("2026-06-01T10:00:00Z"),
+        at("2026-06-01T11:00:30Z"),
+    );
     assert_eq!(p.fire.len(), 61, "10:00 … 11:00");
     assert_eq!(p.fire.first(), Some(&at("2026-06-01T10:00:00Z")));
     assert_eq!(p.fire.last(), Some(&at("2026-06-01T11:00:00Z")));
     // A per-second schedule missed 3,600 ticks: the oldest 100 fire, then the on-time ones.
     let s = spec("* * * * * *", "UTC");
-    let p = plan(&s, Missed::FireAll, at("2026-06-01T10:00:00Z"), at("2026-06-01T11:00:00.500Z"));
+    let p = plan(
+        &s,
+        Missed::FireAll,
+        at("2026-06-01T10:00:00Z"),
+        at("2026-06-01T11:00:00.500Z"),
+    );
     assert_eq!(p.fire.len(), MAX_CATCH_UP + 61);
     assert_eq!(p.fire[MAX_CATCH_UP - 1], at("2026-06-01T10:01:39Z"));
     assert_eq!(p.fire[MAX_CATCH_UP], at("2026-06-01T10:59:00Z"));
-    assert!(p.fire.windows(2).all(|w| w[0] < w[1]), "each once, in order");
+    assert!(
+        p.fire.windows(2).all(|w| w[0] < w[1]),
+        "each once, in order"
+    );
     assert_eq!(p.next, Some(at("2026-06-01T11:00:01Z")));
 }
 
@@ -258,8 +355,14 @@ fn impossible_expressions_and_unknown_zones_are_refused() {
         spec("0 0 0 29 2 *", "UTC").check_fires(now),
         Ok(at("2028-02-29T00:00:00Z"))
     );
-    assert!(matches!(Spec::new("not cron", "UTC"), Err(SpecError::Cron(_))));
-    assert!(matches!(Spec::new("* * * * *", "Mars/Olympus"), Err(SpecError::Timezone(_))));
+    assert!(matches!(
+        Spec::new("not cron", "UTC"),
+        Err(SpecError::Cron(_))
+    ));
+    assert!(matches!(
+        Spec::new("* * * * *", "Mars/Olympus"),
+        Err(SpecError::Timezone(_))
+    ));
     // 12:00 in Paris (summer time) is 10:00 UTC; the next one is tomorrow.
     let next = spec("0 0 12 * * *", "Europe/Paris").next_after(now);
     assert_eq!(next, Some(at("2026-06-02T10:00:00Z")));

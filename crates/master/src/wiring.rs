@@ -165,6 +165,11 @@ pub async fn embedded(
 }
 
 impl Embedded {
+    /// The memory history (tests read its counters).
+    pub fn history(&self) -> &Arc<MemoryHistory> {
+        &self.history
+    }
+
     /// Saves the state file (if any) now.
     pub async fn save(&self) -> Result<(), MasterError> {
         let mut snapshot = BTreeMap::new();

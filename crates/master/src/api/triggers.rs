@@ -268,12 +268,10 @@ pub async fn remove_schedule(
     State(master): AppState,
     Path((workflow_id, schedule_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let belongs = master
-        .history
-        .schedules()
-        .await?
-        .iter()
-        .any(|s| s.schedule.schedule_id == schedule_id && s.schedule.workflow_id == workflow_id);
+    let belongs =
+        master.history.schedules().await?.iter().any(|s| {
+            s.schedule.schedule_id == schedule_id && s.schedule.workflow_id == workflow_id
+        });
     if !belongs || !master.history.delete_schedule(&schedule_id).await? {
         return Err(ApiError::not_found(
             "schedule",

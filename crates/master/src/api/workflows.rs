@@ -180,7 +180,10 @@ pub async fn remove(
     // Its triggers go with it: a schedule must not fire a deleted workflow.
     for s in master.history.schedules().await? {
         if s.schedule.workflow_id == workflow_id {
-            master.history.delete_schedule(&s.schedule.schedule_id).await?;
+            master
+                .history
+                .delete_schedule(&s.schedule.schedule_id)
+                .await?;
         }
     }
     master

@@ -73,14 +73,20 @@ pub trait History: Send + Sync {
 
     /// Stores a schedule with its cursor (its first tick, unix ms; `None`: it never fires),
     /// indexed by that tick.
-    async fn put_schedule(&self, schedule: &Schedule, next_ms: Option<i64>)
-    -> Result<(), HistoryError>;
+    async fn put_schedule(
+        &self,
+        schedule: &Schedule,
+        next_ms: Option<i64>,
+    ) -> Result<(), HistoryError>;
     /// Every schedule with its cursor, oldest first.
     async fn schedules(&self) -> Result<Vec<Scheduled>, HistoryError>;
     /// At most `limit` schedules whose cursor is at or before `now_ms`, earliest first: reads
     /// only those (an index by cursor), not every schedule.
-    async fn due_schedules(&self, now_ms: i64, limit: usize)
-    -> Result<Vec<Scheduled>, HistoryError>;
+    async fn due_schedules(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Scheduled>, HistoryError>;
     /// Moves a schedule's cursor from `from_ms` to `to_ms` (`None`: unindexed, it never fires
     /// again) if it is still at `from_ms`; `false` when another pass (of any replica) moved it
     /// first or the schedule is gone. The pass that moves it owns the ticks in between.

@@ -62,7 +62,11 @@ pub(super) async fn put(
         .arg(json)
         .ignore();
     match next_ms {
-        Some(ms) => pipe.cmd("ZADD").arg(&keys.due).arg(ms).arg(&schedule.schedule_id),
+        Some(ms) => pipe
+            .cmd("ZADD")
+            .arg(&keys.due)
+            .arg(ms)
+            .arg(&schedule.schedule_id),
         None => pipe.cmd("ZREM").arg(&keys.due).arg(&schedule.schedule_id),
     }
     .ignore();
