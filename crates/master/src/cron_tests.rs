@@ -69,7 +69,7 @@ fn simulate(
     let mut i = 0u64;
     while second <= span.num_seconds() {
         i += 1;
-        second += if i % 97 == 0 { 2 } else { 1 };
+        second += if i.is_multiple_of(97) { 2 } else { 1 };
         let now = start + TimeDelta::seconds(second) + TimeDelta::milliseconds(jitter(i));
         let Some(c) = cursor.filter(|c| *c <= now) else {
             continue;
