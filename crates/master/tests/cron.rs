@@ -422,3 +422,39 @@ async fn two_masters_fire_a_per_second_schedule_every_second_for_a_minute_withou
         deleted - first
     );
 }
+
+#[tokio::test]
+async fn schedule_cursors_survive_a_dev_state_file_restart_and_old_schedules_get_one() {
+    let dir = std::env::temp_dir().join(format!("baton-cron-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("state.json");
+    let cursor = cron::millis(at("2026-06-01T10:00:05Z"));
+    {
+        let h = MemoryHistory::open(&file, 1000, 3600).unwrap();
+        h.put_schedule(&schedule("kept", "w", "* * * * * *"), Some(cursor))
+            .await
+            .unwrap();
+        // As stored by a master that had no cursors.
+        h.put_schedule(&schedule("old", "w", "0 * * * * *"), None)
+            .await
+            .unwrap();
+        h.save().unwrap();
+    }
+    let clock = Arc::new(ManualClock::new(at("2026-06-01T10:00:30Z")));
+    let mut e = baton_master::embedded(2, Some(&file), None).await.unwrap();
+    Arc::get_mut(&mut e.master).unwrap().clock = clock.clone();
+    let due = e.master.history.due_schedules(cursor, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].schedule.schedule_id, "kept");
+    assert_eq!(due[0].next_ms, Some(cursor));
+    scheduler::index_unindexed(&e.master, clock.now_utc())
+        .await
+        .unwrap();
+    let old = e.master.history.schedules().await.unwrap();
+    let old = old
+        .iter()
+        .find(|s| s.schedule.schedule_id == "old")
+        .unwrap();
+    assert_eq!(old.next_ms, Some(cron::millis(at("2026-06-01T10:01:00Z"))));
+    let _ = std::fs::remove_dir_all(&dir);
+}
