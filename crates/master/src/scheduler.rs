@@ -54,24 +54,19 @@ pub async fn pass(master: &Master, now: DateTime<Utc>) -> Result<PassReport, His
         let Some(cursor_ms) = entry.next_ms else {
             continue;
         };
-        let plan = match (
-            Spec::new(&schedule.cron, &schedule.timezone),
-            cron::from_millis(cursor_ms),
-        ) {
-            (Ok(spec), Some(cursor)) => cron::plan(&spec, schedule.missed, cursor, now),
-            (Err(e), _) => {
-                tracing::warn!(schedule = %schedule.schedule_id, error = %e, "unschedulable schedule: no longer scheduled");
+        let spec = Spec::new(&schedule.cron, &schedule.timezone);
+        let plan = match (&spec, cron::from_millis(cursor_ms)) {
+            (Ok(spec), Some(cursor)) => cron::plan(spec, schedule.missed, cursor, now),
+            // Stored before validation existed, or corrupted: unindex it rather than retry
+            // it every second.
+            _ => {
+                tracing::warn!(schedule = %schedule.schedule_id, error = ?spec.err(), "unschedulable schedule: no longer scheduled");
                 cron::Plan {
                     fire: Vec::new(),
                     next: None,
                     missed_from: None,
                 }
             }
-            (_, None) => cron::Plan {
-                fire: Vec::new(),
-                next: None,
-                missed_from: None,
-            },
         };
         let moved = master
             .history

@@ -184,23 +184,20 @@ pub async fn add_schedule(
     };
     let missed = match request.get("missed") {
         None | Some(Value::Null) => Missed::default(),
-        Some(Value::String(name)) if Missed::parse(name).is_some() => {
-            Missed::parse(name).unwrap_or_default()
-        }
-        Some(other) => {
+        Some(v) => v.as_str().and_then(Missed::parse).unwrap_or_else(|| {
+            let found = match v {
+                Value::String(s) => format!("`{s}`"),
+                other => kind_name(other).to_string(),
+            };
             problems.push(problem(
                 "$.missed",
                 format!(
-                    "expected one of {}, found {}",
-                    Missed::NAMES.join(", "),
-                    match other {
-                        Value::String(s) => format!("`{s}`"),
-                        v => kind_name(v).to_string(),
-                    }
+                    "expected one of {}, found {found}",
+                    Missed::NAMES.join(", ")
                 ),
             ));
             Missed::default()
-        }
+        }),
     };
     for k in request
         .keys()
