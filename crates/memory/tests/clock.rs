@@ -128,3 +128,45 @@ async fn a_signal_wait_with_a_one_hour_timeout_halts_with_signal_timeout_once_th
         0
     );
 }
+
+/// Issue 14, item 2: a signal wait with a ten-minute timeout, signalled after one second,
+/// completes right after the signal (the clock never reaches the timeout), and its timeout
+/// timer is gone.
+#[tokio::test]
+async fn a_signal_before_its_timeout_completes_the_execution_at_once_and_cancels_the_timer() {
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let h = harness_on(&clock);
+    let doc = workflow(
+        vec![
+            json!({"id": "w", "name": "Approval", "type": "wait",
+                   "parameters": {"mode": "signal", "signal": "approve", "amount": 10, "unit": "minutes"}}),
+            log("ok", "approved"),
+            json!({"id": "late", "name": "Too late", "type": "log", "parameters": {"message": "{{$error.code}}"}}),
+        ],
+        vec![edge("w", "ok"), edge_on("w", "late", "error")],
+    );
+    let mut done = submit_until_parked(&h, &clock, &doc, "clock-signal-early", "w").await;
+    clock.advance(Duration::from_secs(1));
+    assert_still_running(&mut done).await;
+    assert_eq!(
+        h.runtime
+            .signal("clock-signal-early", "approve", json!({"by": "ada"}))
+            .await
+            .unwrap(),
+        1
+    );
+    let c = completion(done).await;
+    assert_completed(&c);
+    assert_eq!(out(&c, "ok")["message"], json!("approved"));
+    assert!(!h.ran("clock-signal-early", "late"));
+    assert_eq!(
+        c.total_duration_ms, 1_000,
+        "completed at the signal, not the timeout"
+    );
+    assert_eq!(clock.sleepers(), 0, "the timeout timer was cancelled");
+    // Passing the old timeout changes nothing: no second completion, no error route.
+    clock.advance(Duration::from_secs(600));
+    tokio::time::sleep(GRACE).await;
+    assert_eq!(h.completions("clock-signal-early").len(), 1);
+    assert!(!h.ran("clock-signal-early", "late"));
+}
