@@ -166,3 +166,28 @@ async fn submit_wait_on_a_finished_execution_id_prints_its_completion_at_once() 
         stderr(&no_wait)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_past_its_deadline_fails_with_the_reason_on_the_pool() {
+    let mut cluster = Cluster::new();
+    cluster.spawn_worker(&[]).await;
+    cluster.spawn_worker(&[]).await;
+    let file = cluster.workflow_file(
+        "deadline.json",
+        &json!({"name": "deadline", "timeout_ms": 1500, "nodes": [
+            {"id": "w", "name": "Pause", "type": "wait", "parameters": {"amount": 10, "unit": "minutes"}},
+            {"id": "l", "name": "After", "type": "log", "parameters": {"message": "too late"}}
+        ], "edges": [{"id": "e1", "src": "w", "dst": "l"}]}),
+    );
+    let out = cluster
+        .submit(&file, &json!({}), &["--wait", "--timeout-secs", "120"])
+        .await;
+    let c = completion_of(&out, &cluster);
+    assert_eq!(c["status"], "failed", "{c:#}");
+    assert_eq!(
+        c["failure_reason"], "execution exceeded its deadline of 1500 ms [EXECUTION_TIMEOUT]",
+        "{c:#}"
+    );
+    assert!(c["final_context"].get("$After").is_none(), "{c:#}");
+    assert_eq!(out.status.code(), Some(1));
+}
