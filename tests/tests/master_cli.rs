@@ -93,6 +93,69 @@ async fn start(mut make: impl FnMut(&str) -> Command) -> MasterProc {
     panic!("the master did not get healthy within {BOUND:?}; its log:\n{last_log}");
 }
 
+/// Issue 14, item 6: `baton dev --state` stopped while a 20 s wait runs; after the restart
+/// the run is not `running` forever: it failed with the reason, its waiting node too, and the
+/// state file is private (0600).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_in_flight_when_baton_dev_restarts_ends_failed_with_the_reason() {
+    let state = scratch_file("dir-marker", "").with_file_name("state.json");
+    let state_arg = state.to_string_lossy().into_owned();
+    let dev = |addr: &str| {
+        let mut cmd = clean_command();
+        cmd.args(["dev", "--listen", addr, "--state", &state_arg]);
+        cmd
+    };
+    let mut master = start(dev).await;
+    let file = workflow_file(
+        "pause.json",
+        &json!({"name": "pause", "nodes": [
+            {"id": "w", "name": "Pause", "type": "wait", "parameters": {"amount": 20, "unit": "seconds"}},
+            {"id": "l", "name": "After", "type": "log", "parameters": {"message": "resumed"}}
+        ], "edges": [{"id": "e1", "src": "w", "dst": "l"}]}),
+    );
+    let out = cli(&master.url, &["submit", &file], &[]).await;
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    wait_until_waiting(&master.url, &id, "w").await;
+
+    // A graceful stop saves the state with the run in flight.
+    let pid = master.child.id().expect("the dev process runs");
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(term.success());
+    tokio::time::timeout(BOUND, master.child.wait())
+        .await
+        .expect("baton dev stops on SIGTERM")
+        .expect("exit status");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&state)
+            .expect("state saved")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the state file is private");
+    }
+
+    let master = start(dev).await;
+    let got: Value = reqwest::get(format!("{}/executions/{id}", master.url))
+        .await
+        .expect("GET the execution")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(got["status"], "failed", "{got:#}");
+    assert_eq!(
+        got["failure_reason"], "interrupted by a restart of baton dev",
+        "{got:#}"
+    );
+    assert_eq!(got["nodes"]["w"]["status"], "failed", "{got:#}");
+    // Finished for good: watching it ends at once instead of waiting forever.
+    let watched = cli(&master.url, &["watch", &id], &[]).await;
+    assert_eq!(code(&watched), Some(1), "{}", stderr(&watched));
+}
+
 async fn start_dev() -> MasterProc {
     start(|addr| {
         let mut cmd = clean_command();

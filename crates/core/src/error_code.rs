@@ -27,6 +27,8 @@ pub enum ErrorCode {
     LimitExceeded,
     /// A wait in signal mode: the signal did not arrive within its timeout.
     SignalTimeout,
+    /// The execution ran past its deadline (the workflow's `timeout_ms`).
+    ExecutionTimeout,
     /// The node references a vault credential, but the runtime has no vault.
     CredentialVaultMissing,
     /// The referenced credential is not in the vault.
@@ -96,6 +98,7 @@ impl ErrorCode {
             Self::NodeCreationFailed => "NODE_CREATION_FAILED",
             Self::LimitExceeded => "LIMIT_EXCEEDED",
             Self::SignalTimeout => "SIGNAL_TIMEOUT",
+            Self::ExecutionTimeout => "EXECUTION_TIMEOUT",
             Self::CredentialVaultMissing => "CREDENTIAL_VAULT_MISSING",
             Self::CredentialNotFound => "CREDENTIAL_NOT_FOUND",
             Self::CredentialUnreadable => "CREDENTIAL_UNREADABLE",
@@ -123,7 +126,7 @@ impl ErrorCode {
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 32] = [
         Self::Cancelled,
         Self::NodeTimeout,
         Self::TemplateError,
@@ -132,6 +135,7 @@ impl ErrorCode {
         Self::NodeCreationFailed,
         Self::LimitExceeded,
         Self::SignalTimeout,
+        Self::ExecutionTimeout,
         Self::CredentialVaultMissing,
         Self::CredentialNotFound,
         Self::CredentialUnreadable,

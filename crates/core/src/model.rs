@@ -18,6 +18,10 @@ pub struct Workflow {
     /// Id of a node run once when the execution fails or halts, before the completion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<String>,
+    /// The execution's deadline (ms from its start): still running then, it fails with
+    /// `EXECUTION_TIMEOUT` and its running nodes are cancelled (RFC 0003).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

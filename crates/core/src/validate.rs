@@ -350,6 +350,15 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
         Value::is_string,
         false,
     );
+    expect(
+        &mut p,
+        root,
+        "$",
+        "timeout_ms",
+        "a positive integer (milliseconds, the execution's deadline)",
+        |v| v.as_u64().is_some_and(|n| n > 0),
+        false,
+    );
     p
 }
 
@@ -368,5 +377,19 @@ mod tests {
         assert!(paths.contains(&"$.nodes[0].name"));
         assert!(paths.contains(&"$.nodes[1].retry.max_attempts"));
         assert!(paths.contains(&"$.edges[0].dst"));
+    }
+
+    #[test]
+    fn a_workflow_deadline_must_be_a_positive_number_of_milliseconds() {
+        for bad in [json!(0), json!(-5), json!("10s"), json!(1.5)] {
+            let doc = json!({"nodes": [], "timeout_ms": bad});
+            let problems = check_shape(&doc);
+            assert!(
+                problems.iter().any(|p| p.path == "$.timeout_ms"),
+                "{bad}: {problems:?}"
+            );
+        }
+        let good = check_shape(&json!({"nodes": [], "timeout_ms": 60000}));
+        assert!(!good.iter().any(|p| p.path == "$.timeout_ms"), "{good:?}");
     }
 }

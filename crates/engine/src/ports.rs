@@ -41,6 +41,13 @@ pub trait HopQueue: Send + Sync {
         let _ = claim_expires_at_ms;
         self.publish_delayed(message, delay_ms).await
     }
+    /// Cancels the pending delayed `message` (as given to `publish_delayed`) if it has not
+    /// fired yet, so that it does not outlive its purpose (a signal timeout whose signal came).
+    /// Best effort: the hop still treats a timer that fires anyway as a no-op. Default: nothing.
+    async fn cancel_delayed(&self, message: &HopMessage) -> Result<(), PortError> {
+        let _ = message;
+        Ok(())
+    }
 }
 
 /// Where status and completion events go.

@@ -96,6 +96,10 @@ pub async fn distributed(
     }))
 }
 
+/// Why `baton dev --state` fails the executions its state file shows running: their
+/// in-memory state (context, tokens, timers, waits) did not survive the restart.
+pub const INTERRUPTED_BY_RESTART: &str = "interrupted by a restart of baton dev";
+
 /// The embedded master of `baton dev`: what it needs to save its state.
 pub struct Embedded {
     pub master: Arc<Master>,
@@ -125,6 +129,13 @@ pub async fn embedded(
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let history = Arc::new(history.with_clock(clock.clone()));
+    let interrupted = history.fail_interrupted(INTERRUPTED_BY_RESTART);
+    if interrupted > 0 {
+        tracing::warn!(
+            interrupted,
+            "executions running when baton dev stopped are failed: {INTERRUPTED_BY_RESTART}"
+        );
+    }
     let catalog = Arc::new(baton_memory::MemoryCatalog::new());
     for (id, versions) in history.saved_catalog() {
         for definition in versions {

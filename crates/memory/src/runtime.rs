@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use async_trait::async_trait;
 
@@ -133,6 +133,12 @@ impl Dispatch {
 struct SpawnQueue {
     dispatch: Arc<Dispatch>,
     clock: Arc<dyn Clock>,
+    /// Timers not fired yet, by `execution_id|hop id`: what `cancel_delayed` aborts.
+    timers: Arc<Mutex<HashMap<String, tokio::task::AbortHandle>>>,
+}
+
+fn timer_key(message: &HopMessage) -> String {
+    format!("{}|{}", message.execution_id, message.hop_id())
 }
 
 #[async_trait]
@@ -150,12 +156,30 @@ impl HopQueue for SpawnQueue {
         // The due time is taken now, not when the task first runs: time the clock moves in
         // between counts towards the delay.
         let due = clock.now_ms().saturating_add(delay_ms);
-        tokio::spawn(async move {
+        let key = timer_key(&message);
+        let timers = self.timers.clone();
+        // Held until the task is registered, so it cannot remove its entry before it exists.
+        let mut pending = lock(&self.timers);
+        let fired = key.clone();
+        let task = tokio::spawn(async move {
             clock.sleep_until(due).await;
+            lock(&timers).remove(&fired);
             dispatch.spawn(message);
         });
+        pending.insert(key, task.abort_handle());
         Ok(())
     }
+
+    async fn cancel_delayed(&self, message: &HopMessage) -> Result<(), PortError> {
+        if let Some(task) = lock(&self.timers).remove(&timer_key(message)) {
+            task.abort();
+        }
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The embedded runtime. Create inside a tokio runtime.
@@ -216,6 +240,7 @@ impl EmbeddedRuntime {
             Arc::new(SpawnQueue {
                 dispatch: dispatch.clone(),
                 clock: clock.clone(),
+                timers: Arc::default(),
             }),
             events.clone(),
             definitions.clone(),

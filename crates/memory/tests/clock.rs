@@ -128,3 +128,156 @@ async fn a_signal_wait_with_a_one_hour_timeout_halts_with_signal_timeout_once_th
         0
     );
 }
+
+/// Issue 14, item 2: a signal wait with a ten-minute timeout, signalled after one second,
+/// completes right after the signal (the clock never reaches the timeout), and its timeout
+/// timer is gone.
+#[tokio::test]
+async fn a_signal_before_its_timeout_completes_the_execution_at_once_and_cancels_the_timer() {
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let h = harness_on(&clock);
+    let doc = workflow(
+        vec![
+            json!({"id": "w", "name": "Approval", "type": "wait",
+                   "parameters": {"mode": "signal", "signal": "approve", "amount": 10, "unit": "minutes"}}),
+            log("ok", "approved"),
+            json!({"id": "late", "name": "Too late", "type": "log", "parameters": {"message": "{{$error.code}}"}}),
+        ],
+        vec![edge("w", "ok"), edge_on("w", "late", "error")],
+    );
+    let mut done = submit_until_parked(&h, &clock, &doc, "clock-signal-early", "w").await;
+    clock.advance(Duration::from_secs(1));
+    assert_still_running(&mut done).await;
+    assert_eq!(
+        h.runtime
+            .signal("clock-signal-early", "approve", json!({"by": "ada"}))
+            .await
+            .unwrap(),
+        1
+    );
+    let c = completion(done).await;
+    assert_completed(&c);
+    assert_eq!(out(&c, "ok")["message"], json!("approved"));
+    assert!(!h.ran("clock-signal-early", "late"));
+    assert_eq!(
+        c.total_duration_ms, 1_000,
+        "completed at the signal, not the timeout"
+    );
+    assert_eq!(clock.sleepers(), 0, "the timeout timer was cancelled");
+    // Passing the old timeout changes nothing: no second completion, no error route.
+    clock.advance(Duration::from_secs(600));
+    tokio::time::sleep(GRACE).await;
+    assert_eq!(h.completions("clock-signal-early").len(), 1);
+    assert!(!h.ran("clock-signal-early", "late"));
+}
+
+/// A workflow-level `timeout_ms` fails an execution still running at its deadline, with the
+/// reason, and cancels its parked branch; not a moment before.
+#[tokio::test]
+async fn an_execution_still_running_at_its_deadline_fails_with_execution_timeout() {
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let h = harness_on(&clock);
+    let mut doc = workflow(
+        vec![
+            json!({"id": "w", "name": "Pause", "type": "wait", "parameters": {"amount": 1, "unit": "hours"}}),
+            log("after", "resumed"),
+        ],
+        vec![edge("w", "after")],
+    );
+    doc["timeout_ms"] = json!(60_000);
+    let mut done = submit_until_parked(&h, &clock, &doc, "clock-deadline", "w").await;
+    clock.advance(Duration::from_millis(59_999));
+    assert_still_running(&mut done).await;
+
+    clock.advance(Duration::from_millis(1));
+    let c = completion(done).await;
+    assert_eq!(
+        c.status,
+        baton_core::message::ExecutionStatus::Failed,
+        "{c:?}"
+    );
+    assert_eq!(
+        c.failure_reason.as_deref(),
+        Some("execution exceeded its deadline of 60000 ms [EXECUTION_TIMEOUT]")
+    );
+    assert_eq!(c.total_duration_ms, 60_000);
+    // The parked branch never runs on: the hour passing changes nothing.
+    clock.advance(HOUR);
+    tokio::time::sleep(GRACE).await;
+    assert!(!h.ran("clock-deadline", "after"));
+    assert_eq!(h.completions("clock-deadline").len(), 1);
+}
+
+/// An execution that completes before its deadline is not touched by it, and its deadline
+/// timer is cancelled with the completion.
+#[tokio::test]
+async fn an_execution_that_ends_before_its_deadline_completes_and_drops_the_deadline_timer() {
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let h = harness_on(&clock);
+    let mut doc = workflow(
+        vec![
+            json!({"id": "w", "name": "Pause", "type": "wait", "parameters": {"amount": 10, "unit": "seconds"}}),
+            log("after", "resumed"),
+        ],
+        vec![edge("w", "after")],
+    );
+    doc["timeout_ms"] = json!(60_000);
+    let done = submit_until_parked(&h, &clock, &doc, "clock-deadline-ok", "w").await;
+    // Both the wait's timer and the deadline are registered.
+    tokio::time::timeout(BOUND, async {
+        while clock.sleepers() < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("two timers on the clock");
+    clock.advance(Duration::from_secs(10));
+    let c = completion(done).await;
+    assert_completed(&c);
+    assert_eq!(out(&c, "after")["message"], json!("resumed"));
+    tokio::time::timeout(BOUND, async {
+        while clock.sleepers() > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the deadline timer was cancelled");
+    clock.advance(HOUR);
+    tokio::time::sleep(GRACE).await;
+    assert_eq!(h.completions("clock-deadline-ok").len(), 1);
+}
+
+/// A signal wait without a deadline of its own is cut by the execution's deadline.
+#[tokio::test]
+async fn a_signal_wait_with_no_timeout_is_failed_by_the_execution_deadline() {
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let h = harness_on(&clock);
+    let mut doc = workflow(
+        vec![
+            json!({"id": "w", "name": "Approval", "type": "wait",
+                   "parameters": {"mode": "signal", "signal": "approve"}}),
+            log("ok", "approved"),
+        ],
+        vec![edge("w", "ok")],
+    );
+    doc["timeout_ms"] = json!(5_000);
+    let mut done = submit_until_parked(&h, &clock, &doc, "clock-deadline-signal", "w").await;
+    assert_still_running(&mut done).await;
+    clock.advance(Duration::from_secs(5));
+    let c = completion(done).await;
+    assert_eq!(c.status, baton_core::message::ExecutionStatus::Failed);
+    assert!(
+        c.failure_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("EXECUTION_TIMEOUT")),
+        "{c:?}"
+    );
+    assert_eq!(
+        h.runtime
+            .signal("clock-deadline-signal", "approve", json!({}))
+            .await
+            .unwrap(),
+        0,
+        "a failed execution takes no signal"
+    );
+}

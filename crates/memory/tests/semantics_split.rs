@@ -580,3 +580,27 @@ async fn a_skipped_split_skips_its_edges_that_leave_the_scope_so_later_joins_rel
     assert_eq!(out(&c, "Done")["arrived"], json!(["Other"]));
     assert_eq!(out(&c, "Done")["skipped"], json!(["After"]));
 }
+
+/// Issue 14, item 7: an aggregator straight after its split (a branch with no node) gives each
+/// item, in order, not `null`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_aggregator_straight_after_a_split_aggregates_the_items_themselves() {
+    let doc = workflow(
+        vec![split("Items", "$input.items"), aggregator("Collect")],
+        vec![edge("Items", "Collect")],
+    );
+    let h = Harness::new();
+    let c = h
+        .run(
+            &doc,
+            "agg-direct",
+            json!({"items": ["item1", "item2", "item3"]}),
+        )
+        .await;
+    assert_completed(&c);
+    assert_eq!(
+        aggregated(&c, "Collect"),
+        vec![json!("item1"), json!("item2"), json!("item3")]
+    );
+    assert_eq!(out(&c, "Collect")["skipped"], json!([]));
+}

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton_amqp::{AmqpOptions, Broker, Delivery};
-use baton_core::wire::{CancelMessage, Intake, RuneStart, SignalMessage, classify};
+use baton_core::wire::{CancelMessage, HopKind, Intake, RuneStart, SignalMessage, classify};
 use baton_engine::ports::{ExecutionStore, PortError};
 use baton_engine::{Clock, Engine, HopOutcome, NodeRegistry, StartRequest, SystemClock};
 use baton_redis::{DeliveryCounts, RedisOptions, RedisStore};
@@ -440,8 +440,16 @@ impl Worker {
                     .map(|n| n.node_type.clone())
                     .unwrap_or_else(|| "unknown".into());
                 let span = tracing::info_span!("hop", execution_id = %msg.execution_id, node_id = %msg.node_id, node_type = %node_type, trace_id = %trace::trace_id(msg.traceparent.as_deref()));
+                // A deadline that fails its execution aborts its nodes on every worker, as a
+                // cancel does.
+                let deadline = (msg.kind == HopKind::Deadline).then(|| msg.execution_id.clone());
                 match tracing::Instrument::instrument(self.engine.handle(*msg), span).await {
                     Ok(outcome) => {
+                        if let (Some(id), HopOutcome::Done) = (&deadline, &outcome)
+                            && let Err(e) = self.store.publish_cancel(id).await
+                        {
+                            tracing::warn!(execution_id = %id, error = %e, "deadline passed; running nodes elsewhere not told to stop");
+                        }
                         let label = match &outcome {
                             HopOutcome::Done => "done",
                             HopOutcome::Dropped => "dropped",

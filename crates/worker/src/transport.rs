@@ -118,6 +118,15 @@ impl HopQueue for AmqpHopQueue {
         self.schedule(&id, &message, delay_ms).await
     }
 
+    async fn cancel_delayed(&self, message: &HopMessage) -> Result<(), PortError> {
+        let id = format!("{}|{}", message.execution_id, message.hop_id());
+        self.timers
+            .complete(&id)
+            .await
+            .map(|_| ())
+            .map_err(PortError::from)
+    }
+
     async fn publish_recheck(
         &self,
         message: HopMessage,

@@ -12,6 +12,7 @@ pub mod run;
 pub mod signal;
 pub mod signals;
 pub mod submit;
+pub mod submit_existing;
 pub mod validate;
 pub mod watch;
 pub mod worker;

@@ -2,6 +2,8 @@
 //! Rune-style start message (full definition, `$input`/`$trigger` seeded) to the execution
 //! queue; with `--wait`, follows the execution's status messages on stderr and
 //! prints its completion on stdout (exit 0 completed, 1 failed/halted, 2 invalid). With
+//! `--execution-id` naming an execution that already exists starts nothing: a finished one's
+//! completion is printed at once (exit 1 without `--wait`), a running one is followed. With
 //! `--master URL` (or `BATON_MASTER_URL`) it goes through the master's API instead: `POST
 //! /workflows`, `POST /workflows/{id}/executions`, and the execution's event stream.
 
@@ -16,6 +18,7 @@ use futures_util::StreamExt;
 use serde_json::{Map, json};
 
 use super::master_client::{MasterClient, MasterError, MasterTarget, segment};
+use super::submit_existing::{self, Existing};
 use crate::load::{LoadError, compile, read_document, read_input};
 
 #[derive(Args, Debug)]
@@ -123,13 +126,46 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<u8> {
         } else {
             None
         };
-        broker
-            .publish(vec![Outgoing::new(
-                topology.execution_queue.clone(),
-                serde_json::to_vec(&message)?,
-            )])
-            .await?;
-        eprintln!("submitted execution {execution_id}");
+        // An id given twice: answer from where that execution stands (the subscription above
+        // was taken first, so a running one's completion cannot slip by).
+        let existing = match args.execution_id.as_deref() {
+            Some(id) => submit_existing::lookup(&settings, id).await,
+            None => None,
+        };
+        match &existing {
+            Some(found @ Existing::Finished { status, reason, .. }) => {
+                eprintln!(
+                    "error: execution {execution_id} already finished with status {}{}; not submitted again",
+                    status.as_str(),
+                    reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                );
+                broker.close().await;
+                if !args.wait {
+                    return Ok(1);
+                }
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&found.completion_json(&execution_id))?
+                );
+                return Ok(if *status == ExecutionStatus::Completed { 0 } else { 1 });
+            }
+            Some(Existing::Running) => {
+                eprintln!("execution {execution_id} already exists and is running; not submitted again");
+                if events.is_none() {
+                    broker.close().await;
+                    return Ok(1);
+                }
+            }
+            None => {
+                broker
+                    .publish(vec![Outgoing::new(
+                        topology.execution_queue.clone(),
+                        serde_json::to_vec(&message)?,
+                    )])
+                    .await?;
+                eprintln!("submitted execution {execution_id}");
+            }
+        }
         let Some(events) = events.as_mut() else {
             println!("{execution_id}");
             broker.close().await;

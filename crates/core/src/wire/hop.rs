@@ -30,6 +30,9 @@ pub enum HopKind {
     OnFailure,
     /// A wait node in `signal` mode timed out (unless the signal came first).
     SignalTimeout,
+    /// The execution's deadline (`timeout_ms` of the workflow) passed: fail it if still
+    /// running. Holds no token; `node_id` is the workflow's first node (any node would do).
+    Deadline,
 }
 
 impl HopKind {
@@ -44,6 +47,7 @@ impl HopKind {
             Self::EmptySplit => "EmptySplit",
             Self::OnFailure => "OnFailure",
             Self::SignalTimeout => "SignalTimeout",
+            Self::Deadline => "Deadline",
         }
     }
 }
@@ -178,6 +182,7 @@ mod tests {
             (HopKind::EmptySplit, "empty_split"),
             (HopKind::OnFailure, "on_failure"),
             (HopKind::SignalTimeout, "signal_timeout"),
+            (HopKind::Deadline, "deadline"),
         ];
         for (kind, name) in kinds {
             assert_eq!(serde_json::to_value(kind).unwrap(), json!(name));

@@ -15,7 +15,7 @@ use std::ops::Deref;
 ///
 /// - `scope`: the split scope ([`scope_of`](super::scope_of)), `""` at top level;
 /// - `kind`: [`HopKind::hop_id_tag`](super::HopKind::hop_id_tag): `Run`, `Skip`, `Resume`, `EmptySplit`, `OnFailure`,
-///   `SignalTimeout`;
+///   `SignalTimeout`, `Deadline`;
 /// - `from_edge`: the edge the hop arrived by, `""` if none;
 /// - `attempt`: the attempt number in decimal (1 for the first).
 ///

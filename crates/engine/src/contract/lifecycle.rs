@@ -9,6 +9,67 @@ use crate::ports::{CommitOutcome, ExecutionIdentity, HopStart, Lifecycle, StartS
 
 use super::support::*;
 
+/// The hop's signal path: a parked wait holds two tokens (its own and its timeout's). The
+/// signal takes the waiter, commits the resume and releases the timeout's token under the
+/// timeout message's hop id, so the timeout, racing it or firing later, finds that id
+/// committed (`Duplicate`) and releases nothing more, and the waiter is gone for it.
+pub async fn signal_releases_its_timeout_once(store: Arc<dyn StatePorts>) {
+    let id = started(&store, json!({}), 1).await;
+    assert_eq!(
+        store.commit(&id, commit("w|Run", &[], 2)).await.unwrap(),
+        CommitOutcome::Applied { pending: 2 },
+        "the waiter and its timeout"
+    );
+    assert_eq!(
+        store
+            .await_signal(&id, "approve", "w|Run", "resume".into())
+            .await
+            .unwrap(),
+        None
+    );
+    let waiters = store
+        .deliver_signal(&id, "approve", json!({"by": "ada"}))
+        .await
+        .unwrap();
+    assert_eq!(waiters.len(), 1);
+    assert_eq!(
+        store
+            .commit(&id, commit("signal|w|Run", &[], 1))
+            .await
+            .unwrap(),
+        CommitOutcome::Applied { pending: 2 },
+        "the waiter's token becomes the resume's"
+    );
+    assert_eq!(
+        store
+            .commit(&id, commit("w|SignalTimeout", &[], 0))
+            .await
+            .unwrap(),
+        CommitOutcome::Applied { pending: 1 },
+        "the timeout's token is released with the signal"
+    );
+    assert!(
+        !store
+            .remove_signal_waiter(&id, "approve", "w|Run")
+            .await
+            .unwrap(),
+        "the timeout finds no waiter"
+    );
+    assert_eq!(
+        store
+            .commit(&id, commit("w|SignalTimeout", &[], 0))
+            .await
+            .unwrap(),
+        CommitOutcome::Duplicate { pending: 1 },
+        "the timeout firing later releases nothing more"
+    );
+    assert_eq!(
+        store.commit(&id, commit("resume|w", &[], 0)).await.unwrap(),
+        CommitOutcome::Applied { pending: 0 },
+        "the resumed branch's end completes the execution"
+    );
+}
+
 /// `identity` names the workflow; signals reach waiters exactly once, are buffered when nobody
 /// waits, and a removed (timed-out) waiter is not resumed.
 pub async fn identity_and_signals(store: Arc<dyn StatePorts>) {

@@ -59,4 +59,5 @@ pub async fn execution_store_contract(make: impl Fn() -> Arc<dyn StatePorts>) {
     finish_remembers_the_finishing_hop(make()).await;
     final_context_top_level(make()).await;
     identity_and_signals(make()).await;
+    signal_releases_its_timeout_once(make()).await;
 }

@@ -14,6 +14,9 @@ use crate::node::NodeError;
 use crate::node::NodeOutput;
 use crate::ports::{JoinArrival, JoinOutcome, PortError, ScopedKey};
 
+/// Where a split stores each item in the item's scope (see `fan_out`).
+pub(super) const ITEM_KEY: &str = "$item";
+
 impl Engine {
     pub(super) async fn arrive_aggregator(
         &self,
@@ -60,12 +63,13 @@ impl Engine {
             frame.item_index,
             msg.from_edge.as_deref().unwrap_or("")
         );
-        let from = msg
-            .from_node
-            .as_deref()
-            .and_then(|id| wf.node(id))
-            .map(|n| n.key.clone())
-            .unwrap_or_default();
+        // What the item's branch gives: the output of the node it arrives from, or, for a
+        // branch with no node (straight from the split that opened this scope), the item.
+        let from = match msg.from_node.as_deref() {
+            Some(id) if id == frame.split_node_id => ITEM_KEY.to_string(),
+            Some(id) => wf.node(id).map(|n| n.key.clone()).unwrap_or_default(),
+            None => String::new(),
+        };
         let arrival = json!({"item": frame.item_index, "from": from, "real": real});
         // `total_items` is bounded by the split cap at the door (`bounds.rs`); checked anyway,
         // since an overflow here would size the release below.

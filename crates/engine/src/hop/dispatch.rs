@@ -28,6 +28,10 @@ impl Engine {
         if let Some(reason) = super::bounds::out_of_bounds(&msg, node, self.max_split_items) {
             return Ok(HopOutcome::Poison(reason));
         }
+        if msg.kind == HopKind::Deadline {
+            // No token, no claim, no context: it only fails the execution if still running.
+            return self.on_deadline(&wf, &msg).await;
+        }
         let hop = Hop::new(&msg);
         // Every kind but `OnFailure` (it runs after the execution finished, when `begin_hop`
         // reads nothing) begins in one round trip: lifecycle, "did this hop commit", the claim
@@ -131,6 +135,7 @@ impl Engine {
             }
             HopKind::Resume => Box::pin(self.on_resume(wf, node, hop)).await,
             HopKind::SignalTimeout => Box::pin(self.on_signal_timeout(wf, node, hop)).await,
+            HopKind::Deadline => self.on_deadline(wf, msg).await,
             HopKind::OnFailure => {
                 // A redelivered (or re-published) `on_failure` message whose node already ran
                 // does not run it again: it only makes sure the completion went out.

@@ -153,6 +153,7 @@ impl Engine {
             t.cancel();
         }
         self.halt_children(wf, execution_id).await;
+        self.cancel_deadline(wf, workflow_id, execution_id).await;
         match self.on_failure_message(wf, workflow_id, execution_id) {
             Some(msg) => self.queue.publish(vec![msg]).await?,
             None => self.emit_completion(workflow_id, execution_id).await?,

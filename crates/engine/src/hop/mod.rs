@@ -9,7 +9,7 @@
 //!
 //! One room per job, each a focused `impl Engine`: `dispatch` (the front door) sends a message
 //! to `start`, `run` → `succeed` / `fail`, `skip`, `join`, `aggregate`, `signal` or
-//! `subworkflow`; `route` commits and hands on; `complete` sends the one completion.
+//! `subworkflow`; `deadline` fails an execution that outlives its `timeout_ms`; `route` commits and hands on; `complete` sends the one completion.
 
 mod aggregate;
 mod bounds;
@@ -17,6 +17,7 @@ mod claim;
 mod complete;
 mod credentials;
 mod current;
+mod deadline;
 mod dispatch;
 mod engine;
 mod fail;
@@ -31,6 +32,7 @@ mod subworkflow;
 mod succeed;
 
 pub use credentials::{CREDENTIAL_REF_KEY, credential_reference};
+pub use deadline::deadline_reason;
 pub use engine::{
     COMPLETION_LEASE_MS, DEFAULT_MAX_WORKFLOW_DEPTH, Engine, HOP_LEASE_MS, HopOutcome, StartRequest,
 };

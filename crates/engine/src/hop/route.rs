@@ -60,7 +60,7 @@ impl Engine {
     /// first delivery may not have sent goes out.
     pub(super) async fn replay(
         &self,
-        _wf: &CompiledWorkflow,
+        wf: &CompiledWorkflow,
         msg: &HopMessage,
         handoff: Handoff,
         pending: i64,
@@ -70,6 +70,8 @@ impl Engine {
         self.publish_handoff(msg, &msg.hop_id(), handoff.now, handoff.later)
             .await?;
         if pending == 0 {
+            self.cancel_deadline(wf, &msg.workflow_id, &msg.execution_id)
+                .await;
             self.complete(
                 &msg.workflow_id,
                 &msg.execution_id,
@@ -120,7 +122,7 @@ impl Engine {
     /// if it died before its publish was confirmed, its redelivery replays the handoff).
     pub(super) async fn hand_on(
         &self,
-        _wf: &CompiledWorkflow,
+        wf: &CompiledWorkflow,
         hop: &Hop<'_>,
         outputs: Vec<ContextWrite>,
         children: Vec<HopMessage>,
@@ -144,6 +146,8 @@ impl Engine {
         if let CommitOutcome::Applied { pending: 0 } | CommitOutcome::Duplicate { pending: 0 } =
             outcome
         {
+            self.cancel_deadline(wf, &msg.workflow_id, &msg.execution_id)
+                .await;
             self.complete(
                 &msg.workflow_id,
                 &msg.execution_id,

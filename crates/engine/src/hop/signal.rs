@@ -1,5 +1,6 @@
-//! Signals: a wait node in signal mode parks its branch; a delivered signal resumes it; a
-//! timeout fails it; a parked node resumed by a timer or signal routes on.
+//! Signals: a wait node in signal mode parks its branch; a delivered signal resumes it (and
+//! releases its timeout at once); a timeout fails it; a parked node resumed by a timer or
+//! signal routes on.
 
 use std::time::Instant;
 
@@ -10,7 +11,9 @@ use serde_json::{Value, json};
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
 use crate::node::NodeError;
-use crate::ports::{CommitOutcome, ContextWrite, HopCommit, Lifecycle, PortError, SignalWaiter};
+use crate::ports::{
+    CommitOutcome, ContextWrite, HopCommit, Lifecycle, PortError, ScopedKey, SignalWaiter,
+};
 use baton_core::ErrorCode;
 
 impl Engine {
@@ -112,6 +115,24 @@ impl Engine {
             let Some(node) = wf.node(&msg.node_id) else {
                 continue;
             };
+            // What the wait stored when it parked says whether a timeout timer holds a token.
+            let parked = self
+                .store
+                .read_exact(
+                    execution_id,
+                    &[ScopedKey {
+                        scope: msg.scope(),
+                        key: node.key.clone(),
+                    }],
+                )
+                .await?
+                .into_iter()
+                .next()
+                .flatten();
+            let timed = parked
+                .as_ref()
+                .and_then(|v| v.get("timeout_ms"))
+                .is_some_and(|t| !t.is_null());
             let out = json!({"signal": name, "data": data});
             let commit = HopCommit {
                 hop_id: format!("signal|{waiter_id}"),
@@ -120,10 +141,37 @@ impl Engine {
                 handoff: None,
             };
             self.store.commit(execution_id, commit).await?;
+            if timed {
+                self.release_signal_timeout(&msg).await?;
+            }
             self.queue.publish(vec![msg]).await?;
             resumed += 1;
         }
         Ok(resumed)
+    }
+
+    /// The signal resolved a wait that has a timeout: its timeout message's token is released
+    /// now (committed under that message's hop id, so the timer, when it fires, finds its hop
+    /// committed and is a no-op, and a timeout racing the signal releases it only once), and
+    /// its timer is cancelled where the queue can. The execution then completes as soon as its
+    /// last branch does, not when the timeout would have passed. Runs before the resume is
+    /// published, whose token keeps the count above zero.
+    async fn release_signal_timeout(&self, resume: &HopMessage) -> Result<(), PortError> {
+        let mut timeout = resume.clone();
+        timeout.kind = HopKind::SignalTimeout;
+        timeout.attempt = 1;
+        let release = HopCommit {
+            hop_id: timeout.hop_id().into(),
+            outputs: Vec::new(),
+            tokens_out: 0,
+            handoff: self.handoff(&[], &[]),
+        };
+        self.store.commit(&resume.execution_id, release).await?;
+        if let Err(e) = self.queue.cancel_delayed(&timeout).await {
+            // It fires later as a no-op: only a timer left behind.
+            tracing::warn!(execution_id = %resume.execution_id, error = %e, "signal timeout timer not cancelled");
+        }
+        Ok(())
     }
 
     pub(super) async fn on_signal_timeout(

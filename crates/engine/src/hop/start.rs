@@ -103,6 +103,8 @@ impl Engine {
                 traceparent: traceparent.clone(),
             })
             .collect();
+        self.schedule_deadline(workflow, workflow_id, execution_id, start.started_at_ms)
+            .await?;
         self.queue.publish(messages).await?;
         self.store.mark_started(execution_id).await
     }

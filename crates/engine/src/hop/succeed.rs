@@ -152,7 +152,11 @@ impl Engine {
                     item_index: i,
                     total_items: total,
                 });
-                outputs.push(ContextWrite::new(scope_of(&lineage), "$item", item));
+                outputs.push(ContextWrite::new(
+                    scope_of(&lineage),
+                    super::aggregate::ITEM_KEY,
+                    item,
+                ));
                 for e in &taken {
                     children.push(self.child(msg, node, wf, *e, HopKind::Run, lineage.clone()));
                 }

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use baton_core::message::{Completion, StatusEvent};
+use baton_core::ErrorCode;
+use baton_core::message::{Completion, ErrorInfo, ExecutionStatus, NodeStatus, StatusEvent};
 use baton_engine::{Clock, SystemClock};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -110,6 +111,44 @@ impl MemoryHistory {
         })
     }
 
+    /// Fails every execution the loaded state shows running: a restart lost its in-memory
+    /// state (context, tokens, timers and waits), so it can neither go on nor be cancelled.
+    /// It becomes `failed` with `reason` and its nodes still running or waiting `failed` with
+    /// code `CANCELLED`, so nothing stays `running` forever. Returns how many it failed.
+    pub fn fail_interrupted(&self, reason: &str) -> usize {
+        let now_ms = self.clock.now_utc().timestamp_millis();
+        let now = now_rfc3339_at(now_ms);
+        let mut s = self.lock();
+        let mut failed = 0;
+        for rec in s.records.values_mut() {
+            if rec.summary.status != "running" {
+                continue;
+            }
+            let started_ms = chrono::DateTime::parse_from_rfc3339(&rec.summary.started_at)
+                .map(|d| d.timestamp_millis())
+                .unwrap_or(now_ms);
+            rec.summary.status = ExecutionStatus::Failed.as_str().to_string();
+            rec.summary.completed_at = Some(now.clone());
+            rec.summary.duration_ms = u64::try_from(now_ms - started_ms).ok();
+            rec.summary.failure_reason = Some(reason.to_string());
+            for (_, event) in rec.runs.values_mut() {
+                if matches!(event.status, NodeStatus::Running | NodeStatus::Waiting) {
+                    event.status = NodeStatus::Failed;
+                    event.error = Some(ErrorInfo {
+                        message: reason.to_string(),
+                        code: ErrorCode::Cancelled.to_string(),
+                        details: None,
+                    });
+                }
+            }
+            failed += 1;
+        }
+        if failed > 0 {
+            self.changed();
+        }
+        failed
+    }
+
     /// Reads the time from `clock` (default [`SystemClock`]).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -154,7 +193,7 @@ impl MemoryHistory {
         }
         let bytes = serde_json::to_vec(&*self.lock()).map_err(|e| HistoryError(e.to_string()))?;
         let tmp = file.with_extension("tmp");
-        let write = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, file));
+        let write = write_private(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, file));
         write.map_err(|e| {
             self.changed();
             HistoryError(format!("cannot write {}: {e}", file.display()))
@@ -218,6 +257,30 @@ impl MemoryHistory {
         s.records
             .entry(execution_id.to_string())
             .or_insert_with(|| unreachable_record(execution_id))
+    }
+}
+
+/// Writes `bytes` to a file only its owner can read and write (0600 on Unix): the state holds
+/// inputs, outputs and webhook secrets.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let mut file = options.open(path)?;
+        // An older file keeps its mode on open: set it.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(bytes)?;
+        return file.sync_all();
+    }
+    #[cfg(not(unix))]
+    {
+        let mut file = options.open(path)?;
+        file.write_all(bytes)?;
+        file.sync_all()
     }
 }
 
