@@ -34,7 +34,11 @@ impl CompiledWorkflow {
     /// trigger. Nodes downstream of a loser that do not lead to the merge are not losers, but
     /// they only run if something else than the cancelled loser sends them a message.
     pub fn race_losers(&self, join: NodeIdx, winner_edge: &str) -> Vec<NodeIdx> {
-        let Some(winner) = self.edges.iter().find(|e| e.id == winner_edge && e.dst == join) else {
+        let Some(winner) = self
+            .edges
+            .iter()
+            .find(|e| e.id == winner_edge && e.dst == join)
+        else {
             return Vec::new();
         };
         let upstream = self.upstream_of(join, false);
@@ -88,7 +92,10 @@ mod tests {
 
     #[test]
     fn the_losers_of_a_race_are_the_other_branches_upstream_of_the_merge() {
-        let catalog = Catalog(vec![spec("log", NodeClass::Action), spec("merge", NodeClass::Merge)]);
+        let catalog = Catalog(vec![
+            spec("log", NodeClass::Action),
+            spec("merge", NodeClass::Merge),
+        ]);
         let node = |id: &str, t: &str| json!({"id": id, "name": id, "type": t, "parameters": {}});
         let doc = json!({
             "name": "race", "version": 1,
@@ -102,12 +109,21 @@ mod tests {
                 {"id": "e", "src": "first", "dst": "after"}]
         });
         let wf = CompiledWorkflow::compile(&doc, &catalog).expect("compiles");
-        let names = |v: Vec<usize>| v.into_iter().map(|i| wf.nodes[i].id.clone()).collect::<Vec<_>>();
+        let names = |v: Vec<usize>| {
+            v.into_iter()
+                .map(|i| wf.nodes[i].id.clone())
+                .collect::<Vec<_>>()
+        };
         let first = wf.by_id["first"];
         assert!(wf.nodes[first].cancel_losers);
         assert_eq!(names(wf.race_losers(first, "c")), ["slow1", "slow2"]);
         assert_eq!(names(wf.race_losers(first, "d")), ["fast"]);
-        let may_lose: Vec<&str> = wf.nodes.iter().filter(|n| n.may_lose).map(|n| n.id.as_str()).collect();
+        let may_lose: Vec<&str> = wf
+            .nodes
+            .iter()
+            .filter(|n| n.may_lose)
+            .map(|n| n.id.as_str())
+            .collect();
         assert_eq!(may_lose, ["go", "fast", "slow1", "slow2"]);
     }
 }

@@ -8,7 +8,7 @@
 //! that meets another worker's live claim on the hop looks again when the claim expires.
 //!
 //! One room per job, each a focused `impl Engine`: `dispatch` (the front door) sends a message
-//! to `start`, `run` → `succeed` / `fail`, `skip`, `join`, `aggregate`, `signal` or
+//! to `start`, `run` → `succeed` / `fail`, `skip`, `join` (and `race` for a merge that cancels its losers), `aggregate`, `signal` or
 //! `subworkflow`; `route` commits and hands on; `complete` sends the one completion.
 
 mod aggregate;
@@ -21,8 +21,10 @@ mod dispatch;
 mod engine;
 mod fail;
 mod join;
+mod race;
 mod route;
 mod run;
+mod runs;
 mod signal;
 mod skip;
 mod start;
