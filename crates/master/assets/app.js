@@ -843,7 +843,7 @@
   /** The view of a node that ran (the master also lists never-run nodes, as skipped). */
   const ran = (view) => Boolean(view) && !(view.status === 'skipped' && countTotal(view.counts) === 0 && !view.executed_at);
 
-  const countTotal = (c) => (c ? (c.running || 0) + (c.success || 0) + (c.failed || 0) + (c.waiting || 0) : 0);
+  const countTotal = (c) => (c ? (c.running || 0) + (c.success || 0) + (c.failed || 0) + (c.waiting || 0) + (c.cancelled || 0) : 0);
 
   /**
    * How a node is shown: its status, plus run counts when it ran more than once (splits).
@@ -856,13 +856,13 @@
       if (defNode && defNode.trigger === true && exec.trigger !== 'replay') return { status: 'success', countsText: '', fired: true };
       return { status: exec.status !== 'running' ? 'skipped' : 'pending', countsText: '' };
     }
-    const c = Object.assign({ running: 0, success: 0, failed: 0, waiting: 0 }, view.counts || {});
+    const c = Object.assign({ running: 0, success: 0, failed: 0, waiting: 0, cancelled: 0 }, view.counts || {});
     if (exec.status !== 'running') {
       // Nothing runs or waits in a finished execution: such runs were interrupted (a halt,
       // a cancel) or were an aggregator's intermediate arrivals. Show what finished.
       c.running = 0;
       c.waiting = 0;
-      if (c.success + c.failed === 0) {
+      if (c.success + c.failed + c.cancelled === 0) {
         const interrupted = view.status === 'running' || view.status === 'waiting';
         return { status: interrupted ? 'skipped' : view.status || 'skipped', countsText: '', interrupted };
       }
@@ -877,8 +877,10 @@
     if (c.running) status = 'running';
     else if (c.waiting) status = 'waiting';
     else if (c.failed) status = 'failed';
+    else if (c.cancelled) status = 'cancelled';
     let text = `✓ ${c.success}/${total}`;
     if (c.failed) text += `  ✗ ${c.failed}`;
+    if (c.cancelled) text += `  ⊘ ${c.cancelled}`;
     return { status, countsText: text };
   }
 
@@ -1290,7 +1292,7 @@
   }
 
   function legend() {
-    return h('div', { class: 'legend' }, ['pending', 'running', 'success', 'failed', 'waiting', 'skipped'].map((st) =>
+    return h('div', { class: 'legend' }, ['pending', 'running', 'success', 'failed', 'waiting', 'cancelled', 'skipped'].map((st) =>
       h('span', {}, h('i', { style: `background: var(--st-${st}-bg); border-color: var(--st-${st}-fg);${st === 'skipped' ? ' border-style: dashed;' : ''}` }), st)));
   }
 

@@ -572,6 +572,10 @@ async fn signal_resumes_a_waiting_execution_and_cancel_halts_one() {
     );
     let view = env.finished(&cancelled).await;
     assert_eq!(view["status"], "halted", "{view}");
+    assert_eq!(
+        view["nodes"]["w"]["status"], "cancelled",
+        "a wait parked when its execution was cancelled is closed as cancelled: {view}"
+    );
 
     // Bad input.
     let (status, body) = env

@@ -101,6 +101,14 @@ impl MemoryStore {
 
 #[async_trait]
 impl ExecutionStore for MemoryStore {
+    /// One process runs every hop: the engine already cancelled its own runs.
+    async fn broadcast_node_cancel(
+        &self,
+        _cancel: &baton_core::wire::NodeCancel,
+    ) -> Result<(), PortError> {
+        Ok(())
+    }
+
     async fn start(&self, start: &ExecutionStart) -> Result<bool, PortError> {
         let mut map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
         if map.contains_key(&start.execution_id) {

@@ -74,6 +74,11 @@ pub fn merge() -> EngineHandled {
                     "wait_for_all (default) or wait_for_any.",
                 ),
                 ParamSpec::optional(
+                    "cancel_losers",
+                    ParamKind::Boolean,
+                    "wait_for_any only (default false, as Rune): when the first branch arrives, cancel the other branches' queued, running and timer-parked nodes (reported `cancelled`); the execution ends with the winner's path.",
+                ),
+                ParamSpec::optional(
                     "mode",
                     ParamKind::String,
                     "Accepted for Rune compatibility; no effect.",

@@ -392,6 +392,16 @@ fn parse_status(s: &str) -> Result<ExecutionStatus, Error> {
 
 #[async_trait]
 impl ExecutionStore for RedisStore {
+    /// On the cancellation channel, next to execution ids (`subscribe_cancels` yields both).
+    async fn broadcast_node_cancel(
+        &self,
+        cancel: &baton_core::wire::NodeCancel,
+    ) -> Result<(), PortError> {
+        self.publish_cancel(&cancel.to_payload())
+            .await
+            .map_err(PortError::from)
+    }
+
     async fn start(&self, start: &ExecutionStart) -> Result<bool, PortError> {
         let k = self.keys(&start.execution_id);
         let mut inv = SCRIPTS.start.prepare_invoke();

@@ -93,6 +93,10 @@ impl ScriptRunner for InProcessRunner {
             permit = self.slots.clone().acquire_owned() => permit.map_err(|_| cancelled())?,
         };
         let stop = Arc::new(AtomicBool::new(false));
+        // Stops the script when this future is dropped too (the engine abandons a node run
+        // when its execution or the node's race is cancelled, or its `timeout_ms` passes):
+        // without it the script ran on until its own deadline, holding its slot.
+        let _stop_on_drop = StopOnDrop(stop.clone());
         let engine = self.engine;
         let flag = stop.clone();
         let budget = job.budget;
@@ -129,6 +133,15 @@ impl ScriptRunner for InProcessRunner {
         joined.map_err(|e| {
             NodeError::new(ErrorCode::CodeError, format!("script thread failed: {e}"))
         })?
+    }
+}
+
+/// Raises a script's stop flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

@@ -211,7 +211,13 @@ impl Worker {
                     tokio::select! {
                         () = stop.cancelled() => return,
                         next = stream.next() => match next {
-                            Some(id) => worker.engine.cancel_local(&id),
+                            // An execution id, or a race's losing nodes (a JSON object).
+                            Some(payload) => match baton_core::wire::NodeCancel::from_payload(&payload) {
+                                Some(nodes) => {
+                                    worker.engine.cancel_nodes_local(&nodes);
+                                }
+                                None => worker.engine.cancel_local(&payload),
+                            },
                             None => return,
                         },
                     }

@@ -169,6 +169,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                         format!("ok      {}{item} ({} ms)", s.node_name, s.duration_ms)
                     }
                     NodeStatus::Waiting => format!("waiting {}{item}", s.node_name),
+                    NodeStatus::Failed if s.is_cancelled() => {
+                        format!("cancel  {}{item} ({} ms)", s.node_name, s.duration_ms)
+                    }
                     NodeStatus::Failed => format!(
                         "FAILED  {}{item}: {}",
                         s.node_name,

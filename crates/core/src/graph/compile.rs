@@ -413,6 +413,8 @@ impl CompiledWorkflow {
             });
             let wait_for_any = class == NodeClass::Merge
                 && params.get("wait_mode").and_then(Value::as_str) == Some("wait_for_any");
+            let cancel_losers =
+                wait_for_any && params.get("cancel_losers").and_then(Value::as_bool) == Some(true);
             let in_edges: Vec<EdgeIdx> = in_adj[i]
                 .iter()
                 .copied()
@@ -437,6 +439,8 @@ impl CompiledWorkflow {
                 in_edges,
                 is_join,
                 wait_for_any,
+                cancel_losers,
+                may_lose: false,
                 split_closer: None,
                 reads,
                 raw_params,
@@ -473,6 +477,7 @@ impl CompiledWorkflow {
                 wf.nodes[i].split_closer = wf.find_closer(i);
             }
         }
+        wf.mark_race_losers();
         for i in 0..n {
             if wf.nodes[i].class == NodeClass::Aggregator
                 && !wf.nodes.iter().any(|x| x.split_closer == Some(i))

@@ -10,6 +10,7 @@
 mod ancestry;
 mod checks;
 mod compile;
+mod race;
 mod route;
 mod scopes;
 
@@ -71,6 +72,11 @@ pub struct CompiledNode {
     /// Waits for its incoming branches (a merge, or any node with several incoming edges).
     pub is_join: bool,
     pub wait_for_any: bool,
+    /// A `wait_for_any` merge with `cancel_losers`: its release cancels the losing branches.
+    pub cancel_losers: bool,
+    /// Upstream of a `cancel_losers` merge: a release may cancel this node's runs, so its hops
+    /// check for the cancellation marker ([`race_marker`]).
+    pub may_lose: bool,
     /// For a split: the aggregator that closes its scope, if any.
     pub split_closer: Option<NodeIdx>,
     /// Context keys this node's parameters and expression read.
@@ -79,6 +85,8 @@ pub struct CompiledNode {
     /// engine re-inserts them into the resolved parameters, untouched.
     pub raw_params: Map<String, Value>,
 }
+
+pub use race::{RACE_MARKER_PREFIX, race_marker};
 
 /// A validated, compiled workflow. Immutable; shared between hops.
 #[derive(Debug)]

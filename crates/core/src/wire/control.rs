@@ -1,5 +1,6 @@
 //! Control messages a master or the CLI sends to the worker pool through `workflow.execution`:
-//! cancel an execution, deliver a named signal to it.
+//! cancel an execution, deliver a named signal to it; and the broadcast a race's release sends
+//! every worker to cancel its losing nodes ([`NodeCancel`]).
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
@@ -43,6 +44,31 @@ impl CancelMessage {
     /// Reads the value of a body's `cancel_execution` field: a non-empty execution id.
     pub(crate) fn from_field(id: &Value) -> Option<Self> {
         id.as_str().filter(|id| !id.is_empty()).map(Self::new)
+    }
+}
+
+/// `{"execution_id", "scope", "node_ids"}`: cancel the runs of these nodes of the execution in
+/// `scope` or a scope nested in it (a `cancel_losers` merge released for its winner). Sent on
+/// the store's cancellation broadcast next to plain execution ids, which never start with `{`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCancel {
+    pub execution_id: String,
+    pub scope: String,
+    pub node_ids: Vec<String>,
+}
+
+impl NodeCancel {
+    /// The broadcast's payload.
+    pub fn to_payload(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// A node cancellation if `payload` is one (a JSON object), `None` for an execution id.
+    pub fn from_payload(payload: &str) -> Option<Self> {
+        payload
+            .starts_with('{')
+            .then(|| serde_json::from_str(payload).ok())
+            .flatten()
     }
 }
 
@@ -191,5 +217,21 @@ mod tests {
             None
         );
         assert_eq!(SignalMessage::from_field(&json!("go")), None);
+    }
+
+    #[test]
+    fn a_node_cancel_keeps_its_payload_and_is_told_apart_from_an_execution_id() {
+        let cancel = NodeCancel {
+            execution_id: "e1".into(),
+            scope: "s#2".into(),
+            node_ids: vec!["slow".into()],
+        };
+        let payload = cancel.to_payload();
+        assert_eq!(
+            payload,
+            r#"{"execution_id":"e1","scope":"s#2","node_ids":["slow"]}"#
+        );
+        assert_eq!(NodeCancel::from_payload(&payload), Some(cancel));
+        assert_eq!(NodeCancel::from_payload("e1"), None);
     }
 }

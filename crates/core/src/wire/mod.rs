@@ -19,7 +19,7 @@ pub mod start;
 pub mod status;
 
 pub use completion::{Completion, ExecutionStatus};
-pub use control::{CancelMessage, SignalMessage};
+pub use control::{CancelMessage, NodeCancel, SignalMessage};
 pub use hop::{Frame, HopKind, HopMessage, scope_chain, scope_of};
 pub use hop_id::HopId;
 pub use intake::{Intake, PoisonReason, classify};

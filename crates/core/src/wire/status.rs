@@ -6,7 +6,9 @@ use serde_json::Value;
 
 use super::hop::Frame;
 
-/// Node status values (Rune's set).
+/// Node status values (Rune's set). A node aborted by a cancel, a halt or a lost race is
+/// `Failed` with error code `CANCELLED` on the wire ([`StatusEvent::is_cancelled`]), since Rune
+/// monitors know only these four; Baton's history shows it as `cancelled` (RFC 0003).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeStatus {
@@ -56,6 +58,17 @@ pub struct StatusEvent {
     pub lineage_stack: Vec<Frame>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+}
+
+impl StatusEvent {
+    /// A node aborted by a cancel, a halt or a lost race: `failed` with code `CANCELLED`.
+    pub fn is_cancelled(&self) -> bool {
+        self.status == NodeStatus::Failed
+            && self
+                .error
+                .as_ref()
+                .is_some_and(|e| e.code == crate::ErrorCode::Cancelled.as_str())
+    }
 }
 
 #[cfg(test)]

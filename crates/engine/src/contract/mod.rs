@@ -22,6 +22,7 @@ mod commits;
 mod finish;
 mod joins;
 mod lifecycle;
+mod races;
 mod reads;
 mod support;
 
@@ -30,6 +31,7 @@ pub use commits::*;
 pub use finish::*;
 pub use joins::*;
 pub use lifecycle::*;
+pub use races::*;
 pub use reads::*;
 pub use support::{start_of, unique_id};
 
@@ -60,4 +62,5 @@ pub async fn execution_store_contract(make: impl Fn() -> Arc<dyn StatePorts>) {
     final_context_top_level(make()).await;
     identity_and_signals(make()).await;
     signal_releases_its_timeout_once(make()).await;
+    race_markers_reach_the_losers_hops(make()).await;
 }

@@ -1,6 +1,8 @@
 //! The front door of the hop: `handle` checks one message against its workflow and its
 //! execution's lifecycle, then sends it to the room that deals with its kind.
 
+use std::borrow::Cow;
+
 use baton_core::graph::{CompiledNode, CompiledWorkflow};
 use baton_core::message::{ExecutionStatus, HopKind, HopMessage, scope_chain};
 use baton_core::spec::NodeClass;
@@ -59,7 +61,15 @@ impl Engine {
         };
         let plain_run =
             msg.kind == HopKind::Run && !node.is_join && node.class != NodeClass::Aggregator;
-        let keys: &[String] = if plain_run { &node.reads } else { &[] };
+        let mut keys: Cow<'_, [String]> = if plain_run {
+            Cow::Borrowed(&node.reads)
+        } else {
+            Cow::Borrowed(&[])
+        };
+        if node.may_lose {
+            // Upstream of a race that cancels its losers: read this node's marker too.
+            keys.to_mut().push(baton_core::graph::race_marker(&node.id));
+        }
         let claim = local.as_ref().map(|_| self.hop_claim());
         let begun = self
             .store
@@ -67,7 +77,7 @@ impl Engine {
                 &msg.execution_id,
                 &hop.id,
                 &scope_chain(&msg.lineage),
-                keys,
+                &keys,
                 claim,
             )
             .await?;
@@ -77,7 +87,16 @@ impl Engine {
         if let Some(CommittedHop { handoff, pending }) = begun.committed {
             return Box::pin(self.replay(&wf, &msg, handoff.unwrap_or_default(), pending)).await;
         }
-        let preloaded = plain_run.then_some(begun.context);
+        let mut context = begun.context;
+        if Self::lost_race(node, &mut context) && matches!(begun.lifecycle, Lifecycle::Running) {
+            let work = self.drop_loser(&wf, node, &hop);
+            return if local.is_some() {
+                self.renewing(&hop, Box::pin(work)).await
+            } else {
+                work.await
+            };
+        }
+        let preloaded = plain_run.then_some(context);
         let work = self.dispatch(&wf, node, &hop, begun.lifecycle, preloaded);
         if local.is_some() {
             self.renewing(&hop, Box::pin(work)).await

@@ -59,6 +59,9 @@ pub struct Engine {
     pub(super) definitions: Arc<dyn DefinitionCache>,
     pub(super) nodes: Arc<NodeRegistry>,
     pub(super) cancels: Mutex<HashMap<String, CancellationToken>>,
+    /// The node runs in flight in this process, per execution, for cancelling some of them (a
+    /// race's losers) without the rest.
+    pub(super) runs: super::runs::RunningNodes,
     /// Where `workflow` nodes find the workflows they start; `None`: such nodes fail.
     pub(super) catalog: Option<Arc<dyn WorkflowCatalog>>,
     /// How deep sub-workflows may nest.
@@ -102,6 +105,7 @@ impl Engine {
             definitions,
             nodes,
             cancels: Mutex::new(HashMap::new()),
+            runs: super::runs::RunningNodes::default(),
             catalog: None,
             max_workflow_depth: DEFAULT_MAX_WORKFLOW_DEPTH,
             vault: None,

@@ -30,8 +30,7 @@ impl Engine {
             details: None,
         };
         if err.code == ErrorCode::Cancelled {
-            // The execution was stopped elsewhere; this branch just ends.
-            return Ok(HopOutcome::Dropped);
+            return self.end_cancelled(wf, node, hop, info, started).await;
         }
         if err.retryable && msg.attempt < node.retry.max_attempts {
             let delay = node.retry.delay_ms(msg.attempt + 1, rand::random::<f64>());

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use baton_core::graph::{CompiledNode, CompiledWorkflow};
+use baton_core::graph::{CompiledNode, CompiledWorkflow, RouteOutcome};
 use baton_core::message::{NodeStatus, scope_chain};
 use baton_core::spec::NodeClass;
 use serde_json::{Value, json};
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
 use crate::node::NodeOutput;
-use crate::ports::{JoinArrival, JoinOutcome, PortError};
+use crate::ports::{ContextWrite, JoinArrival, JoinOutcome, PortError};
 
 impl Engine {
     pub(super) async fn arrive_join(
@@ -112,8 +112,29 @@ impl Engine {
                 }
                 let started = Instant::now();
                 self.emit(self.status(node, msg, NodeStatus::Running)).await;
-                self.finish_success(wf, node, hop, NodeOutput::Value(output), started)
-                    .await
+                if !node.cancel_losers {
+                    return self
+                        .finish_success(wf, node, hop, NodeOutput::Value(output), started)
+                        .await;
+                }
+                // A race that cancels its losers: their markers commit with the merge's output.
+                let winner_edge = ran.first().map(|a| a.key.as_str()).unwrap_or_default();
+                let (losers, markers) =
+                    self.race_markers(wf, node, hop, winner_edge, reals[0].as_str());
+                let mut outputs = vec![ContextWrite::new(
+                    scope.clone(),
+                    node.key.clone(),
+                    output.clone(),
+                )];
+                outputs.extend(markers);
+                let children =
+                    self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Success(&output));
+                let mut ev = self.status(node, msg, NodeStatus::Success);
+                ev.duration_ms = started.elapsed().as_millis() as u64;
+                ev.output = Some(output);
+                let outcome = self.hand_on(wf, hop, outputs, children, Some(ev)).await?;
+                self.cancel_losers(wf, hop, losers).await?;
+                Ok(outcome)
             }
         }
     }

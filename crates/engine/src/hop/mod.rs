@@ -8,8 +8,9 @@
 //! that meets another worker's live claim on the hop looks again when the claim expires.
 //!
 //! One room per job, each a focused `impl Engine`: `dispatch` (the front door) sends a message
-//! to `start`, `run` → `succeed` / `fail`, `skip`, `join`, `aggregate`, `signal` or
-//! `subworkflow`; `deadline` fails an execution that outlives its `timeout_ms`; `route` commits and hands on; `complete` sends the one completion.
+//! to `start`, `run` → `succeed` / `fail`, `skip`, `join` (and `race` for a merge that cancels
+//! its losers), `aggregate`, `signal` or `subworkflow`; `deadline` fails an execution that
+//! outlives its `timeout_ms`; `route` commits and hands on; `complete` sends the one completion.
 
 mod aggregate;
 mod bounds;
@@ -22,8 +23,10 @@ mod dispatch;
 mod engine;
 mod fail;
 mod join;
+mod race;
 mod route;
 mod run;
+mod runs;
 mod signal;
 mod skip;
 mod start;

@@ -150,11 +150,19 @@ impl Engine {
         };
         // The `on_failure` node runs after the halt that cancelled the execution's token: it gets
         // its own, or it would be aborted before it starts.
+        // Every other run gets a child of the execution's token, registered by node and scope:
+        // a race that this node loses cancels it alone (`race.rs`).
         let cancel = if msg.kind == HopKind::OnFailure {
             CancellationToken::new()
         } else {
-            self.cancel_token(&msg.execution_id)
+            self.cancel_token(&msg.execution_id).child_token()
         };
+        let _registered = self.runs.register(
+            &msg.execution_id,
+            &node.id,
+            scope_chain(&msg.lineage),
+            cancel.clone(),
+        );
         let idempotency_key = format!("{}:{}:{}", msg.execution_id, node.id, hop.scope.clone());
         // Revealed here and only here: the secret lives for this run, in this frame, and is
         // never part of a message, a status, the context or an error.
@@ -178,7 +186,7 @@ impl Engine {
         let guarded = async {
             tokio::select! {
                 r = run => r,
-                () = cancel.cancelled() => Err(NodeError { message: "cancelled: the execution stopped".into(), code: ErrorCode::Cancelled, retryable: false }),
+                () = cancel.cancelled() => Err(NodeError { message: "cancelled".into(), code: ErrorCode::Cancelled, retryable: false }),
             }
         };
         match node.timeout_ms {

@@ -428,9 +428,12 @@ impl Engine {
     }
 }
 
-/// Drops the `$child:<id>` bookkeeping keys from a context shown to users.
+/// Drops the `$child:<id>` and race marker (`$cancelled:<node>`) bookkeeping keys from a
+/// context shown to users.
 pub(super) fn without_child_records(context: &mut Map<String, Value>) {
-    context.retain(|k, _| !k.starts_with(CHILD_KEY_PREFIX));
+    context.retain(|k, _| {
+        !k.starts_with(CHILD_KEY_PREFIX) && !k.starts_with(baton_core::graph::RACE_MARKER_PREFIX)
+    });
 }
 
 /// A child execution id derived from the parent's id and the hop that starts it: the same hop

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use baton_core::message::{ExecutionStatus, HopMessage};
+use baton_core::wire::NodeCancel;
 use serde_json::{Map, Value};
 
 use super::PortError;
@@ -360,6 +361,12 @@ pub trait ExecutionStore: Send + Sync {
     ) -> Result<JoinOutcome, PortError>;
     /// Top-level context (the union of every top-level node output) and the start time.
     async fn final_context(&self, execution_id: &str) -> Result<FinalContext, PortError>;
+    /// Tells every process running hops of this execution to cancel the runs of some of its
+    /// nodes (a race's losers). Best effort, like the execution cancel broadcast: the
+    /// cancellation markers the release committed are what drops the losers' later messages;
+    /// this only interrupts runs already in flight elsewhere. A store whose hops all run in
+    /// one process (the embedded one) has nobody to tell.
+    async fn broadcast_node_cancel(&self, cancel: &NodeCancel) -> Result<(), PortError>;
 }
 
 /// Nodes waiting for signals, and signals waiting for nodes.

@@ -182,6 +182,23 @@ pub fn runs_in_time_order(runs: &[StatusEvent]) -> Vec<StatusEvent> {
     runs
 }
 
+/// What a run's latest event says, as an index into the view's counts: running, success,
+/// failed, waiting, cancelled. A node aborted by a cancel, a halt or a lost race is reported
+/// `failed` with code `CANCELLED` on the wire: `cancelled` here. A run still `running` or
+/// `waiting` once its execution finished was stopped with it (a parked timer or signal wait,
+/// a run whose worker dropped it on the halt): `cancelled` too, never `running` forever. A
+/// late status event that arrives after the completion still replaces it (by rank).
+fn run_state(event: &StatusEvent, execution_finished: bool) -> usize {
+    match event.status {
+        _ if event.is_cancelled() => 4,
+        NodeStatus::Running | NodeStatus::Waiting if execution_finished => 4,
+        NodeStatus::Running => 0,
+        NodeStatus::Success => 1,
+        NodeStatus::Failed => 2,
+        NodeStatus::Waiting => 3,
+    }
+}
+
 /// The `nodes` map of the execution view: one NodeView per node that ran, and (once the
 /// execution is finished) a `skipped` view for every node of `definition` that never ran.
 pub fn node_views(record: &ExecutionRecord, definition: Option<&Value>) -> Map<String, Value> {
@@ -189,16 +206,12 @@ pub fn node_views(record: &ExecutionRecord, definition: Option<&Value>) -> Map<S
     for e in &record.runs {
         by_node.entry(e.node_id.as_str()).or_default().push(e);
     }
+    let finished = record.summary.status != "running";
     let mut out = Map::new();
     for (node_id, runs) in by_node {
-        let mut counts = [0u64; 4];
+        let mut counts = [0u64; 5];
         for r in &runs {
-            counts[match r.status {
-                NodeStatus::Running => 0,
-                NodeStatus::Success => 1,
-                NodeStatus::Failed => 2,
-                NodeStatus::Waiting => 3,
-            }] += 1;
+            counts[run_state(r, finished)] += 1;
         }
         let status = if counts[0] > 0 {
             "running"
@@ -206,6 +219,8 @@ pub fn node_views(record: &ExecutionRecord, definition: Option<&Value>) -> Map<S
             "waiting"
         } else if counts[2] > 0 {
             "failed"
+        } else if counts[4] > 0 {
+            "cancelled"
         } else {
             "success"
         };
@@ -234,7 +249,7 @@ pub fn node_views(record: &ExecutionRecord, definition: Option<&Value>) -> Map<S
                 "parameters": latest.parameters,
                 "output": latest.output,
                 "error": latest.error.as_ref().map(|e| json!({"message": e.message, "code": e.code})),
-                "counts": {"running": counts[0], "success": counts[1], "failed": counts[2], "waiting": counts[3]},
+                "counts": {"running": counts[0], "success": counts[1], "failed": counts[2], "waiting": counts[3], "cancelled": counts[4]},
             }),
         );
     }
@@ -264,7 +279,7 @@ pub fn node_views(record: &ExecutionRecord, definition: Option<&Value>) -> Map<S
                     "parameters": null,
                     "output": null,
                     "error": null,
-                    "counts": {"running": 0, "success": 0, "failed": 0, "waiting": 0},
+                    "counts": {"running": 0, "success": 0, "failed": 0, "waiting": 0, "cancelled": 0},
                 }),
             );
         }
@@ -357,6 +372,57 @@ mod tests {
             run_key(&record.runs[1]),
             "each split item is its own run"
         );
+    }
+
+    fn record(status: &str, runs: Vec<StatusEvent>) -> ExecutionRecord {
+        ExecutionRecord {
+            summary: Summary {
+                execution_id: "x".into(),
+                workflow_id: "w".into(),
+                version: Some(1),
+                status: status.into(),
+                trigger: "api".into(),
+                started_at: now_rfc3339(),
+                completed_at: None,
+                duration_ms: None,
+                failure_reason: None,
+            },
+            input: json!({}),
+            final_context: None,
+            definition_hash: None,
+            replay_of: None,
+            runs,
+        }
+    }
+
+    #[test]
+    fn a_node_aborted_by_a_cancel_is_shown_cancelled() {
+        let mut aborted = event("a", NodeStatus::Failed, None);
+        aborted.error = Some(baton_core::message::ErrorInfo {
+            message: "cancelled: the execution stopped".into(),
+            code: "CANCELLED".into(),
+            details: None,
+        });
+        let views = node_views(&record("halted", vec![aborted]), None);
+        assert_eq!(views["a"]["status"], "cancelled");
+        assert_eq!(views["a"]["counts"]["cancelled"], 1);
+        assert_eq!(views["a"]["counts"]["failed"], 0);
+    }
+
+    #[test]
+    fn runs_still_running_or_waiting_when_the_execution_finished_are_closed_as_cancelled() {
+        let runs = vec![
+            event("parked", NodeStatus::Waiting, None),
+            event("busy", NodeStatus::Running, None),
+            event("done", NodeStatus::Success, None),
+        ];
+        let halted = node_views(&record("halted", runs.clone()), None);
+        assert_eq!(halted["parked"]["status"], "cancelled");
+        assert_eq!(halted["busy"]["status"], "cancelled");
+        assert_eq!(halted["done"]["status"], "success");
+        let running = node_views(&record("running", runs), None);
+        assert_eq!(running["parked"]["status"], "waiting");
+        assert_eq!(running["busy"]["status"], "running");
     }
 
     #[test]
