@@ -10,6 +10,7 @@
 mod ancestry;
 mod checks;
 mod compile;
+mod repair;
 mod route;
 mod scopes;
 
@@ -123,6 +124,18 @@ impl CompiledWorkflow {
         }
         let mut problems = check_shape(doc);
         if !problems.is_empty() {
+            // The rest of the document is still checked, so one shape error hides nothing else.
+            if let Some(repaired) = repair::repair(doc)
+                && let Ok(definition) = serde_json::from_value::<Workflow>(repaired.doc.clone())
+            {
+                let mut more = Vec::new();
+                let _ = Self::build(definition, catalog, &mut more);
+                for p in more {
+                    if !repaired.hides(&p.path) && !problems.contains(&p) {
+                        problems.push(p);
+                    }
+                }
+            }
             return Err(Invalid(problems));
         }
         let definition: Workflow = serde_json::from_value(doc.clone()).map_err(|e| {
