@@ -250,15 +250,13 @@ fn templated_parameters_are_type_checked_when_they_resolve_not_before() {
 }
 
 #[test]
-fn a_template_that_does_not_parse_is_reported_at_the_parameters() {
+fn a_template_that_does_not_parse_is_reported_at_its_parameter() {
     let doc = json!({"nodes": [{"id": "l", "name": "Log", "type": "log", "parameters": {"message": "{{#if $input.x}}unclosed"}}]});
     let found = problems(doc);
     assert_eq!(found.len(), 1, "{found:#?}");
-    assert_eq!(found[0].path, "$.nodes[0].parameters");
+    assert_eq!(found[0].path, "$.nodes[0].parameters.message");
     assert!(
-        found[0]
-            .message
-            .starts_with("template in parameter `message` does not parse"),
+        found[0].message.starts_with("template does not parse"),
         "{}",
         found[0].message
     );

@@ -385,7 +385,7 @@ impl CompiledWorkflow {
             let compiled = match templates.compile(&template_params, &strict_roots) {
                 Ok(t) => t,
                 Err(e) => {
-                    problems.push(Problem::new(format!("{base}.parameters"), e.to_string()));
+                    problems.push(template_problem(&base, &e));
                     templates
                         .compile(&Value::Object(Map::new()), &strict_roots)
                         .ok()?
@@ -530,4 +530,21 @@ fn unknown_root_message(root: &str, known: &HashSet<String>) -> String {
         message.push_str(&format!("; did you mean `{s}`?"));
     }
     message
+}
+
+/// A template that does not compile, at its parameter's path, with the parser's first line.
+fn template_problem(base: &str, e: &crate::template::TemplateError) -> Problem {
+    use crate::template::TemplateError;
+    match e {
+        TemplateError::Syntax { field, message } if !field.is_empty() => {
+            let first = message.lines().next().unwrap_or_default();
+            let path = if field.starts_with('[') {
+                format!("{base}.parameters{field}")
+            } else {
+                format!("{base}.parameters.{field}")
+            };
+            Problem::new(path, format!("template does not parse: {first}"))
+        }
+        other => Problem::new(format!("{base}.parameters"), other.to_string()),
+    }
 }
