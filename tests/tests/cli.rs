@@ -530,3 +530,59 @@ fn run_workflows_are_stored_under_their_id_or_file_name() {
     );
     assert_eq!(ctx["$Two"]["$A"]["message"], "from the id", "{ctx:#}");
 }
+
+/// One definition with six problems of different kinds (an unknown field, a range, an HTTP
+/// method, a time zone, a script syntax error, an unknown template root): all six are reported
+/// in one pass, the shape error hiding none of the others.
+#[test]
+fn validate_reports_all_six_problems_of_a_definition_at_once() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crates/core/tests/invalid/six-problems-at-once.json"
+    );
+    let out = baton().args(["validate", file, "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = stdout_json(&out);
+    let paths: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "$.nodes[0].timeout",
+            "$.nodes[1].parameters.amount",
+            "$.nodes[2].parameters.method",
+            "$.nodes[3].parameters.timezone",
+            "$.nodes[4].parameters.script",
+            "$.nodes[5].parameters.message",
+        ],
+        "{report}"
+    );
+    assert!(
+        report["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `timeout_ms`?"),
+        "{report}"
+    );
+}
+
+#[test]
+fn schema_prints_the_committed_json_schema() {
+    let out = baton().arg("schema").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/workflow.schema.json"
+    ))
+    .unwrap();
+    assert_eq!(stdout(&out), committed);
+    let schema: Value = serde_json::from_str(&committed).unwrap();
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+}

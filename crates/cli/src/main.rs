@@ -23,6 +23,8 @@ enum Command {
     Validate(commands::validate::ValidateArgs),
     /// List node types with their parameters.
     Nodes(commands::nodes::NodesArgs),
+    /// Print the workflow DSL's JSON Schema (docs/workflow.schema.json), for editors.
+    Schema(commands::schema::SchemaArgs),
     /// Run the stateless worker service (RabbitMQ + Redis).
     Worker(commands::worker::WorkerArgs),
     /// Start a workflow on the worker pool (or a master, with --master); with --wait, follow it
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Nodes(args) => commands::nodes::run(args),
+        Command::Schema(args) => commands::schema::run(args),
         Command::Worker(args) => commands::worker::run(args),
         Command::Submit(args) => commands::submit::run(args),
         Command::Healthcheck(args) => commands::healthcheck::run(args),

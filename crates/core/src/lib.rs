@@ -5,6 +5,7 @@
 //! here is testable as a plain function and shared unchanged by the embedded and the
 //! distributed runtimes.
 
+pub mod dsl;
 pub mod error_code;
 pub mod expr;
 pub mod graph;
@@ -15,7 +16,9 @@ pub mod message {
 }
 pub mod model;
 pub mod path;
+pub mod schema;
 pub mod spec;
+pub mod suggest;
 pub mod template;
 pub mod validate;
 pub mod value;

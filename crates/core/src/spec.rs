@@ -88,6 +88,15 @@ pub struct ParamSpec {
     /// when there is none or the doc explains it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default: Option<&'static str>,
+    /// The smallest literal number accepted (inclusive).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The largest literal number accepted (inclusive).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// A literal string must not be blank, an array or object must not be empty.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub non_empty: bool,
 }
 
 impl ParamSpec {
@@ -98,6 +107,9 @@ impl ParamSpec {
             required: true,
             doc,
             default: None,
+            min: None,
+            max: None,
+            non_empty: false,
         }
     }
     pub fn optional(name: &'static str, kind: ParamKind, doc: &'static str) -> Self {
@@ -107,12 +119,58 @@ impl ParamSpec {
             required: false,
             doc,
             default: None,
+            min: None,
+            max: None,
+            non_empty: false,
         }
     }
     /// Declares the value used when the parameter is absent (JSON text, e.g. `"30"`).
     pub fn with_default(mut self, default: &'static str) -> Self {
         self.default = Some(default);
         self
+    }
+    /// Literal numbers must be at least `min`.
+    pub fn min(mut self, min: f64) -> Self {
+        self.min = Some(min);
+        self
+    }
+    /// Literal numbers must lie in `min..=max`.
+    pub fn range(mut self, min: f64, max: f64) -> Self {
+        self.min = Some(min);
+        self.max = Some(max);
+        self
+    }
+    /// A literal string must not be blank, an array or object not empty.
+    pub fn non_empty(mut self) -> Self {
+        self.non_empty = true;
+        self
+    }
+
+    /// The constraint problems of a literal value that has the right kind: range and
+    /// emptiness. `None` when it is fine.
+    pub fn constraint_problem(&self, v: &Value) -> Option<String> {
+        if let Some(n) = v.as_f64() {
+            match (self.min, self.max) {
+                (Some(lo), Some(hi)) if n < lo || n > hi => {
+                    return Some(format!("must be between {lo} and {hi}, found {n}"));
+                }
+                (Some(lo), None) if n < lo => return Some(format!("must be >= {lo}, found {n}")),
+                (None, Some(hi)) if n > hi => return Some(format!("must be <= {hi}, found {n}")),
+                _ => {}
+            }
+        }
+        if self.non_empty {
+            let empty = match v {
+                Value::String(s) => s.trim().is_empty(),
+                Value::Array(a) => a.is_empty(),
+                Value::Object(o) => o.is_empty(),
+                _ => false,
+            };
+            if empty {
+                return Some("must not be empty".into());
+            }
+        }
+        None
     }
 }
 
@@ -139,6 +197,18 @@ pub struct NodeSpec {
 /// Looks node types up by name or alias. Implemented by the node registry.
 pub trait NodeCatalog {
     fn spec(&self, type_name: &str) -> Option<&NodeSpec>;
+
+    /// Every node type once, in a stable order (for the JSON Schema). Default: none.
+    fn specs(&self) -> Vec<&NodeSpec> {
+        Vec::new()
+    }
+
+    /// The checks a node type makes on its literal parameters beyond its [`ParamSpec`]s
+    /// (HTTP methods, time zones, operators, scripts compiled...). Paths are relative to
+    /// `parameters` (e.g. `method`, `rules[0].operator`). Default: none.
+    fn check_params(&self, _type_name: &str, _params: &Value) -> Vec<crate::validate::Problem> {
+        Vec::new()
+    }
 }
 
 /// Trigger node types: accepted in definitions, never executed.

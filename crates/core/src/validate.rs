@@ -1,6 +1,10 @@
 //! Structural validation of a workflow document and the `Problem` type every check reports.
 //! All problems are collected (never stop at the first), each with a JSON path.
 
+use crate::dsl::{
+    CREDENTIAL_FIELDS, EDGE_FIELDS, ERROR_FIELDS, NODE_FIELDS, RETRY_FIELDS, WORKFLOW_FIELDS,
+    names, unknown_fields,
+};
 use crate::value::kind_name;
 use serde::Serialize;
 use serde_json::Value;
@@ -56,7 +60,8 @@ fn expect(
     }
 }
 
-/// Checks the document's shape (types of every known field) before it is deserialized.
+/// Checks the document's shape (types of every known field, and no unknown field at any level)
+/// before it is deserialized.
 pub fn check_shape(doc: &Value) -> Vec<Problem> {
     let mut p = Vec::new();
     let Some(root) = doc.as_object() else {
@@ -67,6 +72,7 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
         return p;
     };
     // A Rune execution message wraps the workflow in `workflow_definition`; callers unwrap it.
+    unknown_fields(&mut p, root, "$", names(WORKFLOW_FIELDS), "the workflow");
     match root.get("nodes") {
         None => p.push(Problem::new(
             "$.nodes",
@@ -86,6 +92,7 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
                     ));
                     continue;
                 };
+                unknown_fields(&mut p, o, &base, names(NODE_FIELDS), "a node");
                 expect(
                     &mut p,
                     o,
@@ -148,6 +155,13 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
                         )),
                         Some(co) => {
                             let cb = format!("{base}.credentials");
+                            unknown_fields(
+                                &mut p,
+                                co,
+                                &cb,
+                                names(CREDENTIAL_FIELDS),
+                                "credentials",
+                            );
                             if let Some(reference) = co.get("$credential") {
                                 // A reference to a vault credential, revealed at hop time.
                                 if reference.as_str().is_none_or(|s| s.trim().is_empty()) {
@@ -189,6 +203,7 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
                         )),
                         Some(eo) => {
                             let eb = format!("{base}.error");
+                            unknown_fields(&mut p, eo, &eb, names(ERROR_FIELDS), "an error policy");
                             expect(
                                 &mut p,
                                 eo,
@@ -222,6 +237,7 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
                         )),
                         Some(ro) => {
                             let rb = format!("{base}.retry");
+                            unknown_fields(&mut p, ro, &rb, names(RETRY_FIELDS), "a retry policy");
                             expect(
                                 &mut p,
                                 ro,
@@ -289,6 +305,7 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
                     ));
                     continue;
                 };
+                unknown_fields(&mut p, o, &base, names(EDGE_FIELDS), "an edge");
                 expect(
                     &mut p,
                     o,
@@ -337,6 +354,24 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
         root,
         "$",
         "name",
+        "a string",
+        Value::is_string,
+        false,
+    );
+    expect(
+        &mut p,
+        root,
+        "$",
+        "$schema",
+        "a string (a JSON Schema URL or path)",
+        Value::is_string,
+        false,
+    );
+    expect(
+        &mut p,
+        root,
+        "$",
+        "description",
         "a string",
         Value::is_string,
         false,

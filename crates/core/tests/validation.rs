@@ -250,15 +250,13 @@ fn templated_parameters_are_type_checked_when_they_resolve_not_before() {
 }
 
 #[test]
-fn a_template_that_does_not_parse_is_reported_at_the_parameters() {
+fn a_template_that_does_not_parse_is_reported_at_its_parameter() {
     let doc = json!({"nodes": [{"id": "l", "name": "Log", "type": "log", "parameters": {"message": "{{#if $input.x}}unclosed"}}]});
     let found = problems(doc);
     assert_eq!(found.len(), 1, "{found:#?}");
-    assert_eq!(found[0].path, "$.nodes[0].parameters");
+    assert_eq!(found[0].path, "$.nodes[0].parameters.message");
     assert!(
-        found[0]
-            .message
-            .starts_with("template in parameter `message` does not parse"),
+        found[0].message.starts_with("template does not parse"),
         "{}",
         found[0].message
     );
@@ -539,7 +537,7 @@ fn every_problem_is_reported_at_once() {
 }
 
 #[test]
-fn shape_problems_are_all_reported_and_skip_the_semantic_pass() {
+fn shape_problems_are_all_reported_and_hide_only_what_could_not_be_read() {
     let doc = json!({
         "nodes": [{"id": 1, "type": "frobnicate"}, {"id": "b", "name": "B", "type": "log", "parameters": [], "timeout_ms": 0}],
         "edges": [{"id": "e", "src": "a"}]
@@ -553,7 +551,8 @@ fn shape_problems_are_all_reported_and_skip_the_semantic_pass() {
             "$.nodes[0].name",
             "$.nodes[1].parameters",
             "$.nodes[1].timeout_ms",
-            "$.edges[0].dst"
+            "$.edges[0].dst",
+            "$.nodes[0].type"
         ]
     );
     assert_eq!(
@@ -594,21 +593,21 @@ fn the_invalid_error_lists_every_problem() {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn rune_shaped_definitions_with_triggers_and_unknown_fields_are_accepted() {
+fn rune_shaped_definitions_with_triggers_and_rune_fields_are_accepted() {
     let doc = json!({
         "workflow_id": "wf-42",
+        "execution_id": "",
         "name": "rune export",
-        "webhook_guid": "0d9a-guid",
-        "notes": "exported from the Rune editor",
+        "notes": [{"id": "n1", "content": "exported from the Rune editor", "x": 0, "y": 0}],
         "nodes": [
             {"id": "hook", "name": "Webhook", "type": "webhook", "trigger": true, "parameters": {},
-             "position": {"x": 0, "y": 0}, "webhook_guid": "0d9a-guid", "notes": "entry point"},
+             "position": {"x": 0, "y": 0}, "webhook_guid": "0d9a-guid", "output": {}},
             {"id": "manual", "name": "Manual", "type": "ManualTrigger", "position": [10, 20]},
             {"id": "fetch", "name": "Fetch", "type": "http",
              "parameters": {"method": "GET", "url": "https://api.example.org/users/$input.id", "retry": 2, "retry_delay": "1s"},
-             "credentials": {"id": "c1", "name": "token", "type": "token", "values": {"token": "s3cret"}, "created_at": "2024-01-01"},
-             "error": {"type": "continue", "notes": "keep going"},
-             "position": {"x": 200, "y": 0}, "notes": "calls the API", "disabled": false},
+             "credentials": {"id": "c1", "name": "token", "type": "token", "values": {"token": "s3cret"}},
+             "error": {"type": "continue"},
+             "position": {"x": 200, "y": 0}},
             {"id": "ok", "name": "Ok?", "type": "conditional",
              "parameters": {"expression": "{{ $Fetch.status == 200 }}", "true_edge_id": "e2", "false_edge_id": "e3"},
              "position": {"x": 400, "y": 0}},
@@ -643,22 +642,40 @@ fn rune_shaped_definitions_with_triggers_and_unknown_fields_are_accepted() {
         wf.node("fetch").unwrap().error_policy,
         baton_core::ErrorKind::Ignore
     );
-    // Unknown fields are kept, so the definition round-trips without loss.
-    assert_eq!(wf.definition.extra["webhook_guid"], "0d9a-guid");
+    // Rune's passthrough fields are kept, so the definition round-trips without loss.
     assert_eq!(wf.definition.extra["workflow_id"], "wf-42");
     let hook = &wf.definition.nodes[0];
     assert_eq!(hook.extra["position"], json!({"x": 0, "y": 0}));
     assert_eq!(hook.extra["webhook_guid"], "0d9a-guid");
-    assert_eq!(hook.extra["notes"], "entry point");
     assert_eq!(wf.definition.edges[0].extra["label"], "go");
     let round_trip = serde_json::to_value(&wf.definition).unwrap();
     assert_eq!(
         round_trip["nodes"][2]["position"],
         json!({"x": 200, "y": 0})
     );
+    assert_eq!(round_trip["notes"][0]["id"], "n1");
+}
+
+#[test]
+fn fields_that_are_neither_baton_nor_rune_are_reported_with_their_path() {
+    let doc = json!({
+        "name": "w", "webhook_guid": "g",
+        "nodes": [{"id": "a", "name": "A", "type": "log", "parameters": {"message": "m"},
+                   "notes": "n", "disabled": false,
+                   "credentials": {"type": "token", "values": {}, "created_at": "2024"},
+                   "error": {"type": "halt", "notes": "x"}}]
+    });
+    let mut paths: Vec<String> = problems(doc).into_iter().map(|p| p.path).collect();
+    paths.sort();
     assert_eq!(
-        round_trip["nodes"][2]["credentials"]["created_at"],
-        "2024-01-01"
+        paths,
+        [
+            "$.nodes[0].credentials.created_at",
+            "$.nodes[0].disabled",
+            "$.nodes[0].error.notes",
+            "$.nodes[0].notes",
+            "$.webhook_guid"
+        ]
     );
 }
 

@@ -158,6 +158,12 @@ impl ChildStart {
 pub trait Node: Send + Sync {
     fn spec(&self) -> &NodeSpec;
     async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError>;
+    /// Submit-time checks of literal parameters beyond the [`NodeSpec`]'s kinds and ranges
+    /// (methods, time zones, operators, scripts compiled). Paths are relative to `parameters`;
+    /// templated values are the node's to skip. Default: none.
+    fn check(&self, _params: &serde_json::Value) -> Vec<baton_core::validate::Problem> {
+        Vec::new()
+    }
 }
 
 /// Node types by name and alias.
@@ -203,5 +209,20 @@ impl NodeRegistry {
 impl NodeCatalog for NodeRegistry {
     fn spec(&self, type_name: &str) -> Option<&NodeSpec> {
         self.by_name.get(type_name).map(|n| n.spec())
+    }
+
+    fn specs(&self) -> Vec<&NodeSpec> {
+        self.ordered.iter().map(|n| n.spec()).collect()
+    }
+
+    fn check_params(
+        &self,
+        type_name: &str,
+        params: &serde_json::Value,
+    ) -> Vec<baton_core::validate::Problem> {
+        self.by_name
+            .get(type_name)
+            .map(|n| n.check(params))
+            .unwrap_or_default()
     }
 }

@@ -17,6 +17,37 @@ fn problems(body: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `POST /workflows` reports every problem of a definition in one answer: a misspelled node
+/// field, a negative wait, an unknown HTTP method and time zone, a script that does not
+/// compile and a template naming no node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn post_workflows_reports_all_six_problems_of_a_definition_at_once() {
+    let env = Env::start().await;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../core/tests/invalid/six-problems-at-once.json"
+    ))
+    .unwrap();
+    let definition: Value = serde_json::from_str(&text).unwrap();
+    let (status, body) = env.call("POST", "/workflows", Some(definition)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_workflow", "{body}");
+    assert_eq!(
+        problems(&body),
+        [
+            "$.nodes[0].timeout",
+            "$.nodes[1].parameters.amount",
+            "$.nodes[2].parameters.method",
+            "$.nodes[3].parameters.timezone",
+            "$.nodes[4].parameters.script",
+            "$.nodes[5].parameters.message",
+        ],
+        "{body}"
+    );
+    let (status, _) = env.call("GET", "/workflows/corpus", None).await;
+    assert_eq!(status, 404, "nothing was stored");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn workflows_are_validated_versioned_listed_and_deleted() {
     let env = Env::start().await;

@@ -154,9 +154,13 @@ async fn a_signal_before_the_timeout_wins_and_the_execution_ends_before_the_time
 
 #[tokio::test]
 async fn signal_mode_without_a_name_fails_naming_the_parameter() {
+    // A literal omission is caught at submit time; a template resolving to blank at run time.
+    let missing = json!({"nodes": [{"id": "w", "name": "W", "type": "wait", "parameters": {"mode": "signal"}}]});
+    let invalid = CompiledWorkflow::compile(&missing, &baton_nodes::registry()).unwrap_err();
+    assert_eq!(invalid.0[0].path, "$.nodes[0].parameters.signal");
     let rt = EmbeddedRuntime::start(baton_nodes::registry(), 8);
-    let wf = workflow(json!({"mode": "signal"}));
-    let c = rt.run(wf, "sig-5", json!({})).await.unwrap();
+    let wf = workflow(json!({"mode": "signal", "signal": "{{$input.sig}}"}));
+    let c = rt.run(wf, "sig-5", json!({"sig": " "})).await.unwrap();
     assert_eq!(
         c.status,
         ExecutionStatus::Completed,

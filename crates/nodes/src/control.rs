@@ -155,6 +155,10 @@ impl Node for SwitchNode {
         &self.spec
     }
 
+    fn check(&self, params: &Value) -> Vec<baton_core::validate::Problem> {
+        crate::checks::switch(params)
+    }
+
     async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
         let rules = input
             .params
@@ -210,7 +214,8 @@ impl Default for SplitNode {
                         "max_items",
                         ParamKind::Integer,
                         "The most items this split fans out to; more fail the node with LIMIT_EXCEEDED. The worker's BATON_MAX_SPLIT_ITEMS (default 10,000) applies too: the smaller wins.",
-                    ),
+                    )
+                    .min(0.0),
                 ],
                 output: r#"{"_split_items_count": n} (each item runs in its own branch, where it is `$item`)"#,
                 raw_params: vec![],
@@ -291,7 +296,8 @@ impl Default for WaitNode {
                         "amount",
                         ParamKind::Number,
                         "How long (default 1 in timer mode; no timeout in signal mode), >= 0.",
-                    ),
+                    )
+                    .min(0.0),
                     ParamSpec::optional(
                         "unit",
                         ParamKind::Enum(vec![
@@ -302,6 +308,11 @@ impl Default for WaitNode {
                             "days",
                         ]),
                         "Unit of `amount` (default seconds).",
+                    ),
+                    ParamSpec::optional(
+                        "resume",
+                        ParamKind::Any,
+                        "Accepted for Rune compatibility (`time_interval`); ignored.",
                     ),
                 ],
                 output: r#"timer: {"resume_at": <epoch ms>, "delay_ms": n}; signal: {"signal": name, "data": <signal data>} (status `waiting`, then `success`; a signal timeout fails with SIGNAL_TIMEOUT)"#,
@@ -316,6 +327,10 @@ impl Default for WaitNode {
 impl Node for WaitNode {
     fn spec(&self) -> &NodeSpec {
         &self.spec
+    }
+
+    fn check(&self, params: &Value) -> Vec<baton_core::validate::Problem> {
+        crate::checks::wait(params)
     }
 
     async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {

@@ -228,6 +228,10 @@ impl Node for DateTimeNode {
         &self.spec
     }
 
+    fn check(&self, params: &Value) -> Vec<baton_core::validate::Problem> {
+        crate::checks::datetime(params)
+    }
+
     async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
         self.evaluate(input.params, input.clock.now_utc())
             .map(NodeOutput::Value)

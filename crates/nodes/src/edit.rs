@@ -50,7 +50,8 @@ impl EditNode {
                         "assignments",
                         ParamKind::Array,
                         "Non-empty list of `{name, value, type}`: `name` is a dotted path (`address.city`); `value` is a literal, text with `$references`, or one `{{ expression }}` (arithmetic, `+` concatenation, comparisons, property access; `$json` is the object being edited, every other context key is available); `type` string (default), number, boolean or json.",
-                    ),
+                    )
+                    .non_empty(),
                 ],
                 output: r#"{"$json": <the edited object or array of objects>} (also copied to the context key `$json`)"#,
                 raw_params: vec!["assignments", "target_path", "array_path"],
@@ -236,6 +237,10 @@ impl EditNode {
 impl Node for EditNode {
     fn spec(&self) -> &NodeSpec {
         &self.spec
+    }
+
+    fn check(&self, params: &Value) -> Vec<baton_core::validate::Problem> {
+        crate::checks::edit(params)
     }
 
     async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {

@@ -220,7 +220,8 @@ fn spec() -> NodeSpec {
                 ParamKind::Number,
                 "Timeout for the whole request in seconds, body included (default 30).",
             )
-            .with_default("30"),
+            .with_default("30")
+            .range(0.001, MAX_TIMEOUT_SECS),
             ParamSpec::optional(
                 "raise_on_status",
                 ParamKind::String,
@@ -242,7 +243,8 @@ fn spec() -> NodeSpec {
                 ParamKind::Integer,
                 "Largest response body accepted, in bytes; a larger one fails with HTTP_BODY_TOO_LARGE as soon as it is exceeded. Capped by the process-wide limit.",
             )
-            .with_default("10485760"),
+            .with_default("10485760")
+            .min(0.0),
             ParamSpec::optional(
                 "follow_redirects",
                 ParamKind::Boolean,
@@ -254,7 +256,8 @@ fn spec() -> NodeSpec {
                 ParamKind::Integer,
                 "Most redirects followed (0-50); one more fails with HTTP_TOO_MANY_REDIRECTS.",
             )
-            .with_default("10"),
+            .with_default("10")
+            .range(0.0, 50.0),
             ParamSpec::optional(
                 "allowed_hosts",
                 ParamKind::StringOrArray,
@@ -853,6 +856,10 @@ fn body_json(bytes: &[u8]) -> Value {
 impl Node for HttpNode {
     fn spec(&self) -> &NodeSpec {
         &self.spec
+    }
+
+    fn check(&self, params: &Value) -> Vec<baton_core::validate::Problem> {
+        crate::checks::http(params)
     }
 
     async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {

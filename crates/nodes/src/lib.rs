@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use baton_engine::NodeRegistry;
 
+mod checks;
 pub mod code;
 pub mod compare;
 pub mod control;

@@ -289,7 +289,8 @@ impl Default for FilterNode {
                         "rules",
                         ParamKind::Array,
                         "Rules `{field, operator, value}`: `field` is a path in each item (`$item.age`, `age`, `address.city`); operators ==, !=, >, <, >=, <=, contains and word aliases (`is greater than`…). Ordering compares numbers, then dates (RFC 3339, `YYYY-MM-DD HH:MM:SS`, `YYYY-MM-DD`), then case-insensitive text. `value` may be a literal, `$reference` or `{{ expression }}` (evaluated once against the context).",
-                    ),
+                    )
+                    .non_empty(),
                 ],
                 output: r#"{"$json": [<kept items>], "count": n, "original_count": m} (also copied to the context key `$json`)"#,
                 raw_params: vec!["input_array", "rules"],
@@ -310,6 +311,10 @@ struct FilterRule {
 impl Node for FilterNode {
     fn spec(&self) -> &NodeSpec {
         &self.spec
+    }
+
+    fn check(&self, params: &Value) -> Vec<baton_core::validate::Problem> {
+        crate::checks::filter(params)
     }
 
     async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
@@ -405,7 +410,8 @@ impl Default for SortNode {
                         "rules",
                         ParamKind::Array,
                         "Sort keys in priority order `{field, direction, type}`: `direction` asc (default), desc, ascending or descending; `type` auto (default: numbers if every value is numeric, else dates if every value is a date, else text), text (case-insensitive), number or date (a value that is not one is an error).",
-                    ),
+                    )
+                    .non_empty(),
                 ],
                 output: r#"{"$json": [<sorted items>], "count": n} (also copied to the context key `$json`)"#,
                 raw_params: vec!["input_array", "rules"],
@@ -488,6 +494,10 @@ fn column_keys(
 impl Node for SortNode {
     fn spec(&self) -> &NodeSpec {
         &self.spec
+    }
+
+    fn check(&self, params: &Value) -> Vec<baton_core::validate::Problem> {
+        crate::checks::sort(params)
     }
 
     async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
@@ -637,6 +647,10 @@ fn count_param(v: Option<&Value>) -> Result<usize, NodeError> {
 impl Node for LimitNode {
     fn spec(&self) -> &NodeSpec {
         &self.spec
+    }
+
+    fn check(&self, params: &Value) -> Vec<baton_core::validate::Problem> {
+        crate::checks::limit(params)
     }
 
     async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {

@@ -25,7 +25,8 @@ impl LogNode {
                         "message",
                         ParamKind::Any,
                         "Text to log; must not be blank. A non-string value is logged as JSON.",
-                    ),
+                    )
+                    .non_empty(),
                     ParamSpec::optional(
                         "level",
                         ParamKind::String,

@@ -95,7 +95,8 @@ fn spec() -> NodeSpec {
                 "timeout",
                 ParamKind::Number,
                 "Timeout for the whole exchange in seconds (default 30).",
-            ),
+            )
+            .range(0.001, MAX_TIMEOUT_SECS),
         ],
         output: r#"{"success": true, "message": "Email sent successfully", "from": "...", "to": ["..."], "cc": [...], "bcc": [...], "subject": "...", "duration_ms": 12, "recipients": 3, "message_id": "<...>"}"#,
         raw_params: vec![],

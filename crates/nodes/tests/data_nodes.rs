@@ -576,12 +576,16 @@ async fn filter_sort_limit_edit_chain_via_json_in_the_embedded_runtime() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_data_node_fails_the_execution_with_its_message() {
     let mut doc = pipeline();
+    // A literal -2 is rejected at submit time; a template resolving to it fails at run time.
     doc["nodes"][3]["parameters"]["count"] = json!(-2);
+    let invalid = CompiledWorkflow::compile(&doc, &baton_nodes::registry()).unwrap_err();
+    assert_eq!(invalid.0[0].path, "$.nodes[3].parameters.count");
+    doc["nodes"][3]["parameters"]["count"] = json!("{{ $input.top }}");
     let wf = Arc::new(
         CompiledWorkflow::compile(&doc, &baton_nodes::registry()).expect("valid workflow"),
     );
     let rt = EmbeddedRuntime::start(baton_nodes::registry(), 4);
-    let input = json!({"min_age": 18, "top": 2, "people": people()});
+    let input = json!({"min_age": 18, "top": -2, "people": people()});
     let c = tokio::time::timeout(Duration::from_secs(30), rt.run(wf, "data-2", input))
         .await
         .expect("bounded")

@@ -72,6 +72,20 @@ fn keep(output: &Output, line: String) {
 }
 
 impl RhaiEngine {
+    /// Compiles `script` without running it: `Err` names the syntax error (submit-time check).
+    pub fn check_syntax(&self, script: &str) -> Result<(), String> {
+        let budget = Budget {
+            timeout: Duration::from_secs(1),
+            max_operations: 1,
+        };
+        let output = Output::default();
+        let engine = self.engine(budget, Arc::new(AtomicBool::new(false)), &output);
+        engine
+            .compile(script)
+            .map(|_| ())
+            .map_err(|e| parse_error(&e, &self.limits).message)
+    }
+
     fn engine(&self, budget: Budget, cancel: Arc<AtomicBool>, output: &Output) -> Engine {
         let l = self.limits;
         let mut engine = Engine::new();

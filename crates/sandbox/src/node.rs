@@ -143,12 +143,14 @@ impl CodeNode {
                         "timeout_ms",
                         ParamKind::Integer,
                         "Wall-clock and CPU limit in milliseconds, 1..=30000 by default (the worker's BATON_CODE_TIMEOUT_MS caps it; default 1000).",
-                    ),
+                    )
+                    .min(1.0),
                     ParamSpec::optional(
                         "max_operations",
                         ParamKind::Integer,
                         "Operation budget, 1..=1000000000 (default 1000000).",
-                    ),
+                    )
+                    .range(1.0, 1_000_000_000.0),
                 ],
                 output: r#"{"result": <the script's value as JSON>}"#,
                 raw_params: vec![],
@@ -190,6 +192,19 @@ fn int_param(params: &Value, name: &str, default: u64, max: u64) -> Result<u64, 
 impl Node for CodeNode {
     fn spec(&self) -> &NodeSpec {
         &self.spec
+    }
+
+    /// The script must compile (it is not run): a syntax error is a submit-time problem.
+    fn check(&self, params: &Value) -> Vec<baton_core::validate::Problem> {
+        match params.get("script") {
+            Some(Value::String(s)) if !s.contains("{{") && !s.trim().is_empty() => {
+                match crate::engine::RhaiEngine::default().check_syntax(s) {
+                    Ok(()) => Vec::new(),
+                    Err(m) => vec![baton_core::validate::Problem::new("script", m)],
+                }
+            }
+            _ => Vec::new(),
+        }
     }
 
     async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {

@@ -9,6 +9,7 @@ pub mod master;
 pub mod master_client;
 pub mod nodes;
 pub mod run;
+pub mod schema;
 pub mod signal;
 pub mod signals;
 pub mod submit;

@@ -1,5 +1,6 @@
-//! Checks the build leans on: parameters against their specs, the roots raw parameters read,
-//! and the topological order (or one cycle).
+//! Checks the build leans on: parameters against their specs (kinds, ranges, unknown names,
+//! the node type's own checks), the context roots braced templates name, the roots raw
+//! parameters read, and the topological order (or one cycle).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -13,8 +14,29 @@ pub(super) fn check_params(
     i: usize,
     params: &Value,
     spec: &crate::spec::NodeSpec,
+    catalog: &dyn crate::spec::NodeCatalog,
 ) {
     let obj = params.as_object();
+    let base = format!("$.nodes[{i}].parameters");
+    if let Some(o) = obj {
+        crate::dsl::unknown_fields(
+            problems,
+            o,
+            &base,
+            spec.params.iter().map(|p| p.name),
+            &format!("`{}` parameters", spec.type_name),
+        );
+    }
+    for p in catalog.check_params(spec.type_name, params) {
+        let path = if p.path.is_empty() {
+            base.clone()
+        } else if p.path.starts_with('[') {
+            format!("{base}{}", p.path)
+        } else {
+            format!("{base}.{}", p.path)
+        };
+        problems.push(Problem::new(path, p.message));
+    }
     for p in &spec.params {
         let path = format!("$.nodes[{i}].parameters.{}", p.name);
         match obj.and_then(|o| o.get(p.name)) {
@@ -29,8 +51,55 @@ pub(super) fn check_params(
             Some(v) if !v.is_null() && !is_templated(v) && !p.kind.accepts(v) => problems.push(
                 Problem::new(path, format!("expected {}, found `{v}`", p.kind.describe())),
             ),
+            Some(v) if !v.is_null() && !is_templated(v) => {
+                if let Some(m) = p.constraint_problem(v) {
+                    problems.push(Problem::new(path, m));
+                }
+            }
             _ => {}
         }
+    }
+}
+
+/// Roots every workflow may read besides its node names, `$input` and `$trigger`: the items of
+/// a split or list node, the payload list nodes share, a failure on an error route, and a
+/// sub-workflow's parent.
+pub(super) const BUILTIN_ROOTS: &[&str] = &["$json", "$item", "$error", "$parent"];
+
+/// Every `$root` named inside `{{ }}` that is neither a node name nor a built-in root: such a
+/// template can only fail at run time. Paths are relative to `parameters`.
+pub(super) fn unknown_braced_roots(
+    value: &Value,
+    field: &str,
+    known: &HashSet<String>,
+    out: &mut Vec<(String, String)>,
+) {
+    match value {
+        Value::String(s) => {
+            let mut rest = s.as_str();
+            while let Some(open) = rest.find("{{") {
+                let after = &rest[open + 2..];
+                let close = after.find("}}").unwrap_or(after.len());
+                for root in crate::path::referenced_roots(&after[..close]) {
+                    if !known.contains(&root) && !out.iter().any(|(f, r)| f == field && *r == root)
+                    {
+                        out.push((field.to_string(), root));
+                    }
+                }
+                rest = &after[close.min(after.len())..];
+            }
+        }
+        Value::Array(a) => {
+            for (k, v) in a.iter().enumerate() {
+                unknown_braced_roots(v, &format!("{field}[{k}]"), known, out);
+            }
+        }
+        Value::Object(m) => {
+            for (k, v) in m {
+                unknown_braced_roots(v, &crate::dsl::field_path(field, k), known, out);
+            }
+        }
+        _ => {}
     }
 }
 

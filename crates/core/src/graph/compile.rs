@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use serde_json::{Map, Value};
 
 use super::ancestry::Ancestry;
-use super::checks::{check_params, raw_roots, topo_order};
+use super::checks::{BUILTIN_ROOTS, check_params, raw_roots, topo_order, unknown_braced_roots};
 use super::route::case_index;
 use super::{CompiledEdge, CompiledNode, CompiledWorkflow, EdgeIdx, NodeIdx, Route};
 use crate::expr::Expr;
@@ -92,7 +92,7 @@ impl CompiledWorkflow {
             match catalog.spec(&node.node_type) {
                 Some(spec) => {
                     classes.push(Some(spec.class));
-                    check_params(problems, i, &node.parameters, spec);
+                    check_params(problems, i, &node.parameters, spec, catalog);
                 }
                 None => {
                     problems.push(Problem::new(
@@ -192,6 +192,8 @@ impl CompiledWorkflow {
         let mut strict_roots: HashSet<String> = name_to_idx.keys().cloned().collect();
         strict_roots.insert("$input".into());
         strict_roots.insert("$trigger".into());
+        let mut known_roots = strict_roots.clone();
+        known_roots.extend(BUILTIN_ROOTS.iter().map(|r| (*r).to_string()));
 
         // Edge routes.
         let mut routes: Vec<Route> = def
@@ -326,6 +328,22 @@ impl CompiledWorkflow {
                     }
                 }
             }
+            // Braced templates naming a root that can never be in the context.
+            if !is_trigger[i] {
+                let mut unknown = Vec::new();
+                unknown_braced_roots(
+                    &node.parameters,
+                    &format!("{base}.parameters"),
+                    &known_roots,
+                    &mut unknown,
+                );
+                for (path, root) in unknown {
+                    problems.push(Problem::new(
+                        path,
+                        unknown_root_message(&root, &known_roots),
+                    ));
+                }
+            }
             // Templates and expression.
             let mut condition = None;
             let mut template_params = node.parameters.clone();
@@ -334,7 +352,17 @@ impl CompiledWorkflow {
             {
                 match obj.remove("expression") {
                     Some(Value::String(src)) => match Expr::compile(&src) {
-                        Ok(x) => condition = Some(x),
+                        Ok(x) => {
+                            for r in x.references() {
+                                if !known_roots.contains(&r.root) {
+                                    problems.push(Problem::new(
+                                        format!("{base}.parameters.expression"),
+                                        unknown_root_message(&r.root, &known_roots),
+                                    ));
+                                }
+                            }
+                            condition = Some(x)
+                        }
                         Err(e) => problems.push(Problem::new(
                             format!("{base}.parameters.expression"),
                             e.to_string(),
@@ -357,7 +385,7 @@ impl CompiledWorkflow {
             let compiled = match templates.compile(&template_params, &strict_roots) {
                 Ok(t) => t,
                 Err(e) => {
-                    problems.push(Problem::new(format!("{base}.parameters"), e.to_string()));
+                    problems.push(template_problem(&base, &e));
                     templates
                         .compile(&Value::Object(Map::new()), &strict_roots)
                         .ok()?
@@ -492,5 +520,36 @@ impl CompiledWorkflow {
             }
         }
         if problems.is_empty() { Some(wf) } else { None }
+    }
+}
+
+/// "references `$Nope`, which is no node name nor a built-in root", with a suggestion.
+fn unknown_root_message(root: &str, known: &HashSet<String>) -> String {
+    let mut message = format!(
+        "references `{root}`, which is neither a node name nor one of $input, $trigger, {}",
+        BUILTIN_ROOTS.join(", ")
+    );
+    let mut candidates: Vec<&str> = known.iter().map(String::as_str).collect();
+    candidates.sort_unstable();
+    if let Some(s) = crate::suggest::closest(root, candidates.into_iter()) {
+        message.push_str(&format!("; did you mean `{s}`?"));
+    }
+    message
+}
+
+/// A template that does not compile, at its parameter's path, with the parser's first line.
+fn template_problem(base: &str, e: &crate::template::TemplateError) -> Problem {
+    use crate::template::TemplateError;
+    match e {
+        TemplateError::Syntax { field, message } if !field.is_empty() => {
+            let first = message.lines().next().unwrap_or_default();
+            let path = if field.starts_with('[') {
+                format!("{base}.parameters{field}")
+            } else {
+                format!("{base}.parameters.{field}")
+            };
+            Problem::new(path, format!("template does not parse: {first}"))
+        }
+        other => Problem::new(format!("{base}.parameters"), other.to_string()),
     }
 }

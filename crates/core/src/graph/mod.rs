@@ -3,7 +3,7 @@
 //! (duplicates, dangling edges, cycles, unknown types, bad parameters, references to
 //! non-ancestors, unreachable nodes, missing conditional/switch edges) is reported at once.
 //!
-//! The rooms: `compile.rs` (the build), `ancestry.rs` (the "reads only its ancestors" check, in
+//! The rooms: `compile.rs` (the build), `repair.rs` (checking past shape errors), `ancestry.rs` (the "reads only its ancestors" check, in
 //! linear memory), `checks.rs` (parameters, raw roots, the topological order), `route.rs`
 //! (which edges an outcome follows), `scopes.rs` (split scopes and their aggregators).
 
@@ -11,6 +11,7 @@ mod ancestry;
 mod checks;
 mod compile;
 mod race;
+mod repair;
 mod route;
 mod scopes;
 
@@ -131,6 +132,18 @@ impl CompiledWorkflow {
         }
         let mut problems = check_shape(doc);
         if !problems.is_empty() {
+            // The rest of the document is still checked, so one shape error hides nothing else.
+            if let Some(repaired) = repair::repair(doc)
+                && let Ok(definition) = serde_json::from_value::<Workflow>(repaired.doc.clone())
+            {
+                let mut more = Vec::new();
+                let _ = Self::build(definition, catalog, &mut more);
+                for p in more {
+                    if !repaired.hides(&p.path) && !problems.contains(&p) {
+                        problems.push(p);
+                    }
+                }
+            }
             return Err(Invalid(problems));
         }
         let definition: Workflow = serde_json::from_value(doc.clone()).map_err(|e| {
