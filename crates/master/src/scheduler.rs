@@ -36,7 +36,16 @@ pub struct PassReport {
 
 /// The next tick of a new schedule created at `now`, checking that it ever fires.
 pub fn first_tick(schedule: &Schedule, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-    Spec::new(&schedule.cron, &schedule.timezone)
+    first_tick_of(&schedule.cron, &schedule.timezone, now)
+}
+
+/// [`first_tick`] of an expression in a time zone.
+pub fn first_tick_of(
+    cron: &str,
+    timezone: &str,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, String> {
+    Spec::new(cron, timezone)
         .map_err(|e| e.to_string())?
         .check_fires(now)
 }
