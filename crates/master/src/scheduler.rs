@@ -18,6 +18,8 @@ use crate::history::{HistoryError, Schedule};
 use crate::metrics_names as m;
 
 const PERIOD: Duration = Duration::from_secs(1);
+/// How long after a whole second a pass starts.
+const PASS_OFFSET: Duration = Duration::from_millis(5);
 /// Due schedules handled per pass at most; the others are still due at the next pass.
 pub const DUE_BATCH: usize = 1_000;
 
@@ -34,7 +36,16 @@ pub struct PassReport {
 
 /// The next tick of a new schedule created at `now`, checking that it ever fires.
 pub fn first_tick(schedule: &Schedule, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-    Spec::new(&schedule.cron, &schedule.timezone)
+    first_tick_of(&schedule.cron, &schedule.timezone, now)
+}
+
+/// [`first_tick`] of an expression in a time zone.
+pub fn first_tick_of(
+    cron: &str,
+    timezone: &str,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, String> {
+    Spec::new(cron, timezone)
         .map_err(|e| e.to_string())?
         .check_fires(now)
 }
@@ -115,17 +126,18 @@ pub async fn index_unindexed(master: &Master, now: DateTime<Utc>) -> Result<(), 
     Ok(())
 }
 
-/// Runs a pass every second until `shutdown`, reading the time from the master's clock.
+/// Runs a pass every second until `shutdown`, reading the time from the master's clock. Passes
+/// start just after each whole second of that clock, so a tick fires within milliseconds.
 pub async fn run(master: Arc<Master>, shutdown: CancellationToken) {
     if let Err(e) = index_unindexed(&master, master.clock.now_utc()).await {
         tracing::warn!(error = %e, "cannot index the stored schedules");
     }
-    let mut interval = tokio::time::interval(PERIOD);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
+        let into_second = u64::from(master.clock.now_utc().timestamp_subsec_millis());
+        let wait = PERIOD.saturating_sub(Duration::from_millis(into_second)) + PASS_OFFSET;
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = interval.tick() => {}
+            () = tokio::time::sleep(wait) => {}
         }
         if let Err(e) = pass(&master, master.clock.now_utc()).await {
             tracing::warn!(error = %e, "cron pass failed");

@@ -220,8 +220,15 @@ pub async fn add_schedule(
     };
     let mut first = None;
     if problems.is_empty() {
-        // Only a valid expression in a known zone can be impossible.
-        match scheduler::first_tick(&schedule, now) {
+        // Only a valid expression in a known zone can be impossible. Proving it searches
+        // years of calendar (a fraction of a second): off the async threads.
+        let (cron_expr, timezone) = (schedule.cron.clone(), schedule.timezone.clone());
+        let checked = tokio::task::spawn_blocking(move || {
+            scheduler::first_tick_of(&cron_expr, &timezone, now)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("the cron check stopped: {e}")))?;
+        match checked {
             Ok(t) => first = Some(cron::millis(t)),
             Err(e) => problems.push(problem("$.cron", e)),
         }
