@@ -232,9 +232,11 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Execution ids from `publish_cancel`, on a dedicated pub/sub connection (never the shared
-    /// one). Subscribed when this returns; if the connection drops, the stream reconnects and
-    /// resubscribes by itself (cancellations published during the gap are missed). Never ends.
+    /// Payloads of `publish_cancel`: execution ids, and the races' `NodeCancel` objects
+    /// (`broadcast_node_cancel`; tell them apart with `NodeCancel::from_payload`), on a
+    /// dedicated pub/sub connection (never the shared one). Subscribed when this returns; if
+    /// the connection drops, the stream reconnects and resubscribes by itself (cancellations
+    /// published during the gap are missed). Never ends.
     pub async fn subscribe_cancels(
         &self,
     ) -> Result<impl Stream<Item = String> + Send + 'static, Error> {
