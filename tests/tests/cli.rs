@@ -138,7 +138,16 @@ fn validate_reports_shape_problems_with_paths() {
         .iter()
         .map(|p| p["path"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(paths, ["$.nodes[0].id", "$.nodes[0].name", "$.edges"]);
+    // The shape errors hide nothing else: the log node still lacks its `message`.
+    assert_eq!(
+        paths,
+        [
+            "$.nodes[0].id",
+            "$.nodes[0].name",
+            "$.edges",
+            "$.nodes[0].parameters.message"
+        ]
+    );
 }
 
 #[test]

@@ -249,6 +249,62 @@ pub const CREDENTIAL_FIELDS: &[FieldSpec] = &[
     ),
 ];
 
+/// The model structs whose fields a key may belong to before its table lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    Workflow,
+    Node,
+    Edge,
+}
+
+/// Whether the model struct itself reads `key`: a field added to `crate::model` but not yet to
+/// its table here is accepted (it still needs a table entry to appear in the JSON Schema).
+/// Probed by deserializing a minimal object with the key: a struct field does not land in
+/// `extra` (or fails on its type).
+pub fn read_by_model(model: Model, key: &str, value: &Value) -> bool {
+    use crate::model::{Edge, Node, Workflow};
+    let mut probe = match model {
+        Model::Workflow => serde_json::json!({"nodes": []}),
+        Model::Node => serde_json::json!({"id": "", "name": "", "type": ""}),
+        Model::Edge => serde_json::json!({"id": "", "src": "", "dst": ""}),
+    };
+    if let Some(o) = probe.as_object_mut() {
+        if o.contains_key(key) {
+            return true;
+        }
+        o.insert(key.to_string(), value.clone());
+    }
+    match model {
+        Model::Workflow => {
+            serde_json::from_value::<Workflow>(probe).map_or(true, |w| !w.extra.contains_key(key))
+        }
+        Model::Node => {
+            serde_json::from_value::<Node>(probe).map_or(true, |n| !n.extra.contains_key(key))
+        }
+        Model::Edge => {
+            serde_json::from_value::<Edge>(probe).map_or(true, |e| !e.extra.contains_key(key))
+        }
+    }
+}
+
+/// [`unknown_fields`] for an object of a model struct: keys the struct reads are known too.
+pub fn unknown_model_fields<'a>(
+    problems: &mut Vec<Problem>,
+    obj: &Map<String, Value>,
+    base: &str,
+    known: impl Iterator<Item = &'a str> + Clone,
+    what: &str,
+    model: Model,
+) {
+    let mut unread = Map::new();
+    for (k, v) in obj {
+        if known.clone().any(|n| n == k) || !read_by_model(model, k, v) {
+            unread.insert(k.clone(), v.clone());
+        }
+    }
+    unknown_fields(problems, &unread, base, known, what);
+}
+
 /// Reports every key of `obj` that is not in `known`, with a "did you mean" suggestion.
 pub fn unknown_fields<'a>(
     problems: &mut Vec<Problem>,
@@ -331,6 +387,30 @@ mod tests {
         assert!(wf.extra.is_empty());
         assert!(wf.nodes[0].extra.is_empty());
         assert!(wf.edges[0].extra.is_empty());
+    }
+
+    #[test]
+    fn a_field_the_model_reads_is_known_even_before_its_table_lists_it() {
+        assert!(read_by_model(
+            Model::Node,
+            "timeout_ms",
+            &serde_json::json!(5)
+        ));
+        assert!(read_by_model(
+            Model::Workflow,
+            "on_failure",
+            &serde_json::json!("a")
+        ));
+        assert!(!read_by_model(
+            Model::Node,
+            "timeout",
+            &serde_json::json!(5)
+        ));
+        assert!(!read_by_model(
+            Model::Edge,
+            "source",
+            &serde_json::json!("a")
+        ));
     }
 
     #[test]

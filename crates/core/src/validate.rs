@@ -2,8 +2,8 @@
 //! All problems are collected (never stop at the first), each with a JSON path.
 
 use crate::dsl::{
-    CREDENTIAL_FIELDS, EDGE_FIELDS, ERROR_FIELDS, NODE_FIELDS, RETRY_FIELDS, WORKFLOW_FIELDS,
-    names, unknown_fields,
+    CREDENTIAL_FIELDS, EDGE_FIELDS, ERROR_FIELDS, Model, NODE_FIELDS, RETRY_FIELDS,
+    WORKFLOW_FIELDS, names, unknown_fields, unknown_model_fields,
 };
 use crate::value::kind_name;
 use serde::Serialize;
@@ -72,7 +72,14 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
         return p;
     };
     // A Rune execution message wraps the workflow in `workflow_definition`; callers unwrap it.
-    unknown_fields(&mut p, root, "$", names(WORKFLOW_FIELDS), "the workflow");
+    unknown_model_fields(
+        &mut p,
+        root,
+        "$",
+        names(WORKFLOW_FIELDS),
+        "the workflow",
+        Model::Workflow,
+    );
     match root.get("nodes") {
         None => p.push(Problem::new(
             "$.nodes",
@@ -92,7 +99,7 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
                     ));
                     continue;
                 };
-                unknown_fields(&mut p, o, &base, names(NODE_FIELDS), "a node");
+                unknown_model_fields(&mut p, o, &base, names(NODE_FIELDS), "a node", Model::Node);
                 expect(
                     &mut p,
                     o,
@@ -305,7 +312,7 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
                     ));
                     continue;
                 };
-                unknown_fields(&mut p, o, &base, names(EDGE_FIELDS), "an edge");
+                unknown_model_fields(&mut p, o, &base, names(EDGE_FIELDS), "an edge", Model::Edge);
                 expect(
                     &mut p,
                     o,

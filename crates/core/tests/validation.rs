@@ -697,3 +697,22 @@ fn the_example_workflows_are_valid() {
     }
     assert!(checked > 0, "no examples found in {}", dir.display());
 }
+
+#[test]
+fn braced_templates_may_name_nodes_with_spaces_and_builtin_roots_but_no_unknown_root() {
+    assert_valid(json!({"nodes": [
+        {"id": "a", "name": "Branch A", "type": "log", "parameters": {"message": "a"}},
+        {"id": "b", "name": "B", "type": "log",
+         "parameters": {"message": "{{[$Branch A].message}} {{$[Branch A].level}} {{$input.x}} {{$trigger.y}}"}}
+    ], "edges": [{"id": "e", "src": "a", "dst": "b"}]}));
+    let found = problems(json!({"nodes": [
+        {"id": "a", "name": "Fetch", "type": "log", "parameters": {"message": "{{$Fecth.x}} and $5 off"}}
+    ]}));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].path, "$.nodes[0].parameters.message");
+    assert!(
+        found[0].message.contains("did you mean `$Fetch`?"),
+        "{}",
+        found[0].message
+    );
+}

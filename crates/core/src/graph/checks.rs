@@ -80,7 +80,18 @@ pub(super) fn unknown_braced_roots(
             while let Some(open) = rest.find("{{") {
                 let after = &rest[open + 2..];
                 let close = after.find("}}").unwrap_or(after.len());
-                for root in crate::path::referenced_roots(&after[..close]) {
+                // Handlebars' segment literal `[$Branch A]` names a root with spaces.
+                let mut inner = after[..close].to_string();
+                let mut roots = Vec::new();
+                while let Some(open) = inner.find("[$") {
+                    let Some(len) = inner[open..].find(']') else {
+                        break;
+                    };
+                    roots.push(inner[open + 1..open + len].to_string());
+                    inner.replace_range(open..open + len + 1, " ");
+                }
+                roots.extend(crate::path::referenced_roots(&inner));
+                for root in roots {
                     if !known.contains(&root) && !out.iter().any(|(f, r)| f == field && *r == root)
                     {
                         out.push((field.to_string(), root));

@@ -3,9 +3,10 @@
 //! (duplicates, dangling edges, cycles, unknown types, bad parameters, references to
 //! non-ancestors, unreachable nodes, missing conditional/switch edges) is reported at once.
 //!
-//! The rooms: `compile.rs` (the build), `repair.rs` (checking past shape errors), `ancestry.rs` (the "reads only its ancestors" check, in
-//! linear memory), `checks.rs` (parameters, raw roots, the topological order), `route.rs`
-//! (which edges an outcome follows), `scopes.rs` (split scopes and their aggregators).
+//! The rooms: `compile.rs` (the build), `repair.rs` (checking past shape errors),
+//! `ancestry.rs` (the "reads only its ancestors" check, in linear memory), `checks.rs`
+//! (parameters, template roots, raw roots, the topological order), `route.rs` (which edges an
+//! outcome follows), `scopes.rs` (split scopes and their aggregators).
 
 mod ancestry;
 mod checks;
