@@ -79,6 +79,11 @@ pub const WORKFLOW_FIELDS: &[FieldSpec] = &[
         "Id of a node run once when the execution fails or halts, before the completion.",
     ),
     field(
+        "timeout_ms",
+        r#"{"type":"integer","minimum":1}"#,
+        "Deadline of the whole execution in milliseconds: still running when it passes, the execution fails with `EXECUTION_TIMEOUT` and its running nodes are cancelled.",
+    ),
+    field(
         "workflow_id",
         r#"{"type":"string"}"#,
         "Accepted for Rune compatibility (its message-level id wins); ignored.",
