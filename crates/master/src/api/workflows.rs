@@ -183,10 +183,7 @@ pub async fn remove(
             master.history.delete_schedule(&s.schedule_id).await?;
         }
     }
-    master
-        .history
-        .set_webhook_secret(&workflow_id, None)
-        .await?;
+    master.history.set_webhook(&workflow_id, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
