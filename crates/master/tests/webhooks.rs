@@ -263,9 +263,14 @@ async fn skewed_timestamps_and_bad_or_missing_signatures_are_refused() {
         .unwrap();
     assert_eq!(with_token.status().as_u16(), 401);
     assert_eq!(executions_of(&env, "strict").await, 0);
-    // Refused deliveries are not remembered: the genuine one still goes through.
-    let (status, _) = deliver(&env, 0, "strict", &Delivery::signed(&secret, "m3", body)).await;
-    assert_eq!(status, 202);
+    // A signed body that is not JSON is a 400.
+    let (status, bad) = deliver(&env, 0, "strict", &Delivery::signed(&secret, "m9", "{nope")).await;
+    assert_eq!(status, 400, "{bad}");
+    // Refused deliveries are not remembered: the genuine ones still go through.
+    for id in ["m3", "m9"] {
+        let (status, _) = deliver(&env, 0, "strict", &Delivery::signed(&secret, id, body)).await;
+        assert_eq!(status, 202, "{id}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
