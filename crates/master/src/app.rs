@@ -25,6 +25,9 @@ pub struct Master {
     pub history: Arc<dyn History>,
     pub backend: Arc<dyn Backend>,
     pub fanout: Arc<dyn Fanout>,
+    /// Seals the master's own secrets (webhook signing secrets): the vault key
+    /// (`BATON_CREDENTIALS_KEY`). `None`: signed webhooks cannot be enabled.
+    pub sealing_key: Option<baton_vault::VaultKey>,
     /// Accepted bearer tokens; auth is off when `None`.
     pub tokens: Option<Vec<String>>,
     pub registry: NodeRegistry,

@@ -11,6 +11,7 @@ pub mod history;
 pub mod metrics_names;
 pub mod scheduler;
 pub mod settings;
+pub mod webhook;
 pub mod wiring;
 
 pub use app::Master;

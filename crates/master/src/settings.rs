@@ -17,7 +17,7 @@
 //! | `max_nodes` | `BATON_MAX_NODES` | `10000` | more nodes answer 422, before compiling |
 //! | `max_edges` | `BATON_MAX_EDGES` | `50000` | more edges answer 422, before compiling |
 //! | `log_format` | `BATON_LOG_FORMAT` | `json` | `json` or `human` |
-//! | `credentials_key` | `BATON_CREDENTIALS_KEY` | none | base64 of 32 bytes; without it `/credentials` answers 503 |
+//! | `credentials_key` | `BATON_CREDENTIALS_KEY` | none | base64 of 32 bytes; seals credentials and webhook secrets; without it `/credentials` and enabling a signed webhook answer 503 |
 //!
 //! Unknown `BATON_*` variables (the worker's) are ignored so one environment serves both. The
 //! fields the workers share (`amqp_url`, `redis_url`, `queue_type`, `queue_prefix`,

@@ -65,7 +65,8 @@ pub async fn distributed(
         conn.clone(),
         &settings.connection.key_prefix,
     ));
-    let vault: Option<Arc<dyn CredentialVault>> = vault_key(settings)?.map(|key| {
+    let sealing_key = vault_key(settings)?;
+    let vault: Option<Arc<dyn CredentialVault>> = sealing_key.clone().map(|key| {
         Arc::new(baton_vault::RedisVault::new(
             conn.clone(),
             &settings.connection.key_prefix,
@@ -85,6 +86,7 @@ pub async fn distributed(
     Ok(Arc::new(Master {
         catalog,
         vault,
+        sealing_key,
         history: Arc::new(history),
         backend: Arc::new(backend),
         fanout: Arc::new(fanout),
@@ -151,10 +153,12 @@ pub async fn embedded(
         }
         None => baton_vault::VaultKey::generate(),
     };
-    let vault: Arc<dyn CredentialVault> = Arc::new(baton_vault::MemoryVault::new(key));
+    warn_unopenable_webhooks(&history, &key);
+    let vault: Arc<dyn CredentialVault> = Arc::new(baton_vault::MemoryVault::new(key.clone()));
     let master = Arc::new(Master {
         catalog: catalog.clone(),
         vault: Some(vault.clone()),
+        sealing_key: Some(key),
         history: history.clone(),
         backend: Arc::new(EmbeddedBackend::start(
             concurrency,
@@ -173,6 +177,22 @@ pub async fn embedded(
         history,
         catalog,
     })
+}
+
+/// Logs the saved signed webhooks whose secret this key does not open (another
+/// `BATON_CREDENTIALS_KEY`, or none: a key generated per run). Their calls answer 503.
+fn warn_unopenable_webhooks(history: &MemoryHistory, key: &baton_vault::VaultKey) {
+    for (workflow_id, hook) in history.webhooks() {
+        if let Some(sealed) = &hook.sealed_secret
+            && crate::webhook::open(key, &workflow_id, sealed).is_err()
+        {
+            tracing::warn!(
+                %workflow_id,
+                "the webhook's secret was sealed with another key: set the BATON_CREDENTIALS_KEY \
+                 it was enabled with, or enable the webhook again"
+            );
+        }
+    }
 }
 
 impl Embedded {

@@ -16,8 +16,13 @@ struct Dev {
 }
 
 async fn start_dev(state: Option<&std::path::Path>) -> Dev {
+    start_dev_with_key(state, None).await
+}
+
+/// `baton dev` with `BATON_CREDENTIALS_KEY` = `key` (a key generated per run when `None`).
+async fn start_dev_with_key(state: Option<&std::path::Path>, key: Option<&str>) -> Dev {
     let embedded = std::sync::Arc::new(
-        baton_master::embedded(8, state, None)
+        baton_master::embedded(8, state, key)
             .await
             .expect("embedded master"),
     );
@@ -151,7 +156,7 @@ async fn dev_mode_with_a_state_file_loses_nothing_across_a_restart() {
     let dir = std::env::temp_dir().join(format!("baton-dev-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let state = dir.join("state.json");
-    let dev = start_dev(Some(&state)).await;
+    let dev = start_dev_with_key(Some(&state), Some(KEY)).await;
     dev.call("POST", "/workflows", Some(hello("kept"))).await;
     let mut second = hello("kept");
     second["nodes"][2]["parameters"]["message"] = json!("v2");
@@ -165,29 +170,29 @@ async fn dev_mode_with_a_state_file_loses_nothing_across_a_restart() {
         .await;
     let id = started["execution_id"].as_str().unwrap().to_string();
     dev.finished(&id).await;
-    dev.call(
-        "PUT",
-        "/workflows/kept/webhook",
-        Some(json!({"secret": "s"})),
-    )
-    .await;
+    let (status, _) = dev
+        .call(
+            "PUT",
+            "/workflows/kept/webhook",
+            Some(json!({"secret": SECRET})),
+        )
+        .await;
+    assert_eq!(status, 200);
     dev.stop().await;
     assert!(state.exists(), "the state was saved at exit");
 
-    let dev = start_dev(Some(&state)).await;
+    let dev = start_dev_with_key(Some(&state), Some(KEY)).await;
     let (status, wf) = dev.call("GET", "/workflows/kept", None).await;
     assert_eq!(status, 200);
     assert_eq!(wf["versions"].as_array().unwrap().len(), 2, "{wf}");
     let view = dev.finished(&id).await;
     assert_eq!(view["status"], "completed");
     assert_eq!(view["nodes"]["greet"]["output"]["message"], "Hello Saved");
-    let resp = reqwest::Client::new()
-        .post(format!("{}/hooks/kept", dev.url))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 401, "the webhook secret survived");
+    assert_eq!(
+        deliver(&dev, "kept", "msg_1").await,
+        202,
+        "the webhook and its secret survived"
+    );
     dev.stop().await;
     // A corrupt state file is refused with its path, not silently replaced.
     std::fs::write(&state, "{oops").unwrap();
@@ -197,6 +202,88 @@ async fn dev_mode_with_a_state_file_loses_nothing_across_a_restart() {
         .expect("refused");
     assert!(err.to_string().contains("state.json"), "{err}");
     tokio::time::sleep(Duration::from_millis(10)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A delivery to `/hooks/{workflow}` signed now with [`SECRET`]; returns the status.
+async fn deliver(dev: &Dev, workflow: &str, id: &str) -> u16 {
+    let secret = baton_master::webhook::SigningSecret::parse(SECRET).unwrap();
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let signature = format!("v1,{}", secret.sign(id, &ts, b"{}"));
+    reqwest::Client::new()
+        .post(format!("{}/hooks/{workflow}", dev.url))
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts)
+        .header("webhook-signature", signature)
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_state_file_is_private_and_holds_webhook_secrets_sealed_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("baton-dev-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state.json");
+    // A file an older version wrote: world-readable, with a clear-text webhook secret.
+    std::fs::write(
+        &state,
+        r#"{"records": {}, "definitions": {}, "idempotency": {}, "schedules": {},
+            "hooks": {"kept": "old-clear-secret"}}"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let dev = start_dev_with_key(Some(&state), Some(KEY)).await;
+    assert_eq!(
+        mode(&state),
+        0o600,
+        "an existing state file is made private"
+    );
+    dev.call("POST", "/workflows", Some(hello("kept"))).await;
+    assert_eq!(
+        deliver(&dev, "kept", "m0").await,
+        404,
+        "a clear-text secret is not honoured"
+    );
+    let (status, _) = dev
+        .call(
+            "PUT",
+            "/workflows/kept/webhook",
+            Some(json!({"secret": SECRET})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    dev.stop().await;
+    assert_eq!(mode(&state), 0o600, "the saved state file is private");
+    let text = std::fs::read_to_string(&state).unwrap();
+    let encoded = SECRET.strip_prefix("whsec_").unwrap();
+    assert!(!text.contains(encoded), "no clear secret: {text}");
+    assert!(!text.contains("old-clear-secret"), "{text}");
+    assert!(text.contains(r#""sealed_secret":"v1."#), "{text}");
+
+    // Another key (here: none, so one generated for the run) cannot open it: the webhook
+    // answers 503 rather than accepting unverified calls.
+    let dev = start_dev(Some(&state)).await;
+    assert_eq!(deliver(&dev, "kept", "m1").await, 503);
+    dev.stop().await;
+    let dev = start_dev_with_key(Some(&state), Some(KEY)).await;
+    assert_eq!(deliver(&dev, "kept", "m1").await, 202);
+    dev.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -2,18 +2,21 @@
 //! each credential's secret fields encrypted at rest with XChaCha20-Poly1305 (a fresh random
 //! nonce per write, the credential id and type as associated data), in Redis ([`RedisVault`])
 //! or in memory ([`MemoryVault`]). Only `reveal` — called by the hop right before a node runs —
-//! ever decrypts.
+//! ever decrypts. [`seal_secret`] seals the master's own secrets (webhook signing secrets)
+//! with the same key.
 
 mod error;
 mod key;
 mod memory;
 mod redis_vault;
 mod seal;
+mod sealed;
 
 pub use error::VaultError;
 pub use key::{KeyError, VaultKey};
 pub use memory::MemoryVault;
 pub use redis_vault::RedisVault;
+pub use sealed::{OpenError, open_secret, random_bytes, seal_secret};
 
 /// A new credential id: `cred_` and a time-ordered UUID, so listings sort by creation.
 fn new_credential_id() -> String {

@@ -1,7 +1,9 @@
 //! `baton dev [--listen ADDR] [--state FILE] [--concurrency N]`: the master and a pool of
 //! workers in one process on the in-memory runtime — the API and the dashboard with no
 //! RabbitMQ or Redis. Auth is off. With `--state FILE` workflows, history, schedules and
-//! webhook secrets survive a restart (saved every second and at exit).
+//! webhooks survive a restart (saved every second and at exit, in a file only its owner may
+//! read). Webhook secrets are sealed with `BATON_CREDENTIALS_KEY`; without it a key is
+//! generated for the run, so signed webhooks must be enabled again after a restart.
 
 use std::path::PathBuf;
 
@@ -28,7 +30,15 @@ pub fn run(args: DevArgs) -> anyhow::Result<u8> {
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
         super::signals::spawn_signal_handler(shutdown.clone());
-        let key = std::env::var("BATON_CREDENTIALS_KEY").ok();
+        let key = std::env::var("BATON_CREDENTIALS_KEY")
+            .ok()
+            .filter(|k| !k.trim().is_empty());
+        if args.state.is_some() && key.is_none() {
+            eprintln!(
+                "baton dev: BATON_CREDENTIALS_KEY is not set: signed webhooks are sealed with a \
+                 key for this run only and must be enabled again after a restart"
+            );
+        }
         let embedded =
             baton_master::embedded(args.concurrency, args.state.as_deref(), key.as_deref()).await?;
         let listener = tokio::net::TcpListener::bind(&args.listen)

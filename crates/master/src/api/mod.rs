@@ -6,6 +6,7 @@ pub mod events;
 pub mod executions;
 pub mod ops;
 pub mod triggers;
+pub mod webhooks;
 pub mod workflows;
 
 use baton_core::value::kind_name;
@@ -35,7 +36,7 @@ pub fn router(master: Arc<Master>) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
-        .route("/hooks/{workflow_id}", post(triggers::hook))
+        .route("/hooks/{workflow_id}", post(webhooks::hook))
         .route_layer(middleware::from_fn(count_requests));
     let guarded = Router::new()
         .route("/workflows", post(workflows::create).get(workflows::list))
@@ -49,7 +50,9 @@ pub fn router(master: Arc<Master>) -> Router {
         )
         .route(
             "/workflows/{workflow_id}/webhook",
-            put(triggers::set_webhook).delete(triggers::clear_webhook),
+            put(webhooks::enable)
+                .get(webhooks::show)
+                .delete(webhooks::disable),
         )
         .route(
             "/workflows/{workflow_id}/schedules",

@@ -1,119 +1,24 @@
-//! Triggers: webhooks (`/hooks/{id}`, optional HMAC-SHA256 signature) and cron schedules.
+//! Triggers: cron schedules (webhooks are `webhooks.rs`).
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use super::error::ApiError;
-use super::{AppState, json_body, object_body, problem};
+use super::{AppState, object_body, problem};
 use crate::history::model::rfc3339_millis;
 use crate::history::{Missed, Schedule, Scheduled};
 use crate::{cron, scheduler};
 use baton_core::value::kind_name;
-
-/// `X-Baton-Signature: sha256=<hex>` matches the HMAC-SHA256 of `body` (constant time).
-pub fn signature_ok(secret: &str, body: &[u8], header: Option<&str>) -> bool {
-    let Some(hex_sig) = header.and_then(|h| h.trim().strip_prefix("sha256=")) else {
-        return false;
-    };
-    let Ok(sig) = hex::decode(hex_sig) else {
-        return false;
-    };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&sig).is_ok()
-}
-
-pub async fn hook(
-    State(master): AppState,
-    Path(workflow_id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    if let Some(secret) = master.history.webhook_secret(&workflow_id).await? {
-        let header = headers
-            .get("x-baton-signature")
-            .and_then(|v| v.to_str().ok());
-        if header.is_none() {
-            return Err(ApiError::unauthorized(
-                "this webhook needs `X-Baton-Signature: sha256=<hex HMAC-SHA256 of the body>`",
-            ));
-        }
-        if !signature_ok(&secret, &body, header) {
-            return Err(ApiError::unauthorized(
-                "X-Baton-Signature does not match the body",
-            ));
-        }
-    }
-    let input = json_body(&body, Some(json!({})))?;
-    let (id, version) = master
-        .start_stored(&workflow_id, None, input, "webhook")
-        .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"execution_id": id, "workflow_id": workflow_id, "version": version})),
-    )
-        .into_response())
-}
 
 async fn ensure_workflow(master: &crate::app::Master, workflow_id: &str) -> Result<(), ApiError> {
     match master.catalog.latest(workflow_id).await? {
         Some(_) => Ok(()),
         None => Err(ApiError::not_found("workflow", workflow_id)),
     }
-}
-
-pub async fn set_webhook(
-    State(master): AppState,
-    Path(workflow_id): Path<String>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let request = object_body(&body, false)?;
-    let secret = match request.get("secret") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(other) => {
-            return Err(ApiError::invalid(
-                "invalid_input",
-                "the webhook secret must be a non-empty string",
-                vec![problem(
-                    "$.secret",
-                    format!("expected a non-empty string, found {}", kind_name(other)),
-                )],
-            ));
-        }
-        None => {
-            return Err(ApiError::invalid(
-                "invalid_input",
-                "`secret` is required",
-                vec![problem("$.secret", "required: a non-empty string")],
-            ));
-        }
-    };
-    ensure_workflow(&master, &workflow_id).await?;
-    master
-        .history
-        .set_webhook_secret(&workflow_id, Some(&secret))
-        .await?;
-    Ok(Json(json!({"workflow_id": workflow_id, "signed": true})))
-}
-
-pub async fn clear_webhook(
-    State(master): AppState,
-    Path(workflow_id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    ensure_workflow(&master, &workflow_id).await?;
-    master
-        .history
-        .set_webhook_secret(&workflow_id, None)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A schedule as the API shows it, with the next tick the scheduler will handle.
@@ -283,21 +188,4 @@ pub async fn remove_schedule(
         ));
     }
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_hmac_of_the_exact_body_is_accepted() {
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
-        mac.update(b"{\"a\":1}");
-        let good = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        assert!(signature_ok("s3cret", b"{\"a\":1}", Some(&good)));
-        assert!(!signature_ok("s3cret", b"{\"a\":2}", Some(&good)));
-        assert!(!signature_ok("other", b"{\"a\":1}", Some(&good)));
-        assert!(!signature_ok("s3cret", b"{\"a\":1}", Some("sha256=zz")));
-        assert!(!signature_ok("s3cret", b"{\"a\":1}", None));
-    }
 }

@@ -186,10 +186,7 @@ pub async fn remove(
                 .await?;
         }
     }
-    master
-        .history
-        .set_webhook_secret(&workflow_id, None)
-        .await?;
+    master.history.set_webhook(&workflow_id, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

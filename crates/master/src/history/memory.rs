@@ -1,5 +1,6 @@
 //! The history in memory (`baton dev`), optionally saved to a JSON file so a restart loses
-//! nothing: [`MemoryHistory::save`] writes it atomically (temporary file + rename).
+//! nothing: [`MemoryHistory::save`] writes it atomically (temporary file + rename), readable by
+//! its owner only (mode 0600, also enforced on an existing file at load).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use super::model::{
     ExecutionRecord, NewExecution, RunEvent, Schedule, Scheduled, Summary, index_member,
     member_millis, now_rfc3339_at,
 };
-use super::{History, HistoryError, IdempotentStart, ListQuery, Page};
+use super::{History, HistoryError, IdempotentStart, ListQuery, Page, WebhookRecord};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Stored {
@@ -37,6 +38,11 @@ struct State {
     definitions: HashMap<String, Value>,
     /// `workflow|key` → (execution id, version, body hash).
     idempotency: HashMap<String, (String, u32, String)>,
+    /// Enabled webhooks (secrets sealed).
+    #[serde(default)]
+    webhooks: HashMap<String, WebhookRecord>,
+    /// Clear-text webhook secrets of older state files: read to be erased, never written.
+    #[serde(default, skip_serializing)]
     hooks: HashMap<String, String>,
     schedules: BTreeMap<String, Schedule>,
     /// Schedule id → cursor (unix ms of its first unhandled tick).
@@ -52,6 +58,9 @@ struct State {
     index: BTreeSet<String>,
     #[serde(skip)]
     ticks: BTreeSet<(String, i64)>,
+    /// `workflow|message id` → when it may be forgotten (ms, the history's clock).
+    #[serde(skip)]
+    webhook_messages: HashMap<String, i64>,
 }
 
 /// Memory history. See the module documentation.
@@ -100,10 +109,21 @@ impl MemoryHistory {
             .iter()
             .map(|(id, ms)| (*ms, id.clone()))
             .collect();
+        restrict_mode(file)
+            .map_err(|e| HistoryError(format!("cannot make {} private: {e}", file.display())))?;
+        let cleartext = !state.hooks.is_empty();
+        if cleartext {
+            // Rewritten at the next save without them: those webhooks are off until enabled.
+            tracing::warn!(
+                workflows = ?state.hooks.keys().collect::<Vec<_>>(),
+                "clear-text webhook secrets in the state file were erased; enable the webhooks again"
+            );
+            state.hooks.clear();
+        }
         Ok(Self {
             state: Mutex::new(state),
             file: Some(file.to_path_buf()),
-            dirty: AtomicBool::new(false),
+            dirty: AtomicBool::new(cleartext),
             schedule_reads: AtomicU64::new(0),
             max_executions,
             retention_secs,
@@ -172,6 +192,15 @@ impl MemoryHistory {
     /// Workflow definitions saved with the state, per workflow in version order.
     pub fn saved_catalog(&self) -> BTreeMap<String, Vec<Value>> {
         self.lock().catalog.clone()
+    }
+
+    /// The enabled webhooks, by workflow id.
+    pub fn webhooks(&self) -> Vec<(String, WebhookRecord)> {
+        let s = self.lock();
+        s.webhooks
+            .iter()
+            .map(|(id, w)| (id.clone(), w.clone()))
+            .collect()
     }
 
     /// Replaces the catalog snapshot saved with the state.
@@ -260,20 +289,40 @@ impl MemoryHistory {
     }
 }
 
-/// Writes `bytes` to a file only its owner can read and write (0600 on Unix): the state holds
-/// inputs, outputs and webhook secrets.
+/// Writes `bytes` to a new file readable by its owner only (the state holds sealed secrets and
+/// every execution's data).
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
+    use std::io::Write as _;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path)?;
-    // A file left over from an earlier run keeps its mode on open: set it.
-    #[cfg(unix)]
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    // The mode above applies only to a file it creates (a leftover may be wider).
+    restrict_mode(path)?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+/// Makes an existing file readable by its owner only; nothing when it does not exist.
+fn restrict_mode(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        match std::fs::metadata(path) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            }
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
 }
 
 // `ensure` inserted the record just before; trimming cannot remove the newest one unless the
@@ -435,21 +484,54 @@ impl History for MemoryHistory {
         Ok(None)
     }
 
-    async fn webhook_secret(&self, workflow_id: &str) -> Result<Option<String>, HistoryError> {
-        Ok(self.lock().hooks.get(workflow_id).cloned())
+    async fn webhook(&self, workflow_id: &str) -> Result<Option<WebhookRecord>, HistoryError> {
+        Ok(self.lock().webhooks.get(workflow_id).cloned())
     }
 
-    async fn set_webhook_secret(
+    async fn set_webhook(
         &self,
         workflow_id: &str,
-        secret: Option<&str>,
+        webhook: Option<&WebhookRecord>,
     ) -> Result<(), HistoryError> {
         let mut s = self.lock();
-        match secret {
-            Some(v) => s.hooks.insert(workflow_id.to_string(), v.to_string()),
-            None => s.hooks.remove(workflow_id),
+        match webhook {
+            Some(w) => s.webhooks.insert(workflow_id.to_string(), w.clone()),
+            None => s.webhooks.remove(workflow_id),
         };
         self.changed();
+        Ok(())
+    }
+
+    async fn claim_webhook_message(
+        &self,
+        workflow_id: &str,
+        message_id: &str,
+        ttl_secs: u64,
+    ) -> Result<bool, HistoryError> {
+        let now = self.clock.now_utc().timestamp_millis();
+        let mut s = self.lock();
+        s.webhook_messages.retain(|_, until| *until > now);
+        let until = now.saturating_add(i64::try_from(ttl_secs.max(1) * 1000).unwrap_or(i64::MAX));
+        match s
+            .webhook_messages
+            .entry(format!("{workflow_id}|{message_id}"))
+        {
+            std::collections::hash_map::Entry::Occupied(_) => Ok(false),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(until);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release_webhook_message(
+        &self,
+        workflow_id: &str,
+        message_id: &str,
+    ) -> Result<(), HistoryError> {
+        self.lock()
+            .webhook_messages
+            .remove(&format!("{workflow_id}|{message_id}"));
         Ok(())
     }
 
@@ -555,5 +637,59 @@ impl History for MemoryHistory {
 
     async fn ping(&self) -> Result<(), HistoryError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_engine::ManualClock;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_webhook_message_id_is_refused_until_its_window_has_passed_on_the_clock() {
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let history = MemoryHistory::new(10, 60).with_clock(clock.clone());
+        assert!(
+            history
+                .claim_webhook_message("wf", "m1", 600)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !history
+                .claim_webhook_message("wf", "m1", 600)
+                .await
+                .unwrap()
+        );
+        assert!(
+            history
+                .claim_webhook_message("other", "m1", 600)
+                .await
+                .unwrap(),
+            "ids are per workflow"
+        );
+        clock.advance(Duration::from_secs(599));
+        assert!(
+            !history
+                .claim_webhook_message("wf", "m1", 600)
+                .await
+                .unwrap()
+        );
+        clock.advance(Duration::from_secs(1));
+        assert!(
+            history
+                .claim_webhook_message("wf", "m1", 600)
+                .await
+                .unwrap()
+        );
+        history.release_webhook_message("wf", "m1").await.unwrap();
+        assert!(
+            history
+                .claim_webhook_message("wf", "m1", 600)
+                .await
+                .unwrap(),
+            "a released id may be delivered again"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The execution history the API and the dashboard read: records written when the master
 //! starts an execution, then updated by the status and completion events (idempotently, in any
-//! order), plus the master's small state (idempotency keys, webhook secrets, schedules, cron
-//! claims). Two implementations: Redis (`redis.rs`) and memory (`memory.rs`).
+//! order), plus the master's small state (idempotency keys, enabled webhooks with their sealed
+//! secrets and recent message ids, schedules, cron claims). Two implementations: Redis
+//! (`redis.rs`) and memory (`memory.rs`).
 
 pub mod memory;
 pub mod model;
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 use baton_core::message::{Completion, StatusEvent};
 use serde_json::Value;
 
+pub use crate::webhook::WebhookRecord;
 pub use model::{ExecutionRecord, Missed, NewExecution, RunEvent, Schedule, Scheduled, Summary};
 
 /// A failure of the history's storage.
@@ -64,11 +66,27 @@ pub trait History: Send + Sync {
         claim: &IdempotentStart,
     ) -> Result<Option<IdempotentStart>, HistoryError>;
 
-    async fn webhook_secret(&self, workflow_id: &str) -> Result<Option<String>, HistoryError>;
-    async fn set_webhook_secret(
+    /// The workflow's enabled webhook; `None` when disabled (the default).
+    async fn webhook(&self, workflow_id: &str) -> Result<Option<WebhookRecord>, HistoryError>;
+    /// Enables (`Some`) or disables (`None`) a workflow's webhook.
+    async fn set_webhook(
         &self,
         workflow_id: &str,
-        secret: Option<&str>,
+        webhook: Option<&WebhookRecord>,
+    ) -> Result<(), HistoryError>;
+    /// Remembers a delivered webhook message id for `ttl_secs`; `false` when it is already
+    /// remembered (a replay). Only the first caller of any replica gets `true`.
+    async fn claim_webhook_message(
+        &self,
+        workflow_id: &str,
+        message_id: &str,
+        ttl_secs: u64,
+    ) -> Result<bool, HistoryError>;
+    /// Forgets a claimed message id (its execution could not start: the sender may retry it).
+    async fn release_webhook_message(
+        &self,
+        workflow_id: &str,
+        message_id: &str,
     ) -> Result<(), HistoryError>;
 
     /// Stores a schedule with its cursor (its first tick, unix ms; `None`: it never fires),

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::model::index_member;
 use super::model::{ExecutionRecord, NewExecution, RunEvent, Schedule, Scheduled, Summary};
 use super::redis_schedules as schedules;
-use super::{History, HistoryError, IdempotentStart, ListQuery, Page};
+use super::{History, HistoryError, IdempotentStart, ListQuery, Page, WebhookRecord};
 
 /// Creates the record of an execution first seen through its events, records a run's event if
 /// it outranks the stored one, refreshes the TTLs. Returns 1 when the record was created.
@@ -453,27 +453,83 @@ impl History for RedisHistory {
         }))
     }
 
-    async fn webhook_secret(&self, workflow_id: &str) -> Result<Option<String>, HistoryError> {
+    async fn webhook(&self, workflow_id: &str) -> Result<Option<WebhookRecord>, HistoryError> {
         let mut conn = self.conn.clone();
-        redis::cmd("GET")
-            .arg(self.key(&format!("hook:{workflow_id}")))
+        let k = self.key(&format!("hook:{workflow_id}"));
+        let raw: Option<String> = redis::cmd("GET")
+            .arg(&k)
             .query_async(&mut conn)
             .await
-            .map_err(err)
+            .map_err(err)?;
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        match serde_json::from_str(&raw) {
+            Ok(record) => Ok(Some(record)),
+            Err(_) => {
+                // An older master's clear-text secret: erased, the webhook is off until enabled.
+                tracing::warn!(%workflow_id, "a clear-text webhook secret was erased; enable the webhook again");
+                let _: i64 = redis::cmd("DEL")
+                    .arg(&k)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(err)?;
+                Ok(None)
+            }
+        }
     }
 
-    async fn set_webhook_secret(
+    async fn set_webhook(
         &self,
         workflow_id: &str,
-        secret: Option<&str>,
+        webhook: Option<&WebhookRecord>,
     ) -> Result<(), HistoryError> {
         let mut conn = self.conn.clone();
         let k = self.key(&format!("hook:{workflow_id}"));
-        match secret {
-            Some(s) => redis::cmd("SET").arg(k).arg(s).query_async(&mut conn).await,
+        match webhook {
+            Some(w) => {
+                let json = serde_json::to_string(w).map_err(|e| HistoryError(e.to_string()))?;
+                redis::cmd("SET")
+                    .arg(k)
+                    .arg(json)
+                    .query_async(&mut conn)
+                    .await
+            }
             None => redis::cmd("DEL").arg(k).query_async(&mut conn).await,
         }
         .map_err(err)
+    }
+
+    async fn claim_webhook_message(
+        &self,
+        workflow_id: &str,
+        message_id: &str,
+        ttl_secs: u64,
+    ) -> Result<bool, HistoryError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.key(&format!("hookmsg:{workflow_id}:{message_id}")))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl_secs.max(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(err)?;
+        Ok(set.is_some())
+    }
+
+    async fn release_webhook_message(
+        &self,
+        workflow_id: &str,
+        message_id: &str,
+    ) -> Result<(), HistoryError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("DEL")
+            .arg(self.key(&format!("hookmsg:{workflow_id}:{message_id}")))
+            .query_async(&mut conn)
+            .await
+            .map_err(err)
     }
 
     async fn put_schedule(
