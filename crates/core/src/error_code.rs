@@ -70,6 +70,10 @@ pub enum ErrorCode {
     SmtpFailed,
     /// The `timeout` elapsed before the server accepted the message.
     SmtpTimeout,
+    // Every connector but `http` (which keeps `HTTP_HOST_DENIED`).
+    /// The egress guard refused the target: a private, loopback or metadata address, or a
+    /// host outside `BATON_EGRESS_ALLOW`.
+    EgressDenied,
     // The `code` node.
     /// The script raised an error (`throw`, a type error, a missing variable, …).
     CodeError,
@@ -115,6 +119,7 @@ impl ErrorCode {
             Self::InvalidCredentials => "INVALID_CREDENTIALS",
             Self::SmtpFailed => "SMTP_FAILED",
             Self::SmtpTimeout => "SMTP_TIMEOUT",
+            Self::EgressDenied => "EGRESS_DENIED",
             Self::CodeError => "CODE_ERROR",
             Self::CodeLimitExceeded => "CODE_LIMIT_EXCEEDED",
             Self::CodeTimeout => "CODE_TIMEOUT",
@@ -123,7 +128,7 @@ impl ErrorCode {
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 32] = [
         Self::Cancelled,
         Self::NodeTimeout,
         Self::TemplateError,
@@ -151,6 +156,7 @@ impl ErrorCode {
         Self::InvalidCredentials,
         Self::SmtpFailed,
         Self::SmtpTimeout,
+        Self::EgressDenied,
         Self::CodeError,
         Self::CodeLimitExceeded,
         Self::CodeTimeout,
