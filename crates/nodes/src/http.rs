@@ -287,7 +287,7 @@ fn spec() -> NodeSpec {
             ParamSpec::optional(
                 "denied_hosts",
                 ParamKind::StringOrArray,
-                "Hosts never called (redirects and resolved addresses included), same forms as `allowed_hosts`. Private, loopback, link-local and metadata addresses are also denied when the process policy says so (the worker pool, by default).",
+                "Hosts never called (redirects and resolved addresses included), same forms as `allowed_hosts`. On the worker pool every non-public address is denied anyway unless the worker's BATON_EGRESS_ALLOW lists it (loopback and cloud metadata: never); a failed connection reads `could not connect to host:port` whatever the reason.",
             ),
             ParamSpec::optional("retry", ParamKind::Any, RUNE_RETRY),
             ParamSpec::optional("retry_delay", ParamKind::Any, RUNE_RETRY),
@@ -703,6 +703,8 @@ fn credential_header_name(kind: &str, field: &str) -> Result<HeaderName, NodeErr
 struct Target<'a> {
     method: &'a Method,
     url: String,
+    /// Where the request first goes; an error elsewhere happened after a redirect.
+    origin: (Option<String>, Option<u16>),
 }
 
 impl<'a> Target<'a> {
@@ -714,9 +716,36 @@ impl<'a> Target<'a> {
         }
         Self {
             method,
+            origin: origin_of(&url),
             url: url.to_string(),
         }
     }
+
+    /// Whether `host` (as the guard names it) is the host first asked.
+    fn is_host(&self, host: &str) -> bool {
+        let bare = |h: &str| {
+            h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .trim_end_matches('.')
+                .to_ascii_lowercase()
+        };
+        self.origin
+            .0
+            .as_deref()
+            .is_some_and(|h| bare(h) == bare(host))
+    }
+
+    /// Whether `e` concerns another host than the one first asked (a redirect target).
+    fn redirected(&self, e: &reqwest::Error) -> bool {
+        e.is_redirect() || e.url().is_some_and(|u| origin_of(u) != self.origin)
+    }
+}
+
+fn origin_of(url: &Url) -> (Option<String>, Option<u16>) {
+    (
+        url.host_str().map(str::to_string),
+        url.port_or_known_default(),
+    )
 }
 
 impl fmt::Display for Target<'_> {
@@ -801,7 +830,7 @@ fn host_denied(denied: &HostDenied, target: &Target<'_>) -> NodeError {
 fn transport_error(e: reqwest::Error, target: &Target<'_>, timeout: Duration) -> NodeError {
     if let Some(denied) = find_cause::<HostDenied>(&e) {
         let mut err = host_denied(denied, target);
-        if e.is_redirect() {
+        if target.redirected(&e) || !target.is_host(&denied.host) {
             err.message = format!("HTTP redirect refused: {target}: {denied}");
         }
         return err;

@@ -69,7 +69,7 @@ fn spec() -> NodeSpec {
         type_name: "smtp",
         aliases: Vec::new(),
         class: NodeClass::Action,
-        summary: "Sends one email through an SMTP server (credentials: host, port, username, password).",
+        summary: "Sends one email through an SMTP server (credentials: host, port, username, password); the host obeys the worker's egress policy like the http node's (EGRESS_DENIED).",
         params: vec![
             ParamSpec::required(
                 "from",

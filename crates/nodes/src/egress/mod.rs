@@ -380,6 +380,28 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_timed_out_connection_reads_like_a_refused_one() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let guard = Guard::new(EgressPolicy {
+            allow: rules("198.51.100.0/24"),
+            ..EgressPolicy::embedded()
+        });
+        let refused = guard
+            .connect("127.0.0.1", closed, DEFAULT_CONNECT_TIMEOUT)
+            .await;
+        // No time at all to connect: the attempt is abandoned as a timeout.
+        let timed_out = guard.connect("198.51.100.7", closed, Duration::ZERO).await;
+        let text = |r: Result<TcpStream, EgressError>, host: &str| match r {
+            Ok(_) => panic!("{host}: connected"),
+            Err(e) => e.to_string().replace(host, "HOST"),
+        };
+        assert_eq!(text(refused, "127.0.0.1"), text(timed_out, "198.51.100.7"));
+    }
+
     #[test]
     fn node_lists_narrow_the_policy() {
         let guard = Guard {
