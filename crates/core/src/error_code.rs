@@ -72,6 +72,10 @@ pub enum ErrorCode {
     SmtpFailed,
     /// The `timeout` elapsed before the server accepted the message.
     SmtpTimeout,
+    // Every connector but `http` (which keeps `HTTP_HOST_DENIED`).
+    /// The egress guard refused the target: a private, loopback or metadata address, or a
+    /// host outside `BATON_EGRESS_ALLOW`.
+    EgressDenied,
     // The `code` node.
     /// The script raised an error (`throw`, a type error, a missing variable, …).
     CodeError,
@@ -118,6 +122,7 @@ impl ErrorCode {
             Self::InvalidCredentials => "INVALID_CREDENTIALS",
             Self::SmtpFailed => "SMTP_FAILED",
             Self::SmtpTimeout => "SMTP_TIMEOUT",
+            Self::EgressDenied => "EGRESS_DENIED",
             Self::CodeError => "CODE_ERROR",
             Self::CodeLimitExceeded => "CODE_LIMIT_EXCEEDED",
             Self::CodeTimeout => "CODE_TIMEOUT",
@@ -155,6 +160,7 @@ impl ErrorCode {
         Self::InvalidCredentials,
         Self::SmtpFailed,
         Self::SmtpTimeout,
+        Self::EgressDenied,
         Self::CodeError,
         Self::CodeLimitExceeded,
         Self::CodeTimeout,

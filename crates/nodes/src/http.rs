@@ -4,7 +4,9 @@
 //! attempt and reports through [`NodeError::retryable`] whether another attempt could help
 //! (`retry_on` chooses which statuses count). Hardening: a streamed response size cap
 //! (`max_response_bytes`), a redirect policy (`follow_redirects`, `max_redirects`) and an SSRF
-//! guard ([`guard`]: `allowed_hosts`, `denied_hosts` and the process-wide [`HttpPolicy`]).
+//! guard ([`guard`] over [`crate::egress`]: `allowed_hosts`, `denied_hosts` and the
+//! process-wide [`HttpPolicy`]). A failed connection reports `could not connect to host:port`
+//! whatever the reason (refused, closed, filtered, timed out), as every connector does.
 
 pub mod guard;
 mod hardening;
@@ -26,8 +28,10 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, Header
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Map, Value, json};
 
-pub use guard::{DEFAULT_MAX_RESPONSE_BYTES, HostDenied, HostRule, HttpPolicy};
-use guard::{Guard, GuardedResolver, TooManyRedirects};
+use crate::egress::{EgressError, Guard};
+pub use crate::egress::{EgressPolicy, HostDenied, HostRule};
+pub use guard::{DEFAULT_MAX_RESPONSE_BYTES, HttpPolicy};
+use guard::{GuardedResolver, TooManyRedirects, check_url, redirect_policy};
 use hardening::{Hardening, parse_hardening, retry_after};
 
 /// Responses with a larger body than `max_response_bytes` (by default this) fail with
@@ -37,7 +41,6 @@ pub const MAX_RESPONSE_BYTES: usize = DEFAULT_MAX_RESPONSE_BYTES;
 const DEFAULT_TIMEOUT_SECS: f64 = 30.0;
 /// Upper bound for the `timeout` parameter (one day).
 const MAX_TIMEOUT_SECS: f64 = 86_400.0;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_REDIRECTS: usize = 10;
 /// Upper bound for the `max_redirects` parameter.
 const MAX_REDIRECTS_LIMIT: usize = 50;
@@ -65,18 +68,26 @@ pub struct HttpNode {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ClientKey {
     ignore_ssl: bool,
+    /// The policy's connect timeout, lowered below the request's `timeout` so that a target
+    /// that cannot be reached is reported as such, not as a timed-out request.
+    connect_timeout: Duration,
     follow_redirects: bool,
     max_redirects: usize,
     guard: Guard,
 }
 
-/// A client enforcing `key` (rustls, 10 s connect timeout, pooled keep-alive connections).
+/// A client enforcing `key` (rustls, the egress policy's connect timeout, pooled keep-alive
+/// connections).
 fn build_client(key: &ClientKey) -> Result<reqwest::Client, reqwest::Error> {
     let guard = Arc::new(key.guard.clone());
     reqwest::Client::builder()
         .tls_backend_rustls()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .redirect(guard.redirect_policy(key.follow_redirects, key.max_redirects))
+        .connect_timeout(key.connect_timeout)
+        .redirect(redirect_policy(
+            &guard,
+            key.follow_redirects,
+            key.max_redirects,
+        ))
         .dns_resolver(Arc::new(GuardedResolver { guard }))
         .danger_accept_invalid_certs(key.ignore_ssl)
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
@@ -119,7 +130,14 @@ impl HttpNode {
             spec: spec(),
             policy,
         };
-        let key = node.client_key(false, true, DEFAULT_MAX_REDIRECTS, Vec::new(), Vec::new());
+        let key = node.client_key(
+            false,
+            Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
+            true,
+            DEFAULT_MAX_REDIRECTS,
+            Vec::new(),
+            Vec::new(),
+        );
         let client = build_client(&key)?;
         node.lock_clients().insert(key, client);
         Ok(node)
@@ -133,17 +151,23 @@ impl HttpNode {
     fn client_key(
         &self,
         ignore_ssl: bool,
+        timeout: Duration,
         follow_redirects: bool,
         max_redirects: usize,
         allowed: Vec<HostRule>,
         denied: Vec<HostRule>,
     ) -> ClientKey {
+        // Whole milliseconds keep the keys of equal timeouts equal.
+        let below_timeout = Duration::from_millis(
+            u64::try_from(timeout.as_millis().saturating_mul(9) / 10).unwrap_or(u64::MAX),
+        );
         ClientKey {
             ignore_ssl,
+            connect_timeout: self.policy.egress.connect_timeout.min(below_timeout),
             follow_redirects,
             max_redirects,
             guard: Guard {
-                allow_private_networks: self.policy.allow_private_networks,
+                policy: self.policy.egress.clone(),
                 allowed,
                 denied,
             },
@@ -266,7 +290,7 @@ fn spec() -> NodeSpec {
             ParamSpec::optional(
                 "denied_hosts",
                 ParamKind::StringOrArray,
-                "Hosts never called (redirects and resolved addresses included), same forms as `allowed_hosts`. Private, loopback, link-local and metadata addresses are also denied when the process policy says so (the worker pool, by default).",
+                "Hosts never called (redirects and resolved addresses included), same forms as `allowed_hosts`. On the worker pool every non-public address is denied anyway unless the worker's BATON_EGRESS_ALLOW lists it (loopback and cloud metadata: never); a failed connection reads `could not connect to host:port` whatever the reason.",
             ),
             ParamSpec::optional("retry", ParamKind::Any, RUNE_RETRY),
             ParamSpec::optional("retry_delay", ParamKind::Any, RUNE_RETRY),
@@ -682,6 +706,8 @@ fn credential_header_name(kind: &str, field: &str) -> Result<HeaderName, NodeErr
 struct Target<'a> {
     method: &'a Method,
     url: String,
+    /// Where the request first goes; an error elsewhere happened after a redirect.
+    origin: (Option<String>, Option<u16>),
 }
 
 impl<'a> Target<'a> {
@@ -693,9 +719,36 @@ impl<'a> Target<'a> {
         }
         Self {
             method,
+            origin: origin_of(&url),
             url: url.to_string(),
         }
     }
+
+    /// Whether `host` (as the guard names it) is the host first asked.
+    fn is_host(&self, host: &str) -> bool {
+        let bare = |h: &str| {
+            h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .trim_end_matches('.')
+                .to_ascii_lowercase()
+        };
+        self.origin
+            .0
+            .as_deref()
+            .is_some_and(|h| bare(h) == bare(host))
+    }
+
+    /// Whether `e` concerns another host than the one first asked (a redirect target).
+    fn redirected(&self, e: &reqwest::Error) -> bool {
+        e.is_redirect() || e.url().is_some_and(|u| origin_of(u) != self.origin)
+    }
+}
+
+fn origin_of(url: &Url) -> (Option<String>, Option<u16>) {
+    (
+        url.host_str().map(str::to_string),
+        url.port_or_known_default(),
+    )
 }
 
 impl fmt::Display for Target<'_> {
@@ -715,6 +768,43 @@ fn error_chain(e: reqwest::Error) -> String {
             text.push_str(": ");
             text.push_str(&cause_text);
         }
+        source = cause.source();
+    }
+    text
+}
+
+/// Whether `e` is a failure to open the TCP connection (refused, reset, unreachable, timed
+/// out), as opposed to a TLS or protocol failure on an open one.
+fn is_tcp_connect_failure(e: &reqwest::Error) -> bool {
+    use std::io::ErrorKind;
+    if !e.is_connect() {
+        return false;
+    }
+    if e.is_timeout() {
+        return true;
+    }
+    find_cause::<std::io::Error>(e).is_some_and(|io| {
+        matches!(
+            io.kind(),
+            ErrorKind::ConnectionRefused
+                | ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::TimedOut
+                | ErrorKind::HostUnreachable
+                | ErrorKind::NetworkUnreachable
+                | ErrorKind::AddrNotAvailable
+                | ErrorKind::NotConnected
+        )
+    })
+}
+
+/// [`error_chain`] of a borrowed error (for logs).
+fn error_chain_ref(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
         source = cause.source();
     }
     text
@@ -743,7 +833,7 @@ fn host_denied(denied: &HostDenied, target: &Target<'_>) -> NodeError {
 fn transport_error(e: reqwest::Error, target: &Target<'_>, timeout: Duration) -> NodeError {
     if let Some(denied) = find_cause::<HostDenied>(&e) {
         let mut err = host_denied(denied, target);
-        if e.is_redirect() {
+        if target.redirected(&e) || !target.is_host(&denied.host) {
             err.message = format!("HTTP redirect refused: {target}: {denied}");
         }
         return err;
@@ -754,6 +844,30 @@ fn transport_error(e: reqwest::Error, target: &Target<'_>, timeout: Duration) ->
             code: ErrorCode::HttpTooManyRedirects,
             retryable: false,
         };
+    }
+    if let Some(EgressError::Unresolved { host }) = find_cause::<EgressError>(&e) {
+        return NodeError::new(
+            ErrorCode::HttpRequestFailed,
+            format!("HTTP request failed: {target}: could not resolve host `{host}`"),
+        );
+    }
+    if is_tcp_connect_failure(&e) {
+        // One message for refused, reset, unreachable and filtered targets: the reason
+        // would turn the node into a port scanner. It goes to the debug log only.
+        tracing::debug!(error = %error_chain_ref(&e), "HTTP connection failed");
+        let (host, port) = e
+            .url()
+            .map(|u| {
+                (
+                    u.host_str().unwrap_or_default().to_string(),
+                    u.port_or_known_default().unwrap_or_default(),
+                )
+            })
+            .unwrap_or_default();
+        return NodeError::new(
+            ErrorCode::HttpRequestFailed,
+            format!("HTTP request failed: {target}: could not connect to {host}:{port}"),
+        );
     }
     if e.is_timeout() {
         return NodeError::new(
@@ -883,6 +997,7 @@ impl Node for HttpNode {
 
         let key = self.client_key(
             ignore_ssl,
+            timeout,
             hardening.follow_redirects,
             hardening.max_redirects,
             hardening.allowed,
@@ -890,9 +1005,7 @@ impl Node for HttpNode {
         );
         // Literal-IP URLs never reach the resolver; names are checked here too for a clear
         // message before any connection is attempted.
-        key.guard
-            .check_url(&url)
-            .map_err(|denied| host_denied(&denied, &target))?;
+        check_url(&key.guard, &url).map_err(|denied| host_denied(&denied, &target))?;
         let client = self.client(&key)?;
         let mut builder = client
             .request(method.clone(), url)

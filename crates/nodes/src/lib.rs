@@ -10,6 +10,7 @@ pub mod compare;
 pub mod control;
 pub mod datetime;
 pub mod edit;
+pub mod egress;
 pub mod http;
 pub mod listops;
 pub mod log;
@@ -29,16 +30,18 @@ pub fn registry_with(http_policy: http::HttpPolicy) -> NodeRegistry {
     registry_for(http_policy, &code::CodeSettings::default())
 }
 
-/// Every built-in node type, with the `http` node obeying `http_policy` and the `code` node
-/// running its scripts as `code_settings` say (the worker passes its `BATON_CODE_*` settings).
+/// Every built-in node type, with the `http` node obeying `http_policy`, every connector
+/// (`http`, `smtp`) its egress policy, and the `code` node running its scripts as
+/// `code_settings` say (the worker passes its `BATON_CODE_*` and `BATON_EGRESS_*` settings).
 pub fn registry_for(
     http_policy: http::HttpPolicy,
     code_settings: &code::CodeSettings,
 ) -> NodeRegistry {
+    let egress = http_policy.egress.clone();
     let mut r = NodeRegistry::new();
     r.register(Arc::new(log::LogNode::new()));
     r.register(Arc::new(http::HttpNode::with_policy(http_policy)));
-    r.register(Arc::new(smtp::SmtpNode::new()));
+    r.register(Arc::new(smtp::SmtpNode::with_policy(egress)));
     r.register(Arc::new(control::conditional()));
     r.register(Arc::new(control::SwitchNode::default()));
     r.register(Arc::new(control::merge()));

@@ -5,23 +5,29 @@
 //! and plain connections, and reports whether a failure is worth retrying. Retries are the
 //! engine's job: this node makes exactly one attempt.
 //!
+//! Its connection goes through the egress guard ([`crate::egress`]): the SMTP host is resolved
+//! and checked like an `http` node's, a denied host fails with `EGRESS_DENIED`, and every
+//! connection failure reads `could not connect to host:port`, whatever the reason.
+//!
 //! The `Message-ID` is derived from the run's idempotency key, so a redelivered or retried run
 //! sends the same `Message-ID` and receivers that deduplicate on it see one message.
 
+mod session;
+
+use crate::egress::{EgressError, EgressPolicy, Guard};
 use crate::params::{param, timeout_secs};
 use baton_core::ErrorCode;
 use baton_core::value::kind_name;
+use session::{Security, deliver};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use baton_core::spec::{NodeClass, NodeSpec, ParamKind, ParamSpec};
 use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
+use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Mailboxes};
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{Map, Value, json};
 
 const DEFAULT_TIMEOUT_SECS: f64 = 30.0;
@@ -34,11 +40,21 @@ const IMPLICIT_TLS_PORT: u16 = 465;
 #[derive(Debug)]
 pub struct SmtpNode {
     spec: NodeSpec,
+    egress: EgressPolicy,
 }
 
 impl SmtpNode {
+    /// The node under [`EgressPolicy::embedded`] (every host reachable): embedded runs, tests.
     pub fn new() -> Self {
-        Self { spec: spec() }
+        Self::with_policy(EgressPolicy::embedded())
+    }
+
+    /// The node connecting only where `egress` allows (the worker pool's policy).
+    pub fn with_policy(egress: EgressPolicy) -> Self {
+        Self {
+            spec: spec(),
+            egress,
+        }
     }
 }
 
@@ -53,7 +69,7 @@ fn spec() -> NodeSpec {
         type_name: "smtp",
         aliases: Vec::new(),
         class: NodeClass::Action,
-        summary: "Sends one email through an SMTP server (credentials: host, port, username, password).",
+        summary: "Sends one email through an SMTP server (credentials: host, port, username, password); the host obeys the worker's egress policy like the http node's (EGRESS_DENIED).",
         params: vec![
             ParamSpec::required(
                 "from",
@@ -107,13 +123,6 @@ fn spec() -> NodeSpec {
 // ---------------------------------------------------------------------------------------------
 // Parameters
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Security {
-    StartTls,
-    Tls,
-    None,
-}
 
 /// A fully validated email, built before anything is sent.
 #[derive(Debug)]
@@ -380,6 +389,16 @@ fn parse_server(credentials: Option<&Map<String, Value>>) -> Result<Server, Node
     Ok(Server { host, port, login })
 }
 
+impl Server {
+    /// The name TLS certificates must match: the host without IPv6 brackets.
+    fn tls_name(&self) -> String {
+        self.host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
+    }
+}
+
 /// `<baton.{key}@{domain}>` with the key's characters outside `[A-Za-z0-9_-]` written as `=HH`
 /// (an injective, RFC 5322 dot-atom-safe encoding).
 fn message_id(idempotency_key: &str, from: &Mailbox) -> String {
@@ -424,38 +443,6 @@ fn build_message(email: &Email, id: &str) -> Result<Message, NodeError> {
         .map_err(|e| NodeError::invalid(format!("cannot build the email: {e}")))
 }
 
-fn build_transport(
-    server: &Server,
-    security: Security,
-    timeout: Duration,
-) -> Result<AsyncSmtpTransport<Tokio1Executor>, NodeError> {
-    let tls = match security {
-        Security::None => Tls::None,
-        Security::StartTls | Security::Tls => {
-            let params = TlsParameters::new(server.host.clone()).map_err(|e| NodeError {
-                message: format!("cannot set up TLS for {}: {e}", server.host),
-                code: ErrorCode::SmtpFailed,
-                retryable: false,
-            })?;
-            if security == Security::Tls {
-                Tls::Wrapper(params)
-            } else {
-                Tls::Required(params)
-            }
-        }
-    };
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(server.host.clone())
-        .port(server.port)
-        .tls(tls)
-        .timeout(Some(timeout));
-    if let Some((username, password)) = &server.login {
-        builder = builder
-            .credentials(Credentials::new(username.clone(), password.clone()))
-            .authentication(vec![Mechanism::Plain, Mechanism::Login]);
-    }
-    Ok(builder.build())
-}
-
 fn security_name(s: Security) -> &'static str {
     match s {
         Security::StartTls => "starttls",
@@ -474,6 +461,26 @@ fn timeout_error(server: &Server, timeout: Duration) -> NodeError {
             timeout.as_secs_f64()
         ),
     )
+}
+
+/// A connection the egress guard did not open: denied (never retried), or unreachable (the
+/// same message for refused, closed and filtered targets).
+fn egress_error(e: EgressError, server: &Server) -> NodeError {
+    match e {
+        EgressError::Denied(denied) => NodeError {
+            message: format!("SMTP connection refused: {denied}"),
+            code: ErrorCode::EgressDenied,
+            retryable: false,
+        },
+        other => NodeError {
+            message: format!(
+                "cannot reach the SMTP server ({}:{}): {other}",
+                server.host, server.port
+            ),
+            code: ErrorCode::SmtpFailed,
+            retryable: true,
+        },
+    }
 }
 
 /// Classifies a send failure: connection trouble and 4xx replies may pass, 5xx replies,
@@ -533,7 +540,7 @@ impl Node for SmtpNode {
             });
         let id = message_id(input.idempotency_key, &email.from);
         let message = build_message(&email, &id)?;
-        let transport = build_transport(&server, security, email.timeout)?;
+        let guard = Guard::new(self.egress.clone());
 
         tracing::debug!(
             execution_id = input.execution_id,
@@ -544,7 +551,21 @@ impl Node for SmtpNode {
             "sending email"
         );
         let started = Instant::now();
-        let send = tokio::time::timeout(email.timeout, transport.send(message));
+        let tls_name = server.tls_name();
+        let exchange = async {
+            let stream = guard
+                .connect(&server.host, server.port, email.timeout)
+                .await
+                .map_err(|e| egress_error(e, &server))?;
+            let left = email.timeout.saturating_sub(started.elapsed());
+            let session = deliver(stream, &tls_name, security, server.login.as_ref(), &message);
+            match tokio::time::timeout(left, session).await {
+                Err(_elapsed) => Err(timeout_error(&server, email.timeout)),
+                Ok(result) => result.map_err(|e| send_error(&e, &server, email.timeout)),
+            }
+        };
+        // The connection is bounded by the guard (within the timeout), the session by what
+        // is left of it.
         let result = tokio::select! {
             biased;
             () = input.cancel.cancelled() => {
@@ -557,13 +578,9 @@ impl Node for SmtpNode {
                     retryable: false,
                 });
             }
-            result = send => result,
+            result = exchange => result,
         };
-        match result {
-            Err(_elapsed) => return Err(timeout_error(&server, email.timeout)),
-            Ok(Err(e)) => return Err(send_error(&e, &server, email.timeout)),
-            Ok(Ok(_response)) => {}
-        }
+        result?;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
 
         Ok(NodeOutput::Value(json!({

@@ -38,7 +38,15 @@
 //! `<key_prefix>:cred:<id>`, `<key_prefix>:creds`) — where the master stores them, so the
 //! master and every worker need the same prefix and the same key. Without it, a node using a
 //! reference fails with a clear error. The key never appears in logs or `Debug` output.
-//! | `http_allow_private_networks` | `BATON_HTTP_ALLOW_PRIVATE_NETWORKS` | `false` | let `http` nodes reach loopback, private, link-local and metadata addresses |
+//!
+//! Egress (every outbound connection a node makes: `http`, `smtp`; see `crates/nodes/src/egress`):
+//!
+//! | field | env | default | meaning |
+//! |---|---|---|---|
+//! | `egress_allow` | `BATON_EGRESS_ALLOW` | `` | comma list of CIDR ranges and host names (`10.0.0.0/8,*.svc.cluster.local,db.internal`) nodes may reach although they are private; loopback, `0.0.0.0` and cloud metadata addresses stay denied |
+//! | `egress_allow_private` | `BATON_EGRESS_ALLOW_PRIVATE` | `false` | development only: nodes may reach every address, loopback and metadata included |
+//! | `http_allow_private_networks` | `BATON_HTTP_ALLOW_PRIVATE_NETWORKS` | `false` | the former name of `egress_allow_private` (either one enables it) |
+//! | `egress_connect_timeout_ms` | `BATON_EGRESS_CONNECT_TIMEOUT_MS` | `10000` | bound of one connection attempt |
 
 use baton_settings::ConnectionSettings;
 pub use baton_settings::SettingsError;
@@ -71,7 +79,13 @@ pub struct Settings {
     pub log_format: String,
     /// `BATON_CREDENTIALS_KEY`; never printed.
     pub credentials_key: Option<SecretText>,
+    /// `BATON_EGRESS_ALLOW`: internal ranges and hosts nodes may reach.
+    pub egress_allow: String,
+    /// Development switch: every address reachable (loopback and metadata included).
+    pub egress_allow_private: bool,
+    /// The former name of `egress_allow_private`, still honoured.
     pub http_allow_private_networks: bool,
+    pub egress_connect_timeout_ms: u64,
     /// Threads of the worker's async runtime (0: one per core). On a small box shared with the
     /// broker, fewer threads mean fewer cross-thread wake-ups per hop.
     pub worker_threads: usize,
@@ -108,7 +122,10 @@ impl Default for Settings {
             max_split_items: baton_core::limits::DEFAULT_MAX_SPLIT_ITEMS,
             log_format: "json".into(),
             credentials_key: None,
+            egress_allow: String::new(),
+            egress_allow_private: false,
             http_allow_private_networks: false,
+            egress_connect_timeout_ms: 10_000,
             worker_threads: 0,
             publisher_channels: 4,
             code_memory_mb: baton_nodes::code::DEFAULT_MEMORY_MB,
@@ -201,6 +218,10 @@ impl Settings {
         {
             return bad("redis_url", "must start with redis:// or rediss://");
         }
+        if self.egress_connect_timeout_ms == 0 {
+            return bad("egress_connect_timeout_ms", "must be at least 1");
+        }
+        self.egress_policy()?;
         if let Err(e) = self.vault_key() {
             return Err(SettingsError::Invalid {
                 field: "credentials_key",
@@ -229,6 +250,23 @@ impl Settings {
             program: None,
             warm: true,
         }
+    }
+
+    /// Where this worker's nodes may connect.
+    pub fn egress_policy(&self) -> Result<baton_nodes::egress::EgressPolicy, SettingsError> {
+        let allow = baton_nodes::egress::HostRule::parse_list(&self.egress_allow).map_err(
+            |problem| SettingsError::Invalid {
+                field: "egress_allow",
+                problem: format!(
+                    "{problem}; expected a comma list of CIDR ranges, IP addresses, host names and `*.suffix` wildcards"
+                ),
+            },
+        )?;
+        Ok(baton_nodes::egress::EgressPolicy {
+            allow_private: self.egress_allow_private || self.http_allow_private_networks,
+            allow,
+            connect_timeout: std::time::Duration::from_millis(self.egress_connect_timeout_ms),
+        })
     }
 
     /// The credential vault's key, if one is configured.
@@ -313,5 +351,36 @@ mod tests {
             "{err}"
         );
         assert!(Settings::default().vault_key().unwrap().is_none());
+    }
+
+    #[test]
+    fn egress_settings_build_the_policy_and_a_bad_allow_list_names_the_setting() {
+        let policy = Settings::default().egress_policy().unwrap();
+        assert!(!policy.allow_private && policy.allow.is_empty());
+        let s = Settings {
+            egress_allow: "10.0.0.0/8, *.svc.cluster.local,db.internal".into(),
+            egress_connect_timeout_ms: 1500,
+            ..Settings::default()
+        };
+        let policy = s.egress_policy().unwrap();
+        assert_eq!(policy.allow.len(), 3);
+        assert_eq!(
+            policy.connect_timeout,
+            std::time::Duration::from_millis(1500)
+        );
+        let old_name = Settings {
+            http_allow_private_networks: true,
+            ..Settings::default()
+        };
+        assert!(old_name.egress_policy().unwrap().allow_private);
+        let bad = Settings {
+            egress_allow: "10.0.0.0/33".into(),
+            ..Settings::default()
+        };
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("egress_allow") && err.contains("CIDR"),
+            "{err}"
+        );
     }
 }

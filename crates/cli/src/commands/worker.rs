@@ -29,7 +29,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<u8> {
         super::signals::spawn_signal_handler(shutdown.clone());
         let port = settings.http_port;
         let http_policy = baton_nodes::http::HttpPolicy {
-            allow_private_networks: settings.http_allow_private_networks,
+            egress: settings.egress_policy()?,
             ..baton_nodes::http::HttpPolicy::production()
         };
         let registry = baton_nodes::registry_for(http_policy, &settings.code_settings());

@@ -8,11 +8,12 @@ use baton_engine::NodeError;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 
-use super::guard::{HostRule, HttpPolicy};
+use super::guard::HttpPolicy;
 use super::{
     DEFAULT_MAX_REDIRECTS, MAX_REDIRECTS_LIMIT, MAX_RETRY_AFTER, StatusPattern,
     parse_status_pattern,
 };
+use crate::egress::HostRule;
 use crate::params::param;
 use baton_core::value::kind_name;
 
