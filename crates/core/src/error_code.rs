@@ -131,7 +131,7 @@ impl ErrorCode {
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 33] = [
         Self::Cancelled,
         Self::NodeTimeout,
         Self::TemplateError,
