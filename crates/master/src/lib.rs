@@ -9,9 +9,11 @@ pub mod fanout;
 pub mod history;
 pub mod metrics_names;
 pub mod scheduler;
+pub mod server;
 pub mod settings;
 pub mod wiring;
 
 pub use app::Master;
 pub use settings::MasterSettings;
-pub use wiring::{Embedded, MasterError, distributed, embedded, serve};
+pub use server::HttpLimits;
+pub use wiring::{Embedded, MasterError, distributed, embedded, serve, serve_with};
