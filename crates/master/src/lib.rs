@@ -14,6 +14,6 @@ pub mod settings;
 pub mod wiring;
 
 pub use app::Master;
-pub use settings::MasterSettings;
 pub use server::HttpLimits;
+pub use settings::MasterSettings;
 pub use wiring::{Embedded, MasterError, distributed, embedded, serve, serve_with};

@@ -19,7 +19,12 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Path parameters that name stored things; each must be a [`safe_id`].
-const ID_PARAMS: [&str; 4] = ["workflow_id", "execution_id", "schedule_id", "credential_id"];
+const ID_PARAMS: [&str; 4] = [
+    "workflow_id",
+    "execution_id",
+    "schedule_id",
+    "credential_id",
+];
 
 /// `[A-Za-z0-9_.:-]{1,128}`, and not `.` or `..` (they mean something in a path).
 pub fn safe_id(id: &str) -> bool {
@@ -158,7 +163,15 @@ mod tests {
 
     #[test]
     fn ids_are_letters_digits_and_a_few_marks_but_not_dot_segments() {
-        for good in ["greeter", "a.b", "x:y", "A_1-2", ".hidden", "..x", &"a".repeat(128)] {
+        for good in [
+            "greeter",
+            "a.b",
+            "x:y",
+            "A_1-2",
+            ".hidden",
+            "..x",
+            &"a".repeat(128),
+        ] {
             assert!(safe_id(good), "{good}");
         }
         for bad in [

@@ -139,11 +139,9 @@ async fn auth(State(master): AppState, request: Request, next: Next) -> Response
                     .into_response();
             }
         },
-        None if event_stream => {
-            Query::<HashMap<String, String>>::try_from_uri(request.uri())
-                .ok()
-                .and_then(|Query(mut q)| q.remove("access_token"))
-        }
+        None if event_stream => Query::<HashMap<String, String>>::try_from_uri(request.uri())
+            .ok()
+            .and_then(|Query(mut q)| q.remove("access_token")),
         None => None,
     };
     match token {
