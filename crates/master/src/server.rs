@@ -5,7 +5,6 @@
 //! The request timeout and body limit are middleware of the router (`api::guard`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -48,10 +47,11 @@ impl Default for HttpLimits {
     }
 }
 
-/// Which pool a connection's slot came from.
-enum Slot {
-    Main(#[allow(dead_code)] OwnedSemaphorePermit),
-    Reserve(#[allow(dead_code)] OwnedSemaphorePermit),
+/// A connection's place: held until the connection ends.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    /// From the reserve: a short header deadline, no keep-alive.
+    reserve: bool,
 }
 
 /// Accepts connections on `listener` and serves `app` on each until `shutdown`; then stops
@@ -62,10 +62,11 @@ pub async fn run(
     limits: &HttpLimits,
     shutdown: CancellationToken,
 ) {
+    warn_if_file_limit_is_low(limits);
     let main = Arc::new(Semaphore::new(limits.max_connections));
     let reserve = Arc::new(Semaphore::new(RESERVE_CONNECTIONS));
     let connections = TaskTracker::new();
-    let refused = AtomicU64::new(0);
+    let mut refused: u64 = 0;
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -85,12 +86,19 @@ pub async fn run(
             }
         };
         let slot = match main.clone().try_acquire_owned() {
-            Ok(p) => Slot::Main(p),
+            Ok(p) => Slot {
+                _permit: p,
+                reserve: false,
+            },
             Err(_) => match reserve.clone().try_acquire_owned() {
-                Ok(p) => Slot::Reserve(p),
+                Ok(p) => Slot {
+                    _permit: p,
+                    reserve: true,
+                },
                 Err(_) => {
                     metrics::counter!(m::HTTP_CONNECTIONS_REFUSED).increment(1);
-                    if refused.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+                    refused += 1;
+                    if refused % 1000 == 1 {
                         tracing::warn!(
                             max_connections = limits.max_connections,
                             "connection limit reached: closing new connections (BATON_MASTER_MAX_CONNECTIONS)"
@@ -102,9 +110,10 @@ pub async fn run(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (header_timeout, keep_alive) = match slot {
-            Slot::Main(_) => (limits.header_timeout, true),
-            Slot::Reserve(_) => (limits.header_timeout.min(RESERVE_HEADER_TIMEOUT), false),
+        let (header_timeout, keep_alive) = if slot.reserve {
+            (limits.header_timeout.min(RESERVE_HEADER_TIMEOUT), false)
+        } else {
+            (limits.header_timeout, true)
         };
         let service = TowerToHyperService::new(app.clone());
         let stop = shutdown.clone();
@@ -135,6 +144,31 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("open connections did not finish after shutdown; dropping them");
+    }
+}
+
+/// Descriptors the master needs besides its HTTP connections (Redis, RabbitMQ, logs…).
+const OTHER_DESCRIPTORS: usize = 64;
+
+/// The soft limit on open files (`ulimit -n`), from `/proc/self/limits` (Linux).
+fn file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// A connection limit the file limit cannot hold would end in `EMFILE` instead of a refusal.
+fn warn_if_file_limit_is_low(limits: &HttpLimits) {
+    let needed = limits.max_connections + RESERVE_CONNECTIONS + OTHER_DESCRIPTORS;
+    if let Some(soft) = file_limit()
+        && soft < needed
+    {
+        tracing::warn!(
+            file_limit = soft,
+            max_connections = limits.max_connections,
+            "the open-file limit (ulimit -n) is below BATON_MASTER_MAX_CONNECTIONS + {}: raise it or lower the setting",
+            RESERVE_CONNECTIONS + OTHER_DESCRIPTORS
+        );
     }
 }
 

@@ -181,6 +181,32 @@ mod tests {
     }
 
     #[test]
+    fn http_limits_have_safe_defaults_and_zero_is_refused() {
+        let s = MasterSettings {
+            api_tokens: "t".into(),
+            ..MasterSettings::default()
+        };
+        let limits = s.http_limits();
+        assert_eq!(limits.header_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(limits.request_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(limits.max_connections, 1024);
+        assert!(limits.max_body_bytes > s.max_definition_bytes);
+        for zero in [
+            MasterSettings {
+                master_header_timeout_ms: 0,
+                ..s.clone()
+            },
+            MasterSettings {
+                master_max_connections: 0,
+                ..s.clone()
+            },
+        ] {
+            let err = zero.validate().unwrap_err().to_string();
+            assert!(err.contains("must be at least 1"), "{err}");
+        }
+    }
+
+    #[test]
     fn a_toml_file_overrides_defaults_and_bad_values_name_their_field() {
         let dir = std::env::temp_dir().join(format!("baton-master-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
