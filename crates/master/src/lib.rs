@@ -10,10 +10,12 @@ pub mod fanout;
 pub mod history;
 pub mod metrics_names;
 pub mod scheduler;
+pub mod server;
 pub mod settings;
 pub mod webhook;
 pub mod wiring;
 
 pub use app::Master;
+pub use server::HttpLimits;
 pub use settings::MasterSettings;
-pub use wiring::{Embedded, MasterError, distributed, embedded, serve};
+pub use wiring::{Embedded, MasterError, distributed, embedded, serve, serve_with};

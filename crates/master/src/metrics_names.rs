@@ -10,6 +10,8 @@ pub const HTTP_REQUESTS: &str = "baton_master_http_requests_total";
 pub const CRON_FIRED: &str = "baton_master_cron_fired_total";
 pub const CRON_MISSED: &str = "baton_master_cron_missed_total";
 pub const SSE_CLIENTS: &str = "baton_master_sse_clients";
+pub const HTTP_CONNECTIONS_REFUSED: &str = "baton_master_http_connections_refused_total";
+pub const HTTP_ACCEPT_ERRORS: &str = "baton_master_http_accept_errors_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -40,4 +42,12 @@ fn describe() {
         "Times a schedule had ticks more than a minute late (handled by its missed policy)."
     );
     metrics::describe_gauge!(SSE_CLIENTS, "Open event streams.");
+    metrics::describe_counter!(
+        HTTP_CONNECTIONS_REFUSED,
+        "Connections closed at once: the connection limit and its reserve were full."
+    );
+    metrics::describe_counter!(
+        HTTP_ACCEPT_ERRORS,
+        "Failed accepts (out of file descriptors); each backs off 100 ms."
+    );
 }

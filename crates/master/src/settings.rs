@@ -8,6 +8,10 @@
 //! | `master_key_prefix` | `BATON_MASTER_KEY_PREFIX` | `baton:master:` | Redis key prefix of the master's state |
 //! | `master_max_executions` | `BATON_MASTER_MAX_EXECUTIONS` | `10000` | history records kept (oldest dropped) |
 //! | `master_retention_secs` | `BATON_MASTER_RETENTION_SECS` | `604800` | a record expires this long after its last write |
+//! | `master_header_timeout_ms` | `BATON_MASTER_HEADER_TIMEOUT_MS` | `10000` | a connection that has not sent a whole request head in this time (a new one or an idle keep-alive) is closed |
+//! | `master_request_timeout_ms` | `BATON_MASTER_REQUEST_TIMEOUT_MS` | `30000` | a request (body read + handler, not a response stream) taking longer answers 408 |
+//! | `master_max_connections` | `BATON_MASTER_MAX_CONNECTIONS` | `1024` | open HTTP connections; beyond, a few reserve slots with a 500 ms header deadline, then new connections are closed at once |
+//! | `master_max_body_bytes` | `BATON_MASTER_MAX_BODY_BYTES` | `4194304` | larger request bodies answer 413 |
 //! | `amqp_url` | `BATON_AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ |
 //! | `redis_url` | `BATON_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis |
 //! | `queue_type` | `BATON_QUEUE_TYPE` | `classic` | `classic` or `quorum` (as the workers) |
@@ -38,6 +42,11 @@ pub struct MasterSettings {
     pub master_key_prefix: String,
     pub master_max_executions: u64,
     pub master_retention_secs: u64,
+    /// HTTP server limits ([`crate::server::HttpLimits`]).
+    pub master_header_timeout_ms: u64,
+    pub master_request_timeout_ms: u64,
+    pub master_max_connections: usize,
+    pub master_max_body_bytes: usize,
     /// RabbitMQ, Redis, queue type, queue and key prefixes: the workers' values.
     #[serde(flatten)]
     pub connection: ConnectionSettings,
@@ -59,6 +68,10 @@ impl Default for MasterSettings {
             master_key_prefix: "baton:master:".into(),
             master_max_executions: 10_000,
             master_retention_secs: 7 * 86_400,
+            master_header_timeout_ms: 10_000,
+            master_request_timeout_ms: 30_000,
+            master_max_connections: 1024,
+            master_max_body_bytes: 4 * 1024 * 1024,
             connection: ConnectionSettings::default(),
             log_format: "json".into(),
             credentials_key: None,
@@ -91,6 +104,16 @@ impl MasterSettings {
         }
     }
 
+    /// The HTTP server's timeouts and limits.
+    pub fn http_limits(&self) -> crate::server::HttpLimits {
+        crate::server::HttpLimits {
+            header_timeout: std::time::Duration::from_millis(self.master_header_timeout_ms),
+            request_timeout: std::time::Duration::from_millis(self.master_request_timeout_ms),
+            max_connections: self.master_max_connections,
+            max_body_bytes: self.master_max_body_bytes,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), SettingsError> {
         let bad = |field, problem: &str| {
             Err(SettingsError::Invalid {
@@ -109,6 +132,16 @@ impl MasterSettings {
         }
         if self.master_retention_secs == 0 {
             return bad("master_retention_secs", "must be at least 1");
+        }
+        for (field, value) in [
+            ("master_header_timeout_ms", self.master_header_timeout_ms),
+            ("master_request_timeout_ms", self.master_request_timeout_ms),
+            ("master_max_connections", self.master_max_connections as u64),
+            ("master_max_body_bytes", self.master_max_body_bytes as u64),
+        ] {
+            if value == 0 {
+                return bad(field, "must be at least 1");
+            }
         }
         if self.tokens().is_empty() && !self.master_insecure_no_auth {
             return bad(
@@ -145,6 +178,32 @@ mod tests {
         };
         assert_eq!(s.tokens(), vec!["a", "b"]);
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn http_limits_have_safe_defaults_and_zero_is_refused() {
+        let s = MasterSettings {
+            api_tokens: "t".into(),
+            ..MasterSettings::default()
+        };
+        let limits = s.http_limits();
+        assert_eq!(limits.header_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(limits.request_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(limits.max_connections, 1024);
+        assert!(limits.max_body_bytes > s.max_definition_bytes);
+        for zero in [
+            MasterSettings {
+                master_header_timeout_ms: 0,
+                ..s.clone()
+            },
+            MasterSettings {
+                master_max_connections: 0,
+                ..s.clone()
+            },
+        ] {
+            let err = zero.validate().unwrap_err().to_string();
+            assert!(err.contains("must be at least 1"), "{err}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::backend::embedded::EmbeddedBackend;
 use crate::fanout::{LocalFanout, RedisFanout};
 use crate::history::memory::MemoryHistory;
 use crate::history::redis::RedisHistory;
+use crate::server::HttpLimits;
 use crate::settings::MasterSettings;
 
 /// A master that cannot start.
@@ -247,10 +248,22 @@ impl Embedded {
     }
 }
 
-/// Serves `master` on `listener` with its intake and scheduler until `shutdown`.
+/// Serves `master` on `listener` with its intake and scheduler until `shutdown`, with the
+/// default HTTP limits.
 pub async fn serve(
     master: Arc<Master>,
     listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), MasterError> {
+    serve_with(master, listener, &HttpLimits::default(), shutdown).await
+}
+
+/// Serves `master` on `listener` with its intake and scheduler until `shutdown`; the HTTP
+/// server enforces `limits` (RFC 0008).
+pub async fn serve_with(
+    master: Arc<Master>,
+    listener: TcpListener,
+    limits: &HttpLimits,
     shutdown: CancellationToken,
 ) -> Result<(), MasterError> {
     let intake = {
@@ -274,13 +287,9 @@ pub async fn serve(
             }
         })
     };
-    let app = crate::api::router(master);
-    let stop = shutdown.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-        .map_err(|e| MasterError::Http(e.to_string()));
+    let app = crate::api::router_with(master, limits);
+    crate::server::run(listener, app, limits, shutdown.clone()).await;
     shutdown.cancel();
     let _ = tokio::join!(intake, scheduler, upkeep);
-    served
+    Ok(())
 }

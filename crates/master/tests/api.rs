@@ -200,7 +200,10 @@ async fn only_requests_with_a_configured_token_pass_and_operations_are_open() {
         None,
     )
     .await;
-    assert_eq!(status, 200, "GET accepts the token as a query parameter");
+    assert_eq!(
+        status, 401,
+        "only the event stream accepts the token as a query parameter"
+    );
     let (status, _) = call_at(
         &env.http,
         &env.url(&format!("/workflows?access_token={TOKEN}")),

@@ -45,7 +45,7 @@ pub fn run(args: MasterArgs) -> anyhow::Result<u8> {
             tracing::warn!("authentication is OFF (--insecure-no-auth)");
         }
         tracing::info!(listen = %settings.master_listen, "master listening");
-        baton_master::serve(master, listener, shutdown).await?;
+        baton_master::serve_with(master, listener, &settings.http_limits(), shutdown).await?;
         tracing::info!("master stopped");
         Ok(0)
     })

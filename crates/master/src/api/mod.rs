@@ -4,16 +4,18 @@ pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod executions;
+pub mod guard;
 pub mod ops;
 pub mod triggers;
 pub mod webhooks;
 pub mod workflows;
 
 use baton_core::value::kind_name;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Query, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -26,8 +28,18 @@ use error::ApiError;
 
 pub type AppState = State<Arc<Master>>;
 
-/// Every route of the contract.
+/// The path of the only route that accepts `?access_token=` (an `EventSource` cannot send
+/// headers).
+pub const EVENT_STREAM_ROUTE: &str = "/executions/{execution_id}/events";
+
+/// Every route of the contract with the default HTTP limits.
 pub fn router(master: Arc<Master>) -> Router {
+    router_with(master, &crate::server::HttpLimits::default())
+}
+
+/// Every route of the contract behind the guards: security headers, JSON errors, the
+/// request timeout and the body limit of `limits`; ids checked on every route.
+pub fn router_with(master: Arc<Master>, limits: &crate::server::HttpLimits) -> Router {
     let open = Router::new()
         .route("/", get(ops::index))
         .route("/ui/app.js", get(ops::app_js))
@@ -37,6 +49,7 @@ pub fn router(master: Arc<Master>) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .route("/hooks/{workflow_id}", post(webhooks::hook))
+        .route_layer(middleware::from_fn(guard::check_ids))
         .route_layer(middleware::from_fn(count_requests));
     let guarded = Router::new()
         .route("/workflows", post(workflows::create).get(workflows::list))
@@ -76,15 +89,17 @@ pub fn router(master: Arc<Master>) -> Router {
             "/executions/{execution_id}/replay",
             post(executions::replay),
         )
-        .route("/executions/{execution_id}/events", get(events::stream))
+        .route(EVENT_STREAM_ROUTE, get(events::stream))
         .route(
             "/credentials",
             post(credentials::create).get(credentials::list),
         )
         .route("/credentials/{credential_id}", delete(credentials::remove))
+        .route_layer(middleware::from_fn(guard::check_ids))
         .route_layer(middleware::from_fn_with_state(master.clone(), auth))
         // Outside auth, so refused requests are counted too; a route layer sees the route.
         .route_layer(middleware::from_fn(count_requests));
+    let (request_timeout, max_body_bytes) = (limits.request_timeout, limits.max_body_bytes);
     open.merge(guarded)
         .fallback(|| async {
             ApiError::new(
@@ -94,9 +109,18 @@ pub fn router(master: Arc<Master>) -> Router {
             )
         })
         .with_state(master)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::from_fn(move |r, n| {
+            guard::request_timeout(request_timeout, r, n)
+        }))
+        .layer(middleware::from_fn(move |r, n| {
+            guard::json_errors(max_body_bytes, r, n)
+        }))
+        .layer(middleware::from_fn(guard::security_headers))
 }
 
-/// Bearer token in `Authorization`, or `?access_token=` on GET requests (EventSource).
+/// Bearer token in `Authorization`; on the event stream only (an `EventSource` cannot send
+/// headers), also `?access_token=` (URL-decoded).
 async fn auth(State(master): AppState, request: Request, next: Next) -> Response {
     if master.tokens.is_none() {
         return next.run(request).await;
@@ -105,6 +129,11 @@ async fn auth(State(master): AppState, request: Request, next: Next) -> Response
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or(""));
+    let event_stream = request.method() == Method::GET
+        && request
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|p| p.as_str() == EVENT_STREAM_ROUTE);
     let token = match header_token {
         Some(h) => match h.strip_prefix("Bearer ") {
             Some(t) => Some(t.trim().to_string()),
@@ -113,17 +142,15 @@ async fn auth(State(master): AppState, request: Request, next: Next) -> Response
                     .into_response();
             }
         },
-        None if request.method() == Method::GET => request.uri().query().and_then(|q| {
-            q.split('&')
-                .filter_map(|kv| kv.split_once('='))
-                .find(|(k, _)| *k == "access_token")
-                .map(|(_, v)| v.to_string())
-        }),
+        None if event_stream => Query::<HashMap<String, String>>::try_from_uri(request.uri())
+            .ok()
+            .and_then(|Query(mut q)| q.remove("access_token")),
         None => None,
     };
     match token {
         None => ApiError::unauthorized(
-            "missing token: send `Authorization: Bearer <token>` (tokens come from BATON_API_TOKENS)",
+            "missing token: send `Authorization: Bearer <token>` (tokens come from BATON_API_TOKENS; \
+             `?access_token=` is accepted on the event stream only)",
         )
         .into_response(),
         Some(t) if master.token_ok(&t) => next.run(request).await,

@@ -18,6 +18,8 @@ pub fn workflow_id_of(definition: &Value) -> Result<String, ApiError> {
     if let Some(id) = definition.get("id").and_then(Value::as_str) {
         let valid = !id.is_empty()
             && id.len() <= 128
+            && id != "."
+            && id != ".."
             && id
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -27,7 +29,7 @@ pub fn workflow_id_of(definition: &Value) -> Result<String, ApiError> {
                 "the workflow id is not usable in a URL",
                 vec![problem(
                     "$.id",
-                    "must be 1 to 128 characters among letters, digits, `-`, `_` and `.`",
+                    "must be 1 to 128 characters among letters, digits, `-`, `_` and `.`, not `.` or `..`",
                 )],
             ));
         }

@@ -102,7 +102,11 @@ impl Env {
             .await
             .expect("bind a free port");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
-        tokio::spawn(baton_master::serve(master, listener, self.shutdown.clone()));
+        let limits = self.settings.http_limits();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(
+            async move { baton_master::serve_with(master, listener, &limits, shutdown).await },
+        );
         self.masters.push(url.clone());
         url
     }
