@@ -472,7 +472,7 @@ async fn a_credential_stored_through_the_master_is_revealed_by_a_worker_and_show
     let created: Value = http
         .post(format!("{}/credentials", master.url))
         .bearer_auth(TOKEN)
-        .json(&json!({"name": "api", "type": "token", "data": {"token": SECRET}}))
+        .json(&json!({"name": "api", "type": "token", "data": {"token": SECRET}, "hosts": ["127.0.0.1"]}))
         .send()
         .await
         .unwrap()

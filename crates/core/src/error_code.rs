@@ -35,6 +35,9 @@ pub enum ErrorCode {
     CredentialUnreadable,
     /// The vault could not be read (an outage that may pass).
     CredentialUnavailable,
+    /// The credential may not be used here: the target host is not in its `hosts`, or the
+    /// workflow is not in its `workflows`.
+    CredentialScope,
     // Sub-workflows.
     /// A `workflow` node ran in a runtime without a workflow catalog.
     NoWorkflowCatalog,
@@ -100,6 +103,7 @@ impl ErrorCode {
             Self::CredentialNotFound => "CREDENTIAL_NOT_FOUND",
             Self::CredentialUnreadable => "CREDENTIAL_UNREADABLE",
             Self::CredentialUnavailable => "CREDENTIAL_UNAVAILABLE",
+            Self::CredentialScope => "CREDENTIAL_SCOPE",
             Self::NoWorkflowCatalog => "NO_WORKFLOW_CATALOG",
             Self::WorkflowNotFound => "WORKFLOW_NOT_FOUND",
             Self::InvalidWorkflow => "INVALID_WORKFLOW",
@@ -123,7 +127,7 @@ impl ErrorCode {
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 32] = [
         Self::Cancelled,
         Self::NodeTimeout,
         Self::TemplateError,
@@ -136,6 +140,7 @@ impl ErrorCode {
         Self::CredentialNotFound,
         Self::CredentialUnreadable,
         Self::CredentialUnavailable,
+        Self::CredentialScope,
         Self::NoWorkflowCatalog,
         Self::WorkflowNotFound,
         Self::InvalidWorkflow,

@@ -19,6 +19,9 @@ pub enum VaultError {
     },
     #[error("credential name must not be empty")]
     EmptyName,
+    /// A `hosts` pattern or `workflows` id that cannot be used.
+    #[error("credential scope: {0}")]
+    Scope(String),
     #[error("credential vault: redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("credential vault: {0}")]

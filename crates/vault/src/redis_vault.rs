@@ -1,13 +1,17 @@
 //! `RedisVault`: credentials in Redis, sealed before they leave the process.
 //!
 //! Keys (`<prefix>` is the worker's and master's `key_prefix`, so both see the same vault):
-//! - `<prefix>:cred:<credential_id>` — a hash: `name`, `type`, `created_at` in clear, `data` =
-//!   `v1.<base64(nonce ‖ XChaCha20-Poly1305 ciphertext)>`;
+//! - `<prefix>:cred:<credential_id>` — a hash: `name`, `type`, `created_at`, `scope` (JSON:
+//!   `hosts`, `workflows`) in clear, `data` = `v1.<base64(nonce ‖ XChaCha20-Poly1305
+//!   ciphertext)>` (the scope is part of its associated data);
 //! - `<prefix>:creds` — a sorted set of credential ids (score 0: ids are time-ordered, so the
 //!   lexicographic order is the creation order).
 
 use async_trait::async_trait;
-use baton_engine::ports::{CredentialMeta, CredentialVault, PortError, RevealError};
+use baton_engine::CredentialScope;
+use baton_engine::ports::{
+    CredentialMeta, CredentialVault, PortError, RevealError, RevealedCredential,
+};
 use redis::aio::ConnectionManager;
 use serde_json::{Map, Value};
 
@@ -65,21 +69,30 @@ impl RedisVault {
                 .arg(self.record_key(id))
                 .arg("name")
                 .arg("type")
-                .arg("created_at");
+                .arg("created_at")
+                .arg("scope");
         }
         let mut conn = self.conn.clone();
-        let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
-            pipe.query_async(&mut conn).await?;
+        type Row = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = pipe.query_async(&mut conn).await?;
         Ok(ids
             .into_iter()
             .zip(rows)
             // A record deleted between the two reads is simply gone.
-            .filter_map(|(credential_id, (name, type_name, created_at))| {
+            .filter_map(|(credential_id, (name, type_name, created_at, scope))| {
+                // A scope that does not parse lists as empty; revealing it fails loudly.
+                let scope = seal::parse_scope(&credential_id, scope.as_deref()).unwrap_or_default();
                 Some(CredentialMeta {
                     credential_id,
                     name: name?,
                     type_name: type_name.unwrap_or_default(),
                     created_at: created_at.unwrap_or_default(),
+                    scope,
                 })
             })
             .collect())
@@ -93,8 +106,9 @@ impl CredentialVault for RedisVault {
         name: &str,
         type_name: &str,
         data: &Map<String, Value>,
+        scope: &CredentialScope,
     ) -> Result<CredentialMeta, PortError> {
-        let (meta, sealed) = seal::new_credential(&self.key, name, type_name, data)?;
+        let (meta, sealed, scope) = seal::new_credential(&self.key, name, type_name, data, scope)?;
         let mut conn = self.conn.clone();
         let _: () = redis::pipe()
             .atomic()
@@ -106,6 +120,8 @@ impl CredentialVault for RedisVault {
             .arg(&meta.type_name)
             .arg("created_at")
             .arg(&meta.created_at)
+            .arg("scope")
+            .arg(scope)
             .arg("data")
             .arg(sealed)
             .ignore()
@@ -147,11 +163,13 @@ impl CredentialVault for RedisVault {
         Ok(deleted > 0)
     }
 
-    async fn reveal(&self, credential_id: &str) -> Result<Option<Map<String, Value>>, RevealError> {
+    async fn reveal(&self, credential_id: &str) -> Result<Option<RevealedCredential>, RevealError> {
         let mut conn = self.conn.clone();
-        let (type_name, sealed): (Option<String>, Option<String>) = redis::cmd("HMGET")
+        type Row = (Option<String>, Option<String>, Option<String>);
+        let (type_name, scope, sealed): Row = redis::cmd("HMGET")
             .arg(self.record_key(credential_id))
             .arg("type")
+            .arg("scope")
             .arg("data")
             .query_async(&mut conn)
             .await
@@ -163,6 +181,7 @@ impl CredentialVault for RedisVault {
             &self.key,
             credential_id,
             type_name.unwrap_or_default(),
+            scope.as_deref(),
             &sealed,
         )?))
     }

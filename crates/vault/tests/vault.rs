@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use baton_engine::CredentialScope;
 use baton_engine::ports::CredentialVault;
 use baton_vault::{MemoryVault, RedisVault, VaultKey};
 use serde_json::{Map, Value, json};
@@ -51,12 +52,21 @@ async fn connection() -> redis::aio::ConnectionManager {
 async fn vault_contract(vault: &dyn CredentialVault) {
     assert!(vault.list().await.unwrap().is_empty());
     let data = fields(json!({"token": SECRET, "extra": {"n": 1}}));
-    let a = vault.put("github", "token", &data).await.unwrap();
+    let a = vault
+        .put(
+            "github",
+            "token",
+            &data,
+            &CredentialScope::hosts(["api.github.com"]),
+        )
+        .await
+        .unwrap();
     let b = vault
         .put(
             "smtp",
             "basic_auth",
             &fields(json!({"username": "u", "password": "p"})),
+            &CredentialScope::any(),
         )
         .await
         .unwrap();
@@ -67,10 +77,10 @@ async fn vault_contract(vault: &dyn CredentialVault) {
     // Round trip: the fields come back, plus the credential's type for the nodes.
     let mut expected = data.clone();
     expected.insert("type".into(), json!("token"));
-    assert_eq!(
-        vault.reveal(&a.credential_id).await.unwrap(),
-        Some(expected)
-    );
+    let revealed = vault.reveal(&a.credential_id).await.unwrap().unwrap();
+    assert_eq!(revealed.fields, expected);
+    assert_eq!(revealed.scope, CredentialScope::hosts(["api.github.com"]));
+    assert_eq!(a.scope, revealed.scope);
 
     // Listing shows what is stored, in creation order, and never the data.
     let listed = vault.list().await.unwrap();
@@ -80,7 +90,10 @@ async fn vault_contract(vault: &dyn CredentialVault) {
 
     assert_eq!(vault.reveal("cred_unknown").await.unwrap(), None);
     assert!(
-        vault.put(" ", "token", &data).await.is_err(),
+        vault
+            .put(" ", "token", &data, &CredentialScope::any())
+            .await
+            .is_err(),
         "a name is required"
     );
 
@@ -111,6 +124,7 @@ async fn the_value_at_rest_in_redis_is_ciphertext_without_the_secret() {
             "api",
             "header",
             &fields(json!({"field": "X-Key", "value": SECRET})),
+            &CredentialScope::any(),
         )
         .await
         .unwrap();
@@ -132,8 +146,14 @@ async fn a_tampered_or_moved_ciphertext_in_redis_fails_to_decrypt() {
     let prefix = Prefix::new();
     let vault = RedisVault::new(connection().await, &prefix.0, VaultKey::generate());
     let data = fields(json!({"token": SECRET}));
-    let a = vault.put("a", "token", &data).await.unwrap();
-    let b = vault.put("b", "token", &data).await.unwrap();
+    let a = vault
+        .put("a", "token", &data, &CredentialScope::any())
+        .await
+        .unwrap();
+    let b = vault
+        .put("b", "token", &data, &CredentialScope::any())
+        .await
+        .unwrap();
     let mut conn = connection().await;
     let sealed: String = redis::cmd("HGET")
         .arg(vault.record_key(&a.credential_id))
@@ -186,7 +206,12 @@ async fn a_vault_with_another_key_cannot_reveal_but_still_lists() {
     let writer = RedisVault::new(connection().await, &prefix.0, VaultKey::generate());
     let reader = RedisVault::new(connection().await, &prefix.0, VaultKey::generate());
     let meta = writer
-        .put("db", "token", &fields(json!({"token": SECRET})))
+        .put(
+            "db",
+            "token",
+            &fields(json!({"token": SECRET})),
+            &CredentialScope::any(),
+        )
         .await
         .unwrap();
     let err = reader
@@ -202,7 +227,12 @@ async fn a_vault_with_another_key_cannot_reveal_but_still_lists() {
 async fn a_tampered_ciphertext_in_memory_fails_to_decrypt() {
     let vault = Arc::new(MemoryVault::new(VaultKey::generate()));
     let meta = vault
-        .put("x", "token", &fields(json!({"token": SECRET})))
+        .put(
+            "x",
+            "token",
+            &fields(json!({"token": SECRET})),
+            &CredentialScope::any(),
+        )
         .await
         .unwrap();
     let sealed = vault.sealed(&meta.credential_id).unwrap();

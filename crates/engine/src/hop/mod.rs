@@ -21,6 +21,7 @@ mod dispatch;
 mod engine;
 mod fail;
 mod join;
+pub mod redact;
 mod route;
 mod run;
 mod signal;

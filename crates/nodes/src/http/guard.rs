@@ -14,6 +14,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+use baton_engine::UsedCredential;
 use ipnet::IpNet;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -270,8 +271,14 @@ impl Guard {
     }
 
     /// The redirect policy of a client: `follow` off returns 3xx responses as they are;
-    /// otherwise at most `max` redirects, each target checked like the original URL.
-    pub fn redirect_policy(self: &Arc<Self>, follow: bool, max: usize) -> Policy {
+    /// otherwise at most `max` redirects, each target checked like the original URL and, when
+    /// the request carries a vault `credential`, against the credential's `hosts`.
+    pub fn redirect_policy(
+        self: &Arc<Self>,
+        follow: bool,
+        max: usize,
+        credential: Option<UsedCredential>,
+    ) -> Policy {
         if !follow {
             return Policy::none();
         }
@@ -280,6 +287,11 @@ impl Guard {
             // `previous` holds the original URL and every URL redirected from.
             if attempt.previous().len() > max {
                 return attempt.error(TooManyRedirects { max });
+            }
+            if let Some(used) = &credential
+                && let Err(denied) = used.check_host(attempt.url().host_str().unwrap_or_default())
+            {
+                return attempt.error(denied);
             }
             match guard.check_url(attempt.url()) {
                 Ok(()) => attempt.follow(),
