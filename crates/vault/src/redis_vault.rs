@@ -5,7 +5,11 @@
 //!   `hosts`, `workflows`) in clear, `data` = `v1.<base64(nonce ‖ XChaCha20-Poly1305
 //!   ciphertext)>` (the scope is part of its associated data);
 //! - `<prefix>:creds` — a sorted set of credential ids (score 0: ids are time-ordered, so the
-//!   lexicographic order is the creation order).
+//!   lexicographic order is the creation order);
+//! - `<prefix>:vault:key_id` — the [`VaultKey::key_id`] of the key the vault is written with,
+//!   recorded by the first process that checks it ([`RedisVault::check_key`]).
+//!
+//! All three are durable (no TTL): they live until deleted.
 
 use async_trait::async_trait;
 use baton_engine::CredentialScope;
@@ -48,6 +52,63 @@ impl RedisVault {
         let client = redis::Client::open(url)?;
         let conn = ConnectionManager::new(client).await?;
         Ok(Self::new(conn, key_prefix, key))
+    }
+
+    /// The Redis key holding the vault's key id.
+    pub fn key_id_key(&self) -> String {
+        format!("{}:vault:key_id", self.prefix)
+    }
+
+    /// Checks at startup that this process's key is the vault's: records the key id if the
+    /// vault has none yet (after checking that an existing credential, if any, opens with it),
+    /// and fails with [`VaultError::KeyMismatch`] when the vault was written with another key.
+    /// Returns the key id.
+    pub async fn check_key(&self) -> Result<String, VaultError> {
+        let ours = self.key.key_id();
+        let mut conn = self.conn.clone();
+        let recorded: Option<String> = redis::cmd("GET")
+            .arg(self.key_id_key())
+            .query_async(&mut conn)
+            .await?;
+        if let Some(theirs) = recorded {
+            return if theirs == ours {
+                Ok(ours)
+            } else {
+                Err(VaultError::KeyMismatch { ours, theirs })
+            };
+        }
+        // A vault from before key ids: the oldest credential tells whether the key opens it.
+        let oldest: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.index_key())
+            .arg(0)
+            .arg(0)
+            .query_async(&mut conn)
+            .await?;
+        if let Some(id) = oldest.first() {
+            match self.reveal(id).await {
+                Err(RevealError::Unreadable(_)) => {
+                    return Err(VaultError::KeyMismatch {
+                        ours,
+                        theirs: "none recorded, and its credentials do not open with this key"
+                            .into(),
+                    });
+                }
+                Err(RevealError::Unavailable(e)) => return Err(VaultError::Other(e)),
+                Ok(_) => {}
+            }
+        }
+        let set: bool = redis::cmd("SET")
+            .arg(self.key_id_key())
+            .arg(&ours)
+            .arg("NX")
+            .query_async::<Option<String>>(&mut conn)
+            .await?
+            .is_some();
+        if !set {
+            // Another process recorded one meanwhile: compare with it.
+            return Box::pin(self.check_key()).await;
+        }
+        Ok(ours)
     }
 
     /// The Redis key of one credential's hash.

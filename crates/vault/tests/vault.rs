@@ -244,3 +244,59 @@ async fn a_tampered_ciphertext_in_memory_fails_to_decrypt() {
     let err = vault.reveal(&meta.credential_id).await.unwrap_err();
     assert!(err.to_string().contains("cannot be decrypted"), "{err}");
 }
+
+#[tokio::test]
+async fn the_first_process_records_the_key_id_and_a_process_with_another_key_is_refused() {
+    let prefix = Prefix::new();
+    let key = VaultKey::generate();
+    let first = RedisVault::new(connection().await, &prefix.0, key.clone());
+    assert_eq!(first.check_key().await.unwrap(), key.key_id());
+    let again = RedisVault::new(connection().await, &prefix.0, key.clone());
+    assert_eq!(
+        again.check_key().await.unwrap(),
+        key.key_id(),
+        "same key: ok"
+    );
+
+    let other = VaultKey::generate();
+    let wrong = RedisVault::new(connection().await, &prefix.0, other.clone());
+    let err = wrong.check_key().await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "credentials key does not match the vault (key id {}, vault has {}): set \
+             BATON_CREDENTIALS_KEY to the key the master and the other workers use",
+            other.key_id(),
+            key.key_id()
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_vault_from_before_key_ids_is_checked_against_its_oldest_credential() {
+    let prefix = Prefix::new();
+    let key = VaultKey::generate();
+    let writer = RedisVault::new(connection().await, &prefix.0, key.clone());
+    writer
+        .put(
+            "db",
+            "token",
+            &fields(json!({"token": SECRET})),
+            &CredentialScope::any(),
+        )
+        .await
+        .unwrap();
+    // No key id recorded yet (the record predates it): a wrong key is refused, records nothing.
+    let wrong = RedisVault::new(connection().await, &prefix.0, VaultKey::generate());
+    let err = wrong.check_key().await.unwrap_err().to_string();
+    assert!(err.contains("do not open with this key"), "{err}");
+    let mut conn = connection().await;
+    let recorded: Option<String> = redis::cmd("GET")
+        .arg(writer.key_id_key())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(recorded, None);
+    // The right key opens it and records its id.
+    assert_eq!(writer.check_key().await.unwrap(), key.key_id());
+}

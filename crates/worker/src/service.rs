@@ -124,6 +124,13 @@ impl Worker {
             )
             .await
             .map_err(|e| WorkerError::Vault(Box::new(e)))?;
+            // A worker whose key cannot open the vault would fail every node that uses a
+            // credential: it refuses to start instead (the error names both key ids).
+            let key_id = vault
+                .check_key()
+                .await
+                .map_err(|e| WorkerError::Vault(Box::new(e)))?;
+            tracing::info!(key_id, "credentials key opens the vault");
             engine = engine.with_vault(Arc::new(vault));
         }
         let engine = Arc::new(engine);
