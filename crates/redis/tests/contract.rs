@@ -397,6 +397,51 @@ async fn definitions_are_written_once() {
     assert_eq!(defs.get("sha256:other").await.unwrap(), None);
 }
 
+/// Retention: a definition expires after its last use unless a stored workflow's version
+/// references it; deleting the workflow lets its definitions expire.
+#[tokio::test]
+async fn definitions_expire_unless_a_stored_workflow_references_them() {
+    let (redis, _cleanup) = store("defttl", RedisOptions::default()).await;
+    let mut conn = raw().await;
+    let ttl = |key: String| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("TTL")
+                .arg(key)
+                .query_async::<i64>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    let defs = redis.definitions();
+    defs.put("sha256:adhoc", "{}").await.unwrap();
+    let adhoc = format!("{}:def:sha256:adhoc", redis.prefix());
+    let max = baton_redis::DEFINITION_TTL_SECS as i64;
+    assert!((max - 5..=max).contains(&ttl(adhoc.clone()).await));
+    let _: () = redis::cmd("EXPIRE")
+        .arg(&adhoc)
+        .arg(100)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    defs.get("sha256:adhoc").await.unwrap();
+    assert!(ttl(adhoc).await > 100, "a load refreshes the TTL");
+
+    let catalog = redis.catalog();
+    let doc = json!({"id": "kept", "nodes": [], "edges": []});
+    let (v, _) = catalog.put("kept", &doc).await.unwrap();
+    let pinned = format!("{}:def:{}", redis.prefix(), v.hash);
+    assert_eq!(
+        ttl(pinned.clone()).await,
+        -1,
+        "referenced by a stored workflow"
+    );
+    defs.get(&v.hash).await.unwrap();
+    assert_eq!(ttl(pinned.clone()).await, -1, "a load does not unpin it");
+    assert!(catalog.delete("kept").await.unwrap());
+    assert!(ttl(pinned).await > 0, "its workflow is gone: it expires");
+}
+
 #[tokio::test]
 async fn timers_claim_complete_and_recover_expired_claims() {
     let (store, _cleanup) = store("timers", RedisOptions::default()).await;
