@@ -403,8 +403,9 @@ async fn definitions_are_written_once() {
 async fn definitions_expire_unless_a_stored_workflow_references_them() {
     let (redis, _cleanup) = store("defttl", RedisOptions::default()).await;
     let mut conn = raw().await;
+    let probe = conn.clone();
     let ttl = |key: String| {
-        let mut conn = conn.clone();
+        let mut conn = probe.clone();
         async move {
             redis::cmd("TTL")
                 .arg(key)
