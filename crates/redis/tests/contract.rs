@@ -165,14 +165,17 @@ async fn finish_puts_the_ttl_on_every_execution_key() {
             .unwrap();
         assert!(t > 0 && t <= ttl as i64, "{key}: TTL {t}");
     }
-    // Definitions and timers are not execution keys and never expire here.
+    // Definitions are not execution keys: their own retention applies (30 days after last use).
     store.definitions().put("sha256:x", "{}").await.unwrap();
     let t: i64 = redis::cmd("TTL")
         .arg(format!("{}:def:sha256:x", store.prefix()))
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(t, -1, "definitions have no TTL");
+    assert!(
+        t > ttl as i64 && t <= baton_redis::DEFINITION_TTL_SECS as i64,
+        "a definition keeps its own TTL: {t}"
+    );
 }
 
 /// `completed_ttl_secs: 0` keeps finished executions (no TTL).
