@@ -1,5 +1,6 @@
 //! Retention of every Redis key: after 100 executions through a real master and worker (plus a
-//! stored credential and an execution cancelled while it waited on a signal), every key under
+//! stored credential and an execution cancelled while it waited on a signal with a timeout —
+//! whose timer must be removed), every key under
 //! the test's prefixes is listed with its TTL — the inventory is printed — and none lives
 //! forever except the documented durable ones: stored workflows (the catalog and the
 //! definitions its versions reference), credentials (the vault and its key id) and schedules.
@@ -68,7 +69,8 @@ async fn after_100_executions_every_key_has_a_ttl_except_the_durable_ones() {
     }
     // One execution cancelled while it waited on a signal (with a deadline).
     let mut waiting = approval("inventory-wait");
-    waiting["nodes"][0]["parameters"]["timeout_ms"] = json!(600_000);
+    waiting["nodes"][0]["parameters"]["amount"] = json!(10);
+    waiting["nodes"][0]["parameters"]["unit"] = json!("minutes");
     let wait_wf = env.put_workflow(waiting).await;
     let cancelled_id = env.run(&wait_wf, json!({})).await;
     env.wait_for(&cancelled_id, |v| v.to_string().contains("\"waiting\""))

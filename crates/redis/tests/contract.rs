@@ -529,6 +529,21 @@ async fn timers_claim_complete_and_recover_expired_claims() {
     );
 }
 
+/// A cancelled execution's timers are removed, not left until due; others stay.
+#[tokio::test]
+async fn forgetting_an_execution_removes_only_its_timers() {
+    let (store, _cleanup) = store("timerforget", RedisOptions::default()).await;
+    let timers = store.timers();
+    let far = 4_000_000_000_000;
+    for id in ["ex-1|w|", "ex-1|r|recheck@5", "ex-10|w|", "ex-2|w|"] {
+        assert!(timers.schedule(id, b"{}", far).await.unwrap());
+    }
+    assert_eq!(timers.forget_execution("ex-1").await.unwrap(), 2);
+    assert_eq!(timers.pending().await.unwrap(), 2, "ex-10 and ex-2 stay");
+    assert_eq!(timers.forget_execution("ex-1").await.unwrap(), 0);
+    assert_eq!(timers.forget_execution("ex-*").await.unwrap(), 0, "no glob");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_timer_claims_never_share_a_timer() {
     let (store, _cleanup) = store("timerrace", RedisOptions::default()).await;

@@ -492,6 +492,21 @@ impl Worker {
         }
         let cancelled = self.engine.cancel(execution_id).await?;
         self.store.publish_cancel(execution_id).await?;
+        if cancelled {
+            // Its timers (waits, signal timeouts, retries) would only fire into a finished
+            // execution: remove them now rather than when due.
+            let removed = self
+                .store
+                .timers()
+                .forget_execution(execution_id)
+                .await
+                .map_err(PortError::from)?;
+            tracing::debug!(
+                execution_id,
+                removed,
+                "timers of the cancelled execution removed"
+            );
+        }
         Ok(cancelled)
     }
 
