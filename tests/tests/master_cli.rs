@@ -535,7 +535,7 @@ async fn a_credential_stored_through_the_master_is_revealed_by_a_worker_and_show
     let created: Value = http
         .post(format!("{}/credentials", master.url))
         .bearer_auth(TOKEN)
-        .json(&json!({"name": "api", "type": "token", "data": {"token": SECRET}}))
+        .json(&json!({"name": "api", "type": "token", "data": {"token": SECRET}, "hosts": ["127.0.0.1"]}))
         .send()
         .await
         .unwrap()
@@ -598,5 +598,28 @@ async fn a_credential_stored_through_the_master_is_revealed_by_a_worker_and_show
             .unwrap_or_default()
             .contains(SECRET),
         "the master logged the secret"
+    );
+
+    // A worker holding another key refuses to start, naming both key ids.
+    let other = "HxwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgEAAAA=";
+    let mut cmd = cluster.command();
+    cmd.arg("worker")
+        .env("BATON_CREDENTIALS_KEY", other)
+        .env("BATON_HTTP_PORT", free_port().to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = tokio::time::timeout(BOUND, tokio::process::Command::from(cmd).output())
+        .await
+        .expect("the worker with the wrong key exits")
+        .unwrap();
+    assert!(!out.status.success());
+    let err = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        err.contains("credentials key does not match the vault (key id "),
+        "{err}"
     );
 }

@@ -37,6 +37,9 @@ pub enum ErrorCode {
     CredentialUnreadable,
     /// The vault could not be read (an outage that may pass).
     CredentialUnavailable,
+    /// The credential may not be used here: the target host is not in its `hosts`, or the
+    /// workflow is not in its `workflows`.
+    CredentialScope,
     // Sub-workflows.
     /// A `workflow` node ran in a runtime without a workflow catalog.
     NoWorkflowCatalog,
@@ -107,6 +110,7 @@ impl ErrorCode {
             Self::CredentialNotFound => "CREDENTIAL_NOT_FOUND",
             Self::CredentialUnreadable => "CREDENTIAL_UNREADABLE",
             Self::CredentialUnavailable => "CREDENTIAL_UNAVAILABLE",
+            Self::CredentialScope => "CREDENTIAL_SCOPE",
             Self::NoWorkflowCatalog => "NO_WORKFLOW_CATALOG",
             Self::WorkflowNotFound => "WORKFLOW_NOT_FOUND",
             Self::InvalidWorkflow => "INVALID_WORKFLOW",
@@ -131,7 +135,7 @@ impl ErrorCode {
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 33] = [
+    pub const ALL: [ErrorCode; 34] = [
         Self::Cancelled,
         Self::NodeTimeout,
         Self::TemplateError,
@@ -145,6 +149,7 @@ impl ErrorCode {
         Self::CredentialNotFound,
         Self::CredentialUnreadable,
         Self::CredentialUnavailable,
+        Self::CredentialScope,
         Self::NoWorkflowCatalog,
         Self::WorkflowNotFound,
         Self::InvalidWorkflow,

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::credential_scope::UsedCredential;
 
 /// What a node gets for one run. Its `Debug` shows which credential fields exist, never
 /// their values.
@@ -23,6 +24,10 @@ pub struct NodeInput<'a> {
     pub context: &'a Map<String, Value>,
     /// Credential values with Rune's extra `"type"` key, if the node has credentials.
     pub credentials: Option<&'a Map<String, Value>>,
+    /// The vault credential behind `credentials` and its scope (`None` for inline
+    /// credentials). A node that sends `credentials` somewhere must check every target host
+    /// with [`UsedCredential::check_host`] first — redirects included.
+    pub used_credential: Option<&'a UsedCredential>,
     pub execution_id: &'a str,
     pub node_id: &'a str,
     pub node_name: &'a str,
@@ -44,6 +49,7 @@ impl std::fmt::Debug for NodeInput<'_> {
             .field("params", self.params)
             .field("context", self.context)
             .field("credentials", &credential_fields.map(|k| (k, "<redacted>")))
+            .field("used_credential", &self.used_credential)
             .field("execution_id", &self.execution_id)
             .field("node_id", &self.node_id)
             .field("node_name", &self.node_name)

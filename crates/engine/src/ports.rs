@@ -9,6 +9,8 @@ use baton_core::CompiledWorkflow;
 use baton_core::message::{Completion, HopMessage, StatusEvent};
 use serde_json::{Map, Value};
 
+use crate::credential_scope::CredentialScope;
+
 mod error;
 mod store;
 
@@ -139,6 +141,25 @@ pub struct CredentialMeta {
     pub type_name: String,
     /// RFC 3339 UTC.
     pub created_at: String,
+    /// Where it may be used (`hosts`, `workflows`).
+    #[serde(flatten)]
+    pub scope: CredentialScope,
+}
+
+/// A revealed credential: its decrypted fields (with `"type"`) and its scope.
+#[derive(Clone, PartialEq)]
+pub struct RevealedCredential {
+    pub fields: Map<String, Value>,
+    pub scope: CredentialScope,
+}
+
+impl std::fmt::Debug for RevealedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevealedCredential")
+            .field("fields", &self.fields.keys().collect::<Vec<_>>())
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 /// Secrets encrypted at rest. Nodes reference one with `"credentials": {"$credential": "<id>"}`;
@@ -151,11 +172,12 @@ pub trait CredentialVault: Send + Sync {
         name: &str,
         type_name: &str,
         data: &Map<String, Value>,
+        scope: &CredentialScope,
     ) -> Result<CredentialMeta, PortError>;
     async fn list(&self) -> Result<Vec<CredentialMeta>, PortError>;
     async fn delete(&self, credential_id: &str) -> Result<bool, PortError>;
-    /// The decrypted fields, for the hop only; `None` when the id is unknown.
-    async fn reveal(&self, credential_id: &str) -> Result<Option<Map<String, Value>>, RevealError>;
+    /// The decrypted fields and the scope, for the hop only; `None` when the id is unknown.
+    async fn reveal(&self, credential_id: &str) -> Result<Option<RevealedCredential>, RevealError>;
 }
 
 /// Why a stored credential could not be revealed.

@@ -67,13 +67,21 @@ pub async fn distributed(
         &settings.connection.key_prefix,
     ));
     let sealing_key = vault_key(settings)?;
-    let vault: Option<Arc<dyn CredentialVault>> = sealing_key.clone().map(|key| {
-        Arc::new(baton_vault::RedisVault::new(
-            conn.clone(),
-            &settings.connection.key_prefix,
-            key,
-        )) as Arc<dyn CredentialVault>
-    });
+    let vault: Option<Arc<dyn CredentialVault>> = match sealing_key.clone() {
+        Some(key) => {
+            let vault =
+                baton_vault::RedisVault::new(conn.clone(), &settings.connection.key_prefix, key);
+            // A master whose key cannot open the vault refuses to start (it would store
+            // credentials no worker can read).
+            let key_id = vault
+                .check_key()
+                .await
+                .map_err(|e| MasterError::Config(e.to_string()))?;
+            tracing::info!(key_id, "credentials key opens the vault");
+            Some(Arc::new(vault))
+        }
+        None => None,
+    };
     let fanout = RedisFanout::start(
         client,
         conn,

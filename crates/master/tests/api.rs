@@ -686,11 +686,19 @@ async fn credentials_are_stored_without_ever_returning_their_data() {
         .call(
             "POST",
             "/credentials",
-            Some(json!({"name": "api", "type": "bearer", "data": {"token": "very-secret"}})),
+            Some(
+                json!({"name": "api", "type": "bearer", "data": {"token": "very-secret"},
+                        "hosts": ["api.example.com", "*.example.org"], "workflows": ["billing"]}),
+            ),
         )
         .await;
     assert_eq!(status, 201, "{created}");
     assert!(!created.to_string().contains("very-secret"));
+    assert_eq!(
+        created["hosts"],
+        json!(["api.example.com", "*.example.org"])
+    );
+    assert_eq!(created["workflows"], json!(["billing"]));
     let id = created["credential_id"].as_str().unwrap().to_string();
     let (status, list) = env.call("GET", "/credentials", None).await;
     assert_eq!(status, 200);
@@ -700,7 +708,20 @@ async fn credentials_are_stored_without_ever_returning_their_data() {
         .call("POST", "/credentials", Some(json!({"name": "", "data": 3})))
         .await;
     assert_eq!(status, 422);
-    assert_eq!(problems(&body), vec!["$.name", "$.type", "$.data"]);
+    assert_eq!(
+        problems(&body),
+        vec!["$.name", "$.type", "$.data", "$.hosts"]
+    );
+    let (status, body) = env
+        .call(
+            "POST",
+            "/credentials",
+            Some(json!({"name": "a", "type": "token", "data": {"token": "x"},
+                        "hosts": ["https://api.example.com:443"]})),
+        )
+        .await;
+    assert_eq!(status, 422, "a URL is not a host pattern: {body}");
+    assert_eq!(problems(&body), vec!["$.hosts"]);
     let (status, _) = env
         .call("DELETE", &format!("/credentials/{id}"), None)
         .await;

@@ -308,7 +308,10 @@ async fn dev_mode_reveals_a_stored_credential_to_the_node_and_nowhere_else() {
         .call(
             "POST",
             "/credentials",
-            Some(json!({"name": "api", "type": "token", "data": {"token": "sekret-123"}})),
+            Some(
+                json!({"name": "api", "type": "token", "data": {"token": "sekret-123"},
+                        "hosts": ["127.0.0.1"]}),
+            ),
         )
         .await;
     assert_eq!(status, 201, "{cred}");

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use baton_core::spec::{NodeClass, NodeSpec, ParamKind, ParamSpec};
-use baton_engine::{Node, NodeError, NodeInput, NodeOutput};
+use baton_engine::{Node, NodeError, NodeInput, NodeOutput, ScopeDenied, UsedCredential};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Map, Value, json};
@@ -74,6 +74,8 @@ struct ClientKey {
     follow_redirects: bool,
     max_redirects: usize,
     guard: Guard,
+    /// The vault credential the requests carry: redirects must stay within its `hosts`.
+    credential: Option<UsedCredential>,
 }
 
 /// A client enforcing `key` (rustls, the egress policy's connect timeout, pooled keep-alive
@@ -87,6 +89,7 @@ fn build_client(key: &ClientKey) -> Result<reqwest::Client, reqwest::Error> {
             &guard,
             key.follow_redirects,
             key.max_redirects,
+            key.credential.clone(),
         ))
         .dns_resolver(Arc::new(GuardedResolver { guard }))
         .danger_accept_invalid_certs(key.ignore_ssl)
@@ -171,6 +174,7 @@ impl HttpNode {
                 allowed,
                 denied,
             },
+            credential: None,
         }
     }
 
@@ -830,7 +834,20 @@ fn host_denied(denied: &HostDenied, target: &Target<'_>) -> NodeError {
     }
 }
 
+fn scope_denied(denied: &ScopeDenied, target: &Target<'_>) -> NodeError {
+    NodeError {
+        message: format!("HTTP request refused: {target}: {denied}"),
+        code: ErrorCode::CredentialScope,
+        retryable: false,
+    }
+}
+
 fn transport_error(e: reqwest::Error, target: &Target<'_>, timeout: Duration) -> NodeError {
+    if let Some(denied) = find_cause::<ScopeDenied>(&e) {
+        let mut err = scope_denied(denied, target);
+        err.message = format!("HTTP redirect refused: {target}: {denied}");
+        return err;
+    }
     if let Some(denied) = find_cause::<HostDenied>(&e) {
         let mut err = host_denied(denied, target);
         if target.redirected(&e) || !target.is_host(&denied.host) {
@@ -995,7 +1012,7 @@ impl Node for HttpNode {
         } = request;
         let target = Target::new(&method, &url);
 
-        let key = self.client_key(
+        let mut key = self.client_key(
             ignore_ssl,
             timeout,
             hardening.follow_redirects,
@@ -1003,6 +1020,13 @@ impl Node for HttpNode {
             hardening.allowed,
             hardening.denied,
         );
+        // A vault credential goes only to its `hosts`: the URL's host now, each redirect's in
+        // the redirect policy.
+        if let Some(used) = input.used_credential {
+            used.check_host(url.host_str().unwrap_or_default())
+                .map_err(|denied| scope_denied(&denied, &target))?;
+            key.credential = Some(used.clone());
+        }
         // Literal-IP URLs never reach the resolver; names are checked here too for a clear
         // message before any connection is attempted.
         check_url(&key.guard, &url).map_err(|denied| host_denied(&denied, &target))?;

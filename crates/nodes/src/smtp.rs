@@ -531,6 +531,10 @@ impl Node for SmtpNode {
     async fn run(&self, input: NodeInput<'_>) -> Result<NodeOutput, NodeError> {
         let email = parse_email(input.params)?;
         let server = parse_server(input.credentials)?;
+        // A vault credential goes only to its `hosts`.
+        if let Some(used) = input.used_credential {
+            used.check_host(&server.host)?;
+        }
         let security = email
             .security
             .unwrap_or(if server.port == IMPLICIT_TLS_PORT {

@@ -25,6 +25,7 @@ async fn runs_in_process_only_when_asked_and_otherwise_names_why_the_sandbox_fai
         params: &params,
         context: &context,
         credentials: None,
+        used_credential: None,
         execution_id: "exec-1",
         node_id: "node-1",
         node_name: "Script",

@@ -21,6 +21,7 @@ async fn run(node: &dyn Node, params: Value, context: Value) -> Result<Value, No
         params: &params,
         context: &ctx,
         credentials: None,
+        used_credential: None,
         execution_id: "exec-1",
         node_id: "node-1",
         node_name: "Node",

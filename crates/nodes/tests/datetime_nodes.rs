@@ -37,6 +37,7 @@ async fn run_on(node: &DateTimeNode, params: Value, clock: &dyn Clock) -> Result
         params: &params,
         context: &context,
         credentials: None,
+        used_credential: None,
         execution_id: "exec-1",
         node_id: "node-1",
         node_name: "Date",

@@ -173,6 +173,7 @@ async fn run(
         idempotency_key: "exec-egress:node-egress:1",
         cancel: &CancellationToken::new(),
         clock: &baton_engine::SystemClock,
+        used_credential: None,
     })
     .await
     .map(NodeOutput::into_value)

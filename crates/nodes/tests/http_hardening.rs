@@ -171,6 +171,7 @@ async fn call(node: &HttpNode, params: Value) -> Result<Value, NodeError> {
         params: &params,
         context: &Map::new(),
         credentials: None,
+        used_credential: None,
         execution_id: "exec-h",
         node_id: "node-h",
         node_name: "Fetch",

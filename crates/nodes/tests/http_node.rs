@@ -135,6 +135,7 @@ async fn run_with(
         params: &params,
         context: &Map::new(),
         credentials: creds.as_ref(),
+        used_credential: None,
         execution_id: "exec-1",
         node_id: "node-1",
         node_name: "Call API",

@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `P:{catalog}:ids` | zset | every workflow id, score 0 (so it orders by id) |
 //! | `P:{catalog}:wf:<id>` | hash | version (`1`, `2`, …) → JSON `{"hash","created_at"}` |
-//! | `P:def:<hash>` | string | the definition itself, once per content hash ([`DefinitionStore`]) |
+//! | `P:def:<hash>` | string | the definition itself, once per content hash ([`DefinitionStore`]); pinned (no TTL) while a version references it, expiring after the workflow is deleted |
 //!
 //! The definition is written (by hash, `SET NX`) before its version is added, so a version
 //! that exists always has its definition; and its hash is the `reference` executions pin to,
@@ -136,6 +136,7 @@ impl WorkflowCatalog for RedisCatalog {
         }
         let hash = content_hash(definition);
         self.definitions.put(&hash, &definition.to_string()).await?;
+        self.definitions.pin(&hash).await?;
         let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let mut inv = PUT.prepare_invoke();
         inv.key(self.ids_key())
@@ -209,12 +210,23 @@ impl WorkflowCatalog for RedisCatalog {
     }
 
     async fn delete(&self, workflow_id: &str) -> Result<bool, PortError> {
+        // Its definitions expire once the versions are gone (not before: a failed delete keeps
+        // them pinned).
+        let hashes: Vec<String> = self
+            .all_versions(workflow_id)
+            .await?
+            .into_iter()
+            .map(|v| v.hash)
+            .collect();
         let mut inv = DELETE.prepare_invoke();
         inv.key(self.ids_key())
             .key(self.versions_key(workflow_id))
             .arg(workflow_id);
         let mut conn = self.conn.clone();
         let reply = inv.invoke_async(&mut conn).await.map_err(Error::from)?;
+        for hash in &hashes {
+            self.definitions.unpin(hash).await?;
+        }
         Ok(reply::int(&reply)? == 1)
     }
 }

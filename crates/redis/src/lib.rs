@@ -25,7 +25,7 @@ mod store;
 mod timers;
 
 pub use catalog::RedisCatalog;
-pub use definitions::DefinitionStore;
+pub use definitions::{DEFINITION_TTL_SECS, DefinitionStore};
 pub use deliveries::{DeliveryCounts, DeliveryTally};
 pub use error::Error;
 pub use store::{RedisOptions, RedisStore};

@@ -98,6 +98,49 @@ impl TimerStore {
         Ok(reply::int(&inv.invoke_async(&mut conn).await?)? == 1)
     }
 
+    /// Forgets every pending timer of `execution_id` (ids `<execution_id>|…`): a cancelled
+    /// execution's timers would otherwise stay until due, however far away. Scans the payload
+    /// hash (pending timers only). Returns how many were removed.
+    pub async fn forget_execution(&self, execution_id: &str) -> Result<usize, Error> {
+        let escaped: String = execution_id
+            .chars()
+            .flat_map(|c| {
+                let escape = matches!(c, '*' | '?' | '[' | ']' | '\\');
+                escape.then_some('\\').into_iter().chain(std::iter::once(c))
+            })
+            .collect();
+        let pattern = format!("{escaped}|*");
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut ids: Vec<String> = Vec::new();
+        loop {
+            let (next, page): (u64, Vec<String>) = redis::cmd("HSCAN")
+                .arg(&self.payload)
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await?;
+            // HSCAN answers field, value, field, value, …
+            ids.extend(page.into_iter().step_by(2));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        ids.sort();
+        ids.dedup();
+        let mut removed = 0;
+        for id in ids {
+            if self.complete(&id).await? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Timers scheduled or claimed and not completed (for metrics and tests).
     pub async fn pending(&self) -> Result<u64, Error> {
         let mut conn = self.conn.clone();

@@ -165,14 +165,17 @@ async fn finish_puts_the_ttl_on_every_execution_key() {
             .unwrap();
         assert!(t > 0 && t <= ttl as i64, "{key}: TTL {t}");
     }
-    // Definitions and timers are not execution keys and never expire here.
+    // Definitions are not execution keys: their own retention applies (30 days after last use).
     store.definitions().put("sha256:x", "{}").await.unwrap();
     let t: i64 = redis::cmd("TTL")
         .arg(format!("{}:def:sha256:x", store.prefix()))
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(t, -1, "definitions have no TTL");
+    assert!(
+        t > ttl as i64 && t <= baton_redis::DEFINITION_TTL_SECS as i64,
+        "a definition keeps its own TTL: {t}"
+    );
 }
 
 /// `completed_ttl_secs: 0` keeps finished executions (no TTL).
@@ -397,6 +400,52 @@ async fn definitions_are_written_once() {
     assert_eq!(defs.get("sha256:other").await.unwrap(), None);
 }
 
+/// Retention: a definition expires after its last use unless a stored workflow's version
+/// references it; deleting the workflow lets its definitions expire.
+#[tokio::test]
+async fn definitions_expire_unless_a_stored_workflow_references_them() {
+    let (redis, _cleanup) = store("defttl", RedisOptions::default()).await;
+    let mut conn = raw().await;
+    let probe = conn.clone();
+    let ttl = |key: String| {
+        let mut conn = probe.clone();
+        async move {
+            redis::cmd("TTL")
+                .arg(key)
+                .query_async::<i64>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    let defs = redis.definitions();
+    defs.put("sha256:adhoc", "{}").await.unwrap();
+    let adhoc = format!("{}:def:sha256:adhoc", redis.prefix());
+    let max = baton_redis::DEFINITION_TTL_SECS as i64;
+    assert!((max - 5..=max).contains(&ttl(adhoc.clone()).await));
+    let _: () = redis::cmd("EXPIRE")
+        .arg(&adhoc)
+        .arg(100)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    defs.get("sha256:adhoc").await.unwrap();
+    assert!(ttl(adhoc).await > 100, "a load refreshes the TTL");
+
+    let catalog = redis.catalog();
+    let doc = json!({"id": "kept", "nodes": [], "edges": []});
+    let (v, _) = catalog.put("kept", &doc).await.unwrap();
+    let pinned = format!("{}:def:{}", redis.prefix(), v.hash);
+    assert_eq!(
+        ttl(pinned.clone()).await,
+        -1,
+        "referenced by a stored workflow"
+    );
+    defs.get(&v.hash).await.unwrap();
+    assert_eq!(ttl(pinned.clone()).await, -1, "a load does not unpin it");
+    assert!(catalog.delete("kept").await.unwrap());
+    assert!(ttl(pinned).await > 0, "its workflow is gone: it expires");
+}
+
 #[tokio::test]
 async fn timers_claim_complete_and_recover_expired_claims() {
     let (store, _cleanup) = store("timers", RedisOptions::default()).await;
@@ -478,6 +527,21 @@ async fn timers_claim_complete_and_recover_expired_claims() {
         timers.schedule("t1", b"new", now).await.unwrap(),
         "a completed id can be scheduled anew"
     );
+}
+
+/// A cancelled execution's timers are removed, not left until due; others stay.
+#[tokio::test]
+async fn forgetting_an_execution_removes_only_its_timers() {
+    let (store, _cleanup) = store("timerforget", RedisOptions::default()).await;
+    let timers = store.timers();
+    let far = 4_000_000_000_000;
+    for id in ["ex-1|w|", "ex-1|r|recheck@5", "ex-10|w|", "ex-2|w|"] {
+        assert!(timers.schedule(id, b"{}", far).await.unwrap());
+    }
+    assert_eq!(timers.forget_execution("ex-1").await.unwrap(), 2);
+    assert_eq!(timers.pending().await.unwrap(), 2, "ex-10 and ex-2 stay");
+    assert_eq!(timers.forget_execution("ex-1").await.unwrap(), 0);
+    assert_eq!(timers.forget_execution("ex-*").await.unwrap(), 0, "no glob");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

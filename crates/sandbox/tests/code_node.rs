@@ -18,6 +18,7 @@ async fn run_with(
         params: &params,
         context: &context,
         credentials: None,
+        used_credential: None,
         execution_id: "exec-1",
         node_id: "node-1",
         node_name: "Script",

@@ -19,6 +19,15 @@ pub enum VaultError {
     },
     #[error("credential name must not be empty")]
     EmptyName,
+    /// A `hosts` pattern or `workflows` id that cannot be used.
+    #[error("credential scope: {0}")]
+    Scope(String),
+    /// This process's key is not the one the vault's credentials were written with.
+    #[error(
+        "credentials key does not match the vault (key id {ours}, vault has {theirs}): set \
+         BATON_CREDENTIALS_KEY to the key the master and the other workers use"
+    )]
+    KeyMismatch { ours: String, theirs: String },
     #[error("credential vault: redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("credential vault: {0}")]

@@ -66,6 +66,18 @@ impl VaultKey {
         Zeroizing::new(STANDARD.encode(self.0.as_ref()))
     }
 
+    /// A short public fingerprint of the key (16 hex digits of SHA-256 over a domain label and
+    /// the key): what the vault records so that a process holding another key can tell, at
+    /// startup, that it cannot open the vault. It reveals nothing usable about the key.
+    pub fn key_id(&self) -> String {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::new()
+            .chain_update(b"baton-vault-key-id\0")
+            .chain_update(self.0.as_ref())
+            .finalize();
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     pub(crate) fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(self.0.as_ref().into())
     }
@@ -100,6 +112,16 @@ mod tests {
         let err = VaultKey::from_base64("not base64 at all!").unwrap_err();
         assert_eq!(err, KeyError::Encoding);
         assert!(!err.to_string().contains("not base64 at all"), "{err}");
+    }
+
+    #[test]
+    fn the_key_id_is_stable_per_key_and_differs_between_keys() {
+        let key = VaultKey::generate();
+        let again = VaultKey::from_base64(&key.to_base64()).unwrap();
+        assert_eq!(key.key_id(), again.key_id());
+        assert_eq!(key.key_id().len(), 16);
+        assert_ne!(key.key_id(), VaultKey::generate().key_id());
+        assert!(!key.to_base64().contains(&key.key_id()));
     }
 
     #[test]

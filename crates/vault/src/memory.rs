@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use baton_engine::ports::{CredentialMeta, CredentialVault, PortError, RevealError};
+use baton_engine::CredentialScope;
+use baton_engine::ports::{
+    CredentialMeta, CredentialVault, PortError, RevealError, RevealedCredential,
+};
 use serde_json::{Map, Value};
 
 use crate::key::VaultKey;
@@ -13,6 +16,8 @@ use crate::seal;
 
 struct Record {
     meta: CredentialMeta,
+    /// The scope as bound into `sealed`; `None` for a record written without one.
+    scope: Option<String>,
     sealed: String,
 }
 
@@ -65,12 +70,14 @@ impl CredentialVault for MemoryVault {
         name: &str,
         type_name: &str,
         data: &Map<String, Value>,
+        scope: &CredentialScope,
     ) -> Result<CredentialMeta, PortError> {
-        let (meta, sealed) = seal::new_credential(&self.key, name, type_name, data)?;
+        let (meta, sealed, scope) = seal::new_credential(&self.key, name, type_name, data, scope)?;
         self.locked().insert(
             meta.credential_id.clone(),
             Record {
                 meta: meta.clone(),
+                scope: Some(scope),
                 sealed,
             },
         );
@@ -85,11 +92,11 @@ impl CredentialVault for MemoryVault {
         Ok(self.locked().remove(credential_id).is_some())
     }
 
-    async fn reveal(&self, credential_id: &str) -> Result<Option<Map<String, Value>>, RevealError> {
-        let Some((type_name, sealed)) = self
+    async fn reveal(&self, credential_id: &str) -> Result<Option<RevealedCredential>, RevealError> {
+        let Some((type_name, scope, sealed)) = self
             .locked()
             .get(credential_id)
-            .map(|r| (r.meta.type_name.clone(), r.sealed.clone()))
+            .map(|r| (r.meta.type_name.clone(), r.scope.clone(), r.sealed.clone()))
         else {
             return Ok(None);
         };
@@ -97,6 +104,7 @@ impl CredentialVault for MemoryVault {
             &self.key,
             credential_id,
             type_name,
+            scope.as_deref(),
             &sealed,
         )?))
     }

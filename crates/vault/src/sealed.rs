@@ -130,7 +130,7 @@ mod tests {
     fn a_sealed_secret_never_opens_as_a_credential() {
         let key = VaultKey::generate();
         let sealed = seal_secret(&key, "cred_1\0token", br#"{"token":"x"}"#);
-        let err = crate::seal::open(&key, "cred_1", "token", &sealed).unwrap_err();
+        let err = crate::seal::open(&key, "cred_1", "token", None, &sealed).unwrap_err();
         assert!(matches!(err, crate::VaultError::Decrypt { .. }), "{err}");
     }
 

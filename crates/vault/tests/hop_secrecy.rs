@@ -10,6 +10,7 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use baton_core::CompiledWorkflow;
 use baton_core::message::{Completion, ExecutionStatus};
+use baton_engine::CredentialScope;
 use baton_engine::ports::{CredentialVault, ExecutionStore};
 use baton_memory::{EmbeddedRuntime, Event};
 use baton_vault::{MemoryVault, VaultKey};
@@ -86,7 +87,10 @@ async fn a_vault_credential_reaches_the_server_and_nowhere_else() {
     let (url, seen) = recording_server().await;
     let vault = Arc::new(MemoryVault::new(VaultKey::generate()));
     let data = json!({"token": SECRET}).as_object().cloned().unwrap();
-    let meta = vault.put("api", "token", &data).await.unwrap();
+    let meta = vault
+        .put("api", "token", &data, &CredentialScope::any())
+        .await
+        .unwrap();
     let runtime =
         EmbeddedRuntime::start_with_vault(baton_nodes::registry(), 8, Some(vault.clone()));
     let wf = workflow(&url, json!({"$credential": meta.credential_id}));
@@ -182,6 +186,7 @@ async fn a_credential_that_cannot_be_decrypted_fails_the_node_once_without_retri
             "api",
             "bearer",
             json!({"token": SECRET}).as_object().unwrap(),
+            &CredentialScope::any(),
         )
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use baton_engine::CredentialScope;
 use baton_engine::ports::CredentialVault;
 use baton_vault::{MemoryVault, RedisVault, VaultKey};
 use serde_json::{Map, Value, json};
@@ -51,12 +52,21 @@ async fn connection() -> redis::aio::ConnectionManager {
 async fn vault_contract(vault: &dyn CredentialVault) {
     assert!(vault.list().await.unwrap().is_empty());
     let data = fields(json!({"token": SECRET, "extra": {"n": 1}}));
-    let a = vault.put("github", "token", &data).await.unwrap();
+    let a = vault
+        .put(
+            "github",
+            "token",
+            &data,
+            &CredentialScope::hosts(["api.github.com"]),
+        )
+        .await
+        .unwrap();
     let b = vault
         .put(
             "smtp",
             "basic_auth",
             &fields(json!({"username": "u", "password": "p"})),
+            &CredentialScope::any(),
         )
         .await
         .unwrap();
@@ -67,10 +77,10 @@ async fn vault_contract(vault: &dyn CredentialVault) {
     // Round trip: the fields come back, plus the credential's type for the nodes.
     let mut expected = data.clone();
     expected.insert("type".into(), json!("token"));
-    assert_eq!(
-        vault.reveal(&a.credential_id).await.unwrap(),
-        Some(expected)
-    );
+    let revealed = vault.reveal(&a.credential_id).await.unwrap().unwrap();
+    assert_eq!(revealed.fields, expected);
+    assert_eq!(revealed.scope, CredentialScope::hosts(["api.github.com"]));
+    assert_eq!(a.scope, revealed.scope);
 
     // Listing shows what is stored, in creation order, and never the data.
     let listed = vault.list().await.unwrap();
@@ -80,7 +90,10 @@ async fn vault_contract(vault: &dyn CredentialVault) {
 
     assert_eq!(vault.reveal("cred_unknown").await.unwrap(), None);
     assert!(
-        vault.put(" ", "token", &data).await.is_err(),
+        vault
+            .put(" ", "token", &data, &CredentialScope::any())
+            .await
+            .is_err(),
         "a name is required"
     );
 
@@ -111,6 +124,7 @@ async fn the_value_at_rest_in_redis_is_ciphertext_without_the_secret() {
             "api",
             "header",
             &fields(json!({"field": "X-Key", "value": SECRET})),
+            &CredentialScope::any(),
         )
         .await
         .unwrap();
@@ -132,8 +146,14 @@ async fn a_tampered_or_moved_ciphertext_in_redis_fails_to_decrypt() {
     let prefix = Prefix::new();
     let vault = RedisVault::new(connection().await, &prefix.0, VaultKey::generate());
     let data = fields(json!({"token": SECRET}));
-    let a = vault.put("a", "token", &data).await.unwrap();
-    let b = vault.put("b", "token", &data).await.unwrap();
+    let a = vault
+        .put("a", "token", &data, &CredentialScope::any())
+        .await
+        .unwrap();
+    let b = vault
+        .put("b", "token", &data, &CredentialScope::any())
+        .await
+        .unwrap();
     let mut conn = connection().await;
     let sealed: String = redis::cmd("HGET")
         .arg(vault.record_key(&a.credential_id))
@@ -186,7 +206,12 @@ async fn a_vault_with_another_key_cannot_reveal_but_still_lists() {
     let writer = RedisVault::new(connection().await, &prefix.0, VaultKey::generate());
     let reader = RedisVault::new(connection().await, &prefix.0, VaultKey::generate());
     let meta = writer
-        .put("db", "token", &fields(json!({"token": SECRET})))
+        .put(
+            "db",
+            "token",
+            &fields(json!({"token": SECRET})),
+            &CredentialScope::any(),
+        )
         .await
         .unwrap();
     let err = reader
@@ -202,7 +227,12 @@ async fn a_vault_with_another_key_cannot_reveal_but_still_lists() {
 async fn a_tampered_ciphertext_in_memory_fails_to_decrypt() {
     let vault = Arc::new(MemoryVault::new(VaultKey::generate()));
     let meta = vault
-        .put("x", "token", &fields(json!({"token": SECRET})))
+        .put(
+            "x",
+            "token",
+            &fields(json!({"token": SECRET})),
+            &CredentialScope::any(),
+        )
         .await
         .unwrap();
     let sealed = vault.sealed(&meta.credential_id).unwrap();
@@ -213,4 +243,60 @@ async fn a_tampered_ciphertext_in_memory_fails_to_decrypt() {
     assert!(vault.replace_sealed(&meta.credential_id, altered.into_iter().collect()));
     let err = vault.reveal(&meta.credential_id).await.unwrap_err();
     assert!(err.to_string().contains("cannot be decrypted"), "{err}");
+}
+
+#[tokio::test]
+async fn the_first_process_records_the_key_id_and_a_process_with_another_key_is_refused() {
+    let prefix = Prefix::new();
+    let key = VaultKey::generate();
+    let first = RedisVault::new(connection().await, &prefix.0, key.clone());
+    assert_eq!(first.check_key().await.unwrap(), key.key_id());
+    let again = RedisVault::new(connection().await, &prefix.0, key.clone());
+    assert_eq!(
+        again.check_key().await.unwrap(),
+        key.key_id(),
+        "same key: ok"
+    );
+
+    let other = VaultKey::generate();
+    let wrong = RedisVault::new(connection().await, &prefix.0, other.clone());
+    let err = wrong.check_key().await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "credentials key does not match the vault (key id {}, vault has {}): set \
+             BATON_CREDENTIALS_KEY to the key the master and the other workers use",
+            other.key_id(),
+            key.key_id()
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_vault_from_before_key_ids_is_checked_against_its_oldest_credential() {
+    let prefix = Prefix::new();
+    let key = VaultKey::generate();
+    let writer = RedisVault::new(connection().await, &prefix.0, key.clone());
+    writer
+        .put(
+            "db",
+            "token",
+            &fields(json!({"token": SECRET})),
+            &CredentialScope::any(),
+        )
+        .await
+        .unwrap();
+    // No key id recorded yet (the record predates it): a wrong key is refused, records nothing.
+    let wrong = RedisVault::new(connection().await, &prefix.0, VaultKey::generate());
+    let err = wrong.check_key().await.unwrap_err().to_string();
+    assert!(err.contains("do not open with this key"), "{err}");
+    let mut conn = connection().await;
+    let recorded: Option<String> = redis::cmd("GET")
+        .arg(writer.key_id_key())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(recorded, None);
+    // The right key opens it and records its id.
+    assert_eq!(writer.check_key().await.unwrap(), key.key_id());
 }

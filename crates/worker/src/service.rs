@@ -124,6 +124,13 @@ impl Worker {
             )
             .await
             .map_err(|e| WorkerError::Vault(Box::new(e)))?;
+            // A worker whose key cannot open the vault would fail every node that uses a
+            // credential: it refuses to start instead (the error names both key ids).
+            let key_id = vault
+                .check_key()
+                .await
+                .map_err(|e| WorkerError::Vault(Box::new(e)))?;
+            tracing::info!(key_id, "credentials key opens the vault");
             engine = engine.with_vault(Arc::new(vault));
         }
         let engine = Arc::new(engine);
@@ -499,6 +506,21 @@ impl Worker {
         }
         let cancelled = self.engine.cancel(execution_id).await?;
         self.store.publish_cancel(execution_id).await?;
+        if cancelled {
+            // Its timers (waits, signal timeouts, retries) would only fire into a finished
+            // execution: remove them now rather than when due.
+            let removed = self
+                .store
+                .timers()
+                .forget_execution(execution_id)
+                .await
+                .map_err(PortError::from)?;
+            tracing::debug!(
+                execution_id,
+                removed,
+                "timers of the cancelled execution removed"
+            );
+        }
         Ok(cancelled)
     }
 

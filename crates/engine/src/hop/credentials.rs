@@ -1,20 +1,24 @@
 //! Credentials: a node's `{"$credential": id}` reference is revealed from the vault right
-//! before it runs, and only there.
+//! before it runs, and only there — if the credential's scope admits the execution's workflow
+//! (its hosts are checked by the node, on every target it sends the credential to).
 
 use baton_core::graph::CompiledNode;
 use serde_json::{Map, Value};
 
 use super::engine::Engine;
+use crate::credential_scope::UsedCredential;
 use crate::node::NodeError;
 use crate::ports::RevealError;
 use baton_core::ErrorCode;
 
 impl Engine {
-    /// The decrypted fields of the vault credential `node` references, if it references one.
+    /// The decrypted fields of the vault credential `node` references, if it references one,
+    /// with its id and scope; `CREDENTIAL_SCOPE` when `workflow_id` may not use it.
     pub(super) async fn reveal_credentials(
         &self,
         node: &CompiledNode,
-    ) -> Result<Option<Map<String, Value>>, NodeError> {
+        workflow_id: &str,
+    ) -> Result<Option<(Map<String, Value>, UsedCredential)>, NodeError> {
         let Some(reference) = node.credentials.as_ref().and_then(credential_reference) else {
             return Ok(None);
         };
@@ -36,7 +40,24 @@ impl Engine {
             ));
         };
         match vault.reveal(reference).await {
-            Ok(Some(fields)) => Ok(Some(fields)),
+            Ok(Some(revealed)) if !revealed.scope.permits_workflow(workflow_id) => Err(fail(
+                ErrorCode::CredentialScope,
+                format!(
+                    "node `{}` ({}): credential `{reference}` may not be used by workflow \
+                     `{workflow_id}`: its `workflows` are {:?}",
+                    node.name,
+                    node.id,
+                    revealed.scope.workflows.as_deref().unwrap_or_default()
+                ),
+                false,
+            )),
+            Ok(Some(revealed)) => Ok(Some((
+                revealed.fields,
+                UsedCredential {
+                    credential_id: reference.to_string(),
+                    scope: revealed.scope,
+                },
+            ))),
             Ok(None) => Err(fail(
                 ErrorCode::CredentialNotFound,
                 format!(

@@ -24,6 +24,7 @@ mod engine;
 mod fail;
 mod join;
 mod race;
+pub mod redact;
 mod route;
 mod run;
 mod runs;

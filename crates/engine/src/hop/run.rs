@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
+use super::redact::Redactor;
 use crate::node::{NodeError, NodeInput, NodeOutput};
 use crate::ports::{ContextWrite, HopCommit, PortError};
 use baton_core::ErrorCode;
@@ -165,15 +166,20 @@ impl Engine {
         );
         let idempotency_key = format!("{}:{}:{}", msg.execution_id, node.id, hop.scope.clone());
         // Revealed here and only here: the secret lives for this run, in this frame, and is
-        // never part of a message, a status, the context or an error.
-        let revealed = match self.reveal_credentials(node).await {
-            Ok(revealed) => revealed,
+        // never part of a message, a status, the context or an error — what the node returns
+        // is redacted before anything else sees it.
+        let (revealed, used) = match self.reveal_credentials(node, &msg.workflow_id).await {
+            Ok(Some((fields, used))) => (Some(fields), Some(used)),
+            Ok(None) => (None, None),
             Err(e) => return Err(e),
         };
+        let credentials = revealed.as_ref().or(node.credentials.as_ref());
+        let redactor = Redactor::new(credentials);
         let input = NodeInput {
             params,
             context: ctx,
-            credentials: revealed.as_ref().or(node.credentials.as_ref()),
+            credentials,
+            used_credential: used.as_ref(),
             execution_id: &msg.execution_id,
             node_id: &node.id,
             node_name: &node.name,
@@ -189,7 +195,7 @@ impl Engine {
                 () = cancel.cancelled() => Err(NodeError { message: "cancelled".into(), code: ErrorCode::Cancelled, retryable: false }),
             }
         };
-        match node.timeout_ms {
+        let result = match node.timeout_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), guarded).await {
                 Ok(r) => r,
                 Err(_) => Err(NodeError::new(
@@ -198,6 +204,7 @@ impl Engine {
                 )),
             },
             None => guarded.await,
-        }
+        };
+        redactor.result(result)
     }
 }

@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use baton_engine::CredentialScope;
 use baton_engine::ports::CredentialVault;
 use serde_json::{Value, json};
 
@@ -53,6 +54,7 @@ pub async fn create(State(master): AppState, body: Bytes) -> Result<Response, Ap
             Default::default()
         }
     };
+    let scope = scope_of(&request, &mut problems);
     if !problems.is_empty() {
         return Err(ApiError::invalid(
             "invalid_input",
@@ -60,8 +62,53 @@ pub async fn create(State(master): AppState, body: Bytes) -> Result<Response, Ap
             problems,
         ));
     }
-    let meta = vault(&master)?.put(&name, &type_name, &data).await?;
+    let meta = vault(&master)?
+        .put(&name, &type_name, &data, &scope)
+        .await?;
     Ok((StatusCode::CREATED, Json(json!(meta))).into_response())
+}
+
+/// `hosts` (required: where the credential may be sent; `["*"]` for anywhere) and
+/// `workflows` (optional: the workflow ids that may use it).
+fn scope_of(
+    request: &serde_json::Map<String, Value>,
+    problems: &mut Vec<Value>,
+) -> CredentialScope {
+    let strings = |field: &str, problems: &mut Vec<Value>| -> Option<Vec<String>> {
+        match request.get(field)? {
+            Value::Array(items) if items.iter().all(Value::is_string) => Some(
+                items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+            ),
+            other => {
+                problems.push(problem(
+                    &format!("$.{field}"),
+                    format!("expected an array of strings, found {}", kind_name(other)),
+                ));
+                None
+            }
+        }
+    };
+    let hosts = match request.get("hosts") {
+        None => {
+            problems.push(problem(
+                "$.hosts",
+                "required: the hosts the credential may be sent to (`api.example.com`, \
+                 `*.example.com`), or [\"*\"] for any host"
+                    .to_string(),
+            ));
+            Vec::new()
+        }
+        Some(_) => strings("hosts", problems).unwrap_or_default(),
+    };
+    let workflows = strings("workflows", problems);
+    let scope = CredentialScope { hosts, workflows };
+    if let Err(e) = scope.validate() {
+        problems.push(problem("$.hosts", e));
+    }
+    scope
 }
 
 pub async fn list(State(master): AppState) -> Result<Json<Value>, ApiError> {

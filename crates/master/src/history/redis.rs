@@ -31,7 +31,8 @@ if (not r) or tonumber(r) < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 end
-for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+-- The indexes (4, 5) live as long as their newest member's record.
+for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
 return created
 "#;
 
@@ -50,7 +51,8 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], 'completed_at', ARGV[2], 'duratio
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'failure_reason', ARGV[4])
 end
-for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[6]) end
+-- The indexes (4, 5) live as long as their newest member's record.
+for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[6]) end
 return created
 "#;
 
@@ -232,6 +234,13 @@ impl History for RedisHistory {
             .arg(0)
             .arg(&member)
             .ignore();
+        // The indexes live as long as their newest member's record.
+        for index in [self.index(None), self.index(Some(&s.workflow_id))] {
+            pipe.cmd("EXPIRE")
+                .arg(index)
+                .arg(self.retention_secs)
+                .ignore();
+        }
         let _: () = pipe.query_async(&mut conn).await.map_err(err)?;
         self.trim().await
     }

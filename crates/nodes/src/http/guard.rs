@@ -13,6 +13,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use baton_engine::UsedCredential;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::redirect::Policy;
@@ -93,8 +94,14 @@ pub fn check_url(guard: &Guard, url: &Url) -> Result<(), HostDenied> {
 }
 
 /// The redirect policy of a client: `follow` off returns 3xx responses as they are;
-/// otherwise at most `max` redirects, each target checked like the original URL.
-pub fn redirect_policy(guard: &Arc<Guard>, follow: bool, max: usize) -> Policy {
+/// otherwise at most `max` redirects, each target checked like the original URL and, when
+/// the request carries a vault `credential`, against the credential's `hosts`.
+pub fn redirect_policy(
+    guard: &Arc<Guard>,
+    follow: bool,
+    max: usize,
+    credential: Option<UsedCredential>,
+) -> Policy {
     if !follow {
         return Policy::none();
     }
@@ -103,6 +110,11 @@ pub fn redirect_policy(guard: &Arc<Guard>, follow: bool, max: usize) -> Policy {
         // `previous` holds the original URL and every URL redirected from.
         if attempt.previous().len() > max {
             return attempt.error(TooManyRedirects { max });
+        }
+        if let Some(used) = &credential
+            && let Err(denied) = used.check_host(attempt.url().host_str().unwrap_or_default())
+        {
+            return attempt.error(denied);
         }
         match check_url(&guard, attempt.url()) {
             Ok(()) => attempt.follow(),
