@@ -205,7 +205,10 @@ async fn a_run_from_the_dashboard_is_drawn_live_signalled_opened_and_a_second_on
     page.click("#cancel-button").await;
     page.wait_for(r#"#execution-status[data-status="halted"]"#)
         .await;
-    for node in ["approve", "loud", "calm", "done"] {
+    // The node the cancel stopped shows `cancelled`; the ones that never ran, `skipped`.
+    page.wait_for(r#"#dag g.dag-node[data-node-id="approve"][data-status="cancelled"]"#)
+        .await;
+    for node in ["loud", "calm", "done"] {
         page.wait_for(&format!(
             r#"#dag g.dag-node[data-node-id="{node}"][data-status="skipped"]"#
         ))

@@ -150,7 +150,7 @@ async fn a_run_in_flight_when_baton_dev_restarts_ends_failed_with_the_reason() {
         got["failure_reason"], "interrupted by a restart of baton dev",
         "{got:#}"
     );
-    assert_eq!(got["nodes"]["w"]["status"], "failed", "{got:#}");
+    assert_eq!(got["nodes"]["w"]["status"], "cancelled", "{got:#}");
     // Finished for good: watching it ends at once instead of waiting forever.
     let watched = cli(&master.url, &["watch", &id], &[]).await;
     assert_eq!(code(&watched), Some(1), "{}", stderr(&watched));

@@ -157,8 +157,14 @@ async fn next(deliveries: &mut Deliveries) -> baton_amqp::Delivery {
 }
 
 fn one_node(name: &str, node_type: &str) -> Value {
+    // Parameters a node type does not declare are validation errors.
+    let parameters = if node_type == "log" {
+        json!({"message": "hi", "level": "debug"})
+    } else {
+        json!({})
+    };
     json!({"name": name, "nodes": [
-        {"id": "only", "name": "Only", "type": node_type, "parameters": {"message": "hi", "level": "debug"}}
+        {"id": "only", "name": "Only", "type": node_type, "parameters": parameters}
     ], "edges": []})
 }
 

@@ -67,7 +67,7 @@ impl CompiledWorkflow {
 #[cfg(test)]
 mod tests {
     use crate::graph::CompiledWorkflow;
-    use crate::spec::{NodeCatalog, NodeClass, NodeSpec};
+    use crate::spec::{NodeCatalog, NodeClass, NodeSpec, ParamKind, ParamSpec};
     use serde_json::json;
 
     struct Catalog(Vec<NodeSpec>);
@@ -94,7 +94,17 @@ mod tests {
     fn the_losers_of_a_race_are_the_other_branches_upstream_of_the_merge() {
         let catalog = Catalog(vec![
             spec("log", NodeClass::Action),
-            spec("merge", NodeClass::Merge),
+            NodeSpec {
+                params: vec![
+                    ParamSpec::optional(
+                        "wait_mode",
+                        ParamKind::Enum(vec!["wait_for_all", "wait_for_any"]),
+                        "",
+                    ),
+                    ParamSpec::optional("cancel_losers", ParamKind::Boolean, ""),
+                ],
+                ..spec("merge", NodeClass::Merge)
+            },
         ]);
         let node = |id: &str, t: &str| json!({"id": id, "name": id, "type": t, "parameters": {}});
         let doc = json!({
