@@ -415,7 +415,12 @@ impl ExecutionStore for RedisStore {
             .arg(&start.workflow_ref)
             .arg(start.started_at_ms)
             .arg(start.initial_tokens)
-            .arg(self.ttl_secs);
+            .arg(self.ttl_secs)
+            .arg(running_ttl_secs(
+                start.deadline_at_ms,
+                start.started_at_ms,
+                self.ttl_secs,
+            ));
         for (key, value) in &start.seed {
             inv.arg(key).arg(value.to_string());
         }
@@ -764,4 +769,21 @@ fn handoff_of(stored: &str) -> Result<Option<Handoff>, PortError> {
         return Ok(None);
     }
     Handoff::decode(stored).map(Some)
+}
+
+/// How long the keys of a running execution live: until its deadline plus the retention of a
+/// finished execution (the deadline timer fails it by then, and `finish` sets the usual TTL);
+/// 0 (no TTL) without a deadline, so a wait of any length keeps its state.
+fn running_ttl_secs(
+    deadline_at_ms: Option<u64>,
+    started_at_ms: u64,
+    finished_ttl_secs: u64,
+) -> u64 {
+    match deadline_at_ms {
+        Some(deadline) => deadline
+            .saturating_sub(started_at_ms)
+            .div_ceil(1000)
+            .saturating_add(finished_ttl_secs.max(3_600)),
+        None => 0,
+    }
 }

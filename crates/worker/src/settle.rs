@@ -89,6 +89,7 @@ impl Worker {
                 seed: Default::default(),
                 initial_tokens: 1,
                 started_at_ms: self.engine.clock().now_ms(),
+                deadline_at_ms: None,
             };
             let _ = self.store.start(&start).await;
         }

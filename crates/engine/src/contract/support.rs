@@ -35,6 +35,7 @@ pub fn start_of(seed: Value, initial_tokens: i64) -> ExecutionStart {
         seed,
         initial_tokens,
         started_at_ms: 1_700_000_000_123,
+        deadline_at_ms: None,
     }
 }
 pub(super) fn strings(items: &[&str]) -> Vec<String> {

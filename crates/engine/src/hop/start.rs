@@ -34,13 +34,18 @@ impl Engine {
             Some(id) => workflow.node(id).into_iter().collect(),
             None => workflow.start.iter().map(|i| &workflow.nodes[*i]).collect(),
         };
+        let started_at_ms = self.clock.now_ms();
         let start = ExecutionStart {
             execution_id: execution_id.to_string(),
             workflow_id: workflow_id.to_string(),
             workflow_ref: workflow_ref.to_string(),
             seed,
             initial_tokens: starts.len() as i64,
-            started_at_ms: self.clock.now_ms(),
+            started_at_ms,
+            deadline_at_ms: workflow
+                .definition
+                .timeout_ms
+                .map(|ms| started_at_ms.saturating_add(ms)),
         };
         if !self.store.start(&start).await? {
             // A duplicate start. The first one may still be publishing (give it a moment) or

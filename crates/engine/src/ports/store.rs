@@ -20,6 +20,10 @@ pub struct ExecutionStart {
     /// Number of messages the execution starts with.
     pub initial_tokens: i64,
     pub started_at_ms: u64,
+    /// When the workflow's `timeout_ms` ends it (unix ms): a store that expires keys keeps
+    /// those of the running execution about that long (plus its finished-execution
+    /// retention) instead of forever. `None`: no deadline, kept until it finishes.
+    pub deadline_at_ms: Option<u64>,
 }
 
 /// Where an existing execution's start stands (see [`ExecutionStore::start_state`]).
