@@ -44,7 +44,7 @@ pub struct Env {
     pub settings: MasterSettings,
     pub masters: Vec<String>,
     pub http: reqwest::Client,
-    shutdown: CancellationToken,
+    pub shutdown: CancellationToken,
     broker: Option<baton_amqp::Broker>,
 }
 
