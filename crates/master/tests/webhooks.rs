@@ -544,7 +544,7 @@ async fn a_clear_text_secret_left_by_an_older_master_is_erased_and_the_webhook_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_master_with_another_vault_key_refuses_to_start_and_the_webhook_stays_signed() {
-    let mut env = Env::start().await;
+    let env = Env::start().await;
     env.put_workflow(hello("rekeyed")).await;
     let secret = enable(&env, "rekeyed").await;
     // The vault records its key's id: a master with another key could not open the sealed
