@@ -195,6 +195,7 @@ impl Engine {
     }
 
     pub(super) fn forget_execution(&self, execution_id: &str) {
+        self.runs.forget(execution_id);
         let mut map = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = map.remove(execution_id) {
             t.cancel();

@@ -21,7 +21,19 @@ struct Run {
 pub(crate) struct RunningNodes {
     next: AtomicU64,
     by_execution: Mutex<HashMap<String, HashMap<u64, Run>>>,
+    /// Cancellations already seen, per execution: (scope, node ids). A run registered after
+    /// its node was cancelled (it passed the marker check just before the cancel) is
+    /// cancelled at registration instead of running on unseen. Bounded by
+    /// [`MAX_REMEMBERED_EXECUTIONS`]; dropped when the execution is forgotten.
+    cancelled: Mutex<HashMap<String, Vec<NodeCancellation>>>,
 }
+
+/// One cancellation of nodes: (scope, node ids).
+type NodeCancellation = (String, Vec<String>);
+
+/// How many executions' node cancellations a process remembers (a worker that did not finish
+/// an execution never forgets it otherwise); past it the memory starts afresh.
+const MAX_REMEMBERED_EXECUTIONS: usize = 10_000;
 
 /// Unregisters its run when dropped (the run ended, however).
 pub(crate) struct RunGuard<'a> {
@@ -56,6 +68,15 @@ impl RunningNodes {
         token: CancellationToken,
     ) -> RunGuard<'_> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
+        // The cancellation memory is locked across the registration so that a concurrent
+        // `cancel` either sees this run or has recorded itself before this check.
+        let cancelled = self.cancelled.lock().unwrap_or_else(|p| p.into_inner());
+        if cancelled.get(execution_id).is_some_and(|seen| {
+            seen.iter()
+                .any(|(scope, ids)| ids.iter().any(|n| n == node_id) && scopes.contains(scope))
+        }) {
+            token.cancel();
+        }
         self.by_execution
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -78,6 +99,14 @@ impl RunningNodes {
 
     /// Cancels the runs of `node_ids` in `scope` or a scope nested in it; returns how many.
     pub(crate) fn cancel(&self, execution_id: &str, scope: &str, node_ids: &[String]) -> usize {
+        let mut cancelled = self.cancelled.lock().unwrap_or_else(|p| p.into_inner());
+        if cancelled.len() >= MAX_REMEMBERED_EXECUTIONS && !cancelled.contains_key(execution_id) {
+            cancelled.clear();
+        }
+        cancelled
+            .entry(execution_id.to_string())
+            .or_default()
+            .push((scope.to_string(), node_ids.to_vec()));
         let map = self.by_execution.lock().unwrap_or_else(|p| p.into_inner());
         let Some(runs) = map.get(execution_id) else {
             return 0;
@@ -90,6 +119,16 @@ impl RunningNodes {
             }
         }
         n
+    }
+}
+
+impl RunningNodes {
+    /// Drops what is remembered of a finished execution's cancellations.
+    pub(crate) fn forget(&self, execution_id: &str) {
+        self.cancelled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(execution_id);
     }
 }
 
@@ -122,5 +161,21 @@ mod tests {
         assert_eq!(runs.cancel("e", "", &["n".into()]), 0);
         assert!(!token.is_cancelled());
         assert!(runs.by_execution.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_run_registered_after_its_node_was_cancelled_starts_cancelled() {
+        let runs = RunningNodes::default();
+        assert_eq!(runs.cancel("e", "", &["slow".into()]), 0);
+        let late = CancellationToken::new();
+        let _late = runs.register("e", "slow", vec![String::new()], late.clone());
+        assert!(late.is_cancelled());
+        let other = CancellationToken::new();
+        let _other = runs.register("e", "fast", vec![String::new()], other.clone());
+        assert!(!other.is_cancelled());
+        runs.forget("e");
+        let after = CancellationToken::new();
+        let _after = runs.register("e", "slow", vec![String::new()], after.clone());
+        assert!(!after.is_cancelled());
     }
 }
