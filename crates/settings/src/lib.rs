@@ -6,10 +6,18 @@
 //! variables stay flat (`amqp_url = …`, `BATON_QUEUE_TYPE=quorum`), and build their broker
 //! options with `AmqpOptions::from(&settings.connection)`, setting only what differs (prefetch,
 //! connection name, timeouts).
+//!
+//! Every `BATON_*` variable of every role is in [`registry`]: a process uses its own, ignores
+//! the other roles' and refuses a name no role knows.
 
+pub mod registry;
+
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use baton_amqp::{AmqpOptions, QueueType, Topology};
+use config::Source;
+pub use registry::{Role, Unknown};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -78,24 +86,92 @@ pub enum SettingsError {
         field: &'static str,
         problem: String,
     },
+    /// `BATON_*` variables that no Baton role reads (a typo, or a setting that does not exist).
+    #[error(
+        "configuration: unknown variable{} {}: no Baton process reads it (every variable: docs/config.md)",
+        plural(.0),
+        list(.0)
+    )]
+    UnknownVariables(Vec<Unknown>),
+    /// Keys of a settings file that no Baton role knows.
+    #[error(
+        "configuration: {file}: unknown key{} {} (every key: docs/config.md)",
+        plural(.keys),
+        list(.keys)
+    )]
+    UnknownKeys { file: String, keys: Vec<Unknown> },
+}
+
+fn plural(items: &[Unknown]) -> &'static str {
+    if items.len() == 1 { "" } else { "s" }
+}
+
+fn list(items: &[Unknown]) -> String {
+    items
+        .iter()
+        .map(Unknown::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Loads `defaults`, then `file` (if given, and then required), then the `BATON_*` variables
 /// (`BATON_QUEUE_TYPE` sets `queue_type`; numbers and booleans are parsed). A bad
-/// `queue_type` is [`SettingsError::Invalid`], as when it was checked after loading; checking
-/// the other values is the caller's job.
+/// `queue_type` is [`SettingsError::Invalid`]; checking the other values is the caller's job.
+///
+/// The struct's own fields are the keys of `defaults` serialised (keep every field
+/// serialised). Variables and file keys of other roles (known to the [`registry`]) are
+/// ignored; a name no role knows is [`SettingsError::UnknownVariables`] /
+/// [`SettingsError::UnknownKeys`], naming the closest known one.
 pub fn load_layered<T>(defaults: &T, file: Option<&Path>) -> Result<T, SettingsError>
 where
     T: Serialize + DeserializeOwned,
 {
+    load_layered_from(defaults, file, environment())
+}
+
+/// [`load_layered`] with the variables given instead of read from the process.
+pub fn load_layered_from<T>(
+    defaults: &T,
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, SettingsError>
+where
+    T: Serialize + DeserializeOwned,
+{
+    let own = own_keys(defaults);
     let mut builder = config::Config::builder().add_source(config::Config::try_from(defaults)?);
     if let Some(f) = file {
-        builder = builder.add_source(config::File::from(f).required(true));
+        let table = config::Config::builder()
+            .add_source(config::File::from(f).required(true))
+            .build()?
+            .collect()?;
+        let unknown = registry::unknown_keys(table.keys().map(String::as_str), &own);
+        if !unknown.is_empty() {
+            return Err(SettingsError::UnknownKeys {
+                file: f.display().to_string(),
+                keys: unknown,
+            });
+        }
+        let mine = table.into_iter().filter(|(k, _)| own.contains(k)).collect();
+        builder = builder.add_source(Layer(mine));
     }
+    let env: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(registry::PREFIX))
+        .collect();
+    let unknown = registry::unknown_variables(env.iter().map(|(k, _)| k.as_str()), &own);
+    if !unknown.is_empty() {
+        return Err(SettingsError::UnknownVariables(unknown));
+    }
+    let mine: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| own.contains(&k[registry::PREFIX.len()..].to_ascii_lowercase()))
+        .collect();
     builder = builder.add_source(
         config::Environment::with_prefix("BATON")
             .prefix_separator("_")
-            .try_parsing(true),
+            .try_parsing(true)
+            .source(Some(mine)),
     );
     builder
         .build()?
@@ -105,34 +181,49 @@ where
                 field: "queue_type",
                 problem,
             },
-            None => SettingsError::Load(name_expected_fields(e, defaults)),
+            None => SettingsError::Load(e),
         })
 }
 
-/// serde names the expected fields in an unknown-field error, except when some are flattened:
-/// it then says only `unknown field `x``. Adds them back (in serialisation order), so a typo in
-/// a file or variable is answered as helpfully as before the connection fields were shared.
-fn name_expected_fields<T: Serialize>(
-    error: config::ConfigError,
-    defaults: &T,
-) -> config::ConfigError {
-    let config::ConfigError::Message(message) = &error else {
-        return error;
-    };
-    if !message.starts_with("unknown field `") || message.contains(", expected") {
-        return error;
+/// Refuses `BATON_*` variables no role knows (for the commands that load no settings struct).
+pub fn check_environment() -> Result<(), SettingsError> {
+    let env = environment();
+    let unknown = registry::unknown_variables(env.iter().map(|(k, _)| k.as_str()), &BTreeSet::new());
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(SettingsError::UnknownVariables(unknown))
     }
-    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(defaults) else {
-        return error;
-    };
-    let names: Vec<String> = fields.keys().map(|k| format!("`{k}`")).collect();
-    let expected = match names.as_slice() {
-        [] => return error,
-        [one] => one.clone(),
-        [a, b] => format!("{a} or {b}"),
-        _ => format!("one of {}", names.join(", ")),
-    };
-    config::ConfigError::Message(format!("{message}, expected {expected}"))
+}
+
+/// This process's `BATON_*` variables (names and values that are Unicode).
+pub fn environment() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with(registry::PREFIX))
+        .collect()
+}
+
+/// The keys a settings struct serialises: its fields, flattened ones included.
+fn own_keys<T: Serialize>(defaults: &T) -> BTreeSet<String> {
+    match serde_json::to_value(defaults) {
+        Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+/// The file's keys this struct reads, as a source of the layered configuration.
+#[derive(Debug, Clone)]
+struct Layer(config::Map<String, config::Value>);
+
+impl config::Source for Layer {
+    fn clone_into_box(&self) -> Box<dyn config::Source + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn collect(&self) -> Result<config::Map<String, config::Value>, config::ConfigError> {
+        Ok(self.0.clone())
+    }
 }
 
 /// `queue_type` as its name: `classic` or `quorum`, anything else refused with the field named.

@@ -49,15 +49,63 @@ fn the_defaults_serialise_and_load_back() {
 }
 
 #[test]
-fn unknown_keys_are_refused() {
+fn unknown_keys_are_refused_naming_the_closest_key() {
     let err = load_toml("typo.toml", "prefech = 7\n")
         .unwrap_err()
         .to_string();
-    // The message a struct without flattened fields gives, with the fields in serialisation order.
+    assert!(
+        err.starts_with("configuration: ")
+            && err.contains("typo.toml: unknown key `prefech` (did you mean `prefetch`?)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_key_of_another_role_is_ignored() {
+    let p = load_toml("shared.toml", "prefetch = 3\nmaster_listen = \"0.0.0.0:1\"\n").unwrap();
+    assert_eq!(p.prefetch, 3);
+}
+
+fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+    vars.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn variables_set_own_fields_and_other_roles_variables_are_ignored() {
+    let p = load_layered_from(
+        &Process::default(),
+        None,
+        env(&[
+            ("BATON_PREFETCH", "9"),
+            ("BATON_QUEUE_TYPE", "quorum"),
+            ("BATON_KEY_PREFIX", "2024"),
+            ("BATON_API_TOKENS", "s3cret"),
+            ("BATON_MASTER_URL", "http://127.0.0.1:8080"),
+            ("BATON_MASTER_KEY_PREFIX", "m:"),
+            ("HOME", "/root"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(p.prefetch, 9);
+    assert_eq!(p.connection.queue_type, QueueType::Quorum);
+    assert_eq!(p.connection.key_prefix, "2024");
+}
+
+#[test]
+fn a_variable_no_role_knows_is_refused_naming_the_closest_one() {
+    let err = load_layered_from(
+        &Process::default(),
+        None,
+        env(&[("BATON_WROKER_CONCURRENCY", "4"), ("BATON_PREFETCH", "9")]),
+    )
+    .unwrap_err();
+    assert!(matches!(&err, SettingsError::UnknownVariables(u) if u.len() == 1));
     assert_eq!(
-        err,
-        "configuration: unknown field `prefech`, expected one of `prefetch`, `amqp_url`, `redis_url`, \
-         `queue_type`, `queue_prefix`, `key_prefix`"
+        err.to_string(),
+        "configuration: unknown variable `BATON_WROKER_CONCURRENCY` (did you mean \
+         `BATON_CONCURRENCY`?): no Baton process reads it (every variable: docs/config.md)"
     );
 }
 
