@@ -23,8 +23,10 @@
 //! | `log_format` | `BATON_LOG_FORMAT` | `json` | `json` or `human` |
 //! | `credentials_key` | `BATON_CREDENTIALS_KEY` | none | base64 of 32 bytes; seals credentials and webhook secrets; without it `/credentials` and enabling a signed webhook answer 503 |
 //!
-//! Unknown `BATON_*` variables (the worker's) are ignored so one environment serves both. The
-//! fields the workers share (`amqp_url`, `redis_url`, `queue_type`, `queue_prefix`,
+//! The other roles' `BATON_*` variables (the workers', the CLI's) are ignored so one
+//! environment serves all; a name no role knows is refused, naming the closest known one. Every
+//! field is an entry of `baton_settings::registry::VARIABLES` (a test fails otherwise), which
+//! renders `docs/config.md`. The fields the workers share (`amqp_url`, `redis_url`, `queue_type`, `queue_prefix`,
 //! `key_prefix`) are [`ConnectionSettings`], flattened in.
 
 use std::net::SocketAddr;
@@ -166,6 +168,15 @@ impl MasterSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every field is a registered master variable with the same default.
+    #[test]
+    fn every_field_is_in_the_variable_registry_with_its_default() {
+        let defaults = serde_json::to_value(MasterSettings::default()).unwrap();
+        let problems =
+            baton_settings::registry::coverage_problems(baton_settings::Role::Master, &defaults);
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
 
     #[test]
     fn auth_must_be_configured_or_explicitly_off() {

@@ -47,6 +47,10 @@
 //! | `egress_allow_private` | `BATON_EGRESS_ALLOW_PRIVATE` | `false` | development only: nodes may reach every address, loopback and metadata included |
 //! | `http_allow_private_networks` | `BATON_HTTP_ALLOW_PRIVATE_NETWORKS` | `false` | the former name of `egress_allow_private` (either one enables it) |
 //! | `egress_connect_timeout_ms` | `BATON_EGRESS_CONNECT_TIMEOUT_MS` | `10000` | bound of one connection attempt |
+//!
+//! Every field is also an entry of `baton_settings::registry::VARIABLES` (a test fails
+//! otherwise), which renders `docs/config.md`. The master's and the CLI's variables in the
+//! environment are ignored; a `BATON_*` name no role knows is refused, naming the closest one.
 
 use baton_settings::ConnectionSettings;
 pub use baton_settings::SettingsError;
@@ -288,6 +292,29 @@ mod tests {
         assert!(Settings::default().validate().is_ok());
     }
 
+    /// Every field is a registered worker variable with the same default (the registry feeds
+    /// `docs/config.md`, `baton config` and the unknown-variable check).
+    #[test]
+    fn every_field_is_in_the_variable_registry_with_its_default() {
+        let defaults = serde_json::to_value(Settings::default()).unwrap();
+        let problems =
+            baton_settings::registry::coverage_problems(baton_settings::Role::Worker, &defaults);
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn master_and_client_variables_in_the_environment_are_ignored() {
+        let env = [
+            ("BATON_API_TOKENS", "s3cret"),
+            ("BATON_MASTER_KEY_PREFIX", "m:"),
+            ("BATON_MASTER_URL", "http://127.0.0.1:8080"),
+            ("BATON_PREFETCH", "5"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let s = baton_settings::load_layered_from(&Settings::default(), None, env).unwrap();
+        assert_eq!(s.prefetch, 5);
+    }
+
     #[test]
     fn file_values_override_defaults_and_unknown_keys_are_rejected() {
         let dir = std::env::temp_dir().join(format!("baton-settings-{}", uuid::Uuid::new_v4()));
@@ -303,9 +330,7 @@ mod tests {
         std::fs::write(&typo, "prefech = 7\n").unwrap();
         let err = Settings::load(Some(&typo)).unwrap_err().to_string();
         assert!(
-            err.contains("unknown field `prefech`, expected one of")
-                && err.contains("`prefetch`")
-                && err.contains("`queue_prefix`"),
+            err.contains("unknown key `prefech` (did you mean `prefetch`?)"),
             "{err}"
         );
         let bad = dir.join("bad.toml");
