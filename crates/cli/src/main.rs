@@ -32,7 +32,7 @@ enum Command {
     Submit(commands::submit::SubmitArgs),
     /// Deliver a named signal to an execution (worker pool, or a master with --master).
     Signal(commands::signal::SignalArgs),
-    /// Cancel a running execution on the worker pool.
+    /// Cancel a running execution (worker pool, or a master with --master).
     Cancel(commands::cancel::CancelArgs),
     /// Exit 0 if a health endpoint answers 2xx.
     Healthcheck(commands::healthcheck::HealthcheckArgs),
@@ -46,6 +46,12 @@ enum Command {
     Dev(commands::dev::DevArgs),
     /// Measure hop latency and throughput (distributed and embedded) against the targets.
     Bench(commands::bench::BenchArgs),
+    /// Print a role's effective configuration (defaults, file, BATON_* variables), secrets
+    /// redacted.
+    Config(commands::config::ConfigArgs),
+    /// Print a generated reference: docs/cli.md or docs/config.md.
+    #[command(hide = true)]
+    Docs(commands::docs::DocsArgs),
 }
 
 const SANDBOX_SUBCOMMAND: &str = "sandbox";
@@ -59,6 +65,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Worker(_) | Command::Master(_)) {
         logging::init_cli();
+    }
+    // One environment serves every role: another role's variables are ignored, a name no role
+    // knows is refused before anything starts (the settings loaders check it too).
+    if !matches!(cli.command, Command::Docs(_))
+        && let Err(e) = baton_settings::check_environment()
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
     }
     let result = match cli.command {
         Command::Run(args) => commands::run::run(args),
@@ -75,6 +89,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(args),
         Command::Master(args) => commands::master::run(args),
         Command::Dev(args) => commands::dev::run(args),
+        Command::Config(args) => commands::config::run(args),
+        Command::Docs(args) => commands::docs::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

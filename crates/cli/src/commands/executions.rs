@@ -1,6 +1,7 @@
 //! `baton executions --master URL [--workflow ID] [--status S] [--limit N] [--cursor C]
 //! [--json]`: the master's executions, newest first, as a table (id, workflow, status, started,
-//! duration) or as the API's JSON.
+//! duration) or as the API's JSON. Statuses are the API's, matched exactly: a node failure
+//! ends an execution `halted`, not `failed`.
 
 use clap::Args;
 use serde_json::Value;
@@ -12,7 +13,9 @@ pub struct ExecutionsArgs {
     /// Only executions of this workflow.
     #[arg(long)]
     pub workflow: Option<String>,
-    /// Only executions in this state: running, completed, failed or halted.
+    /// Only executions in this state: `running`, `completed`, `halted` (a node failed under
+    /// its `halt` policy, or the execution was cancelled: the usual failure) or `failed` (the
+    /// engine could not run it, or its deadline passed). RFC 0003, "Statuses".
     #[arg(long, value_parser = ["running", "completed", "failed", "halted"])]
     pub status: Option<String>,
     /// At most this many.

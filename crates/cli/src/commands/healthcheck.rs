@@ -4,6 +4,7 @@ use clap::Args;
 
 #[derive(Args, Debug)]
 pub struct HealthcheckArgs {
+    /// The endpoint to ask (the worker's readiness by default).
     #[arg(long, default_value = "http://127.0.0.1:9090/readyz")]
     pub url: String,
 }

@@ -1,5 +1,5 @@
 //! The master's HTTP API as the CLI uses it (`--master URL` / `BATON_MASTER_URL`, bearer token
-//! from `BATON_API_TOKEN`): JSON requests whose error bodies become readable errors (the
+//! `--token` / `BATON_API_TOKEN`): JSON requests whose error bodies become readable errors (the
 //! master's `error.message` and every `problems` entry), and an execution's Server-Sent Events
 //! followed to its completion.
 
@@ -11,20 +11,42 @@ use clap::Args;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-/// `--master URL`: where the master's API is.
-#[derive(Args, Debug, Clone, Default)]
+/// `--master URL` and `--token TOKEN`: where the master's API is and how to authenticate;
+/// every command that talks to a master takes both.
+#[derive(Args, Clone, Default)]
 pub struct MasterTarget {
-    /// Master URL (e.g. http://127.0.0.1:8080): talk to its HTTP API. The bearer token comes
-    /// from BATON_API_TOKEN.
+    /// Master URL (e.g. http://127.0.0.1:8080): talk to its HTTP API.
     #[arg(long = "master", env = "BATON_MASTER_URL", value_name = "URL")]
     pub url: Option<String>,
+    /// Bearer token for the master's API (one of its BATON_API_TOKENS).
+    #[arg(
+        long = "token",
+        env = "BATON_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for MasterTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterTarget")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl MasterTarget {
+    /// Whether a master is named (then the command goes through its API).
+    pub fn is_set(&self) -> bool {
+        self.url.as_deref().is_some_and(|u| !u.trim().is_empty())
+    }
+
     /// The client, or an error saying how to name the master.
     pub fn required(&self) -> Result<MasterClient, MasterError> {
         match self.url.as_deref().filter(|u| !u.trim().is_empty()) {
-            Some(url) => MasterClient::new(url),
+            Some(url) => MasterClient::new(url, self.token.as_deref()),
             None => Err(MasterError::Usage(
                 "this command talks to a master: pass --master URL or set BATON_MASTER_URL".into(),
             )),
@@ -70,7 +92,9 @@ fn api_text(
         text.push_str(&format!("\n  {}: {}", p.path, p.message));
     }
     if status == 401 && !token_set {
-        text.push_str("\n  (set BATON_API_TOKEN to one of the master's BATON_API_TOKENS)");
+        text.push_str(
+            "\n  (pass --token or set BATON_API_TOKEN to one of the master's BATON_API_TOKENS)",
+        );
     }
     text
 }
@@ -109,15 +133,14 @@ impl std::fmt::Debug for MasterClient {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl MasterClient {
-    pub fn new(url: &str) -> Result<Self, MasterError> {
+    pub fn new(url: &str, token: Option<&str>) -> Result<Self, MasterError> {
         let base = url.trim().trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(MasterError::Usage(format!(
                 "--master `{url}`: expected an http:// or https:// URL"
             )));
         }
-        let token = std::env::var("BATON_API_TOKEN")
-            .ok()
+        let token = token
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty());
         let http = reqwest::Client::builder()
@@ -395,7 +418,7 @@ mod tests {
 
     #[test]
     fn an_error_body_becomes_a_message_with_every_problem() {
-        let client = MasterClient::new("http://127.0.0.1:1/").unwrap();
+        let client = MasterClient::new("http://127.0.0.1:1/", None).unwrap();
         let body = r#"{"error": {"code": "invalid_workflow", "message": "2 problems",
             "problems": [{"path": "$.nodes[0].type", "message": "unknown node type"},
                          {"path": "$.edges[1].dst", "message": "missing node"}]}}"#;

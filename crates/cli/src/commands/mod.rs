@@ -2,7 +2,9 @@
 
 pub mod bench;
 pub mod cancel;
+pub mod config;
 pub mod dev;
+pub mod docs;
 pub mod executions;
 pub mod healthcheck;
 pub mod master;

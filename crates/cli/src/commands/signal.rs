@@ -15,7 +15,9 @@ use crate::load::read_input;
 
 #[derive(Args, Debug)]
 pub struct SignalArgs {
+    /// The execution to signal.
     pub execution_id: String,
+    /// The signal's name (what `wait` nodes in signal mode wait for).
     pub name: String,
     /// Signal data: inline JSON or `@file.json`.
     #[arg(long)]
@@ -36,7 +38,7 @@ pub fn run(args: SignalArgs) -> anyhow::Result<u8> {
             return Ok(2);
         }
     };
-    if args.master.url.is_some() {
+    if args.master.is_set() {
         let client = args.master.required()?;
         let path = format!(
             "/executions/{}/signals/{}",

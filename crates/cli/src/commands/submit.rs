@@ -56,7 +56,7 @@ pub fn amqp_options(settings: &Settings, name: &str) -> AmqpOptions {
 }
 
 pub fn run(args: SubmitArgs) -> anyhow::Result<u8> {
-    if args.master.url.is_some() {
+    if args.master.is_set() {
         return run_on_master(args);
     }
     let registry = baton_nodes::registry();

@@ -18,6 +18,7 @@ use super::master_client::MasterTarget;
 
 #[derive(Args, Debug)]
 pub struct WatchArgs {
+    /// The execution to follow.
     pub execution_id: String,
     /// Print the completion JSON on stdout instead of a one-line summary.
     #[arg(long)]
