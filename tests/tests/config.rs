@@ -73,7 +73,13 @@ async fn a_worker_and_the_pool_commands_run_with_the_other_roles_variables_in_th
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // The cancel reached the worker: following the execution ends it, halted.
     let mut follow = cluster.command();
-    follow.args(["submit", &file.to_string_lossy(), "--execution-id", &id, "--wait"]);
+    follow.args([
+        "submit",
+        &file.to_string_lossy(),
+        "--execution-id",
+        &id,
+        "--wait",
+    ]);
     let out = cluster.output(follow).await;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stdout(&out).contains("halted"), "{}", stdout(&out));
@@ -91,10 +97,15 @@ async fn an_unknown_variable_stops_a_worker_naming_the_closest_known_one() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("unknown variable `BATON_WROKER_CONCURRENCY` (did you mean `BATON_CONCURRENCY`?)"),
+        err.contains(
+            "unknown variable `BATON_WROKER_CONCURRENCY` (did you mean `BATON_CONCURRENCY`?)"
+        ),
         "{err}"
     );
-    assert!(!err.contains("API_TOKENS"), "other roles' variables are not errors: {err}");
+    assert!(
+        !err.contains("API_TOKENS"),
+        "other roles' variables are not errors: {err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -138,7 +149,10 @@ async fn cancel_goes_through_the_master_with_the_readme_environment_and_token_is
         .expect("spawn the master");
     wait_healthy(&url).await;
 
-    let readme = [("BATON_MASTER_URL", url.as_str()), ("BATON_API_TOKEN", TOKEN)];
+    let readme = [
+        ("BATON_MASTER_URL", url.as_str()),
+        ("BATON_API_TOKEN", TOKEN),
+    ];
     let file = scratch_file("held.json", &waiting_workflow().to_string());
     let file = file.to_string_lossy();
     let out = output(clean(&["submit", &file], &readme)).await;
@@ -153,7 +167,16 @@ async fn cancel_goes_through_the_master_with_the_readme_environment_and_token_is
 
     // `--master` and `--token` as flags, no variable.
     let out = output(clean(
-        &["executions", "--master", &url, "--token", TOKEN, "--status", "halted", "--json"],
+        &[
+            "executions",
+            "--master",
+            &url,
+            "--token",
+            TOKEN,
+            "--status",
+            "halted",
+            "--json",
+        ],
         &[],
     ))
     .await;
@@ -203,10 +226,17 @@ async fn config_prints_the_effective_configuration_with_secrets_redacted() {
     let env = [
         ("BATON_API_TOKENS", "tok-one,tok-two"),
         ("BATON_AMQP_URL", "amqp://baton:hunter2@rabbit:5672/%2f"),
-        ("BATON_CREDENTIALS_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+        (
+            "BATON_CREDENTIALS_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
         ("BATON_HTTP_PORT", "9191"),
     ];
-    let out = output(clean(&["config", "--role", "master", "--config", &file], &env)).await;
+    let out = output(clean(
+        &["config", "--role", "master", "--config", &file],
+        &env,
+    ))
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     for secret in ["tok-one", "hunter2", "AAECAwQF"] {
@@ -220,14 +250,26 @@ async fn config_prints_the_effective_configuration_with_secrets_redacted() {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    assert_eq!(line("BATON_API_TOKENS"), "BATON_API_TOKENS=<redacted> # env");
+    assert_eq!(
+        line("BATON_API_TOKENS"),
+        "BATON_API_TOKENS=<redacted> # env"
+    );
     assert_eq!(
         line("BATON_AMQP_URL"),
         "BATON_AMQP_URL=amqp://baton:<redacted>@rabbit:5672/%2f # env"
     );
-    assert_eq!(line("BATON_MASTER_LISTEN"), "BATON_MASTER_LISTEN=0.0.0.0:9999 # file");
-    assert_eq!(line("BATON_MASTER_MAX_EXECUTIONS"), "BATON_MASTER_MAX_EXECUTIONS=10000 # default");
-    assert!(!text.contains("BATON_HTTP_PORT"), "a worker variable:\n{text}");
+    assert_eq!(
+        line("BATON_MASTER_LISTEN"),
+        "BATON_MASTER_LISTEN=0.0.0.0:9999 # file"
+    );
+    assert_eq!(
+        line("BATON_MASTER_MAX_EXECUTIONS"),
+        "BATON_MASTER_MAX_EXECUTIONS=10000 # default"
+    );
+    assert!(
+        !text.contains("BATON_HTTP_PORT"),
+        "a worker variable:\n{text}"
+    );
 
     let out = output(clean(&["config", "--role", "worker", "--json"], &env)).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -238,6 +280,9 @@ async fn config_prints_the_effective_configuration_with_secrets_redacted() {
         .iter()
         .find(|v| v["name"] == "BATON_HTTP_PORT")
         .unwrap();
-    assert_eq!((&port["value"], &port["source"]), (&json!("9191"), &json!("env")));
+    assert_eq!(
+        (&port["value"], &port["source"]),
+        (&json!("9191"), &json!("env"))
+    );
     assert!(!list.to_string().contains("hunter2"));
 }

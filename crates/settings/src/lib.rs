@@ -188,7 +188,8 @@ where
 /// Refuses `BATON_*` variables no role knows (for the commands that load no settings struct).
 pub fn check_environment() -> Result<(), SettingsError> {
     let env = environment();
-    let unknown = registry::unknown_variables(env.iter().map(|(k, _)| k.as_str()), &BTreeSet::new());
+    let unknown =
+        registry::unknown_variables(env.iter().map(|(k, _)| k.as_str()), &BTreeSet::new());
     if unknown.is_empty() {
         Ok(())
     } else {

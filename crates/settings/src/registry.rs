@@ -243,7 +243,10 @@ pub fn unknown_variables<'a>(
     let known: BTreeSet<String> = VARIABLES
         .iter()
         .map(|v| v.name.to_string())
-        .chain(own.iter().map(|k| format!("{PREFIX}{}", k.to_ascii_uppercase())))
+        .chain(
+            own.iter()
+                .map(|k| format!("{PREFIX}{}", k.to_ascii_uppercase())),
+        )
         .collect();
     let mut unknown: Vec<Unknown> = names
         .into_iter()
@@ -298,8 +301,7 @@ fn by_words<'a>(stem: &str, candidates: impl Iterator<Item = &'a str>) -> Option
     candidates
         .filter(|c| {
             let c = c.to_ascii_uppercase();
-            c.len() >= 4
-                && (stem.ends_with(&format!("_{c}")) || c.ends_with(&format!("_{stem}")))
+            c.len() >= 4 && (stem.ends_with(&format!("_{c}")) || c.ends_with(&format!("_{stem}")))
         })
         .max_by_key(|c| c.len())
 }
@@ -388,7 +390,10 @@ pub fn coverage_problems(role: Role, defaults: &serde_json::Value) -> Vec<String
             continue;
         };
         if !v.read_by(role) {
-            problems.push(format!("`{name}` is read by {} but does not list it", role.name()));
+            problems.push(format!(
+                "`{name}` is read by {} but does not list it",
+                role.name()
+            ));
         }
         let default = match value {
             serde_json::Value::Null => String::new(),

@@ -20,7 +20,12 @@ fn every_name_is_unique_prefixed_upper_case_and_read_by_some_role() {
 
 #[test]
 fn a_known_variable_of_any_role_is_not_reported() {
-    let names = ["BATON_API_TOKENS", "BATON_MASTER_URL", "BATON_HTTP_PORT", "BATON_TEST_AMQP_URL"];
+    let names = [
+        "BATON_API_TOKENS",
+        "BATON_MASTER_URL",
+        "BATON_HTTP_PORT",
+        "BATON_TEST_AMQP_URL",
+    ];
     assert!(unknown_variables(names, &no_own()).is_empty());
 }
 
@@ -50,7 +55,10 @@ fn a_name_like_nothing_known_has_no_suggestion() {
 fn a_field_of_the_loading_struct_is_known_before_its_registry_entry_exists() {
     let own: BTreeSet<String> = ["redis_buckets".to_string()].into();
     assert!(unknown_variables(["BATON_REDIS_BUCKETS"], &own).is_empty());
-    assert_eq!(unknown_variables(["BATON_REDIS_BUCKETS"], &no_own()).len(), 1);
+    assert_eq!(
+        unknown_variables(["BATON_REDIS_BUCKETS"], &no_own()).len(),
+        1
+    );
 }
 
 #[test]
@@ -86,7 +94,10 @@ fn secrets_and_passwords_in_urls_are_redacted() {
 
 #[test]
 fn keys_are_the_lower_case_names_without_the_prefix() {
-    assert_eq!(find("BATON_HTTP_PORT").map(Variable::key).as_deref(), Some("http_port"));
+    assert_eq!(
+        find("BATON_HTTP_PORT").map(Variable::key).as_deref(),
+        Some("http_port")
+    );
     assert_eq!(find_key("amqp_url").map(|v| v.name), Some("BATON_AMQP_URL"));
 }
 
@@ -99,8 +110,10 @@ fn coverage_names_a_field_without_entry_and_a_drifted_default() {
     assert_eq!(problems.len(), 2, "{problems:?}");
     assert!(problems[0].contains("`BATON_PREFETCH`") && problems[0].contains("`7`"));
     assert!(problems[1].contains("field `redis_buckets` has no registry entry"));
-    assert!(coverage_problems(Role::Master, &serde_json::json!({"http_port": 9090}))[0]
-        .contains("does not list it"));
+    assert!(
+        coverage_problems(Role::Master, &serde_json::json!({"http_port": 9090}))[0]
+            .contains("does not list it")
+    );
 }
 
 /// `docs/config.md` is generated; this keeps it from drifting from the registry.
@@ -124,6 +137,10 @@ fn docs_config_md_matches_the_registry() {
         );
     }
     for v in VARIABLES {
-        assert!(generated.contains(&format!("| `{}` |", v.name)), "{}", v.name);
+        assert!(
+            generated.contains(&format!("| `{}` |", v.name)),
+            "{}",
+            v.name
+        );
     }
 }

@@ -62,7 +62,11 @@ fn unknown_keys_are_refused_naming_the_closest_key() {
 
 #[test]
 fn a_file_key_of_another_role_is_ignored() {
-    let p = load_toml("shared.toml", "prefetch = 3\nmaster_listen = \"0.0.0.0:1\"\n").unwrap();
+    let p = load_toml(
+        "shared.toml",
+        "prefetch = 3\nmaster_listen = \"0.0.0.0:1\"\n",
+    )
+    .unwrap();
     assert_eq!(p.prefetch, 3);
 }
 

@@ -163,14 +163,23 @@ mod tests {
         ];
         let lines = lines(Role::Cli, &loaded, &env, true);
         let out = text(RoleArg::Cli, &lines);
-        assert!(out.contains("BATON_AMQP_URL=amqp://u:<redacted>@h:5672/%2f"), "{out}");
+        assert!(
+            out.contains("BATON_AMQP_URL=amqp://u:<redacted>@h:5672/%2f"),
+            "{out}"
+        );
         assert!(out.contains("BATON_API_TOKEN=<redacted>"), "{out}");
         assert!(!out.contains("s3cret") && !out.contains("pw@"), "{out}");
         let master_url = lines
             .iter()
             .find(|l| l.variable.name == "BATON_MASTER_URL")
             .unwrap();
-        assert_eq!((master_url.value.as_str(), master_url.source), ("http://m:8080", "env"));
-        assert!(!out.contains("BATON_PREFETCH"), "the CLI does not read it: {out}");
+        assert_eq!(
+            (master_url.value.as_str(), master_url.source),
+            ("http://m:8080", "env")
+        );
+        assert!(
+            !out.contains("BATON_PREFETCH"),
+            "the CLI does not read it: {out}"
+        );
     }
 }

@@ -195,8 +195,14 @@ mod tests {
             );
         }
         assert!(!md.contains("## baton docs"), "docs is hidden");
-        assert!(md.contains("| `--master <URL>` | `BATON_MASTER_URL` |"), "{md}");
-        assert!(md.contains("| `--token <TOKEN>` | `BATON_API_TOKEN` |"), "{md}");
+        assert!(
+            md.contains("| `--master <URL>` | `BATON_MASTER_URL` |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| `--token <TOKEN>` | `BATON_API_TOKEN` |"),
+            "{md}"
+        );
     }
 
     /// Every command that talks to a master takes `--master` and `--token` alike.
