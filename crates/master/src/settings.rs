@@ -179,6 +179,38 @@ mod tests {
     }
 
     #[test]
+    fn worker_and_client_variables_are_ignored_and_a_typo_is_refused() {
+        let env = |vars: &[(&str, &str)]| {
+            vars.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let s = baton_settings::load_layered_from(
+            &MasterSettings::default(),
+            None,
+            env(&[
+                ("BATON_PREFETCH", "16"),
+                ("BATON_EGRESS_ALLOW", "10.0.0.0/8"),
+                ("BATON_API_TOKEN", "client"),
+                ("BATON_MASTER_MAX_EXECUTIONS", "5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.master_max_executions, 5);
+        let err = baton_settings::load_layered_from(
+            &MasterSettings::default(),
+            None,
+            env(&[("BATON_MASTER_LISTNE", "0.0.0.0:1")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`BATON_MASTER_LISTNE` (did you mean `BATON_MASTER_LISTEN`?)"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn auth_must_be_configured_or_explicitly_off() {
         let s = MasterSettings::default();
         let err = s.validate().unwrap_err().to_string();
