@@ -16,7 +16,7 @@ mod worker;
 pub use http::{http_get, http_get_status, metric_sum};
 pub use ids::{short_unique_id, unique_id, unique_prefix};
 pub use ports::{free_port, try_free_port};
-pub use rabbit_cluster::{ClusterError, RabbitCluster};
+pub use rabbit_cluster::{ClusterError, ClusterLayout, RabbitCluster};
 pub use redis_keys::{delete_keys, delete_keys_blocking};
 pub use wait::{eventually, wait_until};
 pub use worker::{WorkerError, WorkerProcess};

@@ -28,13 +28,42 @@ pub enum ClusterError {
     NoPorts,
 }
 
-/// A running 3-node cluster (`<prefix>1@localhost` … `<prefix>3@localhost`). Stopped, and its
-/// data removed, on drop.
+/// Where a cluster lives: its directory (`BATON_CLUSTER_DIR`), node-name prefix
+/// (`BATON_CLUSTER_NODE_PREFIX`) and first AMQP port (`BATON_CLUSTER_AMQP_PORT`).
+#[derive(Clone, Debug)]
+pub struct ClusterLayout {
+    pub dir: PathBuf,
+    pub prefix: String,
+    pub base_port: u16,
+}
+
+impl ClusterLayout {
+    /// A layout no other cluster uses: a new directory, a random prefix, free ports.
+    pub fn fresh() -> Result<Self, ClusterError> {
+        let id = short_unique_id("", 8);
+        Ok(Self {
+            dir: std::env::temp_dir().join(format!("baton-cluster-{id}")),
+            prefix: format!("bt{id}n"),
+            base_port: free_block().ok_or(ClusterError::NoPorts)?,
+        })
+    }
+
+    /// The variables that tell `scripts/cluster-rabbitmq` (and `scripts/cluster`) this layout.
+    pub fn env(&self) -> [(&'static str, String); 3] {
+        [
+            ("BATON_CLUSTER_DIR", self.dir.display().to_string()),
+            ("BATON_CLUSTER_NODE_PREFIX", self.prefix.clone()),
+            ("BATON_CLUSTER_AMQP_PORT", self.base_port.to_string()),
+        ]
+    }
+}
+
+/// A running 3-node cluster (`<prefix>1@localhost` … `<prefix>3@localhost`). One this handle
+/// started ([`RabbitCluster::up`]) is stopped, and its data removed, on drop.
 pub struct RabbitCluster {
-    dir: PathBuf,
-    prefix: String,
-    base_port: u16,
+    layout: ClusterLayout,
     url: String,
+    owned: bool,
 }
 
 impl RabbitCluster {
@@ -51,12 +80,10 @@ impl RabbitCluster {
     /// Starts a new cluster and waits until its three nodes run and are joined (tens of
     /// seconds).
     pub fn up() -> Result<Self, ClusterError> {
-        let id = short_unique_id("", 8);
         let mut cluster = Self {
-            dir: std::env::temp_dir().join(format!("baton-cluster-{id}")),
-            prefix: format!("bt{id}n"),
-            base_port: free_block().ok_or(ClusterError::NoPorts)?,
+            layout: ClusterLayout::fresh()?,
             url: String::new(),
+            owned: true,
         };
         let out = cluster.run(&["up"])?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -70,6 +97,16 @@ impl RabbitCluster {
         Ok(cluster)
     }
 
+    /// A handle on a cluster someone else started with `layout` (e.g. `scripts/cluster`) and
+    /// stops: it controls the nodes, and leaves them running on drop.
+    pub fn adopt(layout: ClusterLayout, url: String) -> Self {
+        Self {
+            layout,
+            url,
+            owned: false,
+        }
+    }
+
     /// `amqp://guest:guest@127.0.0.1:<port>/%2f,…`, one URI per node.
     pub fn amqp_url(&self) -> &str {
         &self.url
@@ -77,12 +114,12 @@ impl RabbitCluster {
 
     /// The AMQP port of node `n` (1, 2 or 3).
     pub fn port(&self, n: u16) -> u16 {
-        self.base_port + n - 1
+        self.layout.base_port + n - 1
     }
 
     /// The Erlang node name of node `n`.
     pub fn node_name(&self, n: u16) -> String {
-        format!("{}{n}@localhost", self.prefix)
+        format!("{}{n}@localhost", self.layout.prefix)
     }
 
     /// Stops the RabbitMQ application of node `n` (`rabbitmqctl stop_app`): its clients lose
@@ -110,9 +147,7 @@ impl RabbitCluster {
         let out = Command::new("bash")
             .arg(&script)
             .args(args)
-            .env("BATON_CLUSTER_DIR", &self.dir)
-            .env("BATON_CLUSTER_NODE_PREFIX", &self.prefix)
-            .env("BATON_CLUSTER_AMQP_PORT", self.base_port.to_string())
+            .envs(self.layout.env())
             .stdin(Stdio::null())
             .output()
             .map_err(|source| ClusterError::Spawn {
@@ -132,7 +167,9 @@ impl RabbitCluster {
 
 impl Drop for RabbitCluster {
     fn drop(&mut self) {
-        let _ = self.run(&["down"]);
+        if self.owned {
+            let _ = self.run(&["down"]);
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! | field | env | default | meaning |
 //! |---|---|---|---|
-//! | `amqp_url` | `BATON_AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ |
+//! | `amqp_url` | `BATON_AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ; a comma-separated list for a cluster's nodes (first that answers, the next on a loss) |
 //! | `redis_url` | `BATON_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis |
 //! | `http_port` | `BATON_HTTP_PORT` | `9090` | `/healthz`, `/readyz`, `/metrics` |
 //! | `prefetch` | `BATON_PREFETCH` | `256` | unacked deliveries per worker |
@@ -208,10 +208,13 @@ impl Settings {
             return bad("code_sandboxes", "must be at least 1");
         }
         let connection = &self.connection;
-        if !connection.amqp_url.starts_with("amqp://")
-            && !connection.amqp_url.starts_with("amqps://")
-        {
-            return bad("amqp_url", "must start with amqp:// or amqps://");
+        // One URI, or a comma-separated list of them (the nodes of a RabbitMQ cluster).
+        let mut amqp_nodes = connection.amqp_url.split(',').map(str::trim);
+        if amqp_nodes.any(|node| !node.starts_with("amqp://") && !node.starts_with("amqps://")) {
+            return bad(
+                "amqp_url",
+                "must be amqp:// or amqps:// URIs (one, or a comma-separated list of a cluster's nodes)",
+            );
         }
         if !connection.redis_url.starts_with("redis://")
             && !connection.redis_url.starts_with("rediss://")
