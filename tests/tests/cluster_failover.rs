@@ -70,19 +70,17 @@ async fn cluster_failover_every_execution_completes_once_and_no_side_effect_chan
     for _ in 0..WORKERS {
         cluster.spawn_worker(&env).await;
     }
-    let broker = Broker::connect(AmqpOptions {
+    let options = AmqpOptions {
         url: topology.amqp_url.clone(),
         topology: cluster.topology.clone(),
         queue_type: topology.queue_type().parse().unwrap_or(QueueType::Classic),
-        connection_name: Some("baton-test-failover-observer".into()),
+        connection_name: Some("baton-test-failover-publisher".into()),
         connect_timeout: Duration::from_secs(30),
         ..AmqpOptions::default()
-    })
-    .await
-    .expect("connect the observer");
-    let mut completions = cluster
-        .consume(&broker, &cluster.topology.completion_queue)
-        .await;
+    };
+    let broker = Broker::connect(options.clone())
+        .await
+        .expect("connect the publisher");
 
     // The executions, shapes in turn.
     let runs: Vec<(String, usize)> = (0..n)
@@ -151,6 +149,19 @@ async fn cluster_failover_every_execution_completes_once_and_no_side_effect_chan
     }
     broker.publish(signals(1)).await.expect("publish signals");
 
+    // The completions are read by an observer that connects only after the faults: the
+    // durable completion queue keeps them, and a delivery the observer held when its own
+    // connection was lost (read, its ack lost, then redelivered) cannot pass for a duplicated
+    // completion.
+    let observer = Broker::connect(AmqpOptions {
+        connection_name: Some("baton-test-failover-observer".into()),
+        ..options
+    })
+    .await
+    .expect("connect the observer");
+    let mut completions = cluster
+        .consume(&observer, &cluster.topology.completion_queue)
+        .await;
     let mut tally = Tally::default();
     let (all, restarts) = tally
         .wait_all_restarting(
@@ -271,6 +282,15 @@ async fn cluster_failover_every_execution_completes_once_and_no_side_effect_chan
     );
     println!("{summary}");
     eprintln!("{summary}");
+    // The queues are quorum ones on a cluster: delete them with a connection that declares
+    // them alike (the cluster's cleanup declares classic ones), once no worker re-declares them.
+    for w in cluster.running() {
+        cluster.kill(w);
+    }
+    if let Err(e) = observer.delete_topology().await {
+        eprintln!("deleting the run's queues: {e}");
+    }
+    observer.close().await;
     broker.close().await;
     assert!(
         failed.is_empty(),

@@ -292,6 +292,17 @@ mod tests {
     }
 
     #[test]
+    fn an_amqp_url_list_is_accepted_and_a_bad_entry_names_the_setting() {
+        let mut s = Settings::default();
+        s.connection.amqp_url =
+            "amqp://guest:guest@127.0.0.1:5701/%2f, amqps://u:p@rmq-2:5671/%2f".into();
+        assert!(s.validate().is_ok());
+        s.connection.amqp_url = "amqp://127.0.0.1:5701,http://127.0.0.1:5702".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("amqp_url"), "{err}");
+    }
+
+    #[test]
     fn file_values_override_defaults_and_unknown_keys_are_rejected() {
         let dir = std::env::temp_dir().join(format!("baton-settings-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
