@@ -7,7 +7,7 @@ use crate::message::{
     DEAD_LETTERED_AT_HEADER, Headers, MAX_HEADER_BYTES, Outgoing, REASON_HEADER, bounded,
     bounded_headers, publish_properties, short_string,
 };
-use crate::options::AmqpOptions;
+use crate::options::{AmqpOptions, redact_url};
 use crate::session::{
     ATTEMPT_TIMEOUT, BACKOFF_MIN, CLOSE_TIMEOUT, Shared, next_backoff, open_session,
 };
@@ -60,12 +60,14 @@ impl Broker {
         let started = Instant::now();
         let deadline = started + shared.opts.connect_timeout;
         let mut delay = BACKOFF_MIN;
+        // Every node is tried in turn; the backoff pauses only after a whole round failed.
+        let mut node = 0;
         let session = loop {
             let generation = shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
             let attempt_deadline = deadline.max(Instant::now() + Duration::from_millis(500));
             let attempt = timeout(
                 ATTEMPT_TIMEOUT.min(attempt_deadline - Instant::now()),
-                open_session(&shared, generation),
+                open_session(&shared, generation, node),
             )
             .await;
             let error = match attempt {
@@ -77,17 +79,23 @@ impl Broker {
                     last_error: None,
                 },
             };
+            let url = redact_url(&shared.nodes[node]);
+            node = shared.next_node(node);
+            if node != 0 {
+                tracing::warn!(url = %url, error = %error, "cannot connect to this RabbitMQ node; trying the next");
+                continue;
+            }
             if Instant::now() + delay >= deadline {
                 tracing::error!(url = %shared.opts.redacted_url(), error = %error, "giving up connecting to RabbitMQ");
                 return Err(error);
             }
-            tracing::warn!(url = %shared.opts.redacted_url(), error = %error, retry_in = ?delay, "cannot connect to RabbitMQ yet");
+            tracing::warn!(url = %url, error = %error, retry_in = ?delay, "cannot connect to RabbitMQ yet");
             sleep(delay).await;
             delay = next_backoff(delay);
         };
         let session = Arc::new(session);
         tracing::info!(
-            url = %shared.opts.redacted_url(),
+            url = %redact_url(&shared.nodes[session.node]),
             connection_name = shared.opts.effective_connection_name(),
             "connected to RabbitMQ, topology declared"
         );
@@ -157,6 +165,12 @@ impl Broker {
             ..Outgoing::new(self.shared().opts.topology.dead_letter_queue.clone(), body)
         };
         self.publish(vec![message]).await
+    }
+
+    /// The node the connection is to now (its URI, password redacted), `None` while
+    /// reconnecting. On a cluster (a URL list) it changes when the broker moves to another node.
+    pub fn node(&self) -> Option<String> {
+        self.shared().vitals.snapshot().node
     }
 
     /// Connected, and the topology declared on this connection (as the supervisor last saw
@@ -235,9 +249,21 @@ impl Broker {
 }
 
 fn validate(opts: &AmqpOptions) -> Result<(), Error> {
-    opts.url
-        .parse::<lapin::uri::AMQPUri>()
-        .map_err(|e| Error::Config(format!("invalid AMQP URL {}: {e}", opts.redacted_url())))?;
+    let nodes = opts.nodes();
+    if nodes.is_empty() {
+        return Err(Error::Config(
+            "the AMQP URL is empty (expected amqp://user:password@host:port/vhost, or a comma-separated list of them)".into(),
+        ));
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        node.parse::<lapin::uri::AMQPUri>().map_err(|e| {
+            Error::Config(format!(
+                "invalid AMQP URL {} (entry {} of the list): {e}",
+                redact_url(node),
+                i + 1
+            ))
+        })?;
+    }
     let topology = &opts.topology;
     if topology.exchange.is_empty() {
         return Err(Error::Config(
@@ -296,6 +322,19 @@ mod tests {
             ..AmqpOptions::default()
         };
         assert!(matches!(validate(&zero_prefetch), Err(Error::Config(_))));
+        let bad_second_node = AmqpOptions {
+            url: "amqp://127.0.0.1:5701,http://nope".into(),
+            ..AmqpOptions::default()
+        };
+        let Err(Error::Config(why)) = validate(&bad_second_node) else {
+            panic!("a bad second node must be a config error");
+        };
+        assert!(why.contains("entry 2"), "{why}");
+        let empty = AmqpOptions {
+            url: " , ".into(),
+            ..AmqpOptions::default()
+        };
+        assert!(matches!(validate(&empty), Err(Error::Config(_))));
         assert!(validate(&AmqpOptions::default()).is_ok());
     }
 

@@ -35,12 +35,18 @@ pub(crate) struct Vitals {
     wedged_publishes: AtomicU64,
     /// Liveness probes (a round trip through lapin's I/O loop) that did not answer in time.
     failed_probes: AtomicU64,
+    /// The nodes' URIs, password redacted.
+    nodes: Vec<String>,
+    /// Index in `nodes` of the node the current session is connected to (`usize::MAX`: none).
+    node: AtomicUsize,
 }
 
 impl Vitals {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(nodes: Vec<String>) -> Self {
         let origin = Instant::now();
         Self {
+            nodes,
+            node: AtomicUsize::new(usize::MAX),
             origin,
             ready: AtomicBool::new(false),
             blocked: AtomicBool::new(false),
@@ -63,6 +69,11 @@ impl Vitals {
                 Ordering::SeqCst,
             );
         }
+    }
+
+    pub(crate) fn set_node(&self, node: Option<usize>) {
+        self.node
+            .store(node.unwrap_or(usize::MAX), Ordering::SeqCst);
     }
 
     pub(crate) fn set_blocked(&self, blocked: bool) {
@@ -91,6 +102,7 @@ impl Vitals {
             wedged_publishes: self.wedged_publishes.load(Ordering::SeqCst),
             failed_probes: self.failed_probes.load(Ordering::SeqCst),
             closed: false,
+            node: self.nodes.get(self.node.load(Ordering::SeqCst)).cloned(),
         }
     }
 }
@@ -117,6 +129,9 @@ pub struct BrokerHealth {
     /// [`Broker::close`](crate::Broker::close) was called (or the last handle dropped): the
     /// supervisor stopped on purpose.
     pub closed: bool,
+    /// The node the connection is to (its URI, password redacted), `None` while there is no
+    /// session. On a cluster it changes when the broker moves to another node.
+    pub node: Option<String>,
 }
 
 impl BrokerHealth {
@@ -266,8 +281,11 @@ mod tests {
 
     #[test]
     fn the_broker_is_down_from_creation_until_ready() {
-        let v = Vitals::new();
+        let v = Vitals::new(vec!["amqp://h1".into(), "amqp://h2".into()]);
         assert!(v.snapshot().down_for.is_some());
+        assert_eq!(v.snapshot().node, None);
+        v.set_node(Some(1));
+        assert_eq!(v.snapshot().node.as_deref(), Some("amqp://h2"));
         v.set_ready(true);
         assert_eq!(v.snapshot().down_for, None);
         v.set_ready(false);

@@ -11,7 +11,9 @@ use crate::topology::{QueueType, Topology};
 /// `AmqpOptions { url, topology: Topology::new(prefix), ..AmqpOptions::default() }`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AmqpOptions {
-    /// `amqp://user:password@host:port/vhost` (the vhost `/` is `%2f`).
+    /// `amqp://user:password@host:port/vhost` (the vhost `/` is `%2f`), or a comma-separated
+    /// list of such URIs, one per node of a RabbitMQ cluster: the broker connects to the first
+    /// that answers and, when that connection is lost, to the next (round robin).
     pub url: String,
     /// The exchange and the four queues (default: the production names, no prefix).
     pub topology: Topology,
@@ -48,9 +50,25 @@ impl Default for AmqpOptions {
 }
 
 impl AmqpOptions {
-    /// The URL with its password replaced by `***`, for logs and errors.
+    /// The URL with its password replaced by `***`, for logs and errors (every node's, when
+    /// [`url`](Self::url) is a list).
     pub fn redacted_url(&self) -> String {
-        redact_url(&self.url)
+        self.nodes()
+            .iter()
+            .map(|node| redact_url(node))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node URIs of [`url`](Self::url): the comma-separated entries, trimmed, empty ones
+    /// dropped, in order. One entry for a single broker.
+    pub fn nodes(&self) -> Vec<String> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|node| !node.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     pub(crate) fn effective_connection_name(&self) -> &str {
@@ -132,5 +150,26 @@ mod tests {
         let debug = format!("{o:?}");
         assert!(debug.contains("u:***@h"), "{debug}");
         assert!(!debug.contains("p%40ss"), "{debug}");
+    }
+
+    #[test]
+    fn a_url_list_names_one_node_per_entry_and_redacts_each() {
+        let o = AmqpOptions {
+            url: " amqp://u:a@h1:5701/%2f, amqp://u:b@h2:5702/%2f,,amqp://h3 ".into(),
+            ..AmqpOptions::default()
+        };
+        assert_eq!(
+            o.nodes(),
+            [
+                "amqp://u:a@h1:5701/%2f",
+                "amqp://u:b@h2:5702/%2f",
+                "amqp://h3"
+            ]
+        );
+        assert_eq!(
+            o.redacted_url(),
+            "amqp://u:***@h1:5701/%2f,amqp://u:***@h2:5702/%2f,amqp://h3"
+        );
+        assert_eq!(AmqpOptions::default().nodes().len(), 1);
     }
 }

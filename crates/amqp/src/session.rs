@@ -4,7 +4,7 @@
 
 use crate::error::Error;
 use crate::health::Vitals;
-use crate::options::AmqpOptions;
+use crate::options::{AmqpOptions, redact_url};
 use crate::topology;
 use lapin::options::ConfirmSelectOptions;
 use lapin::types::{LongString, ShortString};
@@ -47,6 +47,8 @@ pub(crate) struct State {
 /// recovery fails.
 pub(crate) struct Session {
     pub(crate) generation: u64,
+    /// Which of [`Shared::nodes`] the connection is to.
+    pub(crate) node: usize,
     pub(crate) connection: Connection,
     pub(crate) topology: Mutex<Channel>,
     pub(crate) publishers: Vec<Mutex<Channel>>,
@@ -56,6 +58,8 @@ pub(crate) struct Session {
 /// What the broker's handles, its supervisor and its consumers share.
 pub(crate) struct Shared {
     pub(crate) opts: AmqpOptions,
+    /// The node URIs of `opts.url` (one for a single broker).
+    pub(crate) nodes: Vec<String>,
     pub(crate) exchange: ShortString,
     pub(crate) state: watch::Sender<State>,
     pub(crate) closed: CancellationToken,
@@ -68,9 +72,16 @@ pub(crate) struct Shared {
     pub(crate) vitals: Vitals,
 }
 
-fn connection_properties(opts: &AmqpOptions) -> ConnectionProperties {
-    ConnectionProperties::default()
-        .with_connection_name(LongString::from(opts.effective_connection_name()))
+/// lapin's own recovery reconnects to the node it lost, so it serves a single broker only: on
+/// a cluster, a fresh connection to the next node (the supervisor's rebuild) is faster than
+/// waiting for the lost one to come back.
+fn connection_properties(opts: &AmqpOptions, recover: bool) -> ConnectionProperties {
+    let properties = ConnectionProperties::default()
+        .with_connection_name(LongString::from(opts.effective_connection_name()));
+    if !recover {
+        return properties;
+    }
+    properties
         .enable_auto_recover()
         .configure_backoff(|backoff| {
             // Jitter adds up to 100 % of the delay: the cap stays BACKOFF_MAX.
@@ -82,12 +93,19 @@ fn connection_properties(opts: &AmqpOptions) -> ConnectionProperties {
         })
 }
 
-pub(crate) async fn open_session(shared: &Shared, generation: u64) -> Result<Session, Error> {
+/// Opens a connection to node `node` of [`Shared::nodes`] with its channels and topology.
+pub(crate) async fn open_session(
+    shared: &Shared,
+    generation: u64,
+    node: usize,
+) -> Result<Session, Error> {
     let opts = &shared.opts;
-    let connection = Connection::connect(&opts.url, connection_properties(opts))
+    let url = &shared.nodes[node % shared.nodes.len()];
+    let properties = connection_properties(opts, shared.nodes.len() == 1);
+    let connection = Connection::connect(url, properties)
         .await
         .map_err(|source| Error::Connect {
-            url: opts.redacted_url(),
+            url: redact_url(url),
             source,
         })?;
     let channels = async {
@@ -109,6 +127,7 @@ pub(crate) async fn open_session(shared: &Shared, generation: u64) -> Result<Ses
     match channels {
         Ok((topology, publishers)) => Ok(Session {
             generation,
+            node: node % shared.nodes.len(),
             connection,
             topology: Mutex::new(topology),
             publishers,
@@ -162,10 +181,14 @@ impl Session {
 }
 
 impl Shared {
+    /// `opts.url` must name at least one node (checked by the broker's validation).
     pub(crate) fn new(opts: AmqpOptions) -> Self {
+        let nodes = opts.nodes();
+        let redacted = nodes.iter().map(|node| redact_url(node)).collect();
         Self {
             exchange: ShortString::from(opts.topology.exchange.as_str()),
             opts,
+            nodes,
             state: watch::Sender::new(State {
                 session: None,
                 ready: false,
@@ -176,11 +199,17 @@ impl Shared {
             rebuild: Notify::new(),
             generation: AtomicU64::new(0),
             supervisor: std::sync::Mutex::new(None),
-            vitals: Vitals::new(),
+            vitals: Vitals::new(redacted),
         }
     }
 
+    /// The node to try after node `node`: the next in the list, round robin.
+    pub(crate) fn next_node(&self, node: usize) -> usize {
+        (node + 1) % self.nodes.len()
+    }
+
     pub(crate) fn set_state(&self, session: Option<Arc<Session>>, ready: bool) {
+        self.vitals.set_node(session.as_ref().map(|s| s.node));
         self.vitals.set_ready(ready);
         if session.is_none() {
             self.vitals.set_blocked(false);

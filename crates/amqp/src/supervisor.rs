@@ -2,6 +2,7 @@
 //! connection from scratch when that recovery fails.
 
 use crate::error::Error;
+use crate::options::redact_url;
 use crate::session::{
     ATTEMPT_TIMEOUT, BACKOFF_MIN, HEALTH_TICK, Session, Shared, close_quietly, next_backoff,
     open_session,
@@ -44,6 +45,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, mut session: Arc<Session>) {
         let verdict = watch_session(&shared, &session).await;
         shared.set_state(None, false);
         let old = session;
+        let old_node = old.node;
         if let Verdict::Rebuild(reason) = &verdict {
             tracing::warn!(
                 generation = old.generation,
@@ -57,6 +59,10 @@ pub(crate) async fn supervise(shared: Arc<Shared>, mut session: Arc<Session>) {
             return;
         }
         let mut delay = BACKOFF_MIN;
+        // Round robin from the node after the lost one; the backoff pauses only after a whole
+        // round of nodes failed (with one node: after every attempt, as before).
+        let first = shared.next_node(old_node);
+        let mut node = first;
         session = loop {
             shared.vitals.beat();
             if shared.closed.is_cancelled() {
@@ -64,18 +70,24 @@ pub(crate) async fn supervise(shared: Arc<Shared>, mut session: Arc<Session>) {
             }
             let generation = shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
             let attempt = tokio::select! {
-                attempt = timeout(ATTEMPT_TIMEOUT, open_session(&shared, generation)) => attempt,
+                attempt = timeout(ATTEMPT_TIMEOUT, open_session(&shared, generation, node)) => attempt,
                 () = shared.closed.cancelled() => return,
             };
+            let url = redact_url(&shared.nodes[node]);
             match attempt {
                 Ok(Ok(session)) => break Arc::new(session),
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, retry_in = ?delay, "reconnecting to RabbitMQ failed")
+                    tracing::warn!(url = %url, error = %e, "reconnecting to RabbitMQ failed")
                 }
                 Err(_) => {
-                    tracing::warn!(retry_in = ?delay, "reconnecting to RabbitMQ timed out")
+                    tracing::warn!(url = %url, "reconnecting to RabbitMQ timed out")
                 }
             }
+            node = shared.next_node(node);
+            if node != first {
+                continue;
+            }
+            tracing::debug!(retry_in = ?delay, "no RabbitMQ node answered; backing off");
             tokio::select! {
                 () = sleep(delay) => {}
                 () = shared.closed.cancelled() => return,
@@ -84,6 +96,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, mut session: Arc<Session>) {
         };
         tracing::info!(
             generation = session.generation,
+            url = %redact_url(&shared.nodes[session.node]),
             "reconnected to RabbitMQ, topology declared"
         );
         shared.set_state(Some(session.clone()), true);

@@ -12,7 +12,7 @@
 //! | `master_request_timeout_ms` | `BATON_MASTER_REQUEST_TIMEOUT_MS` | `30000` | a request (body read + handler, not a response stream) taking longer answers 408 |
 //! | `master_max_connections` | `BATON_MASTER_MAX_CONNECTIONS` | `1024` | open HTTP connections; beyond, a few reserve slots with a 500 ms header deadline, then new connections are closed at once |
 //! | `master_max_body_bytes` | `BATON_MASTER_MAX_BODY_BYTES` | `4194304` | larger request bodies answer 413 |
-//! | `amqp_url` | `BATON_AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ |
+//! | `amqp_url` | `BATON_AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ; a comma-separated list for a cluster's nodes (first that answers, the next on a loss) |
 //! | `redis_url` | `BATON_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis |
 //! | `queue_type` | `BATON_QUEUE_TYPE` | `classic` | `classic` or `quorum` (as the workers) |
 //! | `queue_prefix` | `BATON_QUEUE_PREFIX` | `` | prefix of every queue/exchange name (tests) |

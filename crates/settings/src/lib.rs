@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct ConnectionSettings {
-    /// RabbitMQ, `amqp://user:password@host:port/vhost`.
+    /// RabbitMQ, `amqp://user:password@host:port/vhost`; on a RabbitMQ cluster a
+    /// comma-separated list of the nodes' URIs: the process connects to the first that answers
+    /// and moves to the next when its connection is lost (round robin).
     #[serde(deserialize_with = "text::deserialize")]
     pub amqp_url: String,
     /// Redis, `redis://host:port/`.

@@ -103,7 +103,11 @@ async fn serve_here(
 
 async fn readyz(State(s): State<AdminState>) -> (StatusCode, String) {
     match s.worker.readiness().await {
-        Ok(()) => (StatusCode::OK, "ready".into()),
+        // On a RabbitMQ cluster the node changes after a failover: say which one serves.
+        Ok(()) => match s.worker.broker.node() {
+            Some(node) => (StatusCode::OK, format!("ready (RabbitMQ node {node})")),
+            None => (StatusCode::OK, "ready".into()),
+        },
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
     }
 }

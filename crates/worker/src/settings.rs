@@ -4,7 +4,7 @@
 //!
 //! | field | env | default | meaning |
 //! |---|---|---|---|
-//! | `amqp_url` | `BATON_AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ |
+//! | `amqp_url` | `BATON_AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ; a comma-separated list for a cluster's nodes (first that answers, the next on a loss) |
 //! | `redis_url` | `BATON_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis |
 //! | `http_port` | `BATON_HTTP_PORT` | `9090` | `/healthz`, `/readyz`, `/metrics` |
 //! | `prefetch` | `BATON_PREFETCH` | `256` | unacked deliveries per worker |
@@ -212,10 +212,13 @@ impl Settings {
             return bad("code_sandboxes", "must be at least 1");
         }
         let connection = &self.connection;
-        if !connection.amqp_url.starts_with("amqp://")
-            && !connection.amqp_url.starts_with("amqps://")
-        {
-            return bad("amqp_url", "must start with amqp:// or amqps://");
+        // One URI, or a comma-separated list of them (the nodes of a RabbitMQ cluster).
+        let mut amqp_nodes = connection.amqp_url.split(',').map(str::trim);
+        if amqp_nodes.any(|node| !node.starts_with("amqp://") && !node.starts_with("amqps://")) {
+            return bad(
+                "amqp_url",
+                "must be amqp:// or amqps:// URIs (one, or a comma-separated list of a cluster's nodes)",
+            );
         }
         if !connection.redis_url.starts_with("redis://")
             && !connection.redis_url.starts_with("rediss://")
@@ -313,6 +316,17 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()));
         let s = baton_settings::load_layered_from(&Settings::default(), None, env).unwrap();
         assert_eq!(s.prefetch, 5);
+    }
+
+    #[test]
+    fn an_amqp_url_list_is_accepted_and_a_bad_entry_names_the_setting() {
+        let mut s = Settings::default();
+        s.connection.amqp_url =
+            "amqp://guest:guest@127.0.0.1:5701/%2f, amqps://u:p@rmq-2:5671/%2f".into();
+        assert!(s.validate().is_ok());
+        s.connection.amqp_url = "amqp://127.0.0.1:5701,http://127.0.0.1:5702".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("amqp_url"), "{err}");
     }
 
     #[test]

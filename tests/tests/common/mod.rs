@@ -5,6 +5,7 @@
 
 pub mod chaos;
 pub mod distributed;
+pub mod failover;
 pub mod outage;
 
 use std::path::{Path, PathBuf};

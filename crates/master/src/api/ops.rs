@@ -37,12 +37,16 @@ pub async fn metrics(State(master): AppState) -> impl IntoResponse {
     master.metrics.render()
 }
 
-/// The runtime (broker) and the history store (Redis) answer.
-pub async fn readyz(State(master): AppState) -> (StatusCode, &'static str) {
+/// The runtime (broker) and the history store (Redis) answer. The body names the broker node
+/// (it changes after a failover on a RabbitMQ cluster).
+pub async fn readyz(State(master): AppState) -> (StatusCode, String) {
     let store = master.history.ping().await.is_ok();
     if store && master.backend.ready().await {
-        (StatusCode::OK, "ready")
+        match master.backend.broker_node() {
+            Some(node) => (StatusCode::OK, format!("ready (RabbitMQ node {node})")),
+            None => (StatusCode::OK, "ready".into()),
+        }
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready".into())
     }
 }

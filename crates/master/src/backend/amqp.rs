@@ -145,6 +145,10 @@ impl Backend for AmqpBackend {
         self.broker.is_ready()
     }
 
+    fn broker_node(&self) -> Option<String> {
+        self.broker.node()
+    }
+
     async fn run_intake(&self, handler: Arc<dyn EventHandler>, shutdown: CancellationToken) {
         let status = self.consume(&self.status_queue, false, handler.clone(), shutdown.clone());
         let completion = self.consume(&self.completion_queue, true, handler, shutdown);

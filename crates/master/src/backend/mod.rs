@@ -86,6 +86,10 @@ pub trait Backend: Send + Sync {
     -> Result<(), BackendError>;
     /// The runtime is reachable.
     async fn ready(&self) -> bool;
+    /// The broker node the runtime is connected to (URI, password redacted), if it has one.
+    fn broker_node(&self) -> Option<String> {
+        None
+    }
     /// Hands every status and completion event to `handler` until `shutdown`.
     async fn run_intake(&self, handler: Arc<dyn EventHandler>, shutdown: CancellationToken);
 }
