@@ -329,7 +329,7 @@ fn value_as_string(value: &AMQPValue) -> Option<String> {
     })
 }
 
-fn value_as_u64(value: &AMQPValue) -> Option<u64> {
+pub(crate) fn value_as_u64(value: &AMQPValue) -> Option<u64> {
     match value {
         AMQPValue::ShortShortInt(n) => u64::try_from(*n).ok(),
         AMQPValue::ShortShortUInt(n) => Some(u64::from(*n)),
