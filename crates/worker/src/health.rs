@@ -37,6 +37,18 @@ pub fn install_metrics() -> Result<PrometheusHandle, WorkerError> {
                 &crate::metrics_names::HOP_MESSAGE_BUCKETS,
             )
         })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(crate::metrics_names::TIMER_LAG.to_owned()),
+                &crate::metrics_names::LAG_BUCKETS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(crate::metrics_names::QUEUE_LAG.to_owned()),
+                &crate::metrics_names::LAG_BUCKETS,
+            )
+        })
         .and_then(|b| b.install_recorder())
         .map_err(|e| WorkerError::Http(format!("metrics recorder: {e}")))?;
     crate::metrics_names::describe();

@@ -11,6 +11,7 @@ pub mod health;
 pub mod metrics_names;
 pub mod service;
 pub mod settings;
+mod intake_metrics;
 mod settle;
 pub mod trace;
 pub mod transport;

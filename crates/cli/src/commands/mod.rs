@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod cancel;
 pub mod dev;
+pub mod dlq;
 pub mod executions;
 pub mod healthcheck;
 pub mod master;
