@@ -70,10 +70,18 @@ impl DeadLetter {
     }
 
     /// A string field of the JSON body (`execution_id`, `node_id`, `current_node`,
-    /// `workflow_id`, `type`), if the body is a JSON object that has it.
+    /// `workflow_id`), at its top level or inside an envelope (`{"signal": {…}}`,
+    /// `{"cancel": {…}}`), if the body is a JSON object that has it.
     pub fn body_field(&self, name: &str) -> Option<String> {
         let value: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
-        value.get(name)?.as_str().map(str::to_owned)
+        let object = value.as_object()?;
+        let field = object.get(name).or_else(|| {
+            object
+                .values()
+                .filter_map(serde_json::Value::as_object)
+                .find_map(|inner| inner.get(name))
+        })?;
+        field.as_str().map(str::to_owned)
     }
 
     /// The message to publish to `execution_queue` to replay it: the same body and original
@@ -250,6 +258,20 @@ mod tests {
         assert_eq!(a.id, again.id);
         assert_ne!(a.id, later.id);
         assert_eq!(a.id.len(), 16);
+    }
+
+    #[test]
+    fn the_execution_is_read_from_a_hop_or_from_a_signal_envelope() {
+        let hop = letter(r#"{"execution_id":"e1","node_id":"n"}"#, "r", "t");
+        assert_eq!(hop.body_field("execution_id").as_deref(), Some("e1"));
+        let signal = letter(
+            r#"{"signal":{"execution_id":"e2","name":"go","data":null}}"#,
+            "r",
+            "t",
+        );
+        assert_eq!(signal.body_field("execution_id").as_deref(), Some("e2"));
+        let garbage = letter("not json", "r", "t");
+        assert_eq!(garbage.body_field("execution_id"), None);
     }
 
     #[test]

@@ -101,7 +101,12 @@ async fn serve_here(
         .route("/readyz", get(readyz))
         .route(
             "/metrics",
-            get(|State(s): State<AdminState>| async move { s.metrics.render() }),
+            get(|State(s): State<AdminState>| async move {
+                // Readiness as a gauge, as `/readyz` would answer now (for dashboards and alerts).
+                let ready = s.worker.readiness().await.is_ok();
+                metrics::gauge!(crate::metrics_names::READY).set(if ready { 1.0 } else { 0.0 });
+                s.metrics.render()
+            }),
         )
         .with_state(AdminState { worker, metrics });
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))

@@ -3,6 +3,8 @@
 pub const HOPS: &str = "baton_hops_total";
 pub const HOP_SECONDS: &str = "baton_hop_duration_seconds";
 pub const IN_FLIGHT: &str = "baton_hops_in_flight";
+/// 1 when the worker is ready (what `/readyz` answers), 0 when not; set at each scrape.
+pub const READY: &str = "baton_worker_ready";
 /// Label `reason`: the kind of [`DeadLetterReason`](crate::failure::DeadLetterReason)
 /// (`unreadable`, `invalid_start`, `invalid_definition`, `refused`, `permanent`,
 /// `transient_budget`, `crashed`, `panicked`).
@@ -48,6 +50,10 @@ pub fn describe() {
         "Time from delivery to ack, by node type"
     );
     metrics::describe_gauge!(IN_FLIGHT, "Hops being processed now");
+    metrics::describe_gauge!(
+        READY,
+        "1 when the worker is ready (as /readyz answers), 0 when not; set at each scrape"
+    );
     metrics::describe_counter!(
         DEAD_LETTERS,
         "Messages sent to the dead-letter queue, by reason kind"
