@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use baton_amqp::{Headers, Outgoing};
-use baton_testkit::wait::wait_until;
+use baton_testkit::wait_until;
 use common::distributed::{BOUND, Cluster, new_execution_id, rune_start};
 use serde_json::{Value, json};
 
