@@ -65,7 +65,10 @@ async fn poison_is_listed_with_its_reason_shown_kept_in_order_and_purged_and_cou
     let queue = cluster.topology.execution_queue.clone();
     // Unreadable: not a message any worker can run.
     broker
-        .publish(vec![Outgoing::new(queue.clone(), br#"{"hello":1}"#.to_vec())])
+        .publish(vec![Outgoing::new(
+            queue.clone(),
+            br#"{"hello":1}"#.to_vec(),
+        )])
         .await
         .expect("publish");
     wait_listed(&cluster, 1).await;
@@ -74,7 +77,10 @@ async fn poison_is_listed_with_its_reason_shown_kept_in_order_and_purged_and_cou
     let broken = json!({"name": "broken", "nodes": [{"id": "a", "name": "A", "type": "frobnicate"}], "edges": []});
     let start = rune_start(&broken, &execution, &json!({}));
     broker
-        .publish(vec![Outgoing::new(queue, serde_json::to_vec(&start).unwrap())])
+        .publish(vec![Outgoing::new(
+            queue,
+            serde_json::to_vec(&start).unwrap(),
+        )])
         .await
         .expect("publish");
     let rows = wait_listed(&cluster, 2).await;
@@ -82,21 +88,46 @@ async fn poison_is_listed_with_its_reason_shown_kept_in_order_and_purged_and_cou
     // In the order they were dead-lettered, each with its reason; the same ids when read again.
     assert_eq!(rows[0]["execution_id"], Value::Null, "{rows:?}");
     assert_eq!(rows[1]["execution_id"], execution.as_str(), "{rows:?}");
-    assert!(rows[1]["reason"].as_str().unwrap().contains("invalid workflow_definition"), "{rows:?}");
-    assert!(rows[1]["dead_lettered_at"].as_str().unwrap().ends_with('Z'), "{rows:?}");
-    assert_eq!(listed(&cluster, &[]).await, rows, "a read takes nothing away");
+    assert!(
+        rows[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("invalid workflow_definition"),
+        "{rows:?}"
+    );
+    assert!(
+        rows[1]["dead_lettered_at"].as_str().unwrap().ends_with('Z'),
+        "{rows:?}"
+    );
+    assert_eq!(
+        listed(&cluster, &[]).await,
+        rows,
+        "a read takes nothing away"
+    );
     let only = listed(&cluster, &["--execution", &execution]).await;
     assert_eq!(only, vec![rows[1].clone()]);
     let by_reason = listed(&cluster, &["--reason", "INVALID WORKFLOW"]).await;
     assert_eq!(by_reason, vec![rows[1].clone()]);
-    assert_eq!(listed(&cluster, &["--limit", "1"]).await, vec![rows[0].clone()]);
+    assert_eq!(
+        listed(&cluster, &["--limit", "1"]).await,
+        vec![rows[0].clone()]
+    );
     let table = dlq(&cluster, &["list"]).await;
-    assert!(table.contains(rows[1]["id"].as_str().unwrap()) && table.contains(&execution), "{table}");
+    assert!(
+        table.contains(rows[1]["id"].as_str().unwrap()) && table.contains(&execution),
+        "{table}"
+    );
 
     let id = rows[1]["id"].as_str().unwrap();
     let shown = dlq(&cluster, &["show", id]).await;
-    assert!(shown.contains("x-baton-reason: invalid workflow_definition"), "{shown}");
-    assert!(shown.contains("\"current_node\": \"$start\""), "pretty body: {shown}");
+    assert!(
+        shown.contains("x-baton-reason: invalid workflow_definition"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("\"current_node\": \"$start\""),
+        "pretty body: {shown}"
+    );
 
     // Its execution failed when it was dead-lettered: a replay would be dropped, so it is not
     // replayed (and stays) unless forced.
@@ -170,7 +201,11 @@ async fn a_replayed_signal_resumes_its_execution_to_one_completion_with_a_fresh_
         counts.redelivered(&signal).await.expect("count");
     }
     broker
-        .dead_letter(signal.clone(), "crashed or stalled 3 workers", Headers::new())
+        .dead_letter(
+            signal.clone(),
+            "crashed or stalled 3 workers",
+            Headers::new(),
+        )
         .await
         .expect("dead-letter");
     let rows = wait_listed(&cluster, 1).await;
@@ -183,7 +218,10 @@ async fn a_replayed_signal_resumes_its_execution_to_one_completion_with_a_fresh_
     assert!(replay.contains(&format!("{id}: replayed")), "{replay}");
     let done = completions.next_for(&execution, BOUND, &logs).await;
     assert_eq!(done["status"], "completed", "{done}");
-    assert!(listed(&cluster, &[]).await.is_empty(), "removed once replayed");
+    assert!(
+        listed(&cluster, &[]).await.is_empty(),
+        "removed once replayed"
+    );
     assert_eq!(
         counts.tally(&signal).await.expect("tally"),
         Default::default(),

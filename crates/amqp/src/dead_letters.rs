@@ -2,8 +2,8 @@
 //! bound of dead letters unacknowledged, in queue order, on a channel of its own; each one it
 //! removes is acked, every other one goes back to its place when the batch is released.
 
-use lapin::Channel;
 use lapin::Acker;
+use lapin::Channel;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -113,7 +113,7 @@ pub struct DeadLetterFilter {
 impl DeadLetterFilter {
     /// Whether `letter` passes every filter given.
     pub fn matches(&self, letter: &DeadLetter) -> bool {
-        (self.ids.is_empty() || self.ids.iter().any(|id| *id == letter.id))
+        (self.ids.is_empty() || self.ids.contains(&letter.id))
             && self.reason.as_ref().is_none_or(|piece| {
                 letter
                     .reason()
@@ -145,7 +145,10 @@ impl DeadLetterBatch {
     /// Removes the dead letter `id` from the queue for good (acks it). False if it is not in
     /// this batch or was removed already.
     pub async fn remove(&mut self, id: &str) -> Result<bool, Error> {
-        let Some((_, acker)) = self.held.iter_mut().find(|(l, a)| l.id == id && a.is_some())
+        let Some((_, acker)) = self
+            .held
+            .iter_mut()
+            .find(|(l, a)| l.id == id && a.is_some())
         else {
             return Ok(false);
         };
@@ -252,9 +255,21 @@ mod tests {
 
     #[test]
     fn a_dead_letter_has_the_same_id_every_time_it_is_read_and_another_letter_another() {
-        let a = letter(r#"{"execution_id":"e1"}"#, "boom", "2026-01-01T00:00:00.000Z");
-        let again = letter(r#"{"execution_id":"e1"}"#, "boom", "2026-01-01T00:00:00.000Z");
-        let later = letter(r#"{"execution_id":"e1"}"#, "boom", "2026-01-01T00:00:01.000Z");
+        let a = letter(
+            r#"{"execution_id":"e1"}"#,
+            "boom",
+            "2026-01-01T00:00:00.000Z",
+        );
+        let again = letter(
+            r#"{"execution_id":"e1"}"#,
+            "boom",
+            "2026-01-01T00:00:00.000Z",
+        );
+        let later = letter(
+            r#"{"execution_id":"e1"}"#,
+            "boom",
+            "2026-01-01T00:00:01.000Z",
+        );
         assert_eq!(a.id, again.id);
         assert_ne!(a.id, later.id);
         assert_eq!(a.id.len(), 16);
@@ -309,7 +324,10 @@ mod tests {
         assert_eq!(out.body, a.body);
         assert!(!out.headers.contains_key(REASON_HEADER));
         assert!(!out.headers.contains_key(DEAD_LETTERED_AT_HEADER));
-        assert_eq!(out.headers.get("traceparent").map(String::as_str), Some("00-x"));
+        assert_eq!(
+            out.headers.get("traceparent").map(String::as_str),
+            Some("00-x")
+        );
         assert_eq!(out.headers.get(REPLAYED_FROM_HEADER), Some(&a.id));
     }
 }

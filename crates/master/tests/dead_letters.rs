@@ -36,8 +36,13 @@ async fn a_dead_lettered_execution_is_listed_with_its_reason_behind_the_token() 
     let reason = rows[0]["reason"].as_str().unwrap();
     assert!(reason.contains("invalid workflow_definition"), "{reason}");
     let (_, again) = env.call("GET", &path, None).await;
-    assert_eq!(again["dead_letters"], page["dead_letters"], "reading takes nothing");
-    let (_, other) = env.call("GET", "/dead-letters?reason=no-such-reason", None).await;
+    assert_eq!(
+        again["dead_letters"], page["dead_letters"],
+        "reading takes nothing"
+    );
+    let (_, other) = env
+        .call("GET", "/dead-letters?reason=no-such-reason", None)
+        .await;
     assert_eq!(other["dead_letters"], json!([]), "{other}");
 
     let (status, bad) = env.call("GET", "/dead-letters?limit=0", None).await;

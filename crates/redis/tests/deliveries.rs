@@ -50,5 +50,8 @@ async fn a_forgotten_body_starts_again_with_no_crashes() {
     assert_eq!(counts.tally(body).await.unwrap().crashes(), 3);
     assert!(counts.forget(body).await.unwrap());
     assert_eq!(counts.tally(body).await.unwrap(), DeliveryTally::default());
-    assert!(!counts.forget(body).await.unwrap(), "nothing left to forget");
+    assert!(
+        !counts.forget(body).await.unwrap(),
+        "nothing left to forget"
+    );
 }

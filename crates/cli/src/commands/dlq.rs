@@ -138,7 +138,10 @@ fn node_of(letter: &DeadLetter) -> Option<String> {
 /// How often the execution queue had delivered it when it was dead-lettered (quorum queues
 /// count it in `x-delivery-count`; classic queues do not).
 fn deliveries_of(letter: &DeadLetter) -> Option<String> {
-    letter.headers.get(baton_amqp::DELIVERY_COUNT_HEADER).cloned()
+    letter
+        .headers
+        .get(baton_amqp::DELIVERY_COUNT_HEADER)
+        .cloned()
 }
 
 fn summary(letter: &DeadLetter) -> serde_json::Value {
@@ -260,12 +263,20 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
         RedisStore::connect(&settings.connection.redis_url, redis),
     )
     .await
-    .map_err(|_| anyhow::anyhow!("Redis did not answer within 10 s (a replay resets the message's delivery count there)"))??;
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "Redis did not answer within 10 s (a replay resets the message's delivery count there)"
+        )
+    })??;
     let counts = store.deliveries();
     let broker = broker(&settings).await?;
     let mut batch = broker.dead_letters(args.select.limit).await?;
     let wanted = filter(&args.select, args.ids.clone());
-    let chosen: Vec<DeadLetter> = batch.letters().filter(|l| wanted.matches(l)).cloned().collect();
+    let chosen: Vec<DeadLetter> = batch
+        .letters()
+        .filter(|l| wanted.matches(l))
+        .cloned()
+        .collect();
     let (mut replayed, mut skipped) = (0, 0);
     let mut failure = None;
     for letter in &chosen {
@@ -289,7 +300,10 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
         // A fresh budget first: a message that crashed workers would otherwise be
         // dead-lettered again at its first redelivery.
         if let Err(e) = counts.forget(&letter.body).await {
-            failure = Some(anyhow::anyhow!("{}: cannot reset its delivery count: {e}", letter.id));
+            failure = Some(anyhow::anyhow!(
+                "{}: cannot reset its delivery count: {e}",
+                letter.id
+            ));
             break;
         }
         match batch.replay(&letter.id).await {
@@ -308,7 +322,10 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
                 }
             }
             Err(e) => {
-                failure = Some(anyhow::anyhow!("{}: not replayed (it stays in the dead-letter queue): {e}", letter.id));
+                failure = Some(anyhow::anyhow!(
+                    "{}: not replayed (it stays in the dead-letter queue): {e}",
+                    letter.id
+                ));
                 break;
             }
         }
@@ -318,7 +335,10 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
     if let Some(e) = failure {
         return Err(e);
     }
-    eprintln!("{replayed} replayed, {skipped} skipped, of {} matching", chosen.len());
+    eprintln!(
+        "{replayed} replayed, {skipped} skipped, of {} matching",
+        chosen.len()
+    );
     Ok(0)
 }
 

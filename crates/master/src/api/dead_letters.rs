@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use baton_amqp::{DeadLetter, DeadLetterFilter, DELIVERY_COUNT_HEADER};
+use baton_amqp::{DELIVERY_COUNT_HEADER, DeadLetter, DeadLetterFilter};
 use serde_json::{Value, json};
 
 use super::AppState;
