@@ -32,6 +32,7 @@
 
 mod broker;
 mod consume;
+mod dead_letters;
 mod error;
 mod health;
 mod message;
@@ -45,6 +46,7 @@ mod topology;
 
 pub use broker::Broker;
 pub use consume::{ConsumerProbe, Deliveries};
+pub use dead_letters::{DeadLetter, DeadLetterBatch, DeadLetterFilter, REPLAYED_FROM_HEADER};
 pub use error::Error;
 pub use health::{BrokerHealth, ConsumerHealth};
 pub use message::{

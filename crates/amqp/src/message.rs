@@ -88,6 +88,9 @@ pub struct Delivery {
     pub exchange: String,
     /// Quorum queues: how many times it was delivered before (`x-delivery-count`).
     pub delivery_count: Option<u64>,
+    /// When it was published (the AMQP `timestamp` property, Unix seconds), if the publisher
+    /// set it ([`Broker::publish`](crate::Broker::publish) does).
+    pub timestamp: Option<u64>,
     acker: Acker,
     gauge: GaugeGuard,
     // Keeps the consumer's channel open while this delivery is unsettled, even after the
@@ -120,6 +123,7 @@ impl Delivery {
             }
             None => (Headers::new(), None),
         };
+        let timestamp = *properties.timestamp();
         Self {
             body: data,
             headers,
@@ -128,6 +132,7 @@ impl Delivery {
             routing_key: routing_key.to_string(),
             exchange: exchange.to_string(),
             delivery_count,
+            timestamp,
             acker,
             gauge: GaugeGuard(gauge),
             _channel: channel,
@@ -291,9 +296,13 @@ pub(crate) fn bounded_headers(headers: Headers) -> Headers {
 }
 
 pub(crate) fn publish_properties(headers: &Headers) -> Result<BasicProperties, Error> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let properties = BasicProperties::default()
         .with_delivery_mode(2)
-        .with_content_type(ShortString::from("application/json"));
+        .with_content_type(ShortString::from("application/json"))
+        .with_timestamp(now);
     Ok(if headers.is_empty() {
         properties
     } else {
@@ -329,7 +338,7 @@ fn value_as_string(value: &AMQPValue) -> Option<String> {
     })
 }
 
-fn value_as_u64(value: &AMQPValue) -> Option<u64> {
+pub(crate) fn value_as_u64(value: &AMQPValue) -> Option<u64> {
     match value {
         AMQPValue::ShortShortInt(n) => u64::try_from(*n).ok(),
         AMQPValue::ShortShortUInt(n) => Some(u64::from(*n)),

@@ -32,6 +32,8 @@ enum Command {
     Submit(commands::submit::SubmitArgs),
     /// Deliver a named signal to an execution (worker pool, or a master with --master).
     Signal(commands::signal::SignalArgs),
+    /// Dead letters: list, show, replay after a fix, purge.
+    Dlq(commands::dlq::DlqArgs),
     /// Cancel a running execution (worker pool, or a master with --master).
     Cancel(commands::cancel::CancelArgs),
     /// Exit 0 if a health endpoint answers 2xx.
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
         Command::Submit(args) => commands::submit::run(args),
         Command::Healthcheck(args) => commands::healthcheck::run(args),
         Command::Cancel(args) => commands::cancel::run(args),
+        Command::Dlq(args) => commands::dlq::run(args),
         Command::Signal(args) => commands::signal::run(args),
         Command::Executions(args) => commands::executions::run(args),
         Command::Watch(args) => commands::watch::run(args),

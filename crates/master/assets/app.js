@@ -281,6 +281,7 @@
     [/^\/executions\/([^/]+)$/, (m, query, root, life) => executionView(decodeURIComponent(m[1]), root, life)],
     [/^\/executions\/?$/, (m, query, root, life) => executionsView(query, root, life)],
     [/^\/workflows\/?$/, (m, query, root, life) => workflowsView(root, life)],
+    [/^\/dead-letters\/?$/, (m, query, root, life) => deadLettersView(root, life)],
   ];
 
   let currentLife = null;
@@ -424,6 +425,32 @@
       live.textContent = describeError(e);
     };
     life.poll(refresh, POLL_MS);
+  }
+
+  // Dead letters: what the workers could not process (GET /dead-letters); replay and purge
+  // are `baton dlq` commands.
+  async function deadLettersView(root, life) {
+    const data = await api('GET', '/dead-letters?limit=1000');
+    if (!life.alive) return;
+    const rows = data.dead_letters || [];
+    const table = h('table', { class: 'list', id: 'dead-letters' },
+      h('thead', {}, h('tr', {}, h('th', {}, 'Dead-lettered'), h('th', {}, 'Execution'), h('th', {}, 'Node'),
+        h('th', {}, 'Reason'), h('th', {}, 'Id'))),
+      h('tbody', {}, ...rows.map((d) => h('tr', { class: 'dead-letter' },
+        h('td', { title: d.dead_lettered_at || '' }, formatTime(d.dead_lettered_at)),
+        h('td', {}, d.execution_id
+          ? h('a', { href: `#/executions/${encodeURIComponent(d.execution_id)}` }, shortId(d.execution_id))
+          : '—'),
+        h('td', {}, d.node_id || '—'),
+        h('td', { class: 'reason' }, d.reason || '—'),
+        h('td', {}, h('code', {}, d.id))))));
+    root.append(h('section', { class: 'card' },
+      h('h1', {}, 'Dead letters'),
+      h('p', { class: 'muted' }, rows.length
+        ? `${rows.length} of the first ${data.read} messages of the dead-letter queue. Inspect one with `
+        : 'The dead-letter queue is empty. ',
+        h('code', {}, 'baton dlq show ID'), ', replay after a fix with ', h('code', {}, 'baton dlq replay ID'), '.'),
+      rows.length ? table : ''));
   }
 
   function executionRow(exec) {
@@ -957,6 +984,21 @@
     const inputBlock = h('details', { class: 'card', id: 'execution-input' }, h('summary', {}, 'Input'));
     const contextBlock = h('details', { class: 'card', id: 'execution-context' }, h('summary', {}, 'Final context'));
     root.append(body, timeline, inputBlock, contextBlock);
+    if (exec.status === 'failed') showDeadLetters();
+
+    // A failed execution's dead letters (a worker could not process one of its messages).
+    async function showDeadLetters() {
+      let data;
+      try {
+        data = await api('GET', `/dead-letters?execution=${encodeURIComponent(exec.execution_id)}&limit=1000`);
+      } catch (e) {
+        return;
+      }
+      if (!life.alive || !data.dead_letters || !data.dead_letters.length) return;
+      banner.after(...data.dead_letters.map((d) => h('div', { class: 'banner', id: `dead-letter-${d.id}` },
+        `Dead-lettered: ${d.reason} (node ${d.node_id || '—'}, ${formatTime(d.dead_lettered_at)}; `,
+        h('code', {}, `baton dlq show ${d.id}`), ')')));
+    }
 
     const finished = () => exec.status !== 'running';
 

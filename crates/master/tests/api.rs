@@ -240,6 +240,7 @@ async fn only_requests_with_a_configured_token_pass_and_operations_are_open() {
         "/executions/{execution_id}/signals/{name}",
         "/executions/{execution_id}/replay",
         "/executions/{execution_id}/events",
+        "/dead-letters",
         "/hooks/{workflow_id}",
         "/credentials",
         "/credentials/{credential_id}",

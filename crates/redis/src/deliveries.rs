@@ -116,4 +116,14 @@ impl DeliveryCounts {
             .await?;
         Ok(h)
     }
+
+    /// Forgets `body`'s counts (a replay from the dead-letter queue: the replayed message starts
+    /// with a fresh budget, so it is not dead-lettered again at its first redelivery). Returns
+    /// whether there were counts to forget.
+    pub async fn forget(&self, body: &[u8]) -> Result<bool, Error> {
+        let key = self.key(body);
+        let mut conn = self.conn.clone();
+        let removed: u64 = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
+        Ok(removed > 0)
+    }
 }

@@ -29,4 +29,4 @@ pub use definitions::{DEFINITION_TTL_SECS, DefinitionStore};
 pub use deliveries::{DeliveryCounts, DeliveryTally};
 pub use error::Error;
 pub use store::{RedisOptions, RedisStore};
-pub use timers::TimerStore;
+pub use timers::{ClaimedTimer, TimerStore};

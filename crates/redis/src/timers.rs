@@ -39,6 +39,17 @@ impl std::fmt::Debug for TimerStore {
     }
 }
 
+/// A timer claimed by [`TimerStore::claim_due_timed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimedTimer {
+    /// The timer's id.
+    pub id: String,
+    /// Its payload.
+    pub payload: Vec<u8>,
+    /// When it was due (Unix ms); `None` for a timer re-claimed after its lease expired.
+    pub due_ms: Option<u64>,
+}
+
 impl TimerStore {
     pub(crate) fn new(conn: ConnectionManager, prefix: &str) -> Self {
         Self {
@@ -71,6 +82,22 @@ impl TimerStore {
         limit: usize,
         lease_ms: u64,
     ) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        Ok(self
+            .claim_due_timed(now_ms, limit, lease_ms)
+            .await?
+            .into_iter()
+            .map(|t| (t.id, t.payload))
+            .collect())
+    }
+
+    /// [`claim_due`](Self::claim_due), with the time each timer was due (for the timer-lag
+    /// metric).
+    pub async fn claim_due_timed(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        lease_ms: u64,
+    ) -> Result<Vec<ClaimedTimer>, Error> {
         let mut inv = CLAIM.prepare_invoke();
         inv.key(&self.due)
             .key(&self.claimed)
@@ -81,8 +108,14 @@ impl TimerStore {
         let mut conn = self.conn.clone();
         let items = reply::array(inv.invoke_async(&mut conn).await?)?;
         items
-            .chunks_exact(2)
-            .map(|pair| Ok((reply::text(&pair[0])?, reply::bytes(&pair[1])?.to_vec())))
+            .chunks_exact(3)
+            .map(|t| {
+                Ok(ClaimedTimer {
+                    id: reply::text(&t[0])?,
+                    payload: reply::bytes(&t[1])?.to_vec(),
+                    due_ms: u64::try_from(reply::int(&t[2])?).ok(),
+                })
+            })
             .collect()
     }
 

@@ -38,3 +38,20 @@ async fn redeliveries_nobody_handed_back_count_as_crashes_and_survive_the_counti
     assert!((86_000..=86_400).contains(&ttl), "ttl {ttl}");
     assert!(counts.key(body).starts_with(store.prefix()));
 }
+
+#[tokio::test]
+async fn a_forgotten_body_starts_again_with_no_crashes() {
+    let (store, _cleanup) = support::store("deliveries-forget", RedisOptions::default()).await;
+    let counts = store.deliveries();
+    let body = br#"{"execution_id":"e2","node_id":"boom"}"#;
+    for _ in 0..3 {
+        counts.redelivered(body).await.unwrap();
+    }
+    assert_eq!(counts.tally(body).await.unwrap().crashes(), 3);
+    assert!(counts.forget(body).await.unwrap());
+    assert_eq!(counts.tally(body).await.unwrap(), DeliveryTally::default());
+    assert!(
+        !counts.forget(body).await.unwrap(),
+        "nothing left to forget"
+    );
+}

@@ -32,6 +32,23 @@ pub enum DeadLetterReason {
     Panicked(String),
 }
 
+impl DeadLetterReason {
+    /// The reason's kind: the `reason` label of the dead-letter counter (a few fixed values,
+    /// never the text).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unreadable(_) => "unreadable",
+            Self::InvalidStart(_) => "invalid_start",
+            Self::InvalidDefinition(_) => "invalid_definition",
+            Self::Refused(_) => "refused",
+            Self::Permanent(_) => "permanent",
+            Self::TransientBudget { .. } => "transient_budget",
+            Self::Crashed { .. } => "crashed",
+            Self::Panicked(_) => "panicked",
+        }
+    }
+}
+
 impl fmt::Display for DeadLetterReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

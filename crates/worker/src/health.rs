@@ -37,6 +37,18 @@ pub fn install_metrics() -> Result<PrometheusHandle, WorkerError> {
                 &crate::metrics_names::HOP_MESSAGE_BUCKETS,
             )
         })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(crate::metrics_names::TIMER_LAG.to_owned()),
+                &crate::metrics_names::LAG_BUCKETS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(crate::metrics_names::QUEUE_LAG.to_owned()),
+                &crate::metrics_names::LAG_BUCKETS,
+            )
+        })
         .and_then(|b| b.install_recorder())
         .map_err(|e| WorkerError::Http(format!("metrics recorder: {e}")))?;
     crate::metrics_names::describe();
@@ -89,7 +101,12 @@ async fn serve_here(
         .route("/readyz", get(readyz))
         .route(
             "/metrics",
-            get(|State(s): State<AdminState>| async move { s.metrics.render() }),
+            get(|State(s): State<AdminState>| async move {
+                // Readiness as a gauge, as `/readyz` would answer now (for dashboards and alerts).
+                let ready = s.worker.readiness().await.is_ok();
+                metrics::gauge!(crate::metrics_names::READY).set(if ready { 1.0 } else { 0.0 });
+                s.metrics.render()
+            }),
         )
         .with_state(AdminState { worker, metrics });
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))

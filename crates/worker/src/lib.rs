@@ -8,6 +8,7 @@ pub mod definitions;
 pub mod events_guard;
 pub mod failure;
 pub mod health;
+mod intake_metrics;
 pub mod metrics_names;
 pub mod service;
 pub mod settings;

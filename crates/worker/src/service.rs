@@ -292,6 +292,7 @@ impl Worker {
     /// Judges, handles and settles one delivery, exactly once: acked, handed back or
     /// dead-lettered, whatever happens inside (a panic included).
     async fn process(&self, delivery: Delivery) {
+        crate::intake_metrics::record(&delivery);
         // Before anything else reads the body: the crash being counted may be in reading it.
         if let Verdict::Spent { crashes } =
             budget::judge(&self.deliveries, &delivery, self.settings.max_deliveries).await

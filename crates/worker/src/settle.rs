@@ -22,9 +22,10 @@ impl Worker {
         reason: DeadLetterReason,
         subject: Option<Subject>,
     ) {
+        let kind = reason.kind();
         let reason = reason.to_string();
         tracing::error!(reason, "dead-lettering message");
-        metrics::counter!(m::DEAD_LETTERS).increment(1);
+        metrics::counter!(m::DEAD_LETTERS, "reason" => kind).increment(1);
         if let Err(e) = self
             .broker
             .dead_letter(delivery.body.clone(), &reason, delivery.headers.clone())

@@ -14,7 +14,7 @@ use baton_amqp::{Broker, Outgoing, Topology};
 use baton_core::message::{Completion, HopMessage, StatusEvent};
 use baton_engine::Clock;
 use baton_engine::ports::{EventSink, HopQueue, PortError, PortErrorKind};
-use baton_redis::TimerStore;
+use baton_redis::{ClaimedTimer, TimerStore};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::completion_relay::SENDER_HEADER;
@@ -320,7 +320,8 @@ pub async fn run_timer_pump(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(poll) => {}
         }
-        let due = match timers.claim_due(clock.now_ms(), 200, 30_000).await {
+        let now_ms = clock.now_ms();
+        let due = match timers.claim_due_timed(now_ms, 200, 30_000).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "timer poll failed");
@@ -332,7 +333,16 @@ pub async fn run_timer_pump(
         }
         let mut batch = Vec::with_capacity(due.len());
         let mut ids = Vec::with_capacity(due.len());
-        for (id, payload) in due {
+        for ClaimedTimer {
+            id,
+            payload,
+            due_ms,
+        } in due
+        {
+            if let Some(due_ms) = due_ms {
+                let lag_ms = now_ms.saturating_sub(due_ms);
+                metrics::histogram!(m::TIMER_LAG).record(lag_ms as f64 / 1000.0);
+            }
             match serde_json::from_slice::<HopMessage>(&payload) {
                 Ok(msg) => match hop_outgoing(&topology.execution_queue, msg) {
                     Ok(o) => {

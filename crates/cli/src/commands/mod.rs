@@ -5,6 +5,7 @@ pub mod cancel;
 pub mod config;
 pub mod dev;
 pub mod docs;
+pub mod dlq;
 pub mod executions;
 pub mod healthcheck;
 pub mod master;

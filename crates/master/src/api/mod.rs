@@ -1,6 +1,7 @@
 //! The HTTP API (the contract in `openapi.json`): routes, auth, request helpers.
 
 pub mod credentials;
+pub mod dead_letters;
 pub mod error;
 pub mod events;
 pub mod executions;
@@ -76,6 +77,7 @@ pub fn router_with(master: Arc<Master>, limits: &crate::server::HttpLimits) -> R
             delete(triggers::remove_schedule),
         )
         .route("/executions", get(executions::list))
+        .route("/dead-letters", get(dead_letters::list))
         .route("/executions/{execution_id}", get(executions::show))
         .route(
             "/executions/{execution_id}/cancel",

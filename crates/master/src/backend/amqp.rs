@@ -1,7 +1,7 @@
 //! The distributed backend: start, cancel and signal messages go to the execution queue; the
 //! durable status and completion queues are consumed by every
 //! master replica (competing consumers: each event reaches one replica), acked only after the
-//! handler stored the event.
+//! handler stored the event. The dead-letter queue is only read (`GET /dead-letters`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,5 +153,15 @@ impl Backend for AmqpBackend {
         let status = self.consume(&self.status_queue, false, handler.clone(), shutdown.clone());
         let completion = self.consume(&self.completion_queue, true, handler, shutdown);
         tokio::join!(status, completion);
+    }
+
+    async fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<baton_amqp::DeadLetter>, BackendError> {
+        let batch = self.broker.dead_letters(limit).await?;
+        let letters = batch.letters().cloned().collect();
+        batch.release().await?;
+        Ok(letters)
     }
 }

@@ -92,4 +92,13 @@ pub trait Backend: Send + Sync {
     }
     /// Hands every status and completion event to `handler` until `shutdown`.
     async fn run_intake(&self, handler: Arc<dyn EventHandler>, shutdown: CancellationToken);
+    /// Up to `limit` messages from the head of the dead-letter queue, read without taking any
+    /// (each is handed back in its place). The embedded runtime dead-letters nothing.
+    async fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<baton_amqp::DeadLetter>, BackendError> {
+        let _ = limit;
+        Ok(Vec::new())
+    }
 }
