@@ -68,7 +68,12 @@ impl Pool {
 
     /// The host pid of a container's process (`baton`, the entrypoint).
     fn pid(&self, role: &str) -> Option<u32> {
-        let out = podman(&["inspect", "--format", "{{.State.Pid}}", &self.container(role)]);
+        let out = podman(&[
+            "inspect",
+            "--format",
+            "{{.State.Pid}}",
+            &self.container(role),
+        ]);
         String::from_utf8_lossy(&out.stdout)
             .trim()
             .parse()
@@ -313,6 +318,15 @@ async fn a_pool_of_containers_loses_nothing_when_a_worker_container_is_killed_mi
             "{path}: one idempotency key per execution"
         );
     }
+    // The killed container's held hop ran again on another one.
+    let step3 = api.counts().get("/step/3").copied().unwrap_or(0);
+    assert!(
+        step3 > EXECUTIONS,
+        "{step3} calls to /step/3: the hop {owner} held was not run again"
+    );
+    eprintln!(
+        "killed {owner} with a hop in flight; /step/3 called {step3} times for {EXECUTIONS} executions"
+    );
     let state = podman(&[
         "inspect",
         "--format",
