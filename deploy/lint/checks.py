@@ -4,9 +4,15 @@
 Subcommands:
   dockerfile PATH               structural checks of the runtime Dockerfile (no hadolint here)
   compose CONFIG_JSON           checks on `docker compose config --format json` output
+  compose-cluster CONFIG_JSON   the same rules for deploy/cluster/compose.yaml, plus the clusters:
+                                RabbitMQ nodes sharing one cookie, the Redis Cluster and its create
+                                job, URL lists naming every node, quorum queues
   k8s-split RENDERED OUTDIR     split `kubectl kustomize` output: built-in kinds to
-                                OUTDIR/builtin.yaml, KEDA documents to OUTDIR/keda/<kind>/*.json
+                                OUTDIR/builtin.yaml, KEDA documents to OUTDIR/keda/<kind>/*.json,
+                                RabbitMQ operator documents to OUTDIR/rabbitmq/<kind>/*.json
   k8s-semantics RENDERED        cross-references and invariants the schemas cannot express
+  k8s-cluster RENDERED          deploy/k8s-cluster: the RabbitmqCluster, the Redis Cluster and its
+                                create Job, the URL lists in the Secret, KEDA on one broker host
 
 Each prints one line per problem and exits 1 if there was any.
 """
@@ -25,6 +31,8 @@ PROBLEMS: list[str] = []
 
 KEDA_GROUP = "keda.sh/"
 KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
+RABBITMQ_GROUP = "rabbitmq.com/"
+RABBITMQ_KINDS = {"RabbitmqCluster"}
 WORK_QUEUE = "workflow.execution"
 DRAIN_DEFAULT_SECS = 30
 
@@ -176,7 +184,20 @@ def check_compose(config_json: str) -> int:
     for name in ("rabbitmq", "redis", "worker"):
         if name not in services:
             problem(f"compose: service {name!r} missing")
+    check_compose_services(services)
+    w = services.get("worker")
+    if w:
+        check_compose_worker(w)
+    return finish("compose semantics")
+
+
+def check_compose_services(services: dict, one_shot: frozenset = frozenset()) -> None:
+    """Rules for every long-running service; `one_shot` ones must instead not restart."""
     for name, svc in services.items():
+        if name in one_shot:
+            if svc.get("restart", "no") != "no":
+                problem(f"compose: {name}: a one-shot job must not restart (restart: \"no\")")
+            continue
         image = svc.get("image", "")
         if "build" not in svc and (":" not in image.split("/")[-1] or image.endswith(":latest")):
             problem(f"compose: {name}: image {image!r} is not pinned to a tag")
@@ -187,34 +208,105 @@ def check_compose(config_json: str) -> int:
         if not svc.get("healthcheck", {}).get("test"):
             problem(f"compose: {name}: no healthcheck")
 
-    w = services.get("worker")
-    if w:
-        if "container_name" in w:
-            problem("compose: worker: container_name breaks `--scale worker=N`")
-        if w.get("ports"):
-            problem("compose: worker: published ports break `--scale worker=N`")
-        if w.get("command") != ["worker"]:
-            problem("compose: worker: command must be [\"worker\"]")
-        for dep in ("rabbitmq", "redis"):
-            if w.get("depends_on", {}).get(dep, {}).get("condition") != "service_healthy":
-                problem(f"compose: worker: depends_on {dep} must be condition: service_healthy")
-        if not w.get("init"):
-            problem("compose: worker: init: true expected")
-        limits = w.get("deploy", {}).get("resources", {}).get("limits", {})
-        if not limits.get("memory"):
-            problem("compose: worker: deploy.resources.limits.memory missing")
-        test = w.get("healthcheck", {}).get("test", [])
-        if "healthcheck" not in test:
-            problem("compose: worker: healthcheck must run `baton healthcheck`")
-        env = w.get("environment") or {}
-        for key in ("BATON_AMQP_URL", "BATON_REDIS_URL"):
-            if not env.get(key):
-                problem(f"compose: worker: environment {key} missing")
-        drain = float(env.get("BATON_DRAIN_TIMEOUT_SECS") or DRAIN_DEFAULT_SECS)
-        grace = duration_secs(w.get("stop_grace_period", "10s"))
-        if grace < drain + 10:
-            problem(f"compose: worker: stop_grace_period {grace:g}s < drain {drain:g}s + 10s")
-    return finish("compose semantics")
+
+def check_compose_worker(w: dict, brokers: tuple = ("rabbitmq", "redis")) -> None:
+    if "container_name" in w:
+        problem("compose: worker: container_name breaks `--scale worker=N`")
+    if w.get("ports"):
+        problem("compose: worker: published ports break `--scale worker=N`")
+    if w.get("command") != ["worker"]:
+        problem("compose: worker: command must be [\"worker\"]")
+    for dep in brokers:
+        want = "service_completed_successfully" if dep.endswith("-create") else "service_healthy"
+        if w.get("depends_on", {}).get(dep, {}).get("condition") != want:
+            problem(f"compose: worker: depends_on {dep} must be condition: {want}")
+    if not w.get("init"):
+        problem("compose: worker: init: true expected")
+    limits = w.get("deploy", {}).get("resources", {}).get("limits", {})
+    if not limits.get("memory"):
+        problem("compose: worker: deploy.resources.limits.memory missing")
+    test = w.get("healthcheck", {}).get("test", [])
+    if "healthcheck" not in test:
+        problem("compose: worker: healthcheck must run `baton healthcheck`")
+    env = w.get("environment") or {}
+    for key in ("BATON_AMQP_URL", "BATON_REDIS_URL"):
+        if not env.get(key):
+            problem(f"compose: worker: environment {key} missing")
+    drain = float(env.get("BATON_DRAIN_TIMEOUT_SECS") or DRAIN_DEFAULT_SECS)
+    grace = duration_secs(w.get("stop_grace_period", "10s"))
+    if grace < drain + 10:
+        problem(f"compose: worker: stop_grace_period {grace:g}s < drain {drain:g}s + 10s")
+
+
+def url_hosts(value: str, scheme: str) -> list[str]:
+    """The host of each URL of a comma-separated list (problems for entries of another scheme)."""
+    hosts = []
+    for url in (u.strip() for u in str(value).split(",")):
+        m = re.match(rf"^{scheme}://(?:[^@/]*@)?([^:/,]+)", url)
+        if not m:
+            problem(f"URL list entry {url!r} is not a {scheme}:// URL")
+            continue
+        hosts.append(m.group(1))
+    return hosts
+
+
+def check_compose_cluster(config_json: str) -> int:
+    cfg = json.loads(Path(config_json).read_text())
+    services = cfg.get("services", {})
+    command = lambda svc: " ".join(svc.get("command") or [])  # noqa: E731
+    rabbits = {n: s for n, s in services.items() if s.get("image", "").startswith("rabbitmq:")}
+    redises = {n: s for n, s in services.items() if "--cluster-enabled yes" in command(s)}
+    creates = {n: s for n, s in services.items() if "--cluster create" in command(s)}
+    if len(rabbits) < 3 or len(rabbits) % 2 == 0:
+        problem(f"compose-cluster: {len(rabbits)} RabbitMQ node(s); a quorum needs an odd number >= 3")
+    cookies = {(s.get("environment") or {}).get("RABBITMQ_ERLANG_COOKIE") for s in rabbits.values()}
+    if len(cookies) != 1 or not next(iter(cookies)):
+        problem("compose-cluster: the RabbitMQ nodes must share one RABBITMQ_ERLANG_COOKIE")
+    rabbit_conf = "\n".join(c.get("content", "") for c in (cfg.get("configs") or {}).values())
+    for name, svc in rabbits.items():
+        host = svc.get("hostname")
+        if host != name:
+            problem(f"compose-cluster: {name}: hostname must be the service name (the node is rabbit@<hostname>)")
+        if f"rabbit@{host}" not in rabbit_conf:
+            problem(f"compose-cluster: {name}: rabbit@{host} is not in the peer discovery config")
+        if not svc.get("volumes"):
+            problem(f"compose-cluster: {name}: no data volume")
+    if "default_queue_type = quorum" not in rabbit_conf:
+        problem("compose-cluster: the RabbitMQ config must set default_queue_type = quorum")
+    if len(redises) != 6:
+        problem(f"compose-cluster: {len(redises)} Redis cluster node(s), expected 6 (3 primaries + 3 replicas)")
+    if len(creates) != 1:
+        problem(f"compose-cluster: {len(creates)} Redis cluster create job(s), expected 1")
+    for name, svc in creates.items():
+        cmd = command(svc)
+        for node in redises:
+            if f"{node}:6379" not in cmd:
+                problem(f"compose-cluster: {name}: does not name {node}:6379")
+        if "--cluster-replicas 1" not in cmd:
+            problem(f"compose-cluster: {name}: needs --cluster-replicas 1")
+        for node in redises:
+            if (svc.get("depends_on") or {}).get(node, {}).get("condition") != "service_healthy":
+                problem(f"compose-cluster: {name}: depends_on {node} must be condition: service_healthy")
+    check_compose_services(services, one_shot=frozenset(creates))
+    deps = tuple(rabbits) + tuple(creates)
+    for role in ("worker", "master"):
+        svc = services.get(role)
+        if svc is None:
+            problem(f"compose-cluster: service {role!r} missing")
+            continue
+        if role == "worker":
+            check_compose_worker(svc, deps)
+        env = svc.get("environment") or {}
+        if env.get("BATON_QUEUE_TYPE") != "quorum":
+            problem(f"compose-cluster: {role}: BATON_QUEUE_TYPE must be quorum on a RabbitMQ cluster")
+        if sorted(url_hosts(env.get("BATON_AMQP_URL", ""), "amqp")) != sorted(rabbits):
+            problem(f"compose-cluster: {role}: BATON_AMQP_URL must list every RabbitMQ node once")
+        if sorted(url_hosts(env.get("BATON_REDIS_URL", ""), "redis")) != sorted(redises):
+            problem(f"compose-cluster: {role}: BATON_REDIS_URL must list every Redis node once")
+        for dep in deps:
+            if dep not in (svc.get("depends_on") or {}):
+                problem(f"compose-cluster: {role}: must depend on {dep}")
+    return finish("compose-cluster semantics")
 
 
 # ---------------------------------------------------------------- Kubernetes
@@ -235,7 +327,15 @@ def k8s_split(rendered: str, outdir: str) -> int:
         if not isinstance(doc, dict) or "kind" not in doc or "apiVersion" not in doc:
             problem(f"k8s: a rendered document has no kind/apiVersion: {str(doc)[:80]}")
             continue
-        if is_keda(doc):
+        if str(doc.get("apiVersion", "")).startswith(RABBITMQ_GROUP):
+            if doc["kind"] not in RABBITMQ_KINDS:
+                problem(f"k8s: no schema for RabbitMQ operator kind {doc['kind']} (deploy/k8s/schemas/)")
+                continue
+            target = out / "rabbitmq" / doc["kind"].lower()
+            target.mkdir(parents=True, exist_ok=True)
+            name = doc.get("metadata", {}).get("name", "unnamed")
+            (target / f"{name}.json").write_text(json.dumps(doc, indent=2))
+        elif is_keda(doc):
             if doc["kind"] not in KEDA_KINDS:
                 problem(f"k8s: no vendored schema for KEDA kind {doc['kind']} (deploy/k8s/schemas/)")
                 continue
@@ -352,6 +452,66 @@ def k8s_semantics(rendered: str) -> int:
     return finish("k8s semantics")
 
 
+def k8s_cluster(rendered: str) -> int:
+    docs = load_docs(rendered)
+    by_kind: dict[str, dict[str, dict]] = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+    rabbits = by_kind.get("RabbitmqCluster", {})
+    if len(rabbits) != 1:
+        problem(f"k8s-cluster: {len(rabbits)} RabbitmqCluster(s), expected 1")
+    pods: list[str] = []
+    for name, rc in rabbits.items():
+        spec = rc.get("spec", {})
+        replicas = spec.get("replicas", 1)
+        if replicas < 3 or replicas % 2 == 0:
+            problem(f"RabbitmqCluster/{name}: replicas {replicas}; a quorum needs an odd number >= 3")
+        if "default_queue_type = quorum" not in spec.get("rabbitmq", {}).get("additionalConfig", ""):
+            problem(f"RabbitmqCluster/{name}: additionalConfig must set default_queue_type = quorum")
+        pods += [f"{name}-server-{i}.{name}-nodes" for i in range(replicas)]
+    sets = [s for s in by_kind.get("StatefulSet", {}).values()
+            if "--cluster-enabled yes" in " ".join(c for ct in s["spec"]["template"]["spec"]["containers"]
+                                                   for c in ct.get("args", []) + ct.get("command", []))]
+    if len(sets) != 1:
+        problem(f"k8s-cluster: {len(sets)} Redis Cluster StatefulSet(s), expected 1")
+    redis_nodes: list[str] = []
+    for ss in sets:
+        name, svc = ss["metadata"]["name"], ss["spec"].get("serviceName")
+        if ss["spec"].get("replicas") != 6:
+            problem(f"StatefulSet/{name}: replicas must be 6 (3 primaries + 3 replicas)")
+        if by_kind.get("Service", {}).get(svc, {}).get("spec", {}).get("clusterIP") != "None":
+            problem(f"StatefulSet/{name}: serviceName {svc!r} must be a headless Service in the bundle")
+        redis_nodes = [f"{name}-{i}.{svc}" for i in range(ss["spec"].get("replicas", 0))]
+    jobs = [j for j in by_kind.get("Job", {}).values()
+            if "--cluster create" in " ".join(a for ct in j["spec"]["template"]["spec"]["containers"]
+                                              for a in ct.get("args", []) + ct.get("command", []))]
+    if len(jobs) != 1:
+        problem(f"k8s-cluster: {len(jobs)} Redis cluster create Job(s), expected 1")
+    for job in jobs:
+        cmd = " ".join(a for ct in job["spec"]["template"]["spec"]["containers"]
+                       for a in ct.get("args", []) + ct.get("command", []))
+        for node in redis_nodes:
+            if f"{node}:6379" not in cmd:
+                problem(f"Job/{job['metadata']['name']}: does not name {node}:6379")
+        if "--cluster-replicas 1" not in cmd:
+            problem(f"Job/{job['metadata']['name']}: needs --cluster-replicas 1")
+    secret = by_kind.get("Secret", {}).get("baton-secrets", {})
+    data = {**(secret.get("data") or {}), **(secret.get("stringData") or {})}
+    if sorted(url_hosts(data.get("BATON_AMQP_URL", ""), "amqp")) != sorted(pods):
+        problem("Secret/baton-secrets: BATON_AMQP_URL must list every RabbitMQ pod once")
+    if sorted(url_hosts(data.get("BATON_REDIS_URL", ""), "redis")) != sorted(redis_nodes):
+        problem("Secret/baton-secrets: BATON_REDIS_URL must list every Redis pod once")
+    for cm in ("baton-config", "baton-master-config"):
+        if (by_kind.get("ConfigMap", {}).get(cm, {}).get("data") or {}).get("BATON_QUEUE_TYPE") != "quorum":
+            problem(f"ConfigMap/{cm}: BATON_QUEUE_TYPE must be quorum on a RabbitMQ cluster")
+    for name, ta in by_kind.get("TriggerAuthentication", {}).items():
+        for ref in ta.get("spec", {}).get("secretTargetRef", []):
+            if ref.get("parameter") == "host" and "," in str(data.get(ref.get("key"), "")):
+                problem(f"TriggerAuthentication/{name}: KEDA's host {ref.get('key')!r} is a URL list; "
+                        "it takes one broker URL")
+    return finish("k8s-cluster")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 2:
         print(__doc__)
@@ -362,6 +522,10 @@ def main(argv: list[str]) -> int:
             return check_dockerfile(*args)
         if cmd == "compose":
             return check_compose(*args)
+        if cmd == "compose-cluster":
+            return check_compose_cluster(*args)
+        if cmd == "k8s-cluster":
+            return k8s_cluster(*args)
         if cmd == "k8s-split":
             return k8s_split(*args)
         if cmd == "k8s-semantics":
@@ -369,7 +533,8 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
         print(f"  FAIL {cmd}: {type(exc).__name__}: {exc}")
         return 1
-    print(f"unknown subcommand {cmd!r}; usage: {shlex.quote(argv[0])} dockerfile|compose|k8s-split|k8s-semantics ...")
+    print(f"unknown subcommand {cmd!r}; usage: {shlex.quote(argv[0])} "
+          "dockerfile|compose|compose-cluster|k8s-split|k8s-semantics|k8s-cluster ...")
     return 2
 
 

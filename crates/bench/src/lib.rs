@@ -6,7 +6,8 @@
 //! Workloads: (a) a 20-node chain of no-op nodes, one execution at a time (hop latency);
 //! (b) 64 such chains in flight, resubmitted as they complete (hops/s); (c) a fan-out over 100
 //! items into an aggregator (time per execution, hops/s); (d) the worker's peak RSS under (b);
-//! (e) (a)–(c) on the embedded runtime.
+//! (e) (a)–(c) on the embedded runtime. Scaling runs (`distributed::scaling`): (b) again with
+//! 1, 2, … worker processes, and (a) + (b) on each queue type.
 
 pub mod distributed;
 pub mod embedded;
@@ -19,6 +20,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use distributed::scaling::{ScalingHeadline, ScalingOptions, ScalingReport};
 pub use distributed::{DistributedOptions, DistributedReport};
 pub use embedded::{EmbeddedOptions, EmbeddedReport};
 
@@ -119,6 +121,11 @@ pub struct Report {
     /// The ceiling the 64-chain target is derived from (measured, or the reference figure).
     pub ceiling_hops_per_s: f64,
     pub checks: Vec<Check>,
+    /// The scaling runs' figures, flat (`hops_per_s_workers`, `hops_per_s_queue_type`, …).
+    #[serde(flatten)]
+    pub scaling_headline: ScalingHeadline,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingReport>,
 }
 
 /// The headline figures of a run, one per target.
@@ -260,7 +267,16 @@ impl Report {
             ceiling,
             ceiling_hops_per_s: ceiling_hops,
             checks,
+            scaling_headline: ScalingHeadline::default(),
+            scaling: None,
         }
+    }
+
+    /// Adds the scaling runs (`--scale-workers`, `--queue-types`); they have no targets.
+    pub fn with_scaling(mut self, scaling: Option<ScalingReport>) -> Self {
+        self.scaling_headline = ScalingHeadline::of(scaling.as_ref());
+        self.scaling = scaling;
+        self
     }
 
     /// All targets met.
@@ -532,6 +548,9 @@ impl Report {
                 "    execution p50 ms, CPU us/hop",
                 format!("{:.3} {:.1}", p.execution_ms.p50, p.cpu_us_per_hop)
             );
+        }
+        if let Some(scaling) = &self.scaling {
+            s.push_str(&distributed::scaling::render(scaling));
         }
         let misses: Vec<&str> = self
             .checks

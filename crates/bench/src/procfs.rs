@@ -74,15 +74,16 @@ pub fn box_secs() -> Option<(f64, f64)> {
 /// Processes whose CPU is attributed in a measurement window.
 #[derive(Debug, Clone, Default)]
 pub struct Watched {
-    pub worker: Option<u32>,
+    /// The worker processes (their CPU is summed).
+    pub workers: Vec<u32>,
     pub broker: Vec<u32>,
     pub redis: Vec<u32>,
 }
 
 impl Watched {
-    pub fn find(worker: Option<u32>) -> Self {
+    pub fn find(workers: &[u32]) -> Self {
         Self {
-            worker,
+            workers: workers.to_vec(),
             broker: pids_named("beam.smp"),
             redis: pids_named("redis-server"),
         }
@@ -110,7 +111,7 @@ impl Snapshot {
         let (busy, total) = box_secs().unwrap_or((0.0, 0.0));
         Self {
             at: Instant::now(),
-            worker: w.worker.and_then(cpu_secs).unwrap_or(0.0),
+            worker: sum(&w.workers),
             broker: sum(&w.broker),
             redis: sum(&w.redis),
             me: cpu_secs(std::process::id()).unwrap_or(0.0),

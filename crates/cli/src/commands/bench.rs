@@ -6,7 +6,8 @@
 
 use std::path::PathBuf;
 
-use baton_bench::{Ceiling, DistributedOptions, EmbeddedOptions, Report};
+use baton_amqp::QueueType;
+use baton_bench::{Ceiling, DistributedOptions, EmbeddedOptions, Report, ScalingOptions};
 use baton_worker::Settings;
 use clap::Args;
 use serde_json::json;
@@ -82,6 +83,15 @@ pub struct BenchArgs {
     /// each one on its own as hop-ceiling's status drainer does: a cheaper monitor.
     #[arg(long)]
     pub batch_acks: bool,
+    /// Scaling: after the main run, run (b) again with each of these numbers of worker
+    /// processes on the same queues (e.g. `1,2,3`); reported as `hops_per_s_workers`.
+    #[arg(long, value_delimiter = ',')]
+    pub scale_workers: Vec<usize>,
+    /// Per-hop cost of queue types: after the main run, run (a) and (b) with one worker on each
+    /// of these queue types (e.g. `classic,quorum`); reported as `hops_per_s_queue_type`,
+    /// `cpu_us_per_hop_queue_type` and `hop_p50_ms_queue_type`.
+    #[arg(long, value_delimiter = ',')]
+    pub queue_types: Vec<QueueType>,
     /// Worker configuration file (broker and Redis URLs, queue type, prefetch, concurrency);
     /// `BATON_*` variables apply too. Queue and key prefixes are always this run's own.
     #[arg(long)]
@@ -100,8 +110,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     // thread: on a multi-thread runtime its deliveries hop between threads, and the futex
     // wake-ups cost the box as much CPU per hop as the worker's own syscalls (measured with
     // `perf stat`). The embedded phases measure the engine itself and get every core.
-    let distributed = if args.embedded_only {
-        None
+    let scaling = ScalingOptions {
+        workers: args.scale_workers.clone(),
+        queue_types: args.queue_types.clone(),
+    };
+    let (distributed, scaling) = if args.embedded_only {
+        (None, None)
     } else {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -109,6 +123,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
         rt.block_on(async {
             let opts = DistributedOptions {
                 baton_exe: std::env::current_exe()?,
+                workers: 1,
                 worker_config: args.config.clone(),
                 connection: settings.connection.clone(),
                 secs: args.secs,
@@ -126,7 +141,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 ceiling_exe: args.ceiling_exe.clone(),
                 ceiling_secs: args.ceiling_secs,
             };
-            anyhow::Ok(Some(baton_bench::distributed::run(&opts, &progress).await?))
+            let main = baton_bench::distributed::run(&opts, &progress).await?;
+            let scaled = if scaling.is_empty() {
+                None
+            } else {
+                Some(baton_bench::distributed::scaling::run(&opts, &scaling, &progress).await?)
+            };
+            anyhow::Ok((Some(main), scaled))
         })?
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -159,14 +180,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
             "worker_concurrency": settings.concurrency,
             "subscription": args.subscription,
             "batch_acks": args.batch_acks,
+            "scale_workers": args.scale_workers,
+            "queue_types": args.queue_types.iter().map(|q| q.as_str()).collect::<Vec<_>>(),
         });
-        anyhow::Ok(Report::new(
-            bench_settings,
-            distributed,
-            embedded,
-            ceiling,
-            started_at,
-        ))
+        anyhow::Ok(
+            Report::new(bench_settings, distributed, embedded, ceiling, started_at)
+                .with_scaling(scaling),
+        )
     })?;
     let table = report.render();
     if args.json {
