@@ -15,6 +15,7 @@
 //! `NOSCRIPT`), with all its keys in `KEYS[]` under one hash tag, so it is cluster-safe.
 
 mod catalog;
+mod connect;
 mod definitions;
 mod deliveries;
 mod error;
@@ -25,6 +26,7 @@ mod store;
 mod timers;
 
 pub use catalog::RedisCatalog;
+pub use connect::{RedisConnection, RedisTarget, Timeouts, connect, subscribe_stream};
 pub use definitions::{DEFINITION_TTL_SECS, DefinitionStore};
 pub use deliveries::{DeliveryCounts, DeliveryTally};
 pub use error::Error;

@@ -213,10 +213,19 @@ impl Settings {
         {
             return bad("amqp_url", "must start with amqp:// or amqps://");
         }
-        if !connection.redis_url.starts_with("redis://")
-            && !connection.redis_url.starts_with("rediss://")
+        if connection
+            .redis_url
+            .split(',')
+            .map(str::trim)
+            .any(|u| !u.starts_with("redis://") && !u.starts_with("rediss://"))
         {
-            return bad("redis_url", "must start with redis:// or rediss://");
+            return bad(
+                "redis_url",
+                "must be a redis:// or rediss:// URL, or a comma-separated list of them (a cluster)",
+            );
+        }
+        if connection.redis_buckets == 0 {
+            return bad("redis_buckets", "must be at least 1");
         }
         if self.egress_connect_timeout_ms == 0 {
             return bad("egress_connect_timeout_ms", "must be at least 1");
