@@ -64,11 +64,11 @@ impl RedisCatalog {
         }
     }
 
-    fn ids_key(&self) -> String {
+    pub(crate) fn ids_key(&self) -> String {
         format!("{}:{{catalog}}:ids", self.prefix)
     }
 
-    fn versions_key(&self, workflow_id: &str) -> String {
+    pub(crate) fn versions_key(&self, workflow_id: &str) -> String {
         format!("{}:{{catalog}}:wf:{workflow_id}", self.prefix)
     }
 

@@ -22,6 +22,8 @@ mod error;
 mod ledger;
 mod reply;
 mod signals;
+#[cfg(test)]
+mod slots;
 mod store;
 mod timers;
 
