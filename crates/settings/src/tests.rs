@@ -57,7 +57,7 @@ fn unknown_keys_are_refused() {
     assert_eq!(
         err,
         "configuration: unknown field `prefech`, expected one of `prefetch`, `amqp_url`, `redis_url`, \
-         `queue_type`, `queue_prefix`, `key_prefix`"
+         `redis_cluster`, `redis_buckets`, `queue_type`, `queue_prefix`, `key_prefix`"
     );
 }
 

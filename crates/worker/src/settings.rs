@@ -5,7 +5,9 @@
 //! | field | env | default | meaning |
 //! |---|---|---|---|
 //! | `amqp_url` | `BATON_AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ |
-//! | `redis_url` | `BATON_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis |
+//! | `redis_url` | `BATON_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis; a comma-separated list of node URLs is a Redis Cluster |
+//! | `redis_cluster` | `BATON_REDIS_CLUSTER` | `false` | treat a single `redis_url` as a cluster seed node |
+//! | `redis_buckets` | `BATON_REDIS_BUCKETS` | `16` | hash-tagged buckets the durable timers are spread over (same on every worker) |
 //! | `http_port` | `BATON_HTTP_PORT` | `9090` | `/healthz`, `/readyz`, `/metrics` |
 //! | `prefetch` | `BATON_PREFETCH` | `256` | unacked deliveries per worker |
 //! | `concurrency` | `BATON_CONCURRENCY` | `256` | hops in flight per worker |
