@@ -11,7 +11,8 @@ use std::time::Instant;
 use baton_redis::{RedisConnection, RedisTarget, Timeouts, connect};
 use redis::Script;
 
-const SCRIPT: &str = "redis.call('HINCRBY', KEYS[1], 'n', 1) return redis.call('HGET', KEYS[1], 'n')";
+const SCRIPT: &str =
+    "redis.call('HINCRBY', KEYS[1], 'n', 1) return redis.call('HGET', KEYS[1], 'n')";
 
 async fn run(conns: Arc<Vec<RedisConnection>>, tasks: usize, ops: usize) -> f64 {
     let script = Arc::new(Script::new(SCRIPT));
@@ -45,7 +46,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .get(1)
         .cloned()
         .unwrap_or_else(|| "redis://127.0.0.1:6379/".into());
-    let arg = |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+    let arg =
+        |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (tasks, ops, pool) = (arg(2, 64), arg(3, 500), arg(4, 8));
     let target = RedisTarget::parse(&url, false)?;
     let one = Arc::new(vec![connect(&target, Timeouts::default()).await?]);
