@@ -207,6 +207,8 @@ pub async fn run(
         }
         cmd.env("BATON_AMQP_URL", &connection.amqp_url)
             .env("BATON_REDIS_URL", &connection.redis_url)
+            .env("BATON_REDIS_CLUSTER", connection.redis_cluster.to_string())
+            .env("BATON_REDIS_BUCKETS", connection.redis_buckets.to_string())
             .env("BATON_QUEUE_TYPE", connection.queue_type.as_str())
             .env("BATON_QUEUE_PREFIX", queue_prefix)
             .env("BATON_KEY_PREFIX", key_prefix)
@@ -232,6 +234,7 @@ pub async fn run(
         ));
         workers.push(worker);
     }
+
 
     let mut driver = Driver {
         broker: broker.clone(),

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use baton_redis::{RedisConnection, RedisTarget};
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -46,17 +47,19 @@ impl Fanout for LocalFanout {
 }
 
 /// Several replicas: `PUBLISH` on a channel every replica subscribes to (a supervised
-/// subscription, re-established after Redis restarts) and re-broadcasts locally.
+/// subscription, re-established after Redis restarts; on a cluster, on one node, moving to
+/// another when that one is lost: a cluster `PUBLISH` reaches every node's subscribers) and
+/// re-broadcasts locally.
 pub struct RedisFanout {
-    conn: redis::aio::ConnectionManager,
+    conn: RedisConnection,
     channel: String,
     tx: broadcast::Sender<LiveEvent>,
 }
 
 impl RedisFanout {
     pub fn start(
-        client: redis::Client,
-        conn: redis::aio::ConnectionManager,
+        target: RedisTarget,
+        conn: RedisConnection,
         channel: String,
         shutdown: CancellationToken,
     ) -> Self {
@@ -66,25 +69,18 @@ impl RedisFanout {
         tokio::spawn(async move {
             let mut pause = Duration::from_millis(100);
             while !shutdown.is_cancelled() {
-                match client.get_async_pubsub().await {
-                    Ok(mut pubsub) => {
-                        if let Err(e) = pubsub.subscribe(&name).await {
-                            tracing::warn!(error = %e, "live events: subscribe failed");
-                        } else {
-                            pause = Duration::from_millis(100);
-                            let mut messages = pubsub.on_message();
-                            loop {
-                                let msg = tokio::select! {
-                                    () = shutdown.cancelled() => return,
-                                    m = messages.next() => m,
-                                };
-                                let Some(msg) = msg else { break };
-                                let Ok(payload) = msg.get_payload::<String>() else {
-                                    continue;
-                                };
-                                if let Ok(event) = serde_json::from_str::<LiveEvent>(&payload) {
-                                    let _ = local.send(event);
-                                }
+                match baton_redis::subscribe_stream(&target, name.clone()).await {
+                    Ok(messages) => {
+                        // The stream resubscribes by itself (on another node if need be).
+                        let mut messages = Box::pin(messages);
+                        loop {
+                            let payload = tokio::select! {
+                                () = shutdown.cancelled() => return,
+                                m = messages.next() => m,
+                            };
+                            let Some(payload) = payload else { break };
+                            if let Ok(event) = serde_json::from_str::<LiveEvent>(&payload) {
+                                let _ = local.send(event);
                             }
                         }
                     }

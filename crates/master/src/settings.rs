@@ -13,7 +13,9 @@
 //! | `master_max_connections` | `BATON_MASTER_MAX_CONNECTIONS` | `1024` | open HTTP connections; beyond, a few reserve slots with a 500 ms header deadline, then new connections are closed at once |
 //! | `master_max_body_bytes` | `BATON_MASTER_MAX_BODY_BYTES` | `4194304` | larger request bodies answer 413 |
 //! | `amqp_url` | `BATON_AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ; a comma-separated list for a cluster's nodes (first that answers, the next on a loss) |
-//! | `redis_url` | `BATON_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis |
+//! | `redis_url` | `BATON_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis; a comma-separated list of node URLs is a Redis Cluster |
+//! | `redis_cluster` | `BATON_REDIS_CLUSTER` | `false` | treat a single `redis_url` as a cluster seed node |
+//! | `redis_buckets` | `BATON_REDIS_BUCKETS` | `16` | hash-tagged buckets the durable timers are spread over (same on every worker) |
 //! | `queue_type` | `BATON_QUEUE_TYPE` | `classic` | `classic` or `quorum` (as the workers) |
 //! | `queue_prefix` | `BATON_QUEUE_PREFIX` | `` | prefix of every queue/exchange name (tests) |
 //! | `key_prefix` | `BATON_KEY_PREFIX` | `baton` | the workers' Redis key prefix (catalog, vault) |

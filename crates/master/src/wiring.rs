@@ -27,7 +27,7 @@ pub enum MasterError {
     #[error("RabbitMQ: {0}")]
     Broker(#[source] BackendError),
     #[error("Redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[from] baton_redis::Error),
     #[error("{0}")]
     Config(String),
     #[error("state file: {0}")]
@@ -52,8 +52,11 @@ pub async fn distributed(
     settings: &MasterSettings,
     shutdown: CancellationToken,
 ) -> Result<Arc<Master>, MasterError> {
-    let client = redis::Client::open(settings.connection.redis_url.as_str())?;
-    let conn = client.get_connection_manager().await?;
+    let target = baton_redis::RedisTarget::parse(
+        &settings.connection.redis_url,
+        settings.connection.redis_cluster,
+    )?;
+    let conn = baton_redis::connect(&target, baton_redis::Timeouts::default()).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let history = RedisHistory::new(
         conn.clone(),
@@ -83,7 +86,7 @@ pub async fn distributed(
         None => None,
     };
     let fanout = RedisFanout::start(
-        client,
+        target,
         conn,
         format!("{}events", settings.master_key_prefix),
         shutdown,

@@ -108,9 +108,8 @@ async fn schedule_store_contract(h: &dyn History) {
 
 async fn redis_history() -> (RedisHistory, String) {
     let prefix = format!("t-{}:master:", uuid::Uuid::new_v4().simple());
-    let conn = redis::Client::open(redis_url())
-        .unwrap()
-        .get_connection_manager()
+    let target = baton_redis::RedisTarget::parse(&redis_url(), false).unwrap();
+    let conn = baton_redis::connect(&target, baton_redis::Timeouts::default())
         .await
         .expect("redis");
     (RedisHistory::new(conn, &prefix, 1000, 3600), prefix)

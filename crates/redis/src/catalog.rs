@@ -17,11 +17,11 @@
 
 use std::sync::LazyLock;
 
+use crate::RedisConnection;
 use async_trait::async_trait;
 use baton_core::graph::content_hash;
 use baton_engine::ports::{PortError, WorkflowCatalog, WorkflowVersion};
 use redis::Script;
-use redis::aio::ConnectionManager;
 use serde_json::Value;
 
 use crate::{DefinitionStore, Error, reply};
@@ -40,7 +40,7 @@ struct Entry {
 /// Named, versioned workflow definitions in Redis. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisCatalog {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: String,
     definitions: DefinitionStore,
 }
@@ -56,7 +56,7 @@ impl std::fmt::Debug for RedisCatalog {
 impl RedisCatalog {
     /// A catalog on `conn` under `key_prefix` (the store's prefix, so the master and the
     /// workers configured with the same prefix share it).
-    pub fn new(conn: ConnectionManager, key_prefix: &str) -> Self {
+    pub fn new(conn: RedisConnection, key_prefix: &str) -> Self {
         Self {
             definitions: DefinitionStore::new(conn.clone(), key_prefix),
             conn,
@@ -64,11 +64,11 @@ impl RedisCatalog {
         }
     }
 
-    fn ids_key(&self) -> String {
+    pub(crate) fn ids_key(&self) -> String {
         format!("{}:{{catalog}}:ids", self.prefix)
     }
 
-    fn versions_key(&self, workflow_id: &str) -> String {
+    pub(crate) fn versions_key(&self, workflow_id: &str) -> String {
         format!("{}:{{catalog}}:wf:{workflow_id}", self.prefix)
     }
 

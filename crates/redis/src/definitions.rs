@@ -6,7 +6,7 @@
 //! catalog [`pin`](DefinitionStore::pin)s those (no TTL) and
 //! [`unpin`](DefinitionStore::unpin)s them when the workflow is deleted.
 
-use redis::aio::ConnectionManager;
+use crate::RedisConnection;
 
 use crate::Error;
 
@@ -16,7 +16,7 @@ pub const DEFINITION_TTL_SECS: u64 = 30 * 24 * 3600;
 /// Workflow definitions by reference. Cheap to clone.
 #[derive(Clone)]
 pub struct DefinitionStore {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: String,
 }
 
@@ -29,7 +29,7 @@ impl std::fmt::Debug for DefinitionStore {
 }
 
 impl DefinitionStore {
-    pub(crate) fn new(conn: ConnectionManager, prefix: &str) -> Self {
+    pub(crate) fn new(conn: RedisConnection, prefix: &str) -> Self {
         Self {
             conn,
             prefix: prefix.to_string(),

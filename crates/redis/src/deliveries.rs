@@ -9,7 +9,7 @@
 //! died or lost its connection holding it: crashes = `r − h`. Both expire one day after the
 //! last change. A first delivery costs nothing: it is never counted.
 
-use redis::aio::ConnectionManager;
+use crate::RedisConnection;
 use sha2::{Digest, Sha256};
 
 use crate::Error;
@@ -37,7 +37,7 @@ impl DeliveryTally {
 /// Durable delivery counts. Cheap to clone.
 #[derive(Clone)]
 pub struct DeliveryCounts {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: String,
 }
 
@@ -50,7 +50,7 @@ impl std::fmt::Debug for DeliveryCounts {
 }
 
 impl DeliveryCounts {
-    pub(crate) fn new(conn: ConnectionManager, prefix: &str) -> Self {
+    pub(crate) fn new(conn: RedisConnection, prefix: &str) -> Self {
         Self {
             conn,
             prefix: prefix.to_owned(),

@@ -11,6 +11,11 @@ pub enum Error {
     /// The key prefix would break the `{…}` hash tags that keep an execution's keys in one slot.
     #[error("invalid key prefix `{0}`: it must be non-empty and must not contain `{{` or `}}`")]
     InvalidPrefix(String),
+    /// `BATON_REDIS_URL` names no node.
+    #[error(
+        "the Redis URL list is empty: expected one `redis://` URL, or several comma-separated for a cluster"
+    )]
+    NoRedisUrl,
     /// The execution does not exist (never started, or its state expired).
     #[error("unknown execution `{0}`")]
     UnknownExecution(String),
@@ -33,6 +38,7 @@ impl Error {
         match self {
             Error::Redis(e) => redis_transient(e),
             Error::InvalidPrefix(_)
+            | Error::NoRedisUrl
             | Error::UnknownExecution(_)
             | Error::Json { .. }
             | Error::Protocol(_) => false,

@@ -15,16 +15,20 @@
 //! `NOSCRIPT`), with all its keys in `KEYS[]` under one hash tag, so it is cluster-safe.
 
 mod catalog;
+mod connect;
 mod definitions;
 mod deliveries;
 mod error;
 mod ledger;
 mod reply;
 mod signals;
+#[cfg(test)]
+mod slots;
 mod store;
 mod timers;
 
 pub use catalog::RedisCatalog;
+pub use connect::{RedisConnection, RedisTarget, Timeouts, connect, subscribe_stream};
 pub use definitions::{DEFINITION_TTL_SECS, DefinitionStore};
 pub use deliveries::{DeliveryCounts, DeliveryTally};
 pub use error::Error;

@@ -27,11 +27,11 @@ use baton_engine::ports::{
     Handoff, HeldClaim, HopClaim, HopClaimOutcome, HopCommit, HopStart, JoinArrival, JoinOutcome,
     Lifecycle, PortError, ScopedKey, StartState,
 };
-use futures_util::{Stream, StreamExt};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use futures_util::Stream;
 use redis::{Script, ScriptInvocation, Value as R};
 use serde_json::{Map, Value};
 
+use crate::connect::{RedisConnection, RedisTarget, Timeouts};
 use crate::reply;
 use crate::{DefinitionStore, Error, RedisCatalog, TimerStore};
 
@@ -52,6 +52,13 @@ pub struct RedisOptions {
     pub response_timeout_ms: u64,
     /// How long one connection attempt may take (default 2 s).
     pub connect_timeout_ms: u64,
+    /// Treat even a single URL as a Redis Cluster seed (`BATON_REDIS_CLUSTER`; a list of
+    /// several URLs is always a cluster).
+    pub cluster: bool,
+    /// Hash-tagged buckets the durable timers are spread over (`BATON_REDIS_BUCKETS`, default
+    /// 16, at least 1), so that no cluster slot holds them all. Every process of a deployment
+    /// must use the same number.
+    pub buckets: u32,
 }
 
 impl Default for RedisOptions {
@@ -61,6 +68,8 @@ impl Default for RedisOptions {
             completed_ttl_secs: 86_400,
             response_timeout_ms: 5_000,
             connect_timeout_ms: 2_000,
+            cluster: false,
+            buckets: crate::timers::DEFAULT_BUCKETS,
         }
     }
 }
@@ -114,10 +123,11 @@ pub(crate) struct ExecKeys {
 /// The Redis execution store; cheap to clone (one shared, self-reconnecting connection).
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
-    pub(crate) conn: ConnectionManager,
+    target: RedisTarget,
+    pub(crate) conn: RedisConnection,
     prefix: Arc<str>,
     pub(crate) ttl_secs: u64,
+    buckets: u32,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -137,28 +147,18 @@ impl RedisStore {
         if prefix.is_empty() || prefix.contains(['{', '}']) {
             return Err(Error::InvalidPrefix(prefix));
         }
-        let client = redis::Client::open(url)?;
-        let response_timeout = Some(Duration::from_millis(options.response_timeout_ms));
-        let connect_timeout = Some(Duration::from_millis(options.connect_timeout_ms));
-        // One plain attempt first: the manager would retry with backoff for seconds, and a
-        // process starting against an unreachable Redis should hear so at once.
-        let probe = redis::AsyncConnectionConfig::new()
-            .set_response_timeout(response_timeout)
-            .set_connection_timeout(connect_timeout);
-        let mut first = client
-            .get_multiplexed_async_connection_with_config(&probe)
-            .await?;
-        let _: String = redis::cmd("PING").query_async(&mut first).await?;
-        drop(first);
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(response_timeout)
-            .set_connection_timeout(connect_timeout);
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let target = RedisTarget::parse(url, options.cluster)?;
+        let timeouts = Timeouts {
+            response: Duration::from_millis(options.response_timeout_ms),
+            connect: Duration::from_millis(options.connect_timeout_ms),
+        };
+        let conn = crate::connect::connect(&target, timeouts).await?;
         Ok(Self {
-            client,
+            target,
             conn,
             prefix: prefix.into(),
             ttl_secs: options.completed_ttl_secs,
+            buckets: options.buckets.max(1),
         })
     }
 
@@ -199,12 +199,23 @@ impl RedisStore {
 
     /// Durable timers, on the same connection.
     pub fn timers(&self) -> TimerStore {
-        TimerStore::new(self.conn.clone(), &self.prefix)
+        TimerStore::new(self.conn.clone(), &self.prefix, self.buckets)
     }
 
     /// Durable delivery counts (the crash budget), on the same connection and key prefix.
     pub fn deliveries(&self) -> crate::DeliveryCounts {
         crate::DeliveryCounts::new(self.conn.clone(), &self.prefix)
+    }
+
+    /// The shared connection (single node or cluster), for adapters of other crates that
+    /// should not open one of their own (the master's history, the vault).
+    pub fn connection(&self) -> RedisConnection {
+        self.conn.clone()
+    }
+
+    /// Where this store connects.
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
     }
 
     /// Readiness: one `PING`.
@@ -234,45 +245,14 @@ impl RedisStore {
 
     /// Payloads of `publish_cancel`: execution ids, and the races' `NodeCancel` objects
     /// (`broadcast_node_cancel`; tell them apart with `NodeCancel::from_payload`), on a
-    /// dedicated pub/sub connection (never the shared one). Subscribed when this returns; if
-    /// the connection drops, the stream reconnects and resubscribes by itself (cancellations
-    /// published during the gap are missed). Never ends.
+    /// dedicated pub/sub connection (never the shared one; on a cluster, to one node: a
+    /// cluster `PUBLISH` reaches every node's subscribers). Subscribed when this returns; if
+    /// the connection drops, the stream resubscribes by itself, on another node if that one is
+    /// gone (cancellations published during the gap are missed). Never ends.
     pub async fn subscribe_cancels(
         &self,
     ) -> Result<impl Stream<Item = String> + Send + 'static, Error> {
-        let channel = self.cancel_channel();
-        let first = subscribe(&self.client, &channel).await?;
-        let state = (self.client.clone(), channel, Some(first));
-        Ok(futures_util::stream::unfold(
-            state,
-            |(client, channel, mut sub)| async move {
-                let mut backoff = Duration::from_millis(100);
-                loop {
-                    match sub.as_mut() {
-                        Some(stream) => match stream.next().await {
-                            Some(msg) => match msg.get_payload::<String>() {
-                                Ok(id) => return Some((id, (client, channel, sub))),
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "ignoring a malformed cancellation")
-                                }
-                            },
-                            None => {
-                                tracing::warn!(%channel, "cancellation subscription lost; reconnecting");
-                                sub = None;
-                            }
-                        },
-                        None => match subscribe(&client, &channel).await {
-                            Ok(stream) => sub = Some(stream),
-                            Err(e) => {
-                                tracing::warn!(error = %e, %channel, "cannot resubscribe to cancellations");
-                                tokio::time::sleep(backoff).await;
-                                backoff = (backoff * 2).min(Duration::from_secs(5));
-                            }
-                        },
-                    }
-                }
-            },
-        ))
+        crate::connect::subscribe_stream(&self.target, self.cancel_channel()).await
     }
 
     pub(crate) fn exec_key(&self, execution_id: &str, part: &str) -> String {
@@ -335,15 +315,6 @@ impl RedisStore {
             .arg(keys);
         reply::tagged(self.invoke(&inv, true).await?)
     }
-}
-
-async fn subscribe(
-    client: &redis::Client,
-    channel: &str,
-) -> Result<redis::aio::PubSubStream, redis::RedisError> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(channel).await?;
-    Ok(pubsub.into_on_message())
 }
 
 fn field(scope: &str, key: &str) -> String {

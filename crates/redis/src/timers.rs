@@ -1,20 +1,29 @@
 //! `TimerStore`: durable timers (waits, retry backoff) that survive a worker crash between
 //! claiming a timer and publishing its message.
 //!
-//! Keys (one hash tag, so every script runs on one cluster slot):
-//! `<prefix>:{timers}:due` (zset id → due ms), `<prefix>:{timers}:claimed` (zset id → lease
-//! deadline ms), `<prefix>:{timers}:payload` (hash id → payload).
+//! Keys: the timers are spread over `buckets` shards (default 16), each under its own hash tag
+//! so each shard's scripts run on one cluster slot and no slot holds every timer:
+//! `<prefix>:{timers:<b>}:due` (zset id → due ms), `<prefix>:{timers:<b>}:claimed` (zset id →
+//! lease deadline ms), `<prefix>:{timers:<b>}:payload` (hash id → payload). A timer's bucket is
+//! an FNV-1a hash of its execution id (the id's part before `|`), so `forget_execution` reads
+//! one shard. The unsharded layout of earlier versions (`<prefix>:{timers}:…`) is still
+//! claimed from and completed in, so timers scheduled before an upgrade fire; nothing new is
+//! written there.
 //!
 //! A poller calls `claim_due`, publishes each payload, then `complete`s it. A claim whose
 //! worker died before `complete` is claimed again once its lease expires, so a timer fires at
 //! least once (the hop dedupes by hop id).
 
+use std::sync::Arc;
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use redis::Script;
-use redis::aio::ConnectionManager;
 
-use crate::{Error, reply};
+use crate::{Error, RedisConnection, reply};
+
+/// Buckets when `BATON_REDIS_BUCKETS` is not set.
+pub const DEFAULT_BUCKETS: u32 = 16;
 
 static SCHEDULE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/timer_schedule.lua")));
@@ -22,19 +31,41 @@ static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/
 static COMPLETE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/timer_complete.lua")));
 
-/// Durable timers. Cheap to clone.
-#[derive(Clone)]
-pub struct TimerStore {
-    conn: ConnectionManager,
+/// The three keys of one shard of the timers.
+#[derive(Debug, Clone)]
+struct Shard {
     due: String,
     claimed: String,
     payload: String,
 }
 
+impl Shard {
+    fn new(prefix: &str, tag: &str) -> Self {
+        Self {
+            due: format!("{prefix}:{{{tag}}}:due"),
+            claimed: format!("{prefix}:{{{tag}}}:claimed"),
+            payload: format!("{prefix}:{{{tag}}}:payload"),
+        }
+    }
+}
+
+/// Durable timers. Cheap to clone.
+#[derive(Clone)]
+pub struct TimerStore {
+    conn: RedisConnection,
+    /// The buckets new timers go to.
+    buckets: Arc<[Shard]>,
+    /// The unsharded layout of earlier versions, drained but never written.
+    legacy: Shard,
+    /// Where the next `claim_due` starts walking the buckets (fairness under a small limit).
+    start: Arc<AtomicUsize>,
+}
+
 impl std::fmt::Debug for TimerStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TimerStore")
-            .field("due", &self.due)
+            .field("buckets", &self.buckets.len())
+            .field("legacy", &self.legacy.due)
             .finish_non_exhaustive()
     }
 }
@@ -50,22 +81,51 @@ pub struct ClaimedTimer {
     pub due_ms: Option<u64>,
 }
 
+/// FNV-1a, 32 bits: stable across versions and platforms (a timer's bucket must not move).
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 impl TimerStore {
-    pub(crate) fn new(conn: ConnectionManager, prefix: &str) -> Self {
+    pub(crate) fn new(conn: RedisConnection, prefix: &str, buckets: u32) -> Self {
+        let buckets: Arc<[Shard]> = (0..buckets.max(1))
+            .map(|b| Shard::new(prefix, &format!("timers:{b}")))
+            .collect();
         Self {
             conn,
-            due: format!("{prefix}:{{timers}}:due"),
-            claimed: format!("{prefix}:{{timers}}:claimed"),
-            payload: format!("{prefix}:{{timers}}:payload"),
+            buckets,
+            legacy: Shard::new(prefix, "timers"),
+            start: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// The bucket of timer `id` (ids are `<execution id>|…`; the whole id if it has no `|`).
+    fn bucket(&self, id: &str) -> &Shard {
+        let execution = id.split_once('|').map_or(id, |(e, _)| e);
+        let n = self.buckets.len();
+        &self.buckets[fnv1a(execution.as_bytes()) as usize % n]
+    }
+
+    /// The keys of every shard timer `id` can be in, for tests (a slot check).
+    #[doc(hidden)]
+    pub fn keys_of(&self, id: &str) -> [[String; 3]; 2] {
+        let b = self.bucket(id);
+        let l = &self.legacy;
+        [
+            [b.due.clone(), b.claimed.clone(), b.payload.clone()],
+            [l.due.clone(), l.claimed.clone(), l.payload.clone()],
+        ]
     }
 
     /// Schedules `payload` under `id` for `due_ms` (Unix ms). Idempotent: while `id` is pending
     /// (scheduled or claimed), scheduling it again changes nothing and returns false.
     pub async fn schedule(&self, id: &str, payload: &[u8], due_ms: u64) -> Result<bool, Error> {
+        let shard = self.bucket(id);
         let mut inv = SCHEDULE.prepare_invoke();
-        inv.key(&self.due)
-            .key(&self.payload)
+        inv.key(&shard.due)
+            .key(&shard.payload)
             .arg(id)
             .arg(payload)
             .arg(due_ms);
@@ -98,37 +158,54 @@ impl TimerStore {
         limit: usize,
         lease_ms: u64,
     ) -> Result<Vec<ClaimedTimer>, Error> {
-        let mut inv = CLAIM.prepare_invoke();
-        inv.key(&self.due)
-            .key(&self.claimed)
-            .key(&self.payload)
-            .arg(now_ms)
-            .arg(limit)
-            .arg(now_ms.saturating_add(lease_ms));
-        let mut conn = self.conn.clone();
-        let items = reply::array(inv.invoke_async(&mut conn).await?)?;
-        items
-            .chunks_exact(3)
-            .map(|t| {
-                Ok(ClaimedTimer {
+        let n = self.buckets.len();
+        let first = self.start.fetch_add(1, Ordering::Relaxed) % n;
+        let shards = (0..n)
+            .map(|i| &self.buckets[(first + i) % n])
+            .chain(std::iter::once(&self.legacy));
+        let mut out = Vec::new();
+        for shard in shards {
+            if out.len() >= limit {
+                break;
+            }
+            let mut inv = CLAIM.prepare_invoke();
+            inv.key(&shard.due)
+                .key(&shard.claimed)
+                .key(&shard.payload)
+                .arg(now_ms)
+                .arg(limit - out.len())
+                .arg(now_ms.saturating_add(lease_ms));
+            let mut conn = self.conn.clone();
+            let items = reply::array(inv.invoke_async(&mut conn).await?)?;
+            for t in items.chunks_exact(3) {
+                out.push(ClaimedTimer {
                     id: reply::text(&t[0])?,
                     payload: reply::bytes(&t[1])?.to_vec(),
                     due_ms: u64::try_from(reply::int(&t[2])?).ok(),
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn complete_in(&self, shard: &Shard, id: &str) -> Result<bool, Error> {
+        let mut inv = COMPLETE.prepare_invoke();
+        inv.key(&shard.due)
+            .key(&shard.claimed)
+            .key(&shard.payload)
+            .arg(id);
+        let mut conn = self.conn.clone();
+        Ok(reply::int(&inv.invoke_async(&mut conn).await?)? == 1)
     }
 
     /// Forgets a fired timer (its claim, schedule and payload). Returns false if it was not
     /// pending.
     pub async fn complete(&self, id: &str) -> Result<bool, Error> {
-        let mut inv = COMPLETE.prepare_invoke();
-        inv.key(&self.due)
-            .key(&self.claimed)
-            .key(&self.payload)
-            .arg(id);
-        let mut conn = self.conn.clone();
-        Ok(reply::int(&inv.invoke_async(&mut conn).await?)? == 1)
+        // Its bucket, or else the unsharded layout (a timer scheduled before an upgrade).
+        if self.complete_in(self.bucket(id), id).await? {
+            return Ok(true);
+        }
+        self.complete_in(&self.legacy, id).await
     }
 
     /// Forgets every pending timer of `execution_id` (ids `<execution_id>|…`): a cancelled
@@ -144,24 +221,26 @@ impl TimerStore {
             .collect();
         let pattern = format!("{escaped}|*");
         let mut conn = self.conn.clone();
-        let mut cursor: u64 = 0;
         let mut ids: Vec<String> = Vec::new();
-        loop {
-            let (next, page): (u64, Vec<String>) = redis::cmd("HSCAN")
-                .arg(&self.payload)
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(500)
-                .query_async(&mut conn)
-                .await?;
-            // HSCAN answers field, value, field, value, …
-            ids.extend(page.into_iter().step_by(2));
-            if next == 0 {
-                break;
+        for payload in [&self.bucket(execution_id).payload, &self.legacy.payload] {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, page): (u64, Vec<String>) = redis::cmd("HSCAN")
+                    .arg(payload)
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut conn)
+                    .await?;
+                // HSCAN answers field, value, field, value, …
+                ids.extend(page.into_iter().step_by(2));
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
         ids.sort();
         ids.dedup();
@@ -174,12 +253,30 @@ impl TimerStore {
         Ok(removed)
     }
 
-    /// Timers scheduled or claimed and not completed (for metrics and tests).
+    /// Timers scheduled or claimed and not completed, in every shard (for metrics and tests).
     pub async fn pending(&self) -> Result<u64, Error> {
-        let mut conn = self.conn.clone();
-        Ok(redis::cmd("HLEN")
-            .arg(&self.payload)
-            .query_async(&mut conn)
-            .await?)
+        let mut total = 0;
+        for shard in self.buckets.iter().chain(std::iter::once(&self.legacy)) {
+            let mut conn = self.conn.clone();
+            let n: u64 = redis::cmd("HLEN")
+                .arg(&shard.payload)
+                .query_async(&mut conn)
+                .await?;
+            total += n;
+        }
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fnv1a;
+
+    #[test]
+    fn the_bucket_hash_is_stable() {
+        // FNV-1a test vectors: a timer's bucket must never move between versions.
+        assert_eq!(fnv1a(b""), 0x811c_9dc5);
+        assert_eq!(fnv1a(b"a"), 0xe40c_292c);
+        assert_eq!(fnv1a(b"foobar"), 0xbf9c_f968);
     }
 }

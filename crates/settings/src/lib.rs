@@ -32,9 +32,17 @@ pub struct ConnectionSettings {
     /// and moves to the next when its connection is lost (round robin).
     #[serde(deserialize_with = "text::deserialize")]
     pub amqp_url: String,
-    /// Redis, `redis://host:port/`.
+    /// Redis, `redis://host:port/`; or a Redis Cluster: its node URLs, comma-separated
+    /// (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`, any reachable one is enough).
     #[serde(deserialize_with = "text::deserialize")]
     pub redis_url: String,
+    /// `BATON_REDIS_CLUSTER`: treat a single `redis_url` as a Redis Cluster seed node (more
+    /// than one URL always means a cluster). Default false.
+    pub redis_cluster: bool,
+    /// `BATON_REDIS_BUCKETS`: how many hash-tagged buckets the durable timers are spread over,
+    /// so that no cluster slot holds them all (default 16, at least 1). Every worker of a
+    /// deployment must use the same number.
+    pub redis_buckets: u32,
     /// `classic` or `quorum`.
     #[serde(with = "queue_type_name")]
     pub queue_type: QueueType,
@@ -52,6 +60,8 @@ impl Default for ConnectionSettings {
         Self {
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             redis_url: "redis://127.0.0.1:6379/".into(),
+            redis_cluster: false,
+            redis_buckets: 16,
             queue_type: QueueType::Classic,
             queue_prefix: String::new(),
             key_prefix: "baton".into(),

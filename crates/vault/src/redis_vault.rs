@@ -10,13 +10,18 @@
 //!   recorded by the first process that checks it ([`RedisVault::check_key`]).
 //!
 //! All three are durable (no TTL): they live until deleted.
+//!
+//! On a Redis Cluster the prefix is wrapped in a hash tag (`{<prefix>}:cred:<id>`,
+//! `{<prefix>}:creds`, `{<prefix>}:vault:key_id`), so that a credential and the index change
+//! together (one `MULTI` on one slot); a single node keeps the keys above unchanged. The vault
+//! is small and rarely written, so one slot is no hot spot.
 
 use async_trait::async_trait;
 use baton_engine::CredentialScope;
 use baton_engine::ports::{
     CredentialMeta, CredentialVault, PortError, RevealError, RevealedCredential,
 };
-use redis::aio::ConnectionManager;
+use baton_redis::RedisConnection;
 use serde_json::{Map, Value};
 
 use crate::key::VaultKey;
@@ -25,7 +30,7 @@ use crate::{VaultError, seal};
 /// Credentials in Redis under one key prefix. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisVault {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: String,
     key: VaultKey,
 }
@@ -39,19 +44,13 @@ impl std::fmt::Debug for RedisVault {
 }
 
 impl RedisVault {
-    pub fn new(conn: ConnectionManager, key_prefix: &str, key: VaultKey) -> Self {
-        Self {
-            conn,
-            prefix: key_prefix.to_string(),
-            key,
-        }
-    }
-
-    /// Opens its own self-reconnecting connection to `url`.
-    pub async fn connect(url: &str, key_prefix: &str, key: VaultKey) -> Result<Self, VaultError> {
-        let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client).await?;
-        Ok(Self::new(conn, key_prefix, key))
+    /// The vault on `conn` (the process's shared connection) under `key_prefix`.
+    pub fn new(conn: RedisConnection, key_prefix: &str, key: VaultKey) -> Self {
+        let prefix = match conn {
+            RedisConnection::Single(_) => key_prefix.to_string(),
+            RedisConnection::Cluster(_) => format!("{{{key_prefix}}}"),
+        };
+        Self { conn, prefix, key }
     }
 
     /// The Redis key holding the vault's key id.

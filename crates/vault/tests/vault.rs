@@ -43,9 +43,11 @@ impl Drop for Prefix {
     }
 }
 
-async fn connection() -> redis::aio::ConnectionManager {
-    let client = redis::Client::open(redis_url()).unwrap();
-    redis::aio::ConnectionManager::new(client).await.unwrap()
+async fn connection() -> baton_redis::RedisConnection {
+    let target = baton_redis::RedisTarget::parse(&redis_url(), false).unwrap();
+    baton_redis::connect(&target, baton_redis::Timeouts::default())
+        .await
+        .unwrap()
 }
 
 /// What every vault must do.

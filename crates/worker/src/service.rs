@@ -79,6 +79,8 @@ impl Worker {
         let redis_opts = RedisOptions {
             key_prefix: settings.connection.key_prefix.clone(),
             completed_ttl_secs: settings.completed_ttl_secs,
+            cluster: settings.connection.redis_cluster,
+            buckets: settings.connection.redis_buckets,
             ..RedisOptions::default()
         };
         let store = Arc::new(
@@ -117,13 +119,7 @@ impl Worker {
             .vault_key()
             .map_err(|e| WorkerError::Vault(Box::new(e)))?
         {
-            let vault = RedisVault::connect(
-                &settings.connection.redis_url,
-                &settings.connection.key_prefix,
-                key,
-            )
-            .await
-            .map_err(|e| WorkerError::Vault(Box::new(e)))?;
+            let vault = RedisVault::new(store.connection(), &settings.connection.key_prefix, key);
             // A worker whose key cannot open the vault would fail every node that uses a
             // credential: it refuses to start instead (the error names both key ids).
             let key_id = vault

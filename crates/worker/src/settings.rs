@@ -5,7 +5,9 @@
 //! | field | env | default | meaning |
 //! |---|---|---|---|
 //! | `amqp_url` | `BATON_AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ; a comma-separated list for a cluster's nodes (first that answers, the next on a loss) |
-//! | `redis_url` | `BATON_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis |
+//! | `redis_url` | `BATON_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis; a comma-separated list of node URLs is a Redis Cluster |
+//! | `redis_cluster` | `BATON_REDIS_CLUSTER` | `false` | treat a single `redis_url` as a cluster seed node |
+//! | `redis_buckets` | `BATON_REDIS_BUCKETS` | `16` | hash-tagged buckets the durable timers are spread over (same on every worker) |
 //! | `http_port` | `BATON_HTTP_PORT` | `9090` | `/healthz`, `/readyz`, `/metrics` |
 //! | `prefetch` | `BATON_PREFETCH` | `256` | unacked deliveries per worker |
 //! | `concurrency` | `BATON_CONCURRENCY` | `256` | hops in flight per worker |
@@ -220,10 +222,19 @@ impl Settings {
                 "must be amqp:// or amqps:// URIs (one, or a comma-separated list of a cluster's nodes)",
             );
         }
-        if !connection.redis_url.starts_with("redis://")
-            && !connection.redis_url.starts_with("rediss://")
+        if connection
+            .redis_url
+            .split(',')
+            .map(str::trim)
+            .any(|u| !u.starts_with("redis://") && !u.starts_with("rediss://"))
         {
-            return bad("redis_url", "must start with redis:// or rediss://");
+            return bad(
+                "redis_url",
+                "must be a redis:// or rediss:// URL, or a comma-separated list of them (a cluster)",
+            );
+        }
+        if connection.redis_buckets == 0 {
+            return bad("redis_buckets", "must be at least 1");
         }
         if self.egress_connect_timeout_ms == 0 {
             return bad("egress_connect_timeout_ms", "must be at least 1");

@@ -72,6 +72,8 @@ pub async fn lookup(settings: &Settings, execution_id: &str) -> Option<Existing>
 async fn read(settings: &Settings, execution_id: &str) -> anyhow::Result<Option<Existing>> {
     let options = RedisOptions {
         key_prefix: settings.connection.key_prefix.clone(),
+        cluster: settings.connection.redis_cluster,
+        buckets: settings.connection.redis_buckets,
         ..RedisOptions::default()
     };
     let store = RedisStore::connect(&settings.connection.redis_url, options).await?;

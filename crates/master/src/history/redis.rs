@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use baton_core::message::{Completion, StatusEvent};
 use baton_engine::{Clock, SystemClock};
-use redis::aio::ConnectionManager;
+use baton_redis::RedisConnection;
 use serde_json::Value;
 
 use super::model::index_member;
@@ -59,7 +59,7 @@ return created
 /// Redis history. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisHistory {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: String,
     max_executions: u64,
     retention_secs: u64,
@@ -78,14 +78,20 @@ const MAX_SCANNED: usize = 5_000;
 
 impl RedisHistory {
     pub fn new(
-        conn: ConnectionManager,
+        conn: RedisConnection,
         prefix: &str,
         max_executions: u64,
         retention_secs: u64,
     ) -> Self {
+        // On a cluster the history's scripts and pipelines touch a record and the indexes
+        // together: one hash tag keeps them on one slot (RFC 0009, "Redis Cluster").
+        let prefix = match conn {
+            RedisConnection::Single(_) => prefix.to_string(),
+            RedisConnection::Cluster(_) => format!("{{{prefix}}}"),
+        };
         Self {
             conn,
-            prefix: prefix.to_string(),
+            prefix,
             max_executions,
             retention_secs,
             apply_status: redis::Script::new(APPLY_STATUS),

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use redis::aio::ConnectionManager;
+use baton_redis::RedisConnection;
 
 use super::HistoryError;
 use super::model::{Schedule, Scheduled};
@@ -48,7 +48,7 @@ impl Keys {
 }
 
 pub(super) async fn put(
-    mut conn: ConnectionManager,
+    mut conn: RedisConnection,
     keys: &Keys,
     schedule: &Schedule,
     next_ms: Option<i64>,
@@ -74,7 +74,7 @@ pub(super) async fn put(
 }
 
 pub(super) async fn all(
-    mut conn: ConnectionManager,
+    mut conn: RedisConnection,
     keys: &Keys,
 ) -> Result<Vec<Scheduled>, HistoryError> {
     let (defs, cursors): (HashMap<String, String>, Vec<(String, f64)>) = redis::pipe()
@@ -105,7 +105,7 @@ pub(super) async fn all(
 }
 
 pub(super) async fn due(
-    mut conn: ConnectionManager,
+    mut conn: RedisConnection,
     keys: &Keys,
     now_ms: i64,
     limit: usize,
@@ -144,7 +144,7 @@ pub(super) async fn due(
 }
 
 pub(super) async fn advance(
-    mut conn: ConnectionManager,
+    mut conn: RedisConnection,
     keys: &Keys,
     schedule_id: &str,
     from_ms: i64,
@@ -163,7 +163,7 @@ pub(super) async fn advance(
 }
 
 pub(super) async fn delete(
-    mut conn: ConnectionManager,
+    mut conn: RedisConnection,
     keys: &Keys,
     schedule_id: &str,
 ) -> Result<bool, HistoryError> {
