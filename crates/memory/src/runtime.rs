@@ -87,7 +87,9 @@ impl Dispatch {
         };
         // Boxed once per task: the hop's future is several KB, and a task copies its future
         // when it is spawned and when it completes; the hops it runs in a row reuse the box.
-        tokio::spawn(Box::pin(CURRENT.scope(current, async move {
+        // A traced run's hops stay in the span they were started in (`baton run`'s).
+        let span = tracing::Span::current();
+        let task = CURRENT.scope(current, async move {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return;
             };
@@ -111,7 +113,12 @@ impl Dispatch {
                     tokio::task::yield_now().await;
                 }
             }
-        })));
+        });
+        if span.is_none() {
+            tokio::spawn(Box::pin(task));
+        } else {
+            tokio::spawn(Box::pin(tracing::Instrument::instrument(task, span)));
+        }
     }
 
     /// Runs `msg` next on the current task if that task is a hop task of this runtime with
@@ -198,6 +205,19 @@ impl EmbeddedRuntime {
         Self::start_with_vault(registry, concurrency, None)
     }
 
+    /// Like `start`; with `node_spans`, each node attempt runs in a `node` span (for a
+    /// process that exports traces).
+    pub fn start_traced(registry: NodeRegistry, concurrency: usize, node_spans: bool) -> Self {
+        Self::build(
+            registry,
+            concurrency,
+            None,
+            Arc::new(MemoryCatalog::new()),
+            Arc::new(SystemClock),
+            node_spans,
+        )
+    }
+
     /// Like `start`, with a credential vault that reveals nodes' `{"$credential": id}`
     /// references (without one, such nodes fail with a clear error).
     pub fn start_with_vault(
@@ -228,6 +248,17 @@ impl EmbeddedRuntime {
         catalog: Arc<MemoryCatalog>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        Self::build(registry, concurrency, vault, catalog, clock, false)
+    }
+
+    fn build(
+        registry: NodeRegistry,
+        concurrency: usize,
+        vault: Option<Arc<dyn CredentialVault>>,
+        catalog: Arc<MemoryCatalog>,
+        clock: Arc<dyn Clock>,
+        node_spans: bool,
+    ) -> Self {
         let store = Arc::new(MemoryStore::new());
         let events = Arc::new(MemoryEvents::new());
         let definitions = Arc::new(MemoryDefinitions::default());
@@ -246,7 +277,8 @@ impl EmbeddedRuntime {
             definitions.clone(),
             Arc::new(registry),
         )
-        .with_clock(clock);
+        .with_clock(clock)
+        .with_node_spans(node_spans);
         if let Some(vault) = vault {
             engine = engine.with_vault(vault);
         }
