@@ -3,20 +3,24 @@
 //! decodes what arrives. A 5-node execution whose hops land on both workers (prefetch 1, a
 //! timer in between) shows up as one trace: one root (the start), every other span's parent
 //! among the spans received, hop spans from both processes, and the http node's requests
-//! carrying a `traceparent` of that trace whose parent is the node attempt's span.
+//! carrying a `traceparent` of that trace whose parent is the node attempt's span. Through a
+//! master, the trace starts at the API call: the caller's `traceparent` is the parent of the
+//! request's span, which is the parent of the execution's start.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
-use common::distributed::{BOUND, Cluster, completion_of};
+use baton_testkit::wait_until;
+use common::distributed::{BOUND, Cluster, completion_of, free_port};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
@@ -198,6 +202,12 @@ async fn an_execution_on_two_workers_is_one_trace_at_the_otlp_receiver() {
 
     let received = shared.lock().unwrap();
     let spans = &received.spans;
+    eprintln!(
+        "{} spans received: {} hop, {} node",
+        spans.len(),
+        spans.iter().filter(|s| s.name == "hop").count(),
+        spans.iter().filter(|s| s.name == "node").count()
+    );
     let context = || format!("{spans:#?}\n{}", cluster.logs());
     let hops: Vec<&Span> = spans.iter().filter(|s| s.name == "hop").collect();
     let nodes: Vec<&Span> = spans.iter().filter(|s| s.name == "node").collect();
@@ -265,4 +275,138 @@ async fn an_execution_on_two_workers_is_one_trace_at_the_otlp_receiver() {
             "{traceparent} {call_spans:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_master_the_execution_trace_starts_at_the_api_call() {
+    let shared: Shared = Arc::default();
+    let port = start_receiver(shared.clone());
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+    ];
+    let mut cluster = Cluster::new();
+    cluster.spawn_worker(&otel).await;
+    let master_port = free_port();
+    let url = format!("http://127.0.0.1:{master_port}");
+    let log = cluster.dir.join("master.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut cmd = cluster.command();
+    cmd.arg("master")
+        .arg("--insecure-no-auth")
+        .env("BATON_MASTER_LISTEN", format!("127.0.0.1:{master_port}"))
+        .env(
+            "BATON_MASTER_KEY_PREFIX",
+            format!("{}:master:", cluster.key_prefix),
+        )
+        .envs(otel)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file);
+    let mut master = cmd.spawn().expect("spawn baton master");
+    let master_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let http = reqwest::Client::new();
+    let up = wait_until(
+        Instant::now() + BOUND,
+        Duration::from_millis(100),
+        async || {
+            let r = http.get(format!("{url}/readyz")).send().await.ok()?;
+            r.status().is_success().then_some(())
+        },
+    )
+    .await;
+    assert!(up.is_some(), "master not ready\n{}", master_log());
+
+    let definition = json!({"id": "traced-api", "name": "Traced", "nodes": [
+        {"id": "a", "name": "A", "type": "log", "parameters": {"message": "one"}},
+        {"id": "b", "name": "B", "type": "log", "parameters": {"message": "two"}}],
+        "edges": [{"id": "e", "src": "a", "dst": "b"}]});
+    let created = http
+        .post(format!("{url}/workflows"))
+        .json(&definition)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{:?}", created.text().await);
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let started: serde_json::Value = http
+        .post(format!("{url}/workflows/traced-api/executions"))
+        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+        .json(&json!({"input": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let execution_id = started["execution_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no execution_id in {started}"))
+        .to_string();
+    let done = wait_until(
+        Instant::now() + BOUND,
+        Duration::from_millis(100),
+        async || {
+            let v: serde_json::Value = http
+                .get(format!("{url}/executions/{execution_id}"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (v["status"] == "completed").then_some(())
+        },
+    )
+    .await;
+    assert!(done.is_some(), "not completed\n{}", master_log());
+
+    // SIGTERM both: each flushes its spans before it exits.
+    cluster.terminate(0);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &master.id().to_string()])
+        .status();
+    assert!(cluster.wait_exit(0, BOUND).await.is_some());
+    let exited = wait_until(
+        Instant::now() + BOUND,
+        Duration::from_millis(50),
+        async || master.try_wait().ok().flatten(),
+    )
+    .await;
+    assert!(exited.is_some_and(|s| s.success()), "{}", master_log());
+
+    let received = shared.lock().unwrap();
+    let spans = &received.spans;
+    let context = || format!("{spans:#?}\n{}\n{}", master_log(), cluster.logs());
+    let request = spans
+        .iter()
+        .find(|s| s.name == "POST /workflows/{workflow_id}/executions")
+        .unwrap_or_else(|| panic!("no span for the start request\n{}", context()));
+    assert_eq!(request.trace_id, caller_trace);
+    assert_eq!(
+        request.parent, caller_span,
+        "the caller's span is its parent"
+    );
+    assert_eq!(
+        request.attributes["http.response.status_code"], "202",
+        "{request:#?}"
+    );
+    let start = spans
+        .iter()
+        .find(|s| s.name == "start")
+        .unwrap_or_else(|| panic!("no start span\n{}", context()));
+    assert_eq!(start.parent, request.span_id, "{}", context());
+    assert_eq!(start.attributes["execution_id"], execution_id);
+    let hops: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == "hop" && s.attributes["execution_id"] == execution_id)
+        .collect();
+    assert_eq!(hops.len(), 2, "{}", context());
+    assert!(
+        hops.iter().all(|h| h.trace_id == caller_trace),
+        "{}",
+        context()
+    );
 }

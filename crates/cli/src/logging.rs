@@ -20,7 +20,7 @@ pub fn init_cli(telemetry: Option<&Telemetry>) {
         .with_filter(filter("warn"));
     let _ = tracing_subscriber::registry()
         .with(logs)
-        .with(telemetry.map(Telemetry::layer))
+        .with(telemetry.map(|t| t.layer()))
         .try_init();
 }
 
@@ -39,7 +39,7 @@ pub fn init_service(format: &str, telemetry: Option<&Telemetry>) {
     };
     let _ = tracing_subscriber::registry()
         .with(logs)
-        .with(telemetry.map(Telemetry::layer))
+        .with(telemetry.map(|t| t.layer()))
         .try_init();
 }
 

@@ -55,6 +55,8 @@ impl DefinitionCache for MemoryDefinitions {
 struct Dispatch {
     engine: OnceLock<Weak<Engine>>,
     permits: Arc<Semaphore>,
+    /// A traced runtime's hop tasks stay in the span they were started in.
+    traced: bool,
 }
 
 /// What a hop task knows about itself: its runtime, and the message to run next.
@@ -87,8 +89,6 @@ impl Dispatch {
         };
         // Boxed once per task: the hop's future is several KB, and a task copies its future
         // when it is spawned and when it completes; the hops it runs in a row reuse the box.
-        // A traced run's hops stay in the span they were started in (`baton run`'s).
-        let span = tracing::Span::current();
         let task = CURRENT.scope(current, async move {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return;
@@ -114,10 +114,12 @@ impl Dispatch {
                 }
             }
         });
-        if span.is_none() {
-            tokio::spawn(Box::pin(task));
-        } else {
+        if self.traced {
+            // `baton run`'s hops stay in its span: their node spans join its trace.
+            let span = tracing::Span::current();
             tokio::spawn(Box::pin(tracing::Instrument::instrument(task, span)));
+        } else {
+            tokio::spawn(Box::pin(task));
         }
     }
 
@@ -205,8 +207,9 @@ impl EmbeddedRuntime {
         Self::start_with_vault(registry, concurrency, None)
     }
 
-    /// Like `start`; with `node_spans`, each node attempt runs in a `node` span (for a
-    /// process that exports traces).
+    /// Like `start`; with `node_spans`, each node attempt runs in a `node` span and hops run
+    /// in the span current when their execution was submitted (for a process that exports
+    /// traces).
     pub fn start_traced(registry: NodeRegistry, concurrency: usize, node_spans: bool) -> Self {
         Self::build(
             registry,
@@ -265,6 +268,7 @@ impl EmbeddedRuntime {
         let dispatch = Arc::new(Dispatch {
             engine: OnceLock::new(),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            traced: node_spans,
         });
         let mut engine = Engine::new(
             store.clone(),

@@ -73,8 +73,8 @@ impl Telemetry {
         Ok(Self { provider })
     }
 
-    /// The `tracing` layer exporting Baton's own spans (targets starting with `baton`), not
-    /// those of the libraries underneath.
+    /// The `tracing` layer exporting Baton's own spans and events at `info` and above (targets
+    /// starting with `baton`), not those of the libraries underneath, whatever `RUST_LOG` says.
     pub fn layer<S>(&self) -> impl Layer<S> + use<S>
     where
         S: tracing::Subscriber + for<'a> LookupSpan<'a>,
@@ -82,7 +82,7 @@ impl Telemetry {
         tracing_opentelemetry::layer()
             .with_tracer(self.provider.tracer("baton"))
             .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.target().starts_with("baton")
+                meta.target().starts_with("baton") && *meta.level() <= tracing::Level::INFO
             }))
     }
 

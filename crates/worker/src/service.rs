@@ -453,8 +453,14 @@ impl Worker {
                     .node(&msg.node_id)
                     .map(|n| n.node_type.clone())
                     .unwrap_or_else(|| "unknown".into());
-                let span = tracing::info_span!("hop", workflow_id = %msg.workflow_id, execution_id = %msg.execution_id, node_id = %msg.node_id, node_type = %node_type, kind = ?msg.kind, attempt = msg.attempt, trace_id = %context::trace_id(msg.traceparent.as_deref()), outcome = tracing::field::Empty);
-                context::set_parent(&span, msg.traceparent.as_deref());
+                let span = if baton_telemetry::enabled() {
+                    // Exported: the hop's attributes, a child of the span that sent it.
+                    let span = tracing::info_span!("hop", workflow_id = %msg.workflow_id, execution_id = %msg.execution_id, node_id = %msg.node_id, node_type = %node_type, kind = ?msg.kind, attempt = msg.attempt, trace_id = %context::trace_id(msg.traceparent.as_deref()), outcome = tracing::field::Empty);
+                    context::set_parent(&span, msg.traceparent.as_deref());
+                    span
+                } else {
+                    tracing::info_span!("hop", execution_id = %msg.execution_id, node_id = %msg.node_id, node_type = %node_type, trace_id = %context::trace_id(msg.traceparent.as_deref()))
+                };
                 // A deadline that fails its execution aborts its nodes on every worker, as a
                 // cancel does.
                 let deadline = (msg.kind == HopKind::Deadline).then(|| msg.execution_id.clone());
