@@ -5,7 +5,8 @@
 //! among the spans received, hop spans from both processes, and the http node's requests
 //! carrying a `traceparent` of that trace whose parent is the node attempt's span. Through a
 //! master, the trace starts at the API call: the caller's `traceparent` is the parent of the
-//! request's span, which is the parent of the execution's start.
+//! request's span, which is the parent of the execution's start. `baton run` exports its run
+//! as one trace too, flushed before it exits.
 
 mod common;
 
@@ -409,4 +410,40 @@ async fn through_a_master_the_execution_trace_starts_at_the_api_call() {
         "{}",
         context()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baton_run_exports_one_trace_and_flushes_it_before_it_exits() {
+    let shared: Shared = Arc::default();
+    let port = start_receiver(shared.clone());
+    let cluster = Cluster::new();
+    let file = cluster.workflow_file("traced-run.json", &workflow(port));
+    let mut cmd = cluster.command();
+    cmd.arg("run").arg(&file).env(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        format!("http://127.0.0.1:{port}"),
+    );
+    let out = cluster.output(cmd).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Flushed before the process exited: everything is there already.
+    let received = shared.lock().unwrap();
+    let spans = &received.spans;
+    let roots: Vec<&Span> = spans.iter().filter(|s| s.parent.is_empty()).collect();
+    assert_eq!(roots.len(), 1, "{spans:#?}");
+    assert_eq!(roots[0].name, "run");
+    let nodes: Vec<&Span> = spans.iter().filter(|s| s.name == "node").collect();
+    assert_eq!(nodes.len(), 5, "{spans:#?}");
+    for node in nodes {
+        assert_eq!(node.trace_id, roots[0].trace_id);
+        assert_eq!(node.parent, roots[0].span_id);
+    }
+    assert_eq!(received.traceparents.len(), 3);
+    for traceparent in &received.traceparents {
+        let traceparent = traceparent.as_deref().expect("a traceparent header");
+        assert!(traceparent.contains(&roots[0].trace_id), "{traceparent}");
+    }
 }

@@ -170,10 +170,15 @@ impl HopQueue for SpawnQueue {
         // Held until the task is registered, so it cannot remove its entry before it exists.
         let mut pending = lock(&self.timers);
         let fired = key.clone();
+        // A traced run's hops go on in its span after a timer too.
+        let span = self.dispatch.traced.then(tracing::Span::current);
         let task = tokio::spawn(async move {
             clock.sleep_until(due).await;
             lock(&timers).remove(&fired);
-            dispatch.spawn(message);
+            match span {
+                Some(span) => span.in_scope(|| dispatch.spawn(message)),
+                None => dispatch.spawn(message),
+            }
         });
         pending.insert(key, task.abort_handle());
         Ok(())
