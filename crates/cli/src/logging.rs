@@ -14,18 +14,43 @@ fn filter(default: &str) -> EnvFilter {
 
 /// The CLI: human format on stderr, colours only on a terminal. `RUST_LOG=info` shows `log` nodes.
 pub fn init_cli(telemetry: Option<&Telemetry>) {
+    let Some(telemetry) = telemetry else {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_env_filter(filter("warn"))
+            .try_init();
+        return;
+    };
     let logs = fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_filter(filter("warn"));
     let _ = tracing_subscriber::registry()
         .with(logs)
-        .with(telemetry.map(|t| t.layer()))
+        .with(telemetry.layer())
         .try_init();
 }
 
 /// Services: one JSON object per line with span fields (execution_id, node_id, …), or human.
+/// Without traces, the logs' filter is global (no per-layer filtering on the hop path).
 pub fn init_service(format: &str, telemetry: Option<&Telemetry>) {
+    let Some(telemetry) = telemetry else {
+        let _ = if format == "human" {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter("info"))
+                .try_init()
+        } else {
+            tracing_subscriber::fmt()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_env_filter(filter("info"))
+                .try_init()
+        };
+        return;
+    };
     let logs = if format == "human" {
         fmt::layer().with_filter(filter("info")).boxed()
     } else {
@@ -39,7 +64,7 @@ pub fn init_service(format: &str, telemetry: Option<&Telemetry>) {
     };
     let _ = tracing_subscriber::registry()
         .with(logs)
-        .with(telemetry.map(|t| t.layer()))
+        .with(telemetry.layer())
         .try_init();
 }
 
