@@ -65,8 +65,12 @@ fn main() -> ExitCode {
         return baton_sandbox::child::main(std::env::args().skip(2));
     }
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Worker(_) | Command::Master(_)) {
-        logging::init_cli();
+    // Services and `baton run` set up their logs with their traces, inside their runtime.
+    if !matches!(
+        cli.command,
+        Command::Worker(_) | Command::Master(_) | Command::Run(_)
+    ) {
+        logging::init_cli(None);
     }
     // One environment serves every role: another role's variables are ignored, a name no role
     // knows is refused before anything starts (the settings loaders check it too).

@@ -55,6 +55,8 @@ impl DefinitionCache for MemoryDefinitions {
 struct Dispatch {
     engine: OnceLock<Weak<Engine>>,
     permits: Arc<Semaphore>,
+    /// A traced runtime's hop tasks stay in the span they were started in.
+    traced: bool,
 }
 
 /// What a hop task knows about itself: its runtime, and the message to run next.
@@ -87,7 +89,7 @@ impl Dispatch {
         };
         // Boxed once per task: the hop's future is several KB, and a task copies its future
         // when it is spawned and when it completes; the hops it runs in a row reuse the box.
-        tokio::spawn(Box::pin(CURRENT.scope(current, async move {
+        let task = CURRENT.scope(current, async move {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return;
             };
@@ -111,7 +113,14 @@ impl Dispatch {
                     tokio::task::yield_now().await;
                 }
             }
-        })));
+        });
+        if self.traced {
+            // `baton run`'s hops stay in its span: their node spans join its trace.
+            let span = tracing::Span::current();
+            tokio::spawn(Box::pin(tracing::Instrument::instrument(task, span)));
+        } else {
+            tokio::spawn(Box::pin(task));
+        }
     }
 
     /// Runs `msg` next on the current task if that task is a hop task of this runtime with
@@ -161,10 +170,15 @@ impl HopQueue for SpawnQueue {
         // Held until the task is registered, so it cannot remove its entry before it exists.
         let mut pending = lock(&self.timers);
         let fired = key.clone();
+        // A traced run's hops go on in its span after a timer too.
+        let span = self.dispatch.traced.then(tracing::Span::current);
         let task = tokio::spawn(async move {
             clock.sleep_until(due).await;
             lock(&timers).remove(&fired);
-            dispatch.spawn(message);
+            match span {
+                Some(span) => span.in_scope(|| dispatch.spawn(message)),
+                None => dispatch.spawn(message),
+            }
         });
         pending.insert(key, task.abort_handle());
         Ok(())
@@ -198,6 +212,20 @@ impl EmbeddedRuntime {
         Self::start_with_vault(registry, concurrency, None)
     }
 
+    /// Like `start`; with `node_spans`, each node attempt runs in a `node` span and hops run
+    /// in the span current when their execution was submitted (for a process that exports
+    /// traces).
+    pub fn start_traced(registry: NodeRegistry, concurrency: usize, node_spans: bool) -> Self {
+        Self::build(
+            registry,
+            concurrency,
+            None,
+            Arc::new(MemoryCatalog::new()),
+            Arc::new(SystemClock),
+            node_spans,
+        )
+    }
+
     /// Like `start`, with a credential vault that reveals nodes' `{"$credential": id}`
     /// references (without one, such nodes fail with a clear error).
     pub fn start_with_vault(
@@ -228,12 +256,24 @@ impl EmbeddedRuntime {
         catalog: Arc<MemoryCatalog>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        Self::build(registry, concurrency, vault, catalog, clock, false)
+    }
+
+    fn build(
+        registry: NodeRegistry,
+        concurrency: usize,
+        vault: Option<Arc<dyn CredentialVault>>,
+        catalog: Arc<MemoryCatalog>,
+        clock: Arc<dyn Clock>,
+        node_spans: bool,
+    ) -> Self {
         let store = Arc::new(MemoryStore::new());
         let events = Arc::new(MemoryEvents::new());
         let definitions = Arc::new(MemoryDefinitions::default());
         let dispatch = Arc::new(Dispatch {
             engine: OnceLock::new(),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            traced: node_spans,
         });
         let mut engine = Engine::new(
             store.clone(),
@@ -246,7 +286,8 @@ impl EmbeddedRuntime {
             definitions.clone(),
             Arc::new(registry),
         )
-        .with_clock(clock);
+        .with_clock(clock)
+        .with_node_spans(node_spans);
         if let Some(vault) = vault {
             engine = engine.with_vault(vault);
         }

@@ -34,6 +34,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use baton_core::spec::{NodeClass, NodeSpec, ParamKind, ParamSpec};
 use baton_engine::{Node, NodeError, NodeInput, NodeOutput, ScopeDenied, UsedCredential};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+
+/// The W3C trace-context header sent when traces are exported.
+const TRACEPARENT: HeaderName = HeaderName::from_static(baton_telemetry::context::TRACEPARENT);
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Map, Value, json};
 
@@ -338,7 +341,7 @@ impl Node for HttpNode {
         let Request {
             method,
             url,
-            headers,
+            mut headers,
             body,
             timeout,
             raise_on_status,
@@ -366,6 +369,14 @@ impl Node for HttpNode {
         // message before any connection is attempted.
         check_url(&key.guard, &url).map_err(|denied| host_denied(&denied, &target))?;
         let client = self.client(&key)?;
+        // Traces exported: the called service continues the execution's trace as a child of
+        // this node attempt (unless the workflow sets `traceparent` itself).
+        if !headers.contains_key(TRACEPARENT)
+            && let Some(traceparent) = baton_telemetry::context::current()
+            && let Ok(value) = HeaderValue::from_str(&traceparent)
+        {
+            headers.insert(TRACEPARENT, value);
+        }
         let mut builder = client
             .request(method.clone(), url)
             .headers(headers)

@@ -13,7 +13,6 @@ pub mod metrics_names;
 pub mod service;
 pub mod settings;
 mod settle;
-pub mod trace;
 pub mod transport;
 pub mod watchdog;
 

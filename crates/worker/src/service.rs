@@ -25,9 +25,9 @@ use crate::failure::{DeadLetterReason, bounded, panic_message};
 use crate::metrics_names as m;
 use crate::settings::Settings;
 use crate::settle::{Settle, Subject};
-use crate::trace;
 use crate::transport::{AmqpEvents, AmqpHopQueue, run_timer_pump};
 use crate::watchdog::{NotReady, Watch};
+use baton_telemetry::context;
 
 /// Bound on the Redis PING of a readiness probe.
 const REDIS_PING_BOUND: Duration = Duration::from_secs(2);
@@ -105,7 +105,8 @@ impl Worker {
             definitions.clone(),
             registry,
         )
-        .with_clock(clock);
+        .with_clock(clock)
+        .with_node_spans(baton_telemetry::enabled());
         // `workflow` nodes start workflows from the catalog the master's `POST /workflows` writes
         // (same Redis, same prefix); the catalog stores each definition by reference, where
         // every worker's `Definitions` loads it from.
@@ -449,11 +450,20 @@ impl Worker {
                     .node(&msg.node_id)
                     .map(|n| n.node_type.clone())
                     .unwrap_or_else(|| "unknown".into());
-                let span = tracing::info_span!("hop", execution_id = %msg.execution_id, node_id = %msg.node_id, node_type = %node_type, trace_id = %trace::trace_id(msg.traceparent.as_deref()));
+                let span = if baton_telemetry::enabled() {
+                    // Exported: the hop's attributes, a child of the span that sent it.
+                    let span = tracing::info_span!("hop", workflow_id = %msg.workflow_id, execution_id = %msg.execution_id, node_id = %msg.node_id, node_type = %node_type, kind = ?msg.kind, attempt = msg.attempt, trace_id = %context::trace_id(msg.traceparent.as_deref()), outcome = tracing::field::Empty);
+                    context::set_parent(&span, msg.traceparent.as_deref());
+                    span
+                } else {
+                    tracing::info_span!("hop", execution_id = %msg.execution_id, node_id = %msg.node_id, node_type = %node_type, trace_id = %context::trace_id(msg.traceparent.as_deref()))
+                };
                 // A deadline that fails its execution aborts its nodes on every worker, as a
                 // cancel does.
                 let deadline = (msg.kind == HopKind::Deadline).then(|| msg.execution_id.clone());
-                match tracing::Instrument::instrument(self.engine.handle(*msg), span).await {
+                let handled =
+                    tracing::Instrument::instrument(self.engine.handle(*msg), span.clone()).await;
+                match handled {
                     Ok(outcome) => {
                         if let (Some(id), HopOutcome::Done) = (&deadline, &outcome)
                             && let Err(e) = self.store.publish_cancel(id).await
@@ -465,6 +475,7 @@ impl Worker {
                             HopOutcome::Dropped => "dropped",
                             HopOutcome::Poison(_) => "poison",
                         };
+                        span.record("outcome", label);
                         metrics::counter!(m::HOPS, "node_type" => node_type.clone(), "outcome" => label).increment(1);
                         metrics::histogram!(m::HOP_SECONDS, "node_type" => node_type)
                             .record(started.elapsed().as_secs_f64());
@@ -480,11 +491,14 @@ impl Worker {
                             _ => Settle::Ack,
                         }
                     }
-                    Err(error) => Settle::Failed {
-                        key,
-                        error,
-                        subject: Some(subject),
-                    },
+                    Err(error) => {
+                        span.record("outcome", "failed");
+                        Settle::Failed {
+                            key,
+                            error,
+                            subject: Some(subject),
+                        }
+                    }
                 }
             }
         }
@@ -548,20 +562,29 @@ impl Worker {
             (!node.trigger).then_some(start.current_node.as_str())
         };
         let seed = start.seed();
-        let traceparent = Some(traceparent.unwrap_or_else(trace::new_root));
-        self.engine
-            .start(
-                &wf,
-                StartRequest {
-                    workflow_id: start.workflow_id(),
-                    execution_id: start.execution_id.clone(),
-                    seed,
-                    start_at: start_at.map(str::to_string),
-                    traceparent,
-                },
-            )
-            .await
-            .map_err(StartError::Port)
+        // The execution's trace: the start message's context (the master's API call, Rune's
+        // caller), else a new one that starts here.
+        let span = tracing::info_span!("start", workflow_id = %start.workflow_id(), execution_id = %start.execution_id);
+        context::set_parent(&span, traceparent.as_deref());
+        let started = async {
+            let traceparent = context::current()
+                .or(traceparent)
+                .or_else(|| Some(context::new_root()));
+            self.engine
+                .start(
+                    &wf,
+                    StartRequest {
+                        workflow_id: start.workflow_id(),
+                        execution_id: start.execution_id.clone(),
+                        seed,
+                        start_at: start_at.map(str::to_string),
+                        traceparent,
+                    },
+                )
+                .await
+                .map_err(StartError::Port)
+        };
+        tracing::Instrument::instrument(started, span).await
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::completion_relay::SENDER_HEADER;
 use crate::events_guard::{self, BatchPublisher, EVENTS_DEADLINE, EventsVitals};
 use crate::metrics_names as m;
-use crate::trace;
+use baton_telemetry::context;
 
 /// A broker failure as a port error of the same kind (an unroutable message is permanent).
 pub(crate) fn broker_error(e: baton_amqp::Error) -> PortError {
@@ -42,10 +42,13 @@ fn publisher_stopped() -> PortError {
 
 /// Encodes a hop message as an AMQP message. Its trace context travels in the `traceparent`
 /// header only (the consumer puts it back into the message): every byte of a hop message costs
-/// the broker, which stores it.
+/// the broker, which stores it. With traces exported, the context is the current span's (the
+/// hop that sends it), so the receiving hop's span is its child.
 pub fn hop_outgoing(routing_key: &str, mut msg: HopMessage) -> Result<Outgoing, PortError> {
-    let traceparent = trace::child_of(msg.traceparent.take().as_deref());
-    let headers = BTreeMap::from([("traceparent".to_string(), traceparent)]);
+    let mut headers = BTreeMap::new();
+    if let Some(traceparent) = context::outgoing(msg.traceparent.take()) {
+        headers.insert(context::TRACEPARENT.to_string(), traceparent);
+    }
     let body = serde_json::to_vec(&msg)?;
     metrics::histogram!(m::HOP_MESSAGE_BYTES).record(body.len() as f64);
     // Hop messages are only for the workers consuming that queue: straight to it.
@@ -89,7 +92,15 @@ impl AmqpHopQueue {
         message: &HopMessage,
         delay_ms: u64,
     ) -> Result<(), PortError> {
-        let payload = serde_json::to_vec(message)?;
+        // The timer keeps the trace context (the scheduling hop's span when traces are
+        // exported), so the execution resumed from it continues its trace.
+        let payload = match context::current() {
+            Some(traceparent) => serde_json::to_vec(&HopMessage {
+                traceparent: Some(traceparent),
+                ..message.clone()
+            })?,
+            None => serde_json::to_vec(message)?,
+        };
         let due = self.clock.now_ms() + delay_ms;
         self.timers
             .schedule(id, &payload, due)
@@ -391,11 +402,9 @@ mod tests {
         assert!(out.direct, "hop messages go straight to the queue");
         let header = out.headers.get("traceparent").expect("traceparent header");
         assert_eq!(
-            trace::trace_id(Some(header)),
-            "0af7651916cd43dd8448eb211c80319c",
-            "same trace"
+            header, parent,
+            "traces not exported: the context travels on as it came"
         );
-        assert_ne!(header, parent, "a new span for the new hop");
         let body: serde_json::Value = serde_json::from_slice(&out.body).expect("JSON body");
         assert!(body.get("traceparent").is_none(), "{body}");
     }

@@ -30,11 +30,12 @@ pub fn run(args: MasterArgs) -> anyhow::Result<u8> {
         settings.master_insecure_no_auth = true;
     }
     settings.validate()?;
-    crate::logging::init_service(&settings.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let telemetry = crate::logging::telemetry(&rt, "baton-master")?;
+    crate::logging::init_service(&settings.log_format, telemetry.as_ref());
+    let result = rt.block_on(async move {
         let shutdown = CancellationToken::new();
         super::signals::spawn_signal_handler(shutdown.clone());
         let master = baton_master::distributed(&settings, shutdown.clone()).await?;
@@ -48,5 +49,7 @@ pub fn run(args: MasterArgs) -> anyhow::Result<u8> {
         baton_master::serve_with(master, listener, &settings.http_limits(), shutdown).await?;
         tracing::info!("master stopped");
         Ok(0)
-    })
+    });
+    rt.block_on(crate::logging::flush(telemetry));
+    result
 }

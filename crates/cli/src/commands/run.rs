@@ -124,14 +124,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
-        let runtime = EmbeddedRuntime::start(registry, args.concurrency);
+    let telemetry = crate::logging::telemetry(&rt, "baton")?;
+    crate::logging::init_cli(telemetry.as_ref());
+    let traced = telemetry.is_some();
+    let result = rt.block_on(async move {
+        let runtime = EmbeddedRuntime::start_traced(registry, args.concurrency, traced);
         for (id, doc) in &catalog {
             runtime.catalog().put(id, doc).await?;
         }
         let mut events = runtime.events().subscribe();
         let execution_id = uuid::Uuid::now_v7().to_string();
-        let done = runtime.submit(workflow, &execution_id, input).await?;
+        // One trace per run: its node spans are children of this one.
+        let span = tracing::info_span!("run", workflow = %args.file.display(), execution_id = %execution_id);
+        let done = tracing::Instrument::instrument(
+            runtime.submit(workflow, &execution_id, input),
+            span,
+        )
+        .await?;
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new_spinner();
             b.set_style(
@@ -222,5 +231,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         } else {
             1
         })
-    })
+    });
+    rt.block_on(crate::logging::flush(telemetry));
+    result
 }

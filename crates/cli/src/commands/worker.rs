@@ -1,6 +1,7 @@
 //! `baton worker [--config FILE]`: the stateless worker service. JSON logs (set
 //! `BATON_LOG_FORMAT=human` for a terminal), health and metrics on `BATON_HTTP_PORT`, graceful
-//! drain on SIGTERM/SIGINT, exit 0.
+//! drain on SIGTERM/SIGINT, exit 0 (after flushing the spans still buffered, when traces are
+//! exported: `OTEL_EXPORTER_OTLP_ENDPOINT`).
 
 use std::path::PathBuf;
 
@@ -17,13 +18,14 @@ pub struct WorkerArgs {
 
 pub fn run(args: WorkerArgs) -> anyhow::Result<u8> {
     let settings = Settings::load(args.config.as_deref())?;
-    crate::logging::init_service(&settings.log_format);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if settings.worker_threads > 0 {
         rt.worker_threads(settings.worker_threads);
     }
     let rt = rt.enable_all().build()?;
-    rt.block_on(async move {
+    let telemetry = crate::logging::telemetry(&rt, "baton-worker")?;
+    crate::logging::init_service(&settings.log_format, telemetry.as_ref());
+    let result = rt.block_on(async move {
         let metrics = health::install_metrics()?;
         let shutdown = CancellationToken::new();
         super::signals::spawn_signal_handler(shutdown.clone());
@@ -47,5 +49,8 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<u8> {
         result?;
         tracing::info!("worker stopped");
         Ok(0)
-    })
+    });
+    // After the drain: the spans of the last hops are exported before the process exits.
+    rt.block_on(crate::logging::flush(telemetry));
+    result
 }

@@ -80,6 +80,8 @@ pub struct Engine {
     /// arriving here is held off like one meeting another worker's claim (the store cannot
     /// tell two runs of one owner apart).
     pub(super) running: Mutex<HashSet<String>>,
+    /// Whether each node attempt runs in a `node` span (on when traces are exported).
+    pub(super) node_spans: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -115,7 +117,15 @@ impl Engine {
             worker_id: format!("w-{:032x}", rand::random::<u128>()),
             hop_lease_ms: HOP_LEASE_MS,
             running: Mutex::new(HashSet::new()),
+            node_spans: false,
         }
+    }
+
+    /// Runs each node attempt in a `node` span (node id and type, attempt, outcome): on when
+    /// the process exports traces, off (no span built) otherwise.
+    pub fn with_node_spans(mut self, on: bool) -> Self {
+        self.node_spans = on;
+        self
     }
 
     /// Names this process as the owner of the hop claims it takes (default: a random id; it

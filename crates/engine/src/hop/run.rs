@@ -63,7 +63,21 @@ impl Engine {
             running.parameters = Some(params.clone());
         }
         self.emit(running).await;
-        let result = self.run_node(node, hop, &params, &ctx).await;
+        let result = if self.node_spans {
+            let span = tracing::info_span!("node", workflow_id = %msg.workflow_id, execution_id = %msg.execution_id, node_id = %node.id, node_type = %node.node_type, attempt = msg.attempt, outcome = tracing::field::Empty);
+            let result = tracing::Instrument::instrument(
+                self.run_node(node, hop, &params, &ctx),
+                span.clone(),
+            )
+            .await;
+            match &result {
+                Ok(_) => span.record("outcome", "ok"),
+                Err(e) => span.record("outcome", e.code.as_str()),
+            };
+            result
+        } else {
+            self.run_node(node, hop, &params, &ctx).await
+        };
         if msg.kind == HopKind::OnFailure {
             // It runs after the execution ended: its output is stored, never routed.
             let result = result.map(NodeOutput::into_value);

@@ -166,9 +166,29 @@ async fn count_requests(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let response = next.run(request).await;
+    let response = if baton_telemetry::enabled() {
+        traced(&route, request, next).await
+    } else {
+        next.run(request).await
+    };
     let status = response.status().as_u16().to_string();
     metrics::counter!(m::HTTP_REQUESTS, "route" => route, "status" => status).increment(1);
+    response
+}
+
+/// A request in a span of its own (traces exported): a child of the caller's `traceparent`,
+/// the parent of what the request publishes (a start message carries it, so an execution's
+/// trace starts at the API call).
+async fn traced(route: &str, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let span = tracing::info_span!("http request", otel.name = %format!("{method} {route}"), http.request.method = %method, http.route = %route, http.response.status_code = tracing::field::Empty);
+    let parent = request
+        .headers()
+        .get(baton_telemetry::context::TRACEPARENT)
+        .and_then(|v| v.to_str().ok());
+    baton_telemetry::context::set_parent(&span, parent);
+    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
     response
 }
 

@@ -54,8 +54,13 @@ impl AmqpBackend {
 
     async fn publish(&self, body: &impl Serialize) -> Result<(), BackendError> {
         let bytes = serde_json::to_vec(body)?;
+        let mut message = Outgoing::new(self.execution_queue.clone(), bytes);
+        // The request's trace goes on with the message (a start: the execution's whole trace).
+        if let Some(traceparent) = baton_telemetry::context::current() {
+            message = message.with_header(baton_telemetry::context::TRACEPARENT, traceparent);
+        }
         self.broker
-            .publish(vec![Outgoing::new(self.execution_queue.clone(), bytes)])
+            .publish(vec![message])
             .await
             .map_err(BackendError::from)
     }
