@@ -22,14 +22,17 @@ use serde_json::{Value, json};
 /// are validation errors).
 const EXPECTED_EXIT: &[(&str, i64)] = &[("07-halt-with-cleanup", 1)];
 
-/// The workflow files in `examples/`, sorted, without their `.input.json` companions.
+/// The workflow files in `examples/`, sorted, without their `.input.json` and `.test.json`
+/// companions.
 fn example_workflows() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(examples_dir())
         .expect("examples/ exists")
         .map(|e| e.expect("readable entry").path())
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy();
-            name.ends_with(".json") && !name.ends_with(".input.json")
+            name.ends_with(".json")
+                && !name.ends_with(".input.json")
+                && !name.ends_with(".test.json")
         })
         .collect();
     files.sort();

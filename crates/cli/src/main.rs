@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run a workflow in this process (embedded mode) and print its final context.
     Run(commands::run::RunArgs),
+    /// Run workflow test files (`*.test.json`) with mocks, signals and virtual time.
+    Test(commands::test::TestArgs),
     /// Check a workflow definition and report every problem.
     Validate(commands::validate::ValidateArgs),
     /// List node types with their parameters.
@@ -57,11 +59,14 @@ fn main() -> ExitCode {
         return baton_sandbox::child::main(std::env::args().skip(2));
     }
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Worker(_) | Command::Master(_)) {
-        logging::init_cli();
+    match cli.command {
+        Command::Worker(_) | Command::Master(_) => {}
+        Command::Test(_) => logging::init_test(),
+        _ => logging::init_cli(),
     }
     let result = match cli.command {
         Command::Run(args) => commands::run::run(args),
+        Command::Test(args) => commands::test::run(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Nodes(args) => commands::nodes::run(args),
         Command::Schema(args) => commands::schema::run(args),
