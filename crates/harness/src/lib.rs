@@ -4,6 +4,7 @@
 pub mod check;
 pub mod clock;
 pub mod discover;
+mod fields;
 pub mod file;
 pub mod mock;
 pub mod report;
