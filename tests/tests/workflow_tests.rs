@@ -136,7 +136,8 @@ fn junit_lists_every_case_with_its_failures() {
     dir.copy_example("01-hello.json");
     dir.write(
         "broken.test.json",
-        r#"{"workflow": "01-hello.json", "expect": {"status": "halted"}}"#,
+        r#"{"workflow": "01-hello.json", "input": {"name": "Al", "count": 1, "muted": false},
+            "expect": {"status": "halted"}}"#,
     );
     let xml = dir.path().join("report.xml");
     let out = baton()
