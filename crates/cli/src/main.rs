@@ -20,6 +20,15 @@ enum Command {
     /// Run a workflow in this process (embedded mode) and print its final context.
     Run(commands::run::RunArgs),
     /// Run workflow test files (`*.test.json`) with mocks, signals and virtual time.
+    ///
+    /// Runs in this process, with no services: nodes named in `mocks` return their mocked
+    /// outputs or errors instead of running, `signals` are delivered to signal waits, and
+    /// timers, waits and timeouts pass in virtual time. Each case's `expect` (status, context
+    /// subset, ran / not_ran, attempts, error) is checked and every mismatch printed with its
+    /// JSON path. File format: rfcs/0010-workflow-tests.md.
+    ///
+    /// Exit 0 when every case passes, 1 when one fails, 2 when a test file is invalid or no
+    /// test file is found.
     Test(commands::test::TestArgs),
     /// Check a workflow definition and report every problem.
     Validate(commands::validate::ValidateArgs),

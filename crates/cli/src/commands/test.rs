@@ -10,15 +10,6 @@ use baton_harness::report::{self, FileReport, Totals};
 use clap::Args;
 
 #[derive(Args, Debug)]
-#[command(
-    long_about = "Runs workflow test files (`*.test.json`) in this process, with no services: \
-        nodes named in `mocks` return their mocked outputs or errors instead of running, \
-        `signals` are delivered to signal waits, and timers, waits and timeouts pass in virtual \
-        time. Each case's `expect` (status, context subset, ran / not_ran, attempts, error) is \
-        checked and every mismatch printed with its JSON path. File format: \
-        rfcs/0010-workflow-tests.md.\n\nExit 0 when every case passes, 1 when one fails, 2 when \
-        a test file is invalid or no test file is found."
-)]
 pub struct TestArgs {
     /// Test files, or directories searched recursively for `*.test.json`.
     #[arg(value_name = "PATH", default_value = ".")]
