@@ -4,7 +4,9 @@
 //! exists, and must exit 0 unless [`EXPECTED_EXIT`] says otherwise. Examples that
 //! call an HTTP API get a local one (the same API as `scripts/demo-api.py`): an input
 //! `base_url` is pointed at it, so no network is needed. Every example runs with
-//! `--workflows examples/workflows`, the catalog its `workflow` nodes start from.
+//! `--workflows examples/workflows`, the catalog its `workflow` nodes start from, and with the
+//! `--signal`s [`SIGNALS`] lists. (`baton test examples/` runs their test files:
+//! `workflow_tests.rs`.)
 
 mod common;
 
@@ -22,14 +24,20 @@ use serde_json::{Value, json};
 /// are validation errors).
 const EXPECTED_EXIT: &[(&str, i64)] = &[("07-halt-with-cleanup", 1)];
 
-/// The workflow files in `examples/`, sorted, without their `.input.json` companions.
+/// `--signal` arguments of examples that wait for a signal, by file stem.
+const SIGNALS: &[(&str, &str)] = &[("10-approval", r#"approve={"approved": true, "by": "ann"}"#)];
+
+/// The workflow files in `examples/`, sorted, without their `.input.json` and `.test.json`
+/// companions.
 fn example_workflows() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(examples_dir())
         .expect("examples/ exists")
         .map(|e| e.expect("readable entry").path())
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy();
-            name.ends_with(".json") && !name.ends_with(".input.json")
+            name.ends_with(".json")
+                && !name.ends_with(".input.json")
+                && !name.ends_with(".test.json")
         })
         .collect();
     files.sort();
@@ -66,6 +74,10 @@ fn run_example(workflow: &std::path::Path) -> std::process::Output {
     cmd.arg("--workflows").arg(examples_dir().join("workflows"));
     if let Some(input) = example_input(workflow) {
         cmd.arg("--input").arg(input.to_string());
+    }
+    let stem = workflow.file_stem().unwrap().to_string_lossy();
+    for (_, signal) in SIGNALS.iter().filter(|(s, _)| *s == stem) {
+        cmd.arg("--signal").arg(signal);
     }
     cmd.output().unwrap()
 }
@@ -259,4 +271,26 @@ fn a_sub_workflow_example_without_its_catalog_takes_the_error_route() {
         stderr(&out)
     );
     assert_eq!(stdout_json(&out)["$Priced"]["count"], 3);
+}
+
+#[test]
+fn the_approval_example_pays_on_the_signal_given_with_run_signal() {
+    let out = run_example(&example("10-approval.json"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ctx = stdout_json(&out);
+    assert_eq!(ctx["$Approval"]["data"]["by"], "ann", "{ctx:#}");
+    assert_eq!(ctx["$Pay"]["message"], "paying 1200 EUR, approved by ann");
+    assert!(ctx.get("$Expired").is_none(), "{ctx:#}");
+}
+
+#[test]
+fn run_rejects_a_signal_that_is_not_name_equals_json() {
+    for bad in ["approve", "=1", "approve={not json"] {
+        let out = baton()
+            .args(["run", "examples/10-approval.json", "--signal", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--signal"), "{bad}: {}", stderr(&out));
+    }
 }

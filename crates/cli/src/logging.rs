@@ -32,6 +32,16 @@ pub fn init_cli(telemetry: Option<&Telemetry>) {
         .try_init();
 }
 
+/// `baton test`: nothing unless `RUST_LOG` asks (the `log` nodes of the workflows under test
+/// would drown the report).
+pub fn init_test() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter("off"))
+        .try_init();
+}
+
 /// Services: one JSON object per line with span fields (execution_id, node_id, …), or human.
 /// Without traces, the logs' filter is global (no per-layer filtering on the hop path).
 pub fn init_service(format: &str, telemetry: Option<&Telemetry>) {

@@ -19,6 +19,17 @@ struct Cli {
 enum Command {
     /// Run a workflow in this process (embedded mode) and print its final context.
     Run(commands::run::RunArgs),
+    /// Run workflow test files (`*.test.json`) with mocks, signals and virtual time.
+    ///
+    /// Runs in this process, with no services: nodes named in `mocks` return their mocked
+    /// outputs or errors instead of running, `signals` are delivered to signal waits, and
+    /// timers, waits and timeouts pass in virtual time. Each case's `expect` (status, context
+    /// subset, ran / not_ran, attempts, error) is checked and every mismatch printed with its
+    /// JSON path. File format: rfcs/0010-workflow-tests.md.
+    ///
+    /// Exit 0 when every case passes, 1 when one fails, 2 when a test file is invalid or no
+    /// test file is found.
+    Test(commands::test::TestArgs),
     /// Check a workflow definition and report every problem.
     Validate(commands::validate::ValidateArgs),
     /// List node types with their parameters.
@@ -70,7 +81,11 @@ fn main() -> ExitCode {
         cli.command,
         Command::Worker(_) | Command::Master(_) | Command::Run(_)
     ) {
-        logging::init_cli(None);
+        if matches!(cli.command, Command::Test(_)) {
+            logging::init_test();
+        } else {
+            logging::init_cli(None);
+        }
     }
     // One environment serves every role: another role's variables are ignored, a name no role
     // knows is refused before anything starts (the settings loaders check it too).
@@ -82,6 +97,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run(args) => commands::run::run(args),
+        Command::Test(args) => commands::test::run(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Nodes(args) => commands::nodes::run(args),
         Command::Schema(args) => commands::schema::run(args),

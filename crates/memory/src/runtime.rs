@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use async_trait::async_trait;
@@ -57,6 +58,18 @@ struct Dispatch {
     permits: Arc<Semaphore>,
     /// A traced runtime's hop tasks stay in the span they were started in.
     traced: bool,
+    /// Hop tasks spawned and not finished (waiting for a permit included): zero when the
+    /// runtime is idle apart from its timers (what `baton test` moves virtual time on).
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts a hop task as in flight from its spawn to its end (or its drop at shutdown).
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// What a hop task knows about itself: its runtime, and the message to run next.
@@ -83,6 +96,8 @@ impl Dispatch {
             return;
         };
         let permits = self.permits.clone();
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let in_flight = InFlight(self.in_flight.clone());
         let current = Current {
             owner: self.id(),
             next: RefCell::new(None),
@@ -90,6 +105,7 @@ impl Dispatch {
         // Boxed once per task: the hop's future is several KB, and a task copies its future
         // when it is spawned and when it completes; the hops it runs in a row reuse the box.
         let task = CURRENT.scope(current, async move {
+            let _in_flight = in_flight;
             let Ok(_permit) = permits.acquire_owned().await else {
                 return;
             };
@@ -200,6 +216,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug, Clone)]
 pub struct EmbeddedRuntime {
     engine: Arc<Engine>,
+    in_flight: Arc<AtomicUsize>,
     store: Arc<MemoryStore>,
     events: Arc<MemoryEvents>,
     definitions: Arc<MemoryDefinitions>,
@@ -270,10 +287,12 @@ impl EmbeddedRuntime {
         let store = Arc::new(MemoryStore::new());
         let events = Arc::new(MemoryEvents::new());
         let definitions = Arc::new(MemoryDefinitions::default());
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let dispatch = Arc::new(Dispatch {
             engine: OnceLock::new(),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             traced: node_spans,
+            in_flight: in_flight.clone(),
         });
         let mut engine = Engine::new(
             store.clone(),
@@ -296,6 +315,7 @@ impl EmbeddedRuntime {
         let _ = dispatch.engine.set(Arc::downgrade(&engine));
         Self {
             engine,
+            in_flight,
             store,
             events,
             definitions,
@@ -315,6 +335,13 @@ impl EmbeddedRuntime {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Hop tasks running or waiting to run (not timers waiting on the clock). With the
+    /// clock's pending sleepers, this is how a driver of virtual time (`baton test`) knows
+    /// the runtime is idle.
+    pub fn hops_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     /// Registers a compiled workflow and returns its reference.

@@ -17,6 +17,7 @@ pub mod signal;
 pub mod signals;
 pub mod submit;
 pub mod submit_existing;
+pub mod test;
 pub mod validate;
 pub mod watch;
 pub mod worker;

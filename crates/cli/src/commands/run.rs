@@ -1,8 +1,9 @@
-//! `baton run FILE [--input JSON|@file] [--workflows DIR]`: runs the workflow embedded. Per-node
-//! progress on stderr (a live display on a terminal, plain lines otherwise), the final context
-//! as JSON on stdout. `--workflows DIR` puts every `*.json` of DIR into the workflow catalog
-//! that `workflow` (sub-workflow) nodes start from. Exit 0 completed, 1 failed/halted, 2
-//! invalid workflow or unreadable input.
+//! `baton run FILE [--input JSON|@file] [--workflows DIR] [--signal NAME=JSON]…`: runs the
+//! workflow embedded. Per-node progress on stderr (a live display on a terminal, plain lines
+//! otherwise), the final context as JSON on stdout. `--workflows DIR` puts every `*.json` of
+//! DIR into the workflow catalog that `workflow` (sub-workflow) nodes start from; each
+//! `--signal` is delivered when a branch waits for that signal. Exit 0 completed, 1
+//! failed/halted, 2 invalid workflow, input or signal.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,33 @@ pub struct RunArgs {
     /// catalog under its `"id"` field, or its file name without `.json`.
     #[arg(long, value_name = "DIR")]
     pub workflows: Option<PathBuf>,
+    /// A signal for a wait node in `signal` mode, as NAME=JSON (`--signal approve='{"by":"ann"}'`),
+    /// delivered when a branch waits for NAME; repeat it for several signals, or for several
+    /// waits on one name (delivered in order).
+    #[arg(long = "signal", value_name = "NAME=JSON")]
+    pub signals: Vec<String>,
+}
+
+/// `NAME=JSON` → the signal's name and data.
+fn parse_signal(arg: &str) -> Result<(String, Value), String> {
+    let Some((name, data)) = arg.split_once('=') else {
+        return Err(format!("--signal {arg:?}: expected NAME=JSON"));
+    };
+    if name.is_empty() {
+        return Err(format!("--signal {arg:?}: the signal name is empty"));
+    }
+    let data = serde_json::from_str(data)
+        .map_err(|e| format!("--signal {name}: the data is not valid JSON: {e}"))?;
+    Ok((name.to_string(), data))
+}
+
+/// The signal a `waiting` status asks for (a signal wait's output is `{signal, waiting: true}`).
+fn awaited_signal(output: Option<&Value>) -> Option<&str> {
+    let out = output?;
+    if out.get("waiting").and_then(Value::as_bool) != Some(true) {
+        return None;
+    }
+    out.get("signal").and_then(Value::as_str)
 }
 
 /// The `(id, definition)` of every `*.json` in `dir`, in file-name order; each must be a
@@ -111,6 +139,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(2);
         }
     };
+    let mut signals = Vec::with_capacity(args.signals.len());
+    for arg in &args.signals {
+        match parse_signal(arg) {
+            Ok(signal) => signals.push(signal),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(2);
+            }
+        }
+    }
     let catalog = match &args.workflows {
         Some(dir) => match catalog_entries(dir, &registry) {
             Ok(entries) => entries,
@@ -151,6 +189,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             b
         });
         let exec_for_printer = execution_id.clone();
+        let signaller = runtime.clone();
         let printer = tokio::spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
             let mut finished = 0usize;
@@ -168,6 +207,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                     Event::Completion(c) if c.execution_id == exec_for_printer => break,
                     Event::Completion(_) => continue,
                 };
+                if s.status == NodeStatus::Waiting
+                    && s.execution_id == exec_for_printer
+                    && let Some(name) = awaited_signal(s.output.as_ref())
+                    && let Some(i) = signals.iter().position(|(n, _)| n == name)
+                {
+                    let (name, data) = signals.remove(i);
+                    if let Err(e) = signaller.signal(&exec_for_printer, &name, data).await {
+                        eprintln!("error: signal {name} could not be delivered: {e}");
+                    }
+                }
                 let item = s
                     .item_index
                     .map(|i| format!(" [item {i}]"))
