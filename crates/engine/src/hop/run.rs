@@ -50,7 +50,7 @@ impl Engine {
                 p
             }
             Err(e) => {
-                self.emit(running).await;
+                self.emit(node.status_mode, running).await;
                 let err = NodeError {
                     message: e.to_string(),
                     code: ErrorCode::TemplateError,
@@ -59,10 +59,10 @@ impl Engine {
                 return Box::pin(self.fail(wf, node, hop, err, started)).await;
             }
         };
-        if self.events.wants_status() {
+        if self.sends_status(node, NodeStatus::Running) {
             running.parameters = Some(params.clone());
         }
-        self.emit(running).await;
+        self.emit(node.status_mode, running).await;
         let result = self.run_node(node, hop, &params, &ctx).await;
         if msg.kind == HopKind::OnFailure {
             // It runs after the execution ended: its output is stored, never routed.
@@ -106,7 +106,7 @@ impl Engine {
                     },
                 )
                 .await?;
-            self.emit(ev).await;
+            self.emit(node.status_mode, ev).await;
             self.emit_completion(&msg.workflow_id, &msg.execution_id)
                 .await?;
             return Ok(HopOutcome::Done);
