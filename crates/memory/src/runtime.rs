@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use async_trait::async_trait;
 
 use baton_core::CompiledWorkflow;
-use baton_core::wire::{Completion, ExecutionStatus, HopMessage, seed_input};
+use baton_core::wire::{Completion, ExecutionStatus, HopMessage, StatusMode, seed_input};
 use baton_engine::ports::{CredentialVault, DefinitionCache, HopQueue, PortError};
 use baton_engine::{Clock, Engine, HopOutcome, NodeRegistry, StartRequest, SystemClock};
 use serde_json::{Map, Value};
@@ -228,6 +228,26 @@ impl EmbeddedRuntime {
         catalog: Arc<MemoryCatalog>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        Self::start_with_status_mode(
+            registry,
+            concurrency,
+            vault,
+            catalog,
+            clock,
+            StatusMode::Full,
+        )
+    }
+
+    /// Like `start_with_clock`, publishing node statuses in `status_mode` (RFC 0011; a
+    /// workflow's `status_mode` may lower it, never raise it).
+    pub fn start_with_status_mode(
+        registry: NodeRegistry,
+        concurrency: usize,
+        vault: Option<Arc<dyn CredentialVault>>,
+        catalog: Arc<MemoryCatalog>,
+        clock: Arc<dyn Clock>,
+        status_mode: StatusMode,
+    ) -> Self {
         let store = Arc::new(MemoryStore::new());
         let events = Arc::new(MemoryEvents::new());
         let definitions = Arc::new(MemoryDefinitions::default());
@@ -246,7 +266,8 @@ impl EmbeddedRuntime {
             definitions.clone(),
             Arc::new(registry),
         )
-        .with_clock(clock);
+        .with_clock(clock)
+        .with_status_mode(status_mode);
         if let Some(vault) = vault {
             engine = engine.with_vault(vault);
         }
