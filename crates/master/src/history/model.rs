@@ -204,7 +204,8 @@ fn run_state(event: &StatusEvent, execution_finished: bool) -> usize {
 ///
 /// Status modes (RFC 0011): a `compact` run carries no output, an `off` execution no runs at
 /// all; once it finished, a top-level node's output is read from the final context where the
-/// view lacks it, and a node with no run but an output there is shown `success`.
+/// view lacks it, and in an execution with no run at all, a node with an output there is shown
+/// `success`.
 pub fn node_views(record: &ExecutionRecord, definition: Option<&Value>) -> Map<String, Value> {
     let stored = |name: &str| -> Option<&Value> {
         record
@@ -280,8 +281,10 @@ pub fn node_views(record: &ExecutionRecord, definition: Option<&Value>) -> Map<S
                 continue;
             }
             let name = n.get("name").and_then(Value::as_str).unwrap_or(id);
-            if let Some(output) = stored(name) {
-                // Ran without a status (`off`): its output is its detail.
+            // An execution without any run ran with statuses `off`: a node with an output
+            // ran, and its output is its detail. (With runs, an output without one was
+            // carried over by a replay: the node was skipped.)
+            if let Some(output) = stored(name).filter(|_| record.runs.is_empty()) {
                 out.insert(
                     id.to_string(),
                     json!({
@@ -438,18 +441,22 @@ mod tests {
             {"id": "b", "name": "b", "type": "log"},
             {"id": "c", "name": "c", "type": "log"},
         ]});
-        // `compact`: a's run has no output; `off`: b has no run at all; c never ran.
-        let mut finished = record("completed", vec![event("a", NodeStatus::Success, None)]);
-        finished.final_context = Some(
-            json!({"$a": {"n": 1}, "$b": {"n": 2}})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        );
-        let views = node_views(&finished, Some(&definition));
+        let context = json!({"$a": {"n": 1}, "$b": {"n": 2}})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        // `compact`: a's run has no output (b's output is a replay's carried-over one).
+        let mut compact = record("completed", vec![event("a", NodeStatus::Success, None)]);
+        compact.final_context = Some(context.clone());
+        let views = node_views(&compact, Some(&definition));
         assert_eq!(views["a"]["output"], json!({"n": 1}));
         assert_eq!(views["a"]["duration_ms"], 5);
-        assert_eq!(views["b"]["status"], "success");
+        assert_eq!(views["b"]["status"], "skipped");
+        // `off`: no run at all; c never ran.
+        let mut off = record("completed", vec![]);
+        off.final_context = Some(context);
+        let views = node_views(&off, Some(&definition));
+        assert_eq!(views["a"]["status"], "success");
         assert_eq!(views["b"]["output"], json!({"n": 2}));
         assert_eq!(views["c"]["status"], "skipped");
     }
