@@ -128,6 +128,12 @@ pub struct DistributedReport {
     pub sequential: SequentialReport,
     pub chains: ThroughputReport,
     pub fanout: FanoutReport,
+    /// (b) once more with `compact` statuses, then with statuses `off` (hops counted from
+    /// completions: chain length per execution completed in the window).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chains_compact: Option<ThroughputReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chains_off: Option<ThroughputReport>,
     /// Every round of (b); `chains` is the median one.
     pub rounds: Vec<Round>,
     /// Median of the rounds' ratios to their ceilings (when measured).
@@ -632,6 +638,21 @@ async fn phases(
         report.chains = runs.swap_remove(runs.len() / 2);
         report.median_ratio =
             crate::stats::median(report.rounds.iter().filter_map(|r| r.ratio).collect());
+        for mode in ["compact", "off"] {
+            progress(&format!(
+                "(b) {} chains in flight, statuses {mode}",
+                opts.chains
+            ));
+            let chain = workflows::chain_with_status_mode(opts.chain_len, mode);
+            let r = throughput(opts, driver, &chain, &watched).await?;
+            progress(&format!("(b) statuses {mode}: {:.0} hops/s", r.hops_per_s));
+            if mode == "compact" {
+                report.chains_compact = Some(r);
+            } else {
+                report.chains_off = Some(r);
+            }
+            procfs::quiet_gate(15.0, opts.quiet_wait_secs).await;
+        }
     }
     report.worker_peak_rss_mb_after_chains =
         procfs::status_kb(worker.pid(), "VmHWM").unwrap_or(0) as f64 / 1024.0;
@@ -763,6 +784,9 @@ async fn throughput(
     watched: &Watched,
 ) -> anyhow::Result<ThroughputReport> {
     let empty = json!({});
+    // With `compact` or `off` statuses there is no `success` event per hop to count: each
+    // execution completed in the window counts its chain's hops.
+    let by_completion = chain.get("status_mode").is_some();
     driver.drain();
     let t_start = Instant::now();
     let warm_end = t_start + Duration::from_secs_f64(opts.warmup_secs);
@@ -840,6 +864,9 @@ async fn throughput(
                 };
                 if status != ExecutionStatus::Completed {
                     failures += 1;
+                }
+                if by_completion && recv >= warm_end && recv < end {
+                    hops += workflows::chain_hops(opts.chain_len);
                 }
                 // Latencies of executions that ran entirely inside the window.
                 if published_in_window.remove(&exec) && recv < end {
