@@ -12,9 +12,7 @@ use super::status::{ErrorInfo, NodeStatus, StatusEvent};
 
 /// How much a worker publishes about node runs. Ordered: `Off < Compact < Full`; a workflow may
 /// ask for less than its worker's mode, never more ([`StatusMode::limited_to`]).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusMode {
     /// Completions only.
@@ -74,6 +72,14 @@ impl FromStr for StatusMode {
             "off" => Ok(Self::Off),
             _ => Err(UnknownStatusMode(s.to_string())),
         }
+    }
+}
+
+/// Read by name ([`FromStr`]), so a wrong one is answered with the three choices.
+impl<'de> Deserialize<'de> for StatusMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
