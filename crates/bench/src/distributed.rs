@@ -138,6 +138,12 @@ pub struct DistributedReport {
     pub sequential: SequentialReport,
     pub chains: ThroughputReport,
     pub fanout: FanoutReport,
+    /// (b) once more with `compact` statuses, then with statuses `off` (hops counted from
+    /// completions: chain length per execution completed in the window).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chains_compact: Option<ThroughputReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chains_off: Option<ThroughputReport>,
     /// Every round of (b); `chains` is the median one.
     pub rounds: Vec<Round>,
     /// Median of the rounds' ratios to their ceilings (when measured).
@@ -406,6 +412,21 @@ async fn phases(
         report.chains = runs.swap_remove(runs.len() / 2);
         report.median_ratio =
             crate::stats::median(report.rounds.iter().filter_map(|r| r.ratio).collect());
+        for mode in ["compact", "off"] {
+            progress(&format!(
+                "(b) {} chains in flight, statuses {mode}",
+                opts.chains
+            ));
+            let chain = workflows::chain_with_status_mode(opts.chain_len, mode);
+            let r = throughput(opts, driver, &chain, &watched).await?;
+            progress(&format!("(b) statuses {mode}: {:.0} hops/s", r.hops_per_s));
+            if mode == "compact" {
+                report.chains_compact = Some(r);
+            } else {
+                report.chains_off = Some(r);
+            }
+            procfs::quiet_gate(15.0, opts.quiet_wait_secs).await;
+        }
     }
     report.worker_peak_rss_mb_after_chains = peak_rss_mb(workers);
     if opts.phases.contains('c') {
@@ -421,3 +442,4 @@ async fn phases(
     }
     Ok(report)
 }
+

@@ -137,6 +137,9 @@ pub struct Headline {
     /// (b) hops/s with the chains in flight, and its ratio to the ceiling.
     pub hops_per_s: Option<f64>,
     pub ceiling_ratio: Option<f64>,
+    /// (b) with `compact` statuses, and with statuses `off` (RFC 0011), hops/s.
+    pub hops_per_s_compact: Option<f64>,
+    pub hops_per_s_off: Option<f64>,
     /// (c) one fan-out → join execution, seconds (p50).
     pub fanout_join_s: Option<f64>,
     /// (d) worker peak RSS after (b), MiB.
@@ -167,6 +170,12 @@ impl Headline {
             ceiling_ratio: chains
                 .filter(|_| ceiling_hops > 0.0)
                 .map(|d| r3(d.median_ratio.unwrap_or(d.chains.hops_per_s / ceiling_hops))),
+            hops_per_s_compact: chains
+                .and_then(|d| d.chains_compact.as_ref())
+                .map(|r| r3(r.hops_per_s)),
+            hops_per_s_off: chains
+                .and_then(|d| d.chains_off.as_ref())
+                .map(|r| r3(r.hops_per_s)),
             fanout_join_s: fanout.map(|d| r3(d.fanout.execution_ms.p50 / 1e3)),
             worker_rss_mb: chains.map(|d| r3(d.worker_peak_rss_mb_after_chains)),
             embedded_hops_per_s: embedded_min.map(r3),
@@ -425,6 +434,20 @@ impl Report {
                     String::new(),
                     None,
                 );
+                for (mode, hops) in [
+                    ("compact", self.headline.hops_per_s_compact),
+                    ("off", self.headline.hops_per_s_off),
+                ] {
+                    if let Some(hops) = hops {
+                        row(
+                            &mut s,
+                            &format!("    statuses {mode}, hops/s"),
+                            format!("{hops:.0}"),
+                            String::new(),
+                            None,
+                        );
+                    }
+                }
                 row(
                     &mut s,
                     if measured_rounds {
@@ -620,6 +643,10 @@ mod tests {
         distributed.fanout.executions = 3;
         distributed.fanout.execution_ms.p50 = 80.0;
         distributed.worker_peak_rss_mb_after_chains = 35.0;
+        distributed.chains_compact = Some(distributed::ThroughputReport {
+            hops_per_s: 9000.0,
+            ..Default::default()
+        });
         let report = Report::new(
             Value::Null,
             Some(distributed),
@@ -634,6 +661,8 @@ mod tests {
         assert_eq!(json["ceiling_ratio"], 0.5);
         assert_eq!(json["fanout_join_s"], 0.08);
         assert_eq!(json["worker_rss_mb"], 35.0);
+        assert_eq!(json["hops_per_s_compact"], 9000.0);
+        assert_eq!(json["hops_per_s_off"], Value::Null, "not measured");
         assert_eq!(
             json["embedded_hops_per_s"], 120_000.0,
             "the lowest embedded phase that ran"

@@ -25,6 +25,14 @@ pub fn chain(len: usize) -> Value {
     json!({"name": format!("bench-chain-{len}"), "version": 1, "nodes": nodes, "edges": edges})
 }
 
+/// The chain asking for statuses in `mode` (`compact` or `off`; RFC 0011): it lowers the
+/// worker's `full`, so one worker measures every mode.
+pub fn chain_with_status_mode(len: usize, mode: &str) -> Value {
+    let mut doc = chain(len);
+    doc["status_mode"] = json!(mode);
+    doc
+}
+
 /// Node runs (hop messages) of one chain execution.
 pub fn chain_hops(len: usize) -> u64 {
     len as u64

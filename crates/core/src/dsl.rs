@@ -84,6 +84,11 @@ pub const WORKFLOW_FIELDS: &[FieldSpec] = &[
         "Deadline of the whole execution in milliseconds: still running when it passes, the execution fails with `EXECUTION_TIMEOUT` and its running nodes are cancelled.",
     ),
     field(
+        "status_mode",
+        r#"{"type":"string","enum":["full","compact","off"]}"#,
+        "The most status detail its runs publish: `full` (Rune's `running` + final status per node), `compact` (one batched record per node run) or `off` (completions only). Lowers the worker's `BATON_STATUS_MODE`, never raises it.",
+    ),
+    field(
         "workflow_id",
         r#"{"type":"string"}"#,
         "Accepted for Rune compatibility (its message-level id wins); ignored.",

@@ -22,6 +22,10 @@ pub struct Workflow {
     /// `EXECUTION_TIMEOUT` and its running nodes are cancelled (RFC 0003).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// The most status detail this workflow's runs publish (RFC 0011): a worker's own
+    /// `BATON_STATUS_MODE` is lowered to it, never raised. `None`: the worker's mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_mode: Option<crate::wire::StatusMode>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -401,6 +401,18 @@ pub fn check_shape(doc: &Value) -> Vec<Problem> {
         |v| v.as_u64().is_some_and(|n| n > 0),
         false,
     );
+    expect(
+        &mut p,
+        root,
+        "$",
+        "status_mode",
+        "one of `full`, `compact`, `off`",
+        |v| {
+            v.as_str()
+                .is_some_and(|s| matches!(s, "full" | "compact" | "off"))
+        },
+        false,
+    );
     p
 }
 
@@ -433,5 +445,19 @@ mod tests {
         }
         let good = check_shape(&json!({"nodes": [], "timeout_ms": 60000}));
         assert!(!good.iter().any(|p| p.path == "$.timeout_ms"), "{good:?}");
+    }
+
+    #[test]
+    fn a_workflow_status_mode_must_name_one_of_the_three_modes() {
+        let problems = check_shape(&json!({"nodes": [], "status_mode": "verbose"}));
+        let p = problems
+            .iter()
+            .find(|p| p.path == "$.status_mode")
+            .expect("status_mode reported");
+        assert!(p.message.contains("compact"), "{p:?}");
+        for good in ["full", "compact", "off"] {
+            let ok = check_shape(&json!({"nodes": [], "status_mode": good}));
+            assert!(!ok.iter().any(|p| p.path == "$.status_mode"), "{ok:?}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use baton_core::CompiledWorkflow;
-use baton_core::message::{Completion, HopMessage, StatusEvent};
+use baton_core::message::{Completion, HopMessage, NodeRun, StatusEvent};
 use serde_json::{Map, Value};
 
 use crate::credential_scope::CredentialScope;
@@ -56,6 +56,11 @@ pub trait HopQueue: Send + Sync {
 #[async_trait]
 pub trait EventSink: Send + Sync {
     async fn status(&self, event: StatusEvent) -> Result<(), PortError>;
+    /// A node run in `compact` status mode (RFC 0011). Default: sent as the final status event
+    /// it stands for.
+    async fn node_run(&self, run: NodeRun) -> Result<(), PortError> {
+        self.status(run.into_status_event()).await
+    }
     /// Sends a completion (returns once it is safe). With [`relays_completions`] it is a
     /// request to a relay, which sends it once and marks it sent.
     ///

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use async_trait::async_trait;
 
 use baton_core::CompiledWorkflow;
-use baton_core::wire::{Completion, ExecutionStatus, HopMessage, seed_input};
+use baton_core::wire::{Completion, ExecutionStatus, HopMessage, StatusMode, seed_input};
 use baton_engine::ports::{CredentialVault, DefinitionCache, HopQueue, PortError};
 use baton_engine::{Clock, Engine, HopOutcome, NodeRegistry, StartRequest, SystemClock};
 use serde_json::{Map, Value};
@@ -240,6 +240,7 @@ impl EmbeddedRuntime {
             Arc::new(MemoryCatalog::new()),
             Arc::new(SystemClock),
             node_spans,
+            StatusMode::Full,
         )
     }
 
@@ -273,9 +274,23 @@ impl EmbeddedRuntime {
         catalog: Arc<MemoryCatalog>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self::build(registry, concurrency, vault, catalog, clock, false)
+        Self::build(registry, concurrency, vault, catalog, clock, false, StatusMode::Full)
     }
 
+    /// Like `start_with_clock`, publishing node statuses in `status_mode` (RFC 0011; a
+    /// workflow's `status_mode` may lower it, never raise it).
+    pub fn start_with_status_mode(
+        registry: NodeRegistry,
+        concurrency: usize,
+        vault: Option<Arc<dyn CredentialVault>>,
+        catalog: Arc<MemoryCatalog>,
+        clock: Arc<dyn Clock>,
+        status_mode: StatusMode,
+    ) -> Self {
+        Self::build(registry, concurrency, vault, catalog, clock, false, status_mode)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn build(
         registry: NodeRegistry,
         concurrency: usize,
@@ -283,6 +298,7 @@ impl EmbeddedRuntime {
         catalog: Arc<MemoryCatalog>,
         clock: Arc<dyn Clock>,
         node_spans: bool,
+        status_mode: StatusMode,
     ) -> Self {
         let store = Arc::new(MemoryStore::new());
         let events = Arc::new(MemoryEvents::new());
@@ -307,6 +323,7 @@ impl EmbeddedRuntime {
         )
         .with_clock(clock)
         .with_node_spans(node_spans);
+        .with_status_mode(status_mode);
         if let Some(vault) = vault {
             engine = engine.with_vault(vault);
         }

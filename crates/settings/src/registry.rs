@@ -146,8 +146,10 @@ const TOOLING: &[Role] = &[Tooling];
 #[rustfmt::skip]
 pub static VARIABLES: &[Variable] = &[
     // Connection: every process of one deployment must agree on these.
-    var("BATON_AMQP_URL", CONNECTION, Url, "amqp://guest:guest@127.0.0.1:5672/%2f", "RabbitMQ, `amqp://user:password@host:port/vhost` (`amqps://` for TLS)."),
-    var("BATON_REDIS_URL", CONNECTION, Url, "redis://127.0.0.1:6379/", "Redis, `redis://[:password@]host:port/[db]` (`rediss://` for TLS)."),
+    var("BATON_AMQP_URL", CONNECTION, Url, "amqp://guest:guest@127.0.0.1:5672/%2f", "RabbitMQ, `amqp://user:password@host:port/vhost` (`amqps://` for TLS); a comma-separated list of a cluster's nodes (the first that answers, the next on a loss)."),
+    var("BATON_REDIS_URL", CONNECTION, Url, "redis://127.0.0.1:6379/", "Redis, `redis://[:password@]host:port/[db]` (`rediss://` for TLS); a comma-separated list of node URLs is a Redis Cluster."),
+    var("BATON_REDIS_CLUSTER", CONNECTION, Bool, "false", "Treat a single `BATON_REDIS_URL` as a Redis Cluster seed node."),
+    var("BATON_REDIS_BUCKETS", CONNECTION, Integer, "16", "Hash-tagged buckets the durable timers are spread over, so no cluster slot is hot (same on every process)."),
     var("BATON_QUEUE_TYPE", CONNECTION, Text, "classic", "`classic` or `quorum`."),
     var("BATON_QUEUE_PREFIX", CONNECTION, Text, "", "Put in front of every queue and exchange name; empty in production, one per run in tests."),
     var("BATON_KEY_PREFIX", CONNECTION, Text, "baton", "Redis key prefix of the execution state, the catalog and the vault."),
@@ -161,6 +163,7 @@ pub static VARIABLES: &[Variable] = &[
     var("BATON_HTTP_PORT", WORKER, Integer, "9090", "Port of `/healthz`, `/readyz` and `/metrics`."),
     var("BATON_PREFETCH", WORKER, Integer, "256", "Unacked deliveries per worker."),
     var("BATON_CONCURRENCY", WORKER, Integer, "256", "Hops in flight per worker."),
+    var("BATON_STATUS_MODE", WORKER, Text, "full", "What a worker publishes about node runs: `full` (Rune's `running` + final status), `compact` (one batched record per run) or `off` (completions only); RFC 0011."),
     var("BATON_DRAIN_TIMEOUT_SECS", WORKER, Integer, "30", "SIGTERM grace for the hops in flight."),
     var("BATON_COMPLETED_TTL_SECS", WORKER, Integer, "86400", "How long an execution's state is kept after its completion."),
     var("BATON_MAX_MESSAGE_BYTES", WORKER, Integer, "10485760", "Larger deliveries are dead-lettered."),
@@ -204,6 +207,14 @@ pub static VARIABLES: &[Variable] = &[
     var("BATON_TEST_CHROMIUM", TOOLING, Text, "chromium", "Browser of the dashboard test."),
     var("BATON_TEST_CHROMEDRIVER", TOOLING, Text, "chromedriver", "WebDriver of the dashboard test."),
     var("BATON_IMAGE", TOOLING, Text, "baton:dev", "Image `docker-compose.yml` runs."),
+    var("BATON_CLUSTER_DIR", TOOLING, Text, "/tmp/baton-cluster", "State, data and pid files of `scripts/cluster` and `scripts/cluster-rabbitmq`."),
+    var("BATON_CLUSTER_REDIS_PORT", TOOLING, Integer, "7101", "First port of the local Redis Cluster (`scripts/cluster`; six nodes from it)."),
+    var("BATON_CLUSTER_AMQP_PORT", TOOLING, Integer, "5701", "First AMQP port of the local RabbitMQ cluster (`scripts/cluster-rabbitmq`; three nodes from it)."),
+    var("BATON_CLUSTER_NODE_PREFIX", TOOLING, Text, "baton", "Node-name prefix of the local RabbitMQ cluster (`baton1@localhost`…), so two can run side by side."),
+    var("BATON_CLUSTER_WAIT_SECS", TOOLING, Integer, "90", "How long `scripts/cluster-rabbitmq` waits for a node."),
+    var("BATON_CLUSTER_SKIP_RABBITMQ", TOOLING, Bool, "", "`scripts/cluster` starts only the Redis Cluster."),
+    var("BATON_TEST_CLUSTER", TOOLING, Text, "", "Topology of the failover suite: empty (the shared servers), `redis`, `rabbitmq` or `all` (clusters of its own, with node loss)."),
+    var("BATON_FAILOVER_EXECUTIONS", TOOLING, Integer, "300", "Executions of the failover suite (120 when `CI=true`)."),
 ];
 
 /// The registered variable called `name`.

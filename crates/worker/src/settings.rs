@@ -33,6 +33,7 @@
 //! | `code_in_process` | `BATON_CODE_IN_PROCESS` | `false` | run `code` scripts in the worker without memory/CPU caps (only where no child process can be started) |
 //! | `watchdog_secs` | `BATON_WATCHDOG_SECS` | `60` | `/readyz` turns false when deliveries are in flight and none settled nor arrived for this long; the process exits (code 70) when the broker connection's supervisor has not turned for this long (the runtime or lapin is wedged). Must exceed the longest node timeout (RFC 0004) |
 //! | `broker_down_exit_secs` | `BATON_BROKER_DOWN_EXIT_SECS` | `300` | the process exits (code 70) when the broker connection stays unusable this long, so the orchestrator restarts it; 0 = never |
+//! | `status_mode` | `BATON_STATUS_MODE` | `full` | what this worker publishes about node runs (RFC 0011): `full` (Rune's `running` + final status per node), `compact` (one record per node run — start, end, outcome, output reference — batched into one message per flush), `off` (completions only); a workflow's `status_mode` may lower it, never raise it |
 //! | `credentials_key` | `BATON_CREDENTIALS_KEY` | none | base64 of 32 random bytes (`openssl rand -base64 32`): enables the credential vault (see below) |
 //!
 //! With `credentials_key` set, nodes' `"credentials": {"$credential": "<id>"}` references are
@@ -107,6 +108,8 @@ pub struct Settings {
     pub watchdog_secs: u64,
     /// Seconds the broker connection may stay unusable before the process exits (0: never).
     pub broker_down_exit_secs: u64,
+    /// `BATON_STATUS_MODE`: `full` (default, Rune-compatible), `compact` or `off` (RFC 0011).
+    pub status_mode: baton_core::message::StatusMode,
 }
 
 impl Default for Settings {
@@ -140,6 +143,7 @@ impl Default for Settings {
             code_in_process: false,
             watchdog_secs: 60,
             broker_down_exit_secs: 300,
+            status_mode: baton_core::message::StatusMode::Full,
         }
     }
 }
@@ -379,6 +383,24 @@ mod tests {
         std::fs::write(&file, "code_sandboxes = 0\n").unwrap();
         let err = Settings::load(Some(&file)).unwrap_err().to_string();
         assert!(err.contains("code_sandboxes"), "{err}");
+    }
+
+    #[test]
+    fn the_status_mode_is_read_by_name_and_an_unknown_one_is_refused_naming_the_choices() {
+        let dir = std::env::temp_dir().join(format!("baton-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("status.toml");
+        assert_eq!(
+            Settings::default().status_mode,
+            baton_core::message::StatusMode::Full
+        );
+        std::fs::write(&file, "status_mode = \"compact\"\n").unwrap();
+        let s = Settings::load(Some(&file)).unwrap();
+        assert_eq!(s.status_mode, baton_core::message::StatusMode::Compact);
+        std::fs::write(&file, "status_mode = \"loud\"\n").unwrap();
+        let err = Settings::load(Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("loud") && err.contains("compact"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

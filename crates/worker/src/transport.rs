@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use baton_amqp::{Broker, Outgoing, Topology};
-use baton_core::message::{Completion, HopMessage, StatusEvent};
+use baton_core::message::{Completion, HopMessage, NodeRun, StatusBatch, StatusEvent};
 use baton_engine::Clock;
 use baton_engine::ports::{EventSink, HopQueue, PortError, PortErrorKind};
 use baton_redis::{ClaimedTimer, TimerStore};
@@ -158,6 +158,8 @@ impl HopQueue for AmqpHopQueue {
 
 enum Outbound {
     Status(Box<StatusEvent>),
+    /// A `compact` node run: every run taken in one flush goes out as one `StatusBatch`.
+    Run(Box<NodeRun>),
     Completion(Completion, oneshot::Sender<Result<(), PortError>>),
 }
 
@@ -213,8 +215,17 @@ async fn publish_events(
         vitals.attempt(taken);
         let mut batch = Vec::with_capacity(buf.len());
         let mut waiters = Vec::new();
+        // Where this flush's compact runs go: one message, at the place of the first.
+        let mut runs: Option<(usize, Vec<NodeRun>)> = None;
         for item in buf.drain(..) {
             let message = match &item {
+                Outbound::Run(_) => {
+                    let Outbound::Run(run) = item else { continue };
+                    runs.get_or_insert_with(|| (batch.len(), Vec::new()))
+                        .1
+                        .push(*run);
+                    continue;
+                }
                 Outbound::Status(s) => serde_json::to_vec(s)
                     .map(|body| Outgoing::new(topology.status_queue.clone(), body)),
                 // A request to the completion relays, straight to their queue.
@@ -225,6 +236,15 @@ async fn publish_events(
             batch.push(message);
             if let Outbound::Completion(_, w) = item {
                 waiters.push(w);
+            }
+        }
+        if let Some((at, node_runs)) = runs {
+            // Nobody needs topic routing for these: straight to the status queue.
+            match serde_json::to_vec(&StatusBatch { node_runs }) {
+                Ok(body) => {
+                    batch.insert(at, Outgoing::to_queue(topology.status_queue.clone(), body))
+                }
+                Err(e) => tracing::warn!(error = %e, "node runs not encodable; dropped"),
             }
         }
         let n = batch.len();
@@ -297,6 +317,13 @@ impl EventSink for AmqpEvents {
         self.vitals.queued();
         self.tx
             .send(Outbound::Status(Box::new(event)))
+            .map_err(|_| publisher_stopped())
+    }
+
+    async fn node_run(&self, run: NodeRun) -> Result<(), PortError> {
+        self.vitals.queued();
+        self.tx
+            .send(Outbound::Run(Box::new(run)))
             .map_err(|_| publisher_stopped())
     }
 

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::driver::{Driver, Ev};
 use super::{FanoutReport, SequentialReport, ThroughputReport};
 use crate::distributed::DistributedOptions;
+use crate::workflows;
 use crate::procfs::{CpuWindow, Snapshot, Watched};
 use crate::stats::Summary;
 use crate::workflows;
@@ -115,6 +116,9 @@ pub(super) async fn sequential(
     let (mut hop, mut hop_recv, mut exec_ms, mut per_hop) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let empty = json!({});
+    // With `compact` or `off` statuses there is no `success` event per hop to count: each
+    // execution completed in the window counts its chain's hops.
+    let by_completion = chain.get("status_mode").is_some();
     driver.drain();
     let mut a = Snapshot::take(watched);
     for i in 0..WARMUP_RUNS + opts.sequential_runs {
@@ -237,6 +241,9 @@ pub(super) async fn throughput(
                 };
                 if status != ExecutionStatus::Completed {
                     failures += 1;
+                }
+                if by_completion && recv >= warm_end && recv < end {
+                    hops += workflows::chain_hops(opts.chain_len);
                 }
                 // Latencies of executions that ran entirely inside the window.
                 if published_in_window.remove(&exec) && recv < end {

@@ -47,6 +47,11 @@ pub fn run(args: WatchArgs) -> anyhow::Result<u8> {
         }
     })?;
     display.finish();
+    if display.rows.is_empty()
+        && let Some(note) = completion.as_ref().and_then(quiet_note)
+    {
+        eprintln!("{note}");
+    }
     let Some(completion) = completion else {
         eprintln!(
             "error: execution {} did not end within {} s",
@@ -63,6 +68,24 @@ pub fn run(args: WatchArgs) -> anyhow::Result<u8> {
         0
     } else {
         1
+    })
+}
+
+/// For an execution that sent no node statuses (status mode `off`, RFC 0011): which nodes left
+/// an output, from its completion's final context.
+fn quiet_note(c: &Completion) -> Option<String> {
+    let outputs: Vec<&str> = c
+        .final_context
+        .keys()
+        .filter(|k| k.starts_with('$') && !matches!(k.as_str(), "$input" | "$trigger"))
+        .map(String::as_str)
+        .collect();
+    (!outputs.is_empty()).then(|| {
+        format!(
+            "no node statuses (status mode off); outputs of {} node(s): {}",
+            outputs.len(),
+            outputs.join(", ")
+        )
     })
 }
 
@@ -314,6 +337,18 @@ mod tests {
         assert_eq!(d.rows[0].render(), "⏸ Collect (log) waiting [2 runs: ⏸2]");
         d.on_status(&event("Collect", NodeStatus::Success, None, 3));
         assert_eq!(d.rows[0].render(), "✓ Collect (log) success 3 ms");
+    }
+
+    #[test]
+    fn an_execution_without_statuses_names_the_nodes_that_left_an_output() {
+        let completion: Completion = serde_json::from_value(serde_json::json!({
+            "workflow_id": "w", "execution_id": "x", "status": "completed",
+            "final_context": {"$input": {}, "$A": 1, "$B": 2},
+            "completed_at": "2026-01-01T00:00:00Z", "total_duration_ms": 3
+        }))
+        .expect("completion");
+        let note = quiet_note(&completion).expect("a note");
+        assert!(note.contains("2 node(s): $A, $B"), "{note}");
     }
 
     #[test]

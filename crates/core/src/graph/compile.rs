@@ -472,6 +472,7 @@ impl CompiledWorkflow {
                 split_closer: None,
                 reads,
                 raw_params,
+                status_mode: def.status_mode,
             });
         }
         if !problems.is_empty() {

@@ -86,6 +86,9 @@ pub struct CompiledNode {
     /// Parameters the node type declares raw (`NodeSpec::raw_params`), exactly as written: the
     /// engine re-inserts them into the resolved parameters, untouched.
     pub raw_params: Map<String, Value>,
+    /// The workflow's `status_mode` (the most status detail its runs publish), copied here so
+    /// the hop finds it with the node.
+    pub status_mode: Option<crate::wire::StatusMode>,
 }
 
 pub use race::{RACE_MARKER_PREFIX, race_marker};

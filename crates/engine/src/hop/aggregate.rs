@@ -84,7 +84,7 @@ impl Engine {
         if real {
             let mut ev = self.status(node, msg, NodeStatus::Waiting);
             ev.output = Some(json!({"_aggregator_expected": expected}));
-            self.emit(ev).await;
+            self.emit(node.status_mode, ev).await;
         }
         match self
             .store
@@ -174,8 +174,11 @@ impl Engine {
         // commit it makes) belongs to that scope.
         let mut released = hop.msg.clone();
         released.lineage = parent.to_vec();
-        self.emit(self.status(node, &released, NodeStatus::Running))
-            .await;
+        self.emit(
+            node.status_mode,
+            self.status(node, &released, NodeStatus::Running),
+        )
+        .await;
         self.finish_success(
             wf,
             node,

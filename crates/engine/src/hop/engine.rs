@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use baton_core::message::StatusMode;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -82,6 +83,8 @@ pub struct Engine {
     pub(super) running: Mutex<HashSet<String>>,
     /// Whether each node attempt runs in a `node` span (on when traces are exported).
     pub(super) node_spans: bool,
+    /// How much this process publishes about node runs (a workflow may ask for less).
+    pub(super) status_mode: StatusMode,
 }
 
 impl std::fmt::Debug for Engine {
@@ -118,6 +121,7 @@ impl Engine {
             hop_lease_ms: HOP_LEASE_MS,
             running: Mutex::new(HashSet::new()),
             node_spans: false,
+            status_mode: StatusMode::Full,
         }
     }
 
@@ -138,6 +142,13 @@ impl Engine {
     /// How long a hop claim holds unless renewed (default [`HOP_LEASE_MS`], at least 300 ms).
     pub fn with_hop_lease_ms(mut self, lease_ms: u64) -> Self {
         self.hop_lease_ms = lease_ms.max(300);
+        self
+    }
+
+    /// Publishes node statuses in `mode` (default `full`); a workflow's `status_mode` may lower
+    /// it for its runs, never raise it (RFC 0011).
+    pub fn with_status_mode(mut self, mode: StatusMode) -> Self {
+        self.status_mode = mode;
         self
     }
 

@@ -56,7 +56,7 @@ impl Engine {
             if let CommitOutcome::Applied { .. } =
                 self.store.commit(&msg.execution_id, commit).await?
             {
-                self.emit(ev).await;
+                self.emit(node.status_mode, ev).await;
                 self.publish_handoff(msg, &hop.id, Vec::new(), vec![(delay, retry)])
                     .await?;
             }
@@ -73,7 +73,7 @@ impl Engine {
         };
         match node.error_policy {
             baton_core::ErrorKind::Halt => {
-                self.emit(ev).await;
+                self.emit(node.status_mode, ev).await;
                 let reason = format!(
                     "node `{}` ({}) failed{attempts}: {} [{}]",
                     node.name, node.id, err.message, err.code

@@ -43,7 +43,7 @@ impl Engine {
         if real && !node.wait_for_any {
             let mut ev = self.status(node, msg, NodeStatus::Waiting);
             ev.output = Some(json!({"_merge_waiting": true, "_merge_expected": expected}));
-            self.emit(ev).await;
+            self.emit(node.status_mode, ev).await;
         }
         match self
             .store
@@ -111,7 +111,11 @@ impl Engine {
                     obj.insert("_merge_winner".into(), json!(reals[0]));
                 }
                 let started = Instant::now();
-                self.emit(self.status(node, msg, NodeStatus::Running)).await;
+                self.emit(
+                    node.status_mode,
+                    self.status(node, msg, NodeStatus::Running),
+                )
+                .await;
                 if !node.cancel_losers {
                     return self
                         .finish_success(wf, node, hop, NodeOutput::Value(output), started)

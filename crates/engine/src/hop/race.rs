@@ -158,8 +158,11 @@ impl Engine {
     ) -> Result<HopOutcome, PortError> {
         let elapsed = started.elapsed().as_millis() as u64;
         if self.execution_stopped(&hop.msg.execution_id) {
-            self.emit(self.cancelled_status(node, hop, "the execution stopped", elapsed))
-                .await;
+            self.emit(
+                node.status_mode,
+                self.cancelled_status(node, hop, "the execution stopped", elapsed),
+            )
+            .await;
             return Ok(HopOutcome::Dropped);
         }
         let ev = self.cancelled_status(node, hop, "its branch lost a race", elapsed);

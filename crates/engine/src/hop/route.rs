@@ -137,7 +137,7 @@ impl Engine {
         };
         let outcome = self.store.commit(&msg.execution_id, commit).await?;
         if let (Some(ev), CommitOutcome::Applied { .. }) = (status, &outcome) {
-            self.emit(ev).await;
+            self.emit(wf.definition.status_mode, ev).await;
         }
         if let CommitOutcome::Applied { .. } = outcome {
             self.publish_handoff(msg, &hop.id, children, Vec::new())

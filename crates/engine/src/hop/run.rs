@@ -50,7 +50,7 @@ impl Engine {
                 p
             }
             Err(e) => {
-                self.emit(running).await;
+                self.emit(node.status_mode, running).await;
                 let err = NodeError {
                     message: e.to_string(),
                     code: ErrorCode::TemplateError,
@@ -59,10 +59,10 @@ impl Engine {
                 return Box::pin(self.fail(wf, node, hop, err, started)).await;
             }
         };
-        if self.events.wants_status() {
+        if self.sends_status(node, NodeStatus::Running) {
             running.parameters = Some(params.clone());
         }
-        self.emit(running).await;
+        self.emit(node.status_mode, running).await;
         let result = if self.node_spans {
             let span = tracing::info_span!("node", workflow_id = %msg.workflow_id, execution_id = %msg.execution_id, node_id = %node.id, node_type = %node.node_type, attempt = msg.attempt, outcome = tracing::field::Empty);
             let result = tracing::Instrument::instrument(
@@ -120,7 +120,7 @@ impl Engine {
                     },
                 )
                 .await?;
-            self.emit(ev).await;
+            self.emit(node.status_mode, ev).await;
             self.emit_completion(&msg.workflow_id, &msg.execution_id)
                 .await?;
             return Ok(HopOutcome::Done);

@@ -73,7 +73,7 @@ impl Engine {
         };
         // A duplicate publishes nothing: the copy that committed first schedules the timeout.
         if let CommitOutcome::Applied { .. } = self.store.commit(&msg.execution_id, commit).await? {
-            self.emit(ev).await;
+            self.emit(node.status_mode, ev).await;
             self.publish_handoff(msg, &hop.id, Vec::new(), timer.into_iter().collect())
                 .await?;
         }

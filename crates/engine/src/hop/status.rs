@@ -1,20 +1,32 @@
-//! Status events: building one for a node in its scope, and emitting it (a lost status is a
-//! monitoring gap, not lost work).
+//! Status events: building one for a node in its scope, and emitting it in the status mode in
+//! effect (RFC 0011: `full` sends every event, `compact` one `NodeRun` per node run, `off`
+//! none). A lost status is a monitoring gap, not lost work.
 
 use baton_core::graph::CompiledNode;
-use baton_core::message::{HopMessage, NodeStatus, StatusEvent};
+use baton_core::message::{HopMessage, NodeRun, NodeStatus, StatusEvent, StatusMode, scope_of};
 
 use super::engine::Engine;
 
 impl Engine {
+    /// The status mode of `requested` (a workflow's `status_mode`) on this engine.
+    fn mode_for(&self, requested: Option<StatusMode>) -> StatusMode {
+        self.status_mode.limited_to(requested)
+    }
+
+    /// Whether a `status` event of `node` is sent at all (so worth building in full).
+    pub(super) fn sends_status(&self, node: &CompiledNode, status: NodeStatus) -> bool {
+        self.events.wants_status() && self.mode_for(node.status_mode).sends(status)
+    }
+
     pub(super) fn status(
         &self,
         node: &CompiledNode,
         msg: &HopMessage,
         status: NodeStatus,
     ) -> StatusEvent {
-        if !self.events.wants_status() {
-            // Nobody observes statuses: an empty event (no allocation), never sent.
+        if !self.sends_status(node, status) {
+            // Not sent in this mode, or nobody observes statuses: an empty event (no
+            // allocation), never sent.
             return StatusEvent {
                 workflow_id: String::new(),
                 execution_id: String::new(),
@@ -57,13 +69,44 @@ impl Engine {
         }
     }
 
-    pub(super) async fn emit(&self, ev: StatusEvent) {
-        if !self.events.wants_status() {
+    /// Sends `ev` as the mode for `requested` (the workflow's `status_mode`) says: as it is
+    /// (`full`), as a [`NodeRun`] if it is final (`compact`), or not at all.
+    pub(super) async fn emit(&self, requested: Option<StatusMode>, ev: StatusEvent) {
+        let mode = self.mode_for(requested);
+        if !self.events.wants_status() || !mode.sends(ev.status) || ev.execution_id.is_empty() {
             return;
         }
+        let sent = if mode == StatusMode::Compact {
+            self.events.node_run(compact(ev)).await
+        } else {
+            self.events.status(ev).await
+        };
         // A lost status is a monitoring gap, not lost work: log and continue.
-        if let Err(e) = self.events.status(ev).await {
+        if let Err(e) = sent {
             tracing::warn!(error = %e, "status event not delivered");
         }
     }
+}
+
+/// A final status event as a compact node run: its start is its end less its duration, its
+/// output stays in the context (at the node's key in its scope) and is named, not carried.
+fn compact(ev: StatusEvent) -> NodeRun {
+    let started_at = chrono::DateTime::parse_from_rfc3339(&ev.executed_at)
+        .map(|end| {
+            let ms = i64::try_from(ev.duration_ms).unwrap_or(i64::MAX);
+            (end - chrono::Duration::milliseconds(ms))
+                .to_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        })
+        .unwrap_or_else(|_| ev.executed_at.clone());
+    let output_ref = (ev.status == NodeStatus::Success).then(|| {
+        let scope = scope_of(&ev.lineage_stack);
+        let key = format!("${}", ev.node_name);
+        if scope.is_empty() {
+            key
+        } else {
+            format!("{key}@{scope}")
+        }
+    });
+    NodeRun::of(ev, started_at, output_ref)
 }

@@ -208,7 +208,7 @@ impl Engine {
             handoff: self.handoff(&[], &[]),
         };
         if let CommitOutcome::Applied { .. } = self.store.commit(&msg.execution_id, commit).await? {
-            self.emit(ev).await;
+            self.emit(node.status_mode, ev).await;
         }
         Ok(HopOutcome::Done)
     }

@@ -113,7 +113,7 @@ impl Engine {
         };
         // A duplicate publishes nothing: the copy that committed first schedules the timer.
         if let CommitOutcome::Applied { .. } = self.store.commit(&msg.execution_id, commit).await? {
-            self.emit(ev).await;
+            self.emit(node.status_mode, ev).await;
             self.publish_handoff(msg, &hop.id, Vec::new(), vec![(delay_ms, resume)])
                 .await?;
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use baton_amqp::{AmqpOptions, Broker, Delivery, Outgoing};
-use baton_core::wire::{CancelMessage, Completion, SignalMessage, StatusEvent};
+use baton_core::wire::{CancelMessage, Completion, SignalMessage, StatusMessage};
 use baton_settings::ConnectionSettings;
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -98,12 +98,19 @@ impl AmqpBackend {
 }
 
 async fn settle(delivery: Delivery, completion: bool, handler: Arc<dyn EventHandler>) {
-    let event = if completion {
-        serde_json::from_slice::<Completion>(&delivery.body).map(LiveEvent::Completion)
+    // A status message is a Rune status event (`full`) or a batch of node runs (`compact`),
+    // stored as the final status events they stand for (RFC 0011).
+    let events = if completion {
+        serde_json::from_slice::<Completion>(&delivery.body).map(|c| vec![LiveEvent::Completion(c)])
     } else {
-        serde_json::from_slice::<StatusEvent>(&delivery.body).map(LiveEvent::Status)
+        StatusMessage::parse(&delivery.body).map(|m| {
+            m.into_events()
+                .into_iter()
+                .map(LiveEvent::Status)
+                .collect::<Vec<_>>()
+        })
     };
-    let event = match event {
+    let events = match events {
         Ok(e) => e,
         Err(e) => {
             // Statuses are monitoring (RFC 0004): an unreadable one is dropped, not looped.
@@ -112,7 +119,15 @@ async fn settle(delivery: Delivery, completion: bool, handler: Arc<dyn EventHand
             return;
         }
     };
-    match handler.handle(event).await {
+    let mut stored = Ok(());
+    for event in events {
+        // Every write is idempotent (by rank), so a batch handed back is stored again whole.
+        stored = handler.handle(event).await;
+        if stored.is_err() {
+            break;
+        }
+    }
+    match stored {
         Ok(()) => {
             if let Err(e) = delivery.ack().await {
                 tracing::warn!(error = %e, "ack failed; the event will be redelivered (idempotent)");

@@ -201,7 +201,18 @@ fn run_state(event: &StatusEvent, execution_finished: bool) -> usize {
 
 /// The `nodes` map of the execution view: one NodeView per node that ran, and (once the
 /// execution is finished) a `skipped` view for every node of `definition` that never ran.
+///
+/// Status modes (RFC 0011): a `compact` run carries no output, an `off` execution no runs at
+/// all; once it finished, a top-level node's output is read from the final context where the
+/// view lacks it, and in an execution with no run at all, a node with an output there is shown
+/// `success`.
 pub fn node_views(record: &ExecutionRecord, definition: Option<&Value>) -> Map<String, Value> {
+    let stored = |name: &str| -> Option<&Value> {
+        record
+            .final_context
+            .as_ref()
+            .and_then(|c| c.get(&format!("${name}")))
+    };
     let mut by_node: BTreeMap<&str, Vec<&StatusEvent>> = BTreeMap::new();
     for e in &record.runs {
         by_node.entry(e.node_id.as_str()).or_default().push(e);
@@ -247,7 +258,11 @@ pub fn node_views(record: &ExecutionRecord, definition: Option<&Value>) -> Map<S
                 "executed_at": latest.executed_at,
                 "duration_ms": latest.duration_ms,
                 "parameters": latest.parameters,
-                "output": latest.output,
+                "output": latest.output.as_ref().or_else(|| {
+                    (latest.status == NodeStatus::Success && latest.lineage_stack.is_empty())
+                        .then(|| stored(&latest.node_name))
+                        .flatten()
+                }),
                 "error": latest.error.as_ref().map(|e| json!({"message": e.message, "code": e.code})),
                 "counts": {"running": counts[0], "success": counts[1], "failed": counts[2], "waiting": counts[3], "cancelled": counts[4]},
             }),
@@ -263,6 +278,30 @@ pub fn node_views(record: &ExecutionRecord, definition: Option<&Value>) -> Map<S
                 continue;
             };
             if out.contains_key(id) {
+                continue;
+            }
+            let name = n.get("name").and_then(Value::as_str).unwrap_or(id);
+            // An execution without any run ran with statuses `off`: a node with an output
+            // ran, and its output is its detail. (With runs, an output without one was
+            // carried over by a replay: the node was skipped.)
+            if let Some(output) = stored(name).filter(|_| record.runs.is_empty()) {
+                out.insert(
+                    id.to_string(),
+                    json!({
+                        "node_id": id,
+                        "node_name": name,
+                        "node_type": n.get("type").cloned().unwrap_or(Value::Null),
+                        "status": "success",
+                        "attempts": 1,
+                        "started_at": null,
+                        "executed_at": null,
+                        "duration_ms": null,
+                        "parameters": null,
+                        "output": output,
+                        "error": null,
+                        "counts": {"running": 0, "success": 1, "failed": 0, "waiting": 0, "cancelled": 0},
+                    }),
+                );
                 continue;
             }
             out.insert(
@@ -393,6 +432,33 @@ mod tests {
             replay_of: None,
             runs,
         }
+    }
+
+    #[test]
+    fn without_statuses_a_finished_execution_shows_node_outputs_from_its_final_context() {
+        let definition = json!({"nodes": [
+            {"id": "a", "name": "a", "type": "log"},
+            {"id": "b", "name": "b", "type": "log"},
+            {"id": "c", "name": "c", "type": "log"},
+        ]});
+        let context = json!({"$a": {"n": 1}, "$b": {"n": 2}})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        // `compact`: a's run has no output (b's output is a replay's carried-over one).
+        let mut compact = record("completed", vec![event("a", NodeStatus::Success, None)]);
+        compact.final_context = Some(context.clone());
+        let views = node_views(&compact, Some(&definition));
+        assert_eq!(views["a"]["output"], json!({"n": 1}));
+        assert_eq!(views["a"]["duration_ms"], 5);
+        assert_eq!(views["b"]["status"], "skipped");
+        // `off`: no run at all; c never ran.
+        let mut off = record("completed", vec![]);
+        off.final_context = Some(context);
+        let views = node_views(&off, Some(&definition));
+        assert_eq!(views["a"]["status"], "success");
+        assert_eq!(views["b"]["output"], json!({"n": 2}));
+        assert_eq!(views["c"]["status"], "skipped");
     }
 
     #[test]

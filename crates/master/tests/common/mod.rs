@@ -56,6 +56,14 @@ impl Env {
 
     /// As [`Env::start`], with settings changed by `adjust`.
     pub async fn start_with(adjust: impl FnOnce(&mut MasterSettings)) -> Self {
+        Self::start_with_worker(adjust, |_| {}).await
+    }
+
+    /// As [`Env::start_with`], with the worker's settings changed by `adjust_worker`.
+    pub async fn start_with_worker(
+        adjust: impl FnOnce(&mut MasterSettings),
+        adjust_worker: impl FnOnce(&mut baton_worker::Settings),
+    ) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let settings = MasterSettings {
             master_listen: "127.0.0.1:0".into(),
@@ -75,10 +83,11 @@ impl Env {
         let mut settings = settings;
         adjust(&mut settings);
         let shutdown = CancellationToken::new();
-        let worker =
-            baton_worker::Worker::connect(worker_settings(&settings), baton_nodes::registry())
-                .await
-                .expect("worker connects to RabbitMQ and Redis");
+        let mut worker_settings = worker_settings(&settings);
+        adjust_worker(&mut worker_settings);
+        let worker = baton_worker::Worker::connect(worker_settings, baton_nodes::registry())
+            .await
+            .expect("worker connects to RabbitMQ and Redis");
         let broker = worker.broker.clone();
         tokio::spawn(worker.run(shutdown.clone()));
         let mut env = Self {
