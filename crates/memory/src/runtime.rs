@@ -322,7 +322,7 @@ impl EmbeddedRuntime {
             Arc::new(registry),
         )
         .with_clock(clock)
-        .with_node_spans(node_spans);
+        .with_node_spans(node_spans)
         .with_status_mode(status_mode);
         if let Some(vault) = vault {
             engine = engine.with_vault(vault);

@@ -16,7 +16,6 @@ use crate::distributed::DistributedOptions;
 use crate::workflows;
 use crate::procfs::{CpuWindow, Snapshot, Watched};
 use crate::stats::Summary;
-use crate::workflows;
 
 /// Runs hop-ceiling (variant c, `chains` chains) and returns its hops/s.
 pub(super) async fn run_ceiling(
@@ -116,9 +115,6 @@ pub(super) async fn sequential(
     let (mut hop, mut hop_recv, mut exec_ms, mut per_hop) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let empty = json!({});
-    // With `compact` or `off` statuses there is no `success` event per hop to count: each
-    // execution completed in the window counts its chain's hops.
-    let by_completion = chain.get("status_mode").is_some();
     driver.drain();
     let mut a = Snapshot::take(watched);
     for i in 0..WARMUP_RUNS + opts.sequential_runs {
@@ -164,6 +160,9 @@ pub(super) async fn throughput(
     watched: &Watched,
 ) -> anyhow::Result<ThroughputReport> {
     let empty = json!({});
+    // With `compact` or `off` statuses there is no `success` event per hop to count: each
+    // execution completed in the window counts its chain's hops.
+    let by_completion = chain.get("status_mode").is_some();
     driver.drain();
     let t_start = Instant::now();
     let warm_end = t_start + Duration::from_secs_f64(opts.warmup_secs);
