@@ -241,7 +241,6 @@ pub async fn run(
         workers.push(worker);
     }
 
-
     let mut driver = Driver {
         broker: broker.clone(),
         execution_queue: topology.execution_queue.clone(),
@@ -442,4 +441,3 @@ async fn phases(
     }
     Ok(report)
 }
-

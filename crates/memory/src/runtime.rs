@@ -274,7 +274,15 @@ impl EmbeddedRuntime {
         catalog: Arc<MemoryCatalog>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self::build(registry, concurrency, vault, catalog, clock, false, StatusMode::Full)
+        Self::build(
+            registry,
+            concurrency,
+            vault,
+            catalog,
+            clock,
+            false,
+            StatusMode::Full,
+        )
     }
 
     /// Like `start_with_clock`, publishing node statuses in `status_mode` (RFC 0011; a
@@ -287,7 +295,15 @@ impl EmbeddedRuntime {
         clock: Arc<dyn Clock>,
         status_mode: StatusMode,
     ) -> Self {
-        Self::build(registry, concurrency, vault, catalog, clock, false, status_mode)
+        Self::build(
+            registry,
+            concurrency,
+            vault,
+            catalog,
+            clock,
+            false,
+            status_mode,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -13,9 +13,9 @@ use tokio::time::Instant;
 use super::driver::{Driver, Ev};
 use super::{FanoutReport, SequentialReport, ThroughputReport};
 use crate::distributed::DistributedOptions;
-use crate::workflows;
 use crate::procfs::{CpuWindow, Snapshot, Watched};
 use crate::stats::Summary;
+use crate::workflows;
 
 /// Runs hop-ceiling (variant c, `chains` chains) and returns its hops/s.
 pub(super) async fn run_ceiling(
