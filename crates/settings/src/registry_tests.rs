@@ -53,10 +53,10 @@ fn a_name_like_nothing_known_has_no_suggestion() {
 
 #[test]
 fn a_field_of_the_loading_struct_is_known_before_its_registry_entry_exists() {
-    let own: BTreeSet<String> = ["redis_buckets".to_string()].into();
-    assert!(unknown_variables(["BATON_REDIS_BUCKETS"], &own).is_empty());
+    let own: BTreeSet<String> = ["future_setting".to_string()].into();
+    assert!(unknown_variables(["BATON_FUTURE_SETTING"], &own).is_empty());
     assert_eq!(
-        unknown_variables(["BATON_REDIS_BUCKETS"], &no_own()).len(),
+        unknown_variables(["BATON_FUTURE_SETTING"], &no_own()).len(),
         1
     );
 }
@@ -105,11 +105,11 @@ fn keys_are_the_lower_case_names_without_the_prefix() {
 fn coverage_names_a_field_without_entry_and_a_drifted_default() {
     let problems = coverage_problems(
         Role::Worker,
-        &serde_json::json!({"http_port": 9090, "prefetch": 7, "redis_buckets": 16}),
+        &serde_json::json!({"http_port": 9090, "prefetch": 7, "future_setting": 16}),
     );
     assert_eq!(problems.len(), 2, "{problems:?}");
     assert!(problems[0].contains("`BATON_PREFETCH`") && problems[0].contains("`7`"));
-    assert!(problems[1].contains("field `redis_buckets` has no registry entry"));
+    assert!(problems[1].contains("field `future_setting` has no registry entry"));
     assert!(
         coverage_problems(Role::Master, &serde_json::json!({"http_port": 9090}))[0]
             .contains("does not list it")

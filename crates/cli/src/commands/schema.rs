@@ -50,6 +50,7 @@ mod tests {
                 let name = p.file_name().unwrap().to_string_lossy().to_string();
                 name.ends_with(".json")
                     && !name.ends_with(".input.json")
+                    && !name.ends_with(".test.json")
                     && !name.ends_with(".expect.json")
             })
             .collect();
