@@ -10,7 +10,7 @@
 //!   quorum queues, one node stopped and restarted; the shared Redis;
 //! - `redis` or `all`: the clusters `scripts/cluster up` starts (Redis Cluster 3 primaries + 3
 //!   replicas, and the RabbitMQ cluster for `all`); a Redis primary is SIGKILLed through the pid
-//!   file the script leaves (`$BATON_CLUSTER_DIR/redis-<port>.pid`).
+//!   file the script leaves (`$BATON_CLUSTER_DIR/<port>/redis.pid`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -158,7 +158,8 @@ impl RedisCluster {
             if role(node).as_deref() != Some("master") {
                 continue;
             }
-            let pid_file = self.layout.dir.join(format!("redis-{port}.pid"));
+            // `scripts/cluster` keeps each node in a directory named by its port.
+            let pid_file = self.layout.dir.join(port.to_string()).join("redis.pid");
             let pid = std::fs::read_to_string(&pid_file)
                 .unwrap_or_else(|e| panic!("read {}: {e}", pid_file.display()));
             let status = std::process::Command::new("kill")
