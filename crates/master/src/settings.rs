@@ -15,7 +15,7 @@
 //! | `amqp_url` | `BATON_AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ; a comma-separated list for a cluster's nodes (first that answers, the next on a loss) |
 //! | `redis_url` | `BATON_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis; a comma-separated list of node URLs is a Redis Cluster |
 //! | `redis_cluster` | `BATON_REDIS_CLUSTER` | `false` | treat a single `redis_url` as a cluster seed node |
-//! | `redis_buckets` | `BATON_REDIS_BUCKETS` | `16` | hash-tagged buckets the durable timers are spread over (same on every worker) |
+//! | `redis_buckets` | `BATON_REDIS_BUCKETS` | `16` | hash-tagged buckets the durable timers and, on a cluster, the history's executions and indexes are spread over (same on every process) |
 //! | `queue_type` | `BATON_QUEUE_TYPE` | `classic` | `classic` or `quorum` (as the workers) |
 //! | `queue_prefix` | `BATON_QUEUE_PREFIX` | `` | prefix of every queue/exchange name (tests) |
 //! | `key_prefix` | `BATON_KEY_PREFIX` | `baton` | the workers' Redis key prefix (catalog, vault) |
@@ -138,6 +138,7 @@ impl MasterSettings {
             return bad("master_retention_secs", "must be at least 1");
         }
         for (field, value) in [
+            ("redis_buckets", u64::from(self.connection.redis_buckets)),
             ("master_header_timeout_ms", self.master_header_timeout_ms),
             ("master_request_timeout_ms", self.master_request_timeout_ms),
             ("master_max_connections", self.master_max_connections as u64),

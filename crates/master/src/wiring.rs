@@ -63,6 +63,7 @@ pub async fn distributed(
         &settings.master_key_prefix,
         settings.master_max_executions,
         settings.master_retention_secs,
+        settings.connection.redis_buckets,
     )
     .with_clock(clock.clone());
     let catalog: Arc<dyn WorkflowCatalog> = Arc::new(baton_redis::RedisCatalog::new(

@@ -112,7 +112,7 @@ async fn redis_history() -> (RedisHistory, String) {
     let conn = baton_redis::connect(&target, baton_redis::Timeouts::default())
         .await
         .expect("redis");
-    (RedisHistory::new(conn, &prefix, 1000, 3600), prefix)
+    (RedisHistory::new(conn, &prefix, 1000, 3600, 16), prefix)
 }
 
 async fn drop_keys(prefix: &str) {

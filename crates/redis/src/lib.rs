@@ -14,6 +14,7 @@
 //! Every multi-key operation is one Lua script (`src/lua/`), run with `EVALSHA` (loaded on
 //! `NOSCRIPT`), with all its keys in `KEYS[]` under one hash tag, so it is cluster-safe.
 
+pub mod buckets;
 mod catalog;
 mod connect;
 mod definitions;

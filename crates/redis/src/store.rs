@@ -69,7 +69,7 @@ impl Default for RedisOptions {
             response_timeout_ms: 5_000,
             connect_timeout_ms: 2_000,
             cluster: false,
-            buckets: crate::timers::DEFAULT_BUCKETS,
+            buckets: crate::buckets::DEFAULT_BUCKETS,
         }
     }
 }

@@ -22,9 +22,6 @@ use redis::Script;
 
 use crate::{Error, RedisConnection, reply};
 
-/// Buckets when `BATON_REDIS_BUCKETS` is not set.
-pub const DEFAULT_BUCKETS: u32 = 16;
-
 static SCHEDULE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/timer_schedule.lua")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/timer_claim.lua")));
@@ -81,13 +78,6 @@ pub struct ClaimedTimer {
     pub due_ms: Option<u64>,
 }
 
-/// FNV-1a, 32 bits: stable across versions and platforms (a timer's bucket must not move).
-fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
-    })
-}
-
 impl TimerStore {
     pub(crate) fn new(conn: RedisConnection, prefix: &str, buckets: u32) -> Self {
         let buckets: Arc<[Shard]> = (0..buckets.max(1))
@@ -104,8 +94,8 @@ impl TimerStore {
     /// The bucket of timer `id` (ids are `<execution id>|…`; the whole id if it has no `|`).
     fn bucket(&self, id: &str) -> &Shard {
         let execution = id.split_once('|').map_or(id, |(e, _)| e);
-        let n = self.buckets.len();
-        &self.buckets[fnv1a(execution.as_bytes()) as usize % n]
+        let n = u32::try_from(self.buckets.len()).unwrap_or(u32::MAX);
+        &self.buckets[crate::buckets::bucket_of(execution, n) as usize]
     }
 
     /// The keys of every shard timer `id` can be in, for tests (a slot check).
@@ -265,18 +255,5 @@ impl TimerStore {
             total += n;
         }
         Ok(total)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fnv1a;
-
-    #[test]
-    fn the_bucket_hash_is_stable() {
-        // FNV-1a test vectors: a timer's bucket must never move between versions.
-        assert_eq!(fnv1a(b""), 0x811c_9dc5);
-        assert_eq!(fnv1a(b"a"), 0xe40c_292c);
-        assert_eq!(fnv1a(b"foobar"), 0xbf9c_f968);
     }
 }

@@ -39,9 +39,9 @@ pub struct ConnectionSettings {
     /// `BATON_REDIS_CLUSTER`: treat a single `redis_url` as a Redis Cluster seed node (more
     /// than one URL always means a cluster). Default false.
     pub redis_cluster: bool,
-    /// `BATON_REDIS_BUCKETS`: how many hash-tagged buckets the durable timers are spread over,
-    /// so that no cluster slot holds them all (default 16, at least 1). Every worker of a
-    /// deployment must use the same number.
+    /// `BATON_REDIS_BUCKETS`: how many hash-tagged buckets the durable timers (and, on a
+    /// cluster, the master's history) are spread over, so that no cluster slot holds them all
+    /// (default 16, at least 1). Every process of a deployment must use the same number.
     pub redis_buckets: u32,
     /// `classic` or `quorum`.
     #[serde(with = "queue_type_name")]

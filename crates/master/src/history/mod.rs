@@ -2,11 +2,14 @@
 //! starts an execution, then updated by the status and completion events (idempotently, in any
 //! order), plus the master's small state (idempotency keys, enabled webhooks with their sealed
 //! secrets and recent message ids, schedules, cron claims). Two implementations: Redis
-//! (`redis.rs`) and memory (`memory.rs`).
+//! (`redis.rs`, with its key layout in `redis_keys.rs` and its list indexes in
+//! `redis_index.rs`) and memory (`memory.rs`).
 
 pub mod memory;
 pub mod model;
 pub mod redis;
+mod redis_index;
+mod redis_keys;
 mod redis_schedules;
 
 use async_trait::async_trait;

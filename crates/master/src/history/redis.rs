@@ -1,5 +1,6 @@
-//! The history in Redis, under its own key prefix (RFC 0006 lists the keys). Event writes are
-//! single Lua scripts, so replicas writing events of the same execution never race.
+//! The history in Redis, under its own key prefix (RFC 0006 lists the keys; `redis_keys.rs`
+//! says where they are on a single node and on a cluster). Event writes are single Lua
+//! scripts, so replicas writing events of the same execution never race.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +12,9 @@ use baton_redis::RedisConnection;
 use serde_json::Value;
 
 use super::model::index_member;
-use super::model::{ExecutionRecord, NewExecution, RunEvent, Schedule, Scheduled, Summary};
+use super::model::{ExecutionRecord, NewExecution, RunEvent, Schedule, Scheduled};
+use super::redis_index::{self as index, err};
+use super::redis_keys::Layout;
 use super::redis_schedules as schedules;
 use super::{History, HistoryError, IdempotentStart, ListQuery, Page, WebhookRecord};
 
@@ -60,7 +63,7 @@ return created
 #[derive(Clone)]
 pub struct RedisHistory {
     conn: RedisConnection,
-    prefix: String,
+    layout: Layout,
     max_executions: u64,
     retention_secs: u64,
     apply_status: redis::Script,
@@ -69,29 +72,26 @@ pub struct RedisHistory {
     clock: Arc<dyn Clock>,
 }
 
-fn err(e: redis::RedisError) -> HistoryError {
-    HistoryError(e.to_string())
-}
-
-/// Executions scanned at most for one list page (status filters skip records).
-const MAX_SCANNED: usize = 5_000;
-
 impl RedisHistory {
+    /// The history under `prefix`. On a single node every key is `<prefix><rest>`, as before
+    /// clusters; on a cluster the executions and their indexes are spread over `buckets`
+    /// hash-tagged buckets (`BATON_REDIS_BUCKETS`; RFC 0009, "Buckets (no hot slot)").
     pub fn new(
         conn: RedisConnection,
         prefix: &str,
         max_executions: u64,
         retention_secs: u64,
+        buckets: u32,
     ) -> Self {
-        // On a cluster the history's scripts and pipelines touch a record and the indexes
-        // together: one hash tag keeps them on one slot (RFC 0009, "Redis Cluster").
-        let prefix = match conn {
-            RedisConnection::Single(_) => prefix.to_string(),
-            RedisConnection::Cluster(_) => format!("{{{prefix}}}"),
+        let layout = match conn {
+            RedisConnection::Single(_) => Layout::Unsharded {
+                prefix: prefix.to_string(),
+            },
+            RedisConnection::Cluster(_) => Layout::buckets(prefix, buckets),
         };
         Self {
             conn,
-            prefix,
+            layout,
             max_executions,
             retention_secs,
             apply_status: redis::Script::new(APPLY_STATUS),
@@ -100,113 +100,47 @@ impl RedisHistory {
         }
     }
 
+    /// Uses the cluster's bucketed layout whatever the connection (tests on a single node).
+    pub fn with_buckets(mut self, buckets: u32) -> Self {
+        self.layout = Layout::buckets(self.layout.prefix(), buckets);
+        self
+    }
+
     /// Reads the time from `clock` (default [`SystemClock`]).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
     }
 
+    /// A key of the master's unsharded state (idempotency, webhooks, ticks).
     fn key(&self, rest: &str) -> String {
-        format!("{}{rest}", self.prefix)
+        format!("{}{rest}", self.layout.shared())
     }
 
     fn schedule_keys(&self) -> schedules::Keys {
-        schedules::Keys::new(&self.prefix)
+        schedules::Keys::new(&self.layout.shared())
     }
 
-    fn rec(&self, id: &str) -> [String; 3] {
-        [
-            self.key(&format!("x:{id}")),
-            self.key(&format!("x:{id}:rank")),
-            self.key(&format!("x:{id}:ev")),
-        ]
-    }
-
-    fn index(&self, workflow: Option<&str>) -> String {
-        match workflow {
-            Some(w) => self.key(&format!("idx:{w}")),
-            None => self.key("idx"),
-        }
-    }
-
-    /// Drops the oldest records over the limit and index entries older than the retention.
-    async fn trim(&self) -> Result<(), HistoryError> {
-        let mut conn = self.conn.clone();
-        let idx = self.index(None);
+    /// Trims the bucket of a newly recorded execution (the only bucket that grew).
+    async fn trim(&self, execution_id: &str) -> Result<(), HistoryError> {
         let cutoff = self.clock.now_utc().timestamp_millis()
             - i64::try_from(self.retention_secs * 1000).unwrap_or(i64::MAX);
-        let _: i64 = redis::cmd("ZREMRANGEBYLEX")
-            .arg(&idx)
-            .arg("-")
-            .arg(format!("({cutoff:013}|"))
-            .query_async(&mut conn)
-            .await
-            .map_err(err)?;
-        let count: u64 = redis::cmd("ZCARD")
-            .arg(&idx)
-            .query_async(&mut conn)
-            .await
-            .map_err(err)?;
-        if count <= self.max_executions {
-            return Ok(());
-        }
-        let excess = count - self.max_executions;
-        let oldest: Vec<String> = redis::cmd("ZRANGE")
-            .arg(&idx)
-            .arg(0)
-            .arg(excess - 1)
-            .query_async(&mut conn)
-            .await
-            .map_err(err)?;
-        for member in oldest {
-            let id = member.split_once('|').map(|(_, id)| id).unwrap_or(&member);
-            let keys = self.rec(id);
-            let workflow: Option<String> = redis::cmd("HGET")
-                .arg(&keys[0])
-                .arg("workflow_id")
-                .query_async(&mut conn)
-                .await
-                .map_err(err)?;
-            let mut pipe = redis::pipe();
-            pipe.cmd("DEL").arg(&keys[..]).ignore();
-            pipe.cmd("ZREM").arg(&idx).arg(&member).ignore();
-            if let Some(w) = workflow {
-                pipe.cmd("ZREM")
-                    .arg(self.index(Some(&w)))
-                    .arg(&member)
-                    .ignore();
-            }
-            let _: () = pipe.query_async(&mut conn).await.map_err(err)?;
-        }
-        Ok(())
-    }
-
-    fn summary_of(id: &str, h: &HashMap<String, String>) -> Summary {
-        let s = |k: &str| h.get(k).cloned();
-        Summary {
-            execution_id: id.to_string(),
-            workflow_id: s("workflow_id").unwrap_or_default(),
-            version: s("version").and_then(|v| v.parse().ok()),
-            status: s("status").unwrap_or_else(|| "running".into()),
-            trigger: s("trigger").unwrap_or_else(|| "cli".into()),
-            started_at: s("started_at").unwrap_or_default(),
-            completed_at: s("completed_at"),
-            duration_ms: s("duration_ms").and_then(|v| v.parse().ok()),
-            failure_reason: s("failure_reason"),
-        }
+        let b = self.layout.bucket_of(execution_id);
+        let kept = self.layout.kept_per_bucket(self.max_executions);
+        index::trim(&self.conn, &self.layout, b, cutoff, kept).await
     }
 }
 
 #[async_trait]
 impl History for RedisHistory {
     async fn create(&self, new: &NewExecution) -> Result<(), HistoryError> {
-        let mut conn = self.conn.clone();
         let s = &new.summary;
-        let keys = self.rec(&s.execution_id);
+        let keys = self.layout.execution_keys(&s.execution_id, &s.workflow_id);
         let member = index_member(&s.started_at, &s.execution_id);
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(self.key(&format!("def:{}", new.definition_hash)))
+        let def_key = self.layout.definition(&new.definition_hash);
+        let mut def = redis::pipe();
+        def.cmd("SET")
+            .arg(&def_key)
             .arg(new.definition.to_string())
             .arg("EX")
             .arg(self.retention_secs)
@@ -225,42 +159,50 @@ impl History for RedisHistory {
         if let Some(r) = &new.replay_of {
             fields.push(("replay_of", r.clone()));
         }
+        // One pipeline per slot: the definition rides with the record when they share one
+        // (always on a single node), else it is a command of its own.
+        let same_slot =
+            self.layout.bucket_of(&new.definition_hash) == self.layout.bucket_of(&s.execution_id);
+        let mut pipe = if same_slot {
+            def.clone()
+        } else {
+            redis::pipe()
+        };
         pipe.cmd("HSET").arg(&keys[0]).arg(fields).ignore();
         pipe.cmd("EXPIRE")
             .arg(&keys[0])
             .arg(self.retention_secs)
             .ignore();
-        pipe.cmd("ZADD")
-            .arg(self.index(None))
-            .arg(0)
-            .arg(&member)
-            .ignore();
-        pipe.cmd("ZADD")
-            .arg(self.index(Some(&s.workflow_id)))
-            .arg(0)
-            .arg(&member)
-            .ignore();
-        // The indexes live as long as their newest member's record.
-        for index in [self.index(None), self.index(Some(&s.workflow_id))] {
+        // The indexes (3, 4) live as long as their newest member's record.
+        for index in &keys[3..] {
+            pipe.cmd("ZADD").arg(index).arg(0).arg(&member).ignore();
             pipe.cmd("EXPIRE")
                 .arg(index)
                 .arg(self.retention_secs)
                 .ignore();
         }
-        let _: () = pipe.query_async(&mut conn).await.map_err(err)?;
-        self.trim().await
+        let mut conn = self.conn.clone();
+        if same_slot {
+            let _: () = pipe.query_async(&mut conn).await.map_err(err)?;
+        } else {
+            let mut conn2 = self.conn.clone();
+            let (_, _): ((), ()) =
+                futures_util::try_join!(pipe.query_async(&mut conn), def.query_async(&mut conn2))
+                    .map_err(err)?;
+        }
+        self.trim(&s.execution_id).await
     }
 
     async fn apply_status(&self, event: &StatusEvent) -> Result<(), HistoryError> {
         let mut conn = self.conn.clone();
         let run = RunEvent::of(event);
-        let keys = self.rec(&event.execution_id);
+        let keys = self
+            .layout
+            .execution_keys(&event.execution_id, &event.workflow_id);
         let json = serde_json::to_string(event).map_err(|e| HistoryError(e.to_string()))?;
         let created: i64 = self
             .apply_status
             .key(&keys[..])
-            .key(self.index(None))
-            .key(self.index(Some(&event.workflow_id)))
             .arg(&run.key)
             .arg(run.rank)
             .arg(json)
@@ -272,14 +214,14 @@ impl History for RedisHistory {
             .await
             .map_err(err)?;
         if created == 1 {
-            self.trim().await?;
+            self.trim(&event.execution_id).await?;
         }
         Ok(())
     }
 
     async fn apply_completion(&self, c: &Completion) -> Result<(), HistoryError> {
         let mut conn = self.conn.clone();
-        let keys = self.rec(&c.execution_id);
+        let keys = self.layout.execution_keys(&c.execution_id, &c.workflow_id);
         let completed_ms = chrono::DateTime::parse_from_rfc3339(&c.completed_at)
             .map(|d| d.timestamp_millis())
             .unwrap_or_else(|_| self.clock.now_utc().timestamp_millis());
@@ -290,8 +232,6 @@ impl History for RedisHistory {
         let created: i64 = self
             .apply_completion
             .key(&keys[..])
-            .key(self.index(None))
-            .key(self.index(Some(&c.workflow_id)))
             .arg(c.status.as_str())
             .arg(&c.completed_at)
             .arg(c.total_duration_ms)
@@ -305,14 +245,14 @@ impl History for RedisHistory {
             .await
             .map_err(err)?;
         if created == 1 {
-            self.trim().await?;
+            self.trim(&c.execution_id).await?;
         }
         Ok(())
     }
 
     async fn get(&self, execution_id: &str) -> Result<Option<ExecutionRecord>, HistoryError> {
         let mut conn = self.conn.clone();
-        let keys = self.rec(execution_id);
+        let keys = self.layout.record(execution_id);
         let (h, ev): (HashMap<String, String>, HashMap<String, String>) = redis::pipe()
             .cmd("HGETALL")
             .arg(&keys[0])
@@ -330,7 +270,7 @@ impl History for RedisHistory {
             .collect();
         let parse = |k: &str| h.get(k).and_then(|v| serde_json::from_str::<Value>(v).ok());
         Ok(Some(ExecutionRecord {
-            summary: Self::summary_of(execution_id, &h),
+            summary: index::summary_of(execution_id, &h),
             input: parse("input").unwrap_or(Value::Null),
             final_context: parse("final_context").and_then(|v| match v {
                 Value::Object(m) => Some(m),
@@ -343,81 +283,13 @@ impl History for RedisHistory {
     }
 
     async fn list(&self, q: &ListQuery) -> Result<Page, HistoryError> {
-        let mut conn = self.conn.clone();
-        let idx = self.index(q.workflow.as_deref());
-        let mut max = match &q.cursor {
-            Some(c) => format!("({c}"),
-            None => "+".to_string(),
-        };
-        let mut out = Vec::new();
-        let mut scanned = 0;
-        let batch = (q.limit * 2).clamp(16, 500);
-        let mut last_member = None;
-        loop {
-            let members: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
-                .arg(&idx)
-                .arg(&max)
-                .arg("-")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(batch)
-                .query_async(&mut conn)
-                .await
-                .map_err(err)?;
-            if members.is_empty() {
-                return Ok(Page {
-                    executions: out,
-                    next_cursor: None,
-                });
-            }
-            let mut pipe = redis::pipe();
-            for m in &members {
-                let id = m.split_once('|').map(|(_, id)| id).unwrap_or(m);
-                pipe.cmd("HGETALL").arg(self.key(&format!("x:{id}")));
-            }
-            let records: Vec<HashMap<String, String>> =
-                pipe.query_async(&mut conn).await.map_err(err)?;
-            for (m, h) in members.iter().zip(records) {
-                scanned += 1;
-                last_member = Some(m.clone());
-                if h.is_empty() {
-                    // Expired record: drop its index entry.
-                    let _: Result<i64, _> = redis::cmd("ZREM")
-                        .arg(&idx)
-                        .arg(m)
-                        .query_async(&mut conn)
-                        .await;
-                    continue;
-                }
-                let id = m.split_once('|').map(|(_, id)| id).unwrap_or(m);
-                let s = Self::summary_of(id, &h);
-                if q.status.as_deref().is_some_and(|want| want != s.status) {
-                    continue;
-                }
-                out.push(s);
-                if out.len() == q.limit {
-                    return Ok(Page {
-                        executions: out,
-                        next_cursor: Some(m.clone()),
-                    });
-                }
-            }
-            if members.len() < batch || scanned >= MAX_SCANNED {
-                // Scanned enough for one page: let the client continue from here.
-                let more = members.len() == batch;
-                return Ok(Page {
-                    executions: out,
-                    next_cursor: if more { last_member } else { None },
-                });
-            }
-            max = format!("({}", members.last().map(String::as_str).unwrap_or(""));
-        }
+        index::list(&self.conn, &self.layout, q).await
     }
 
     async fn definition(&self, hash: &str) -> Result<Option<Value>, HistoryError> {
         let mut conn = self.conn.clone();
         let raw: Option<String> = redis::cmd("GET")
-            .arg(self.key(&format!("def:{hash}")))
+            .arg(self.layout.definition(hash))
             .query_async(&mut conn)
             .await
             .map_err(err)?;
