@@ -282,6 +282,25 @@ async fn the_bucketed_history_works_on_a_real_redis_cluster() {
     lists_like_the_memory_history(&listed, 40).await;
     let events = RedisHistory::new(conn, "events:master:", 10_000, 3_600, 16);
     events_create_and_finish_records(&events).await;
+    // The history's keys (the only keys of this cluster) are on every primary, not one.
+    let mut per_primary = Vec::new();
+    for port in cluster.base_port..cluster.base_port + 6 {
+        let cli = |args: &[&str]| {
+            let out = std::process::Command::new("redis-cli")
+                .arg("-p")
+                .arg(port.to_string())
+                .args(args)
+                .output()
+                .expect("redis-cli runs");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        if cli(&["ROLE"]).starts_with("master") {
+            per_primary.push(cli(&["DBSIZE"]).parse::<u64>().expect("a key count"));
+        }
+    }
+    eprintln!("history keys per primary: {per_primary:?}");
+    assert_eq!(per_primary.len(), 3);
+    assert!(per_primary.iter().all(|&n| n > 0), "{per_primary:?}");
 }
 
 /// A key prefix no other test uses.
