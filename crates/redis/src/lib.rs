@@ -9,6 +9,8 @@
 //! - [`RedisCatalog`]: named, versioned workflow definitions (the `WorkflowCatalog` port).
 //! - [`TimerStore`]: durable timers with leased claims.
 //! - [`DeliveryCounts`]: durable redelivery counts, the worker's crash budget.
+//! - [`buckets`]: the bucket of an id (FNV-1a mod `BATON_REDIS_BUCKETS`, timers and the
+//!   master's history) and the cluster slot of a key.
 //! - cancellation broadcast: [`RedisStore::publish_cancel`] / [`RedisStore::subscribe_cancels`].
 //!
 //! Every multi-key operation is one Lua script (`src/lua/`), run with `EVALSHA` (loaded on
