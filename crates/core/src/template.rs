@@ -7,6 +7,7 @@
 //! - Rune's bare references inside text: `"/users/$item.id"`, interpolated when the root is a
 //!   context key, left as written otherwise (so `"$5 off"` stays text).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use handlebars::Handlebars;
@@ -403,6 +404,20 @@ impl CompiledTemplate {
     ) -> Result<Value, TemplateError> {
         resolve_node(&self.root, set, ctx, field_prefix)
     }
+
+    /// Like [`resolve`](Self::resolve), borrowing the value when it holds no template at all:
+    /// a literal parameter tree is not copied on every run.
+    pub fn resolve_cow(
+        &self,
+        set: &TemplateSet,
+        ctx: &Map<String, Value>,
+        field_prefix: &str,
+    ) -> Result<Cow<'_, Value>, TemplateError> {
+        match &self.root {
+            Node::Literal(v) => Ok(Cow::Borrowed(v)),
+            node => resolve_node(node, set, ctx, field_prefix).map(Cow::Owned),
+        }
+    }
 }
 
 fn resolve_node(
@@ -501,6 +516,24 @@ mod tests {
         let strict: HashSet<String> = ["$input".to_string(), "$Fetch".to_string()].into();
         let t = set.compile(&template, &strict)?;
         t.resolve(&set, ctx.as_object().unwrap(), "")
+    }
+
+    #[test]
+    fn literal_parameters_resolve_borrowed_and_templated_ones_owned() {
+        let mut set = TemplateSet::new();
+        let strict: HashSet<String> = ["$input".to_string()].into();
+        let ctx = json!({"$input": {"n": 2}});
+        let ctx = ctx.as_object().unwrap();
+        let literal = set.compile(&json!({"level": "debug"}), &strict).unwrap();
+        let borrowed = literal.resolve_cow(&set, ctx, "").unwrap();
+        assert!(matches!(borrowed, Cow::Borrowed(_)));
+        assert_eq!(*borrowed, json!({"level": "debug"}));
+        let templated = set
+            .compile(&json!({"n": "{{ $input.n }}"}), &strict)
+            .unwrap();
+        let owned = templated.resolve_cow(&set, ctx, "").unwrap();
+        assert!(matches!(owned, Cow::Owned(_)));
+        assert_eq!(*owned, json!({"n": 2}));
     }
 
     #[test]

@@ -112,12 +112,11 @@ impl Dispatch {
             let mut msg = msg;
             let mut ran = 0u32;
             loop {
-                let node = msg.node_id.clone();
-                match engine.handle(msg).await {
+                match engine.handle_ref(&msg).await {
                     Ok(HopOutcome::Poison(reason)) => {
-                        tracing::error!(node, reason, "message dropped as poison")
+                        tracing::error!(node = msg.node_id, reason, "message dropped as poison")
                     }
-                    Err(e) => tracing::error!(node, error = %e, "hop failed"),
+                    Err(e) => tracing::error!(node = msg.node_id, error = %e, "hop failed"),
                     Ok(_) => {}
                 }
                 let Some(next) = CURRENT.with(|c| c.next.borrow_mut().take()) else {

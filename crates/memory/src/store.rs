@@ -9,8 +9,8 @@ use baton_core::message::ExecutionStatus;
 use baton_engine::ports::{
     CommitOutcome, CommittedHop, CompletionAdoption, CompletionClaim, CompletionLedger,
     ExecutionIdentity, ExecutionStart, ExecutionStore, FinalContext, Handoff, HeldClaim, HopClaim,
-    HopClaimOutcome, HopCommit, JoinArrival, JoinOutcome, Lifecycle, PortError, ScopedKey,
-    SignalStore, SignalWaiter, StartState,
+    HopClaimOutcome, HopCommit, HopStart, JoinArrival, JoinOutcome, Lifecycle, PortError,
+    ScopedKey, SignalStore, SignalWaiter, StartState,
 };
 use serde_json::{Map, Value};
 
@@ -49,6 +49,60 @@ struct Execution {
     /// signal name → waiting (id, payload)
     waiters: HashMap<String, Vec<(String, String)>>,
     buffered_signals: HashMap<String, Value>,
+}
+
+impl Execution {
+    fn lifecycle(&self) -> Lifecycle {
+        match &self.finished {
+            None => Lifecycle::Running,
+            Some((status, reason)) => Lifecycle::Finished {
+                status: *status,
+                reason: reason.clone(),
+                completion_sent: self.completion_sent,
+            },
+        }
+    }
+
+    /// The first value of each key along `scope_chain` (innermost first).
+    fn read(&self, scope_chain: &[String], keys: &[String]) -> Map<String, Value> {
+        let mut out = Map::new();
+        for key in keys {
+            for scope in scope_chain {
+                if let Some(v) = self.scopes.get(scope).and_then(|m| m.get(key)) {
+                    out.insert(key.clone(), v.clone());
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    fn committed_hop(&self, hop_id: &str) -> Option<CommittedHop> {
+        self.committed.get(hop_id).map(|handoff| CommittedHop {
+            handoff: handoff.clone(),
+            pending: self.pending,
+        })
+    }
+
+    fn claim_hop(&mut self, hop_id: &str, claim: HopClaim<'_>) -> HopClaimOutcome {
+        // Committed, or the execution finished: nothing left to run.
+        if self.committed.contains_key(hop_id) || self.finished.is_some() {
+            return HopClaimOutcome::Committed;
+        }
+        if let Some((owner, expires_at_ms)) = self.claims.get(hop_id)
+            && owner != claim.owner
+            && *expires_at_ms > claim.now_ms
+        {
+            return HopClaimOutcome::Held(HeldClaim {
+                owner: owner.clone(),
+                expires_at_ms: *expires_at_ms,
+            });
+        }
+        let until = claim.now_ms.saturating_add(claim.lease_ms);
+        self.claims
+            .insert(hop_id.to_string(), (claim.owner.to_string(), until));
+        HopClaimOutcome::Claimed
+    }
 }
 
 /// In-memory execution store.
@@ -161,17 +215,51 @@ impl ExecutionStore for MemoryStore {
 
     async fn lifecycle(&self, execution_id: &str) -> Result<Lifecycle, PortError> {
         let map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(match map.get(execution_id) {
-            None => Lifecycle::Unknown,
-            Some(e) => match &e.finished {
-                None => Lifecycle::Running,
-                Some((status, reason)) => Lifecycle::Finished {
-                    status: *status,
-                    reason: reason.clone(),
-                    completion_sent: e.completion_sent,
-                },
-            },
-        })
+        Ok(map
+            .get(execution_id)
+            .map_or(Lifecycle::Unknown, Execution::lifecycle))
+    }
+
+    /// The default's steps under one lock (it takes one per step).
+    async fn begin_hop(
+        &self,
+        execution_id: &str,
+        hop_id: &str,
+        scope_chain: &[String],
+        keys: &[String],
+        claim: Option<HopClaim<'_>>,
+    ) -> Result<HopStart, PortError> {
+        let mut map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(e) = map.get_mut(execution_id) else {
+            return Ok(HopStart {
+                lifecycle: Lifecycle::Unknown,
+                context: Map::new(),
+                committed: None,
+                held: None,
+            });
+        };
+        let mut start = HopStart {
+            lifecycle: e.lifecycle(),
+            context: Map::new(),
+            committed: None,
+            held: None,
+        };
+        if start.lifecycle != Lifecycle::Running {
+            return Ok(start);
+        }
+        match claim.map(|claim| e.claim_hop(hop_id, claim)) {
+            Some(HopClaimOutcome::Held(held)) => {
+                start.held = Some(held);
+                return Ok(start);
+            }
+            Some(HopClaimOutcome::Committed) => start.committed = e.committed_hop(hop_id),
+            // Nothing recorded to replay without a claim: skip the lookup (`replays_hops`).
+            Some(HopClaimOutcome::Claimed) | None => {}
+        }
+        if start.committed.is_none() {
+            start.context = e.read(scope_chain, keys);
+        }
+        Ok(start)
     }
 
     async fn identity(&self, execution_id: &str) -> Result<Option<ExecutionIdentity>, PortError> {
@@ -188,18 +276,7 @@ impl ExecutionStore for MemoryStore {
         scope_chain: &[String],
         keys: &[String],
     ) -> Result<Map<String, Value>, PortError> {
-        self.with(execution_id, |e| {
-            let mut out = Map::new();
-            for key in keys {
-                for scope in scope_chain {
-                    if let Some(v) = e.scopes.get(scope).and_then(|m| m.get(key)) {
-                        out.insert(key.clone(), v.clone());
-                        break;
-                    }
-                }
-            }
-            out
-        })
+        self.with(execution_id, |e| e.read(scope_chain, keys))
     }
 
     async fn read_exact(
@@ -243,12 +320,7 @@ impl ExecutionStore for MemoryStore {
         execution_id: &str,
         hop_id: &str,
     ) -> Result<Option<CommittedHop>, PortError> {
-        self.with(execution_id, |e| {
-            e.committed.get(hop_id).map(|handoff| CommittedHop {
-                handoff: handoff.clone(),
-                pending: e.pending,
-            })
-        })
+        self.with(execution_id, |e| e.committed_hop(hop_id))
     }
 
     async fn claim_hop(
@@ -257,25 +329,7 @@ impl ExecutionStore for MemoryStore {
         hop_id: &str,
         claim: HopClaim<'_>,
     ) -> Result<HopClaimOutcome, PortError> {
-        self.with(execution_id, |e| {
-            // Committed, or the execution finished: nothing left to run.
-            if e.committed.contains_key(hop_id) || e.finished.is_some() {
-                return HopClaimOutcome::Committed;
-            }
-            if let Some((owner, expires_at_ms)) = e.claims.get(hop_id)
-                && owner != claim.owner
-                && *expires_at_ms > claim.now_ms
-            {
-                return HopClaimOutcome::Held(HeldClaim {
-                    owner: owner.clone(),
-                    expires_at_ms: *expires_at_ms,
-                });
-            }
-            let until = claim.now_ms.saturating_add(claim.lease_ms);
-            e.claims
-                .insert(hop_id.to_string(), (claim.owner.to_string(), until));
-            HopClaimOutcome::Claimed
-        })
+        self.with(execution_id, |e| e.claim_hop(hop_id, claim))
     }
 
     async fn mark_handoff_published(
@@ -299,7 +353,10 @@ impl ExecutionStore for MemoryStore {
             if e.committed.contains_key(&commit.hop_id) {
                 return CommitOutcome::Duplicate { pending: e.pending };
             }
-            e.claims.remove(&commit.hop_id);
+            // The embedded runtime takes no claims: no lookup then.
+            if !e.claims.is_empty() {
+                e.claims.remove(&commit.hop_id);
+            }
             e.committed.insert(commit.hop_id, commit.handoff);
             for write in commit.outputs {
                 e.scopes

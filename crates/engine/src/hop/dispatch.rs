@@ -12,9 +12,17 @@ use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
 use crate::ports::{CommittedHop, HeldClaim, Lifecycle, PortError};
 
+/// The scope chain of a message outside any split.
+const TOP_LEVEL_CHAIN: &[String] = &[String::new()];
+
 impl Engine {
     /// Processes one message.
     pub async fn handle(&self, msg: HopMessage) -> Result<HopOutcome, PortError> {
+        self.handle_ref(&msg).await
+    }
+
+    /// Processes one message the caller keeps (to log it after, or run it again).
+    pub async fn handle_ref(&self, msg: &HopMessage) -> Result<HopOutcome, PortError> {
         let Some(wf) = self.definitions.get(&msg.workflow_ref) else {
             return Ok(HopOutcome::Poison(format!(
                 "unknown workflow_ref `{}`",
@@ -27,14 +35,14 @@ impl Engine {
                 msg.node_id, msg.workflow_ref
             )));
         };
-        if let Some(reason) = super::bounds::out_of_bounds(&msg, node, self.max_split_items) {
+        if let Some(reason) = super::bounds::out_of_bounds(msg, node, self.max_split_items) {
             return Ok(HopOutcome::Poison(reason));
         }
         if msg.kind == HopKind::Deadline {
             // No token, no claim, no context: it only fails the execution if still running.
-            return self.on_deadline(&wf, &msg).await;
+            return self.on_deadline(&wf, msg).await;
         }
-        let hop = Hop::new(&msg);
+        let hop = Hop::new(msg);
         // Every kind but `OnFailure` (it runs after the execution finished, when `begin_hop`
         // reads nothing) begins in one round trip: lifecycle, "did this hop commit", the claim
         // on running it where messages can be duplicated, and for an ordinary node run the
@@ -53,7 +61,7 @@ impl Engine {
                         owner: self.worker_id.clone(),
                         expires_at_ms: self.clock.now_ms() + self.hop_lease_ms,
                     };
-                    return self.recheck_later(&msg, held).await;
+                    return self.recheck_later(msg, held).await;
                 }
             }
         } else {
@@ -71,21 +79,21 @@ impl Engine {
             keys.to_mut().push(baton_core::graph::race_marker(&node.id));
         }
         let claim = local.as_ref().map(|_| self.hop_claim());
+        // A top-level hop's chain is the top scope alone: not built per hop.
+        let chain: Cow<'_, [String]> = if msg.lineage.is_empty() {
+            Cow::Borrowed(TOP_LEVEL_CHAIN)
+        } else {
+            Cow::Owned(scope_chain(&msg.lineage))
+        };
         let begun = self
             .store
-            .begin_hop(
-                &msg.execution_id,
-                &hop.id,
-                &scope_chain(&msg.lineage),
-                &keys,
-                claim,
-            )
+            .begin_hop(&msg.execution_id, &hop.id, &chain, &keys, claim)
             .await?;
         if let Some(held) = begun.held {
-            return self.recheck_later(&msg, held).await;
+            return self.recheck_later(msg, held).await;
         }
         if let Some(CommittedHop { handoff, pending }) = begun.committed {
-            return Box::pin(self.replay(&wf, &msg, handoff.unwrap_or_default(), pending)).await;
+            return Box::pin(self.replay(&wf, msg, handoff.unwrap_or_default(), pending)).await;
         }
         let mut context = begun.context;
         if Self::lost_race(node, &mut context) && matches!(begun.lifecycle, Lifecycle::Running) {

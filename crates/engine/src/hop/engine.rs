@@ -212,6 +212,10 @@ impl Engine {
 
     pub(super) fn cancel_token(&self, execution_id: &str) -> CancellationToken {
         let mut map = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
+        // Looked up before inserting: the key is copied once per execution, not per hop.
+        if let Some(token) = map.get(execution_id) {
+            return token.clone();
+        }
         map.entry(execution_id.to_string()).or_default().clone()
     }
 

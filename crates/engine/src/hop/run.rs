@@ -39,11 +39,12 @@ impl Engine {
             }
         };
         let mut running = self.status(node, msg, NodeStatus::Running);
-        let params = match node.params.resolve(&wf.templates, &ctx, "") {
+        // Literal parameters are borrowed from the compiled node, not copied per run.
+        let params = match node.params.resolve_cow(&wf.templates, &ctx, "") {
             Ok(mut p) => {
                 // Raw parameters reach the node as written; it evaluates them itself.
                 if !node.raw_params.is_empty()
-                    && let Some(obj) = p.as_object_mut()
+                    && let Some(obj) = p.to_mut().as_object_mut()
                 {
                     obj.extend(node.raw_params.iter().map(|(k, v)| (k.clone(), v.clone())));
                 }
@@ -60,7 +61,7 @@ impl Engine {
             }
         };
         if self.sends_status(node, NodeStatus::Running) {
-            running.parameters = Some(params.clone());
+            running.parameters = Some(params.as_ref().clone());
         }
         self.emit(node.status_mode, running).await;
         let result = if self.node_spans {
@@ -165,20 +166,27 @@ impl Engine {
         };
         // The `on_failure` node runs after the halt that cancelled the execution's token: it gets
         // its own, or it would be aborted before it starts.
-        // Every other run gets a child of the execution's token, registered by node and scope:
-        // a race that this node loses cancels it alone (`race.rs`).
+        // A run that may lose a race gets a child of the execution's token, registered by node
+        // and scope: a race that this node loses cancels it alone (`race.rs`).
+        // A node that cannot lose a race is only ever cancelled with its execution: it watches
+        // the execution's token itself (no child token per run).
         let cancel = if msg.kind == HopKind::OnFailure {
             CancellationToken::new()
-        } else {
+        } else if node.may_lose {
             self.cancel_token(&msg.execution_id).child_token()
+        } else {
+            self.cancel_token(&msg.execution_id)
         };
-        let _registered = self.runs.register(
-            &msg.execution_id,
-            &node.id,
-            scope_chain(&msg.lineage),
-            cancel.clone(),
-        );
-        let idempotency_key = format!("{}:{}:{}", msg.execution_id, node.id, hop.scope.clone());
+        // Only a race's possible losers are ever cancelled by node: others need no registration.
+        let _registered = node.may_lose.then(|| {
+            self.runs.register(
+                &msg.execution_id,
+                &node.id,
+                scope_chain(&msg.lineage),
+                cancel.clone(),
+            )
+        });
+        let idempotency_key = format!("{}:{}:{}", msg.execution_id, node.id, hop.scope);
         // Revealed here and only here: the secret lives for this run, in this frame, and is
         // never part of a message, a status, the context or an error — what the node returns
         // is redacted before anything else sees it.

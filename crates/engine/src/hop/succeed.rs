@@ -71,16 +71,20 @@ impl Engine {
         mut ev: StatusEvent,
     ) -> Result<HopOutcome, PortError> {
         let msg = hop.msg;
-        let mut outputs = vec![ContextWrite::new(
+        let children = self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Success(&output));
+        // The output is copied only for a status event that is sent (an unsent one is empty).
+        if !ev.execution_id.is_empty() {
+            ev.output = Some(output.clone());
+        }
+        let mut outputs = Vec::with_capacity(1 + usize::from(json.is_some()));
+        outputs.push(ContextWrite::new(
             hop.scope.clone(),
             node.key.clone(),
-            output.clone(),
-        )];
+            output,
+        ));
         if let Some(json) = json {
             outputs.push(ContextWrite::new(hop.scope.clone(), "$json", json));
         }
-        let children = self.successors(wf, node, msg, &msg.lineage, RouteOutcome::Success(&output));
-        ev.output = Some(output);
         self.hand_on(wf, hop, outputs, children, Some(ev)).await
     }
 
