@@ -147,4 +147,16 @@ mod tests {
         assert!(text.contains("bench-chain-20 (20 nodes)"), "{text}");
         println!("{text}");
     }
+
+    /// The figures with the intake CPU (`cargo test [--release] -p baton-bench --lib
+    /// intake_cpu -- --ignored --nocapture`): seconds of CPU, so not in the default run.
+    #[test]
+    #[ignore]
+    fn intake_cpu_figures() {
+        let sizes = StartSizes::measure(20, true);
+        assert!(sizes.chain.intake_cpu_us_inline.is_some());
+        let mut text = String::new();
+        sizes.render(&mut text);
+        println!("{text}");
+    }
 }

@@ -51,7 +51,10 @@ async fn the_master_stores_a_definition_once_per_hash_and_again_after_the_refres
         .message(&order(definition.clone(), reference.clone()))
         .await
         .unwrap();
-    assert_eq!(first.definition, StartDefinition::Reference(reference.clone()));
+    assert_eq!(
+        first.definition,
+        StartDefinition::Reference(reference.clone())
+    );
     assert_eq!(
         store.get(&reference).await.unwrap(),
         Some(definition.to_string())
@@ -65,7 +68,10 @@ async fn the_master_stores_a_definition_once_per_hash_and_again_after_the_refres
         .message(&order(definition.clone(), reference.clone()))
         .await
         .unwrap();
-    assert_eq!(again.definition, StartDefinition::Reference(reference.clone()));
+    assert_eq!(
+        again.definition,
+        StartDefinition::Reference(reference.clone())
+    );
     let exists: bool = redis.exists(&key).await.unwrap();
     assert!(!exists, "stored once per hash, not per start");
     assert_eq!(refs.remembered(), 1);
@@ -98,7 +104,10 @@ async fn executions_started_through_the_master_complete_by_reference_and_with_it
         for _ in 0..2 {
             let id = env.run(&workflow, json!({"name": "Ref"})).await;
             let done = env.finished(&id).await;
-            assert_eq!(done["status"], "completed", "by reference {by_reference}: {done}");
+            assert_eq!(
+                done["status"], "completed",
+                "by reference {by_reference}: {done}"
+            );
         }
     }
 }
