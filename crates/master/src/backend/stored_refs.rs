@@ -18,10 +18,11 @@ use super::StartOrder;
 /// again at its next start).
 pub const CAPACITY: usize = 4096;
 
-/// A remembered hash is stored again after this long. Storing refreshes the TTL of an
-/// unpinned definition, so one still being started never expires, even while every worker
-/// holds it compiled and never reads it.
-pub const REFRESH_MS: u64 = 24 * 3600 * 1000;
+/// A remembered hash is stored again after this long: one Redis write per workflow per period.
+/// Storing refreshes the TTL of an unpinned definition, so one still being started never
+/// expires, even while every worker holds it compiled and never reads it; and a definition
+/// Redis lost (a failover's lost write, a flush) is back within the period.
+pub const REFRESH_MS: u64 = 10 * 60 * 1000;
 
 /// When each recently stored hash was stored. Bounded; pure (the time is given).
 #[derive(Debug)]
