@@ -12,6 +12,7 @@
 pub mod distributed;
 pub mod embedded;
 pub mod procfs;
+pub mod starts;
 pub mod stats;
 pub mod workflows;
 
@@ -121,6 +122,8 @@ pub struct Report {
     /// The ceiling the 64-chain target is derived from (measured, or the reference figure).
     pub ceiling_hops_per_s: f64,
     pub checks: Vec<Check>,
+    /// Start messages inline and by reference (RFC 0011).
+    pub starts: starts::StartSizes,
     /// The scaling runs' figures, flat (`hops_per_s_workers`, `hops_per_s_queue_type`, …).
     #[serde(flatten)]
     pub scaling_headline: ScalingHeadline,
@@ -146,6 +149,9 @@ pub struct Headline {
     pub worker_rss_mb: Option<f64>,
     /// (e) embedded hops/s: the lowest of its phases that ran.
     pub embedded_hops_per_s: Option<f64>,
+    /// The chain's start message with the workflow inline, and by reference (RFC 0011), bytes.
+    pub start_bytes_inline: Option<usize>,
+    pub start_bytes_by_reference: Option<usize>,
 }
 
 impl Headline {
@@ -179,6 +185,8 @@ impl Headline {
             fanout_join_s: fanout.map(|d| r3(d.fanout.execution_ms.p50 / 1e3)),
             worker_rss_mb: chains.map(|d| r3(d.worker_peak_rss_mb_after_chains)),
             embedded_hops_per_s: embedded_min.map(r3),
+            start_bytes_inline: None,
+            start_bytes_by_reference: None,
         }
     }
 }
@@ -276,9 +284,18 @@ impl Report {
             ceiling,
             ceiling_hops_per_s: ceiling_hops,
             checks,
+            starts: starts::StartSizes::default(),
             scaling_headline: ScalingHeadline::default(),
             scaling: None,
         }
+    }
+
+    /// Adds the start message figures (`starts::StartSizes::measure`).
+    pub fn with_starts(mut self, starts: starts::StartSizes) -> Self {
+        self.headline.start_bytes_inline = Some(starts.chain.inline_bytes);
+        self.headline.start_bytes_by_reference = Some(starts.chain.by_reference_bytes);
+        self.starts = starts;
+        self
     }
 
     /// Adds the scaling runs (`--scale-workers`, `--queue-types`); they have no targets.
@@ -533,6 +550,9 @@ impl Report {
                 String::new(),
                 None,
             );
+        }
+        if self.starts.chain.inline_bytes > 0 {
+            self.starts.render(&mut s);
         }
         let e = &self.embedded;
         let observed = if e.observed {

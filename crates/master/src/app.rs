@@ -94,7 +94,7 @@ impl Master {
                     failure_reason: None,
                 },
                 input: spec.input,
-                definition_hash: spec.definition_hash,
+                definition_hash: spec.definition_hash.clone(),
                 definition: spec.definition.clone(),
                 replay_of: spec.replay_of,
             })
@@ -105,6 +105,7 @@ impl Master {
                 workflow_id: spec.workflow_id.clone(),
                 execution_id: execution_id.clone(),
                 definition: spec.definition,
+                definition_hash: spec.definition_hash,
                 current_node: spec.from_node.unwrap_or_else(|| "$start".into()),
                 context,
             })

@@ -12,6 +12,7 @@
 //! | `master_request_timeout_ms` | `BATON_MASTER_REQUEST_TIMEOUT_MS` | `30000` | a request (body read + handler, not a response stream) taking longer answers 408 |
 //! | `master_max_connections` | `BATON_MASTER_MAX_CONNECTIONS` | `1024` | open HTTP connections; beyond, a few reserve slots with a 500 ms header deadline, then new connections are closed at once |
 //! | `master_max_body_bytes` | `BATON_MASTER_MAX_BODY_BYTES` | `4194304` | larger request bodies answer 413 |
+//! | `master_start_by_reference` | `BATON_MASTER_START_BY_REFERENCE` | `true` | start messages name the definition by its hash (stored once where workers read definitions) instead of carrying it; `false`: Rune's shape, the workflow inline |
 //! | `amqp_url` | `BATON_AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ; a comma-separated list for a cluster's nodes (first that answers, the next on a loss) |
 //! | `redis_url` | `BATON_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis; a comma-separated list of node URLs is a Redis Cluster |
 //! | `redis_cluster` | `BATON_REDIS_CLUSTER` | `false` | treat a single `redis_url` as a cluster seed node |
@@ -51,6 +52,9 @@ pub struct MasterSettings {
     pub master_request_timeout_ms: u64,
     pub master_max_connections: usize,
     pub master_max_body_bytes: usize,
+    /// Starts by reference (RFC 0011); off: Rune's start message, the workflow inline (Rune
+    /// workers, or Baton workers older than starts by reference).
+    pub master_start_by_reference: bool,
     /// RabbitMQ, Redis, queue type, queue and key prefixes: the workers' values.
     #[serde(flatten)]
     pub connection: ConnectionSettings,
@@ -76,6 +80,7 @@ impl Default for MasterSettings {
             master_request_timeout_ms: 30_000,
             master_max_connections: 1024,
             master_max_body_bytes: 4 * 1024 * 1024,
+            master_start_by_reference: true,
             connection: ConnectionSettings::default(),
             log_format: "json".into(),
             credentials_key: None,

@@ -15,6 +15,7 @@ use crate::app::Master;
 use crate::backend::BackendError;
 use crate::backend::amqp::AmqpBackend;
 use crate::backend::embedded::EmbeddedBackend;
+use crate::backend::stored_refs::StoredRefs;
 use crate::fanout::{LocalFanout, RedisFanout};
 use crate::history::memory::MemoryHistory;
 use crate::history::redis::RedisHistory;
@@ -86,15 +87,21 @@ pub async fn distributed(
         }
         None => None,
     };
+    let definitions_conn = conn.clone();
     let fanout = RedisFanout::start(
         target,
         conn,
         format!("{}events", settings.master_key_prefix),
         shutdown,
     );
-    let backend = AmqpBackend::connect(&settings.connection)
+    let mut backend = AmqpBackend::connect(&settings.connection)
         .await
         .map_err(MasterError::Broker)?;
+    if settings.master_start_by_reference {
+        let definitions =
+            baton_redis::DefinitionStore::new(definitions_conn, &settings.connection.key_prefix);
+        backend = backend.with_starts_by_reference(StoredRefs::new(definitions, clock.clone()));
+    }
     let tokens = (!settings.master_insecure_no_auth).then(|| settings.tokens());
     Ok(Arc::new(Master {
         catalog,

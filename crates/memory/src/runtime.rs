@@ -376,6 +376,12 @@ impl EmbeddedRuntime {
         self.in_flight.load(Ordering::SeqCst)
     }
 
+    /// The compiled workflow registered under `workflow_ref` (its content hash), if any: a
+    /// start by reference needs no compile.
+    pub fn definition(&self, workflow_ref: &str) -> Option<Arc<CompiledWorkflow>> {
+        self.definitions.get(workflow_ref)
+    }
+
     /// Registers a compiled workflow and returns its reference.
     pub fn register(&self, workflow: Arc<CompiledWorkflow>) -> String {
         let workflow_ref = workflow_ref(&workflow);

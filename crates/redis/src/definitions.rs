@@ -29,7 +29,8 @@ impl std::fmt::Debug for DefinitionStore {
 }
 
 impl DefinitionStore {
-    pub(crate) fn new(conn: RedisConnection, prefix: &str) -> Self {
+    /// The definitions under `<prefix>:def:` (`prefix`: the workers' `BATON_KEY_PREFIX`).
+    pub fn new(conn: RedisConnection, prefix: &str) -> Self {
         Self {
             conn,
             prefix: prefix.to_string(),

@@ -196,6 +196,7 @@ pub static VARIABLES: &[Variable] = &[
     var("BATON_MASTER_REQUEST_TIMEOUT_MS", MASTER, Integer, "30000", "A request (body and handler, not a stream) taking longer answers 408."),
     var("BATON_MASTER_MAX_CONNECTIONS", MASTER, Integer, "1024", "Open HTTP connections (plus a small reserve that keeps `/healthz` reachable)."),
     var("BATON_MASTER_MAX_BODY_BYTES", MASTER, Integer, "4194304", "Larger request bodies answer 413."),
+    var("BATON_MASTER_START_BY_REFERENCE", MASTER, Bool, "true", "Start messages name the workflow by its content hash (the definition stored once where workers read definitions) instead of carrying it; `false` sends Rune's shape, the workflow inline (Rune workers, or workers older than starts by reference)."),
     // Client commands.
     var("BATON_MASTER_URL", &[Cli], Url, "", "The master the client commands talk to (`--master`); unset, `submit`, `cancel` and `signal` use the broker."),
     var("BATON_API_TOKEN", &[Cli], Text, "", "Bearer token the client commands send to the master (`--token`); one of its `BATON_API_TOKENS`.").secret(),

@@ -18,6 +18,8 @@ pub enum DeadLetterReason {
     Unreadable(String),
     /// A start whose workflow definition or entry node is invalid.
     InvalidStart(String),
+    /// A start by reference whose definition is not stored (expired or never stored).
+    UnknownWorkflowRef(String),
     /// A hop whose workflow definition cannot be loaded or compiled.
     InvalidDefinition(String),
     /// The engine refused the hop (it names its node).
@@ -39,6 +41,7 @@ impl DeadLetterReason {
         match self {
             Self::Unreadable(_) => "unreadable",
             Self::InvalidStart(_) => "invalid_start",
+            Self::UnknownWorkflowRef(_) => "unknown_workflow_ref",
             Self::InvalidDefinition(_) => "invalid_definition",
             Self::Refused(_) => "refused",
             Self::Permanent(_) => "permanent",
@@ -54,6 +57,11 @@ impl fmt::Display for DeadLetterReason {
         match self {
             Self::Unreadable(why) => write!(f, "{}", bounded(why)),
             Self::InvalidStart(why) => write!(f, "{}", bounded(why)),
+            Self::UnknownWorkflowRef(reference) => write!(
+                f,
+                "unknown workflow_ref `{}`: no definition is stored under it (expired, or never stored)",
+                bounded(reference)
+            ),
             Self::InvalidDefinition(why) => write!(f, "{}", bounded(why)),
             Self::Refused(why) => write!(f, "{}", bounded(why)),
             Self::Permanent(error) => {

@@ -6,8 +6,8 @@ pub const IN_FLIGHT: &str = "baton_hops_in_flight";
 /// 1 when the worker is ready (what `/readyz` answers), 0 when not; set at each scrape.
 pub const READY: &str = "baton_worker_ready";
 /// Label `reason`: the kind of [`DeadLetterReason`](crate::failure::DeadLetterReason)
-/// (`unreadable`, `invalid_start`, `invalid_definition`, `refused`, `permanent`,
-/// `transient_budget`, `crashed`, `panicked`).
+/// (`unreadable`, `invalid_start`, `unknown_workflow_ref`, `invalid_definition`, `refused`,
+/// `permanent`, `transient_budget`, `crashed`, `panicked`).
 pub const DEAD_LETTERS: &str = "baton_dead_letters_total";
 /// Label `node_type`.
 pub const RETRIES: &str = "baton_node_retries_total";

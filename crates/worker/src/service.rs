@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton_amqp::{AmqpOptions, Broker, Delivery};
-use baton_core::wire::{CancelMessage, HopKind, Intake, RuneStart, SignalMessage, classify};
+use baton_core::wire::{
+    CancelMessage, HopKind, Intake, RuneStart, SignalMessage, StartDefinition, classify,
+};
 use baton_engine::ports::{ExecutionStore, PortError};
 use baton_engine::{Clock, Engine, HopOutcome, NodeRegistry, StartRequest, SystemClock};
 use baton_redis::{DeliveryCounts, RedisOptions, RedisStore};
@@ -343,13 +345,13 @@ impl Worker {
             )),
             Intake::RuneStart(start) => Some(Subject::start(&start)),
             Intake::Poison {
+                reason,
                 execution: Some((workflow_id, execution_id)),
-                ..
             } => Some(Subject {
                 workflow_id,
                 execution_id,
                 node_id: None,
-                start: false,
+                start: reason.is_start(),
             }),
             _ => None,
         }
@@ -365,7 +367,7 @@ impl Worker {
                     workflow_id,
                     execution_id,
                     node_id: None,
-                    start: false,
+                    start: reason.is_start(),
                 });
                 Settle::DeadLetter(DeadLetterReason::Unreadable(reason.to_string()), subject)
             }
@@ -417,6 +419,9 @@ impl Worker {
                     }
                     Err(StartError::Invalid(reason)) => {
                         Settle::DeadLetter(DeadLetterReason::InvalidStart(reason), subject)
+                    }
+                    Err(StartError::UnknownReference(reference)) => {
+                        Settle::DeadLetter(DeadLetterReason::UnknownWorkflowRef(reference), subject)
                     }
                     Err(StartError::Port(error)) => Settle::Failed {
                         key: format!("start:{}", start.execution_id),
@@ -541,13 +546,31 @@ impl Worker {
         start: &RuneStart,
         traceparent: Option<String>,
     ) -> Result<(), StartError> {
-        let wf = match self.definitions.register(&start.workflow_definition).await {
-            Ok(wf) => wf,
-            Err(DefinitionError::Store(e)) => return Err(StartError::Port(e.into())),
-            Err(e) => {
-                return Err(StartError::Invalid(format!(
-                    "invalid workflow_definition: {e}"
-                )));
+        let wf = match &start.definition {
+            StartDefinition::Inline(doc) => match self.definitions.register(doc).await {
+                Ok(wf) => wf,
+                Err(DefinitionError::Store(e)) => return Err(StartError::Port(e.into())),
+                Err(e) => {
+                    return Err(StartError::Invalid(format!(
+                        "invalid workflow_definition: {e}"
+                    )));
+                }
+            },
+            // By reference (RFC 0011): compiled once per worker, loaded from the definition
+            // store the first time.
+            StartDefinition::Reference(reference) => {
+                match self.definitions.ensure(reference).await {
+                    Ok(wf) => wf,
+                    Err(DefinitionError::Store(e)) => return Err(StartError::Port(e.into())),
+                    Err(DefinitionError::Unknown(_)) => {
+                        return Err(StartError::UnknownReference(reference.clone()));
+                    }
+                    Err(e) => {
+                        return Err(StartError::Invalid(format!(
+                            "invalid stored definition `{reference}`: {e}"
+                        )));
+                    }
+                }
             }
         };
         // A Rune master may name the trigger itself (or Baton's `$start`): start at the start nodes.
@@ -591,6 +614,8 @@ impl Worker {
 
 enum StartError {
     Invalid(String),
+    /// A start by reference naming a definition that is not stored (expired, never stored).
+    UnknownReference(String),
     /// A port failed: retried or dead-lettered on its kind.
     Port(PortError),
 }

@@ -58,31 +58,11 @@ impl Worker {
             start,
         } = subject;
         if *start {
-            let node_id = node_id.as_deref().unwrap_or_default();
-            let ev = StatusEvent {
-                workflow_id: workflow_id.clone(),
-                execution_id: execution_id.clone(),
-                node_id: node_id.to_string(),
-                node_name: node_id.to_string(),
-                node_type: String::new(),
-                status: NodeStatus::Failed,
-                parameters: None,
-                output: None,
-                error: Some(ErrorInfo {
-                    message: reason.to_string(),
-                    code: "NODE_CREATION_FAILED".into(),
-                    details: None,
-                }),
-                executed_at: self.engine.clock().rfc3339_now(),
-                duration_ms: 0,
-                branch_id: None,
-                split_node_id: None,
-                item_index: None,
-                total_items: None,
-                lineage_stack: Vec::new(),
-                attempt: None,
-            };
-            let _ = self.events.status(ev).await;
+            // The failed status names the start node; a start unread past its shape names none.
+            if let Some(node_id) = node_id.as_deref() {
+                self.start_node_failed(workflow_id, execution_id, node_id, reason)
+                    .await;
+            }
             let start = ExecutionStart {
                 execution_id: execution_id.clone(),
                 workflow_id: workflow_id.clone(),
@@ -105,6 +85,40 @@ impl Worker {
         {
             tracing::warn!(error = %e, execution_id, "could not mark the execution failed");
         }
+    }
+
+    /// The failed status of a start's node: the start could not run it.
+    async fn start_node_failed(
+        &self,
+        workflow_id: &str,
+        execution_id: &str,
+        node_id: &str,
+        reason: &str,
+    ) {
+        let ev = StatusEvent {
+            workflow_id: workflow_id.to_string(),
+            execution_id: execution_id.to_string(),
+            node_id: node_id.to_string(),
+            node_name: node_id.to_string(),
+            node_type: String::new(),
+            status: NodeStatus::Failed,
+            parameters: None,
+            output: None,
+            error: Some(ErrorInfo {
+                message: reason.to_string(),
+                code: "NODE_CREATION_FAILED".into(),
+                details: None,
+            }),
+            executed_at: self.engine.clock().rfc3339_now(),
+            duration_ms: 0,
+            branch_id: None,
+            split_node_id: None,
+            item_index: None,
+            total_items: None,
+            lineage_stack: Vec::new(),
+            attempt: None,
+        };
+        let _ = self.events.status(ev).await;
     }
 
     /// A port failed under this message: a permanent failure dead-letters it at once with its

@@ -185,7 +185,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
         });
         anyhow::Ok(
             Report::new(bench_settings, distributed, embedded, ceiling, started_at)
-                .with_scaling(scaling),
+                .with_scaling(scaling)
+                .with_starts(baton_bench::starts::StartSizes::measure(
+                    args.chain_length,
+                    true,
+                )),
         )
     })?;
     let table = report.render();

@@ -178,3 +178,12 @@ pub fn content_hash(doc: &Value) -> String {
     let digest = Sha256::digest(doc.to_string().as_bytes());
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
+
+/// The length of a [`content_hash`]: 32 hex digits.
+pub const REFERENCE_LEN: usize = 32;
+
+/// Whether `text` has the shape of a [`content_hash`] (32 lowercase hex digits): what a start
+/// message may name its definition by (`workflow_ref`).
+pub fn is_reference(text: &str) -> bool {
+    text.len() == REFERENCE_LEN && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}

@@ -1,12 +1,12 @@
-//! Classifying an inbound delivery on `workflow.execution`: a Baton hop message, a Rune start
-//! message (a master that speaks Rune's protocol), a cancel or signal request, or poison with
-//! the reason it is dead-lettered for. Pure: the worker does the I/O.
+//! Classifying an inbound delivery on `workflow.execution`: a Baton hop message, a start message
+//! (Rune's, with the workflow inline, or by reference), a cancel or signal request, or poison
+//! with the reason it is dead-lettered for. Pure: the worker does the I/O.
 
 use serde_json::Value;
 
 use super::control::{CancelMessage, SignalMessage};
 use super::hop::HopMessage;
-use super::start::RuneStart;
+use super::start::{RuneStart, StartDefinition, StartShapeError, check_shape};
 
 /// What a delivery turned out to be.
 #[derive(Debug)]
@@ -41,12 +41,24 @@ pub enum PoisonReason {
     RuneWithoutCurrentNode,
     #[error("Rune message does not match NodeExecutionMessage: {0}")]
     RuneMalformed(#[source] serde_json::Error),
+    /// A start message that names its workflow neither inline nor by reference, both ways, or
+    /// by a malformed reference.
+    #[error(transparent)]
+    StartShape(#[from] StartShapeError),
     #[error("hop message is malformed: {0}")]
     HopMalformed(#[source] serde_json::Error),
     #[error(
         "neither a Baton hop message (`workflow_ref`) nor a Rune NodeExecutionMessage (`workflow_definition`)"
     )]
     Unrecognised,
+}
+
+impl PoisonReason {
+    /// The poison is a start message's: the execution it names may not exist yet, and is
+    /// created to be failed (its master's record would stay `running` otherwise).
+    pub fn is_start(&self) -> bool {
+        matches!(self, Self::StartShape(_))
+    }
 }
 
 pub fn classify(body: &[u8], max_bytes: usize) -> Intake {
@@ -68,7 +80,10 @@ pub fn classify(body: &[u8], max_bytes: usize) -> Intake {
     if let Ok(start) = serde_json::from_slice::<RuneStart>(body)
         && !start.execution_id.is_empty()
         && !start.current_node.is_empty()
-        && start.workflow_definition.is_object()
+        && match &start.definition {
+            StartDefinition::Inline(doc) => doc.is_object(),
+            StartDefinition::Reference(_) => true,
+        }
     {
         return Intake::RuneStart(Box::new(start));
     }
@@ -101,7 +116,11 @@ pub fn classify(body: &[u8], max_bytes: usize) -> Intake {
             None => poison(PoisonReason::BadSignal, None),
         };
     }
-    if value.get("workflow_definition").is_some() {
+    // `current_node` is a start's field (a hop names `node_id`).
+    if value.get("workflow_definition").is_some() || value.get("current_node").is_some() {
+        if let Err(shape) = check_shape(&value) {
+            return poison(PoisonReason::StartShape(shape), execution());
+        }
         return match serde_json::from_value::<RuneStart>(value.clone()) {
             Ok(s) if s.execution_id.is_empty() => {
                 poison(PoisonReason::RuneWithoutExecutionId, None)
@@ -227,6 +246,57 @@ mod tests {
         let bounded = crate::limits::bounded(&reason, crate::limits::MAX_REASON_BYTES);
         assert!(bounded.len() <= crate::limits::MAX_REASON_BYTES);
         assert!(bounded.starts_with("hop message is malformed"), "{bounded}");
+    }
+
+    #[test]
+    fn a_start_by_reference_is_a_start_and_its_malformed_shapes_are_poison_naming_the_field() {
+        let reference = crate::graph::content_hash(&json!({"nodes": []}));
+        let start = RuneStart::by_reference("wf", "e1", "$start", &reference, Map::new());
+        let body = serde_json::to_vec(&start).unwrap();
+        assert!(matches!(classify(&body, 10_000), Intake::RuneStart(s) if *s == start));
+
+        let neither = br#"{"workflow_id":"w","execution_id":"e1","current_node":"$start"}"#;
+        let both = format!(
+            r#"{{"workflow_id":"w","execution_id":"e1","current_node":"$start","workflow_definition":{{}},"workflow_ref":"{reference}"}}"#
+        );
+        let bad = br#"{"workflow_id":"w","execution_id":"e1","current_node":"$start","workflow_ref":"sha256:0"}"#;
+        for (body, expected) in [
+            (&neither[..], StartShapeError::Neither),
+            (both.as_bytes(), StartShapeError::Both),
+            (&bad[..], StartShapeError::BadReference),
+        ] {
+            match classify(body, 10_000) {
+                Intake::Poison {
+                    reason: reason @ PoisonReason::StartShape(_),
+                    execution: Some((w, e)),
+                } => {
+                    assert_eq!(reason.to_string(), expected.to_string());
+                    assert!(reason.is_start());
+                    assert_eq!((w.as_str(), e.as_str()), ("w", "e1"));
+                }
+                other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
+            }
+        }
+    }
+
+    /// The start shape reasons name the fields; their text is pinned like the others.
+    #[test]
+    fn start_shape_reasons_keep_their_text() {
+        let neither = br#"{"workflow_id":"w","execution_id":"e1","current_node":"n"}"#;
+        assert_eq!(
+            reason_of(classify(neither, 1000)),
+            "start message: needs `workflow_definition` (the workflow) or `workflow_ref` (a stored definition's reference); it has neither"
+        );
+        let both = br#"{"execution_id":"e1","current_node":"n","workflow_definition":{},"workflow_ref":"x"}"#;
+        assert_eq!(
+            reason_of(classify(both, 1000)),
+            "start message: has both `workflow_definition` and `workflow_ref`; exactly one names the workflow"
+        );
+        let bad = br#"{"execution_id":"e1","current_node":"n","workflow_ref":"not-a-hash"}"#;
+        assert_eq!(
+            reason_of(classify(bad, 1000)),
+            "start message: `workflow_ref` must be a definition reference (32 lowercase hex digits)"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! - [`hop_id`]: the versioned deduplication id of a hop ([`HopId`]);
 //! - [`status`] and [`completion`]: the Rune-shaped events monitors consume;
 //! - [`status_mode`]: the status modes and `compact` mode's batched node runs (RFC 0011);
-//! - [`start`]: Rune's start message and the `$input`/`$trigger` seeding rule;
+//! - [`start`]: the start message (Rune's, or by reference) and the `$input`/`$trigger` seeding
+//!   rule;
 //! - [`control`]: cancel and signal requests;
 //! - [`intake`]: what an inbound delivery is ([`classify`]), and why it is poison if it is.
 //!
@@ -25,6 +26,9 @@ pub use control::{CancelMessage, NodeCancel, SignalMessage};
 pub use hop::{Frame, HopKind, HopMessage, scope_chain, scope_of};
 pub use hop_id::HopId;
 pub use intake::{Intake, PoisonReason, classify};
-pub use start::{INPUT_KEY, RuneStart, TRIGGER_KEY, default_input_to_trigger, seed_input};
+pub use start::{
+    INPUT_KEY, RuneStart, StartDefinition, StartShapeError, TRIGGER_KEY, default_input_to_trigger,
+    seed_input,
+};
 pub use status::{ErrorInfo, NodeStatus, StatusEvent};
 pub use status_mode::{NodeRun, StatusBatch, StatusMessage, StatusMode, UnknownStatusMode};

@@ -1,5 +1,6 @@
-//! The distributed backend: start, cancel and signal messages go to the execution queue; the
-//! durable status and completion queues are consumed by every
+//! The distributed backend: start, cancel and signal messages go to the execution queue (starts
+//! by reference unless turned off: `stored_refs.rs`); the durable status and completion queues
+//! are consumed by every
 //! master replica (competing consumers: each event reaches one replica), acked only after the
 //! handler stored the event. The dead-letter queue is only read (`GET /dead-letters`).
 
@@ -15,6 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::stored_refs::StoredRefs;
 use super::{Backend, BackendError, EventHandler, LiveEvent, StartOrder};
 
 /// Events handled at once per queue; history writes are commutative, so order does not matter.
@@ -27,6 +29,8 @@ pub struct AmqpBackend {
     execution_queue: String,
     status_queue: String,
     completion_queue: String,
+    /// Starts by reference (RFC 0011); `None`: the workflow inline (Rune's shape).
+    by_reference: Option<StoredRefs>,
 }
 
 impl AmqpBackend {
@@ -45,7 +49,14 @@ impl AmqpBackend {
             execution_queue: topology.execution_queue,
             status_queue: topology.status_queue,
             completion_queue: topology.completion_queue,
+            by_reference: None,
         })
+    }
+
+    /// Starts name their definition by hash, stored first through `refs` (RFC 0011).
+    pub fn with_starts_by_reference(mut self, refs: StoredRefs) -> Self {
+        self.by_reference = Some(refs);
+        self
     }
 
     pub fn broker(&self) -> &Broker {
@@ -144,7 +155,10 @@ async fn settle(delivery: Delivery, completion: bool, handler: Arc<dyn EventHand
 #[async_trait]
 impl Backend for AmqpBackend {
     async fn start(&self, order: &StartOrder) -> Result<(), BackendError> {
-        self.publish(&order.rune_message()).await
+        match &self.by_reference {
+            Some(refs) => self.publish(&refs.message(order).await?).await,
+            None => self.publish(&order.rune_message()).await,
+        }
     }
 
     async fn cancel(&self, execution_id: &str) -> Result<(), BackendError> {

@@ -65,8 +65,14 @@ impl EmbeddedBackend {
 #[async_trait]
 impl Backend for EmbeddedBackend {
     async fn start(&self, order: &StartOrder) -> Result<(), BackendError> {
-        let wf = CompiledWorkflow::compile(&order.definition, &self.registry)
-            .map_err(|e| BackendError::Invalid(format!("invalid definition: {e:?}")))?;
+        // By reference: a workflow started before is compiled already (RFC 0011).
+        let wf = match self.runtime.definition(&order.definition_hash) {
+            Some(wf) => wf,
+            None => Arc::new(
+                CompiledWorkflow::compile(&order.definition, &self.registry)
+                    .map_err(|e| BackendError::Invalid(format!("invalid definition: {e:?}")))?,
+            ),
+        };
         let start_at = if order.current_node == "$start" {
             None
         } else {
@@ -83,7 +89,6 @@ impl Backend for EmbeddedBackend {
         };
         let mut seed = order.context.clone();
         default_input_to_trigger(&mut seed);
-        let wf = Arc::new(wf);
         self.runtime.register(wf.clone());
         // The runtime keeps a completion for a waiter; take the slot now so none piles up.
         drop(self.runtime.events().completion_of(&order.execution_id));

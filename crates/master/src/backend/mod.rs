@@ -3,6 +3,7 @@
 
 pub mod amqp;
 pub mod embedded;
+pub mod stored_refs;
 
 use std::sync::Arc;
 
@@ -24,6 +25,9 @@ pub enum BackendError {
     /// A message could not be encoded.
     #[error("runtime: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The definition of a start by reference could not be stored.
+    #[error("runtime: definition store: {0}")]
+    Store(#[from] baton_redis::Error),
     /// The start order cannot be run (an invalid definition, an unknown node).
     #[error("runtime: {0}")]
     Invalid(String),
@@ -35,6 +39,9 @@ pub struct StartOrder {
     pub workflow_id: String,
     pub execution_id: String,
     pub definition: Value,
+    /// The definition's content hash (`baton_core::graph::content_hash`, as the catalog stores
+    /// it): the reference a start by reference names.
+    pub definition_hash: String,
     /// `$start` (the workflow's start nodes) or the node to start at (replay).
     pub current_node: String,
     /// The initial context (`$input`, `$trigger`, and for a replay the original's outputs).
@@ -42,13 +49,25 @@ pub struct StartOrder {
 }
 
 impl StartOrder {
-    /// The Rune `NodeExecutionMessage` a worker accepts (RFC 0004).
+    /// The Rune `NodeExecutionMessage` a worker accepts (RFC 0004): the workflow inline.
     pub fn rune_message(&self) -> RuneStart {
         RuneStart::new(
             self.workflow_id.clone(),
             self.execution_id.clone(),
             self.current_node.clone(),
             self.definition.clone(),
+            self.context.clone(),
+        )
+    }
+
+    /// The start by reference (RFC 0011): the same message naming the stored definition by
+    /// [`definition_hash`](Self::definition_hash) instead of carrying it.
+    pub fn message_by_reference(&self) -> RuneStart {
+        RuneStart::by_reference(
+            self.workflow_id.clone(),
+            self.execution_id.clone(),
+            self.current_node.clone(),
+            self.definition_hash.clone(),
             self.context.clone(),
         )
     }
