@@ -188,3 +188,67 @@ async fn on_a_full_worker_a_workflow_may_ask_for_compact_statuses() {
     );
     broker.close().await;
 }
+
+/// Every node of every execution in `ids` had exactly `running` then `success`.
+fn assert_full(runs: &BTreeMap<(String, String), Vec<String>>, ids: &[String], what: &str) {
+    for id in ids {
+        for node in ["a", "b", "c"] {
+            assert_eq!(
+                runs.get(&(id.clone(), node.into())),
+                Some(&vec!["running".to_string(), "success".to_string()]),
+                "{what}: {node} of {id}"
+            );
+        }
+    }
+}
+
+/// A Rune monitor (RTES) is a queue of its own bound to the `workflows` exchange with the
+/// status key: by default it sees every `full` status, as from a Rune worker (RFC 0011).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_bound_to_the_exchange_sees_full_statuses_by_default() {
+    let mut cluster = Cluster::new();
+    cluster.spawn_worker(&[]).await;
+    let broker = cluster.broker().await;
+    let mut completions = cluster
+        .consume(&broker, &cluster.topology.completion_queue)
+        .await;
+    let mut monitor = cluster
+        .subscribe(&broker, &[&cluster.topology.status_queue])
+        .await;
+    let ids = start_many(&cluster, &broker, &three_logs(None), 3).await;
+    wait_completions(&mut completions, &ids, &cluster).await;
+    let (runs, _) = tally(&monitor.drain(QUIET).await);
+    assert_full(&runs, &ids, "the monitor");
+    broker.close().await;
+}
+
+/// `BATON_STATUS_ROUTE=queue`: the same `full` statuses, straight to the status queue (no
+/// topic routing); a monitor bound to the exchange gets none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_routed_to_the_queue_reach_the_status_queue_and_no_exchange_monitor() {
+    let mut cluster = Cluster::new();
+    cluster
+        .spawn_worker(&[("BATON_STATUS_ROUTE", "queue")])
+        .await;
+    let broker = cluster.broker().await;
+    let mut completions = cluster
+        .consume(&broker, &cluster.topology.completion_queue)
+        .await;
+    let mut statuses = cluster
+        .consume(&broker, &cluster.topology.status_queue)
+        .await;
+    let mut monitor = cluster
+        .subscribe(&broker, &[&cluster.topology.status_queue])
+        .await;
+    let ids = start_many(&cluster, &broker, &three_logs(None), 3).await;
+    wait_completions(&mut completions, &ids, &cluster).await;
+    let (runs, _) = tally(&statuses.drain(QUIET).await);
+    assert_full(&runs, &ids, "the status queue");
+    let seen = monitor.drain(Duration::from_millis(500)).await;
+    assert!(
+        seen.is_empty(),
+        "nothing through the exchange: {:#?}",
+        seen.iter().map(Seen::json).collect::<Vec<_>>()
+    );
+    broker.close().await;
+}

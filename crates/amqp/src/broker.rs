@@ -119,17 +119,23 @@ impl Broker {
     /// the connection to recover — at most [`AmqpOptions::publish_timeout`] — and resends what
     /// was not confirmed (at-least-once: a message may then be published twice).
     pub async fn publish(&self, batch: Vec<Outgoing>) -> Result<(), Error> {
+        self.publish_all(&batch).await
+    }
+
+    /// [`publish`](Broker::publish) of a borrowed batch: a caller that may publish the same
+    /// batch again (a retry) keeps it without copying it first.
+    pub async fn publish_all(&self, batch: &[Outgoing]) -> Result<(), Error> {
         if batch.is_empty() {
             return Ok(());
         }
         let mut prepared = Vec::with_capacity(batch.len());
-        for message in &batch {
+        for message in batch {
             prepared.push((
                 short_string("routing key", &message.routing_key)?,
                 publish_properties(&message.headers)?,
             ));
         }
-        self.shared().publish_prepared(&batch, &prepared).await
+        self.shared().publish_prepared(batch, &prepared).await
     }
 
     /// Starts a consumer on `queue` on its own channel, with a per-consumer `basic_qos(prefetch)`

@@ -24,15 +24,15 @@ pub const EVENTS_DEADLINE: Duration = Duration::from_secs(45);
 /// Where the publisher task sends its batches (the broker; a fake in tests).
 #[async_trait]
 pub trait BatchPublisher: Send + Sync + 'static {
-    async fn publish(&self, batch: Vec<Outgoing>) -> Result<(), baton_amqp::Error>;
+    async fn publish(&self, batch: &[Outgoing]) -> Result<(), baton_amqp::Error>;
     /// Whether publishing can succeed now (the connection is usable).
     fn usable(&self) -> bool;
 }
 
 #[async_trait]
 impl BatchPublisher for Broker {
-    async fn publish(&self, batch: Vec<Outgoing>) -> Result<(), baton_amqp::Error> {
-        Broker::publish(self, batch).await
+    async fn publish(&self, batch: &[Outgoing]) -> Result<(), baton_amqp::Error> {
+        Broker::publish_all(self, batch).await
     }
 
     fn usable(&self) -> bool {
@@ -219,7 +219,7 @@ mod tests {
 
     #[async_trait]
     impl BatchPublisher for HangsOnce {
-        async fn publish(&self, batch: Vec<Outgoing>) -> Result<(), baton_amqp::Error> {
+        async fn publish(&self, batch: &[Outgoing]) -> Result<(), baton_amqp::Error> {
             if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
                 std::future::pending::<()>().await;
             }
@@ -265,8 +265,12 @@ mod tests {
             published: StdMutex::new(Vec::new()),
         });
         let deadline = Duration::from_millis(300);
-        let (events, _task) =
-            AmqpEvents::start_with(fake.clone(), Arc::new(Topology::default()), deadline);
+        let (events, _task) = AmqpEvents::start_with(
+            fake.clone(),
+            Arc::new(Topology::default()),
+            crate::settings::StatusRoute::Exchange,
+            deadline,
+        );
         let vitals = events.vitals().clone();
         assert_eq!(vitals.problem(), None);
 

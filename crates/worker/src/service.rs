@@ -97,7 +97,8 @@ impl Worker {
         let definitions = Arc::new(
             Definitions::new(def_store, registry.clone()).with_limits(settings.definition_limits()),
         );
-        let (events, _task) = AmqpEvents::start(broker.clone(), topology.clone());
+        let (events, _task) =
+            AmqpEvents::start(broker.clone(), topology.clone(), settings.status_route);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let queue = AmqpHopQueue::new(broker.clone(), timers.clone(), topology, clock.clone());
         let mut engine = Engine::new(

@@ -34,6 +34,7 @@
 //! | `watchdog_secs` | `BATON_WATCHDOG_SECS` | `60` | `/readyz` turns false when deliveries are in flight and none settled nor arrived for this long; the process exits (code 70) when the broker connection's supervisor has not turned for this long (the runtime or lapin is wedged). Must exceed the longest node timeout (RFC 0004) |
 //! | `broker_down_exit_secs` | `BATON_BROKER_DOWN_EXIT_SECS` | `300` | the process exits (code 70) when the broker connection stays unusable this long, so the orchestrator restarts it; 0 = never |
 //! | `status_mode` | `BATON_STATUS_MODE` | `full` | what this worker publishes about node runs (RFC 0011): `full` (Rune's `running` + final status per node), `compact` (one record per node run — start, end, outcome, output reference — batched into one message per flush), `off` (completions only); a workflow's `status_mode` may lower it, never raise it |
+//! | `status_route` | `BATON_STATUS_ROUTE` | `exchange` | where `full` statuses go (RFC 0011): `exchange` (through the `workflows` topic exchange with key `workflow.node.status`: the status queue and every Rune monitor bound there see them) or `queue` (straight to the status queue through the default exchange: no topic routing, cheaper for the broker, monitors bound to the exchange see none) |
 //! | `credentials_key` | `BATON_CREDENTIALS_KEY` | none | base64 of 32 random bytes (`openssl rand -base64 32`): enables the credential vault (see below) |
 //!
 //! With `credentials_key` set, nodes' `"credentials": {"$credential": "<id>"}` references are
@@ -110,6 +111,46 @@ pub struct Settings {
     pub broker_down_exit_secs: u64,
     /// `BATON_STATUS_MODE`: `full` (default, Rune-compatible), `compact` or `off` (RFC 0011).
     pub status_mode: baton_core::message::StatusMode,
+    /// `BATON_STATUS_ROUTE`: `exchange` (default, Rune-compatible) or `queue` (RFC 0011).
+    pub status_route: StatusRoute,
+}
+
+/// Where a worker's `full` statuses go (RFC 0011).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "String", into = "String")]
+pub enum StatusRoute {
+    /// Through the `workflows` topic exchange with the status queue's name as routing key:
+    /// the status queue and every monitor bound to the exchange with that key (Rune's RTES)
+    /// get a copy.
+    #[default]
+    Exchange,
+    /// Straight to the status queue through the default exchange: no topic routing (cheaper
+    /// for the broker), and monitors bound to the exchange get nothing.
+    Queue,
+}
+
+impl TryFrom<String> for StatusRoute {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        match name.as_str() {
+            "exchange" => Ok(Self::Exchange),
+            "queue" => Ok(Self::Queue),
+            _ => Err(format!(
+                "unknown status route `{name}`: must be `exchange` or `queue`"
+            )),
+        }
+    }
+}
+
+impl From<StatusRoute> for String {
+    fn from(route: StatusRoute) -> Self {
+        match route {
+            StatusRoute::Exchange => "exchange",
+            StatusRoute::Queue => "queue",
+        }
+        .to_string()
+    }
 }
 
 impl Default for Settings {
@@ -144,6 +185,7 @@ impl Default for Settings {
             watchdog_secs: 60,
             broker_down_exit_secs: 300,
             status_mode: baton_core::message::StatusMode::Full,
+            status_route: StatusRoute::Exchange,
         }
     }
 }
@@ -400,6 +442,21 @@ mod tests {
         std::fs::write(&file, "status_mode = \"loud\"\n").unwrap();
         let err = Settings::load(Some(&file)).unwrap_err().to_string();
         assert!(err.contains("loud") && err.contains("compact"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn the_status_route_is_the_exchange_unless_set_to_the_queue_and_an_unknown_one_is_refused() {
+        let dir = std::env::temp_dir().join(format!("baton-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("route.toml");
+        assert_eq!(Settings::default().status_route, StatusRoute::Exchange);
+        std::fs::write(&file, "status_route = \"queue\"\n").unwrap();
+        let s = Settings::load(Some(&file)).unwrap();
+        assert_eq!(s.status_route, StatusRoute::Queue);
+        std::fs::write(&file, "status_route = \"fanout\"\n").unwrap();
+        let err = Settings::load(Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("fanout") && err.contains("queue"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
     }
 

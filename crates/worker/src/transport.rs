@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::completion_relay::SENDER_HEADER;
 use crate::events_guard::{self, BatchPublisher, EVENTS_DEADLINE, EventsVitals};
 use crate::metrics_names as m;
+use crate::settings::StatusRoute;
 use baton_telemetry::context;
 
 /// A broker failure as a port error of the same kind (an unroutable message is permanent).
@@ -175,21 +176,35 @@ pub struct AmqpEvents {
 }
 
 impl AmqpEvents {
-    pub fn start(broker: Broker, topology: Arc<Topology>) -> (Self, tokio::task::JoinHandle<()>) {
-        Self::start_with(Arc::new(broker), topology, EVENTS_DEADLINE)
+    /// `full` statuses go where `route` says (RFC 0011).
+    pub fn start(
+        broker: Broker,
+        topology: Arc<Topology>,
+        route: StatusRoute,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        Self::start_with(Arc::new(broker), topology, route, EVENTS_DEADLINE)
     }
 
     /// Over any [`BatchPublisher`], with the deadline of one publish attempt.
     pub fn start_with(
         publisher: Arc<dyn BatchPublisher>,
         topology: Arc<Topology>,
+        route: StatusRoute,
         deadline: Duration,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel::<Outbound>();
         let vitals = Arc::new(EventsVitals::new(deadline));
         let task = events_guard::supervise(rx, vitals.clone(), {
             let vitals = vitals.clone();
-            move |rx| publish_events(publisher.clone(), topology.clone(), rx, vitals.clone())
+            move |rx| {
+                publish_events(
+                    publisher.clone(),
+                    topology.clone(),
+                    route,
+                    rx,
+                    vitals.clone(),
+                )
+            }
         });
         (Self { tx, vitals }, task)
     }
@@ -205,6 +220,7 @@ impl AmqpEvents {
 async fn publish_events(
     publisher: Arc<dyn BatchPublisher>,
     topology: Arc<Topology>,
+    route: StatusRoute,
     rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Outbound>>>,
     vitals: Arc<EventsVitals>,
 ) {
@@ -226,8 +242,9 @@ async fn publish_events(
                         .push(*run);
                     continue;
                 }
-                Outbound::Status(s) => serde_json::to_vec(s)
-                    .map(|body| Outgoing::new(topology.status_queue.clone(), body)),
+                Outbound::Status(s) => {
+                    serde_json::to_vec(s).map(|body| status_outgoing(&topology, route, body))
+                }
                 // A request to the completion relays, straight to their queue.
                 Outbound::Completion(c, _) => serde_json::to_vec(c)
                     .map(|body| Outgoing::to_queue(topology.completion_outbox_queue.clone(), body)),
@@ -249,8 +266,8 @@ async fn publish_events(
         }
         let n = batch.len();
         let first_attempt = tokio::time::Instant::now();
-        let keep = batch.clone();
-        let mut result = publisher.publish(with_senders(batch, &topology)).await;
+        with_senders(&mut batch, &topology);
+        let mut result = publisher.publish(&batch).await;
         vitals.attempt_returned();
         // A completion must not be lost: retry its batch while the broker recovers. Statuses
         // are retried too, for [`STATUS_RETRY_FOR`] (an outage of a minute loses none); later
@@ -266,9 +283,8 @@ async fn publish_events(
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
             attempt += 1;
-            result = publisher
-                .publish(with_senders(keep.clone(), &topology))
-                .await;
+            with_senders(&mut batch, &topology);
+            result = publisher.publish(&batch).await;
             vitals.attempt_returned();
         }
         match &result {
@@ -290,8 +306,8 @@ async fn publish_events(
 /// Names each completion request's sender afresh for this publish attempt: a request the
 /// broker got from an attempt whose confirm was lost is another request than the retry's, so
 /// the relay tells them apart (only the first adopted one is sent).
-fn with_senders(mut batch: Vec<Outgoing>, topology: &Topology) -> Vec<Outgoing> {
-    for message in &mut batch {
+fn with_senders(batch: &mut [Outgoing], topology: &Topology) {
+    for message in batch {
         if message.routing_key == topology.completion_outbox_queue {
             message.headers.insert(
                 SENDER_HEADER.to_string(),
@@ -299,7 +315,15 @@ fn with_senders(mut batch: Vec<Outgoing>, topology: &Topology) -> Vec<Outgoing> 
             );
         }
     }
-    batch
+}
+
+/// A `full` status message: through the topic exchange (every monitor bound there with the
+/// status queue's name gets a copy, as from a Rune worker) or straight to the status queue.
+fn status_outgoing(topology: &Topology, route: StatusRoute, body: Vec<u8>) -> Outgoing {
+    match route {
+        StatusRoute::Exchange => Outgoing::new(topology.status_queue.clone(), body),
+        StatusRoute::Queue => Outgoing::to_queue(topology.status_queue.clone(), body),
+    }
 }
 
 #[async_trait]
@@ -434,5 +458,97 @@ mod tests {
         );
         let body: serde_json::Value = serde_json::from_slice(&out.body).expect("JSON body");
         assert!(body.get("traceparent").is_none(), "{body}");
+    }
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+    use baton_core::message::{ExecutionStatus, NodeStatus};
+    use std::sync::Mutex;
+
+    /// Keeps every message it is given.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Outgoing>>);
+
+    #[async_trait]
+    impl BatchPublisher for Recorder {
+        async fn publish(&self, batch: &[Outgoing]) -> Result<(), baton_amqp::Error> {
+            self.0.lock().unwrap().extend_from_slice(batch);
+            Ok(())
+        }
+
+        fn usable(&self) -> bool {
+            true
+        }
+    }
+
+    fn running() -> StatusEvent {
+        StatusEvent {
+            workflow_id: "wf".into(),
+            execution_id: "e1".into(),
+            node_id: "a".into(),
+            node_name: "A".into(),
+            node_type: "log".into(),
+            status: NodeStatus::Running,
+            parameters: None,
+            output: None,
+            error: None,
+            executed_at: "2026-01-01T00:00:00Z".into(),
+            duration_ms: 0,
+            branch_id: None,
+            split_node_id: None,
+            item_index: None,
+            total_items: None,
+            lineage_stack: Vec::new(),
+            attempt: None,
+        }
+    }
+
+    /// The messages published for one status followed by one completion (whose confirm the
+    /// caller waits for, so the status went out before it returns).
+    async fn published(route: StatusRoute) -> Vec<Outgoing> {
+        let recorder = Arc::new(Recorder::default());
+        let topology = Arc::new(Topology::new("t."));
+        let (events, _task) =
+            AmqpEvents::start_with(recorder.clone(), topology, route, EVENTS_DEADLINE);
+        events.status(running()).await.unwrap();
+        events
+            .completion(Completion {
+                workflow_id: "wf".into(),
+                execution_id: "e1".into(),
+                status: ExecutionStatus::Completed,
+                final_context: Default::default(),
+                completed_at: "2026-01-01T00:00:00Z".into(),
+                total_duration_ms: 1,
+                failure_reason: None,
+            })
+            .await
+            .unwrap();
+        recorder.0.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn full_statuses_go_through_the_topic_exchange_by_default_for_rune_monitors() {
+        let sent = published(StatusRoute::default()).await;
+        let status = &sent[0];
+        assert_eq!(status.routing_key, "t.workflow.node.status");
+        assert!(
+            !status.direct,
+            "through the exchange: monitors bound there see it"
+        );
+        // The completion request goes straight to the outbox whatever the route.
+        assert_eq!(sent[1].routing_key, "t.workflow.completion.outbox");
+        assert!(sent[1].direct);
+    }
+
+    #[tokio::test]
+    async fn full_statuses_routed_to_the_queue_skip_the_topic_exchange() {
+        let sent = published(StatusRoute::Queue).await;
+        let status = &sent[0];
+        assert_eq!(status.routing_key, "t.workflow.node.status");
+        assert!(status.direct, "straight to the status queue");
+        let body: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+        assert_eq!(body["status"], "running", "the same Rune message");
     }
 }
