@@ -10,6 +10,9 @@
 //! claimed from and completed in, so timers scheduled before an upgrade fire; nothing new is
 //! written there.
 //!
+//! On a single node one `claim_due` is one script over every shard (no slot rule there); on a
+//! cluster it is one script per shard, walked in turn from a rotating start.
+//!
 //! A poller calls `claim_due`, publishes each payload, then `complete`s it. A claim whose
 //! worker died before `complete` is claimed again once its lease expires, so a timer fires at
 //! least once (the hop dedupes by hop id).
@@ -153,16 +156,22 @@ impl TimerStore {
         let shards = (0..n)
             .map(|i| &self.buckets[(first + i) % n])
             .chain(std::iter::once(&self.legacy));
+        // A single node has no slot rule: one script claims over every shard. A cluster takes
+        // one script per shard (each shard's keys share a slot).
+        let groups: Vec<Vec<&Shard>> = match self.conn {
+            RedisConnection::Single(_) => vec![shards.collect()],
+            RedisConnection::Cluster(_) => shards.map(|s| vec![s]).collect(),
+        };
         let mut out = Vec::new();
-        for shard in shards {
+        for group in groups {
             if out.len() >= limit {
                 break;
             }
             let mut inv = CLAIM.prepare_invoke();
-            inv.key(&shard.due)
-                .key(&shard.claimed)
-                .key(&shard.payload)
-                .arg(now_ms)
+            for shard in group {
+                inv.key(&shard.due).key(&shard.claimed).key(&shard.payload);
+            }
+            inv.arg(now_ms)
                 .arg(limit - out.len())
                 .arg(now_ms.saturating_add(lease_ms));
             let mut conn = self.conn.clone();

@@ -447,6 +447,52 @@ async fn definitions_expire_unless_a_stored_workflow_references_them() {
 }
 
 #[tokio::test]
+async fn on_a_single_node_one_claim_takes_due_timers_from_every_bucket_up_to_the_limit() {
+    let options = RedisOptions {
+        buckets: 16,
+        ..RedisOptions::default()
+    };
+    let (store, _cleanup) = store("timer-buckets", options).await;
+    let timers = store.timers();
+    let now = 1_800_000_000_000u64;
+    let mut buckets = std::collections::HashSet::new();
+    for i in 0..40 {
+        let id = format!("ex-{i}|node|0");
+        let [bucket, _] = timers.keys_of(&id);
+        buckets.insert(bucket[0].clone());
+        assert!(timers.schedule(&id, b"payload", now - 1).await.unwrap());
+    }
+    assert!(
+        timers
+            .schedule("ex-late|n|0", b"late", now + 60_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        buckets.len() > 8,
+        "40 executions use many buckets: {buckets:?}"
+    );
+
+    let first = timers.claim_due(now, 25, 60_000).await.unwrap();
+    assert_eq!(first.len(), 25, "the limit holds across buckets");
+    let rest = timers.claim_due(now, 100, 60_000).await.unwrap();
+    assert_eq!(rest.len(), 15, "the rest, and not the timer due later");
+    let mut ids: Vec<_> = first
+        .iter()
+        .chain(&rest)
+        .map(|(id, _)| id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "each due timer claimed exactly once");
+    assert_eq!(timers.claim_due(now, 100, 60_000).await.unwrap(), vec![]);
+    for id in &ids {
+        assert!(timers.complete(id).await.unwrap());
+    }
+    assert_eq!(timers.pending().await.unwrap(), 1);
+}
+
+#[tokio::test]
 async fn timers_claim_complete_and_recover_expired_claims() {
     // One bucket: "earliest first" holds within a bucket (the claim walks the buckets in turn;
     // several buckets are covered by tests/cluster.rs).
