@@ -58,7 +58,7 @@ impl RedisCatalog {
     /// workers configured with the same prefix share it).
     pub fn new(conn: RedisConnection, key_prefix: &str) -> Self {
         Self {
-            definitions: DefinitionStore::new(conn.clone(), key_prefix),
+            definitions: DefinitionStore::new(conn.clone(), key_prefix, None),
             conn,
             prefix: key_prefix.to_string(),
         }

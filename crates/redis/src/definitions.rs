@@ -7,6 +7,7 @@
 //! [`unpin`](DefinitionStore::unpin)s them when the workflow is deleted.
 
 use crate::RedisConnection;
+use crate::fence::Fence;
 
 use crate::Error;
 
@@ -18,6 +19,8 @@ pub const DEFINITION_TTL_SECS: u64 = 30 * 24 * 3600;
 pub struct DefinitionStore {
     conn: RedisConnection,
     prefix: String,
+    /// Cluster mode: a stored definition is confirmed on a replica before `put` returns.
+    fence: Option<Fence>,
 }
 
 impl std::fmt::Debug for DefinitionStore {
@@ -29,10 +32,11 @@ impl std::fmt::Debug for DefinitionStore {
 }
 
 impl DefinitionStore {
-    pub(crate) fn new(conn: RedisConnection, prefix: &str) -> Self {
+    pub(crate) fn new(conn: RedisConnection, prefix: &str, fence: Option<Fence>) -> Self {
         Self {
             conn,
             prefix: prefix.to_string(),
+            fence,
         }
     }
 
@@ -60,6 +64,9 @@ impl DefinitionStore {
             .arg("XX")
             .query_async(&mut conn)
             .await?;
+        if let Some(fence) = &self.fence {
+            fence.confirm(&key).await?;
+        }
         Ok(set.is_some())
     }
 

@@ -5,36 +5,8 @@
 
 use std::collections::HashSet;
 
+use crate::keyslot::{crc16, slot};
 use crate::{RedisOptions, RedisStore};
-
-/// CRC16/XMODEM, the checksum Redis Cluster maps keys to slots with.
-fn crc16(bytes: &[u8]) -> u16 {
-    bytes.iter().fold(0u16, |mut crc, b| {
-        crc ^= u16::from(*b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-        crc
-    })
-}
-
-/// The slot of `key`: the hash tag's content if the key has a non-empty `{…}`, else the key.
-fn slot(key: &str) -> u16 {
-    let hashed = key
-        .find('{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            rest.find('}')
-                .filter(|&close| close > 0)
-                .map(|close| &rest[..close])
-        })
-        .unwrap_or(key);
-    crc16(hashed.as_bytes()) % 16_384
-}
 
 fn one_slot(script: &str, keys: &[String]) {
     let slots: HashSet<u16> = keys.iter().map(|k| slot(k)).collect();
