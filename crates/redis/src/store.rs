@@ -199,6 +199,7 @@ impl RedisStore {
         &self,
         execution_id: &str,
         args: &[&str],
+        fence: bool,
     ) -> Result<(String, Vec<redis::Value>), PortError> {
         let k = self.keys(execution_id);
         let mut inv = SCRIPTS.signal.prepare_invoke();
@@ -209,7 +210,9 @@ impl RedisStore {
             inv.arg(*a);
         }
         let (tag, rest) = reply::tagged(self.invoke(&inv, false).await?)?;
-        self.replicated(&k.meta).await?;
+        if fence {
+            self.replicated(&k.meta).await?;
+        }
         if tag == "unknown" {
             return Err(Error::UnknownExecution(execution_id.into()).into());
         }
