@@ -99,7 +99,10 @@ impl Engine {
             .store
             .deliver_signal(execution_id, name, data.clone())
             .await?;
-        match self.resume_waiters(execution_id, name, &data, &waiters).await {
+        match self
+            .resume_waiters(execution_id, name, &data, &waiters)
+            .await
+        {
             Ok(resumed) => Ok(resumed),
             Err(e) => {
                 // The delivery took the waiters; without them a retry of this signal would find
