@@ -215,6 +215,7 @@ pub async fn run(
             .env("BATON_REDIS_URL", &connection.redis_url)
             .env("BATON_REDIS_CLUSTER", connection.redis_cluster.to_string())
             .env("BATON_REDIS_BUCKETS", connection.redis_buckets.to_string())
+            .env("BATON_REDIS_WAIT_MS", connection.redis_wait_ms.to_string())
             .env("BATON_QUEUE_TYPE", connection.queue_type.as_str())
             .env("BATON_QUEUE_PREFIX", queue_prefix)
             .env("BATON_KEY_PREFIX", key_prefix)

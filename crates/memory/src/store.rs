@@ -49,6 +49,9 @@ struct Execution {
     /// signal name → waiting (id, payload)
     waiters: HashMap<String, Vec<(String, String)>>,
     buffered_signals: HashMap<String, Value>,
+    /// Buffered signals taken, by (name, waiter id): a retried await of the same waiter gets
+    /// the same signal again.
+    taken_signals: HashMap<(String, String), Value>,
 }
 
 impl Execution {
@@ -200,6 +203,7 @@ impl ExecutionStore for MemoryStore {
                 workflow_ref: start.workflow_ref.clone(),
                 waiters: HashMap::new(),
                 buffered_signals: HashMap::new(),
+                taken_signals: HashMap::new(),
             },
         );
         Ok(!cancelled)
@@ -430,7 +434,12 @@ impl SignalStore for MemoryStore {
         payload: String,
     ) -> Result<Option<Value>, PortError> {
         self.with(execution_id, |e| {
+            let taken = (name.to_string(), waiter_id.to_string());
+            if let Some(data) = e.taken_signals.get(&taken) {
+                return Some(data.clone());
+            }
             if let Some(data) = e.buffered_signals.remove(name) {
+                e.taken_signals.insert(taken, data.clone());
                 return Some(data);
             }
             let list = e.waiters.entry(name.to_string()).or_default();

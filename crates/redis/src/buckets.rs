@@ -18,39 +18,14 @@ pub fn bucket_of(id: &str, buckets: u32) -> u32 {
     fnv1a(id.as_bytes()) % buckets.max(1)
 }
 
-/// CRC16/XMODEM, the checksum Redis Cluster maps keys to slots with.
-fn crc16(bytes: &[u8]) -> u16 {
-    bytes.iter().fold(0u16, |mut crc, b| {
-        crc ^= u16::from(*b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-        crc
-    })
-}
-
 /// The Redis Cluster slot of `key`: its hash tag's content if the key has a non-empty `{…}`,
 /// else the whole key.
-pub fn cluster_slot(key: &str) -> u16 {
-    let hashed = key
-        .find('{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            rest.find('}')
-                .filter(|&close| close > 0)
-                .map(|close| &rest[..close])
-        })
-        .unwrap_or(key);
-    crc16(hashed.as_bytes()) % 16_384
-}
+pub use crate::keyslot::slot as cluster_slot;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keyslot::crc16;
 
     #[test]
     fn the_bucket_hash_is_stable() {

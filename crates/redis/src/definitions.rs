@@ -7,6 +7,7 @@
 //! [`unpin`](DefinitionStore::unpin)s them when the workflow is deleted.
 
 use crate::RedisConnection;
+use crate::fence::Fence;
 
 use crate::Error;
 
@@ -18,6 +19,8 @@ pub const DEFINITION_TTL_SECS: u64 = 30 * 24 * 3600;
 pub struct DefinitionStore {
     conn: RedisConnection,
     prefix: String,
+    /// Cluster mode: a stored definition is confirmed on a replica before `put` returns.
+    fence: Option<Fence>,
 }
 
 impl std::fmt::Debug for DefinitionStore {
@@ -29,11 +32,19 @@ impl std::fmt::Debug for DefinitionStore {
 }
 
 impl DefinitionStore {
-    /// The definitions under `<prefix>:def:` (`prefix`: the workers' `BATON_KEY_PREFIX`).
+    /// The definitions under `<prefix>:def:` (`prefix`: the workers' `BATON_KEY_PREFIX`),
+    /// unfenced (the master's and the catalog's: a lost definition is stored again by the
+    /// master's refresh, or by the catalog's next save).
     pub fn new(conn: RedisConnection, prefix: &str) -> Self {
+        Self::fenced(conn, prefix, None)
+    }
+
+    /// [`new`](Self::new), with the replication fence of a cluster (`None` on a single node).
+    pub(crate) fn fenced(conn: RedisConnection, prefix: &str, fence: Option<Fence>) -> Self {
         Self {
             conn,
             prefix: prefix.to_string(),
+            fence,
         }
     }
 
@@ -61,6 +72,9 @@ impl DefinitionStore {
             .arg("XX")
             .query_async(&mut conn)
             .await?;
+        if let Some(fence) = &self.fence {
+            fence.confirm(&key).await?;
+        }
         Ok(set.is_some())
     }
 

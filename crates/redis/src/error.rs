@@ -26,6 +26,10 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// Cluster mode: a write's primary has a replica, and it did not acknowledge the write
+    /// within `BATON_REDIS_WAIT_MS` (the write is not known to survive that primary's loss).
+    #[error("redis: no replica of {node} acknowledged the write within {wait_ms} ms")]
+    NotReplicated { node: String, wait_ms: u64 },
     /// A script or command answered something this crate does not expect.
     #[error("unexpected reply from redis: {0}")]
     Protocol(String),
@@ -37,6 +41,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Redis(e) => redis_transient(e),
+            Error::NotReplicated { .. } => true,
             Error::InvalidPrefix(_)
             | Error::NoRedisUrl
             | Error::UnknownExecution(_)
@@ -77,6 +82,11 @@ mod tests {
         let script = redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "odd"));
         assert!(!PortError::from(Error::Redis(script)).is_transient());
         assert!(!PortError::from(Error::Protocol("odd".into())).is_transient());
+        let unacked = Error::NotReplicated {
+            node: "127.0.0.1:7101".into(),
+            wait_ms: 200,
+        };
+        assert!(PortError::from(unacked).is_transient());
         assert!(!PortError::from(Error::UnknownExecution("e".into())).is_transient());
     }
 }

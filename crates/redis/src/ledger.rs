@@ -53,7 +53,9 @@ impl CompletionLedger for RedisStore {
                 .arg(reason.as_deref().unwrap_or(""))
                 .arg(self.ttl_secs)
                 .arg(hop_id);
-            match reply::int(&self.invoke(&inv, false).await?)? {
+            let finished = reply::int(&self.invoke(&inv, false).await?)?;
+            self.replicated(&k.meta).await?;
+            match finished {
                 1 => return Ok(true),
                 0 => return Ok(false),
                 -1 => return Err(Error::UnknownExecution(execution_id.into()).into()),
@@ -77,19 +79,18 @@ impl CompletionLedger for RedisStore {
         inv.key(self.exec_key(execution_id, "meta"))
             .arg(now_ms)
             .arg(lease_ms);
-        Ok(
-            match reply::text(&self.invoke(&inv, false).await?)?.as_str() {
-                "claimed" => CompletionClaim::Claimed,
-                "held" => CompletionClaim::Held,
-                "sent" => CompletionClaim::Sent,
-                "unknown" => CompletionClaim::Unknown,
-                other => {
-                    return Err(
-                        Error::Protocol(format!("claim_completion answered `{other}`")).into(),
-                    );
-                }
-            },
-        )
+        let claim = reply::text(&self.invoke(&inv, false).await?)?;
+        self.replicated(&self.exec_key(execution_id, "meta"))
+            .await?;
+        Ok(match claim.as_str() {
+            "claimed" => CompletionClaim::Claimed,
+            "held" => CompletionClaim::Held,
+            "sent" => CompletionClaim::Sent,
+            "unknown" => CompletionClaim::Unknown,
+            other => {
+                return Err(Error::Protocol(format!("claim_completion answered `{other}`")).into());
+            }
+        })
     }
 
     async fn adopt_completion(
@@ -99,26 +100,28 @@ impl CompletionLedger for RedisStore {
     ) -> Result<CompletionAdoption, PortError> {
         let mut inv = SCRIPTS.adopt_completion.prepare_invoke();
         inv.key(self.exec_key(execution_id, "meta")).arg(sender);
-        Ok(
-            match reply::text(&self.invoke(&inv, false).await?)?.as_str() {
-                "adopted" => CompletionAdoption::Adopted,
-                "again" => CompletionAdoption::Again,
-                "another" => CompletionAdoption::Another,
-                "sent" => CompletionAdoption::Sent,
-                "unknown" => CompletionAdoption::Unknown,
-                other => {
-                    return Err(
-                        Error::Protocol(format!("adopt_completion answered `{other}`")).into(),
-                    );
-                }
-            },
-        )
+        let adoption = reply::text(&self.invoke(&inv, false).await?)?;
+        self.replicated(&self.exec_key(execution_id, "meta"))
+            .await?;
+        Ok(match adoption.as_str() {
+            "adopted" => CompletionAdoption::Adopted,
+            "again" => CompletionAdoption::Again,
+            "another" => CompletionAdoption::Another,
+            "sent" => CompletionAdoption::Sent,
+            "unknown" => CompletionAdoption::Unknown,
+            other => {
+                return Err(Error::Protocol(format!("adopt_completion answered `{other}`")).into());
+            }
+        })
     }
 
     async fn mark_completion_sent(&self, execution_id: &str) -> Result<bool, PortError> {
         let mut inv = SCRIPTS.mark_completion_sent.prepare_invoke();
         inv.key(self.exec_key(execution_id, "meta"));
-        match reply::int(&self.invoke(&inv, false).await?)? {
+        let marked = reply::int(&self.invoke(&inv, false).await?)?;
+        self.replicated(&self.exec_key(execution_id, "meta"))
+            .await?;
+        match marked {
             -1 => Err(Error::UnknownExecution(execution_id.into()).into()),
             n => Ok(n == 1),
         }

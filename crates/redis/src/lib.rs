@@ -13,6 +13,9 @@
 //!   master's history) and the cluster slot of a key.
 //! - cancellation broadcast: [`RedisStore::publish_cancel`] / [`RedisStore::subscribe_cancels`].
 //!
+//! On a Redis Cluster, the writes a hop relies on before its message is acked are fenced:
+//! confirmed on a replica of their primary (`WAIT`, on dedicated connections; `fence.rs`).
+//!
 //! Every multi-key operation is one Lua script (`src/lua/`), run with `EVALSHA` (loaded on
 //! `NOSCRIPT`), with all its keys in `KEYS[]` under one hash tag, so it is cluster-safe.
 
@@ -22,6 +25,8 @@ mod connect;
 mod definitions;
 mod deliveries;
 mod error;
+mod fence;
+mod keyslot;
 mod ledger;
 mod reply;
 mod signals;
@@ -35,5 +40,6 @@ pub use connect::{RedisConnection, RedisTarget, Timeouts, connect, subscribe_str
 pub use definitions::{DEFINITION_TTL_SECS, DefinitionStore};
 pub use deliveries::{DeliveryCounts, DeliveryTally};
 pub use error::Error;
+pub use fence::FenceCounts;
 pub use store::{RedisOptions, RedisStore};
 pub use timers::{ClaimedTimer, TimerStore};

@@ -18,7 +18,7 @@ impl SignalStore for RedisStore {
         payload: String,
     ) -> Result<Option<Value>, PortError> {
         let (tag, rest) = self
-            .signal_op(execution_id, &["await", name, waiter_id, &payload])
+            .signal_op(execution_id, &["await", name, waiter_id, &payload], true)
             .await?;
         match (tag.as_str(), rest.as_slice()) {
             ("buffered", [data]) => {
@@ -40,9 +40,16 @@ impl SignalStore for RedisStore {
         name: &str,
         data: Value,
     ) -> Result<Vec<SignalWaiter>, PortError> {
+        // Not fenced when it took waiters: an error now would lose them (the script removed
+        // them; a retry finds none). The resumes' commits, on the same primary, are fenced and
+        // cover this write. A buffered signal is fenced (a retry stores it again).
         let (tag, rest) = self
-            .signal_op(execution_id, &["deliver", name, &data.to_string()])
+            .signal_op(execution_id, &["deliver", name, &data.to_string()], false)
             .await?;
+        if tag == "stored" {
+            self.replicated(&self.exec_key(execution_id, "meta"))
+                .await?;
+        }
         match tag.as_str() {
             "delivered" => rest
                 .chunks(2)
@@ -70,7 +77,7 @@ impl SignalStore for RedisStore {
         waiter_id: &str,
     ) -> Result<bool, PortError> {
         let (tag, rest) = self
-            .signal_op(execution_id, &["remove", name, waiter_id])
+            .signal_op(execution_id, &["remove", name, waiter_id], true)
             .await?;
         match (tag.as_str(), rest.as_slice()) {
             ("removed", [n]) => Ok(reply::int(n)? == 1),

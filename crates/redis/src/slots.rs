@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use crate::buckets::cluster_slot as slot;
+use crate::keyslot::{crc16, slot};
 use crate::{RedisOptions, RedisStore};
 
 fn one_slot(script: &str, keys: &[String]) {

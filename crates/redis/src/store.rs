@@ -32,6 +32,7 @@ use redis::{Script, ScriptInvocation, Value as R};
 use serde_json::{Map, Value};
 
 use crate::connect::{RedisConnection, RedisTarget, Timeouts};
+use crate::fence::{Fence, FenceCounts};
 use crate::reply;
 use crate::{DefinitionStore, Error, RedisCatalog, TimerStore};
 
@@ -59,6 +60,9 @@ pub struct RedisOptions {
     /// 16, at least 1), so that no cluster slot holds them all. Every process of a deployment
     /// must use the same number.
     pub buckets: u32,
+    /// Cluster only: how long a write a hop relies on may wait for a replica's acknowledgement
+    /// (`BATON_REDIS_WAIT_MS`, default 200; 0 = never wait). Ignored on a single node.
+    pub replication_wait_ms: u64,
 }
 
 impl Default for RedisOptions {
@@ -70,6 +74,7 @@ impl Default for RedisOptions {
             connect_timeout_ms: 2_000,
             cluster: false,
             buckets: crate::buckets::DEFAULT_BUCKETS,
+            replication_wait_ms: 200,
         }
     }
 }
@@ -128,6 +133,8 @@ pub struct RedisStore {
     prefix: Arc<str>,
     pub(crate) ttl_secs: u64,
     buckets: u32,
+    /// Cluster mode with a wait bound: confirms writes on a replica (`fence.rs`).
+    fence: Option<Fence>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -153,20 +160,46 @@ impl RedisStore {
             connect: Duration::from_millis(options.connect_timeout_ms),
         };
         let conn = crate::connect::connect(&target, timeouts).await?;
+        let fence = match (target.is_cluster(), options.replication_wait_ms) {
+            (true, wait_ms) if wait_ms > 0 => Some(Fence::new(
+                conn.clone(),
+                &target.urls()[0],
+                &prefix,
+                wait_ms,
+                timeouts,
+            )?),
+            _ => None,
+        };
         Ok(Self {
             target,
             conn,
             prefix: prefix.into(),
             ttl_secs: options.completed_ttl_secs,
             buckets: options.buckets.max(1),
+            fence,
         })
     }
 
-    /// The key prefix.
+    /// Cluster mode: returns once the writes acknowledged so far by `key`'s primary are on a
+    /// replica (see `fence.rs`). Single node, or no wait bound: at once, nothing sent.
+    pub(crate) async fn replicated(&self, key: &str) -> Result<(), Error> {
+        match &self.fence {
+            Some(fence) => fence.confirm(key).await,
+            None => Ok(()),
+        }
+    }
+
+    /// What this store's replication fences did; `None` when it has none (a single node, or
+    /// `replication_wait_ms` 0).
+    pub fn fence_counts(&self) -> Option<FenceCounts> {
+        self.fence.as_ref().map(Fence::counts)
+    }
+
     pub(crate) async fn signal_op(
         &self,
         execution_id: &str,
         args: &[&str],
+        fence: bool,
     ) -> Result<(String, Vec<redis::Value>), PortError> {
         let k = self.keys(execution_id);
         let mut inv = SCRIPTS.signal.prepare_invoke();
@@ -177,19 +210,23 @@ impl RedisStore {
             inv.arg(*a);
         }
         let (tag, rest) = reply::tagged(self.invoke(&inv, false).await?)?;
+        if fence {
+            self.replicated(&k.meta).await?;
+        }
         if tag == "unknown" {
             return Err(Error::UnknownExecution(execution_id.into()).into());
         }
         Ok((tag, rest))
     }
 
+    /// The key prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
     /// Workflow definitions by reference, on the same connection.
     pub fn definitions(&self) -> DefinitionStore {
-        DefinitionStore::new(self.conn.clone(), &self.prefix)
+        DefinitionStore::fenced(self.conn.clone(), &self.prefix, self.fence.clone())
     }
 
     /// Named, versioned workflow definitions, on the same connection and key prefix.
@@ -199,7 +236,12 @@ impl RedisStore {
 
     /// Durable timers, on the same connection.
     pub fn timers(&self) -> TimerStore {
-        TimerStore::new(self.conn.clone(), &self.prefix, self.buckets)
+        TimerStore::new(
+            self.conn.clone(),
+            &self.prefix,
+            self.buckets,
+            self.fence.clone(),
+        )
     }
 
     /// Durable delivery counts (the crash budget), on the same connection and key prefix.
@@ -396,6 +438,7 @@ impl ExecutionStore for RedisStore {
             inv.arg(key).arg(value.to_string());
         }
         let created = reply::int(&self.invoke(&inv, false).await?)?;
+        self.replicated(&k.meta).await?;
         Ok(created == 1)
     }
 
@@ -404,15 +447,16 @@ impl ExecutionStore for RedisStore {
         // Kept as long as a finished execution, at least an hour: a start that late is a
         // redelivery long after anyone waited for it.
         let ttl = self.ttl_secs.max(3_600);
+        let key = self.exec_key(execution_id, "cancelled");
         let _: () = redis::cmd("SET")
-            .arg(self.exec_key(execution_id, "cancelled"))
+            .arg(&key)
             .arg("1")
             .arg("EX")
             .arg(ttl)
             .query_async(&mut conn)
             .await
             .map_err(Error::from)?;
-        Ok(())
+        Ok(self.replicated(&key).await?)
     }
 
     async fn mark_started(&self, execution_id: &str) -> Result<(), PortError> {
@@ -489,6 +533,7 @@ impl ExecutionStore for RedisStore {
         let k = self.keys(execution_id);
         let mut inv = SCRIPTS.begin_hop.prepare_invoke();
         inv.key(&k.meta).key(&k.ctx).key(&k.hops).arg(hop_id);
+        let claiming = claim.is_some();
         match claim {
             Some(c) => inv.arg(c.owner).arg(c.now_ms).arg(c.lease_ms),
             None => inv.arg("").arg(0).arg(0),
@@ -496,6 +541,10 @@ impl ExecutionStore for RedisStore {
         inv.arg(scope_chain.len()).arg(scope_chain).arg(keys);
         // Safe to repeat: the same owner claiming again only renews its claim.
         let items = reply::array(self.invoke(&inv, true).await?)?;
+        if claiming {
+            // The claim, and whatever this hop then relies on (a commit it replays, a finish).
+            self.replicated(&k.meta).await?;
+        }
         let text = |i: usize| -> Result<Option<String>, Error> {
             match items.get(i) {
                 None | Some(R::Nil) => Ok(None),
@@ -661,6 +710,8 @@ impl ExecutionStore for RedisStore {
                 .arg(write.value.to_string());
         }
         let (tag, rest) = reply::tagged(self.invoke(&inv, false).await?)?;
+        // A duplicate too: the first commit may be the one not yet on a replica.
+        self.replicated(&k.meta).await?;
         Ok(match (tag.as_str(), rest.as_slice()) {
             ("applied", [pending]) => CommitOutcome::Applied {
                 pending: reply::int(pending)?,
@@ -700,6 +751,7 @@ impl ExecutionStore for RedisStore {
                 "0"
             });
         let (tag, rest) = reply::tagged(self.invoke(&inv, false).await?)?;
+        self.replicated(&k.meta).await?;
         Ok(match (tag.as_str(), rest.as_slice()) {
             ("waiting", [arrived]) => JoinOutcome::Waiting {
                 arrived: usize::try_from(reply::int(arrived)?).unwrap_or_default(),

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use redis::Script;
 
+use crate::fence::Fence;
 use crate::{Error, RedisConnection, reply};
 
 static SCHEDULE: LazyLock<Script> =
@@ -59,6 +60,8 @@ pub struct TimerStore {
     legacy: Shard,
     /// Where the next `claim_due` starts walking the buckets (fairness under a small limit).
     start: Arc<AtomicUsize>,
+    /// Cluster mode: a scheduled timer is confirmed on a replica before `schedule` returns.
+    fence: Option<Fence>,
 }
 
 impl std::fmt::Debug for TimerStore {
@@ -82,7 +85,12 @@ pub struct ClaimedTimer {
 }
 
 impl TimerStore {
-    pub(crate) fn new(conn: RedisConnection, prefix: &str, buckets: u32) -> Self {
+    pub(crate) fn new(
+        conn: RedisConnection,
+        prefix: &str,
+        buckets: u32,
+        fence: Option<Fence>,
+    ) -> Self {
         let buckets: Arc<[Shard]> = (0..buckets.max(1))
             .map(|b| Shard::new(prefix, &format!("timers:{b}")))
             .collect();
@@ -91,6 +99,7 @@ impl TimerStore {
             buckets,
             legacy: Shard::new(prefix, "timers"),
             start: Arc::new(AtomicUsize::new(0)),
+            fence,
         }
     }
 
@@ -123,7 +132,11 @@ impl TimerStore {
             .arg(payload)
             .arg(due_ms);
         let mut conn = self.conn.clone();
-        Ok(reply::int(&inv.invoke_async(&mut conn).await?)? == 1)
+        let scheduled = reply::int(&inv.invoke_async(&mut conn).await?)? == 1;
+        if let Some(fence) = &self.fence {
+            fence.confirm(&shard.due).await?;
+        }
+        Ok(scheduled)
     }
 
     /// Atomically claims up to `limit` timers due at `now_ms` — first claims whose lease

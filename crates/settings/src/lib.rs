@@ -43,6 +43,11 @@ pub struct ConnectionSettings {
     /// cluster, the master's history) are spread over, so that no cluster slot holds them all
     /// (default 16, at least 1). Every process of a deployment must use the same number.
     pub redis_buckets: u32,
+    /// `BATON_REDIS_WAIT_MS`: on a Redis Cluster, how long a write a hop relies on may wait for
+    /// a replica's acknowledgement (`WAIT 1 <ms>` on a dedicated connection to its primary)
+    /// before the hop fails and is retried; 0 never waits (a primary's loss may then lose the
+    /// writes its replica had not received). Default 200. Ignored on a single node.
+    pub redis_wait_ms: u64,
     /// `classic` or `quorum`.
     #[serde(with = "queue_type_name")]
     pub queue_type: QueueType,
@@ -62,6 +67,7 @@ impl Default for ConnectionSettings {
             redis_url: "redis://127.0.0.1:6379/".into(),
             redis_cluster: false,
             redis_buckets: 16,
+            redis_wait_ms: 200,
             queue_type: QueueType::Classic,
             queue_prefix: String::new(),
             key_prefix: "baton".into(),

@@ -150,6 +150,7 @@ pub static VARIABLES: &[Variable] = &[
     var("BATON_REDIS_URL", CONNECTION, Url, "redis://127.0.0.1:6379/", "Redis, `redis://[:password@]host:port/[db]` (`rediss://` for TLS); a comma-separated list of node URLs is a Redis Cluster."),
     var("BATON_REDIS_CLUSTER", CONNECTION, Bool, "false", "Treat a single `BATON_REDIS_URL` as a Redis Cluster seed node."),
     var("BATON_REDIS_BUCKETS", CONNECTION, Integer, "16", "Hash-tagged buckets the durable timers and, on a Redis Cluster, the master's history are spread over, so no cluster slot is hot (same on every process)."),
+    var("BATON_REDIS_WAIT_MS", CONNECTION, Integer, "200", "Redis Cluster only: how long a write a hop relies on waits for a replica's acknowledgement before the hop is retried; 0 never waits (a primary's loss may lose its latest writes)."),
     var("BATON_QUEUE_TYPE", CONNECTION, Text, "classic", "`classic` or `quorum`."),
     var("BATON_QUEUE_PREFIX", CONNECTION, Text, "", "Put in front of every queue and exchange name; empty in production, one per run in tests."),
     var("BATON_KEY_PREFIX", CONNECTION, Text, "baton", "Redis key prefix of the execution state, the catalog and the vault."),

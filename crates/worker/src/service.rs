@@ -83,6 +83,7 @@ impl Worker {
             completed_ttl_secs: settings.completed_ttl_secs,
             cluster: settings.connection.redis_cluster,
             buckets: settings.connection.redis_buckets,
+            replication_wait_ms: settings.connection.redis_wait_ms,
             ..RedisOptions::default()
         };
         let store = Arc::new(

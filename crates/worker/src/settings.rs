@@ -8,6 +8,7 @@
 //! | `redis_url` | `BATON_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis; a comma-separated list of node URLs is a Redis Cluster |
 //! | `redis_cluster` | `BATON_REDIS_CLUSTER` | `false` | treat a single `redis_url` as a cluster seed node |
 //! | `redis_buckets` | `BATON_REDIS_BUCKETS` | `16` | hash-tagged buckets the durable timers are spread over (same on every worker) |
+//! | `redis_wait_ms` | `BATON_REDIS_WAIT_MS` | `200` | cluster only: how long a write waits for a replica's acknowledgement (0 = never) |
 //! | `http_port` | `BATON_HTTP_PORT` | `9090` | `/healthz`, `/readyz`, `/metrics` |
 //! | `prefetch` | `BATON_PREFETCH` | `256` | unacked deliveries per worker |
 //! | `concurrency` | `BATON_CONCURRENCY` | `256` | hops in flight per worker |

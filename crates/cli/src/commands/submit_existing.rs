@@ -74,6 +74,7 @@ async fn read(settings: &Settings, execution_id: &str) -> anyhow::Result<Option<
         key_prefix: settings.connection.key_prefix.clone(),
         cluster: settings.connection.redis_cluster,
         buckets: settings.connection.redis_buckets,
+        replication_wait_ms: settings.connection.redis_wait_ms,
         ..RedisOptions::default()
     };
     let store = RedisStore::connect(&settings.connection.redis_url, options).await?;

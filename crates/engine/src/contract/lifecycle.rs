@@ -138,6 +138,14 @@ pub async fn identity_and_signals(store: Arc<dyn StatePorts>) {
     );
     assert_eq!(
         store
+            .await_signal(&id, "go", "w4", "p4".into())
+            .await
+            .unwrap(),
+        Some(json!({"n": 2})),
+        "a retried await of the same waiter (its hop failed before its commit) takes it again"
+    );
+    assert_eq!(
+        store
             .await_signal(&id, "go", "w5", "p5".into())
             .await
             .unwrap(),

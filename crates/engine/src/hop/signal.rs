@@ -99,13 +99,45 @@ impl Engine {
             .store
             .deliver_signal(execution_id, name, data.clone())
             .await?;
+        match self
+            .resume_waiters(execution_id, name, &data, &waiters)
+            .await
+        {
+            Ok(resumed) => Ok(resumed),
+            Err(e) => {
+                // The delivery took the waiters; without them a retry of this signal would find
+                // none and only buffer it, leaving every branch waiting for ever. Put them back
+                // (best effort) so the retry resumes them; what this attempt already committed
+                // is deduplicated by hop id.
+                for w in &waiters {
+                    if let Err(again) = self
+                        .store
+                        .await_signal(execution_id, name, &w.waiter_id, w.resume.clone())
+                        .await
+                    {
+                        tracing::error!(execution_id, waiter_id = %w.waiter_id, error = %again, "a signal waiter taken by a failed delivery could not be put back");
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Resumes the waiters a delivery took: commits each resume and publishes it.
+    async fn resume_waiters(
+        &self,
+        execution_id: &str,
+        name: &str,
+        data: &Value,
+        waiters: &[SignalWaiter],
+    ) -> Result<usize, PortError> {
         let mut resumed = 0;
         for SignalWaiter {
             waiter_id,
             resume: payload,
         } in waiters
         {
-            let Ok(msg) = serde_json::from_str::<HopMessage>(&payload) else {
+            let Ok(msg) = serde_json::from_str::<HopMessage>(payload) else {
                 tracing::error!(waiter_id, "signal waiter payload is not a hop message");
                 continue;
             };

@@ -5,7 +5,10 @@
 --   await:   ARGV[3] waiter id, ARGV[4] waiter payload  -> {'buffered', data} | {'registered'}
 --   deliver: ARGV[3] data JSON                           -> {'delivered', id1, p1, ...} | {'stored'}
 --   remove:  ARGV[3] waiter id                           -> {'removed', 0|1}
--- Fields: 'w\31<name>\31<id>' waiter payload, 'b\31<name>' buffered data.
+-- Fields: 'w\31<name>\31<id>' waiter payload, 'b\31<name>' buffered data, 't\31<name>\31<id>'
+-- the buffered data waiter <id> took: a retried await of the same waiter (its hop failed after
+-- taking it, before its commit) gets the same signal again instead of registering and waiting
+-- for a signal that already came.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'unknown'}
 end
@@ -20,9 +23,16 @@ local function touch()
 end
 local op, name = ARGV[1], ARGV[2]
 if op == 'await' then
+  local taken = 't\31' .. name .. '\31' .. ARGV[3]
+  local again = redis.call('HGET', h, taken)
+  if again then
+    return {'buffered', again}
+  end
   local buffered = redis.call('HGET', h, 'b\31' .. name)
   if buffered then
     redis.call('HDEL', h, 'b\31' .. name)
+    redis.call('HSET', h, taken, buffered)
+    touch()
     return {'buffered', buffered}
   end
   redis.call('HSET', h, 'w\31' .. name .. '\31' .. ARGV[3], ARGV[4])
