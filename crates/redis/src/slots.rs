@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use crate::keyslot::{crc16, slot};
+use crate::keyslot::slot;
 use crate::{RedisOptions, RedisStore};
 
 fn one_slot(script: &str, keys: &[String]) {
