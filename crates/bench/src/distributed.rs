@@ -59,6 +59,9 @@ pub struct DistributedOptions {
     /// The driver acks every status on its own (like hop-ceiling's drainer) instead of acking
     /// bursts at once.
     pub ack_each: bool,
+    /// Start executions by reference to a definition stored once where the workers read
+    /// definitions, as the master does by default (RFC 0011); else with the workflow inline.
+    pub starts_by_reference: bool,
     /// Rounds of (b); the median round is reported.
     pub rounds: usize,
     /// hop-ceiling, run at K=64 before each round of (b).
@@ -242,6 +245,14 @@ pub async fn run(
         workers.push(worker);
     }
 
+    let definitions = if opts.starts_by_reference {
+        let target =
+            baton_redis::RedisTarget::parse(&connection.redis_url, connection.redis_cluster)?;
+        let conn = baton_redis::connect(&target, baton_redis::Timeouts::default()).await?;
+        Some(baton_redis::DefinitionStore::new(conn, key_prefix))
+    } else {
+        None
+    };
     let mut driver = Driver {
         broker: broker.clone(),
         execution_queue: topology.execution_queue.clone(),
@@ -250,6 +261,8 @@ pub async fn run(
         seq: AtomicU64::new(0),
         run_id: run_id.clone(),
         publish_errors: Arc::new(AtomicU64::new(0)),
+        definitions,
+        stored: Default::default(),
     };
     let result = phases(opts, &mut driver, &mut workers, progress).await;
     let worker_log = workers[0].log().display().to_string();
@@ -323,6 +336,9 @@ async fn phases(
         w.wait_ready(ready_by)
             .await
             .map_err(|e| anyhow::anyhow!("{e}; see {}", w.log().display()))?;
+    }
+    for workflow in [&chain, &fanout] {
+        driver.store_definition(workflow).await?;
     }
     let first = driver.new_id();
     driver.submit(&first, &chain, &empty).await?;
@@ -418,6 +434,7 @@ async fn phases(
                 opts.chains
             ));
             let chain = workflows::chain_with_status_mode(opts.chain_len, mode);
+            driver.store_definition(&chain).await?;
             let r = throughput(opts, driver, &chain, &watched).await?;
             progress(&format!("(b) statuses {mode}: {:.0} hops/s", r.hops_per_s));
             if mode == "compact" {

@@ -1,12 +1,14 @@
-//! The bench's driver: publishes Rune start messages on the run's execution queue and hands
+//! The bench's driver: publishes start messages on the run's execution queue (by reference to
+//! a definition it stored once, as the master does by default, or Rune's inline shape) and hands
 //! the run's statuses and completions to the phases as events stamped with their receipt time,
 //! drained from the run's own queues (or from a private subscription with `--subscription`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use baton_amqp::{Broker, Deliveries, Outgoing};
 use baton_core::message::{ExecutionStatus, NodeStatus};
+use baton_redis::DefinitionStore;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
@@ -56,6 +58,11 @@ pub(super) struct Driver {
     pub(super) seq: AtomicU64,
     pub(super) run_id: String,
     pub(super) publish_errors: Arc<AtomicU64>,
+    /// Where the workers read definitions: set, starts name a stored definition by hash (RFC
+    /// 0011); `None`, they carry the workflow inline.
+    pub(super) definitions: Option<DefinitionStore>,
+    /// The workflows stored so far and their hashes (a handful: compared, not hashed, per start).
+    pub(super) stored: Mutex<Vec<(Value, String)>>,
 }
 
 impl Driver {
@@ -67,17 +74,52 @@ impl Driver {
         )
     }
 
+    /// Stores `workflow` where the workers read definitions (once), so that its starts name it
+    /// by hash; nothing when starting inline.
+    pub(super) async fn store_definition(&self, workflow: &Value) -> anyhow::Result<()> {
+        let Some(definitions) = &self.definitions else {
+            return Ok(());
+        };
+        if self.reference_of(workflow).is_some() {
+            return Ok(());
+        }
+        let reference = baton_core::graph::content_hash(workflow);
+        definitions.put(&reference, &workflow.to_string()).await?;
+        self.stored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((workflow.clone(), reference));
+        Ok(())
+    }
+
+    fn reference_of(&self, workflow: &Value) -> Option<String> {
+        let stored = self.stored.lock().unwrap_or_else(|p| p.into_inner());
+        stored
+            .iter()
+            .find(|(w, _)| w == workflow)
+            .map(|(_, r)| r.clone())
+    }
+
     fn start_message(&self, execution_id: &str, workflow: &Value, input: &Value) -> Outgoing {
         let name = workflow.get("name").and_then(Value::as_str).unwrap_or("");
         let mut context = serde_json::Map::new();
         baton_core::wire::seed_input(&mut context, input.clone());
-        let start = baton_core::wire::RuneStart::new(
-            name,
-            execution_id,
-            "$start",
-            workflow.clone(),
-            context,
-        );
+        let start = match self.reference_of(workflow) {
+            Some(reference) => baton_core::wire::RuneStart::by_reference(
+                name,
+                execution_id,
+                "$start",
+                reference,
+                context,
+            ),
+            None => baton_core::wire::RuneStart::new(
+                name,
+                execution_id,
+                "$start",
+                workflow.clone(),
+                context,
+            ),
+        };
         Outgoing::new(
             self.execution_queue.clone(),
             serde_json::to_vec(&start).unwrap_or_default(),

@@ -83,6 +83,11 @@ pub struct BenchArgs {
     /// each one on its own as hop-ceiling's status drainer does: a cheaper monitor.
     #[arg(long)]
     pub batch_acks: bool,
+    /// The driver starts executions with the workflow inline (Rune's start shape, as
+    /// `baton submit` does) instead of by reference to a stored definition (the master's
+    /// default, RFC 0011).
+    #[arg(long)]
+    pub inline_starts: bool,
     /// Scaling: after the main run, run (b) again with each of these numbers of worker
     /// processes on the same queues (e.g. `1,2,3`); reported as `hops_per_s_workers`.
     #[arg(long, value_delimiter = ',')]
@@ -137,6 +142,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 quiet_wait_secs: args.quiet_wait_secs,
                 phases: args.phases.clone(),
                 ack_each: !args.batch_acks,
+                starts_by_reference: !args.inline_starts,
                 rounds: args.rounds.max(1),
                 ceiling_exe: args.ceiling_exe.clone(),
                 ceiling_secs: args.ceiling_secs,
@@ -180,6 +186,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
             "worker_concurrency": settings.concurrency,
             "subscription": args.subscription,
             "batch_acks": args.batch_acks,
+            "inline_starts": args.inline_starts,
             "scale_workers": args.scale_workers,
             "queue_types": args.queue_types.iter().map(|q| q.as_str()).collect::<Vec<_>>(),
         });
