@@ -135,7 +135,11 @@ pub async fn run_commit_after_finish_writes_nothing(store: Arc<dyn StatePorts>) 
     let id = started(&store, json!({}), 2).await;
     assert!(
         store
-            .finish(&id, ExecutionStatus::Halted, Some("cancelled by the user".into()))
+            .finish(
+                &id,
+                ExecutionStatus::Halted,
+                Some("cancelled by the user".into())
+            )
             .await
             .unwrap()
     );
