@@ -192,6 +192,11 @@ pub struct NodeSpec {
     /// A short example of the node's `parameters` object (JSON text), shown by `baton nodes`
     /// and in `docs/nodes.md`.
     pub example: &'static str,
+    /// Running the node has no effect outside the engine (it only computes its output from its
+    /// parameters, context and clock): running it twice is harmless, so its hops need no claim
+    /// and, without reads, no round trip before the run (RFC 0011, "one round trip"). False for
+    /// anything that calls out, waits, or starts work elsewhere.
+    pub pure: bool,
 }
 
 /// Looks node types up by name or alias. Implemented by the node registry.

@@ -19,7 +19,7 @@ pub use store::{
     CommitOutcome, CommittedHop, CompletionAdoption, CompletionClaim, CompletionLedger,
     ContextWrite, ExecutionIdentity, ExecutionStart, ExecutionStore, FinalContext, Handoff,
     HeldClaim, HopClaim, HopClaimOutcome, HopCommit, HopStart, JoinArrival, JoinOutcome, Lifecycle,
-    ScopedKey, SignalStore, SignalWaiter, StartState, StatePorts,
+    RunCommitOutcome, ScopedKey, SignalStore, SignalWaiter, StartState, StatePorts,
 };
 
 /// Where hop messages go.

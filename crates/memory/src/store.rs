@@ -10,7 +10,7 @@ use baton_engine::ports::{
     CommitOutcome, CommittedHop, CompletionAdoption, CompletionClaim, CompletionLedger,
     ExecutionIdentity, ExecutionStart, ExecutionStore, FinalContext, Handoff, HeldClaim, HopClaim,
     HopClaimOutcome, HopCommit, HopStart, JoinArrival, JoinOutcome, Lifecycle, PortError,
-    ScopedKey, SignalStore, SignalWaiter, StartState,
+    RunCommitOutcome, ScopedKey, SignalStore, SignalWaiter, StartState,
 };
 use serde_json::{Map, Value};
 
@@ -85,6 +85,30 @@ impl Execution {
             handoff: handoff.clone(),
             pending: self.pending,
         })
+    }
+
+    /// A hop's commit, at most once per hop id.
+    fn apply(&mut self, commit: HopCommit) -> CommitOutcome {
+        if self.committed.contains_key(&commit.hop_id) {
+            return CommitOutcome::Duplicate {
+                pending: self.pending,
+            };
+        }
+        // The embedded runtime takes no claims: no lookup then.
+        if !self.claims.is_empty() {
+            self.claims.remove(&commit.hop_id);
+        }
+        self.committed.insert(commit.hop_id, commit.handoff);
+        for write in commit.outputs {
+            self.scopes
+                .entry(write.scope)
+                .or_default()
+                .insert(write.key, write.value);
+        }
+        self.pending += commit.tokens_out - 1;
+        CommitOutcome::Applied {
+            pending: self.pending,
+        }
     }
 
     fn claim_hop(&mut self, hop_id: &str, claim: HopClaim<'_>) -> HopClaimOutcome {
@@ -353,23 +377,31 @@ impl ExecutionStore for MemoryStore {
         execution_id: &str,
         commit: HopCommit,
     ) -> Result<CommitOutcome, PortError> {
-        self.with(execution_id, |e| {
-            if e.committed.contains_key(&commit.hop_id) {
-                return CommitOutcome::Duplicate { pending: e.pending };
-            }
-            // The embedded runtime takes no claims: no lookup then.
-            if !e.claims.is_empty() {
-                e.claims.remove(&commit.hop_id);
-            }
-            e.committed.insert(commit.hop_id, commit.handoff);
-            for write in commit.outputs {
-                e.scopes
-                    .entry(write.scope)
-                    .or_default()
-                    .insert(write.key, write.value);
-            }
-            e.pending += commit.tokens_out - 1;
-            CommitOutcome::Applied { pending: e.pending }
+        self.with(execution_id, |e| e.apply(commit))
+    }
+
+    /// `begin_hop`'s checks and `commit`, under one lock.
+    async fn run_commit(
+        &self,
+        execution_id: &str,
+        commit: HopCommit,
+    ) -> Result<RunCommitOutcome, PortError> {
+        let mut map = self.executions.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(e) = map.get_mut(execution_id) else {
+            return Ok(RunCommitOutcome::Unknown);
+        };
+        if e.finished.is_some() {
+            return Ok(RunCommitOutcome::Ended(e.lifecycle()));
+        }
+        if let Some(committed) = e.committed_hop(&commit.hop_id) {
+            return Ok(RunCommitOutcome::Duplicate(committed));
+        }
+        Ok(match e.apply(commit) {
+            CommitOutcome::Applied { pending } => RunCommitOutcome::Applied { pending },
+            CommitOutcome::Duplicate { pending } => RunCommitOutcome::Duplicate(CommittedHop {
+                handoff: None,
+                pending,
+            }),
         })
     }
 

@@ -56,6 +56,7 @@ pub fn conditional() -> EngineHandled {
             output: r#"{"result": true|false, "expression": "<the expression>"}"#,
             raw_params: vec![],
             example: r#"{"expression": "$input.count > 10 and not $input.muted"}"#,
+            pure: true,
         },
     }
 }
@@ -92,6 +93,7 @@ pub fn merge() -> EngineHandled {
             output: r#"{"merged_context": {"$<parent>": <output>, ...}, "arrived": [names], "skipped": [names], "wait_mode": "...", "_merge_expected": n}"#,
             raw_params: vec![],
             example: r#"{"wait_mode": "wait_for_all"}"#,
+            pure: true,
         },
     }
 }
@@ -111,6 +113,7 @@ pub fn aggregator() -> EngineHandled {
             output: r#"{"aggregated": [<output of item i's last node before the aggregator, or null if its branch ended early>], "count": n, "skipped": [item indexes]}"#,
             raw_params: vec![],
             example: r#"{}"#,
+            pure: true,
         },
     }
 }
@@ -144,6 +147,7 @@ impl Default for SwitchNode {
                 output: r#"{"output_index": i, "matched_rule": {"value", "operator", "compare"}} or {"output_index": <rules count>, "fallback": true}"#,
                 raw_params: vec![],
                 example: r#"{"rules": [{"value": "$input.tier", "operator": "==", "compare": "gold"}]}"#,
+                pure: true,
             },
         }
     }
@@ -220,6 +224,7 @@ impl Default for SplitNode {
                 output: r#"{"_split_items_count": n} (each item runs in its own branch, where it is `$item`)"#,
                 raw_params: vec![],
                 example: r#"{"input_array": "{{ $input.teams }}"}"#,
+                pure: true,
             },
         }
     }
@@ -318,6 +323,7 @@ impl Default for WaitNode {
                 output: r#"timer: {"resume_at": <epoch ms>, "delay_ms": n}; signal: {"signal": name, "data": <signal data>} (status `waiting`, then `success`; a signal timeout fails with SIGNAL_TIMEOUT)"#,
                 raw_params: vec![],
                 example: r#"{"amount": 5, "unit": "minutes"}"#,
+                pure: false,
             },
         }
     }

@@ -56,6 +56,7 @@ impl EditNode {
                 output: r#"{"$json": <the edited object or array of objects>} (also copied to the context key `$json`)"#,
                 raw_params: vec!["assignments", "target_path", "array_path"],
                 example: r#"{"assignments": [{"name": "total", "value": "{{ $json.price * $json.qty }}", "type": "number"}, {"name": "status", "value": "priced"}]}"#,
+                pure: true,
             },
             cache: ExprCache::default(),
         }

@@ -314,6 +314,7 @@ fn spec() -> NodeSpec {
         output: r#"{"status": 200, "status_text": "200 OK", "body": <parsed JSON, else the text, "" if empty>, "headers": {"Content-Type": "<first value>", ...}, "duration_ms": 12}"#,
         raw_params: vec![],
         example: r#"{"url": "https://api.example.com/orders", "method": "POST", "body": {"id": "{{ $json.id }}"}, "retry_on": ["5xx", "429"], "allowed_hosts": ["api.example.com"]}"#,
+        pure: false,
     }
 }
 

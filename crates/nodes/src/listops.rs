@@ -295,6 +295,7 @@ impl Default for FilterNode {
                 output: r#"{"$json": [<kept items>], "count": n, "original_count": m} (also copied to the context key `$json`)"#,
                 raw_params: vec!["input_array", "rules"],
                 example: r#"{"input_array": "$input.people", "rules": [{"field": "age", "operator": ">=", "value": 18}]}"#,
+                pure: true,
             },
             cache: ExprCache::default(),
         }
@@ -416,6 +417,7 @@ impl Default for SortNode {
                 output: r#"{"$json": [<sorted items>], "count": n} (also copied to the context key `$json`)"#,
                 raw_params: vec!["input_array", "rules"],
                 example: r#"{"input_array": "$input.people", "rules": [{"field": "age", "direction": "desc"}]}"#,
+                pure: true,
             },
             cache: ExprCache::default(),
         }
@@ -610,6 +612,7 @@ impl Default for LimitNode {
                 output: r#"{"$json": [<first count items>], "count": n, "original_count": m} (also copied to the context key `$json`)"#,
                 raw_params: vec!["input_array"],
                 example: r#"{"input_array": "$input.people", "count": 3}"#,
+                pure: true,
             },
             cache: ExprCache::default(),
         }

@@ -36,6 +36,7 @@ impl LogNode {
                 output: r#"{"message": "<the logged text>", "level": "debug|info|warn|error", "logged_at": "<RFC 3339 UTC timestamp>"}"#,
                 raw_params: vec![],
                 example: r#"{"message": "Order {{$input.order_id}} shipped", "level": "info"}"#,
+                pure: true,
             },
         }
     }

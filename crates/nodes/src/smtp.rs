@@ -117,6 +117,7 @@ fn spec() -> NodeSpec {
         output: r#"{"success": true, "message": "Email sent successfully", "from": "...", "to": ["..."], "cc": [...], "bcc": [...], "subject": "...", "duration_ms": 12, "recipients": 3, "message_id": "<...>"}"#,
         raw_params: vec![],
         example: r#"{"from": "ops@example.com", "to": ["{{$input.email}}"], "subject": "Order {{$input.order_id}} shipped", "body": "It is on its way."}"#,
+        pure: false,
     }
 }
 

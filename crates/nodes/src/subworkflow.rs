@@ -50,6 +50,7 @@ impl Default for SubWorkflowNode {
                 output: r#"wait: the child's final context (also `$json`), e.g. {"$input": {...}, "<child node key>": <its output>, ...}; a failed or halted child fails this node with SUBWORKFLOW_FAILED. wait false: {"execution_id": "<child>", "workflow_id": "...", "version": n}"#,
                 raw_params: vec![],
                 example: r#"{"workflow_id": "enrich-customer", "input": {"customer_id": "{{ $input.id }}"}}"#,
+                pure: false,
             },
         }
     }

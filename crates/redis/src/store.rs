@@ -25,7 +25,7 @@ use baton_core::message::ExecutionStatus;
 use baton_engine::ports::{
     CommitOutcome, CommittedHop, ExecutionIdentity, ExecutionStart, ExecutionStore, FinalContext,
     Handoff, HeldClaim, HopClaim, HopClaimOutcome, HopCommit, HopStart, JoinArrival, JoinOutcome,
-    Lifecycle, PortError, ScopedKey, StartState,
+    Lifecycle, PortError, RunCommitOutcome, ScopedKey, StartState,
 };
 use redis::{Script, ScriptInvocation, Value as R};
 use serde_json::{Map, Value};
@@ -36,6 +36,7 @@ use crate::reply;
 use crate::{DefinitionStore, Error, RedisCatalog, TimerStore};
 
 mod cancels;
+mod run_commit;
 
 /// Separates the scope from the context key in a `ctx` field.
 const SEP: char = '\u{1f}';
@@ -693,6 +694,15 @@ impl ExecutionStore for RedisStore {
             ("unknown", _) => return Err(Error::UnknownExecution(execution_id.into()).into()),
             _ => return Err(Error::Protocol(format!("commit answered `{tag}` {rest:?}")).into()),
         })
+    }
+
+    /// One script (`run_commit.lua`, see `store/run_commit.rs`).
+    async fn run_commit(
+        &self,
+        execution_id: &str,
+        commit: HopCommit,
+    ) -> Result<RunCommitOutcome, PortError> {
+        self.run_commit_script(execution_id, commit).await
     }
 
     async fn join(

@@ -155,6 +155,7 @@ impl CodeNode {
                 output: r#"{"result": <the script's value as JSON>}"#,
                 raw_params: vec![],
                 example: r#"{"script": "inputs.a + inputs.b", "inputs": {"a": 2, "b": "{{ $input.b }}"}}"#,
+                pure: false,
             },
             runner,
             max_timeout_ms,

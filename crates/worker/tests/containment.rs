@@ -40,6 +40,7 @@ fn registry() -> baton_engine::NodeRegistry {
             output: "never",
             raw_params: Vec::new(),
             example: "{}",
+            pure: false,
         },
     }));
     registry

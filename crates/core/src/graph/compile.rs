@@ -77,13 +77,11 @@ impl CompiledWorkflow {
         // Node types.
         let mut classes = Vec::with_capacity(n);
         let mut raw_names: Vec<Vec<&'static str>> = Vec::with_capacity(n);
+        let mut pure: Vec<bool> = Vec::with_capacity(n);
         for (i, node) in def.nodes.iter().enumerate() {
-            raw_names.push(
-                catalog
-                    .spec(&node.node_type)
-                    .map(|s| s.raw_params.clone())
-                    .unwrap_or_default(),
-            );
+            let spec = catalog.spec(&node.node_type);
+            raw_names.push(spec.map(|s| s.raw_params.clone()).unwrap_or_default());
+            pure.push(spec.is_some_and(|s| s.pure));
             let trigger = node.trigger || is_trigger_type(&node.node_type);
             if trigger {
                 classes.push(None);
@@ -470,6 +468,7 @@ impl CompiledWorkflow {
                 cancel_losers,
                 may_lose: false,
                 split_closer: None,
+                pure: pure[i],
                 reads,
                 raw_params,
                 status_mode: def.status_mode,

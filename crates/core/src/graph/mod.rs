@@ -81,6 +81,9 @@ pub struct CompiledNode {
     pub may_lose: bool,
     /// For a split: the aggregator that closes its scope, if any.
     pub split_closer: Option<NodeIdx>,
+    /// Its type is pure (`NodeSpec::pure`): running it twice is harmless, so its hops take no
+    /// claim (and, without reads, no round trip before the run).
+    pub pure: bool,
     /// Context keys this node's parameters and expression read.
     pub reads: Vec<String>,
     /// Parameters the node type declares raw (`NodeSpec::raw_params`), exactly as written: the

@@ -87,6 +87,7 @@ mod tests {
             output: "",
             raw_params: vec![],
             example: "{}",
+            pure: false,
         }
     }
 

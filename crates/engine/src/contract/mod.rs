@@ -25,6 +25,7 @@ mod lifecycle;
 mod races;
 mod reads;
 mod support;
+mod unbegun;
 
 pub use claims::*;
 pub use commits::*;
@@ -34,6 +35,7 @@ pub use lifecycle::*;
 pub use races::*;
 pub use reads::*;
 pub use support::{start_of, unique_id};
+pub use unbegun::*;
 
 /// Runs every check of the contract. `make` returns the store under test (the same store or a
 /// fresh one each time: every check uses its own execution ids).
@@ -51,6 +53,10 @@ pub async fn execution_store_contract(make: impl Fn() -> Arc<dyn StatePorts>) {
     cancel_before_start(make()).await;
     commit_once_and_tokens(make()).await;
     concurrent_commits(make()).await;
+    run_commit_applies_once(make()).await;
+    run_commit_ignores_and_releases_claims(make()).await;
+    run_commit_after_finish_writes_nothing(make()).await;
+    concurrent_run_commits(make()).await;
     join_wait_for_all(make()).await;
     join_release_on_first_real(make()).await;
     concurrent_joins(make()).await;

@@ -71,6 +71,7 @@ mod tests {
             output: "",
             raw_params: vec![],
             example: "{}",
+            pure: false,
         });
         let doc = json!({"nodes": [
             {"id": "a", "name": "A", "type": "noop", "parameters": {},

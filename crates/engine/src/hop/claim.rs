@@ -125,12 +125,7 @@ impl Engine {
         if now.is_empty() && later.is_empty() {
             return Ok(());
         }
-        if !now.is_empty() {
-            self.queue.publish(now).await?;
-        }
-        for (delay_ms, message) in later {
-            self.queue.publish_delayed(message, delay_ms).await?;
-        }
+        self.publish_messages(now, later).await?;
         if self.store.replays_hops()
             && let Err(e) = self
                 .store
@@ -138,6 +133,23 @@ impl Engine {
                 .await
         {
             tracing::warn!(execution_id = %msg.execution_id, hop_id, error = %e, "cannot mark a handoff published (a replay may publish it again)");
+        }
+        Ok(())
+    }
+
+    /// Publishes what a hop hands on (`now` at once, `later` as timers), confirmed, without
+    /// marking it published: a pure hop's (RFC 0011: the mark would be a round trip of its own,
+    /// and a replay's copies are absorbed by the successors' deduplication).
+    pub(super) async fn publish_messages(
+        &self,
+        now: Vec<HopMessage>,
+        later: Vec<(u64, HopMessage)>,
+    ) -> Result<(), PortError> {
+        if !now.is_empty() {
+            self.queue.publish(now).await?;
+        }
+        for (delay_ms, message) in later {
+            self.queue.publish_delayed(message, delay_ms).await?;
         }
         Ok(())
     }

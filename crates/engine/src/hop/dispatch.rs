@@ -69,6 +69,20 @@ impl Engine {
         };
         let plain_run =
             msg.kind == HopKind::Run && !node.is_join && node.class != NodeClass::Aggregator;
+        let mut hop = hop;
+        // A pure node's run takes no claim: a second copy running beside it is harmless, its
+        // commit is a `Duplicate` (RFC 0011, "one round trip").
+        hop.pure = plain_run && node.pure && !node.may_lose;
+        if hop.pure && node.reads.is_empty() && node.class != NodeClass::Split {
+            // Nothing to read: no round trip before the run; its commit makes the checks.
+            hop.unbegun = true;
+            if let Some(outcome) = self.run_unbegun(&wf, node, &hop).await? {
+                return Ok(outcome);
+            }
+            // It failed, or handed on more than a plain output: the ordinary path runs it
+            // again (harmless: it is pure), retries, halts or routes the error as usual.
+            hop.unbegun = false;
+        }
         let mut keys: Cow<'_, [String]> = if plain_run {
             Cow::Borrowed(&node.reads)
         } else {
@@ -78,7 +92,10 @@ impl Engine {
             // Upstream of a race that cancels its losers: read this node's marker too.
             keys.to_mut().push(baton_core::graph::race_marker(&node.id));
         }
-        let claim = local.as_ref().map(|_| self.hop_claim());
+        let claim = local
+            .as_ref()
+            .filter(|_| !hop.pure)
+            .map(|_| self.hop_claim());
         // A top-level hop's chain is the top scope alone: not built per hop.
         let chain: Cow<'_, [String]> = if msg.lineage.is_empty() {
             Cow::Borrowed(TOP_LEVEL_CHAIN)
@@ -106,7 +123,8 @@ impl Engine {
         }
         let preloaded = plain_run.then_some(context);
         let work = self.dispatch(&wf, node, &hop, begun.lifecycle, preloaded);
-        if local.is_some() {
+        // No claim to renew on a pure hop.
+        if claim.is_some() {
             self.renewing(&hop, Box::pin(work)).await
         } else {
             work.await
@@ -135,23 +153,7 @@ impl Engine {
                 completion_sent,
                 ..
             } if msg.kind != HopKind::OnFailure => {
-                // The hop that finished the execution may have died before its completion went
-                // out: a redelivery that finds it unsent sends it (claimed: once), unless the
-                // `on_failure` node will (it runs after a failure and sends it itself): then,
-                // if this hop is the one that halted the execution, it re-publishes the
-                // `on_failure` message its first delivery may have lost. Only where messages
-                // are redelivered (the embedded runtime never loses a hop).
-                let on_failure_sends =
-                    wf.on_failure.is_some() && status != ExecutionStatus::Completed;
-                if !completion_sent && self.store.replays_hops() {
-                    if on_failure_sends {
-                        Box::pin(self.recover_on_failure(wf, hop)).await?;
-                    } else {
-                        self.emit_completion(&msg.workflow_id, &msg.execution_id)
-                            .await?;
-                    }
-                }
-                return Ok(HopOutcome::Dropped);
+                return self.on_finished(wf, hop, status, completion_sent).await;
             }
             _ => {}
         }
@@ -185,5 +187,31 @@ impl Engine {
             HopKind::Run if node.is_join => Box::pin(self.arrive_join(wf, node, hop, true)).await,
             HopKind::Run => self.execute(wf, node, hop, preloaded).await,
         }
+    }
+
+    /// A hop of an execution that finished: dropped. The hop that finished it may have died
+    /// before its completion went out: a redelivery that finds it unsent sends it (claimed:
+    /// once), unless the `on_failure` node will (it runs after a failure and sends it itself):
+    /// then, if this hop is the one that halted the execution, it re-publishes the
+    /// `on_failure` message its first delivery may have lost. Only where messages are
+    /// redelivered (the embedded runtime never loses a hop).
+    pub(super) async fn on_finished(
+        &self,
+        wf: &CompiledWorkflow,
+        hop: &Hop<'_>,
+        status: ExecutionStatus,
+        completion_sent: bool,
+    ) -> Result<HopOutcome, PortError> {
+        let msg = hop.msg;
+        let on_failure_sends = wf.on_failure.is_some() && status != ExecutionStatus::Completed;
+        if !completion_sent && self.store.replays_hops() {
+            if on_failure_sends {
+                Box::pin(self.recover_on_failure(wf, hop)).await?;
+            } else {
+                self.emit_completion(&msg.workflow_id, &msg.execution_id)
+                    .await?;
+            }
+        }
+        Ok(HopOutcome::Dropped)
     }
 }

@@ -135,13 +135,21 @@ impl Engine {
             tokens_out: children.len() as i64,
             handoff: self.handoff(&children, &[]),
         };
+        if hop.unbegun {
+            return self.commit_unbegun(wf, hop, commit, children, status).await;
+        }
         let outcome = self.store.commit(&msg.execution_id, commit).await?;
         if let (Some(ev), CommitOutcome::Applied { .. }) = (status, &outcome) {
             self.emit(wf.definition.status_mode, ev).await;
         }
         if let CommitOutcome::Applied { .. } = outcome {
-            self.publish_handoff(msg, &hop.id, children, Vec::new())
-                .await?;
+            if hop.pure {
+                // Not marked published: see `pure.rs`.
+                self.publish_messages(children, Vec::new()).await?;
+            } else {
+                self.publish_handoff(msg, &hop.id, children, Vec::new())
+                    .await?;
+            }
         }
         if let CommitOutcome::Applied { pending: 0 } | CommitOutcome::Duplicate { pending: 0 } =
             outcome

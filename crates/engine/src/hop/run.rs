@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use baton_core::graph::{CompiledNode, CompiledWorkflow};
-use baton_core::message::{ErrorInfo, HopKind, NodeStatus, scope_chain};
+use baton_core::message::{ErrorInfo, HopKind, NodeStatus, StatusEvent, scope_chain};
 use baton_core::spec::NodeClass;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -38,46 +38,9 @@ impl Engine {
                     .await?
             }
         };
-        let mut running = self.status(node, msg, NodeStatus::Running);
-        // Literal parameters are borrowed from the compiled node, not copied per run.
-        let params = match node.params.resolve_cow(&wf.templates, &ctx, "") {
-            Ok(mut p) => {
-                // Raw parameters reach the node as written; it evaluates them itself.
-                if !node.raw_params.is_empty()
-                    && let Some(obj) = p.to_mut().as_object_mut()
-                {
-                    obj.extend(node.raw_params.iter().map(|(k, v)| (k.clone(), v.clone())));
-                }
-                p
-            }
-            Err(e) => {
-                self.emit(node.status_mode, running).await;
-                let err = NodeError {
-                    message: e.to_string(),
-                    code: ErrorCode::TemplateError,
-                    retryable: false,
-                };
-                return Box::pin(self.fail(wf, node, hop, err, started)).await;
-            }
-        };
-        if self.sends_status(node, NodeStatus::Running) {
-            running.parameters = Some(params.as_ref().clone());
-        }
-        self.emit(node.status_mode, running).await;
-        let result = if self.node_spans {
-            let span = tracing::info_span!("node", workflow_id = %msg.workflow_id, execution_id = %msg.execution_id, node_id = %node.id, node_type = %node.node_type, attempt = msg.attempt, outcome = tracing::field::Empty);
-            let result = tracing::Instrument::instrument(
-                self.run_node(node, hop, &params, &ctx),
-                span.clone(),
-            )
-            .await;
-            match &result {
-                Ok(_) => span.record("outcome", "ok"),
-                Err(e) => span.record("outcome", e.code.as_str()),
-            };
-            result
-        } else {
-            self.run_node(node, hop, &params, &ctx).await
+        let result = match self.run_step(wf, node, hop, &ctx, false).await {
+            (_, Ok(result)) => result,
+            (_, Err(err)) => return Box::pin(self.fail(wf, node, hop, err, started)).await,
         };
         if msg.kind == HopKind::OnFailure {
             // It runs after the execution ended: its output is stored, never routed.
@@ -130,6 +93,70 @@ impl Engine {
             Ok(output) => self.finish_success(wf, node, hop, output, started).await,
             Err(err) => Box::pin(self.fail(wf, node, hop, err, started)).await,
         }
+    }
+
+    /// Resolves the node's parameters, sends its `running` status (or, `defer_running`,
+    /// returns it unsent) and runs it. The outer error is a template error: the node did not
+    /// run (its `running` status is out, or returned, all the same).
+    pub(super) async fn run_step(
+        &self,
+        wf: &CompiledWorkflow,
+        node: &CompiledNode,
+        hop: &Hop<'_>,
+        ctx: &Map<String, Value>,
+        defer_running: bool,
+    ) -> (Option<StatusEvent>, Result<RunResult, NodeError>) {
+        let msg = hop.msg;
+        let mut running = self.status(node, msg, NodeStatus::Running);
+        // Literal parameters are borrowed from the compiled node, not copied per run.
+        let params = match node.params.resolve_cow(&wf.templates, ctx, "") {
+            Ok(mut p) => {
+                // Raw parameters reach the node as written; it evaluates them itself.
+                if !node.raw_params.is_empty()
+                    && let Some(obj) = p.to_mut().as_object_mut()
+                {
+                    obj.extend(node.raw_params.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                p
+            }
+            Err(e) => {
+                let err = NodeError {
+                    message: e.to_string(),
+                    code: ErrorCode::TemplateError,
+                    retryable: false,
+                };
+                if defer_running {
+                    return (Some(running), Err(err));
+                }
+                self.emit(node.status_mode, running).await;
+                return (None, Err(err));
+            }
+        };
+        if self.sends_status(node, NodeStatus::Running) {
+            running.parameters = Some(params.as_ref().clone());
+        }
+        let deferred = if defer_running {
+            Some(running)
+        } else {
+            self.emit(node.status_mode, running).await;
+            None
+        };
+        let result = if self.node_spans {
+            let span = tracing::info_span!("node", workflow_id = %msg.workflow_id, execution_id = %msg.execution_id, node_id = %node.id, node_type = %node.node_type, attempt = msg.attempt, outcome = tracing::field::Empty);
+            let result = tracing::Instrument::instrument(
+                self.run_node(node, hop, &params, ctx),
+                span.clone(),
+            )
+            .await;
+            match &result {
+                Ok(_) => span.record("outcome", "ok"),
+                Err(e) => span.record("outcome", e.code.as_str()),
+            };
+            result
+        } else {
+            self.run_node(node, hop, &params, ctx).await
+        };
+        (deferred, Ok(result))
     }
 
     async fn run_node(

@@ -183,6 +183,22 @@ pub enum CommitOutcome {
     Duplicate { pending: i64 },
 }
 
+/// The answer to [`ExecutionStore::run_commit`]: a hop's commit with the checks `begin_hop`
+/// would have made before the run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunCommitOutcome {
+    /// No such execution (never started, or expired): nothing written.
+    Unknown,
+    /// The execution finished (completed, halted, cancelled): nothing written. Always a
+    /// [`Lifecycle::Finished`].
+    Ended(Lifecycle),
+    /// This hop committed before (a duplicate or a redelivery): nothing written; what it
+    /// handed on, for a replay.
+    Duplicate(CommittedHop),
+    /// Applied; `pending` tokens remain in the execution (0 = it is complete).
+    Applied { pending: i64 },
+}
+
 /// The answer to [`CompletionLedger::claim_completion`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompletionClaim {
@@ -353,6 +369,36 @@ pub trait ExecutionStore: Send + Sync {
         execution_id: &str,
         commit: HopCommit,
     ) -> Result<CommitOutcome, PortError>;
+    /// A hop that ran without `begin_hop` (a pure node with no reads: RFC 0011, "one round
+    /// trip"), committed with `begin_hop`'s checks, atomically: an unknown execution is
+    /// `Unknown`, a finished one `Ended`, a hop that already committed `Duplicate` (with what
+    /// it handed on, as `committed_hop` says), and only a running execution's first commit of
+    /// the hop is applied, as [`commit`](Self::commit) applies it (it releases any claim on the
+    /// hop too). Unlike `commit`, it never writes into a finished execution. The default is
+    /// those steps one after the other, not atomic: both adapters override it.
+    async fn run_commit(
+        &self,
+        execution_id: &str,
+        commit: HopCommit,
+    ) -> Result<RunCommitOutcome, PortError> {
+        match self.lifecycle(execution_id).await? {
+            Lifecycle::Unknown => return Ok(RunCommitOutcome::Unknown),
+            Lifecycle::Running => {}
+            ended @ Lifecycle::Finished { .. } => return Ok(RunCommitOutcome::Ended(ended)),
+        }
+        let hop_id = commit.hop_id.clone();
+        Ok(match self.commit(execution_id, commit).await? {
+            CommitOutcome::Applied { pending } => RunCommitOutcome::Applied { pending },
+            CommitOutcome::Duplicate { pending } => RunCommitOutcome::Duplicate(
+                self.committed_hop(execution_id, &hop_id)
+                    .await?
+                    .unwrap_or(CommittedHop {
+                        handoff: None,
+                        pending,
+                    }),
+            ),
+        })
+    }
     /// Records an arrival at a join. Duplicate `arrival_key`s are ignored.
     async fn join(
         &self,
