@@ -32,7 +32,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    rt.block_on(async move {
+    let on_worker = args.next().as_deref() == Some("on-worker");
+    let body = async move {
         let wf = Arc::new(
             CompiledWorkflow::compile(&chain(len), &baton_nodes::registry()).expect("chain"),
         );
@@ -52,7 +53,12 @@ fn main() {
             "{executions} executions x {len} hops: {:.0} hops/s",
             hops as f64 / secs
         );
-    });
+    };
+    if on_worker {
+        rt.block_on(rt.spawn(body)).expect("driver task");
+    } else {
+        rt.block_on(body);
+    }
 }
 
 async fn run(runtime: &EmbeddedRuntime, wf: &Arc<CompiledWorkflow>, input: &Value, id: &str) {
