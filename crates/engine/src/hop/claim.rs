@@ -112,9 +112,10 @@ impl Engine {
         }
     }
 
-    /// Publishes what a hop hands on (`now` at once, `later` as timers), then marks it
-    /// published: a replay of the hop then publishes nothing again. A failed mark is only
-    /// logged: everything is published, and the worst it costs is one replay re-publishing.
+    /// Publishes what a hop hands on (`now` at once, `later` as timers), handles the arrivals
+    /// among `now` that this process takes itself (`local.rs`), then marks it all published:
+    /// a replay of the hop then publishes nothing again. A failed mark is only logged:
+    /// everything is published, and the worst it costs is one replay re-publishing.
     pub(super) async fn publish_handoff(
         &self,
         msg: &HopMessage,
@@ -125,11 +126,17 @@ impl Engine {
         if now.is_empty() && later.is_empty() {
             return Ok(());
         }
+        let (local, now) = self.local_arrivals(now);
         if !now.is_empty() {
             self.queue.publish(now).await?;
         }
         for (delay_ms, message) in later {
             self.queue.publish_delayed(message, delay_ms).await?;
+        }
+        // After the publishes, so that other workers start on those meanwhile; before the
+        // mark, so that a worker dying here leaves the handoff for its redelivery to replay.
+        if !local.is_empty() {
+            self.arrive_locally(local).await?;
         }
         if self.store.replays_hops()
             && let Err(e) = self
