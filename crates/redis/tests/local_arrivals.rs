@@ -23,11 +23,13 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 const ITEMS: usize = 4;
 
-/// Records statuses and completions; while `stall_work` is set, the `success` status of the
-/// `work` node never returns (the hop has committed: a worker dying right there).
+/// Records statuses and completions; while `stall_work` (`stall_join`) is set, the `success`
+/// status of the `work` (`join`) node never returns (the hop has committed: a worker dying
+/// right there).
 #[derive(Default)]
 struct Recorder {
     stall_work: AtomicBool,
+    stall_join: AtomicBool,
     statuses: Mutex<Vec<StatusEvent>>,
     completions: Mutex<Vec<Completion>>,
 }
@@ -35,9 +37,12 @@ struct Recorder {
 #[async_trait]
 impl EventSink for Recorder {
     async fn status(&self, event: StatusEvent) -> Result<(), PortError> {
-        let stall = event.node_id == "work"
-            && event.status == NodeStatus::Success
-            && self.stall_work.load(Ordering::SeqCst);
+        let stall = event.status == NodeStatus::Success
+            && match event.node_id.as_str() {
+                "work" => self.stall_work.load(Ordering::SeqCst),
+                "join" => self.stall_join.load(Ordering::SeqCst),
+                _ => false,
+            };
         self.statuses
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -247,4 +252,36 @@ async fn a_work_hop_that_dies_after_its_commit_arrives_once_on_its_redelivery() 
         vec![NodeStatus::Running, NodeStatus::Success],
         "the aggregator's successor ran once"
     );
+}
+
+#[tokio::test]
+async fn a_release_that_dies_after_its_commit_hands_on_at_the_redelivery() {
+    let mut s = setup("local-arrivals-release-redelivery", true).await;
+    start(&s).await;
+    let split = s.published.try_recv().expect("the split is published");
+    s.engine.handle(split).await.expect("split handled");
+    let items: Vec<HopMessage> = std::iter::from_fn(|| s.published.try_recv().ok()).collect();
+    assert_eq!(items.len(), ITEMS);
+    let (last, rest) = items.split_last().expect("items");
+    for item in rest {
+        s.engine.handle(item.clone()).await.expect("item handled");
+    }
+
+    // The last item's arrival releases the aggregator, whose hop commits; then the worker
+    // "dies" before the aggregator's successor goes out.
+    s.events.stall_join.store(true, Ordering::SeqCst);
+    let died = tokio::time::timeout(Duration::from_millis(300), s.engine.handle(last.clone()));
+    assert!(
+        died.await.is_err(),
+        "the delivery stalls after the release's commit"
+    );
+    s.events.stall_join.store(false, Ordering::SeqCst);
+    assert!(s.published.try_recv().is_err(), "nothing handed on yet");
+
+    // Redelivered: the release's committed handoff goes out.
+    s.engine.handle(last.clone()).await.expect("redelivery");
+    assert_eq!(deliver_all(&mut s).await, vec!["after".to_string()]);
+    let completions = s.events.completions.lock().unwrap().clone();
+    assert_eq!(completions.len(), 1, "one completion");
+    assert_eq!(aggregated(&completions[0]), expected_items());
 }
