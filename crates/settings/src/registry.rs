@@ -165,6 +165,7 @@ pub static VARIABLES: &[Variable] = &[
     var("BATON_PREFETCH", WORKER, Integer, "256", "Unacked deliveries per worker."),
     var("BATON_CONCURRENCY", WORKER, Integer, "256", "Hops in flight per worker."),
     var("BATON_STATUS_MODE", WORKER, Text, "full", "What a worker publishes about node runs: `full` (Rune's `running` + final status), `compact` (one batched record per run) or `off` (completions only); RFC 0011."),
+    var("BATON_LOCAL_ARRIVALS", WORKER, Bool, "true", "A hop handles the aggregator and merge arrivals it hands on in this process instead of sending them through the broker (`false`: publishes them like every other message); RFC 0011."),
     var("BATON_STATUS_ROUTE", WORKER, Text, "exchange", "Where `full` statuses go: `exchange` (the `workflows` topic exchange, key `workflow.node.status`: Rune monitors bound there see them) or `queue` (straight to the status queue, no topic routing: cheaper for the broker, monitors bound to the exchange see none); RFC 0011."),
     var("BATON_DRAIN_TIMEOUT_SECS", WORKER, Integer, "30", "SIGTERM grace for the hops in flight."),
     var("BATON_COMPLETED_TTL_SECS", WORKER, Integer, "86400", "How long an execution's state is kept after its completion."),

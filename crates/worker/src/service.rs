@@ -118,7 +118,8 @@ impl Worker {
             .with_catalog(Arc::new(store.catalog()))
             .with_max_workflow_depth(settings.max_workflow_depth)
             .with_max_split_items(settings.max_split_items)
-            .with_status_mode(settings.status_mode);
+            .with_status_mode(settings.status_mode)
+            .with_local_arrivals(settings.local_arrivals);
         // The vault lives next to the execution state (same Redis, same prefix): the master
         // writes credentials there, and only a worker holding the key can reveal them.
         if let Some(key) = settings

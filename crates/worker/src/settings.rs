@@ -35,6 +35,7 @@
 //! | `watchdog_secs` | `BATON_WATCHDOG_SECS` | `60` | `/readyz` turns false when deliveries are in flight and none settled nor arrived for this long; the process exits (code 70) when the broker connection's supervisor has not turned for this long (the runtime or lapin is wedged). Must exceed the longest node timeout (RFC 0004) |
 //! | `broker_down_exit_secs` | `BATON_BROKER_DOWN_EXIT_SECS` | `300` | the process exits (code 70) when the broker connection stays unusable this long, so the orchestrator restarts it; 0 = never |
 //! | `status_mode` | `BATON_STATUS_MODE` | `full` | what this worker publishes about node runs (RFC 0011): `full` (Rune's `running` + final status per node), `compact` (one record per node run — start, end, outcome, output reference — batched into one message per flush), `off` (completions only); a workflow's `status_mode` may lower it, never raise it |
+//! | `local_arrivals` | `BATON_LOCAL_ARRIVALS` | `true` | a hop handles the aggregator and merge arrivals it hands on in this process instead of sending them through the broker (RFC 0011); `false` publishes them like every other message |
 //! | `status_route` | `BATON_STATUS_ROUTE` | `exchange` | where `full` statuses go (RFC 0011): `exchange` (through the `workflows` topic exchange with key `workflow.node.status`: the status queue and every Rune monitor bound there see them) or `queue` (straight to the status queue through the default exchange: no topic routing, cheaper for the broker, monitors bound to the exchange see none) |
 //! | `credentials_key` | `BATON_CREDENTIALS_KEY` | none | base64 of 32 random bytes (`openssl rand -base64 32`): enables the credential vault (see below) |
 //!
@@ -114,6 +115,9 @@ pub struct Settings {
     pub status_mode: baton_core::message::StatusMode,
     /// `BATON_STATUS_ROUTE`: `exchange` (default, Rune-compatible) or `queue` (RFC 0011).
     pub status_route: StatusRoute,
+    /// `BATON_LOCAL_ARRIVALS`: aggregator and merge arrivals handled by the hop that hands them
+    /// on (default) instead of going through the broker (RFC 0011).
+    pub local_arrivals: bool,
 }
 
 /// Where a worker's `full` statuses go (RFC 0011).
@@ -187,6 +191,7 @@ impl Default for Settings {
             broker_down_exit_secs: 300,
             status_mode: baton_core::message::StatusMode::Full,
             status_route: StatusRoute::Exchange,
+            local_arrivals: true,
         }
     }
 }

@@ -12,7 +12,7 @@ use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
 use crate::node::NodeError;
 use crate::node::NodeOutput;
-use crate::ports::{JoinArrival, JoinOutcome, PortError, ScopedKey};
+use crate::ports::{CommittedHop, JoinArrival, JoinOutcome, PortError, ScopedKey};
 
 /// Where a split stores each item in the item's scope (see `fan_out`).
 pub(super) const ITEM_KEY: &str = "$item";
@@ -103,6 +103,27 @@ impl Engine {
                 self.hand_on(wf, hop, Vec::new(), Vec::new(), None).await
             }
             JoinOutcome::Released { arrivals } => {
+                // The releasing arrival again (a redelivery, or the replay of the hop that
+                // handed it on): if the release committed, its handoff is replayed, since its
+                // commit would now be a `Duplicate` that publishes nothing.
+                if self.store.replays_hops() {
+                    let mut released = msg.clone();
+                    released.lineage = parent.to_vec();
+                    let released_id = released.hop_id();
+                    if let Some(CommittedHop { handoff, pending }) = self
+                        .store
+                        .committed_hop(&msg.execution_id, &released_id)
+                        .await?
+                    {
+                        return Box::pin(self.replay(
+                            wf,
+                            &released,
+                            handoff.unwrap_or_default(),
+                            pending,
+                        ))
+                        .await;
+                    }
+                }
                 let total = frame.total_items;
                 let split_id = frame.split_node_id.clone();
                 let mut item_sources: Vec<Option<String>> = vec![None; total];

@@ -112,9 +112,10 @@ impl Engine {
         }
     }
 
-    /// Publishes what a hop hands on (`now` at once, `later` as timers), then marks it
-    /// published: a replay of the hop then publishes nothing again. A failed mark is only
-    /// logged: everything is published, and the worst it costs is one replay re-publishing.
+    /// Publishes what a hop hands on (`now` at once, `later` as timers), handles the arrivals
+    /// among `now` that this process takes itself (`local.rs`), then marks it all published:
+    /// a replay of the hop then publishes nothing again. A failed mark is only logged:
+    /// everything is published, and the worst it costs is one replay re-publishing.
     pub(super) async fn publish_handoff(
         &self,
         msg: &HopMessage,
@@ -137,19 +138,27 @@ impl Engine {
         Ok(())
     }
 
-    /// Publishes what a hop hands on (`now` at once, `later` as timers), confirmed, without
-    /// marking it published: a pure hop's (RFC 0011: the mark would be a round trip of its own,
+    /// Publishes what a hop hands on (`now` at once, `later` as timers), confirmed, and handles
+    /// the arrivals among `now` that this process takes itself (`local.rs`), without marking
+    /// it published: a pure hop's (RFC 0011: the mark would be a round trip of its own,
     /// and a replay's copies are absorbed by the successors' deduplication).
     pub(super) async fn publish_messages(
         &self,
         now: Vec<HopMessage>,
         later: Vec<(u64, HopMessage)>,
     ) -> Result<(), PortError> {
+        let (local, now) = self.local_arrivals(now);
         if !now.is_empty() {
             self.queue.publish(now).await?;
         }
         for (delay_ms, message) in later {
             self.queue.publish_delayed(message, delay_ms).await?;
+        }
+        // After the publishes, so that other workers start on those meanwhile; before the
+        // caller's mark (if any), so that a worker dying here leaves the handoff for its
+        // redelivery to replay.
+        if !local.is_empty() {
+            self.arrive_locally(local).await?;
         }
         Ok(())
     }

@@ -85,6 +85,9 @@ pub struct Engine {
     pub(super) node_spans: bool,
     /// How much this process publishes about node runs (a workflow may ask for less).
     pub(super) status_mode: StatusMode,
+    /// Whether a hop handles the aggregator and merge arrivals it hands on itself instead of
+    /// publishing them (`local.rs`).
+    pub(super) local_arrivals: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -122,6 +125,7 @@ impl Engine {
             running: Mutex::new(HashSet::new()),
             node_spans: false,
             status_mode: StatusMode::Full,
+            local_arrivals: true,
         }
     }
 
@@ -149,6 +153,13 @@ impl Engine {
     /// it for its runs, never raise it (RFC 0011).
     pub fn with_status_mode(mut self, mode: StatusMode) -> Self {
         self.status_mode = mode;
+        self
+    }
+
+    /// Handles the aggregator and merge arrivals a hop hands on in this process (default) or
+    /// publishes them like every other message (RFC 0011).
+    pub fn with_local_arrivals(mut self, on: bool) -> Self {
+        self.local_arrivals = on;
         self
     }
 

@@ -23,6 +23,7 @@ mod dispatch;
 mod engine;
 mod fail;
 mod join;
+mod local;
 mod pure;
 mod race;
 pub mod redact;
