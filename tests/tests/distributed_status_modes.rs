@@ -139,6 +139,54 @@ async fn a_compact_worker_sends_one_record_per_node_run_batched_per_flush() {
     broker.close().await;
 }
 
+/// split over 5 items → a `log` per item → aggregator.
+fn fan_out() -> Value {
+    json!({"name": "fan-out", "version": 1,
+        "nodes": [
+            {"id": "split", "name": "Split", "type": "split", "parameters": {"input_array": "{{ $input.items }}"}},
+            {"id": "work", "name": "Work", "type": "log", "parameters": {"message": "item {{$item}}"}},
+            {"id": "join", "name": "Join", "type": "aggregator", "parameters": {}}
+        ],
+        "edges": [{"id": "e1", "src": "split", "dst": "work"}, {"id": "e2", "src": "work", "dst": "join"}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compact_worker_runs_a_fan_out_to_its_completion_with_one_record_per_node_run() {
+    let mut cluster = Cluster::new();
+    cluster
+        .spawn_worker(&[("BATON_STATUS_MODE", "compact")])
+        .await;
+    let broker = cluster.broker().await;
+    let mut completions = cluster
+        .consume(&broker, &cluster.topology.completion_queue)
+        .await;
+    let mut statuses = cluster
+        .consume(&broker, &cluster.topology.status_queue)
+        .await;
+    let ids: Vec<String> = (0..3).map(|_| new_execution_id()).collect();
+    let batch = ids
+        .iter()
+        .map(|id| {
+            let input = json!({"items": [1, 2, 3, 4, 5]});
+            let body = serde_json::to_vec(&rune_start(&fan_out(), id, &input)).unwrap();
+            Outgoing::new(cluster.topology.execution_queue.clone(), body)
+        })
+        .collect();
+    broker.publish(batch).await.expect("publish the starts");
+    wait_completions(&mut completions, &ids, &cluster).await;
+    let (runs, _) = tally(&statuses.drain(QUIET).await);
+    for id in &ids {
+        for (node, records) in [("split", 1), ("work", 5), ("join", 1)] {
+            assert_eq!(
+                runs.get(&(id.clone(), node.into())).map(Vec::len),
+                Some(records),
+                "{node} of {id}: {runs:?}"
+            );
+        }
+    }
+    broker.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_off_worker_sends_completions_only_even_when_the_workflow_asks_for_full() {
     let mut cluster = Cluster::new();
