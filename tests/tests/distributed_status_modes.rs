@@ -31,18 +31,29 @@ fn three_logs(status_mode: Option<&str>) -> Value {
     doc
 }
 
-/// Starts `n` executions of `workflow` at once; returns their ids.
+/// Starts `n` executions of `workflow` with `{"n": 1}` as input at once; returns their ids.
 async fn start_many(
     cluster: &Cluster,
     broker: &baton_amqp::Broker,
     workflow: &Value,
     n: usize,
 ) -> Vec<String> {
+    start_many_with(cluster, broker, workflow, &json!({"n": 1}), n).await
+}
+
+/// Starts `n` executions of `workflow` with `input` at once; returns their ids.
+async fn start_many_with(
+    cluster: &Cluster,
+    broker: &baton_amqp::Broker,
+    workflow: &Value,
+    input: &Value,
+    n: usize,
+) -> Vec<String> {
     let ids: Vec<String> = (0..n).map(|_| new_execution_id()).collect();
     let batch = ids
         .iter()
         .map(|id| {
-            let body = serde_json::to_vec(&rune_start(workflow, id, &json!({"n": 1}))).unwrap();
+            let body = serde_json::to_vec(&rune_start(workflow, id, input)).unwrap();
             Outgoing::new(cluster.topology.execution_queue.clone(), body)
         })
         .collect();
@@ -84,19 +95,25 @@ fn tally(seen: &[Seen]) -> (BTreeMap<(String, String), Vec<String>>, usize) {
     (runs, seen.len())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_compact_worker_sends_one_record_per_node_run_batched_per_flush() {
+/// A pool of one worker with `env`, a broker client, and readers of the completion and status
+/// queues.
+async fn one_worker(env: &[(&str, &str)]) -> (Cluster, baton_amqp::Broker, Observer, Observer) {
     let mut cluster = Cluster::new();
-    cluster
-        .spawn_worker(&[("BATON_STATUS_MODE", "compact")])
-        .await;
+    cluster.spawn_worker(env).await;
     let broker = cluster.broker().await;
-    let mut completions = cluster
+    let completions = cluster
         .consume(&broker, &cluster.topology.completion_queue)
         .await;
-    let mut statuses = cluster
+    let statuses = cluster
         .consume(&broker, &cluster.topology.status_queue)
         .await;
+    (cluster, broker, completions, statuses)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compact_worker_sends_one_record_per_node_run_batched_per_flush() {
+    let (cluster, broker, mut completions, mut statuses) =
+        one_worker(&[("BATON_STATUS_MODE", "compact")]).await;
     // A workflow asking for `full` on a `compact` worker gets `compact`.
     let ids = start_many(&cluster, &broker, &three_logs(Some("full")), 30).await;
     wait_completions(&mut completions, &ids, &cluster).await;
@@ -152,27 +169,10 @@ fn fan_out() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compact_worker_runs_a_fan_out_to_its_completion_with_one_record_per_node_run() {
-    let mut cluster = Cluster::new();
-    cluster
-        .spawn_worker(&[("BATON_STATUS_MODE", "compact")])
-        .await;
-    let broker = cluster.broker().await;
-    let mut completions = cluster
-        .consume(&broker, &cluster.topology.completion_queue)
-        .await;
-    let mut statuses = cluster
-        .consume(&broker, &cluster.topology.status_queue)
-        .await;
-    let ids: Vec<String> = (0..3).map(|_| new_execution_id()).collect();
-    let batch = ids
-        .iter()
-        .map(|id| {
-            let input = json!({"items": [1, 2, 3, 4, 5]});
-            let body = serde_json::to_vec(&rune_start(&fan_out(), id, &input)).unwrap();
-            Outgoing::new(cluster.topology.execution_queue.clone(), body)
-        })
-        .collect();
-    broker.publish(batch).await.expect("publish the starts");
+    let (cluster, broker, mut completions, mut statuses) =
+        one_worker(&[("BATON_STATUS_MODE", "compact")]).await;
+    let input = json!({"items": [1, 2, 3, 4, 5]});
+    let ids = start_many_with(&cluster, &broker, &fan_out(), &input, 3).await;
     wait_completions(&mut completions, &ids, &cluster).await;
     let (runs, _) = tally(&statuses.drain(QUIET).await);
     for id in &ids {

@@ -663,24 +663,8 @@ impl ExecutionStore for RedisStore {
         execution_id: &str,
         commit: HopCommit,
     ) -> Result<CommitOutcome, PortError> {
-        // Not recorded: stored empty, as before the handoff had a type.
-        let handed_on = match &commit.handoff {
-            Some(handoff) => handoff.encode()?,
-            None => String::new(),
-        };
         let k = self.keys(execution_id);
-        let mut inv = SCRIPTS.commit.prepare_invoke();
-        inv.key(&k.meta)
-            .key(&k.ctx)
-            .key(&k.hops)
-            .key(&k.top)
-            .arg(&commit.hop_id)
-            .arg(commit.tokens_out - 1)
-            .arg(handed_on);
-        for write in &commit.outputs {
-            inv.arg(field(&write.scope, &write.key))
-                .arg(write.value.to_string());
-        }
+        let inv = run_commit::commit_invocation(&SCRIPTS.commit, &k, &commit)?;
         let (tag, rest) = reply::tagged(self.invoke(&inv, false).await?)?;
         // A duplicate too: the first commit may be the one not yet on a replica.
         self.replicated(&k.meta).await?;

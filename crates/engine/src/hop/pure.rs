@@ -9,7 +9,7 @@
 use serde_json::Map;
 
 use baton_core::graph::{CompiledNode, CompiledWorkflow};
-use baton_core::message::{ExecutionStatus, HopMessage, StatusEvent};
+use baton_core::message::{HopMessage, StatusEvent};
 
 use super::current::Hop;
 use super::engine::{Engine, HopOutcome};
@@ -83,17 +83,7 @@ impl Engine {
                     self.emit(wf.definition.status_mode, ev).await;
                 }
                 self.publish_messages(children, Vec::new()).await?;
-                if pending == 0 {
-                    self.cancel_deadline(wf, &msg.workflow_id, &msg.execution_id)
-                        .await;
-                    self.complete(
-                        &msg.workflow_id,
-                        &msg.execution_id,
-                        ExecutionStatus::Completed,
-                        None,
-                    )
-                    .await?;
-                }
+                self.complete_if_last(wf, msg, pending).await?;
                 Ok(HopOutcome::Done)
             }
         }

@@ -69,6 +69,18 @@ impl Engine {
         // Timers have deterministic ids: one still pending is not scheduled twice.
         self.publish_handoff(msg, &msg.hop_id(), handoff.now, handoff.later)
             .await?;
+        self.complete_if_last(wf, msg, pending).await?;
+        Ok(HopOutcome::Done)
+    }
+
+    /// Completes the execution when `pending` (its tokens after this hop's commit) is 0: this
+    /// hop was its last.
+    pub(super) async fn complete_if_last(
+        &self,
+        wf: &CompiledWorkflow,
+        msg: &HopMessage,
+        pending: i64,
+    ) -> Result<(), PortError> {
         if pending == 0 {
             self.cancel_deadline(wf, &msg.workflow_id, &msg.execution_id)
                 .await;
@@ -80,7 +92,7 @@ impl Engine {
             )
             .await?;
         }
-        Ok(HopOutcome::Done)
+        Ok(())
     }
 
     /// The output this node stored in this message's scope (a parked node reads what its
@@ -151,19 +163,8 @@ impl Engine {
                     .await?;
             }
         }
-        if let CommitOutcome::Applied { pending: 0 } | CommitOutcome::Duplicate { pending: 0 } =
-            outcome
-        {
-            self.cancel_deadline(wf, &msg.workflow_id, &msg.execution_id)
-                .await;
-            self.complete(
-                &msg.workflow_id,
-                &msg.execution_id,
-                ExecutionStatus::Completed,
-                None,
-            )
-            .await?;
-        }
+        let (CommitOutcome::Applied { pending } | CommitOutcome::Duplicate { pending }) = outcome;
+        self.complete_if_last(wf, msg, pending).await?;
         Ok(HopOutcome::Done)
     }
 }

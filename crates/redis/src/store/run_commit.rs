@@ -5,13 +5,40 @@
 use std::sync::LazyLock;
 
 use baton_engine::ports::{CommittedHop, HopCommit, PortError, RunCommitOutcome};
-use redis::{Script, Value as R};
+use redis::{Script, ScriptInvocation, Value as R};
 
-use super::{RedisStore, field, handoff_of, lifecycle_of};
+use super::{ExecKeys, RedisStore, field, handoff_of, lifecycle_of};
 use crate::{Error, reply};
 
 static RUN_COMMIT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/run_commit.lua")));
+
+/// What `commit.lua` and `run_commit.lua` both take: the execution's meta, ctx, hops and top
+/// keys, then the hop id, its token delta, its handoff (JSON; empty when not recorded) and its
+/// outputs as (field, JSON text) pairs.
+pub(super) fn commit_invocation<'s>(
+    script: &'s Script,
+    k: &ExecKeys,
+    commit: &HopCommit,
+) -> Result<ScriptInvocation<'s>, PortError> {
+    let handed_on = match &commit.handoff {
+        Some(handoff) => handoff.encode()?,
+        None => String::new(),
+    };
+    let mut inv = script.prepare_invoke();
+    inv.key(&k.meta)
+        .key(&k.ctx)
+        .key(&k.hops)
+        .key(&k.top)
+        .arg(&commit.hop_id)
+        .arg(commit.tokens_out - 1)
+        .arg(handed_on);
+    for write in &commit.outputs {
+        inv.arg(field(&write.scope, &write.key))
+            .arg(write.value.to_string());
+    }
+    Ok(inv)
+}
 
 impl RedisStore {
     pub(super) async fn run_commit_script(
@@ -19,23 +46,8 @@ impl RedisStore {
         execution_id: &str,
         commit: HopCommit,
     ) -> Result<RunCommitOutcome, PortError> {
-        let handed_on = match &commit.handoff {
-            Some(handoff) => handoff.encode()?,
-            None => String::new(),
-        };
         let k = self.keys(execution_id);
-        let mut inv = RUN_COMMIT.prepare_invoke();
-        inv.key(&k.meta)
-            .key(&k.ctx)
-            .key(&k.hops)
-            .key(&k.top)
-            .arg(&commit.hop_id)
-            .arg(commit.tokens_out - 1)
-            .arg(handed_on);
-        for write in &commit.outputs {
-            inv.arg(field(&write.scope, &write.key))
-                .arg(write.value.to_string());
-        }
+        let inv = commit_invocation(&RUN_COMMIT, &k, &commit)?;
         // Not repeated on a dropped connection: it writes (the hop's redelivery repeats it).
         let (tag, rest) = reply::tagged(self.invoke(&inv, false).await?)?;
         if tag != "unknown" {
