@@ -6,15 +6,15 @@
 
 mod support;
 
+use support::Recorded;
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use baton_core::CompiledWorkflow;
-use baton_core::message::{
-    Completion, ExecutionStatus, HopKind, HopMessage, NodeStatus, StatusEvent,
-};
-use baton_engine::ports::{EventSink, HopQueue, PortError};
+use baton_core::message::{ExecutionStatus, HopKind, HopMessage, NodeStatus};
+use baton_engine::ports::{HopQueue, PortError};
 use baton_engine::{Engine, HopOutcome, StartRequest};
 use baton_memory::{MemoryDefinitions, MemoryQueue};
 use baton_redis::RedisOptions;
@@ -39,31 +39,6 @@ impl HopQueue for RefusesFirstOnFailure {
 
     async fn publish_delayed(&self, message: HopMessage, delay_ms: u64) -> Result<(), PortError> {
         self.inner.publish_delayed(message, delay_ms).await
-    }
-}
-
-#[derive(Default)]
-struct Recorded {
-    statuses: Mutex<Vec<StatusEvent>>,
-    completions: Mutex<Vec<Completion>>,
-}
-
-#[async_trait]
-impl EventSink for Recorded {
-    async fn status(&self, event: StatusEvent) -> Result<(), PortError> {
-        self.statuses
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(event);
-        Ok(())
-    }
-
-    async fn completion(&self, completion: Completion) -> Result<(), PortError> {
-        self.completions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(completion);
-        Ok(())
     }
 }
 

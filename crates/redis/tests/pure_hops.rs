@@ -7,53 +7,18 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use support::Recorded;
 
-use async_trait::async_trait;
+use std::sync::Arc;
+
 use baton_core::CompiledWorkflow;
-use baton_core::message::{Completion, ExecutionStatus, HopMessage, NodeStatus, StatusEvent};
-use baton_engine::ports::{CompletionLedger, EventSink, PortError};
+use baton_core::message::{ExecutionStatus, HopMessage, NodeStatus};
+use baton_engine::ports::CompletionLedger;
 use baton_engine::{Engine, HopOutcome, StartRequest};
 use baton_memory::{MemoryDefinitions, MemoryQueue};
 use baton_redis::RedisOptions;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
-
-#[derive(Default)]
-struct Recorded {
-    statuses: Mutex<Vec<StatusEvent>>,
-    completions: Mutex<Vec<Completion>>,
-}
-
-impl Recorded {
-    /// (node, status) of every status so far, in order.
-    fn statuses(&self) -> Vec<(String, NodeStatus)> {
-        let statuses = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
-        statuses
-            .iter()
-            .map(|s| (s.node_id.clone(), s.status))
-            .collect()
-    }
-}
-
-#[async_trait]
-impl EventSink for Recorded {
-    async fn status(&self, event: StatusEvent) -> Result<(), PortError> {
-        self.statuses
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(event);
-        Ok(())
-    }
-
-    async fn completion(&self, completion: Completion) -> Result<(), PortError> {
-        self.completions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(completion);
-        Ok(())
-    }
-}
 
 fn next(published: &mut UnboundedReceiver<HopMessage>, node: &str) -> HopMessage {
     let msg = published

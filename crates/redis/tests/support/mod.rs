@@ -4,6 +4,11 @@
 
 #![allow(dead_code)]
 
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use baton_core::message::{Completion, NodeStatus, StatusEvent};
+use baton_engine::ports::{EventSink, PortError};
 use baton_redis::{RedisOptions, RedisStore};
 use baton_testkit::{delete_keys_blocking, unique_prefix};
 
@@ -71,4 +76,41 @@ pub async fn scan(pattern: &str) -> Vec<String> {
     keys.sort();
     keys.dedup();
     keys
+}
+
+/// An event sink that keeps every status and completion, in order.
+#[derive(Default)]
+pub struct Recorded {
+    pub statuses: Mutex<Vec<StatusEvent>>,
+    pub completions: Mutex<Vec<Completion>>,
+}
+
+impl Recorded {
+    /// (node, status) of every status so far, in order.
+    pub fn statuses(&self) -> Vec<(String, NodeStatus)> {
+        let statuses = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
+        statuses
+            .iter()
+            .map(|s| (s.node_id.clone(), s.status))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl EventSink for Recorded {
+    async fn status(&self, event: StatusEvent) -> Result<(), PortError> {
+        self.statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event);
+        Ok(())
+    }
+
+    async fn completion(&self, completion: Completion) -> Result<(), PortError> {
+        self.completions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(completion);
+        Ok(())
+    }
 }
