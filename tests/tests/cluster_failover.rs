@@ -189,8 +189,13 @@ async fn cluster_failover_every_execution_completes_once_and_no_side_effect_chan
     let not_completed: BTreeMap<&String, String> = ids
         .iter()
         .filter_map(|id| {
-            let status = &tally.completions.get(id)?[0]["status"];
-            (status != "completed").then(|| (id, status.to_string()))
+            let completion = &tally.completions.get(id)?[0];
+            let status = &completion["status"];
+            // The reason says which node failed and why: what a failure here is read by.
+            (status != "completed").then(|| {
+                let reason = &completion["failure_reason"];
+                (id, format!("{status}: {reason}"))
+            })
         })
         .collect();
     if !all || !missing.is_empty() {

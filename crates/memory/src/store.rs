@@ -52,6 +52,8 @@ struct Execution {
     /// Buffered signals taken, by (name, waiter id): a retried await of the same waiter gets
     /// the same signal again.
     taken_signals: HashMap<(String, String), Value>,
+    /// signal name → waiters a delivery took and did not report resumed (id, payload)
+    delivering_signals: HashMap<String, Vec<(String, String)>>,
 }
 
 impl Execution {
@@ -228,6 +230,7 @@ impl ExecutionStore for MemoryStore {
                 waiters: HashMap::new(),
                 buffered_signals: HashMap::new(),
                 taken_signals: HashMap::new(),
+                delivering_signals: HashMap::new(),
             },
         );
         Ok(!cancelled)
@@ -490,13 +493,35 @@ impl SignalStore for MemoryStore {
     ) -> Result<Vec<SignalWaiter>, PortError> {
         self.with(execution_id, |e| {
             let taken = e.waiters.remove(name).unwrap_or_default();
-            if taken.is_empty() {
+            let delivering = e.delivering_signals.entry(name.to_string()).or_default();
+            for waiter in taken {
+                if !delivering.iter().any(|(id, _)| *id == waiter.0) {
+                    delivering.push(waiter);
+                }
+            }
+            if delivering.is_empty() {
                 e.buffered_signals.insert(name.to_string(), data);
             }
-            taken
-                .into_iter()
-                .map(|(waiter_id, resume)| SignalWaiter { waiter_id, resume })
+            delivering
+                .iter()
+                .map(|(waiter_id, resume)| SignalWaiter {
+                    waiter_id: waiter_id.clone(),
+                    resume: resume.clone(),
+                })
                 .collect()
+        })
+    }
+
+    async fn signal_resumed(
+        &self,
+        execution_id: &str,
+        name: &str,
+        waiter_id: &str,
+    ) -> Result<(), PortError> {
+        self.with(execution_id, |e| {
+            if let Some(list) = e.delivering_signals.get_mut(name) {
+                list.retain(|(id, _)| id != waiter_id);
+            }
         })
     }
 

@@ -74,6 +74,41 @@ async fn a_signal_resumes_the_waiting_branch_with_its_data() {
     assert!(!c.final_context.contains_key("$Too late"));
 }
 
+/// A delivery that took the waiters and then failed or died before resuming them (Redis
+/// failing over under it, or its worker killed): the signal's retry still resumes them. It
+/// used to find no waiter, buffer the signal, and leave the execution waiting for ever.
+#[tokio::test]
+async fn a_signal_whose_first_delivery_died_after_taking_the_waiter_still_resumes_it_on_retry() {
+    use baton_engine::ports::SignalStore;
+    let rt = EmbeddedRuntime::start(baton_nodes::registry(), 8);
+    let wf = workflow(json!({"mode": "signal", "signal": "approve"}));
+    let done = until_waiting(&rt, &wf, "sig-died").await;
+    // The first attempt: it takes the waiter, and nothing after that happens.
+    let taken = rt
+        .store()
+        .deliver_signal("sig-died", "approve", json!({"by": "ada"}))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    // The retry (the signal message redelivered).
+    assert_eq!(
+        rt.signal("sig-died", "approve", json!({"by": "ada"}))
+            .await
+            .unwrap(),
+        1,
+        "the retry resumes the waiter the first attempt took"
+    );
+    let c = tokio::time::timeout(Duration::from_secs(30), done)
+        .await
+        .expect("the execution completes")
+        .unwrap();
+    assert_eq!(c.status, ExecutionStatus::Completed);
+    assert_eq!(
+        c.final_context["$Approved"]["message"],
+        json!("approved by ada")
+    );
+}
+
 #[tokio::test]
 async fn a_signal_that_arrives_before_the_wait_is_kept_for_it() {
     let rt = EmbeddedRuntime::start(baton_nodes::registry(), 8);

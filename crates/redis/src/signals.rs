@@ -40,16 +40,12 @@ impl SignalStore for RedisStore {
         name: &str,
         data: Value,
     ) -> Result<Vec<SignalWaiter>, PortError> {
-        // Not fenced when it took waiters: an error now would lose them (the script removed
-        // them; a retry finds none). The resumes' commits, on the same primary, are fenced and
-        // cover this write. A buffered signal is fenced (a retry stores it again).
+        // Fenced: the waiters it took stay in the hash until `signal_resumed`, so an error
+        // after the script (a replica that did not acknowledge) loses nothing: the retried
+        // delivery gets them again.
         let (tag, rest) = self
-            .signal_op(execution_id, &["deliver", name, &data.to_string()], false)
+            .signal_op(execution_id, &["deliver", name, &data.to_string()], true)
             .await?;
-        if tag == "stored" {
-            self.replicated(&self.exec_key(execution_id, "meta"))
-                .await?;
-        }
         match tag.as_str() {
             "delivered" => rest
                 .chunks(2)
@@ -66,6 +62,23 @@ impl SignalStore for RedisStore {
             "stored" => Ok(Vec::new()),
             _ => Err(PortError::permanent_msg(format!(
                 "deliver_signal answered `{tag}`"
+            ))),
+        }
+    }
+
+    async fn signal_resumed(
+        &self,
+        execution_id: &str,
+        name: &str,
+        waiter_id: &str,
+    ) -> Result<(), PortError> {
+        let (tag, _) = self
+            .signal_op(execution_id, &["resumed", name, waiter_id], false)
+            .await?;
+        match tag.as_str() {
+            "resumed" => Ok(()),
+            _ => Err(PortError::permanent_msg(format!(
+                "signal_resumed answered `{tag}`"
             ))),
         }
     }

@@ -13,6 +13,10 @@ use crate::failure::{DeadLetterReason, Disposition, disposition};
 use crate::metrics_names as m;
 use crate::service::Worker;
 
+/// How long a hand-back waits for Redis to record it (about a Redis Cluster failover's
+/// detection and election, twice over).
+const HAND_BACK_RECORD_BOUND: Duration = Duration::from_secs(15);
+
 impl Worker {
     /// Dead-letters a message with its reason, then fails the execution it names (one
     /// completion, whose reason names the node), then acks it.
@@ -149,9 +153,9 @@ impl Worker {
             *c
         };
         // Recorded before the hand-back, so the next holder does not count it as a crash.
-        let count = match self.deliveries.handed_back(&delivery.body).await {
-            Ok(durable) => durable.max(local),
-            Err(_) => local,
+        let count = match self.record_hand_back(&delivery.body).await {
+            Some(durable) => durable.max(local),
+            None => local,
         };
         // Infrastructure that is down for everyone is not the message's fault; a message that
         // keeps failing while Redis answers is.
@@ -174,12 +178,35 @@ impl Worker {
         let _ = delivery.nack_requeue().await;
     }
 
+    /// Records that `body` is handed back alive and returns its durable count of hand-backs.
+    /// A Redis that does not answer is asked again for a while before the message goes back
+    /// without the record: a return the record misses passes for a crash at the next delivery
+    /// (a quorum queue counts every return), so a few seconds of failover would spend a
+    /// healthy message's delivery budget. Holding it meanwhile costs nothing: its hop needs
+    /// that Redis too.
+    async fn record_hand_back(&self, body: &[u8]) -> Option<u64> {
+        let mut pause = Duration::from_millis(100);
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.deliveries.handed_back(body).await {
+                Ok(count) => return Some(count),
+                Err(e) if waited >= HAND_BACK_RECORD_BOUND => {
+                    tracing::warn!(error = %e, waited_ms = waited.as_millis() as u64, "cannot record a hand-back (Redis): the next delivery may count it as a crash");
+                    return None;
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    waited += pause;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
     /// Hands a delivery back alive (it comes back `redelivered`): recorded first, so the
     /// delivery budget does not count it as a crash.
     async fn hand_back(&self, delivery: Delivery) {
-        if let Err(e) = self.deliveries.handed_back(&delivery.body).await {
-            tracing::debug!(error = %e, "cannot record a hand-back (Redis)");
-        }
+        self.record_hand_back(&delivery.body).await;
         let _ = delivery.nack_requeue().await;
     }
 }

@@ -135,11 +135,19 @@ impl RedisCluster {
             .output()
             .expect("run scripts/cluster up");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "scripts/cluster up failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            // What did start (the Redis nodes, the first RabbitMQ nodes) is stopped, so that a
+            // failed start leaves no process holding the next run's ports.
+            let _ = std::process::Command::new("bash")
+                .arg(&script)
+                .arg("down")
+                .envs(layout.env())
+                .output();
+            panic!(
+                "scripts/cluster up failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let line = |name: &str| {
             stdout
                 .lines()
@@ -183,13 +191,13 @@ impl Drop for RedisCluster {
     }
 }
 
-fn port_of(node_url: &str) -> Option<u16> {
+pub fn port_of(node_url: &str) -> Option<u16> {
     let rest = node_url.trim().split("://").nth(1)?;
     let authority = rest.split('/').next()?;
     authority.rsplit(':').next()?.parse().ok()
 }
 
-fn role(node_url: &str) -> Option<String> {
+pub fn role(node_url: &str) -> Option<String> {
     let client = redis::Client::open(node_url.trim()).ok()?;
     let mut conn = client
         .get_connection_with_timeout(Duration::from_secs(2))

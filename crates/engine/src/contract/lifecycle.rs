@@ -121,6 +121,22 @@ pub async fn identity_and_signals(store: Arc<dyn StatePorts>) {
         "both waiters, once"
     );
     assert!(
+        !store.remove_signal_waiter(&id, "go", "w1").await.unwrap(),
+        "a waiter the delivery took is not its timeout's any more"
+    );
+    let mut again = store
+        .deliver_signal(&id, "go", json!({"n": 1}))
+        .await
+        .unwrap();
+    again.sort();
+    assert_eq!(
+        again, got,
+        "taken but not reported resumed (the delivery failed half way): its retry gets them again"
+    );
+    for w in ["w1", "w2"] {
+        store.signal_resumed(&id, "go", w).await.unwrap();
+    }
+    assert!(
         store
             .deliver_signal(&id, "go", json!({"n": 2}))
             .await

@@ -95,32 +95,15 @@ impl Engine {
         ) {
             return Ok(0);
         }
+        // The delivery keeps the waiters it took until each is reported resumed: if this
+        // attempt fails half way (or its worker dies), the signal's retry gets them again and
+        // finishes them; what this attempt already committed is deduplicated by hop id.
         let waiters = self
             .store
             .deliver_signal(execution_id, name, data.clone())
             .await?;
-        match self
-            .resume_waiters(execution_id, name, &data, &waiters)
+        self.resume_waiters(execution_id, name, &data, &waiters)
             .await
-        {
-            Ok(resumed) => Ok(resumed),
-            Err(e) => {
-                // The delivery took the waiters; without them a retry of this signal would find
-                // none and only buffer it, leaving every branch waiting for ever. Put them back
-                // (best effort) so the retry resumes them; what this attempt already committed
-                // is deduplicated by hop id.
-                for w in &waiters {
-                    if let Err(again) = self
-                        .store
-                        .await_signal(execution_id, name, &w.waiter_id, w.resume.clone())
-                        .await
-                    {
-                        tracing::error!(execution_id, waiter_id = %w.waiter_id, error = %again, "a signal waiter taken by a failed delivery could not be put back");
-                    }
-                }
-                Err(e)
-            }
-        }
     }
 
     /// Resumes the waiters a delivery took: commits each resume and publishes it.
@@ -177,6 +160,9 @@ impl Engine {
                 self.release_signal_timeout(&msg).await?;
             }
             self.queue.publish(vec![msg]).await?;
+            self.store
+                .signal_resumed(execution_id, name, waiter_id)
+                .await?;
             resumed += 1;
         }
         Ok(resumed)

@@ -358,6 +358,9 @@ impl Engine {
             };
             self.store.commit(parent, commit).await?;
             self.queue.publish(vec![resume]).await?;
+            self.store
+                .signal_resumed(parent, signal, &waiter_id)
+                .await?;
         }
         Ok(())
     }

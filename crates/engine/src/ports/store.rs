@@ -431,14 +431,24 @@ pub trait SignalStore: Send + Sync {
         waiter_id: &str,
         payload: String,
     ) -> Result<Option<Value>, PortError>;
-    /// Delivers signal `name`: takes and returns every waiter; with no waiter the signal is
-    /// buffered for the next one.
+    /// Delivers signal `name`: takes every waiter (a timeout no longer finds it) and returns
+    /// them, with the waiters an earlier delivery took and did not report resumed (it failed
+    /// or died half way: this one finishes them). With none, the signal is buffered for the
+    /// next waiter.
     async fn deliver_signal(
         &self,
         execution_id: &str,
         name: &str,
         data: Value,
     ) -> Result<Vec<SignalWaiter>, PortError>;
+    /// A waiter [`deliver_signal`](Self::deliver_signal) took is resumed (its resume committed
+    /// and published): no later delivery returns it.
+    async fn signal_resumed(
+        &self,
+        execution_id: &str,
+        name: &str,
+        waiter_id: &str,
+    ) -> Result<(), PortError>;
     /// Removes a waiter (its timeout fired); true if it was still waiting.
     async fn remove_signal_waiter(
         &self,
