@@ -121,10 +121,24 @@ async fn a_redis_failover_under_running_hops_spends_no_delivery_budget_on_quorum
             panic!("completions: {ended:#?}\n{}", logs());
         };
         let completion = seen.json();
-        let id = completion["execution_id"].as_str().unwrap_or_default().to_owned();
-        assert!(ids.contains(&id), "a completion of another run: {completion:#}");
-        assert_eq!(completion["status"], "completed", "{completion:#}\n{}", logs());
-        assert!(ended.insert(id, completion).is_none(), "a second completion");
+        let id = completion["execution_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            ids.contains(&id),
+            "a completion of another run: {completion:#}"
+        );
+        assert_eq!(
+            completion["status"],
+            "completed",
+            "{completion:#}\n{}",
+            logs()
+        );
+        assert!(
+            ended.insert(id, completion).is_none(),
+            "a second completion"
+        );
     }
     assert!(
         logs().contains("hop failed on infrastructure; handing it back"),
