@@ -155,22 +155,24 @@ impl Driver {
         while self.rx.try_recv().is_ok() {}
     }
 
+    /// The next event, or `None` once `until` passed. A burst may hold no event (deliveries
+    /// that are not events this driver reads, such as `compact` status records): the wait
+    /// goes on, it is not mistaken for the deadline.
     pub(super) async fn next(&mut self, until: Instant) -> anyhow::Result<Option<Ev>> {
-        if let Some(ev) = self.ready.pop_front() {
-            return Ok(Some(ev));
-        }
-        match timeout(
-            until.saturating_duration_since(Instant::now()),
-            self.rx.recv(),
-        )
-        .await
-        {
-            Ok(Some(burst)) => {
-                self.ready.extend(burst);
-                Ok(self.ready.pop_front())
+        loop {
+            if let Some(ev) = self.ready.pop_front() {
+                return Ok(Some(ev));
             }
-            Ok(None) => anyhow::bail!("event consumers stopped (broker connection lost?)"),
-            Err(_) => Ok(None),
+            match timeout(
+                until.saturating_duration_since(Instant::now()),
+                self.rx.recv(),
+            )
+            .await
+            {
+                Ok(Some(burst)) => self.ready.extend(burst),
+                Ok(None) => anyhow::bail!("event consumers stopped (broker connection lost?)"),
+                Err(_) => return Ok(None),
+            }
         }
     }
 }
