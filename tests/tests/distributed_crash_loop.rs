@@ -13,10 +13,9 @@ mod common;
 
 use std::time::Duration;
 
-use baton_amqp::{Broker, QueueType};
+use baton_amqp::QueueType;
 use common::distributed::{
-    BOUND, Call, Cluster, TestApi, amqp_options, new_execution_id, owner_of,
-    sequential_http_workflow,
+    BOUND, Call, Cluster, TestApi, new_execution_id, owner_of, sequential_http_workflow,
 };
 use serde_json::{Value, json};
 
@@ -72,17 +71,7 @@ async fn crash_loop(queue_type: QueueType) {
     api.hold("/step/1");
     let mut cluster = Cluster::new();
     cluster.spawn_worker(&env).await;
-    // The observer declares the queues as the workers do (a different type is refused).
-    let broker = Broker::connect(baton_amqp::AmqpOptions {
-        queue_type,
-        ..amqp_options(
-            &cluster.amqp_url,
-            &cluster.queue_prefix,
-            "baton-test-observer",
-        )
-    })
-    .await
-    .expect("connect to RabbitMQ");
+    let broker = cluster.broker_for(queue_type).await;
     let mut completions = cluster
         .consume(&broker, &cluster.topology.completion_queue)
         .await;

@@ -14,11 +14,9 @@ mod common;
 
 use std::time::Duration;
 
-use baton_amqp::{AmqpOptions, Broker, QueueType};
+use baton_amqp::QueueType;
 use baton_testkit::RedisCluster;
-use common::distributed::{
-    BOUND, Cluster, TestApi, amqp_options, new_execution_id, sequential_http_workflow,
-};
+use common::distributed::{BOUND, Cluster, TestApi, new_execution_id, sequential_http_workflow};
 use common::failover::{port_of, role};
 use serde_json::json;
 
@@ -59,17 +57,7 @@ async fn a_redis_failover_under_running_hops_spends_no_delivery_budget_on_quorum
     let mut cluster = Cluster::new();
     cluster.redis_url = redis.url.clone();
     cluster.spawn_worker(&env).await;
-    // The observer declares the queues as the workers do (a different type is refused).
-    let broker = Broker::connect(AmqpOptions {
-        queue_type: QueueType::Quorum,
-        ..amqp_options(
-            &cluster.amqp_url,
-            &cluster.queue_prefix,
-            "baton-test-observer",
-        )
-    })
-    .await
-    .expect("connect to RabbitMQ");
+    let broker = cluster.broker_for(QueueType::Quorum).await;
     let mut completions = cluster
         .consume(&broker, &cluster.topology.completion_queue)
         .await;

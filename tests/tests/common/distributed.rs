@@ -279,11 +279,16 @@ impl Cluster {
 
     /// An observer connection with the test's names (declares the topology if needed).
     pub async fn broker(&self) -> Broker {
-        Broker::connect(amqp_options(
-            &self.amqp_url,
-            &self.queue_prefix,
-            "baton-test-observer",
-        ))
+        self.broker_for(baton_amqp::QueueType::Classic).await
+    }
+
+    /// An observer's broker connection that declares the queues as workers of `queue_type` do
+    /// (a declaration of another type is refused).
+    pub async fn broker_for(&self, queue_type: baton_amqp::QueueType) -> Broker {
+        Broker::connect(AmqpOptions {
+            queue_type,
+            ..amqp_options(&self.amqp_url, &self.queue_prefix, "baton-test-observer")
+        })
         .await
         .expect("connect to RabbitMQ")
     }
