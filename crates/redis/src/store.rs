@@ -104,7 +104,10 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     begin_hop: Script::new(include_str!("lua/begin_hop.lua")),
     mark_handoff_published: Script::new(include_str!("lua/mark_handoff_published.lua")),
     read_exact: Script::new(include_str!("lua/read_exact.lua")),
-    commit: Script::new(include_str!("lua/commit.lua")),
+    commit: Script::new(concat!(
+        include_str!("lua/commit_apply.lua"),
+        include_str!("lua/commit.lua")
+    )),
     join: Script::new(include_str!("lua/join.lua")),
     signal: Script::new(include_str!("lua/signal.lua")),
     finish: Script::new(include_str!("lua/finish.lua")),

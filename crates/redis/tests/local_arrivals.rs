@@ -7,8 +7,8 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,15 +23,14 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 const ITEMS: usize = 4;
 
-/// Records statuses and completions; while `stall_work` (`stall_join`) is set, the `success`
-/// status of the `work` (`join`) node never returns (the hop has committed: a worker dying
-/// right there).
+/// Records statuses and completions (`support::Recorded`); while `stall_work` (`stall_join`)
+/// is set, the `success` status of the `work` (`join`) node never returns (the hop has
+/// committed: a worker dying right there).
 #[derive(Default)]
 struct Recorder {
     stall_work: AtomicBool,
     stall_join: AtomicBool,
-    statuses: Mutex<Vec<StatusEvent>>,
-    completions: Mutex<Vec<Completion>>,
+    recorded: support::Recorded,
 }
 
 #[async_trait]
@@ -43,10 +42,7 @@ impl EventSink for Recorder {
                 "join" => self.stall_join.load(Ordering::SeqCst),
                 _ => false,
             };
-        self.statuses
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(event);
+        self.recorded.status(event).await?;
         if stall {
             std::future::pending::<()>().await;
         }
@@ -54,11 +50,7 @@ impl EventSink for Recorder {
     }
 
     async fn completion(&self, completion: Completion) -> Result<(), PortError> {
-        self.completions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(completion);
-        Ok(())
+        self.recorded.completion(completion).await
     }
 }
 
@@ -66,15 +58,14 @@ impl Recorder {
     /// Each node's statuses, in the order sent.
     fn by_node(&self) -> BTreeMap<String, Vec<NodeStatus>> {
         let mut out: BTreeMap<String, Vec<NodeStatus>> = BTreeMap::new();
-        for ev in self
-            .statuses
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            out.entry(ev.node_id.clone()).or_default().push(ev.status);
+        for (node, status) in self.recorded.statuses() {
+            out.entry(node).or_default().push(status);
         }
         out
+    }
+
+    fn completions(&self) -> Vec<Completion> {
+        self.recorded.completions.lock().unwrap().clone()
     }
 }
 
@@ -195,7 +186,7 @@ async fn a_fan_out_hands_its_arrivals_to_the_aggregator_in_process_with_the_same
         "without the setting every arrival is published"
     );
     for s in [&local, &published] {
-        let completions = s.events.completions.lock().unwrap().clone();
+        let completions = s.events.completions();
         assert_eq!(completions.len(), 1, "one completion");
         assert_eq!(completions[0].status, ExecutionStatus::Completed);
         assert_eq!(aggregated(&completions[0]), expected_items());
@@ -236,7 +227,7 @@ async fn a_work_hop_that_dies_after_its_commit_arrives_once_on_its_redelivery() 
     assert_eq!(s.events.by_node()["join"], vec![NodeStatus::Waiting]);
 
     deliver_all(&mut s).await;
-    let completions = s.events.completions.lock().unwrap().clone();
+    let completions = s.events.completions();
     assert_eq!(completions.len(), 1, "one completion");
     assert_eq!(completions[0].status, ExecutionStatus::Completed);
     assert_eq!(aggregated(&completions[0]), expected_items());
@@ -281,7 +272,7 @@ async fn a_release_that_dies_after_its_commit_hands_on_at_the_redelivery() {
     // Redelivered: the release's committed handoff goes out.
     s.engine.handle(last.clone()).await.expect("redelivery");
     assert_eq!(deliver_all(&mut s).await, vec!["after".to_string()]);
-    let completions = s.events.completions.lock().unwrap().clone();
+    let completions = s.events.completions();
     assert_eq!(completions.len(), 1, "one completion");
     assert_eq!(aggregated(&completions[0]), expected_items());
 }

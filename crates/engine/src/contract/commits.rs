@@ -117,28 +117,14 @@ pub async fn commit_once_and_tokens(store: Arc<dyn StatePorts>) {
 /// one sees `pending: 0`.
 pub async fn concurrent_commits(store: Arc<dyn StatePorts>) {
     let id = started(&store, json!({}), RACERS as i64).await;
-    let mut tasks = Vec::new();
-    for i in 0..RACERS * 2 {
-        let (store, id) = (store.clone(), id.clone());
-        let hop = i % RACERS;
-        tasks.push(tokio::spawn(async move {
-            store
-                .commit(
-                    &id,
-                    commit(
-                        &format!("hop-{hop}"),
-                        &[("", &format!("k{hop}"), json!(hop))],
-                        0,
-                    ),
-                )
-                .await
-                .unwrap()
-        }));
-    }
+    let answers = race_hops(&store, &id, |store, id, c| async move {
+        store.commit(&id, c).await.unwrap()
+    })
+    .await;
     let mut applied = 0;
     let mut zero = 0;
-    for t in tasks {
-        match t.await.unwrap() {
+    for answer in answers {
+        match answer {
             CommitOutcome::Applied { pending } => {
                 applied += 1;
                 assert!((0..RACERS as i64).contains(&pending), "pending {pending}");

@@ -52,6 +52,35 @@ pub(super) fn commit(hop_id: &str, outputs: &[(&str, &str, Value)], tokens_out: 
         handoff: None,
     }
 }
+/// `RACERS` hops of `execution_id`, each sent twice, all at once through `send` (`commit` or
+/// `run_commit`; hop `hop-<i>` writes `k<i>` and hands on no token); their answers.
+pub(super) async fn race_hops<T, F, Fut>(
+    store: &Arc<dyn StatePorts>,
+    execution_id: &str,
+    send: F,
+) -> Vec<T>
+where
+    F: Fn(Arc<dyn StatePorts>, String, HopCommit) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let tasks: Vec<_> = (0..RACERS * 2)
+        .map(|i| {
+            let hop = i % RACERS;
+            let c = commit(
+                &format!("hop-{hop}"),
+                &[("", &format!("k{hop}"), serde_json::json!(hop))],
+                0,
+            );
+            tokio::spawn(send(store.clone(), execution_id.to_owned(), c))
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        answers.push(t.await.expect("a racing hop"));
+    }
+    answers
+}
 pub(super) fn arrival(key: &str, value: &Value) -> JoinArrival {
     JoinArrival {
         key: key.into(),

@@ -173,27 +173,13 @@ pub async fn run_commit_after_finish_writes_nothing(store: Arc<dyn StatePorts>) 
 /// sees `pending: 0`, and the copies are duplicates.
 pub async fn concurrent_run_commits(store: Arc<dyn StatePorts>) {
     let id = started(&store, json!({}), RACERS as i64).await;
-    let mut tasks = Vec::new();
-    for i in 0..RACERS * 2 {
-        let (store, id) = (store.clone(), id.clone());
-        let hop = i % RACERS;
-        tasks.push(tokio::spawn(async move {
-            store
-                .run_commit(
-                    &id,
-                    commit(
-                        &format!("hop-{hop}"),
-                        &[("", &format!("k{hop}"), json!(hop))],
-                        0,
-                    ),
-                )
-                .await
-                .unwrap()
-        }));
-    }
+    let answers = race_hops(&store, &id, |store, id, c| async move {
+        store.run_commit(&id, c).await.unwrap()
+    })
+    .await;
     let (mut applied, mut zero, mut duplicates) = (0, 0, 0);
-    for t in tasks {
-        match t.await.unwrap() {
+    for answer in answers {
+        match answer {
             RunCommitOutcome::Applied { pending } => {
                 applied += 1;
                 zero += usize::from(pending == 0);

@@ -1,3 +1,4 @@
+-- Built with commit_apply.lua put before it (`apply_commit`).
 -- Applies one hop's effects at most once per hop id: its outputs and the token count.
 -- KEYS[1] meta, KEYS[2] ctx, KEYS[3] hops (hash: committed hop id -> the messages it handed
 -- on, JSON, replayed by a redelivery), KEYS[4] top
@@ -12,19 +13,5 @@ end
 if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[3]) == 0 then
   return {'duplicate', tonumber(redis.call('HGET', KEYS[1], 'pending') or '0')}
 end
--- The claim on running this hop (see begin_hop.lua) has done its job.
-redis.call('HDEL', KEYS[3], '\31' .. ARGV[1])
-for i = 4, #ARGV, 2 do
-  local field = ARGV[i]
-  if redis.call('HSET', KEYS[2], field, ARGV[i + 1]) == 1 and string.byte(field, 1) == 31 then
-    redis.call('RPUSH', KEYS[4], string.sub(field, 2))
-  end
-end
-local pending = redis.call('HINCRBY', KEYS[1], 'pending', ARGV[2])
 -- A commit after `finish` (an on_failure node, a straggler) must not leave keys without TTL.
-if ttl > 0 then
-  for i = 2, 4 do
-    redis.call('PEXPIRE', KEYS[i], ttl)
-  end
-end
-return {'applied', pending}
+return {'applied', apply_commit(ttl)}

@@ -1,3 +1,4 @@
+-- Built with commit_apply.lua put before it (`apply_commit`).
 -- Commits a hop that ran without begin_hop (a pure node that reads no context: RFC 0011, "one
 -- round trip"), with begin_hop's checks, atomically: an unknown execution, a finished one, a
 -- hop already committed write nothing; otherwise the commit applies exactly as commit.lua's.
@@ -17,21 +18,6 @@ end
 if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[3]) == 0 then
   return {'duplicate', tonumber(meta[5] or '0'), redis.call('HGET', KEYS[3], ARGV[1])}
 end
--- A claim another version's worker may have taken on this hop has done its job.
-redis.call('HDEL', KEYS[3], '\31' .. ARGV[1])
-for i = 4, #ARGV, 2 do
-  local field = ARGV[i]
-  if redis.call('HSET', KEYS[2], field, ARGV[i + 1]) == 1 and string.byte(field, 1) == 31 then
-    redis.call('RPUSH', KEYS[4], string.sub(field, 2))
-  end
-end
-local pending = redis.call('HINCRBY', KEYS[1], 'pending', ARGV[2])
 -- A running execution with a deadline has a TTL on its keys (start.lua): the keys this commit
 -- may create (hops, top) get the same.
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then
-  for i = 2, 4 do
-    redis.call('PEXPIRE', KEYS[i], ttl)
-  end
-end
-return {'applied', pending}
+return {'applied', apply_commit(redis.call('PTTL', KEYS[1]))}

@@ -10,8 +10,12 @@ use redis::{Script, ScriptInvocation, Value as R};
 use super::{ExecKeys, RedisStore, field, handoff_of, lifecycle_of};
 use crate::{Error, reply};
 
-static RUN_COMMIT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/run_commit.lua")));
+static RUN_COMMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../lua/commit_apply.lua"),
+        include_str!("../lua/run_commit.lua")
+    ))
+});
 
 /// What `commit.lua` and `run_commit.lua` both take: the execution's meta, ctx, hops and top
 /// keys, then the hop id, its token delta, its handoff (JSON; empty when not recorded) and its
