@@ -52,6 +52,7 @@ async fn workers_sigkilled_in_a_loop_leave_exactly_one_completion_per_execution(
 
     // Kill a random worker every 0.3–0.8 s and start another, while completions arrive.
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut failed = 0;
     let mut kills = 0;
     let deadline = Instant::now() + BOUND * 3;
     // The kills stop a bound before the deadline: on a loaded box a pool restarted every half
@@ -70,21 +71,23 @@ async fn workers_sigkilled_in_a_loop_leave_exactly_one_completion_per_execution(
             next_kill = Instant::now() + Duration::from_millis(200 + pick(400));
         }
         if let Some(c) = completions.next(Duration::from_millis(100)).await {
-            let id = c.json()["execution_id"].as_str().unwrap_or("").to_string();
-            *seen.entry(id).or_default() += 1;
+            count(&mut seen, &mut failed, &c.json());
         }
     }
     // Late duplicates (a lease expiring took 13–19 s before): wait for a quiet queue.
     for c in completions.drain(QUIET).await {
-        let id = c.json()["execution_id"].as_str().unwrap_or("").to_string();
-        *seen.entry(id).or_default() += 1;
+        count(&mut seen, &mut failed, &c.json());
     }
     eprintln!(
-        "{kills} workers SIGKILLed, {} executions completed",
+        "{kills} workers SIGKILLed, {} executions completed ({failed} failed: a message held by \
+         workers that all died is dead-lettered, and its execution fails once)",
         seen.len()
     );
     let missing: Vec<&String> = ids.iter().filter(|id| !seen.contains_key(*id)).collect();
     let doubled: Vec<(&String, &usize)> = seen.iter().filter(|(_, n)| **n != 1).collect();
+    for id in &missing {
+        eprintln!("missing {id}: {:?}", cluster.execution_meta(id).await);
+    }
     assert!(
         missing.is_empty() && doubled.is_empty(),
         "after {kills} kills: {} missing {missing:?}, repeated {doubled:?}",
@@ -92,6 +95,18 @@ async fn workers_sigkilled_in_a_loop_leave_exactly_one_completion_per_execution(
     );
     assert!(kills > 0, "the loop killed no worker");
     broker.close().await;
+}
+
+/// Counts a completion by its execution, and those that failed.
+fn count(seen: &mut BTreeMap<String, usize>, failed: &mut usize, completion: &serde_json::Value) {
+    let id = completion["execution_id"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    *seen.entry(id).or_default() += 1;
+    if completion["status"] != "completed" {
+        *failed += 1;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 //! completion (its worker died, or the broker refused), the redelivered hop sends it, once,
 //! after the first sender's claim expires. Engine on the real Redis store; the queue and the
 //! event sink are in memory (the sink refuses the first completion, as a dying worker would).
+//! The same holds for an execution failed by a poison message whose completion was lost.
 
 mod support;
 
@@ -116,4 +117,69 @@ async fn a_redelivered_final_hop_sends_the_completion_its_first_delivery_lost() 
         sent[0].final_context
     );
     assert!(published.try_recv().is_err(), "no node ran twice");
+}
+
+#[tokio::test]
+async fn failing_an_execution_again_sends_the_completion_its_first_attempt_lost() {
+    const LEASE_MS: u64 = 300;
+    let (store, _cleanup) = support::store("fail-recovery", RedisOptions::default()).await;
+    let registry = baton_nodes::registry();
+    let workflow = Arc::new(
+        CompiledWorkflow::compile(
+            &json!({"name": "one", "nodes": [
+                {"id": "a", "name": "A", "type": "log", "parameters": {"message": "hi", "level": "debug"}}
+            ], "edges": []}),
+            &registry,
+        )
+        .expect("valid workflow"),
+    );
+    let definitions = Arc::new(MemoryDefinitions::default());
+    definitions.insert(workflow.reference.clone(), workflow.clone());
+    let (queue, _published) = MemoryQueue::new();
+    let events = Arc::new(RefusesFirstCompletion::default());
+    let engine = Engine::new(
+        Arc::new(store),
+        Arc::new(queue),
+        events.clone(),
+        definitions,
+        Arc::new(registry),
+    )
+    .with_completion_lease_ms(LEASE_MS);
+    let execution_id = uuid::Uuid::new_v4().to_string();
+    engine
+        .start(
+            &workflow,
+            StartRequest {
+                workflow_id: "one".into(),
+                execution_id: execution_id.clone(),
+                ..StartRequest::default()
+            },
+        )
+        .await
+        .expect("start");
+
+    // A poison message fails the execution; its completion is refused (the worker died).
+    let first = engine
+        .fail_execution("one", &execution_id, "poison".into())
+        .await;
+    assert!(first.is_err(), "{first:?}");
+    // The poison message is redelivered and fails the execution again, once the lease is
+    // over: that sends the completion; a third time sends nothing.
+    tokio::time::sleep(Duration::from_millis(LEASE_MS + 50)).await;
+    assert!(
+        engine
+            .fail_execution("one", &execution_id, "poison".into())
+            .await
+            .expect("failed again")
+    );
+    assert!(
+        !engine
+            .fail_execution("one", &execution_id, "poison".into())
+            .await
+            .expect("a third time")
+    );
+    let sent = events.sent.lock().unwrap();
+    assert_eq!(sent.len(), 1, "exactly one completion");
+    assert_eq!(sent[0].status, ExecutionStatus::Failed);
+    assert_eq!(sent[0].failure_reason.as_deref(), Some("poison"));
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use baton_amqp::Delivery;
 use baton_core::wire::{ErrorInfo, NodeStatus, RuneStart, StatusEvent};
-use baton_engine::ports::{EventSink, ExecutionStart, ExecutionStore, PortError};
+use baton_engine::ports::{EventSink, ExecutionStart, ExecutionStore, PortError, PortErrorKind};
 use futures_util::FutureExt;
 
 use crate::failure::{DeadLetterReason, Disposition, disposition};
@@ -18,8 +18,12 @@ use crate::service::Worker;
 const HAND_BACK_RECORD_BOUND: Duration = Duration::from_secs(15);
 
 impl Worker {
-    /// Dead-letters a message with its reason, then fails the execution it names (one
-    /// completion, whose reason names the node), then acks it.
+    /// Fails the execution a poison message names (one completion, whose reason names the
+    /// node), then dead-letters the message with its reason, then acks it. In that order: a
+    /// worker that dies in between leaves the message to a redelivery that dead-letters it
+    /// (failing an execution again sends nothing more), and an execution that cannot be
+    /// failed yet (its store is away) keeps its message, handed back, rather than lose its
+    /// completion.
     pub(crate) async fn poison(
         &self,
         delivery: Delivery,
@@ -29,6 +33,26 @@ impl Worker {
         let kind = reason.kind();
         let reason = reason.to_string();
         tracing::error!(reason, "dead-lettering message");
+        if let Some(subject) = subject {
+            // Failing the execution runs engine code: contained like a hop.
+            let failing = AssertUnwindSafe(self.fail_subject_within_bound(&subject, &reason))
+                .catch_unwind()
+                .await;
+            match failing {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) if e.kind() == PortErrorKind::Transient => {
+                    tracing::error!(error = %e, execution_id = %subject.execution_id, "could not fail the execution; handing the message back");
+                    self.hand_back(delivery).await;
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, execution_id = %subject.execution_id, "could not mark the execution failed");
+                }
+                Err(_) => {
+                    tracing::error!(execution_id = %subject.execution_id, "failing the execution panicked");
+                }
+            }
+        }
         metrics::counter!(m::DEAD_LETTERS, "reason" => kind).increment(1);
         if let Err(e) = self
             .broker
@@ -41,20 +65,36 @@ impl Worker {
             self.hand_back(delivery).await;
             return;
         }
-        if let Some(subject) = subject {
-            // Failing the execution runs engine code: contained like a hop, so the delivery
-            // is still acked below.
-            let failing = AssertUnwindSafe(self.fail_subject(&subject, &reason)).catch_unwind();
-            if failing.await.is_err() {
-                tracing::error!(execution_id = %subject.execution_id, "failing the execution panicked");
-            }
-        }
         let _ = delivery.ack().await;
     }
 
-    /// Fails the execution a dead-lettered message names. A start's execution may never have
-    /// started: it is created first, so it can end `failed`.
-    async fn fail_subject(&self, subject: &Subject, reason: &str) {
+    /// [`fail_subject`](Self::fail_subject), asked again after a transient failure for as
+    /// long as a hand-back waits for Redis.
+    async fn fail_subject_within_bound(
+        &self,
+        subject: &Subject,
+        reason: &str,
+    ) -> Result<(), PortError> {
+        let mut pause = Duration::from_millis(100);
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.fail_subject(subject, reason).await {
+                Err(e)
+                    if e.kind() == PortErrorKind::Transient && waited < HAND_BACK_RECORD_BOUND =>
+                {
+                    tracing::warn!(error = %e, execution_id = %subject.execution_id, "failing the execution: retrying");
+                    tokio::time::sleep(pause).await;
+                    waited += pause;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// Fails the execution a dead-lettered message names, with its completion. A start's
+    /// execution may never have started: it is created first, so it can end `failed`.
+    async fn fail_subject(&self, subject: &Subject, reason: &str) -> Result<(), PortError> {
         let Subject {
             workflow_id,
             execution_id,
@@ -76,19 +116,16 @@ impl Worker {
                 started_at_ms: self.engine.clock().now_ms(),
                 deadline_at_ms: None,
             };
-            let _ = self.store.start(&start).await;
+            self.store.start(&start).await?;
         }
         let reason = match node_id {
             Some(node) => format!("node `{node}`: {reason}"),
             None => reason.to_string(),
         };
-        if let Err(e) = self
-            .engine
+        self.engine
             .fail_execution(workflow_id, execution_id, reason)
             .await
-        {
-            tracing::warn!(error = %e, execution_id, "could not mark the execution failed");
-        }
+            .map(drop)
     }
 
     /// The failed status of a start's node: the start could not run it.

@@ -193,6 +193,20 @@ impl Cluster {
         sum
     }
 
+    /// The meta hash of an execution in Redis (status, `finished_by`, completion ledger): what
+    /// a test prints about an execution that did not complete. Empty if it has none.
+    pub async fn execution_meta(&self, execution_id: &str) -> BTreeMap<String, String> {
+        let key = format!("{}:{{{execution_id}}}:meta", self.key_prefix);
+        let read = async {
+            let client = redis::Client::open(self.redis_url.as_str())?;
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await
+        };
+        read.await.unwrap_or_else(|e: redis::RedisError| {
+            BTreeMap::from([("error".to_string(), e.to_string())])
+        })
+    }
+
     /// The HTTP status of the worker's `/readyz`, `None` when it does not answer.
     pub async fn readyz(&self, i: usize) -> Option<u16> {
         self.workers[i].process.readyz().await

@@ -141,28 +141,46 @@ impl Engine {
         .await
     }
 
-    /// Fails an execution the engine cannot run (poison input): final status `failed`.
+    /// Fails an execution the engine cannot run (poison input): final status `failed`, then its
+    /// completion. True if this call failed it or sent the completion an earlier call failing
+    /// it could not send (its worker died, or the broker refused, between the two): the
+    /// poison message is redelivered and failed again, and its completion must not be lost.
     pub async fn fail_execution(
         &self,
         workflow_id: &str,
         execution_id: &str,
         reason: String,
     ) -> Result<bool, PortError> {
-        if !matches!(
-            self.store.lifecycle(execution_id).await?,
-            Lifecycle::Running
-        ) {
-            return Ok(false);
-        }
-        if !self
-            .store
-            .finish(execution_id, ExecutionStatus::Failed, Some(reason))
-            .await?
-        {
-            return Ok(false);
+        match self.store.lifecycle(execution_id).await? {
+            Lifecycle::Running => {
+                if !self
+                    .store
+                    .finish_by(
+                        execution_id,
+                        ExecutionStatus::Failed,
+                        Some(reason),
+                        FAILED_UNRUNNABLE,
+                    )
+                    .await?
+                {
+                    return Ok(false);
+                }
+            }
+            // Only an execution this path failed: one a hop halted may have its `on_failure`
+            // node still to run, and that node sends the completion.
+            Lifecycle::Finished {
+                completion_sent: false,
+                ..
+            } if self.store.finished_by(execution_id).await?.as_deref()
+                == Some(FAILED_UNRUNNABLE) => {}
+            _ => return Ok(false),
         }
         self.forget_execution(execution_id);
         self.emit_completion(workflow_id, execution_id).await?;
         Ok(true)
     }
 }
+
+/// The `finished_by` of an execution [`Engine::fail_execution`] failed: no hop id has this form
+/// (every one has `|` in it, see `HopId`).
+const FAILED_UNRUNNABLE: &str = "unrunnable";
