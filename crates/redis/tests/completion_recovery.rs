@@ -183,3 +183,60 @@ async fn failing_an_execution_again_sends_the_completion_its_first_attempt_lost(
     assert_eq!(sent[0].status, ExecutionStatus::Failed);
     assert_eq!(sent[0].failure_reason.as_deref(), Some("poison"));
 }
+
+#[tokio::test]
+async fn a_last_hop_dead_lettered_after_finishing_its_execution_still_sends_the_completion() {
+    const LEASE_MS: u64 = 300;
+    let (store, _cleanup) = support::store("spent-last-hop", RedisOptions::default()).await;
+    let registry = baton_nodes::registry();
+    let workflow = Arc::new(
+        CompiledWorkflow::compile(
+            &json!({"name": "one", "nodes": [
+                {"id": "a", "name": "A", "type": "log", "parameters": {"message": "hi", "level": "debug"}}
+            ], "edges": []}),
+            &registry,
+        )
+        .expect("valid workflow"),
+    );
+    let definitions = Arc::new(MemoryDefinitions::default());
+    definitions.insert(workflow.reference.clone(), workflow.clone());
+    let (queue, mut published) = MemoryQueue::new();
+    let events = Arc::new(RefusesFirstCompletion::default());
+    let engine = Engine::new(
+        Arc::new(store),
+        Arc::new(queue),
+        events.clone(),
+        definitions,
+        Arc::new(registry),
+    )
+    .with_completion_lease_ms(LEASE_MS);
+    let execution_id = uuid::Uuid::new_v4().to_string();
+    engine
+        .start(
+            &workflow,
+            StartRequest {
+                workflow_id: "one".into(),
+                execution_id: execution_id.clone(),
+                ..StartRequest::default()
+            },
+        )
+        .await
+        .expect("start");
+    let hop = published.try_recv().expect("the first hop is published");
+
+    // The last hop finishes the execution; its completion is lost with its worker.
+    assert!(engine.handle(hop).await.is_err(), "the hop fails");
+    // Its redeliveries find more dead workers: the next one is dead-lettered unrun, and failing
+    // its execution finds it completed, with the completion still to send.
+    tokio::time::sleep(Duration::from_millis(LEASE_MS + 50)).await;
+    assert!(
+        engine
+            .fail_execution("one", &execution_id, "crashed or stalled 3 workers".into())
+            .await
+            .expect("completion sent")
+    );
+    let sent = events.sent.lock().unwrap();
+    assert_eq!(sent.len(), 1, "exactly one completion");
+    assert_eq!(sent[0].status, ExecutionStatus::Completed, "{:?}", sent[0]);
+    assert!(sent[0].failure_reason.is_none());
+}

@@ -142,9 +142,11 @@ impl Engine {
     }
 
     /// Fails an execution the engine cannot run (poison input): final status `failed`, then its
-    /// completion. True if this call failed it or sent the completion an earlier call failing
-    /// it could not send (its worker died, or the broker refused, between the two): the
-    /// poison message is redelivered and failed again, and its completion must not be lost.
+    /// completion. True if it sent a completion.
+    ///
+    /// An execution found finished with its completion not out is completed here too: its
+    /// finisher may have died between the two, and this message (maybe the very hop that
+    /// finished it, dead-lettered for the workers that died with it) will not run to send it.
     pub async fn fail_execution(
         &self,
         workflow_id: &str,
@@ -163,21 +165,50 @@ impl Engine {
                     )
                     .await?
                 {
+                    // Another finisher won: it sends the completion.
+                    return Ok(false);
+                }
+                self.forget_execution(execution_id);
+            }
+            Lifecycle::Finished {
+                status,
+                completion_sent: false,
+                ..
+            } => {
+                if !self
+                    .completion_is_anyones_to_send(execution_id, status)
+                    .await?
+                {
                     return Ok(false);
                 }
             }
-            // Only an execution this path failed: one a hop halted may have its `on_failure`
-            // node still to run, and that node sends the completion.
-            Lifecycle::Finished {
-                completion_sent: false,
-                ..
-            } if self.store.finished_by(execution_id).await?.as_deref()
-                == Some(FAILED_UNRUNNABLE) => {}
             _ => return Ok(false),
         }
-        self.forget_execution(execution_id);
         self.emit_completion(workflow_id, execution_id).await?;
         Ok(true)
+    }
+
+    /// Whether a finished execution whose completion is not out may have it sent by anyone
+    /// but its `on_failure` node: not when a hop halted it and the workflow has that node (it
+    /// runs after the halt and sends the completion; the halting hop's redelivery re-publishes
+    /// its message if it was lost).
+    async fn completion_is_anyones_to_send(
+        &self,
+        execution_id: &str,
+        status: ExecutionStatus,
+    ) -> Result<bool, PortError> {
+        if status == ExecutionStatus::Completed
+            || self.store.finished_by(execution_id).await?.as_deref() == Some(FAILED_UNRUNNABLE)
+        {
+            return Ok(true);
+        }
+        let Some(identity) = self.store.identity(execution_id).await? else {
+            return Ok(true);
+        };
+        Ok(match self.definitions.load(&identity.workflow_ref).await? {
+            Some(wf) => wf.on_failure.is_none(),
+            None => true,
+        })
     }
 }
 
