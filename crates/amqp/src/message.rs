@@ -146,7 +146,14 @@ impl Delivery {
 
     /// Acknowledges the message: the broker forgets it. A delivery whose channel or connection
     /// died meanwhile is acknowledged as a no-op: the broker redelivers it.
-    pub async fn ack(mut self) -> Result<(), Error> {
+    pub async fn ack(self) -> Result<(), Error> {
+        self.acked().await.map(drop)
+    }
+
+    /// [`ack`](Self::ack), telling whether the ack left on a live channel: `false` when the
+    /// channel or connection died first (the broker redelivers the message, `redelivered`, as
+    /// it would after a crash, though this consumer is alive and did its work).
+    pub async fn acked(mut self) -> Result<bool, Error> {
         self.gauge.settle();
         let result = within_settle_deadline(self.acker.ack(BasicAckOptions::default())).await;
         self.settled("basic.ack", result)
@@ -161,7 +168,7 @@ impl Delivery {
             requeue: true,
         };
         let result = within_settle_deadline(self.acker.nack(options)).await;
-        self.settled("basic.nack", result)
+        self.settled("basic.nack", result).map(drop)
     }
 
     /// Rejects the message without requeueing it: the broker drops it (or dead-letters it if
@@ -171,14 +178,14 @@ impl Delivery {
         self.gauge.settle();
         let result =
             within_settle_deadline(self.acker.reject(BasicRejectOptions { requeue: false })).await;
-        self.settled("basic.reject", result)
+        self.settled("basic.reject", result).map(drop)
     }
 
     fn settled(
         &self,
         op: &'static str,
         result: Result<lapin::Result<bool>, tokio::time::error::Elapsed>,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let Ok(result) = result else {
             // lapin did not send it in time: the broker redelivers the message if it never
             // arrives, and the watchdog sees the connection make no progress.
@@ -188,14 +195,14 @@ impl Delivery {
             });
         };
         match result {
-            Ok(true) => Ok(()),
+            Ok(true) => Ok(true),
             Ok(false) => {
                 tracing::debug!(
                     op,
                     delivery_tag = self.delivery_tag,
                     "delivery from a closed channel: not settled, the broker redelivers it"
                 );
-                Ok(())
+                Ok(false)
             }
             Err(e) if self.acker.poisoned() || lapin_transient(&e) => {
                 tracing::debug!(
@@ -204,7 +211,7 @@ impl Delivery {
                     error = %e,
                     "channel lost while settling: the broker redelivers the message"
                 );
-                Ok(())
+                Ok(false)
             }
             Err(e) => Err(Error::amqp(op, e)),
         }

@@ -67,7 +67,7 @@ async fn publish_consume_ack_round_trip_with_headers() {
     assert_eq!(delivery.routing_key, opts.topology.execution_queue);
     assert_eq!(delivery.exchange, opts.topology.exchange);
     assert_eq!(delivery.delivery_count, None);
-    delivery.ack().await.unwrap();
+    assert!(delivery.acked().await.unwrap(), "acked on a live channel");
 
     // Acked: not redelivered, even to a fresh consumer after this one is cancelled.
     deliveries.cancel().await;
@@ -455,8 +455,8 @@ async fn close_ends_streams_and_later_calls_fail() {
             .is_none(),
         "stream ends on close"
     );
-    // Settling a delivery of the closed connection is a no-op.
-    held.ack().await.unwrap();
+    // Settling a delivery of the closed connection is a no-op, and says the ack did not go.
+    assert!(!held.acked().await.unwrap(), "acked on a closed connection");
     let err = broker
         .publish(vec![Outgoing::new(
             opts.topology.execution_queue.clone(),

@@ -19,6 +19,9 @@ const BOUND: Duration = Duration::from_secs(30);
 async fn cluster_store(cluster: &RedisCluster, test: &str) -> RedisStore {
     let options = RedisOptions {
         key_prefix: unique_prefix(test),
+        // These tests check behaviour, not how fast a replica acknowledges: on a loaded CI box
+        // the default 200 ms was once too short and failed a contract's write as transient.
+        replication_wait_ms: 2_000,
         ..RedisOptions::default()
     };
     RedisStore::connect(&cluster.url, options)

@@ -294,7 +294,7 @@ impl Worker {
 
     /// Judges, handles and settles one delivery, exactly once: acked, handed back or
     /// dead-lettered, whatever happens inside (a panic included).
-    async fn process(&self, delivery: Delivery) {
+    async fn process(&self, mut delivery: Delivery) {
         crate::intake_metrics::record(&delivery);
         // Before anything else reads the body: the crash being counted may be in reading it.
         if let Verdict::Spent { crashes } =
@@ -322,8 +322,17 @@ impl Worker {
         };
         match settle {
             Settle::Ack => {
-                if let Err(e) = delivery.ack().await {
+                let body = std::mem::take(&mut delivery.body);
+                let acked = delivery.acked().await;
+                if let Err(e) = &acked {
                     tracing::warn!(error = %e, "ack failed; the broker will redeliver (deduplicated)");
+                }
+                if !matches!(acked, Ok(true)) {
+                    // Its channel is gone (a broker restart), not this worker: recorded as
+                    // handed back, the redelivery is not charged to the crash budget.
+                    if let Err(e) = self.deliveries.handed_back(&body).await {
+                        tracing::warn!(error = %e, "cannot record a delivery left unacked (Redis): the next delivery may count it as a crash");
+                    }
                 }
             }
             Settle::DeadLetter(reason, subject) => self.poison(delivery, reason, subject).await,
