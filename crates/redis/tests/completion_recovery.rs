@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use baton_core::CompiledWorkflow;
+use baton_core::message::HopMessage;
 use baton_core::message::{Completion, ExecutionStatus, StatusEvent};
 use baton_engine::ports::{EventSink, PortError};
 use baton_engine::{Engine, HopOutcome, StartRequest};
@@ -44,10 +45,22 @@ impl EventSink for RefusesFirstCompletion {
     }
 }
 
-#[tokio::test]
-async fn a_redelivered_final_hop_sends_the_completion_its_first_delivery_lost() {
-    const LEASE_MS: u64 = 300;
-    let (store, _cleanup) = support::store("completion-recovery", RedisOptions::default()).await;
+/// How long a completion claim holds in these tests.
+const LEASE_MS: u64 = 300;
+
+/// An engine on the real Redis store running a one-node workflow (`one`), with an execution
+/// started: the engine, its sink, the execution's first hop and its id.
+struct OneNode {
+    engine: Engine,
+    events: Arc<RefusesFirstCompletion>,
+    first_hop: HopMessage,
+    published: tokio::sync::mpsc::UnboundedReceiver<HopMessage>,
+    execution_id: String,
+    _cleanup: support::Cleanup,
+}
+
+async fn one_node(test: &str) -> OneNode {
+    let (store, cleanup) = support::store(test, RedisOptions::default()).await;
     let registry = baton_nodes::registry();
     let workflow = Arc::new(
         CompiledWorkflow::compile(
@@ -70,7 +83,6 @@ async fn a_redelivered_final_hop_sends_the_completion_its_first_delivery_lost() 
         Arc::new(registry),
     )
     .with_completion_lease_ms(LEASE_MS);
-
     let execution_id = uuid::Uuid::new_v4().to_string();
     engine
         .start(
@@ -83,7 +95,27 @@ async fn a_redelivered_final_hop_sends_the_completion_its_first_delivery_lost() 
         )
         .await
         .expect("start");
-    let hop = published.try_recv().expect("the first hop is published");
+    let first_hop = published.try_recv().expect("the first hop is published");
+    OneNode {
+        engine,
+        events,
+        first_hop,
+        published,
+        execution_id,
+        _cleanup: cleanup,
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_final_hop_sends_the_completion_its_first_delivery_lost() {
+    let OneNode {
+        engine,
+        events,
+        first_hop: hop,
+        mut published,
+        execution_id,
+        _cleanup,
+    } = one_node("completion-recovery").await;
 
     // First delivery: the node runs and the execution finishes, but the completion is refused.
     assert!(engine.handle(hop.clone()).await.is_err(), "the hop fails");
@@ -121,42 +153,13 @@ async fn a_redelivered_final_hop_sends_the_completion_its_first_delivery_lost() 
 
 #[tokio::test]
 async fn failing_an_execution_again_sends_the_completion_its_first_attempt_lost() {
-    const LEASE_MS: u64 = 300;
-    let (store, _cleanup) = support::store("fail-recovery", RedisOptions::default()).await;
-    let registry = baton_nodes::registry();
-    let workflow = Arc::new(
-        CompiledWorkflow::compile(
-            &json!({"name": "one", "nodes": [
-                {"id": "a", "name": "A", "type": "log", "parameters": {"message": "hi", "level": "debug"}}
-            ], "edges": []}),
-            &registry,
-        )
-        .expect("valid workflow"),
-    );
-    let definitions = Arc::new(MemoryDefinitions::default());
-    definitions.insert(workflow.reference.clone(), workflow.clone());
-    let (queue, _published) = MemoryQueue::new();
-    let events = Arc::new(RefusesFirstCompletion::default());
-    let engine = Engine::new(
-        Arc::new(store),
-        Arc::new(queue),
-        events.clone(),
-        definitions,
-        Arc::new(registry),
-    )
-    .with_completion_lease_ms(LEASE_MS);
-    let execution_id = uuid::Uuid::new_v4().to_string();
-    engine
-        .start(
-            &workflow,
-            StartRequest {
-                workflow_id: "one".into(),
-                execution_id: execution_id.clone(),
-                ..StartRequest::default()
-            },
-        )
-        .await
-        .expect("start");
+    let OneNode {
+        engine,
+        events,
+        execution_id,
+        _cleanup,
+        ..
+    } = one_node("fail-recovery").await;
 
     // A poison message fails the execution; its completion is refused (the worker died).
     let first = engine
@@ -186,43 +189,14 @@ async fn failing_an_execution_again_sends_the_completion_its_first_attempt_lost(
 
 #[tokio::test]
 async fn a_last_hop_dead_lettered_after_finishing_its_execution_still_sends_the_completion() {
-    const LEASE_MS: u64 = 300;
-    let (store, _cleanup) = support::store("spent-last-hop", RedisOptions::default()).await;
-    let registry = baton_nodes::registry();
-    let workflow = Arc::new(
-        CompiledWorkflow::compile(
-            &json!({"name": "one", "nodes": [
-                {"id": "a", "name": "A", "type": "log", "parameters": {"message": "hi", "level": "debug"}}
-            ], "edges": []}),
-            &registry,
-        )
-        .expect("valid workflow"),
-    );
-    let definitions = Arc::new(MemoryDefinitions::default());
-    definitions.insert(workflow.reference.clone(), workflow.clone());
-    let (queue, mut published) = MemoryQueue::new();
-    let events = Arc::new(RefusesFirstCompletion::default());
-    let engine = Engine::new(
-        Arc::new(store),
-        Arc::new(queue),
-        events.clone(),
-        definitions,
-        Arc::new(registry),
-    )
-    .with_completion_lease_ms(LEASE_MS);
-    let execution_id = uuid::Uuid::new_v4().to_string();
-    engine
-        .start(
-            &workflow,
-            StartRequest {
-                workflow_id: "one".into(),
-                execution_id: execution_id.clone(),
-                ..StartRequest::default()
-            },
-        )
-        .await
-        .expect("start");
-    let hop = published.try_recv().expect("the first hop is published");
+    let OneNode {
+        engine,
+        events,
+        first_hop: hop,
+        execution_id,
+        _cleanup,
+        ..
+    } = one_node("spent-last-hop").await;
 
     // The last hop finishes the execution; its completion is lost with its worker.
     assert!(engine.handle(hop).await.is_err(), "the hop fails");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use baton_amqp::{AmqpOptions, Broker, Delivery};
 use baton_core::wire::{
-    CancelMessage, HopKind, Intake, RuneStart, SignalMessage, StartDefinition, classify,
+    CancelMessage, HopKind, HopMessage, Intake, RuneStart, SignalMessage, StartDefinition, classify,
 };
 use baton_engine::ports::{ExecutionStore, PortError};
 use baton_engine::{Clock, Engine, HopOutcome, NodeRegistry, StartRequest, SystemClock};
@@ -446,21 +446,24 @@ impl Worker {
                 if traceparent.is_some() {
                     msg.traceparent = traceparent;
                 }
-                let subject = Subject::hop(&msg.workflow_id, &msg.execution_id, &msg.node_id);
-                let key = format!("{}|{}", msg.execution_id, msg.hop_id());
+                // Built on the failure paths only: a hop that goes well allocates neither.
+                let subject = |msg: &HopMessage| {
+                    Subject::hop(&msg.workflow_id, &msg.execution_id, &msg.node_id)
+                };
+                let key = |msg: &HopMessage| format!("{}|{}", msg.execution_id, msg.hop_id());
                 let wf = match self.definitions.ensure(&msg.workflow_ref).await {
                     Ok(wf) => wf,
                     Err(DefinitionError::Store(e)) => {
                         return Settle::Failed {
-                            key,
+                            key: key(&msg),
                             error: e.into(),
-                            subject: Some(subject),
+                            subject: Some(subject(&msg)),
                         };
                     }
                     Err(e) => {
                         return Settle::DeadLetter(
                             DeadLetterReason::InvalidDefinition(e.to_string()),
-                            Some(subject),
+                            Some(subject(&msg)),
                         );
                     }
                 };
@@ -476,17 +479,17 @@ impl Worker {
                 } else {
                     tracing::info_span!("hop", execution_id = %msg.execution_id, node_id = %msg.node_id, node_type = %node_type, trace_id = %context::trace_id(msg.traceparent.as_deref()))
                 };
-                // A deadline that fails its execution aborts its nodes on every worker, as a
-                // cancel does.
-                let deadline = (msg.kind == HopKind::Deadline).then(|| msg.execution_id.clone());
                 let handled =
-                    tracing::Instrument::instrument(self.engine.handle(*msg), span.clone()).await;
+                    tracing::Instrument::instrument(self.engine.handle_ref(&msg), span.clone())
+                        .await;
                 match handled {
                     Ok(outcome) => {
-                        if let (Some(id), HopOutcome::Done) = (&deadline, &outcome)
-                            && let Err(e) = self.store.publish_cancel(id).await
+                        // A deadline that fails its execution aborts its nodes on every
+                        // worker, as a cancel does.
+                        if let (HopKind::Deadline, HopOutcome::Done) = (msg.kind, &outcome)
+                            && let Err(e) = self.store.publish_cancel(&msg.execution_id).await
                         {
-                            tracing::warn!(execution_id = %id, error = %e, "deadline passed; running nodes elsewhere not told to stop");
+                            tracing::warn!(execution_id = %msg.execution_id, error = %e, "deadline passed; running nodes elsewhere not told to stop");
                         }
                         let label = match &outcome {
                             HopOutcome::Done => "done",
@@ -503,7 +506,7 @@ impl Worker {
                                 DeadLetterReason::Refused(reason),
                                 Some(Subject {
                                     node_id: None,
-                                    ..subject
+                                    ..subject(&msg)
                                 }),
                             ),
                             _ => Settle::Ack,
@@ -512,9 +515,9 @@ impl Worker {
                     Err(error) => {
                         span.record("outcome", "failed");
                         Settle::Failed {
-                            key,
+                            key: key(&msg),
                             error,
-                            subject: Some(subject),
+                            subject: Some(subject(&msg)),
                         }
                     }
                 }
