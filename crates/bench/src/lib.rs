@@ -14,6 +14,7 @@ pub mod embedded;
 pub mod procfs;
 pub mod starts;
 pub mod stats;
+pub mod targets;
 pub mod workflows;
 
 use std::path::Path;
@@ -26,17 +27,15 @@ pub use distributed::{DistributedOptions, DistributedReport};
 pub use embedded::{EmbeddedOptions, EmbeddedReport};
 
 use stats::r3;
+use targets::{
+    TARGET_CEILING_FRACTION, TARGET_COMPACT_HOPS_PER_S, TARGET_EMBEDDED_HOPS_PER_S,
+    TARGET_EMBEDDED_ONE_CHAIN_HOPS_PER_S, TARGET_FANOUT_JOIN_MS, TARGET_HOP_P50_MS,
+    TARGET_HOP_P99_MS, TARGET_OFF_HOPS_PER_S, TARGET_WORKER_RSS_MB,
+};
 
 /// The broker ceiling used when no `--ceiling` measurement is given: hop-ceiling variant (c),
 /// K=64, on this box (`bench/RESULTS.md`, 2026-11-22).
 pub const REFERENCE_CEILING_HOPS_PER_S: f64 = 6202.0;
-
-/// Targets.
-pub const TARGET_HOP_P50_MS: f64 = 1.2;
-pub const TARGET_HOP_P99_MS: f64 = 5.0;
-pub const TARGET_CEILING_FRACTION: f64 = 0.6;
-pub const TARGET_WORKER_RSS_MB: f64 = 64.0;
-pub const TARGET_EMBEDDED_HOPS_PER_S: f64 = 100_000.0;
 
 /// A `hop-ceiling` measurement (one JSON line of its output).
 #[derive(Debug, Clone, Serialize)]
@@ -213,62 +212,7 @@ impl Report {
             })
             .filter(|h| *h > 0.0)
             .unwrap_or(REFERENCE_CEILING_HOPS_PER_S);
-        let mut checks = Vec::new();
-        let mut check = |name: &str, measured: f64, target: String, pass: bool| {
-            checks.push(Check {
-                name: name.into(),
-                measured: r3(measured),
-                target,
-                pass,
-            })
-        };
-        if let Some(d) = &distributed {
-            if d.sequential.executions > 0 {
-                check(
-                    "sequential hop p50 (ms)",
-                    d.sequential.hop_ms.p50,
-                    format!("<= {TARGET_HOP_P50_MS}"),
-                    d.sequential.hop_ms.p50 <= TARGET_HOP_P50_MS,
-                );
-                check(
-                    "sequential hop p99 (ms)",
-                    d.sequential.hop_ms.p99,
-                    format!("<= {TARGET_HOP_P99_MS}"),
-                    d.sequential.hop_ms.p99 <= TARGET_HOP_P99_MS,
-                );
-            }
-            if d.chains.chains > 0 {
-                let need = TARGET_CEILING_FRACTION * ceiling_hops;
-                let ratio = d.median_ratio.unwrap_or(d.chains.hops_per_s / ceiling_hops);
-                check(
-                    &format!("{} chains (hops/s)", d.chains.chains),
-                    d.chains.hops_per_s,
-                    format!(">= {need:.0} (0.6 x {ceiling_hops:.0})"),
-                    ratio >= TARGET_CEILING_FRACTION,
-                );
-                check(
-                    "worker peak RSS (MiB)",
-                    d.worker_peak_rss_mb_after_chains,
-                    format!("<= {TARGET_WORKER_RSS_MB}"),
-                    d.worker_peak_rss_mb_after_chains <= TARGET_WORKER_RSS_MB,
-                );
-            }
-        }
-        for (name, phase) in [
-            ("embedded sequential (hops/s)", &embedded.sequential),
-            ("embedded chains (hops/s)", &embedded.chains),
-            ("embedded fan-out (hops/s)", &embedded.fanout),
-        ] {
-            if phase.executions == 0 {
-                continue;
-            }
-            check(
-                name,
-                phase.hops_per_s,
-                format!(">= {TARGET_EMBEDDED_HOPS_PER_S:.0}"),
-                phase.hops_per_s >= TARGET_EMBEDDED_HOPS_PER_S,
-            );
-        }
+        let checks = targets::checks(distributed.as_ref(), &embedded, ceiling_hops);
         Self {
             headline: Headline::of(distributed.as_ref(), &embedded, ceiling_hops),
             version: 1,
@@ -451,17 +395,21 @@ impl Report {
                     String::new(),
                     None,
                 );
-                for (mode, hops) in [
-                    ("compact", self.headline.hops_per_s_compact),
-                    ("off", self.headline.hops_per_s_off),
+                for (mode, hops, target) in [
+                    (
+                        "compact",
+                        self.headline.hops_per_s_compact,
+                        TARGET_COMPACT_HOPS_PER_S,
+                    ),
+                    ("off", self.headline.hops_per_s_off, TARGET_OFF_HOPS_PER_S),
                 ] {
                     if let Some(hops) = hops {
                         row(
                             &mut s,
                             &format!("    statuses {mode}, hops/s"),
                             format!("{hops:.0}"),
-                            String::new(),
-                            None,
+                            format!(">= {target:.0}"),
+                            Some(hops >= target),
                         );
                     }
                 }
@@ -525,8 +473,8 @@ impl Report {
                     &mut s,
                     &format!("(c) fan-out {} -> join, ms per execution p50", fan.width),
                     format!("{:.1}", fan.execution_ms.p50),
-                    String::new(),
-                    None,
+                    format!("<= {TARGET_FANOUT_JOIN_MS}"),
+                    Some(fan.execution_ms.p50 <= TARGET_FANOUT_JOIN_MS),
                 );
                 row(
                     &mut s,
@@ -569,10 +517,18 @@ impl Report {
             "  {:<44} {:>12} {:>22} {:>5}",
             "figure", "measured", "target", ""
         );
-        for (name, p) in [
-            ("(a) one chain at a time", &e.sequential),
-            ("(b) chains in flight", &e.chains),
-            ("(c) fan-out -> join", &e.fanout),
+        for (name, p, target) in [
+            (
+                "(a) one chain at a time",
+                &e.sequential,
+                TARGET_EMBEDDED_ONE_CHAIN_HOPS_PER_S,
+            ),
+            (
+                "(b) chains in flight",
+                &e.chains,
+                TARGET_EMBEDDED_HOPS_PER_S,
+            ),
+            ("(c) fan-out -> join", &e.fanout, TARGET_EMBEDDED_HOPS_PER_S),
         ] {
             if p.executions == 0 {
                 continue;
@@ -582,8 +538,8 @@ impl Report {
                 "  {:<44} {:>12} {:>22} {:>5}",
                 format!("{name}, hops/s"),
                 format!("{:.0}", p.hops_per_s),
-                format!(">= {TARGET_EMBEDDED_HOPS_PER_S:.0}"),
-                ok(p.hops_per_s >= TARGET_EMBEDDED_HOPS_PER_S)
+                format!(">= {target:.0}"),
+                ok(p.hops_per_s >= target)
             );
             let _ = writeln!(
                 s,

@@ -75,21 +75,14 @@ impl Worker {
         subject: &Subject,
         reason: &str,
     ) -> Result<(), PortError> {
-        let mut pause = Duration::from_millis(100);
-        let mut waited = Duration::ZERO;
-        loop {
-            match self.fail_subject(subject, reason).await {
-                Err(e)
-                    if e.kind() == PortErrorKind::Transient && waited < HAND_BACK_RECORD_BOUND =>
-                {
-                    tracing::warn!(error = %e, execution_id = %subject.execution_id, "failing the execution: retrying");
-                    tokio::time::sleep(pause).await;
-                    waited += pause;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-                done => return done,
-            }
-        }
+        within_redis_bound(
+            || self.fail_subject(subject, reason),
+            |e: &PortError| {
+                tracing::warn!(error = %e, execution_id = %subject.execution_id, "failing the execution: retrying");
+                e.kind() == PortErrorKind::Transient
+            },
+        )
+        .await
     }
 
     /// Fails the execution a dead-lettered message names, with its completion. A start's
@@ -222,20 +215,11 @@ impl Worker {
     /// healthy message's delivery budget. Holding it meanwhile costs nothing: its hop needs
     /// that Redis too.
     async fn record_hand_back(&self, body: &[u8]) -> Option<u64> {
-        let mut pause = Duration::from_millis(100);
-        let mut waited = Duration::ZERO;
-        loop {
-            match self.deliveries.handed_back(body).await {
-                Ok(count) => return Some(count),
-                Err(e) if waited >= HAND_BACK_RECORD_BOUND => {
-                    tracing::warn!(error = %e, waited_ms = waited.as_millis() as u64, "cannot record a hand-back (Redis): the next delivery may count it as a crash");
-                    return None;
-                }
-                Err(_) => {
-                    tokio::time::sleep(pause).await;
-                    waited += pause;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
+        match within_redis_bound(|| self.deliveries.handed_back(body), |_| true).await {
+            Ok(count) => Some(count),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record a hand-back (Redis): the next delivery may count it as a crash");
+                None
             }
         }
     }
@@ -245,6 +229,30 @@ impl Worker {
     async fn hand_back(&self, delivery: Delivery) {
         self.record_hand_back(&delivery.body).await;
         let _ = delivery.nack_requeue().await;
+    }
+}
+
+/// `attempt`, asked again after a failure `retry` accepts, with pauses from 100 ms doubling to
+/// 2 s, for up to [`HAND_BACK_RECORD_BOUND`] (about a Redis Cluster failover); then its last
+/// result.
+async fn within_redis_bound<T, E, F>(
+    mut attempt: impl FnMut() -> F,
+    retry: impl Fn(&E) -> bool,
+) -> Result<T, E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let mut pause = Duration::from_millis(100);
+    let mut waited = Duration::ZERO;
+    loop {
+        match attempt().await {
+            Err(e) if waited < HAND_BACK_RECORD_BOUND && retry(&e) => {
+                tokio::time::sleep(pause).await;
+                waited += pause;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            done => return done,
+        }
     }
 }
 
