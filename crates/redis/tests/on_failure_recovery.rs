@@ -1,7 +1,9 @@
 //! A halt never loses its `on_failure` node: when the hop that halted an execution fails to
 //! publish the `on_failure` message (its worker died, or the broker refused), the redelivered
 //! hop publishes it again; any other hop that finds the execution halted does not, and a
-//! repeated `on_failure` message does not run the node twice. Engine on the real Redis store;
+//! repeated `on_failure` message does not run the node twice. A halting hop dead-lettered
+//! unrun (its crash budget spent) gets the message published by the failing of its execution.
+//! Engine on the real Redis store;
 //! the queue is in memory and refuses the first `on_failure` message, as a dying worker would.
 
 mod support;
@@ -42,9 +44,19 @@ impl HopQueue for RefusesFirstOnFailure {
     }
 }
 
-#[tokio::test]
-async fn a_redelivered_halting_hop_republishes_the_on_failure_message_its_first_delivery_lost() {
-    let (store, _cleanup) = support::store("on-failure-recovery", RedisOptions::default()).await;
+/// An engine on the real Redis store (queue: [`RefusesFirstOnFailure`]) with an execution of
+/// `halts` started: its one node halts it, and `cleanup` is its `on_failure` node.
+struct Halting {
+    engine: Engine,
+    events: Arc<Recorded>,
+    published: tokio::sync::mpsc::UnboundedReceiver<HopMessage>,
+    execution_id: String,
+    first_hop: HopMessage,
+    _cleanup: support::Cleanup,
+}
+
+async fn halting(test: &str) -> Halting {
+    let (store, cleanup) = support::store(test, RedisOptions::default()).await;
     let registry = baton_nodes::registry();
     let workflow = Arc::new(
         CompiledWorkflow::compile(
@@ -85,7 +97,28 @@ async fn a_redelivered_halting_hop_republishes_the_on_failure_message_its_first_
         )
         .await
         .expect("start");
-    let hop = published.try_recv().expect("the first hop is published");
+    let first_hop = published.try_recv().expect("the first hop is published");
+
+    Halting {
+        engine,
+        events,
+        published,
+        execution_id,
+        first_hop,
+        _cleanup: cleanup,
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_halting_hop_republishes_the_on_failure_message_its_first_delivery_lost() {
+    let Halting {
+        engine,
+        events,
+        mut published,
+        first_hop: hop,
+        _cleanup,
+        ..
+    } = halting("on-failure-recovery").await;
 
     // First delivery: the node fails and halts the execution, but the on_failure message is lost.
     assert!(engine.handle(hop.clone()).await.is_err(), "the hop fails");
@@ -144,4 +177,46 @@ async fn a_redelivered_halting_hop_republishes_the_on_failure_message_its_first_
         .filter(|s| s.node_id == "cleanup" && s.status == NodeStatus::Running)
         .count();
     assert_eq!(cleanup_runs, 1, "the on_failure node ran once");
+}
+
+#[tokio::test]
+async fn a_halting_hop_dead_lettered_after_losing_the_on_failure_message_still_gets_the_node_run() {
+    let Halting {
+        engine,
+        events,
+        mut published,
+        execution_id,
+        first_hop: hop,
+        _cleanup,
+    } = halting("on-failure-dead-letter").await;
+
+    // The halting hop loses the on_failure message with its worker; its redeliveries spend the
+    // crash budget, and the next one is dead-lettered unrun, failing its execution.
+    assert!(engine.handle(hop).await.is_err(), "the hop fails");
+    let failed = engine
+        .fail_execution(
+            "halts",
+            &execution_id,
+            "crashed or stalled 3 workers".into(),
+        )
+        .await
+        .expect("fail_execution");
+    assert!(
+        !failed,
+        "the on_failure node sends the completion, not this"
+    );
+    assert!(events.completions.lock().unwrap().is_empty());
+    let on_failure = published
+        .try_recv()
+        .expect("the on_failure message is published again");
+    assert_eq!(on_failure.kind, HopKind::OnFailure);
+    assert_eq!(
+        engine.handle(on_failure).await.unwrap(),
+        HopOutcome::Done,
+        "the node runs"
+    );
+    let completions = events.completions.lock().unwrap();
+    assert_eq!(completions.len(), 1, "exactly one completion");
+    assert_eq!(completions[0].status, ExecutionStatus::Halted);
+    assert!(completions[0].final_context.contains_key("$Cleanup"));
 }

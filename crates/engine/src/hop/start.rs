@@ -147,6 +147,8 @@ impl Engine {
     /// An execution found finished with its completion not out is completed here too: its
     /// finisher may have died between the two, and this message (maybe the very hop that
     /// finished it, dead-lettered for the workers that died with it) will not run to send it.
+    /// When its `on_failure` node is due to send it, that node's message is published again
+    /// instead.
     pub async fn fail_execution(
         &self,
         workflow_id: &str,
@@ -175,10 +177,12 @@ impl Engine {
                 completion_sent: false,
                 ..
             } => {
-                if !self
-                    .completion_is_anyones_to_send(execution_id, status)
-                    .await?
-                {
+                if let Some(on_failure) = self.due_on_failure(execution_id, status).await? {
+                    // That node sends the completion. Its message may have been lost with the
+                    // hop that halted the execution, maybe this very message: published again
+                    // (a copy is deduplicated; once the node ran, it only re-sends the
+                    // completion).
+                    self.queue.publish(vec![on_failure]).await?;
                     return Ok(false);
                 }
             }
@@ -188,27 +192,26 @@ impl Engine {
         Ok(true)
     }
 
-    /// Whether a finished execution whose completion is not out may have it sent by anyone
-    /// but its `on_failure` node: not when a hop halted it and the workflow has that node (it
-    /// runs after the halt and sends the completion; the halting hop's redelivery re-publishes
-    /// its message if it was lost).
-    async fn completion_is_anyones_to_send(
+    /// The `on_failure` message of a finished execution whose completion that node is due to
+    /// send: one a hop halted (not completed, not failed here) in a workflow with that node.
+    async fn due_on_failure(
         &self,
         execution_id: &str,
         status: ExecutionStatus,
-    ) -> Result<bool, PortError> {
+    ) -> Result<Option<HopMessage>, PortError> {
         if status == ExecutionStatus::Completed
             || self.store.finished_by(execution_id).await?.as_deref() == Some(FAILED_UNRUNNABLE)
         {
-            return Ok(true);
+            return Ok(None);
         }
         let Some(identity) = self.store.identity(execution_id).await? else {
-            return Ok(true);
+            return Ok(None);
         };
-        Ok(match self.definitions.load(&identity.workflow_ref).await? {
-            Some(wf) => wf.on_failure.is_none(),
-            None => true,
-        })
+        Ok(self
+            .definitions
+            .load(&identity.workflow_ref)
+            .await?
+            .and_then(|wf| self.on_failure_message(&wf, &identity.workflow_id, execution_id)))
     }
 }
 
