@@ -22,11 +22,28 @@ use serde_json::json;
 
 const EXECUTIONS: usize = 8;
 
-/// SIGKILLs one primary of `cluster`; returns its port.
-fn kill_a_primary(cluster: &RedisCluster) -> u16 {
-    for node in cluster.url.split(',') {
+/// SIGKILLs the primary that holds `execution_id`'s keys (so that the failover meets that
+/// execution's hops: a primary picked blindly held none of 8 executions once in CI); returns
+/// its port.
+fn kill_the_primary_of(cluster: &RedisCluster, execution_id: &str) -> u16 {
+    // The keys' hash tag is the execution id: its slot is that string's.
+    let query = |node: &str, cmd: &mut redis::Cmd| -> Option<i64> {
+        let client = redis::Client::open(node.trim()).ok()?;
+        let mut conn = client
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .ok()?;
+        cmd.query(&mut conn).ok()
+    };
+    let nodes: Vec<&str> = cluster.url.split(',').collect();
+    let slot = nodes
+        .iter()
+        .find_map(|n| query(n, redis::cmd("CLUSTER").arg("KEYSLOT").arg(execution_id)))
+        .expect("CLUSTER KEYSLOT");
+    for node in nodes {
         let Some(port) = port_of(node) else { continue };
-        if role(node).as_deref() != Some("master") {
+        let holds = query(node, redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot))
+            .is_some_and(|n| n > 0);
+        if role(node).as_deref() != Some("master") || !holds {
             continue;
         }
         let pid = cluster
@@ -39,7 +56,10 @@ fn kill_a_primary(cluster: &RedisCluster) -> u16 {
         assert!(status.success(), "kill -KILL {pid}");
         return port;
     }
-    panic!("no Redis primary answered ROLE in {}", cluster.url);
+    panic!(
+        "no Redis primary holds slot {slot} of {execution_id} in {}",
+        cluster.url
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +119,7 @@ async fn a_redis_failover_under_running_hops_spends_no_delivery_budget_on_quorum
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let killed = kill_a_primary(&redis);
+    let killed = kill_the_primary_of(&redis, &ids[0]);
     eprintln!("SIGKILLed the Redis primary on port {killed}");
     api.release();
 
