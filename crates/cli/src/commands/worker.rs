@@ -43,7 +43,12 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<u8> {
             port,
             admin_stop.clone(),
         ));
-        let result = worker.run(shutdown).await;
+        // On the runtime's workers, not this thread's `block_on`: each delivery the loop
+        // takes wakes the task that spawns its hop, and a wake inside the pool is cheaper
+        // than one that crosses to the main thread and back (RFC 0011, thread crossings).
+        let result = tokio::spawn(worker.run(shutdown))
+            .await
+            .map_err(|e| anyhow::anyhow!("the worker's consume loop panicked: {e}"))?;
         admin_stop.cancel();
         let _ = admin.await;
         result?;
