@@ -95,7 +95,8 @@ pub struct Delivery {
     gauge: GaugeGuard,
     // Keeps the consumer's channel open while this delivery is unsettled, even after the
     // consumer was cancelled: closing the channel would requeue it and make the ack fail.
-    _channel: Arc<Channel>,
+    // `acked` sends its ack on it.
+    channel: Arc<Channel>,
 }
 
 impl Delivery {
@@ -135,7 +136,7 @@ impl Delivery {
             timestamp,
             acker,
             gauge: GaugeGuard(gauge),
-            _channel: channel,
+            channel,
         }
     }
 
@@ -155,7 +156,22 @@ impl Delivery {
     /// it would after a crash, though this consumer is alive and did its work).
     pub async fn acked(mut self) -> Result<bool, Error> {
         self.gauge.settle();
-        let result = within_settle_deadline(self.acker.ack(BasicAckOptions::default())).await;
+        // Every hop ends here, so the ack goes straight to the channel: lapin's `Acker` hands
+        // it to its internal RPC task, which spawns one more task to send it (a thread
+        // crossing and an aligned allocation per hop, RFC 0011). What the `Acker` adds is kept:
+        // a delivery of a channel that failed since (poisoned: after lapin's recovery its tag
+        // would name another message) is not acked, the broker redelivers it.
+        if !self.acker.usable() {
+            return self.settled("basic.ack", Ok(Ok(false)));
+        }
+        let (channel, tag) = (self.channel.clone(), self.delivery_tag);
+        let result = within_settle_deadline(async move {
+            channel
+                .basic_ack(tag, BasicAckOptions::default())
+                .await
+                .map(|()| true)
+        })
+        .await;
         self.settled("basic.ack", result)
     }
 
