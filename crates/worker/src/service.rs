@@ -330,9 +330,7 @@ impl Worker {
                 if !matches!(acked, Ok(true)) {
                     // Its channel is gone (a broker restart), not this worker: recorded as
                     // handed back, the redelivery is not charged to the crash budget.
-                    if let Err(e) = self.deliveries.handed_back(&body).await {
-                        tracing::warn!(error = %e, "cannot record a delivery left unacked (Redis): the next delivery may count it as a crash");
-                    }
+                    self.record_hand_back(&body).await;
                 }
             }
             Settle::DeadLetter(reason, subject) => self.poison(delivery, reason, subject).await,

@@ -214,7 +214,7 @@ impl Worker {
     /// (a quorum queue counts every return), so a few seconds of failover would spend a
     /// healthy message's delivery budget. Holding it meanwhile costs nothing: its hop needs
     /// that Redis too.
-    async fn record_hand_back(&self, body: &[u8]) -> Option<u64> {
+    pub(crate) async fn record_hand_back(&self, body: &[u8]) -> Option<u64> {
         match within_redis_bound(|| self.deliveries.handed_back(body), |_| true).await {
             Ok(count) => Some(count),
             Err(e) => {
