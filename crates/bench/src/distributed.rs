@@ -151,6 +151,10 @@ pub struct DistributedReport {
     pub rounds: Vec<Round>,
     /// Median of the rounds' ratios to their ceilings (when measured).
     pub median_ratio: Option<f64>,
+    /// hop-ceiling variant b (a hop without statuses) at the same number of chains, run once
+    /// after the `compact` and `off` phases (with `ceiling_exe`): their bound on this box.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling_b_hops_per_s: Option<f64>,
     /// (d) peak RSS (`VmHWM`) of the worker process after (b), MiB.
     pub worker_peak_rss_mb_after_chains: f64,
     /// Peak RSS at the end of all phases, MiB.
@@ -398,7 +402,7 @@ async fn phases(
                         opts.rounds,
                         opts.chains
                     ));
-                    let c = run_ceiling(exe, opts.chains, opts.ceiling_secs).await?;
+                    let c = run_ceiling(exe, "c", opts.chains, opts.ceiling_secs).await?;
                     procfs::quiet_gate(15.0, opts.quiet_wait_secs).await;
                     Some(c)
                 }
@@ -442,6 +446,16 @@ async fn phases(
             } else {
                 report.chains_off = Some(r);
             }
+            procfs::quiet_gate(15.0, opts.quiet_wait_secs).await;
+        }
+        if let Some(exe) = &opts.ceiling_exe {
+            progress(&format!(
+                "(b) hop-ceiling variant b K={}: the bound of a hop without statuses",
+                opts.chains
+            ));
+            let b = run_ceiling(exe, "b", opts.chains, opts.ceiling_secs).await?;
+            progress(&format!("(b) hop-ceiling variant b: {b:.0} hops/s"));
+            report.ceiling_b_hops_per_s = Some(b);
             procfs::quiet_gate(15.0, opts.quiet_wait_secs).await;
         }
     }

@@ -11,6 +11,7 @@
 
 pub mod distributed;
 pub mod embedded;
+mod headline;
 pub mod procfs;
 pub mod starts;
 pub mod stats;
@@ -26,7 +27,7 @@ pub use distributed::scaling::{ScalingHeadline, ScalingOptions, ScalingReport};
 pub use distributed::{DistributedOptions, DistributedReport};
 pub use embedded::{EmbeddedOptions, EmbeddedReport};
 
-use stats::r3;
+pub use headline::Headline;
 use targets::{
     TARGET_CEILING_FRACTION, TARGET_COMPACT_HOPS_PER_S, TARGET_EMBEDDED_HOPS_PER_S,
     TARGET_EMBEDDED_ONE_CHAIN_HOPS_PER_S, TARGET_FANOUT_JOIN_MS, TARGET_HOP_P50_MS,
@@ -128,66 +129,6 @@ pub struct Report {
     pub scaling_headline: ScalingHeadline,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scaling: Option<ScalingReport>,
-}
-
-/// The headline figures of a run, one per target.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Headline {
-    /// (a) sequential hop latency, ms.
-    pub hop_p50_ms: Option<f64>,
-    pub hop_p99_ms: Option<f64>,
-    /// (b) hops/s with the chains in flight, and its ratio to the ceiling.
-    pub hops_per_s: Option<f64>,
-    pub ceiling_ratio: Option<f64>,
-    /// (b) with `compact` statuses, and with statuses `off` (RFC 0011), hops/s.
-    pub hops_per_s_compact: Option<f64>,
-    pub hops_per_s_off: Option<f64>,
-    /// (c) one fan-out → join execution, seconds (p50).
-    pub fanout_join_s: Option<f64>,
-    /// (d) worker peak RSS after (b), MiB.
-    pub worker_rss_mb: Option<f64>,
-    /// (e) embedded hops/s: the lowest of its phases that ran.
-    pub embedded_hops_per_s: Option<f64>,
-    /// The chain's start message with the workflow inline, and by reference (RFC 0011), bytes.
-    pub start_bytes_inline: Option<usize>,
-    pub start_bytes_by_reference: Option<usize>,
-}
-
-impl Headline {
-    fn of(
-        distributed: Option<&DistributedReport>,
-        embedded: &EmbeddedReport,
-        ceiling_hops: f64,
-    ) -> Self {
-        let ran = |n: usize| n > 0;
-        let seq = distributed.filter(|d| ran(d.sequential.executions));
-        let chains = distributed.filter(|d| ran(d.chains.chains));
-        let fanout = distributed.filter(|d| ran(d.fanout.executions));
-        let embedded_min = [&embedded.sequential, &embedded.chains, &embedded.fanout]
-            .iter()
-            .filter(|p| p.executions > 0)
-            .map(|p| p.hops_per_s)
-            .reduce(f64::min);
-        Self {
-            hop_p50_ms: seq.map(|d| r3(d.sequential.hop_ms.p50)),
-            hop_p99_ms: seq.map(|d| r3(d.sequential.hop_ms.p99)),
-            hops_per_s: chains.map(|d| r3(d.chains.hops_per_s)),
-            ceiling_ratio: chains
-                .filter(|_| ceiling_hops > 0.0)
-                .map(|d| r3(d.median_ratio.unwrap_or(d.chains.hops_per_s / ceiling_hops))),
-            hops_per_s_compact: chains
-                .and_then(|d| d.chains_compact.as_ref())
-                .map(|r| r3(r.hops_per_s)),
-            hops_per_s_off: chains
-                .and_then(|d| d.chains_off.as_ref())
-                .map(|r| r3(r.hops_per_s)),
-            fanout_join_s: fanout.map(|d| r3(d.fanout.execution_ms.p50 / 1e3)),
-            worker_rss_mb: chains.map(|d| r3(d.worker_peak_rss_mb_after_chains)),
-            embedded_hops_per_s: embedded_min.map(r3),
-            start_bytes_inline: None,
-            start_bytes_by_reference: None,
-        }
-    }
 }
 
 impl Report {
@@ -412,6 +353,19 @@ impl Report {
                             Some(hops >= target),
                         );
                     }
+                }
+                if let (Some(b), Some(off), Some(compact)) = (
+                    self.headline.ceiling_b_hops_per_s,
+                    self.headline.off_ceiling_b_ratio,
+                    self.headline.compact_ceiling_b_ratio,
+                ) {
+                    row(
+                        &mut s,
+                        "    ceiling (b) K=64 (no statuses); off, compact share",
+                        format!("{b:.0}; {off:.2} / {compact:.2}"),
+                        String::new(),
+                        None,
+                    );
                 }
                 row(
                     &mut s,

@@ -13,6 +13,7 @@ pub mod metrics_names;
 pub mod service;
 pub mod settings;
 mod settle;
+mod start;
 pub mod transport;
 pub mod watchdog;
 

@@ -17,16 +17,25 @@ use crate::procfs::{CpuWindow, Snapshot, Watched};
 use crate::stats::Summary;
 use crate::workflows;
 
-/// Runs hop-ceiling (variant c, `chains` chains) and returns its hops/s.
+/// Runs hop-ceiling (`variant` `c`: a hop with two statuses, the bound of `full`; `b`: a hop
+/// without statuses, the bound of `off`) with `chains` chains and returns its hops/s.
 pub(super) async fn run_ceiling(
     exe: &std::path::Path,
+    variant: &str,
     chains: usize,
     secs: f64,
 ) -> anyhow::Result<f64> {
     let mut cmd = Command::new(exe);
-    cmd.args(["--variant", "c", "--warmup", "2", "--tag", "baton-bench"])
-        .args(["--chains", &chains.to_string(), "--secs", &secs.to_string()])
-        .stdin(Stdio::null());
+    cmd.args([
+        "--variant",
+        variant,
+        "--warmup",
+        "2",
+        "--tag",
+        "baton-bench",
+    ])
+    .args(["--chains", &chains.to_string(), "--secs", &secs.to_string()])
+    .stdin(Stdio::null());
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await?
         .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", exe.display()))?;

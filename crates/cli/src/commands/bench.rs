@@ -62,7 +62,8 @@ pub struct BenchArgs {
     pub rounds: usize,
     /// The hop-ceiling executable: before each round of (b) it runs at K=64 (variant c, for
     /// --ceiling-secs) and the round's ratio is taken against that figure; the reported ratio is
-    /// the median of the rounds' ratios (as in `bench/RESULTS.md`).
+    /// the median of the rounds' ratios (as in `bench/RESULTS.md`). After the `compact` and
+    /// `off` phases it runs once more as variant b (no statuses), their bound on this box.
     #[arg(long)]
     pub ceiling_exe: Option<PathBuf>,
     /// Measurement window of each hop-ceiling run of --ceiling-exe, seconds.
