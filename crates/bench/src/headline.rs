@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::distributed::DistributedReport;
+use crate::distributed::{DistributedReport, ThroughputReport};
 use crate::embedded::EmbeddedReport;
 use crate::stats::r3;
 
@@ -55,7 +55,7 @@ impl Headline {
         let ceiling_b = chains.and_then(|d| d.ceiling_b_hops_per_s);
         let d_off = chains.and_then(|d| d.chains_off.as_ref());
         let d_compact = chains.and_then(|d| d.chains_compact.as_ref());
-        let share_of_b = |run: Option<&crate::distributed::ThroughputReport>| {
+        let share_of_b = |run: Option<&ThroughputReport>| {
             ceiling_b
                 .zip(run)
                 .filter(|(b, _)| *b > 0.0)
@@ -68,12 +68,8 @@ impl Headline {
             ceiling_ratio: chains
                 .filter(|_| ceiling_hops > 0.0)
                 .map(|d| r3(d.median_ratio.unwrap_or(d.chains.hops_per_s / ceiling_hops))),
-            hops_per_s_compact: chains
-                .and_then(|d| d.chains_compact.as_ref())
-                .map(|r| r3(r.hops_per_s)),
-            hops_per_s_off: chains
-                .and_then(|d| d.chains_off.as_ref())
-                .map(|r| r3(r.hops_per_s)),
+            hops_per_s_compact: d_compact.map(|r| r3(r.hops_per_s)),
+            hops_per_s_off: d_off.map(|r| r3(r.hops_per_s)),
             ceiling_b_hops_per_s: ceiling_b.map(r3),
             off_ceiling_b_ratio: share_of_b(d_off),
             compact_ceiling_b_ratio: share_of_b(d_compact),
@@ -89,7 +85,6 @@ impl Headline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::distributed::ThroughputReport;
 
     fn chains_at(hops_per_s: f64) -> Option<ThroughputReport> {
         Some(ThroughputReport {
