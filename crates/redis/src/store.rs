@@ -17,17 +17,16 @@
 //! `finish` sets `completed_ttl_secs` on every key; a write after `finish` (an `on_failure`
 //! node) copies the remaining TTL onto the keys it touches, so nothing outlives the execution.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use baton_core::message::ExecutionStatus;
 use baton_engine::ports::{
     CommitOutcome, CommittedHop, ExecutionIdentity, ExecutionStart, ExecutionStore, FinalContext,
-    Handoff, HeldClaim, HopClaim, HopClaimOutcome, HopCommit, HopStart, JoinArrival, JoinOutcome,
-    Lifecycle, PortError, RunCommitOutcome, ScopedKey, StartState,
+    HeldClaim, HopClaim, HopClaimOutcome, HopCommit, HopStart, JoinArrival, JoinOutcome, Lifecycle,
+    PortError, RunCommitOutcome, ScopedKey, StartState,
 };
-use redis::{Script, ScriptInvocation, Value as R};
+use redis::{ScriptInvocation, Value as R};
 use serde_json::{Map, Value};
 
 use crate::connect::{RedisConnection, RedisTarget, Timeouts};
@@ -36,99 +35,20 @@ use crate::reply;
 use crate::{DefinitionStore, Error, RedisCatalog, TimerStore};
 
 mod cancels;
+mod decode;
+mod options;
 mod run_commit;
+mod scripts;
+
+pub(crate) use decode::status_name;
+use decode::{LIFECYCLE_FIELDS, field, handoff_of, lifecycle_of, pending_of, running_ttl_secs};
+pub use options::RedisOptions;
+pub(crate) use scripts::{ExecKeys, SCRIPTS};
 
 /// Separates the scope from the context key in a `ctx` field.
 const SEP: char = '\u{1f}';
 /// How often `finish` re-reads the dynamic keys when joins keep arriving while it runs.
 pub(crate) const FINISH_ATTEMPTS: usize = 16;
-
-/// Connection and key options.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisOptions {
-    /// First segment of every key and of the cancellation channel (default `baton`). Must not
-    /// contain `{` or `}`.
-    pub key_prefix: String,
-    /// TTL put on every key of an execution when it finishes (default one day; 0 = no TTL).
-    pub completed_ttl_secs: u64,
-    /// How long one command may wait for its reply (default 5 s).
-    pub response_timeout_ms: u64,
-    /// How long one connection attempt may take (default 2 s).
-    pub connect_timeout_ms: u64,
-    /// Treat even a single URL as a Redis Cluster seed (`BATON_REDIS_CLUSTER`; a list of
-    /// several URLs is always a cluster).
-    pub cluster: bool,
-    /// Hash-tagged buckets the durable timers are spread over (`BATON_REDIS_BUCKETS`, default
-    /// 16, at least 1), so that no cluster slot holds them all. Every process of a deployment
-    /// must use the same number.
-    pub buckets: u32,
-    /// Cluster only: how long a write a hop relies on may wait for a replica's acknowledgement
-    /// (`BATON_REDIS_WAIT_MS`, default 200; 0 = never wait). Ignored on a single node.
-    pub replication_wait_ms: u64,
-}
-
-impl Default for RedisOptions {
-    fn default() -> Self {
-        Self {
-            key_prefix: "baton".into(),
-            completed_ttl_secs: 86_400,
-            response_timeout_ms: 5_000,
-            connect_timeout_ms: 2_000,
-            cluster: false,
-            buckets: crate::buckets::DEFAULT_BUCKETS,
-            replication_wait_ms: 200,
-        }
-    }
-}
-
-pub(crate) struct Scripts {
-    pub(crate) start: Script,
-    pub(crate) read: Script,
-    pub(crate) begin_hop: Script,
-    pub(crate) mark_handoff_published: Script,
-    pub(crate) read_exact: Script,
-    pub(crate) commit: Script,
-    pub(crate) join: Script,
-    pub(crate) signal: Script,
-    pub(crate) finish: Script,
-    pub(crate) mark_completion_sent: Script,
-    pub(crate) claim_completion: Script,
-    pub(crate) adopt_completion: Script,
-    pub(crate) final_context: Script,
-    pub(crate) mark_started: Script,
-}
-
-pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    start: Script::new(include_str!("lua/start.lua")),
-    read: Script::new(include_str!("lua/read.lua")),
-    begin_hop: Script::new(include_str!("lua/begin_hop.lua")),
-    mark_handoff_published: Script::new(include_str!("lua/mark_handoff_published.lua")),
-    read_exact: Script::new(include_str!("lua/read_exact.lua")),
-    commit: Script::new(concat!(
-        include_str!("lua/commit_apply.lua"),
-        include_str!("lua/commit.lua")
-    )),
-    join: Script::new(include_str!("lua/join.lua")),
-    signal: Script::new(include_str!("lua/signal.lua")),
-    finish: Script::new(include_str!("lua/finish.lua")),
-    mark_completion_sent: Script::new(include_str!("lua/mark_completion_sent.lua")),
-    claim_completion: Script::new(include_str!("lua/claim_completion.lua")),
-    adopt_completion: Script::new(include_str!("lua/adopt_completion.lua")),
-    final_context: Script::new(include_str!("lua/final_context.lua")),
-    // Only on an existing execution: never leave a stray key without TTL.
-    mark_started: Script::new(
-        "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'published', '1') end return 1",
-    ),
-});
-
-/// The fixed keys of one execution.
-pub(crate) struct ExecKeys {
-    pub(crate) meta: String,
-    pub(crate) ctx: String,
-    pub(crate) top: String,
-    pub(crate) hops: String,
-    pub(crate) keys: String,
-}
 
 /// The Redis execution store; cheap to clone (one shared, self-reconnecting connection).
 #[derive(Clone)]
@@ -332,52 +252,6 @@ impl RedisStore {
             .arg(keys);
         reply::tagged(self.invoke(&inv, true).await?)
     }
-}
-
-fn field(scope: &str, key: &str) -> String {
-    let mut f = String::with_capacity(scope.len() + 1 + key.len());
-    f.push_str(scope);
-    f.push(SEP);
-    f.push_str(key);
-    f
-}
-
-pub(crate) fn status_name(status: ExecutionStatus) -> &'static str {
-    status.as_str()
-}
-
-/// The meta fields a [`Lifecycle`] is read from, in [`lifecycle_of`]'s order.
-const LIFECYCLE_FIELDS: [&str; 4] = ["started_at", "status", "reason", "completion_sent"];
-
-/// The meta hash's `pending` field (absent: 0).
-fn pending_of(field: Option<&str>) -> Result<i64, Error> {
-    field.map_or(Ok(0), |p| {
-        p.parse()
-            .map_err(|_| Error::Protocol(format!("pending is `{p}`")))
-    })
-}
-
-fn lifecycle_of(fields: &[Option<String>]) -> Result<Lifecycle, Error> {
-    let [started, status, reason, sent] = fields else {
-        return Err(Error::Protocol(format!(
-            "HMGET of the lifecycle answered {} fields",
-            fields.len()
-        )));
-    };
-    Ok(match (started, status) {
-        (None, _) => Lifecycle::Unknown,
-        (Some(_), None) => Lifecycle::Running,
-        (Some(_), Some(status)) => Lifecycle::Finished {
-            status: parse_status(status)?,
-            reason: reason.clone(),
-            completion_sent: sent.is_some(),
-        },
-    })
-}
-
-fn parse_status(s: &str) -> Result<ExecutionStatus, Error> {
-    serde_json::from_value(Value::String(s.to_string()))
-        .map_err(|_| Error::Protocol(format!("unknown execution status `{s}`")))
 }
 
 #[async_trait]
@@ -751,30 +625,5 @@ impl ExecutionStore for RedisStore {
             context: reply::map(rest)?,
             started_at_ms: started,
         })
-    }
-}
-
-/// A recorded handoff: empty when the commit recorded none.
-fn handoff_of(stored: &str) -> Result<Option<Handoff>, PortError> {
-    if stored.is_empty() {
-        return Ok(None);
-    }
-    Handoff::decode(stored).map(Some)
-}
-
-/// How long the keys of a running execution live: until its deadline plus the retention of a
-/// finished execution (the deadline timer fails it by then, and `finish` sets the usual TTL);
-/// 0 (no TTL) without a deadline, so a wait of any length keeps its state.
-fn running_ttl_secs(
-    deadline_at_ms: Option<u64>,
-    started_at_ms: u64,
-    finished_ttl_secs: u64,
-) -> u64 {
-    match deadline_at_ms {
-        Some(deadline) => deadline
-            .saturating_sub(started_at_ms)
-            .div_ceil(1000)
-            .saturating_add(finished_ttl_secs.max(3_600)),
-        None => 0,
     }
 }

@@ -20,6 +20,10 @@ use super::model::{
 };
 use super::{History, HistoryError, IdempotentStart, ListQuery, Page, WebhookRecord};
 
+mod private_file;
+
+use private_file::{restrict_mode, write_private};
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Stored {
     summary: Summary,
@@ -286,42 +290,6 @@ impl MemoryHistory {
         s.records
             .entry(execution_id.to_string())
             .or_insert_with(|| unreachable_record(execution_id))
-    }
-}
-
-/// Writes `bytes` to a new file readable by its owner only (the state holds sealed secrets and
-/// every execution's data).
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    // The mode above applies only to a file it creates (a leftover may be wider).
-    restrict_mode(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-/// Makes an existing file readable by its owner only; nothing when it does not exist.
-fn restrict_mode(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        match std::fs::metadata(path) {
-            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            }
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        Ok(())
     }
 }
 
@@ -641,55 +609,4 @@ impl History for MemoryHistory {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use baton_engine::ManualClock;
-    use std::time::Duration;
-
-    #[tokio::test]
-    async fn a_webhook_message_id_is_refused_until_its_window_has_passed_on_the_clock() {
-        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
-        let history = MemoryHistory::new(10, 60).with_clock(clock.clone());
-        assert!(
-            history
-                .claim_webhook_message("wf", "m1", 600)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !history
-                .claim_webhook_message("wf", "m1", 600)
-                .await
-                .unwrap()
-        );
-        assert!(
-            history
-                .claim_webhook_message("other", "m1", 600)
-                .await
-                .unwrap(),
-            "ids are per workflow"
-        );
-        clock.advance(Duration::from_secs(599));
-        assert!(
-            !history
-                .claim_webhook_message("wf", "m1", 600)
-                .await
-                .unwrap()
-        );
-        clock.advance(Duration::from_secs(1));
-        assert!(
-            history
-                .claim_webhook_message("wf", "m1", 600)
-                .await
-                .unwrap()
-        );
-        history.release_webhook_message("wf", "m1").await.unwrap();
-        assert!(
-            history
-                .claim_webhook_message("wf", "m1", 600)
-                .await
-                .unwrap(),
-            "a released id may be delivered again"
-        );
-    }
-}
+mod tests;
