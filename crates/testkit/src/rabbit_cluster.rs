@@ -173,11 +173,17 @@ impl Drop for RabbitCluster {
     }
 }
 
-/// A first port `p` in 30000..45000 with `p..p+3` and their distribution ports (`+20000`) free.
+/// A first port `p` in 10000..12765 with `p..p+3` and their distribution ports (`+20000`)
+/// free: all six below Linux's ephemeral range (32768 and up by default). A port in that range
+/// that is free when checked can be handed to an outgoing connection before the node binds it,
+/// and a node whose distribution port is taken dies before it logs a line: the likely cause of
+/// a CI run (2026-12-06) where one node of three never came up and left no log.
 fn free_block() -> Option<u16> {
+    const FIRST: u16 = 10_000;
+    const SPAN: u16 = 32_768 - 20_000 - 3 - FIRST;
     for _ in 0..50 {
         let seed = u16::from_str_radix(&short_unique_id("", 4), 16).unwrap_or(0);
-        let base = 30_000 + seed % 15_000;
+        let base = FIRST + seed % SPAN;
         let all_free = (0..3).all(|i| {
             let port = base + i;
             port_free(port) && port_free(port + 20_000)
